@@ -1,0 +1,22 @@
+"""Lookout detectors: pure-Python, River-style anomaly detection and alerting.
+
+Nothing in this package imports Faust, Kafka or Prometheus code: everything that decides
+*whether* to alert lives here and is shared by the live worker and replay.
+"""
+from .config import DetectorConfig, load_config
+from .engine import Engine, Verdict
+from .events import Event, InvalidEvent, parse_event
+from .univariate import RatioDetector, SeasonalDetector, make_detector
+
+__all__ = [
+    "DetectorConfig",
+    "Engine",
+    "Event",
+    "InvalidEvent",
+    "RatioDetector",
+    "SeasonalDetector",
+    "Verdict",
+    "load_config",
+    "make_detector",
+    "parse_event",
+]

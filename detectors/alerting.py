@@ -1,0 +1,291 @@
+"""Alert lifecycle: per customer, anomalous signals -> incidents -> firing / resolved alerts.
+
+An *interval* is anomalous when at least one alerting signal passes its gates (calibrated score
+threshold, magnitude, volume). An incident opens when ``open_n`` of the last ``open_m``
+intervals were anomalous (the current one included) and resolves after ``recovery_intervals``
+normal intervals in a row. While open it re-notifies only when its severity escalates. Its
+``alert_id`` depends only on the customer and the event time the incident started, so a replay
+of the same events -- or an at-least-once redelivery -- yields the same ids.
+
+>>> alert_id("acme", 1767607200.0)
+'39b3b6ed530df191'
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .config import SIGNALS, AlertingConfig, SignalConfig
+from .events import Event, format_ts
+from .signals import LABELS, UNITS
+from .univariate import Assessment
+
+SEVERITIES = ("info", "warning", "critical")
+SCHEMA = "lookout.alert/v1"
+#: rate floor when turning a ratio change into a magnitude (avoids dividing by ~0)
+MIN_RATE = 1e-4
+#: signals whose impact on end users is indirect: their severity is capped at warning
+#: unless the customer is major
+INDIRECT = frozenset({"error_4xx", "cache_hit", "bytes"})
+#: expected requests per interval below which a customer is small (one severity step down)
+SMALL_CUSTOMER_REQUESTS = 100.0
+
+#: origin status code -> what support should check first
+ORIGIN_HINTS = {
+    "520": "origin returned an empty/unknown response (520): check origin application logs and crashes",
+    "521": "origin refused connections (521): origin web server down or firewall blocking edge IPs",
+    "522": "origin unreachable (522, connection timed out): origin host down, overloaded or firewalled",
+    "523": "origin unreachable (523): DNS or routing problem to the origin address",
+    "524": "origin timed out after connecting (524): slow origin application or long-running requests",
+    "525": "TLS handshake with origin failed (525): TLS misconfiguration at origin (ciphers, SNI)",
+    "526": "invalid origin certificate (526): expired or untrusted certificate at origin",
+    "530": "origin DNS/host resolution error (530): check the origin hostname configuration",
+    "502": "bad gateway from origin (502): origin or its upstream returning invalid responses",
+    "503": "origin overloaded or in maintenance (503)",
+    "504": "gateway timeout from origin (504): origin too slow to answer",
+}
+
+
+def alert_id(customer_id: str, started_at: float) -> str:
+    """Deterministic incident id: same customer and start interval -> same id."""
+    return hashlib.sha256(f"{customer_id}|{int(started_at)}".encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Finding:
+    """One signal judged anomalous in one interval."""
+
+    signal: str
+    ts: float
+    a: Assessment
+
+    @property
+    def magnitude(self) -> float:
+        return magnitude(self.signal, self.a.value, self.a.expected)
+
+
+def magnitude(signal: str, value: float, expected: float) -> float:
+    """How many times worse than expected (>= 1), direction-aware."""
+    kind, direction = SIGNALS[signal]
+    if kind == "ratio":
+        if direction == "down":
+            return max(expected, MIN_RATE) / max(value, MIN_RATE)
+        return max(value, MIN_RATE) / max(expected, MIN_RATE)
+    v, e = max(value, 1e-9), max(expected, 1e-9)
+    return max(v / e, e / v) if direction == "both" else v / e
+
+
+def passes_gates(signal: str, a: Assessment, requests: int, sc: SignalConfig) -> bool:
+    """Whether one scored signal counts as anomalous for alerting (score, magnitude, volume)."""
+    if a.score < sc.threshold or requests < sc.min_requests:
+        return False
+    v, e = a.value, a.expected
+    if not (math.isfinite(v) and math.isfinite(e)):
+        return False
+    kind, direction = SIGNALS[signal]
+    if kind == "ratio":
+        if a.excess < sc.min_events:
+            return False
+        diff = (v - e) if direction != "down" else (e - v)
+        return diff >= sc.min_abs_change and diff >= sc.min_rel_change * max(e if direction != "down" else e, MIN_RATE)
+    if abs(v - e) < sc.min_abs_change:
+        return False
+    if direction == "up" or (direction == "both" and v >= e):
+        return v >= e * (1.0 + sc.min_rel_change)
+    return v <= e * (1.0 - min(sc.min_rel_change, 0.95))
+
+
+def severity_for(findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> str:
+    """Severity from the worst magnitude and the customer's traffic."""
+    best = 0
+    for f in findings:
+        m = f.magnitude
+        level = 2 if m >= cfg.critical_magnitude else 1 if m >= cfg.warning_magnitude else 0
+        if f.signal in INDIRECT or (f.signal == "requests" and f.a.value > f.a.expected):
+            level = min(level, 1)
+        best = max(best, level)
+    if expected_requests >= cfg.major_customer_requests:
+        best = min(best + 1, 2)
+    elif expected_requests < SMALL_CUSTOMER_REQUESTS:
+        best = max(best - 1, 0)
+    return SEVERITIES[best]
+
+
+def diagnose(signals: set[str], event: Event | None, findings: Mapping[str, Finding]) -> str:
+    """A short first hint for support, from which signals moved and the origin status codes."""
+    hints: list[str] = []
+    if event is not None and event.origin_errors and ({"origin_errors", "error_5xx"} & signals):
+        total = event.origin_errors_total
+        code, n = max(event.origin_errors.items(), key=lambda kv: kv[1])
+        share = n / total if total else 0.0
+        hint = ORIGIN_HINTS.get(code, f"origin status {code} dominates")
+        hints.append(f"{hint} [{code} = {share:.0%} of origin errors]")
+    elif "error_5xx" in signals:
+        hints.append("5xx without matching origin errors: edge/application errors, check recent config deploys")
+    if "requests" in signals and "requests" in findings:
+        f = findings["requests"]
+        if f.a.value < f.a.expected:
+            hints.append("traffic drop: DNS or routing change, customer-side outage, or blocked clients")
+        else:
+            hints.append("traffic surge: possible attack or bot traffic (check WAF / rate limits) or a viral event")
+    if "latency_p99" in signals and not hints:
+        hints.append("latency up without errors: slow origin or congested path, check origin response times")
+    elif "latency_p99" in signals:
+        hints.append("latency up as well")
+    if "cache_hit" in signals:
+        hints.append("cache-hit collapse: cache rules changed, cache purge, or uncacheable responses (Set-Cookie / Cache-Control)")
+    if "error_4xx" in signals:
+        hints.append("4xx rise: broken links or deploy, auth failures, or WAF blocks")
+    if "bytes" in signals and len(hints) == 0:
+        hints.append("bytes served changed: object sizes or content mix changed")
+    return "; ".join(hints) if hints else "anomaly without a known pattern: look at the customer dashboard"
+
+
+def fmt_value(signal: str, v: float) -> str:
+    unit = UNITS[signal]
+    if not math.isfinite(v):
+        return "n/a"
+    if unit == "ratio":
+        return f"{v:.2%}"
+    if unit == "ms":
+        return f"{v:,.0f} ms"
+    if unit == "bytes":
+        for u in ("B", "KB", "MB", "GB", "TB"):
+            if abs(v) < 1000:
+                return f"{v:,.0f} {u}"
+            v /= 1000.0
+        return f"{v:,.0f} PB"
+    return f"{v:,.0f}"
+
+
+@dataclass(slots=True)
+class Incident:
+    customer_id: str
+    alert_id: str
+    started_at: float
+    interval_s: int
+    severity: str
+    notification: int = 1
+    normal_run: int = 0
+    findings: dict[str, Finding] = field(default_factory=dict)  # latest finding per signal
+    peak_score: float = 0.0
+
+
+@dataclass(slots=True)
+class Tracker:
+    """Per-customer lifecycle state (small: a bitmask, a few timestamps, the open incident)."""
+
+    hist: int = 0  # bit i set = interval i steps ago was anomalous
+    recent: list = field(default_factory=list)  # [(ts, [Finding, ...])] of anomalous intervals in the window
+    incident: Incident | None = None
+
+
+def _alert(inc: Incident, status: str, event: Event, expected_requests: float, resolved_at: float | None = None) -> dict[str, Any]:
+    findings = inc.findings
+    primary = max(findings.values(), key=lambda f: (f.signal not in INDIRECT, f.a.score, f.magnitude))
+    sigs = sorted(findings, key=lambda s: -findings[s].a.score)
+    details = {
+        s: {
+            "observed": _num(f.a.value),
+            "expected": _num(f.a.expected),
+            "band": [_num(f.a.lo), _num(f.a.hi)],
+            "score": round(f.a.score, 6),
+            "unit": UNITS[s],
+            "direction": SIGNALS[s][1],
+            "since": format_ts(f.ts),
+        }
+        for s, f in findings.items()
+    }
+    parts = []
+    for s in sigs:
+        f = findings[s]
+        parts.append(
+            f"{LABELS[s]} {fmt_value(s, f.a.value)} vs expected {fmt_value(s, f.a.expected)} "
+            f"(band {fmt_value(s, f.a.lo)}-{fmt_value(s, f.a.hi)}, score {f.a.score:.4f})"
+        )
+    since = format_ts(inc.started_at)
+    diagnosis = diagnose(set(findings), event, findings)
+    if status == "firing":
+        summary = f"{inc.customer_id}: {LABELS[primary.signal]} anomaly ({inc.severity}) since {since}"
+        explanation = f"Since {since}: " + "; ".join(parts) + "."
+    else:
+        summary = f"{inc.customer_id}: resolved, {LABELS[primary.signal]} back to normal at {format_ts(resolved_at)}"
+        explanation = (
+            f"Incident from {since} to {format_ts(resolved_at)} "
+            f"({(resolved_at - inc.started_at) / inc.interval_s:.0f} intervals). Last anomalous: " + "; ".join(parts) + "."
+        )
+    return {
+        "schema": SCHEMA,
+        "alert_id": inc.alert_id,
+        "status": status,
+        "customer_id": inc.customer_id,
+        "signal": primary.signal,
+        "signals": sigs,
+        "severity": inc.severity,
+        "score": round(inc.peak_score, 6),
+        "observed": _num(primary.a.value),
+        "expected": _num(primary.a.expected),
+        "band": [_num(primary.a.lo), _num(primary.a.hi)],
+        "unit": UNITS[primary.signal],
+        "started_at": since,
+        "event_ts": format_ts(event.ts),
+        "resolved_at": format_ts(resolved_at) if resolved_at is not None else None,
+        "interval_s": inc.interval_s,
+        "notification": inc.notification,
+        "expected_requests": _num(expected_requests),
+        "summary": summary,
+        "explanation": explanation,
+        "diagnosis": diagnosis,
+        "details": details,
+    }
+
+
+def _num(v: float) -> float | None:
+    return round(float(v), 6) if math.isfinite(v) else None
+
+
+def step(tr: Tracker, event: Event, findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> list[dict[str, Any]]:
+    """Advance one customer's lifecycle by one interval; return the alerts to emit (0 or 1)."""
+    flag = bool(findings)
+    mask = (1 << cfg.open_m) - 1
+    tr.hist = ((tr.hist << 1) | flag) & mask
+    horizon = event.ts - (cfg.open_m - 1) * event.interval_s
+    if flag:
+        tr.recent.append((event.ts, findings))
+    if tr.recent and tr.recent[0][0] < horizon:
+        tr.recent = [r for r in tr.recent if r[0] >= horizon]
+    inc = tr.incident
+    if inc is None:
+        if flag and bin(tr.hist).count("1") >= cfg.open_n:
+            started = tr.recent[0][0]
+            inc = Incident(event.customer_id, alert_id(event.customer_id, started), started, event.interval_s, "info")
+            for _, fs in tr.recent:
+                for f in fs:
+                    inc.findings[f.signal] = f
+                    inc.peak_score = max(inc.peak_score, f.a.score)
+            inc.severity = severity_for(list(inc.findings.values()), expected_requests, cfg)
+            tr.incident = inc
+            return [_alert(inc, "firing", event, expected_requests)]
+        return []
+    if flag:
+        inc.normal_run = 0
+        for f in findings:
+            inc.findings[f.signal] = f
+            inc.peak_score = max(inc.peak_score, f.a.score)
+        sev = severity_for(findings, expected_requests, cfg)
+        if SEVERITIES.index(sev) > SEVERITIES.index(inc.severity):
+            inc.severity = sev
+            inc.notification += 1
+            return [_alert(inc, "firing", event, expected_requests)]
+        return []
+    inc.normal_run += 1
+    if inc.normal_run >= cfg.recovery_intervals:
+        inc.notification += 1
+        resolved_at = event.ts - (inc.normal_run - 1) * event.interval_s
+        tr.incident = None
+        tr.hist = 0
+        tr.recent = []
+        return [_alert(inc, "resolved", event, expected_requests, resolved_at=resolved_at)]
+    return []

@@ -1,0 +1,119 @@
+"""The one detection code path: validated events in, per-signal scores and alerts out.
+
+The live Faust worker and ``lookout replay`` both feed events to :meth:`Engine.process`
+(or :meth:`Engine.process_many`); nothing else decides whether to alert.
+
+>>> from detectors.events import parse_event
+>>> eng = Engine()
+>>> v = eng.process(parse_event({"customer_id": "c1", "ts": 0, "requests": 10,
+...                              "status_4xx": 0, "status_5xx": 0}))
+>>> v.outcome, v.alerts
+('warming', [])
+>>> eng.process(parse_event({"customer_id": "c1", "ts": 0, "requests": 10,
+...                          "status_4xx": 0, "status_5xx": 0})).outcome
+'duplicate'
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Iterable, NamedTuple
+
+from . import alerting
+from .config import DetectorConfig
+from .events import Event
+from .signals import build_models, derive
+
+#: outcomes of one event (also the ``outcome`` label of the worker's events counter)
+OUTCOMES = ("scored", "warming", "duplicate")
+
+
+class Verdict(NamedTuple):
+    outcome: str  # one of OUTCOMES
+    scores: dict[str, float]  # calibrated score per *warm* signal
+    alerts: list[dict[str, Any]]  # alerts to emit (``alerts`` topic schema)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    models: dict[str, Any]
+    tracker: alerting.Tracker
+    last_ts: float | None = None
+    interval_s: int = 60
+
+
+class Engine:
+    """Per-customer models + alert lifecycle, for any number of customers.
+
+    Events of one customer must arrive in event-time order (Kafka's per-key ordering gives
+    that); an event not newer than the customer's last one is a ``duplicate`` and is ignored,
+    which makes at-least-once redelivery harmless.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None):
+        self.config = config or DetectorConfig()
+        self._enabled = {s for s, c in self.config.signals.items() if c.enabled}
+        self._alerting = {s for s, c in self.config.signals.items() if c.enabled and c.alert}
+        self.customers: dict[str, CustomerState] = {}
+
+    # -- processing ----------------------------------------------------------------
+    def process(self, e: Event) -> Verdict:
+        st = self.customers.get(e.customer_id)
+        if st is None:
+            st = CustomerState(build_models(self.config.model, self._enabled), alerting.Tracker())
+            self.customers[e.customer_id] = st
+        elif st.last_ts is not None and e.ts <= st.last_ts:
+            return Verdict("duplicate", {}, [])
+        st.last_ts = e.ts
+        st.interval_s = e.interval_s
+        cfg_signals = self.config.signals
+        scores: dict[str, float] = {}
+        findings: list[alerting.Finding] = []
+        warm_any = False
+        expected_requests = float(e.requests)
+        for name, x in derive(e).items():
+            model = st.models.get(name)
+            if model is None:
+                continue
+            a = model.update(x)
+            if not model.warm:
+                continue
+            warm_any = True
+            scores[name] = a.score
+            if name == "requests":
+                expected_requests = a.expected
+            if name in self._alerting and alerting.passes_gates(name, a, e.requests, cfg_signals[name]):
+                findings.append(alerting.Finding(name, e.ts, a))
+        if not warm_any:
+            return Verdict("warming", scores, [])
+        alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
+        return Verdict("scored", scores, alerts)
+
+    def process_many(self, events: Iterable[Event]) -> list[dict[str, Any]]:
+        """Process events in order; return all alerts they produce."""
+        out: list[dict[str, Any]] = []
+        for e in events:
+            out.extend(self.process(e).alerts)
+        return out
+
+    # -- introspection (metrics) ------------------------------------------------------
+    def series_counts(self) -> tuple[int, int]:
+        """(tracked series, series still warming up)."""
+        tracked = warming = 0
+        for st in self.customers.values():
+            for m in st.models.values():
+                tracked += 1
+                if not m.warm:
+                    warming += 1
+        return tracked, warming
+
+    def open_incidents(self) -> list[alerting.Incident]:
+        return [st.tracker.incident for st in self.customers.values() if st.tracker.incident is not None]
+
+    # -- persistence -------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """All per-customer state as bytes (restore with :meth:`restore`)."""
+        return pickle.dumps(self.customers, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        self.customers = pickle.loads(blob)

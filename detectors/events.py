@@ -1,0 +1,179 @@
+"""The ``request-metrics`` event contract: validation of one decoded JSON object.
+
+One event is one customer's traffic for one interval. Validation is strict about
+what the detectors rely on and lenient about the rest: unknown extra fields are
+ignored. Every rejection carries a short human-readable reason that ends up on
+the dead-letter topic.
+
+>>> e = parse_event({"customer_id": "acme", "ts": "2026-01-05T10:00:00Z",
+...                  "requests": 1000, "status_4xx": 12, "status_5xx": 3,
+...                  "origin_errors": {"522": 2}, "latency_p50_ms": 20.5,
+...                  "latency_p99_ms": 180.0, "cache_hits": 900, "bytes_out": 123456})
+>>> e.customer_id, e.ts, e.interval_s, e.origin_errors_total
+('acme', 1767607200.0, 60, 2)
+>>> parse_event({"customer_id": "acme", "ts": 0, "requests": 5, "status_4xx": 0, "status_5xx": 9})
+Traceback (most recent call last):
+...
+detectors.events.InvalidEvent: status_4xx + status_5xx (9) exceeds requests (5)
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+DEFAULT_INTERVAL_S = 60
+MAX_INTERVAL_S = 7 * 86400
+#: events further than this in the future (vs. the epoch seconds 2100-01-01) are rejected as garbage
+MAX_TS = 4102444800.0
+
+
+class InvalidEvent(ValueError):
+    """The event breaks the contract; ``str(exc)`` is the reason sent to the DLQ."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    customer_id: str
+    ts: float  # interval start, epoch seconds (UTC)
+    interval_s: int
+    requests: int
+    status_4xx: int
+    status_5xx: int
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    cache_hits: int | None = None
+    bytes_out: int | None = None
+    origin_errors: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def origin_errors_total(self) -> int:
+        return sum(self.origin_errors.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The event back as a contract JSON object (``ts`` as RFC 3339)."""
+        d: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "ts": format_ts(self.ts),
+            "interval_s": self.interval_s,
+            "requests": self.requests,
+            "status_4xx": self.status_4xx,
+            "status_5xx": self.status_5xx,
+        }
+        if self.origin_errors:
+            d["origin_errors"] = dict(self.origin_errors)
+        for k in ("latency_p50_ms", "latency_p99_ms", "cache_hits", "bytes_out"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        return d
+
+
+def format_ts(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC (``Z``), seconds precision unless fractional.
+
+    >>> format_ts(0)
+    '1970-01-01T00:00:00Z'
+    """
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    if ts != int(ts):
+        return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(value: Any) -> float:
+    """RFC 3339 string or epoch seconds → epoch seconds (float).
+
+    >>> parse_ts("2026-01-01T00:00:00Z"), parse_ts(1767225600), parse_ts("2026-01-01T01:00:00+01:00")
+    (1767225600.0, 1767225600.0, 1767225600.0)
+    """
+    if isinstance(value, bool):
+        raise InvalidEvent("ts must be an RFC 3339 string or epoch seconds, got a boolean")
+    if isinstance(value, (int, float)):
+        ts = float(value)
+    elif isinstance(value, str):
+        s = value.strip()
+        if s.endswith(("Z", "z")):
+            s = s[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise InvalidEvent(f"ts {value!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise InvalidEvent(f"ts {value!r} has no time zone (use Z or an offset)")
+        ts = dt.timestamp()
+    else:
+        raise InvalidEvent(f"ts must be an RFC 3339 string or epoch seconds, got {type(value).__name__}")
+    if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
+        raise InvalidEvent(f"ts {value!r} is out of range")
+    return ts
+
+
+def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:
+    v = obj.get(name)
+    if v is None:
+        if required:
+            raise InvalidEvent(f"missing required field {name!r}")
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidEvent(f"{name} must be a non-negative integer, got {type(v).__name__}")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise InvalidEvent(f"{name} must be an integer, got {v!r}")
+        v = int(v)
+    if v < 0:
+        raise InvalidEvent(f"{name} must be non-negative, got {v}")
+    return v
+
+
+def _ms(obj: Mapping[str, Any], name: str) -> float | None:
+    v = obj.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise InvalidEvent(f"{name} must be a non-negative number, got {v!r}")
+    return float(v)
+
+
+def parse_event(obj: Any) -> Event:
+    """Validate one decoded JSON value against the contract; raise :class:`InvalidEvent`."""
+    if not isinstance(obj, Mapping):
+        raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
+    cid = obj.get("customer_id")
+    if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
+        raise InvalidEvent(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
+    if "ts" not in obj:
+        raise InvalidEvent("missing required field 'ts'")
+    ts = parse_ts(obj["ts"])
+    interval = obj.get("interval_s", DEFAULT_INTERVAL_S)
+    if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_INTERVAL_S:
+        raise InvalidEvent(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {interval!r}")
+    requests = _count(obj, "requests")
+    s4 = _count(obj, "status_4xx")
+    s5 = _count(obj, "status_5xx")
+    if s4 + s5 > requests:
+        raise InvalidEvent(f"status_4xx + status_5xx ({s4 + s5}) exceeds requests ({requests})")
+    cache_hits = _count(obj, "cache_hits", required=False)
+    if cache_hits is not None and cache_hits > requests:
+        raise InvalidEvent(f"cache_hits ({cache_hits}) exceeds requests ({requests})")
+    bytes_out = _count(obj, "bytes_out", required=False)
+    p50 = _ms(obj, "latency_p50_ms")
+    p99 = _ms(obj, "latency_p99_ms")
+    raw_origin = obj.get("origin_errors")
+    origin: dict[str, int] = {}
+    if raw_origin is not None:
+        if not isinstance(raw_origin, Mapping):
+            raise InvalidEvent("origin_errors must be an object of status code -> count")
+        for code, n in raw_origin.items():
+            if not (isinstance(code, str) and code.isdigit() and len(code) == 3):
+                raise InvalidEvent(f"origin_errors key {code!r} is not a 3-digit status code")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise InvalidEvent(f"origin_errors[{code!r}] must be a non-negative integer, got {n!r}")
+            if n:
+                origin[code] = n
+        if sum(origin.values()) > requests:
+            raise InvalidEvent(f"origin_errors total ({sum(origin.values())}) exceeds requests ({requests})")
+    return Event(cid, ts, interval, requests, s4, s5, p50, p99, cache_hits, bytes_out, origin)

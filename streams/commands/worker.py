@@ -1,0 +1,45 @@
+"""``lookout worker``: run the Faust detection worker."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ..settings import Settings, SettingsError
+
+
+@click.command()
+@click.option("--bootstrap", help="Kafka bootstrap servers [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092]")
+@click.option("--web-port", type=int, help="Port of /metrics and /healthz [env LOOKOUT_WEB_PORT, default 6066]")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Worker data dir; one per worker on a machine")
+@click.option("--config", "detector_config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Detector config (YAML/TOML), the same format replay reads")
+@click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
+@click.option("--loglevel", "log_level", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+              help="Log level [default warn]")
+def worker(**opts):
+    """Consume `request-metrics`, detect anomalies per customer, emit alerts.
+
+    Alerts go to topic `alerts` (key = customer id), invalid events to `request-metrics-dlq`
+    with the reason. Prometheus metrics are served on http://HOST:WEB_PORT/metrics.
+    Every worker on one machine needs its own --web-port and --data-dir.
+
+    \b
+    Example:
+      lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
+    """
+    from detectors.config import ConfigError, load_config
+
+    try:
+        settings = Settings.from_env(**opts)
+        load_config(settings.detector_config)  # fail fast, in one line, on a bad config
+    except (SettingsError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    from faust import Worker
+
+    from ..app import create_app
+
+    logging.getLogger("lookout").info("settings: %s", settings.masked())
+    lookout = create_app(settings)
+    Worker(lookout.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

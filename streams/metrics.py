@@ -1,0 +1,60 @@
+"""Prometheus metrics of the worker, built against an injected registry.
+
+Names are in base units; labels are bounded (outcome, signal, severity, status -- never one
+value per customer for every customer).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detectors.config import SIGNALS
+
+SCORE_BUCKETS = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0)
+LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, float("inf"))
+PROC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
+
+
+class WorkerMetrics:
+    """All metrics of one worker. Give tests their own ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.events = Counter(
+            "lookout_events_total", "Events consumed, by outcome (scored, warming, duplicate, invalid)",
+            ["outcome"], registry=registry)
+        self.dlq = Counter(
+            "lookout_dlq_messages_total", "Messages parked on a dead-letter topic, by topic and reason kind",
+            ["topic", "kind"], registry=registry)
+        self.batch_seconds = Histogram(
+            "lookout_batch_processing_seconds", "Wall time to process one batch of events",
+            buckets=PROC_BUCKETS, registry=registry)
+        self.batch_events = Histogram(
+            "lookout_batch_size_events", "Events per processed batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, float("inf")), registry=registry)
+        self.lag = Histogram(
+            "lookout_event_lag_seconds", "Processing time minus the end of the event's interval (event-time lag)",
+            buckets=LAG_BUCKETS, registry=registry)
+        self.scores = Histogram(
+            "lookout_anomaly_score", "Calibrated anomaly score (1 - tail probability) per signal",
+            ["signal"], buckets=SCORE_BUCKETS, registry=registry)
+        self.alerts = Counter(
+            "lookout_alerts_total", "Alert notifications emitted, by status, severity and primary signal",
+            ["status", "severity", "signal"], registry=registry)
+        self.firing = Gauge(
+            "lookout_alerts_firing", "Open incidents by severity", ["severity"], registry=registry)
+        self.series = Gauge(
+            "lookout_series", "Per-customer signal series held in memory, by state (tracked, warming)",
+            ["state"], registry=registry)
+        for s in SIGNALS:
+            self.scores.labels(s)
+        for o in ("scored", "warming", "duplicate", "invalid"):
+            self.events.labels(o)
+
+    def bind_engine_gauges(self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]) -> None:
+        """Make the series and firing gauges read the engine at scrape time."""
+        self.series.labels("tracked").set_function(lambda: series_counts()[0])
+        self.series.labels("warming").set_function(lambda: series_counts()[1])
+        for sev in ("info", "warning", "critical"):
+            self.firing.labels(sev).set_function(lambda sev=sev: open_by_severity().get(sev, 0))
