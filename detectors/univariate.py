@@ -296,10 +296,12 @@ class SeasonalDetector(base.AnomalyDetector):
         if a < 1.0 / n:
             a = 1.0 / n
         self._level += a * r
-        r -= a * r
-        # time of day: bins i and j share the point by interpolation weight
+        # time of day: a kernel smoother -- bins i and j each move towards the de-levelled value,
+        # weighted by their share of the point (a convex update: stable at any interval length)
         a_s = 1.0 - decay(dt, self.season_half_life_visits * HOUR)
         hod, hw = self._hod, self._hod_w
+        wk = self._dow[d] if self.weekly else 0.0
+        target = y - self._level - wk
         for b, bw in ((i, 1.0 - w), (j, w)):
             if bw <= 0.0:
                 continue
@@ -307,15 +309,15 @@ class SeasonalDetector(base.AnomalyDetector):
             g = 1.0 / hw[b]
             if g < a_s:
                 g = a_s
-            step = g * bw * r
-            hod[b] += step
+            hod[b] += g * bw * (target - hod[b])
         if self.weekly and ts - self._t0 >= DAY:
             a_w = 1.0 - decay(dt, self.season_half_life_visits * 7 * DAY)
             self._dow_w[d] += 1.0
             g = 1.0 / self._dow_w[d]
             if g < a_w:
                 g = a_w
-            self._dow[d] += 0.5 * g * r
+            resid = y - self._level - (hod[i] * (1.0 - w) + hod[j] * w) - self._dow[d]
+            self._dow[d] += 0.5 * g * resid
         # noise scale (robust: clipped residual, Poisson/support part removed)
         rr = y - mu
         e2 = rr * rr
