@@ -92,9 +92,10 @@ def passes_gates(signal: str, a: Assessment, requests: int, sc: SignalConfig) ->
         return diff >= sc.min_abs_change and diff >= sc.min_rel_change * max(e if direction != "down" else e, MIN_RATE)
     if abs(v - e) < sc.min_abs_change:
         return False
+    # multiplicative gate, symmetric on a log scale: min_rel_change=1 means 2x up or 0.5x down
     if direction == "up" or (direction == "both" and v >= e):
         return v >= e * (1.0 + sc.min_rel_change)
-    return v <= e * (1.0 - min(sc.min_rel_change, 0.95))
+    return v * (1.0 + sc.min_rel_change) <= e
 
 
 def severity_for(findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> str:

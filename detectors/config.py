@@ -43,8 +43,9 @@ class SignalConfig:
     """Per-signal alerting rules.
 
     threshold: score (1 - tail probability) at or above which an interval counts as anomalous.
-    min_rel_change: magnitude gate -- observed must differ from expected by at least this
-        fraction (ratios: relative to the expected rate) before an interval counts as anomalous.
+    min_rel_change: magnitude gate -- observed must be at least ``(1 + min_rel_change)`` times
+        expected (rates going down and volume drops: at most ``1 / (1 + min_rel_change)`` times);
+        for ratios the change is relative to the expected rate.
     min_abs_change: magnitude gate in the signal's own unit (ratios: absolute rate difference,
         e.g. 0.02 = 2 percentage points; latency: milliseconds; volume: unused).
     min_requests: volume gate -- intervals with fewer requests are scored but never counted.
@@ -110,7 +111,7 @@ class AlertingConfig:
 
 def _default_signals() -> dict[str, SignalConfig]:
     return {
-        "requests": SignalConfig(min_rel_change=0.5, min_requests=20),
+        "requests": SignalConfig(min_rel_change=1.0, min_requests=20),
         "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.01),
         "error_4xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.05),
         "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.01),

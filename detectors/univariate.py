@@ -100,7 +100,11 @@ class SeasonalDetector(base.AnomalyDetector):
         The series is *warm* (see :attr:`warm`) once it has seen this much event time and
         this many points. Scores are computed before that, but callers should not alert.
     learn_threshold
-        Points scoring at or above this are kept out of the baseline.
+        Points scoring at or above this are kept out of the noise scale and start the
+        level-shift clock.
+    learn_clip_sigmas
+        Residuals are clipped at this many standard deviations before they move the level and
+        the seasonal profile, so an anomaly weighs no more than an ordinary extreme point.
     accept_shift_after_s
         An anomaly in one direction that lasts this long is accepted as a level shift.
     min_rel_scale, min_abs_scale
@@ -145,6 +149,7 @@ class SeasonalDetector(base.AnomalyDetector):
         warmup_s: float = DAY,
         warmup_points: int = 12,
         learn_threshold: float = 0.999,
+        learn_clip_sigmas: float = 3.0,
         accept_shift_after_s: float = 6 * HOUR,
         min_rel_scale: float = 0.02,
         min_abs_scale: float = 1e-9,
@@ -165,6 +170,7 @@ class SeasonalDetector(base.AnomalyDetector):
         self.warmup_s = warmup_s
         self.warmup_points = warmup_points
         self.learn_threshold = learn_threshold
+        self.learn_clip_sigmas = learn_clip_sigmas
         self.accept_shift_after_s = accept_shift_after_s
         self.min_rel_scale = min_rel_scale
         self.min_abs_scale = min_abs_scale
@@ -182,6 +188,7 @@ class SeasonalDetector(base.AnomalyDetector):
         self._dow_w = array("d", bytes(8 * 7))
         self._s2 = 0.0
         self._s2_w = 0.0
+        self._centred = False
         self._shift = 0.0
         self._anom_since: float | None = None
         self._anom_sign = 0
@@ -278,46 +285,65 @@ class SeasonalDetector(base.AnomalyDetector):
         dt = min(max(ts - self._last, 1.0), MAX_STEP_S)
         self._n += 1
         r = y - mu
-        if score >= self.learn_threshold and self.warm:
+        sd = math.sqrt(var) if var > 0 else 1.0
+        clip = self.learn_clip_sigmas * sd
+        anomalous = score >= self.learn_threshold and self.warm
+        if anomalous:
             sign = 1 if r > 0 else -1
             if self._anom_since is None or sign != self._anom_sign:
                 self._anom_since, self._anom_sign, self._shift = ts, sign, r
             else:
                 self._shift += SHIFT_TRACK_RATE * (r - self._shift)
                 if ts - self._anom_since >= self.accept_shift_after_s:
+                    # the shift has lasted: it is the new normal
                     self._level += self._shift
                     self._anom_since, self._anom_sign, self._shift = None, 0, 0.0
-            self._last = ts
-            return
-        self._anom_since = None
-        n = self._n
-        # level
-        a = 1.0 - decay(dt, self.level_half_life_s)
-        if a < 1.0 / n:
-            a = 1.0 / n
-        self._level += a * r
+                    self._last = ts
+                    return
+        else:
+            self._anom_since = None
+        first_day = ts - self._t0 < DAY
+        if not first_day and not self._centred:
+            self._recentre()
+        # Every update below uses residuals clipped at learn_clip_sigmas (Huber): an anomaly
+        # moves the baseline no more than an ordinary 3-sigma point would, so an incident does
+        # not become the new normal, while a moderate lasting change (a holiday) is followed.
+        # level: frozen during the first day, so that the time-of-day bins learn the daily shape
+        # against a constant instead of against a level that is itself still moving
+        if not first_day:
+            rc = r if -clip < r < clip else (clip if r > 0 else -clip)
+            self._level += (1.0 - decay(dt, self.level_half_life_s)) * rc
         # time of day: a kernel smoother -- bins i and j each move towards the de-levelled value,
-        # weighted by their share of the point (a convex update: stable at any interval length)
+        # weighted by their share of the point (a convex update: stable at any interval length).
+        # A running mean over *visits* (hours of data in the bin) first, then an EWMA.
+        u = dt / HOUR if dt < HOUR else 1.0
         a_s = 1.0 - decay(dt, self.season_half_life_visits * HOUR)
         hod, hw = self._hod, self._hod_w
         wk = self._dow[d] if self.weekly else 0.0
         target = y - self._level - wk
+        if not self.warm:
+            clip = math.inf  # nothing to be robust against yet: learn the shape as it is
         for b, bw in ((i, 1.0 - w), (j, w)):
             if bw <= 0.0:
                 continue
-            hw[b] += bw
-            g = 1.0 / hw[b]
-            if g < a_s:
-                g = a_s
-            hod[b] += g * bw * (target - hod[b])
-        if self.weekly and ts - self._t0 >= DAY:
+            hw[b] += bw * u
+            g = bw * u / hw[b]
+            if g < a_s * bw:
+                g = a_s * bw
+            e = target - hod[b]
+            hod[b] += g * (e if -clip < e < clip else (clip if e > 0 else -clip))
+        if self.weekly and not first_day:
             a_w = 1.0 - decay(dt, self.season_half_life_visits * 7 * DAY)
-            self._dow_w[d] += 1.0
-            g = 1.0 / self._dow_w[d]
+            ud = dt / DAY
+            self._dow_w[d] += ud
+            g = ud / self._dow_w[d]
             if g < a_w:
                 g = a_w
-            resid = y - self._level - (hod[i] * (1.0 - w) + hod[j] * w) - self._dow[d]
-            self._dow[d] += 0.5 * g * resid
+            e = y - self._level - (hod[i] * (1.0 - w) + hod[j] * w) - self._dow[d]
+            self._dow[d] += 0.5 * g * (e if -clip < e < clip else (clip if e > 0 else -clip))
+        if anomalous:  # keep anomalies out of the noise scale
+            self._last = ts
+            return
         # noise scale (robust: clipped residual, Poisson/support part removed)
         rr = y - mu
         e2 = rr * rr
@@ -333,6 +359,17 @@ class SeasonalDetector(base.AnomalyDetector):
             g = a_v
         self._s2 += g * (e2 - self._s2)
         self._last = ts
+
+
+    def _recentre(self) -> None:
+        """After the first day: move the mean of the time-of-day profile into the level."""
+        visited = [h for h, wt in zip(self._hod, self._hod_w) if wt > 0]
+        m = sum(visited) / len(visited) if visited else 0.0
+        self._level += m
+        for b in range(24):
+            if self._hod_w[b] > 0:
+                self._hod[b] -= m
+        self._centred = True
 
 
 class RatioDetector(base.AnomalyDetector):
