@@ -54,7 +54,7 @@ class Settings:
     kafka_version: str = "4.0.2"
     kafka_home: Path = field(default_factory=_default_home)
     broker_port: int = 9092
-    broker_controller_port: int = 9093
+    broker_controller_port: int = 9094  # 9093 is Alertmanager's usual port
     broker_data_dir: Path = Path(".lookout/broker")
     # sinks
     alertmanager_url: str | None = None

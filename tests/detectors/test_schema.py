@@ -1,0 +1,33 @@
+"""The shipped JSON Schema and the validator in code agree on the contract."""
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from detectors.events import InvalidEvent, parse_event
+from detectors.synthetic import SimConfig, simulate
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "request-metrics.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def test_simulated_events_satisfy_the_schema_and_the_parser():
+    sim = simulate(SimConfig(customers=5, duration_s=6 * 3600, interval_s=300, seed=3, incidents=2))
+    for ev in sim.events():
+        VALIDATOR.validate(ev)
+        parse_event(ev)
+
+
+@pytest.mark.parametrize("bad", [
+    {"customer_id": "has space", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0},
+    {"customer_id": "c", "ts": "2026-01-01 10:00", "requests": 1, "status_4xx": 0, "status_5xx": 0},
+    {"customer_id": "c", "ts": 0, "requests": -1, "status_4xx": 0, "status_5xx": 0},
+    {"customer_id": "c", "ts": 0, "requests": 1, "status_4xx": 0},
+    {"customer_id": "c", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0, "origin_errors": {"5xx": 1}},
+    {"customer_id": "c", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0, "interval_s": 0},
+])
+def test_what_the_schema_rejects_the_parser_rejects(bad):
+    assert not VALIDATOR.is_valid(bad)
+    with pytest.raises(InvalidEvent):
+        parse_event(bad)
