@@ -1,0 +1,153 @@
+"""Integration fixtures: a real worker process against the session Kafka broker."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.conftest import free_ports
+
+
+@dataclass
+class WorkerProcess:
+    """A ``lookout worker`` subprocess with its own topics, consumer group, port and data dir."""
+
+    bootstrap: str
+    input_topic: str
+    alerts_topic: str
+    dlq_topic: str
+    web_port: int
+    data_dir: Path
+    log_path: Path
+    extra_env: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/metrics"
+
+    def start(self) -> "WorkerProcess":
+        env = dict(os.environ)
+        env.update({
+            "LOOKOUT_BOOTSTRAP": self.bootstrap,
+            "LOOKOUT_INPUT_TOPIC": self.input_topic,
+            "LOOKOUT_ALERTS_TOPIC": self.alerts_topic,
+            "LOOKOUT_DLQ_TOPIC": self.dlq_topic,
+            "LOOKOUT_APP_ID": f"lookout-test-{uuid.uuid4().hex[:8]}",
+            "LOOKOUT_WEB_PORT": str(self.web_port),
+            "LOOKOUT_DATA_DIR": str(self.data_dir),
+            "LOOKOUT_PARTITIONS": "2",
+            **self.extra_env,
+        })
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdin=subprocess.DEVNULL,
+            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=3) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            head, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def wait_for_events(self, n: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        seen = 0.0
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                seen = self.metric("lookout_events_total")
+            except OSError:
+                seen = 0.0
+            if seen >= n:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker consumed {seen:.0f} of {n} events in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown)."""
+    started: list[WorkerProcess] = []
+
+    def make(**extra_env: str) -> WorkerProcess:
+        k = len(started)
+        w = WorkerProcess(
+            bootstrap=kafka_bootstrap,
+            input_topic=kafka_topics("request-metrics", partitions=2),
+            alerts_topic=kafka_topics("alerts", partitions=2),
+            dlq_topic=kafka_topics("request-metrics-dlq"),
+            web_port=free_ports(1)[0],
+            data_dir=tmp_path / f"worker{k}",
+            log_path=tmp_path / f"worker{k}.log",
+            extra_env={key: str(v) for key, v in extra_env.items()},
+        )
+        started.append(w.start())
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+
+
+def read_topic(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[dict]:
+    """All JSON values on ``topic`` (from the beginning, no consumer group)."""
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, group_id=None, consumer_timeout_ms=timeout_ms)
+    try:
+        return [json.loads(m.value) for m in c]
+    finally:
+        c.close()
+
+
+def produce(bootstrap: str, topic: str, items) -> int:
+    """Send (key, value) pairs; values that are dicts are JSON-encoded, bytes sent as they are."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=128 * 1024)
+    n = 0
+    for key, value in items:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        p.send(topic, key=key.encode() if isinstance(key, str) else key, value=raw)
+        n += 1
+    p.flush()
+    p.close()
+    return n

@@ -1,0 +1,50 @@
+"""The worker end to end on the real broker: incident -> alert, bad input -> DLQ, /metrics counts."""
+import pytest
+
+from detectors.events import parse_ts
+from detectors.synthetic import SimConfig, simulate
+
+from .conftest import produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+BAD = [
+    ("broken", b"{this is not json"),
+    ("broken", {"customer_id": "x y", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0}),
+    ("broken", {"customer_id": "c9", "ts": "2026-01-05T00:00:00Z", "requests": 1, "status_4xx": 3, "status_5xx": 0}),
+]
+
+
+def test_incident_becomes_an_alert_bad_input_goes_to_dlq_and_metrics_count(start_worker):
+    worker = start_worker()
+    sim = simulate(SimConfig(customers=4, duration_s=3 * 86400, interval_s=300, seed=21, incidents=1,
+                             kinds=("origin_outage",), size_min=5000, tiny_fraction=0.0, level_shifts=False,
+                             holidays=False))
+    (incident,) = sim.incidents
+    n = produce(worker.bootstrap, worker.input_topic, ((e["customer_id"], e) for e in sim.events()))
+    n += produce(worker.bootstrap, worker.input_topic, BAD)
+    worker.wait_for_events(n)
+
+    alerts = read_topic(worker.bootstrap, worker.alerts_topic)
+    firing = [a for a in alerts if a["status"] == "firing"]
+    mine = [a for a in firing if a["customer_id"] == incident.customer_id
+            and incident.start - 300 <= parse_ts(a["started_at"]) <= incident.end]
+    assert mine, f"no alert for {incident} in {alerts}"
+    a = mine[0]
+    assert {"origin_errors", "error_5xx"} & set(a["signals"])
+    assert a["severity"] in ("warning", "critical") and a["diagnosis"]
+    assert len(a["alert_id"]) == 16
+    others = [x for x in firing if x not in mine]
+    assert len(others) <= 1, f"unexpected alerts: {others}"
+
+    dlq = read_topic(worker.bootstrap, worker.dlq_topic)
+    assert len(dlq) == len(BAD)
+    reasons = " | ".join(d["reason"] for d in dlq)
+    assert "invalid JSON" in reasons and "customer_id" in reasons and "exceeds requests" in reasons
+    assert all(d["raw"] and d["source"] == worker.input_topic for d in dlq)
+
+    assert worker.metric("lookout_events_total", outcome="invalid") == len(BAD)
+    assert worker.metric("lookout_events_total") == n
+    assert worker.metric("lookout_dlq_messages_total") == len(BAD)
+    assert worker.metric("lookout_alerts_total", status="firing") >= 1
+    assert worker.metric("lookout_series", state="tracked") == 4 * 7
