@@ -1,0 +1,36 @@
+"""``lookout topics``: create the topics the worker uses."""
+from __future__ import annotations
+
+import click
+
+from ..settings import Settings, SettingsError
+
+
+@click.group()
+def topics():
+    """Manage Lookout's Kafka topics (input, alerts and dead-letter topics)."""
+
+
+@topics.command("create")
+@click.option("--bootstrap", help="Kafka bootstrap servers [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092]")
+@click.option("--partitions", type=int, help="Partitions of the input and alerts topics [default 4]")
+def create(bootstrap, partitions):
+    """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
+
+    Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
+    LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC).
+
+    \b
+    Example:
+      lookout topics create --bootstrap 127.0.0.1:9092 --partitions 8
+    """
+    from ..broker import BrokerError, create_topics
+
+    try:
+        s = Settings.from_env(bootstrap=bootstrap, partitions=partitions)
+        wanted = {s.input_topic: s.partitions, s.alerts_topic: s.partitions, s.dlq_topic: 1, s.sink_dlq_topic: 1}
+        made = create_topics(s.bootstrap, wanted)
+    except (SettingsError, BrokerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, parts in wanted.items():
+        click.echo(f"{name:<28} {parts} partition(s)  {'created' if name in made else 'exists'}")
