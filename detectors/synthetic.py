@@ -1,0 +1,854 @@
+"""Deterministic synthetic CDN traffic with labelled incidents.
+
+The simulator produces ``request-metrics`` events (see :mod:`detectors.events`)
+for a population of customers whose sizes span orders of magnitude, with daily
+seasonality in each customer's own time zone, weekly seasonality, holidays,
+slow growth, unlabelled permanent level shifts, count noise and slowly
+wandering ratios -- and a set of injected incidents whose windows are the
+ground-truth labels.
+
+Everything is a pure function of the :class:`SimConfig` (including ``seed``):
+each customer draws its profile, its incidents (in rate mode) and its noise from
+numpy Generators seeded with ``(seed, customer index, purpose[, block])``, so the
+same configuration always yields the same events, and a customer's traffic does
+not depend on how many other customers are simulated.
+
+>>> sim = simulate(SimConfig(customers=3, duration_s=3600, interval_s=300, seed=7))
+>>> len(sim.customers), sim.n_intervals, sim.n_events
+(3, 12, 36)
+>>> events = sim.events()
+>>> first = next(events)
+>>> first["customer_id"], first["ts"], first["interval_s"]
+('cust-0001', '2026-01-05T00:00:00Z', 300)
+>>> from detectors.events import parse_event
+>>> all(parse_event(e) for e in sim.events())
+True
+>>> Incident("acme", 1767607200.0, 1767609000.0, "latency").to_json()
+{'customer_id': 'acme', 'start': '2026-01-05T10:00:00Z', 'end': '2026-01-05T10:30:00Z', 'kind': 'latency'}
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from detectors.events import CUSTOMER_ID_RE, MAX_INTERVAL_S, MAX_TS, InvalidEvent, format_ts, parse_ts
+
+__all__ = [
+    "ALL_KINDS",
+    "DEFAULT_START",
+    "INCIDENT_KINDS",
+    "ORIGIN_CODES",
+    "CustomerProfile",
+    "Holiday",
+    "Incident",
+    "LevelShift",
+    "SimConfig",
+    "Simulation",
+    "read_labels",
+    "simulate",
+    "warmup_seconds",
+    "write_jsonl",
+    "write_labels",
+]
+
+#: the default incident mix (abrupt onset)
+INCIDENT_KINDS: tuple[str, ...] = (
+    "origin_outage",
+    "partial_5xx",
+    "latency",
+    "traffic_drop",
+    "traffic_surge",
+    "cache_collapse",
+)
+#: every kind the simulator can inject; ``error_creep`` is gradual and opt-in
+ALL_KINDS: tuple[str, ...] = INCIDENT_KINDS + ("error_creep",)
+
+#: Monday 2026-01-05T00:00:00Z -- the default, reproducible simulation start
+DEFAULT_START = 1767571200.0
+
+#: origin status codes that may appear in ``origin_errors`` (columns of the internal matrix)
+ORIGIN_CODES: tuple[str, ...] = ("502", "503", "504", "520", "521", "522", "524", "525", "526")
+_CODE_IX = {c: i for i, c in enumerate(ORIGIN_CODES)}
+_NORMAL_CODES = ("502", "504", "520", "522", "524")
+
+#: intervals generated together per customer; also the unit of the per-customer noise seeds.
+#: Part of the determinism contract: changing it changes the noise.
+_BLOCK = 32
+_GLOBAL = 2**32 - 1  # spawn-key slot for draws that are not per customer
+_DAY = 86400.0
+_MONTH = 30 * _DAY
+
+# time zones (UTC offset hours) and how common they are among customers
+_TZ_CHOICES = (-8.0, -7.0, -6.0, -5.0, -4.0, -3.0, 0.0, 1.0, 2.0, 3.0, 5.5, 8.0, 9.0, 10.0)
+_TZ_WEIGHTS = (0.10, 0.04, 0.07, 0.13, 0.03, 0.04, 0.09, 0.14, 0.06, 0.04, 0.06, 0.08, 0.07, 0.04)
+REGIONS = ("americas", "emea", "apac")
+
+
+def region_of(tz_offset_h: float) -> str:
+    """The holiday region of a UTC offset.
+
+    >>> region_of(-5), region_of(1), region_of(9)
+    ('americas', 'emea', 'apac')
+    """
+    if tz_offset_h < -1:
+        return "americas"
+    if tz_offset_h <= 4:
+        return "emea"
+    return "apac"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One labelled incident: ``[start, end)`` in epoch seconds for one customer."""
+
+    customer_id: str
+    start: float
+    end: float
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "start": format_ts(self.start),
+            "end": format_ts(self.end),
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
+        """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
+        return _incident_from_fields(obj.get("customer_id"), obj.get("start"), obj.get("end"), obj.get("kind"))
+
+    def contains(self, ts: float) -> bool:
+        return self.start <= ts < self.end
+
+    @property
+    def duration_s(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class LevelShift:
+    """A permanent, *unlabelled* change of a customer's traffic level from ``ts`` on."""
+
+    customer_id: str
+    ts: float
+    factor: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer_id": self.customer_id, "ts": format_ts(self.ts), "factor": round(self.factor, 4)}
+
+
+@dataclass(frozen=True)
+class Holiday:
+    """A whole local calendar day with lower traffic for every customer in ``region``."""
+
+    region: str
+    date: str  # YYYY-MM-DD, in each customer's own time zone
+    factor: float
+
+    @property
+    def day_number(self) -> int:
+        return _day_number(self.date)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region, "date": self.date, "factor": round(self.factor, 4)}
+
+
+def _day_number(date: str) -> int:
+    return int(parse_ts(date + "T00:00:00Z") // _DAY)
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """The static description of one simulated customer (all rates are baselines)."""
+
+    index: int
+    customer_id: str
+    size: float  # peak requests per 60 s (before growth, level shift, seasonality noise)
+    tz_offset_h: float
+    region: str
+    tiny: bool
+    peak_hour: float  # local hour of the daily peak
+    trough: float  # night trough as a fraction of the peak
+    sharpness: float  # exponent of the daily curve (higher = narrower peak)
+    harmonic: float  # amplitude of a secondary daily bump
+    harmonic_hour: float
+    weekend_factor: float  # Saturday/Sunday traffic relative to weekdays
+    growth_per_month: float  # e.g. 0.1 = +10 % per 30 days
+    rate_5xx: float
+    rate_4xx: float
+    cache_ratio: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    bytes_per_request: float
+    origin_share: float  # fraction of baseline 5xx that are origin errors (0 = never any)
+    origin_weights: tuple[float, ...] = field(repr=False)  # over ORIGIN_CODES
+    noise_cv: float = field(repr=False, default=0.04)  # extra-Poisson dispersion of requests
+    wander: tuple[tuple[float, float, float], ...] = field(repr=False, default=())  # (amp, omega, phase)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in (
+            "customer_id", "size", "tz_offset_h", "region", "tiny", "peak_hour", "trough",
+            "weekend_factor", "growth_per_month", "rate_5xx", "rate_4xx", "cache_ratio",
+            "latency_p50_ms", "latency_p99_ms", "bytes_per_request", "origin_share")}
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate.
+
+    Sizes (``size_min``/``size_max``) are peak requests per 60 s; they are scaled by
+    ``interval_s / 60``. Incidents come either from ``incidents`` (a total count,
+    spread over customers, kinds balanced) or, when that is ``None``, from
+    ``incidents_per_customer_week`` (Poisson per customer over the evaluation window).
+    ``warmup_s`` (default: see :func:`warmup_seconds`) keeps incidents out of the start.
+    """
+
+    customers: int = 20
+    start: float = DEFAULT_START
+    duration_s: float = 14 * _DAY
+    interval_s: int = 300
+    seed: int = 0
+    incidents_per_customer_week: float = 1.0
+    incidents: int | None = None
+    kinds: tuple[str, ...] = INCIDENT_KINDS
+    size_min: float = 10.0
+    size_max: float = 2_000_000.0
+    holidays: bool = True
+    growth: bool = True
+    level_shifts: bool = True
+    weekly: bool = True
+    tiny_fraction: float = 0.05
+    level_shift_prob: float = 0.1
+    warmup_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kinds, str):
+            object.__setattr__(self, "kinds", tuple(k.strip() for k in self.kinds.split(",") if k.strip()))
+        else:
+            object.__setattr__(self, "kinds", tuple(self.kinds))
+        if not isinstance(self.customers, int) or self.customers < 1:
+            raise ValueError(f"customers must be a positive integer, got {self.customers!r}")
+        if isinstance(self.interval_s, bool) or not isinstance(self.interval_s, int) or not 1 <= self.interval_s <= MAX_INTERVAL_S:
+            raise ValueError(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {self.interval_s!r}")
+        if not (math.isfinite(self.duration_s) and self.duration_s >= self.interval_s):
+            raise ValueError(f"duration_s ({self.duration_s}) must be at least one interval ({self.interval_s} s)")
+        if not (math.isfinite(self.start) and 0 <= self.start and self.start + self.duration_s <= MAX_TS):
+            raise ValueError(f"start/duration out of range (start={self.start}, duration_s={self.duration_s})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.incidents is not None and (not isinstance(self.incidents, int) or self.incidents < 0):
+            raise ValueError(f"incidents must be a non-negative integer, got {self.incidents!r}")
+        if not (self.incidents_per_customer_week >= 0):
+            raise ValueError("incidents_per_customer_week must be >= 0")
+        bad = [k for k in self.kinds if k not in ALL_KINDS]
+        if bad:
+            raise ValueError(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
+        if not self.kinds and (self.incidents or self.incidents is None and self.incidents_per_customer_week > 0):
+            raise ValueError("kinds is empty but incidents were requested")
+        if not (0 < self.size_min <= self.size_max):
+            raise ValueError(f"need 0 < size_min <= size_max, got {self.size_min}, {self.size_max}")
+        if not (0 <= self.tiny_fraction <= 1 and 0 <= self.level_shift_prob <= 1):
+            raise ValueError("tiny_fraction and level_shift_prob must be within [0, 1]")
+        if self.warmup_s is not None and not (0 <= self.warmup_s < self.duration_s):
+            raise ValueError("warmup_s must be within [0, duration_s)")
+
+    @property
+    def n_intervals(self) -> int:
+        return int(self.duration_s // self.interval_s)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.n_intervals * self.interval_s
+
+
+def warmup_seconds(cfg: SimConfig) -> float:
+    """How long incidents are kept out of the start of the simulation.
+
+    7 days when at least one more day follows, else 2 days when at least 6 hours
+    follow, else half the duration (unless ``cfg.warmup_s`` says otherwise).
+
+    >>> warmup_seconds(SimConfig(duration_s=14 * 86400)) / 86400
+    7.0
+    >>> warmup_seconds(SimConfig(duration_s=3 * 86400)) / 86400
+    2.0
+    >>> warmup_seconds(SimConfig(duration_s=86400)) / 3600
+    12.0
+    """
+    if cfg.warmup_s is not None:
+        return float(cfg.warmup_s)
+    d = cfg.n_intervals * cfg.interval_s
+    if d >= 8 * _DAY:
+        return 7 * _DAY
+    if d >= 2 * _DAY + 6 * 3600:
+        return 2 * _DAY
+    return math.floor(d / 2 / cfg.interval_s) * cfg.interval_s
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _logu(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
+
+
+@dataclass
+class _Injected:
+    incident: Incident
+    i0: int  # first interval index (inclusive)
+    i1: int  # last interval index (exclusive)
+    params: dict[str, Any]
+
+
+@dataclass
+class _Plan:
+    profile: CustomerProfile
+    injected: list[_Injected] = field(default_factory=list)
+    shift_at: int | None = None  # interval index of the level shift
+    shift_factor: float = 1.0
+    holiday_days: dict[int, float] = field(default_factory=dict)  # local day number -> factor
+
+
+def _make_profile(cfg: SimConfig, i: int, width: int) -> CustomerProfile:
+    rng = _rng(cfg.seed, i, 0)
+    tiny = bool(rng.random() < cfg.tiny_fraction)
+    if tiny:
+        size = _logu(rng, max(0.2, cfg.size_min / 20), cfg.size_min)
+    else:
+        size = _logu(rng, cfg.size_min, cfg.size_max)
+    tz = float(rng.choice(_TZ_CHOICES, p=np.asarray(_TZ_WEIGHTS) / sum(_TZ_WEIGHTS)))
+    business = bool(rng.random() < 0.6)
+    peak_hour = rng.uniform(11, 16) if business else rng.uniform(18, 22)
+    weekend = 1 - rng.uniform(0.10, 0.35) if business else 1 + rng.uniform(0.10, 0.35)
+    origin_share = 0.0 if rng.random() < 0.15 else rng.uniform(0.05, 0.35)
+    w = np.zeros(len(ORIGIN_CODES))
+    w[[_CODE_IX[c] for c in _NORMAL_CODES]] = rng.dirichlet(np.ones(len(_NORMAL_CODES)))
+    p50 = _logu(rng, 8, 150)
+    wander = []
+    # signals: requests, 5xx, 4xx, cache (logit), latency; 3 slow sinusoids each
+    for amp in (0.04, 0.22, 0.12, 0.15, 0.07):
+        for _ in range(3):
+            period = _logu(rng, 4 * 3600, 5 * _DAY)
+            wander.append((amp * rng.uniform(0.3, 1.0) / 1.5, 2 * math.pi / period, rng.uniform(0, 2 * math.pi)))
+    return CustomerProfile(
+        index=i,
+        customer_id=f"cust-{i + 1:0{width}d}",
+        size=size,
+        tz_offset_h=tz,
+        region=region_of(tz),
+        tiny=tiny,
+        peak_hour=float(peak_hour),
+        trough=float(rng.uniform(0.2, 0.4)),
+        sharpness=float(rng.uniform(0.7, 1.6)),
+        harmonic=float(rng.uniform(0.0, 0.08)),
+        harmonic_hour=float(rng.uniform(0, 24)),
+        weekend_factor=float(weekend) if cfg.weekly else 1.0,
+        growth_per_month=float(rng.uniform(-0.3, 0.3)) if cfg.growth else 0.0,
+        rate_5xx=_logu(rng, 1e-5, 1e-3) if tiny else _logu(rng, 1e-4, 2e-2),
+        rate_4xx=_logu(rng, 0.002, 0.02) if tiny else _logu(rng, 0.01, 0.08),
+        cache_ratio=float(rng.uniform(0.5, 0.98)),
+        latency_p50_ms=p50,
+        latency_p99_ms=p50 * _logu(rng, 3, 15),
+        bytes_per_request=_logu(rng, 2_000, 500_000),
+        origin_share=float(origin_share),
+        origin_weights=tuple(float(x) for x in w),
+        noise_cv=float(rng.uniform(0.02, 0.08)),
+        wander=tuple(wander),
+    )
+
+
+def _duration_intervals(rng: np.random.Generator, kind: str, iv: int) -> int:
+    if kind == "error_creep":  # gradual: hours
+        lo = max(6, math.ceil(2 * 3600 / iv))
+        hi = max(2 * lo, math.ceil(8 * 3600 / iv))
+    else:  # 3-24 intervals, at least 30 minutes
+        lo = max(3, math.ceil(1800 / iv))
+        hi = max(24, 4 * lo)
+    return int(round(_logu(rng, lo, hi)))
+
+
+def _incident_params(rng: np.random.Generator, kind: str, prof: CustomerProfile) -> dict[str, Any]:
+    r5 = prof.rate_5xx
+    if kind == "origin_outage":
+        u = rng.random()
+        main = "522" if u < 0.6 else "521" if u < 0.9 else ("525" if rng.random() < 0.5 else "526")
+        w = np.zeros(len(ORIGIN_CODES))
+        others = [c for c in ("520", "521", "522", "524") if c != main]
+        w[_CODE_IX[main]] = rng.uniform(0.8, 0.97)
+        w[[_CODE_IX[c] for c in others]] = (1 - w[_CODE_IX[main]]) * rng.dirichlet(np.ones(len(others)))
+        return {"fail": rng.uniform(0.3, 1.0), "codes": w, "req": rng.uniform(1.0, 1.15),
+                "p50": rng.uniform(1.1, 1.6), "p99": rng.uniform(2.0, 5.0), "main": main}
+    if kind == "partial_5xx":
+        target = max(r5 * rng.uniform(3, 20), r5 + 0.02 + rng.uniform(0, 0.02))
+        w = np.zeros(len(ORIGIN_CODES))
+        w[[_CODE_IX[c] for c in ("502", "503", "504")]] = rng.dirichlet(np.full(3, 2.0))
+        return {"add": min(target, 0.6) - r5, "codes": w, "origin": rng.uniform(0.85, 1.0),
+                "p99": rng.uniform(1.0, 1.5)}
+    if kind == "error_creep":
+        target = max(r5 * rng.uniform(10, 20), r5 + 0.01)
+        w = np.zeros(len(ORIGIN_CODES))
+        w[[_CODE_IX[c] for c in ("502", "503", "504")]] = rng.dirichlet(np.full(3, 2.0))
+        return {"add": min(target, 0.6) - r5, "codes": w, "origin": rng.uniform(0.4, 0.8)}
+    if kind == "latency":
+        return {"p50": rng.uniform(1.5, 3.0), "p99": rng.uniform(2.5, 8.0)}
+    if kind == "traffic_drop":
+        return {"req": rng.uniform(0.05, 0.35)}
+    if kind == "traffic_surge":
+        return {"req": rng.uniform(3, 15), "r4": rng.uniform(2, 6) if rng.random() < 0.6 else 1.0,
+                "cache": rng.uniform(0.7, 1.0), "bpr": rng.uniform(0.3, 1.0), "p99": rng.uniform(1.0, 1.5)}
+    if kind == "cache_collapse":
+        return {"cache": rng.uniform(0.05, 0.4), "bytes": rng.uniform(1.05, 1.25),
+                "p50": rng.uniform(1.1, 1.5), "p99": rng.uniform(1.1, 1.6)}
+    raise ValueError(f"unknown incident kind {kind!r}")
+
+
+def _try_place(rng: np.random.Generator, plan: _Plan, kind: str, cfg: SimConfig, warm_i: int,
+               gap_i: int, tries: int = 40) -> _Injected | None:
+    n = cfg.n_intervals
+    iv = cfg.interval_s
+    dur = _duration_intervals(rng, kind, iv)
+    dur = min(dur, n - warm_i)
+    if dur < 1:
+        return None
+    busy = [(x.i0, x.i1) for x in plan.injected]
+    if plan.shift_at is not None:
+        busy.append((plan.shift_at, plan.shift_at + 1))
+    for _ in range(tries):
+        i0 = int(rng.integers(warm_i, n - dur + 1))
+        i1 = i0 + dur
+        if all(i1 + gap_i <= a or i0 >= b + gap_i for a, b in busy):
+            prof = plan.profile
+            inc = Incident(prof.customer_id, cfg.start + i0 * iv, cfg.start + i1 * iv, kind)
+            return _Injected(inc, i0, i1, _incident_params(rng, kind, prof))
+    return None
+
+
+class Simulation:
+    """The result of :func:`simulate`: profiles, labels, and a lazy event stream."""
+
+    def __init__(self, cfg: SimConfig, plans: list[_Plan], holidays: list[Holiday], requested: int):
+        self.config = cfg
+        self._plans = plans
+        self.customers: list[CustomerProfile] = [p.profile for p in plans]
+        self.incidents: list[Incident] = sorted(
+            (x.incident for p in plans for x in p.injected), key=lambda i: (i.start, i.customer_id))
+        self.level_shifts: list[LevelShift] = sorted(
+            (LevelShift(p.profile.customer_id, cfg.start + p.shift_at * cfg.interval_s, p.shift_factor)
+             for p in plans if p.shift_at is not None), key=lambda s: (s.ts, s.customer_id))
+        self.holidays: list[Holiday] = holidays
+        #: how many incidents were asked for (explicit count or expected from the rate);
+        #: fewer are placed when the evaluation window is too short to fit them
+        self.requested_incidents = requested
+
+    @property
+    def start(self) -> float:
+        return self.config.start
+
+    @property
+    def end(self) -> float:
+        return self.config.end
+
+    @property
+    def n_intervals(self) -> int:
+        return self.config.n_intervals
+
+    @property
+    def n_events(self) -> int:
+        return self.n_intervals * len(self.customers)
+
+    @property
+    def warmup_s(self) -> float:
+        return warmup_seconds(self.config)
+
+    def incidents_by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self.incidents:
+            out[i.kind] = out.get(i.kind, 0) + 1
+        return out
+
+    def profile(self, customer_id: str) -> CustomerProfile:
+        for p in self.customers:
+            if p.customer_id == customer_id:
+                return p
+        raise KeyError(customer_id)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """All events in timestamp order (every customer for interval t, then t+1, ...), lazily."""
+        for _ts, batch in self.intervals():
+            yield from batch
+
+    def intervals(self) -> Iterator[tuple[float, list[dict[str, Any]]]]:
+        """``(ts, events of every customer for that interval)`` in order, lazily."""
+        cfg = self.config
+        n, iv, C = cfg.n_intervals, cfg.interval_s, len(self._plans)
+        ids = [p.profile.customer_id for p in self._plans]
+        codes = ORIGIN_CODES
+        for b in range(-(-n // _BLOCK)):
+            i0 = b * _BLOCK
+            i1 = min(n, i0 + _BLOCK)
+            T = i1 - i0
+            counts = np.empty((6, C, T), dtype=np.int64)
+            lat = np.empty((2, C, T), dtype=np.float64)
+            origin = np.empty((C, T, len(codes)), dtype=np.int64)
+            for c, plan in enumerate(self._plans):
+                _gen_block(cfg, plan, b, i0, i1, counts[:, c, :], lat[:, c, :], origin[c])
+            otot = origin.sum(axis=2)
+            for t in range(T):
+                ts = cfg.start + (i0 + t) * iv
+                # column views -> python lists once per interval (fast), then one dict per event
+                tss = format_ts(ts)
+                req, s4, s5, hits, byt = (counts[k, :, t].tolist() for k in range(5))
+                p50, p99 = lat[0, :, t].tolist(), lat[1, :, t].tolist()
+                has_origin = otot[:, t].tolist()
+                orow = origin[:, t, :]
+                batch = []
+                for j in range(C):
+                    r = req[j]
+                    ev: dict[str, Any] = {"customer_id": ids[j], "ts": tss, "interval_s": iv, "requests": r,
+                                          "status_4xx": s4[j], "status_5xx": s5[j]}
+                    if has_origin[j]:
+                        ev["origin_errors"] = {codes[k]: v for k, v in enumerate(orow[j].tolist()) if v}
+                    if r:
+                        ev["latency_p50_ms"] = p50[j]
+                        ev["latency_p99_ms"] = p99[j]
+                    ev["cache_hits"] = hits[j]
+                    ev["bytes_out"] = byt[j]
+                    batch.append(ev)
+                yield ts, batch
+
+
+def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
+               counts: np.ndarray, lat: np.ndarray, origin: np.ndarray) -> None:
+    """Fill one customer's arrays for intervals ``[i0, i1)`` (counts: req, 4xx, 5xx, hits, bytes)."""
+    p = plan.profile
+    rng = _rng(cfg.seed, p.index, 1, b)
+    T = i1 - i0
+    iv = cfg.interval_s
+    idx = np.arange(i0, i1)
+    ts = cfg.start + idx * float(iv)
+    mid = ts + iv / 2.0  # seasonality evaluated at the interval midpoint
+
+    # ---- slow wander: 5 signals x 3 sinusoids, one vectorised evaluation
+    wv = np.asarray(p.wander)
+    wander = (wv[:, 0:1] * np.sin(wv[:, 1:2] * mid[None, :] + wv[:, 2:3])).reshape(5, 3, T).sum(axis=1)
+
+    # ---- expected requests
+    local_s = mid + p.tz_offset_h * 3600.0
+    hour = (local_s / 3600.0) % 24.0
+    daily = p.trough + (1 - p.trough) * ((1 + np.cos(2 * np.pi * (hour - p.peak_hour) / 24)) / 2) ** p.sharpness
+    daily *= 1 + p.harmonic * np.cos(2 * np.pi * (hour - p.harmonic_hour) / 12)
+    load = (daily - p.trough) / (1 - p.trough)  # 0 at night .. ~1 at peak
+    mu = p.size * (iv / 60.0) * daily * np.exp(wander[0])
+    if p.weekend_factor != 1.0:
+        pos = (local_s / _DAY + 3.0) % 7.0  # 0 = Monday 00:00 local
+        ramp = 0.125  # 3 h transition around midnight
+        wk = np.maximum(np.clip(np.minimum((pos - 5) / ramp + 0.5, (7 - pos) / ramp + 0.5), 0, 1),
+                        np.clip(0.5 - pos / ramp, 0, 1))
+        mu *= 1 + (p.weekend_factor - 1) * wk
+    if plan.holiday_days:
+        day = np.floor(local_s / _DAY).astype(np.int64)
+        for d, f in plan.holiday_days.items():
+            mu[day == d] *= f
+    if p.growth_per_month:
+        mu *= (1 + p.growth_per_month) ** ((mid - cfg.start) / _MONTH)
+    if plan.shift_at is not None and i1 > plan.shift_at:
+        mu[max(0, plan.shift_at - i0):] *= plan.shift_factor
+
+    # ---- incident modifiers
+    cache_m = np.ones(T)
+    r4_m = np.ones(T)
+    p50_m = np.ones(T)
+    p99_m = np.ones(T)
+    bytes_m = np.ones(T)
+    active = [x for x in plan.injected if x.i1 > i0 and x.i0 < i1]
+    for x in active:
+        a, z = max(x.i0, i0) - i0, min(x.i1, i1) - i0
+        q = x.params
+        if "req" in q:
+            mu[a:z] *= q["req"]
+        if "cache" in q:
+            cache_m[a:z] *= q["cache"]
+        if "r4" in q:
+            r4_m[a:z] *= q["r4"]
+        if "p50" in q:
+            p50_m[a:z] *= q["p50"]
+        if "p99" in q:
+            p99_m[a:z] *= q["p99"]
+        if "bytes" in q:
+            bytes_m[a:z] *= q["bytes"]
+        if "bpr" in q:
+            bytes_m[a:z] *= q["bpr"]
+
+    # ---- counts
+    shape = 1.0 / (p.noise_cv ** 2)
+    req = rng.poisson(mu * rng.gamma(shape, 1.0 / shape, T))
+    c_logit = math.log(p.cache_ratio / (1 - p.cache_ratio)) + wander[3] + rng.normal(0, 0.05, T)
+    cache = np.clip(cache_m / (1 + np.exp(-c_logit)), 0.0, 0.999)
+    hits = rng.binomial(req, cache)
+    r5 = np.minimum(p.rate_5xx * np.exp(wander[1] + rng.normal(0, 0.15, T)), 0.5)
+    r4 = np.minimum(p.rate_4xx * r4_m * np.exp(wander[2] + rng.normal(0, 0.1, T)), 0.9)
+    fail = np.zeros(T, dtype=np.int64)  # origin-outage failures (uncached requests only)
+    add = np.zeros(T)  # extra 5xx probability (partial_5xx / error_creep)
+    for x in active:
+        a, z = max(x.i0, i0) - i0, min(x.i1, i1) - i0
+        k = x.incident.kind
+        if k == "origin_outage":
+            fail[a:z] = rng.binomial(req[a:z] - hits[a:z], x.params["fail"])
+        elif k == "partial_5xx":
+            add[a:z] = x.params["add"]
+        elif k == "error_creep":
+            steps = np.arange(max(x.i0, i0), min(x.i1, i1)) - x.i0 + 1
+            add[a:z] = x.params["add"] * steps / (x.i1 - x.i0)
+    rest = req - fail
+    s5b = rng.binomial(rest, r5)
+    if active and add.any():
+        extra = rng.binomial(rest - s5b, np.clip(add, 0, 1))
+    else:
+        extra = np.zeros(T, dtype=np.int64)
+    s4 = rng.binomial(rest - s5b - extra, r4)
+    s5 = s5b + extra + fail
+
+    # ---- origin errors: baseline share of 5xx over the usual codes, plus incident codes
+    origin[:] = 0
+    if p.origin_share > 0:
+        ob = rng.binomial(s5b, p.origin_share)
+        if ob.any():
+            origin += rng.multinomial(ob, np.asarray(p.origin_weights))
+    for x in active:
+        a, z = max(x.i0, i0) - i0, min(x.i1, i1) - i0
+        k = x.incident.kind
+        if k == "origin_outage":
+            origin[a:z] += rng.multinomial(fail[a:z], x.params["codes"])
+        elif k in ("partial_5xx", "error_creep"):
+            origin[a:z] += rng.multinomial(rng.binomial(extra[a:z], x.params["origin"]), x.params["codes"])
+
+    # ---- latency (lognormal-ish, noisier with few requests) and bytes
+    few = 1.0 / np.sqrt(req + 1.0)
+    base = wander[4] + 0.1 * load
+    p50 = p.latency_p50_ms * p50_m * np.exp(base + rng.normal(0, 1, T) * (0.03 + 0.5 * few))
+    p99 = p.latency_p99_ms * p99_m * np.exp(base + 0.1 * load + rng.normal(0, 1, T) * (0.05 + 1.5 * few))
+    p99 = np.maximum(p99, p50 * 1.05)
+    ok = req - s4 - s5
+    bnoise = np.exp(rng.normal(0, 1, T) * (0.03 + 0.3 * few))
+    byt = (p.bytes_per_request * bytes_m * ok * bnoise + 600.0 * (s4 + s5)).astype(np.int64)
+
+    counts[0] = req
+    counts[1] = s4
+    counts[2] = s5
+    counts[3] = hits
+    counts[4] = byt
+    lat[0] = np.round(p50, 2)
+    lat[1] = np.round(p99, 2)
+
+
+def simulate(cfg: SimConfig) -> Simulation:
+    """Draw profiles, holidays, level shifts and incidents for ``cfg`` (events are generated lazily)."""
+    C, n, iv = cfg.customers, cfg.n_intervals, cfg.interval_s
+    width = max(4, len(str(C)))
+    plans = [_Plan(_make_profile(cfg, i, width)) for i in range(C)]
+    warm_i = min(n - 1, int(math.ceil(warmup_seconds(cfg) / iv)))
+    gap_i = max(2, math.ceil(3 * 3600 / iv))
+
+    # holidays: a few whole local days per region (~1 per 3 weeks), same calendar date for the region
+    holidays: list[Holiday] = []
+    if cfg.holidays:
+        g = _rng(cfg.seed, _GLOBAL, 0)
+        first = int(cfg.start // _DAY)
+        last = int((cfg.end - 1) // _DAY)
+        ndays = last - first + 1
+        for region in REGIONS:
+            k = min(ndays, int(g.poisson(ndays / 21.0)))
+            days = sorted(int(d) for d in g.choice(ndays, size=k, replace=False)) if k else []
+            for d in days:
+                date = format_ts((first + d) * _DAY)[:10]
+                holidays.append(Holiday(region, date, float(g.uniform(0.6, 0.8))))
+        holidays.sort(key=lambda h: (h.date, h.region))
+        for plan in plans:
+            for h in holidays:
+                if h.region == plan.profile.region:
+                    # each customer reacts a little differently to the same holiday
+                    jitter = _rng(cfg.seed, plan.profile.index, 3, h.day_number).uniform(-0.05, 0.05)
+                    plan.holiday_days[h.day_number] = min(0.8, max(0.6, h.factor + jitter))
+
+    # unlabelled permanent level shifts (in the evaluation window)
+    if cfg.level_shifts:
+        for plan in plans:
+            r = _rng(cfg.seed, plan.profile.index, 4)
+            if r.random() < cfg.level_shift_prob and n - warm_i > 2:
+                plan.shift_at = int(r.integers(warm_i, n))
+                plan.shift_factor = float(r.uniform(0.4, 0.7) if r.random() < 0.5 else r.uniform(1.4, 2.5))
+
+    # incidents
+    requested = 0
+    if cfg.kinds and n - warm_i >= 1:
+        if cfg.incidents is None:
+            weeks = (n - warm_i) * iv / (7 * _DAY)
+            for plan in plans:
+                r = _rng(cfg.seed, plan.profile.index, 2)
+                k = int(r.poisson(cfg.incidents_per_customer_week * weeks))
+                requested += k
+                for _ in range(k):
+                    kind = cfg.kinds[int(r.integers(len(cfg.kinds)))]
+                    inj = _try_place(r, plan, kind, cfg, warm_i, gap_i)
+                    if inj is not None:
+                        plan.injected.append(inj)
+        else:
+            requested = cfg.incidents
+            g = _rng(cfg.seed, _GLOBAL, 1)
+            kinds = [cfg.kinds[j % len(cfg.kinds)] for j in range(cfg.incidents)]
+            g.shuffle(kinds)
+            for kind in kinds:
+                order = g.permutation(C)[: min(C, 16)]  # a few customers to try, in random order
+                for ci in order:
+                    inj = _try_place(g, plans[int(ci)], kind, cfg, warm_i, gap_i, tries=20)
+                    if inj is not None:
+                        plans[int(ci)].injected.append(inj)
+                        break
+    for plan in plans:
+        plan.injected.sort(key=lambda x: x.i0)
+    return Simulation(cfg, plans, holidays, requested)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _open_text_write(path: str | Path):
+    p = str(path)
+    if p == "-":
+        return None
+    if p.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(p, "wb", compresslevel=5), encoding="utf-8", newline="\n")
+    return open(p, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
+
+
+def write_jsonl(events: Iterable[Mapping[str, Any]], path: str | Path) -> int:
+    """Stream events to ``path`` as JSON lines (gzip if it ends with ``.gz``; ``-`` = stdout).
+
+    Returns the number of events written.
+    """
+    encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+    f = _open_text_write(path)
+    out = sys.stdout if f is None else f
+    n = 0
+    buf: list[str] = []
+    try:
+        for ev in events:
+            buf.append(encode(ev))
+            n += 1
+            if len(buf) >= 2048:
+                buf.append("")
+                out.write("\n".join(buf))
+                buf.clear()
+        if buf:
+            buf.append("")
+            out.write("\n".join(buf))
+    finally:
+        if f is not None:
+            f.close()
+        else:
+            out.flush()
+    return n
+
+
+def write_labels(incidents: Iterable[Incident], path: str | Path) -> int:
+    """Write incidents as JSON lines ``{"customer_id","start","end","kind"}``; returns the count."""
+    n = 0
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for inc in incidents:
+            f.write(json.dumps(inc.to_json(), separators=(",", ":")) + "\n")
+            n += 1
+    return n
+
+
+def _label_time(value: Any) -> float:
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            value = float(s)
+        except ValueError:
+            value = s
+    return parse_ts(value)
+
+
+def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
+    if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
+        raise ValueError(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
+    if start is None or end is None:
+        raise ValueError("start and end are required")
+    try:
+        s, e = _label_time(start), _label_time(end)
+    except InvalidEvent as exc:
+        raise ValueError(str(exc).replace("ts ", "time ", 1)) from None
+    if e <= s:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError(f"kind must be a string, got {kind!r}")
+    return Incident(cid, s, e, kind or "unknown")
+
+
+def read_labels(path: str | Path) -> list[Incident]:
+    """Read incident labels: JSON lines (as written by :func:`write_labels`) or CSV with a
+    header ``customer_id,start,end[,kind]``; times RFC 3339 or epoch seconds. ``.gz`` is fine.
+
+    Raises :class:`ValueError` naming the file and line of the first bad record.
+    """
+    p = str(path)
+    opener = gzip.open if p.endswith(".gz") else open
+    with opener(p, "rt", encoding="utf-8", newline="") as f:
+        text = f.read()
+    stripped = text.lstrip("\ufeff \t\r\n")
+    out: list[Incident] = []
+    if not stripped:
+        return out
+    if stripped.startswith("{"):
+        for ln, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("each line must be a JSON object")
+                out.append(Incident.from_json(obj))
+            except ValueError as exc:  # includes JSONDecodeError
+                raise ValueError(f"{p}:{ln}: {exc}") from None
+        return out
+    reader = csv.reader(io.StringIO(stripped))
+    header = [h.strip().lower() for h in next(reader)]
+    missing = [h for h in ("customer_id", "start", "end") if h not in header]
+    if missing:
+        raise ValueError(f"{p}:1: CSV header must contain customer_id,start,end[,kind]; missing {', '.join(missing)}")
+    ix = {h: header.index(h) for h in ("customer_id", "start", "end")}
+    kix = header.index("kind") if "kind" in header else None
+    for ln, row in enumerate(reader, 2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        try:
+            if len(row) < len(header):
+                raise ValueError(f"expected {len(header)} columns, got {len(row)}")
+            out.append(_incident_from_fields(row[ix["customer_id"]].strip(), row[ix["start"]], row[ix["end"]],
+                                             row[kix].strip() if kix is not None else None))
+        except ValueError as exc:
+            raise ValueError(f"{p}:{ln}: {exc}") from None
+    return out
