@@ -112,9 +112,9 @@ class AlertingConfig:
 def _default_signals() -> dict[str, SignalConfig]:
     return {
         "requests": SignalConfig(min_rel_change=1.0, min_requests=20),
-        "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.01),
+        "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.005),
         "error_4xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.05),
-        "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.01),
+        "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.005),
         "latency_p99": SignalConfig(min_rel_change=0.5, min_abs_change=50.0, min_requests=100),
         "cache_hit": SignalConfig(min_rel_change=0.25, min_abs_change=0.1),
         "bytes": SignalConfig(alert=False, min_rel_change=1.0),

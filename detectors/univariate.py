@@ -383,7 +383,7 @@ class RatioDetector(base.AnomalyDetector):
         ``"up"`` (error rates), ``"down"`` (cache-hit ratio) or ``"both"``.
     half_life_s
         Event-time half-life of the baseline numerator and denominator sums.
-    warmup_s, warmup_points, learn_threshold, accept_shift_after_s, band_sigmas
+    warmup_s, warmup_points, learn_threshold, learn_clip_sigmas, accept_shift_after_s, band_sigmas
         As for :class:`SeasonalDetector`.
     min_rel_scale
         Floor on the extra-binomial spread of the rate, relative to the rate itself.
@@ -408,6 +408,7 @@ class RatioDetector(base.AnomalyDetector):
         warmup_s: float = DAY,
         warmup_points: int = 12,
         learn_threshold: float = 0.999,
+        learn_clip_sigmas: float = 3.0,
         accept_shift_after_s: float = 6 * HOUR,
         min_rel_scale: float = 0.1,
         prior_events: float = 0.5,
@@ -420,6 +421,7 @@ class RatioDetector(base.AnomalyDetector):
         self.warmup_s = warmup_s
         self.warmup_points = warmup_points
         self.learn_threshold = learn_threshold
+        self.learn_clip_sigmas = learn_clip_sigmas
         self.accept_shift_after_s = accept_shift_after_s
         self.min_rel_scale = min_rel_scale
         self.prior_events = prior_events
@@ -554,13 +556,20 @@ class RatioDetector(base.AnomalyDetector):
         self._anom_since = None
         dec = decay(dt, self.half_life_s)
         first = self._b == 0.0
+        if not first:
+            # Huber: the baseline moves as if the rate were at most learn_clip_sigmas away from
+            # it, so a slow creep towards an incident is not absorbed on the way up
+            lim = self.learn_clip_sigmas * math.sqrt(var_rate)
+            dev = rate - p0
+            if dev > lim or dev < -lim:
+                num = den * (p0 + (lim if dev > 0 else -lim))
         self._a = self._a * dec + num
         self._b = self._b * dec + den
         if first:  # p0 was only the prior: nothing to learn about the spread yet
             self._last = ts
             return
         e = (rate - p0) ** 2 - p0 * (1.0 - p0) / den
-        cap = SCALE_CLIP_SIGMAS * SCALE_CLIP_SIGMAS * var_rate
+        cap = self.learn_clip_sigmas * self.learn_clip_sigmas * var_rate
         if e > cap:
             e = cap
         self._tau_w += 1.0
