@@ -1,0 +1,491 @@
+"""Static HTML reports with matplotlib plots (Agg backend), written by ``replay`` and ``tune``.
+
+The HTML is self-contained: plots are inline base64 PNGs (also written next to it as files),
+no JavaScript, no CDN -- it opens offline and can be attached to a ticket.
+
+Plots:
+
+* per customer: each chosen signal's observed series with the model's expected value and
+  band, labelled incident windows (green) and alerted incidents (red), and a score strip
+  (``-log10(1 - score)``, so the default 0.9999 threshold is 4);
+* tuning: recall against false alerts per customer-week for every trial, the Pareto front
+  and the budget.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from detectors.events import format_ts, parse_ts
+
+#: label kind -> the signals that should show it
+KIND_SIGNALS = {
+    "origin_outage": ("origin_errors", "error_5xx"),
+    "partial_5xx": ("error_5xx",),
+    "error_creep": ("error_5xx",),
+    "latency": ("latency_p99",),
+    "traffic_drop": ("requests",),
+    "traffic_surge": ("requests",),
+    "cache_collapse": ("cache_hit",),
+}
+LABELS = {
+    "requests": "requests / interval",
+    "error_5xx": "5xx rate",
+    "error_4xx": "4xx rate",
+    "origin_errors": "origin error rate",
+    "latency_p99": "p99 latency (ms)",
+    "cache_hit": "cache-hit ratio",
+    "bytes": "bytes served",
+}
+RATIO_SIGNALS = {"error_5xx", "error_4xx", "origin_errors", "cache_hit"}
+MAX_SIGNALS_PER_CUSTOMER = 3
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _t(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return parse_ts(v)
+    except Exception:  # noqa: BLE001 - a bad time just isn't drawn
+        return None
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+# ----------------------------------------------------------------------------- choosing what to plot
+
+
+def signals_for(customer_id: str, alerts: Iterable[Mapping[str, Any]], labels: Iterable[Any],
+                available: Sequence[str]) -> list[str]:
+    """The signals worth plotting for one customer: alerted ones, the labelled kinds', then traffic.
+
+    >>> signals_for("a", [{"customer_id": "a", "signals": ["latency_p99"]}],
+    ...             [{"customer_id": "a", "kind": "origin_outage"}], ["requests", "error_5xx", "latency_p99", "origin_errors"])
+    ['latency_p99', 'origin_errors', 'error_5xx']
+    """
+    out: list[str] = []
+
+    def add(s):
+        if s in available and s not in out:
+            out.append(s)
+
+    for a in alerts:
+        if a.get("customer_id") == customer_id:
+            for s in a.get("signals") or [a.get("signal")]:
+                add(s)
+    for lab in labels:
+        if _get(lab, "customer_id") == customer_id:
+            for s in KIND_SIGNALS.get(_get(lab, "kind") or "", ()):
+                add(s)
+    add("requests")
+    return out[:MAX_SIGNALS_PER_CUSTOMER]
+
+
+def choose_customers(labels: Sequence[Any], alerts: Sequence[Mapping[str, Any]], limit: int = 12,
+                     false_ids: set[str] | None = None, labelled_share: float = 1.0) -> tuple[list[str], list[str]]:
+    """(labelled customers, alerted-but-unlabelled customers) to plot, at most ``limit`` in all.
+
+    Labelled customers are picked round-robin over incident kinds so every kind shows up (at most
+    ``labelled_share`` of ``limit`` when alerts are known too); then customers with false alerts
+    (most first), then any alerted customers.
+    """
+    by_kind: dict[str, list[str]] = {}
+    for lab in sorted(labels, key=lambda x: (_get(x, "start") or 0, _get(x, "customer_id"))):
+        by_kind.setdefault(_get(lab, "kind") or "unknown", []).append(_get(lab, "customer_id"))
+    chosen: list[str] = []
+    queues = [list(v) for _, v in sorted(by_kind.items())]
+    cap = min(limit, math.ceil(limit * labelled_share))
+    while len(chosen) < cap and any(queues):
+        for q in queues:
+            while q:
+                c = q.pop(0)
+                if c not in chosen:
+                    chosen.append(c)
+                    break
+            if len(chosen) >= cap:
+                break
+    labelled = list(chosen)
+    counts: dict[str, int] = {}
+    for a in alerts:
+        if a.get("status") == "firing" and (false_ids is None or a["alert_id"] in false_ids):
+            counts[a["customer_id"]] = counts.get(a["customer_id"], 0) + 1
+    if false_ids is not None and not counts:
+        for a in alerts:
+            if a.get("status") == "firing":
+                counts[a["customer_id"]] = counts.get(a["customer_id"], 0) + 1
+    extra = [c for c in sorted(counts, key=lambda c: (-counts[c], c)) if c not in chosen][: max(0, limit - len(chosen))]
+    return labelled, extra
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any], signals: Sequence[str],
+                    thresholds: Mapping[str, float] | None = None, window_pad_s: float = 12 * 3600) -> bytes:
+    """PNG of one customer's traced signals (see the module docstring)."""
+    import numpy as np
+
+    plt = _plt()
+    from matplotlib.ticker import PercentFormatter
+
+    cid = trace.customer_id
+    ts = np.frombuffer(trace.ts, dtype=np.float64) if len(trace.ts) else np.zeros(0)
+    my_alerts = [a for a in alerts if a.get("customer_id") == cid]
+    my_labels = [lab for lab in labels if _get(lab, "customer_id") == cid]
+    iv = float(np.median(np.diff(ts))) if len(ts) > 1 else 60.0
+    t_end = float(ts[-1]) + iv if len(ts) else 0.0
+
+    # incident spans from the alerts (first firing -> resolution or end of data)
+    spans: dict[str, list[float]] = {}
+    for a in my_alerts:
+        st = _t(a.get("started_at"))
+        if st is None:
+            continue
+        sp = spans.setdefault(a["alert_id"], [st, t_end, _t(a.get("event_ts")) or st])
+        if a.get("status") == "resolved" and _t(a.get("resolved_at")) is not None:
+            sp[1] = _t(a["resolved_at"])
+    lab_spans = [(_t(_get(lab, "start")), _t(_get(lab, "end")), _get(lab, "kind")) for lab in my_labels]
+    interest = [s for sp in spans.values() for s in sp[:2]] + [x for a, b, _ in lab_spans for x in (a, b)]
+    if interest and len(ts):
+        lo = max(float(ts[0]), min(interest) - window_pad_s)
+        hi = min(t_end, max(interest) + window_pad_s)
+        if hi - lo < 86400:
+            mid = (lo + hi) / 2
+            lo, hi = max(float(ts[0]), mid - 43200), min(t_end, mid + 43200)
+        sel = (ts >= lo) & (ts <= hi)
+    else:
+        sel = np.ones(len(ts), dtype=bool)
+
+    def dt(x):
+        return np.asarray(np.asarray(x, dtype=np.float64) * 1e3, dtype="datetime64[ms]")
+
+    x = dt(ts[sel])
+    n = len(signals)
+    fig, axes = plt.subplots(n + 1, 1, figsize=(11, 2.1 * n + 1.6), sharex=True,
+                             gridspec_kw={"height_ratios": [3] * n + [1.6]})
+    axes = list(np.atleast_1d(axes))
+    min_w = 3 * iv
+
+    def shade(ax):
+        for a, b, _k in lab_spans:
+            if a is not None and b is not None:
+                ax.axvspan(dt(a), dt(max(b, a + min_w)), color="tab:green", alpha=0.18, lw=0)
+        for st, end, _first in spans.values():
+            ax.axvspan(dt(st), dt(max(end, st + min_w)), ymin=0.93, ymax=1.0, color="tab:red", alpha=0.7, lw=0)
+
+    for ax, s in zip(axes, signals):
+        cols = trace.series.get(s)
+        if cols is None:
+            continue
+        v = np.frombuffer(cols["value"], dtype=np.float64)[sel]
+        e = np.frombuffer(cols["expected"], dtype=np.float64)[sel]
+        lo_ = np.frombuffer(cols["lo"], dtype=np.float64)[sel]
+        hi_ = np.frombuffer(cols["hi"], dtype=np.float64)[sel]
+        shade(ax)
+        ax.fill_between(x, lo_, hi_, color="tab:blue", alpha=0.18, lw=0, label="expected band")
+        ax.plot(x, e, color="tab:blue", lw=0.9, label="expected")
+        ax.plot(x, v, color="black", lw=0.7, label="observed")
+        ax.set_ylabel(LABELS.get(s, s), fontsize=8)
+        if s in RATIO_SIGNALS:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        finite = v[np.isfinite(v)]
+        if len(finite):
+            top = float(np.nanmax(np.concatenate([finite, hi_[np.isfinite(hi_)]]))) if np.isfinite(hi_).any() else float(finite.max())
+            ax.set_ylim(bottom=min(0.0, float(finite.min())), top=top * 1.08 if top > 0 else None)
+    sax = axes[-1]
+    shade(sax)
+    for s in signals:
+        cols = trace.series.get(s)
+        if cols is None:
+            continue
+        sc = np.frombuffer(cols["score"], dtype=np.float64)[sel]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = -np.log10(np.clip(1.0 - sc, 1e-12, 1.0))
+        sax.plot(x, y, lw=0.8, label=s)
+    for s in signals:
+        th = (thresholds or {}).get(s)
+        if th is not None and th < 1:
+            sax.axhline(-math.log10(1 - th), color="grey", ls="--", lw=0.7)
+    for st, end, first in spans.values():
+        sax.plot([dt(first)], [0], marker="^", color="tab:red", ms=7, clip_on=False)
+    sax.set_ylabel("-log10(1-score)", fontsize=8)
+    sax.tick_params(labelsize=7)
+    sax.grid(alpha=0.3)
+    sax.legend(fontsize=7, loc="upper left", ncol=len(signals))
+    handles, names = axes[0].get_legend_handles_labels()
+    from matplotlib.patches import Patch
+
+    handles += [Patch(color="tab:green", alpha=0.3), Patch(color="tab:red", alpha=0.7)]
+    names += ["labelled incident", "alerted incident (top bar)"]
+    axes[0].legend(handles, names, fontsize=7, loc="upper left", ncol=5)
+    n_det = len(spans)
+    axes[0].set_title(f"{cid}: {len(my_labels)} labelled, {n_det} alerted incident(s)", fontsize=10)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated when minimising x and maximising y, by increasing x.
+
+    >>> pareto_front([(0.1, 0.5), (0.2, 0.4), (0.3, 0.9), (0.0, 0.1)])
+    [3, 0, 2]
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front: list[int] = []
+    best = -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def tradeoff_figure(trials: Sequence[Mapping[str, Any]], budget: float, best: int | None = None,
+                    baseline: int | None = None) -> bytes:
+    """Recall vs false alerts per customer-week, one dot per trial; Pareto front and budget."""
+    plt = _plt()
+    pts = [(t["false_per_customer_week"], t["recall"]) for t in trials
+           if t.get("recall") is not None and t.get("false_per_customer_week") is not None]
+    nums = [t["number"] for t in trials if t.get("recall") is not None and t.get("false_per_customer_week") is not None]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if pts:
+        xs, ys = zip(*pts)
+        ok = [x <= budget for x in xs]
+        ax.scatter([x for x, o in zip(xs, ok) if o], [y for y, o in zip(ys, ok) if o], s=18, color="tab:blue",
+                   alpha=0.7, label="trial within budget")
+        ax.scatter([x for x, o in zip(xs, ok) if not o], [y for y, o in zip(ys, ok) if not o], s=18,
+                   color="grey", alpha=0.5, label="trial over budget")
+        front = pareto_front(pts)
+        ax.step([pts[i][0] for i in front], [pts[i][1] for i in front], where="post", color="tab:red", lw=1.3,
+                label="Pareto front")
+        ax.scatter([pts[i][0] for i in front], [pts[i][1] for i in front], s=30, facecolor="none",
+                   edgecolor="tab:red")
+        for num, marker, color, name in ((baseline, "D", "black", "base config"), (best, "*", "gold", "best")):
+            if num is not None and num in nums:
+                x, y = pts[nums.index(num)]
+                ax.scatter([x], [y], s=160 if marker == "*" else 60, marker=marker, color=color, edgecolor="black",
+                           zorder=5, label=f"{name} (trial {num})")
+    ax.axvline(budget, color="tab:orange", ls="--", lw=1, label=f"budget {budget:g}")
+    ax.set_xlabel("false alerts per customer-week")
+    ax.set_ylabel("incident recall")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Trade-off over {len(trials)} trials")
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+.good{color:#1a7f37}.bad{color:#c62828}
+"""
+
+
+@dataclass
+class Report:
+    """A list of HTML blocks; :meth:`write` renders the page and saves the PNGs next to it."""
+
+    title: str
+    blocks: list[str] = field(default_factory=list)
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def h2(self, text: str) -> None:
+        self.blocks.append(f"<h2>{html.escape(text)}</h2>")
+
+    def p(self, text: str, cls: str = "") -> None:
+        c = f' class="{cls}"' if cls else ""
+        self.blocks.append(f"<p{c}>{html.escape(text)}</p>")
+
+    def pre(self, text: str) -> None:
+        self.blocks.append(f"<pre>{html.escape(text)}</pre>")
+
+    def kv(self, pairs: Mapping[str, Any]) -> None:
+        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in pairs.items())
+        self.blocks.append(f"<table>{rows}</table>")
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int | None = None) -> None:
+        rows = list(rows)
+        more = ""
+        if limit is not None and len(rows) > limit:
+            more = f"<p class=muted>... {len(rows) - limit} more rows in the JSON output</p>"
+            rows = rows[:limit]
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+        self.blocks.append(f"<table><tr>{head}</tr>{body}</table>{more}")
+
+    def image(self, name: str, png: bytes, caption: str = "") -> None:
+        self.images.append((name, png))
+        b64 = base64.b64encode(png).decode()
+        cap = f"<div class=muted>{html.escape(caption)}</div>" if caption else ""
+        self.blocks.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">{cap}</figure>')
+
+    def render(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"
+                f"<p class=muted>generated {stamp}</p>" + "\n".join(self.blocks) + "</body></html>\n")
+
+    def write(self, out_dir: Path, name: str = "report.html", png_dir: str = "plots") -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.images:
+            (out_dir / png_dir).mkdir(exist_ok=True)
+            for old in (out_dir / png_dir).glob("*.png"):  # plots of an earlier run into the same dir
+                old.unlink()
+            for fname, png in self.images:
+                (out_dir / png_dir / fname).write_bytes(png)
+        path = out_dir / name
+        path.write_text(self.render(), encoding="utf-8")
+        return path
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "n/a"
+        if v != 0 and abs(v) < 0.01:
+            return f"{v:.4f}"
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _pct(v):
+    return None if v is None else f"{v:.1%}"
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def evaluation_section(rep: Report, ev: Mapping[str, Any], limit: int = 40) -> None:
+    """Headline, by kind, by size decile, missed labels and false alerts of an Evaluation.to_dict()."""
+    rep.kv({
+        "labels": ev["labels"], "detected": ev["detected"], "recall": _pct(ev["recall"]),
+        "opened incidents": ev["opened_incidents"], "precision": _pct(ev["precision"]),
+        "false alerts": ev["false_alerts"], "false alerts per customer-week": ev["false_per_customer_week"],
+        "time to detect, median (intervals)": ev["ttd_median_intervals"],
+        "time to detect, p90 (intervals)": ev["ttd_p90_intervals"],
+        "customers x weeks": f"{ev['customers']} x {ev['span_s'] / 604800:.2f}",
+    })
+    if ev["by_kind"]:
+        rep.table(["incident kind", "labels", "detected", "recall", "TTD median"],
+                  [[k, r["labels"], r["detected"], _pct(r["recall"]), r["ttd_median_intervals"]]
+                   for k, r in ev["by_kind"].items()])
+    if ev["by_size_decile"]:
+        rep.p("By customer size (mean requests per interval), smallest decile first:")
+        rep.table(["decile", "customers", "size min", "size max", "labels", "recall", "false alerts",
+                   "false / customer-week"],
+                  [[r["decile"], r["customers"], r["size_min"], r["size_max"], r["labels"], _pct(r["recall"]),
+                    r["false_alerts"], r["false_per_customer_week"]] for r in ev["by_size_decile"]])
+    missed = [r for r in ev["label_results"] if not r["detected"]]
+    if missed:
+        rep.p(f"Missed incidents ({len(missed)}):")
+        rep.table(["customer", "start", "end", "kind"], [[r["customer_id"], r["start"], r["end"], r["kind"]]
+                                                          for r in missed], limit=limit)
+    if ev["false_alert_incidents"]:
+        rep.p(f"False alerts ({len(ev['false_alert_incidents'])}):")
+        rep.table(["customer", "started at", "alert id"], [[r["customer_id"], r["started_at"], r["alert_id"]]
+                                                          for r in ev["false_alert_incidents"]], limit=limit)
+
+
+def customer_plots(rep: Report, traces: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]],
+                   labels: Sequence[Any], thresholds: Mapping[str, float], order: Sequence[str]) -> int:
+    n = 0
+    for cid in order:
+        tr = traces.get(cid)
+        if tr is None or not len(tr):
+            continue
+        sigs = signals_for(cid, alerts, labels, list(tr.series))
+        png = customer_figure(tr, alerts, labels, sigs, thresholds)
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cid)
+        rep.image(f"customer-{safe}.png", png, f"{cid}: {', '.join(sigs)}")
+        n += 1
+    return n
+
+
+def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Mapping[str, Any],
+                        alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any],
+                        thresholds: Mapping[str, float], order: Sequence[str],
+                        diff: Mapping[str, Any] | None = None) -> Path:
+    rep = Report(f"Lookout replay: {summary['source'].get('path') or summary['source'].get('topic')}")
+    rep.h2("Run")
+    rep.kv({
+        "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
+        "config": f"{summary['config']['path'] or '(defaults)'} [{summary['config']['fingerprint']}]",
+        "records": summary["records"], "invalid (dlq.jsonl)": summary["invalid"],
+        "customers": summary["customers"],
+        "event time": f"{summary['first_ts']} .. {summary['last_ts']} ({summary['span_days']} days)",
+        "interval": f"{summary['interval_s']} s", "outcomes": summary["outcomes"],
+        "alerts": summary["alerts"]["alerts"], "opened incidents": summary["alerts"]["opened_incidents"],
+        "by severity": summary["alerts"]["by_severity"], "by primary signal": summary["alerts"]["by_primary_signal"],
+        "replay speed": f"{summary['events_per_s']:,.0f} records/s ({summary['seconds']:.1f} s)",
+    })
+    if summary.get("evaluation"):
+        rep.h2("Against the labels")
+        evaluation_section(rep, summary["evaluation"])
+    if diff is not None:
+        rep.h2("Change vs baseline")
+        rep.p(f"baseline {diff['baseline_config']}: {len(diff['gained'])} incidents gained, {len(diff['lost'])} lost, "
+              f"{len(diff['changed'])} changed, {diff['unchanged']} unchanged")
+        if diff.get("metrics"):
+            rep.table(["metric", "baseline", "new", "delta"],
+                      [[k, v["old"], v["new"], v["delta"]] for k, v in diff["metrics"].items()])
+        for title in ("gained", "lost", "changed"):
+            rows = diff[title]
+            if rows:
+                rep.p(f"{title} ({len(rows)}):")
+                rep.table(["customer", "started at", "severity", "signal", "resolved at", "labelled", "changes"],
+                          [[r["customer_id"], r["started_at"], r["severity"], r["signal"], r["resolved_at"],
+                            r.get("matches_label"),
+                            "; ".join(f"{f}: {o} -> {n}" for f, (o, n) in r.get("changes", {}).items())]
+                           for r in rows], limit=50)
+    rep.h2("Customers")
+    rep.p("Observed (black) vs expected (blue, with band); green = labelled incident, red = alerted incident "
+          "(triangle = first alert). Bottom: scores as -log10(1 - score), dashed = alert threshold.", "muted")
+    n = customer_plots(rep, traces, alerts, labels, thresholds, order)
+    if not n:
+        rep.p("No customer had labels or alerts to plot.", "muted")
+    return rep.write(out_dir)
+
+
+def format_ts_or_none(v: float | None) -> str | None:
+    return format_ts(v) if v is not None and math.isfinite(v) else None
