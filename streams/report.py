@@ -487,5 +487,48 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
     return rep.write(out_dir)
 
 
+def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequence[Mapping[str, Any]],
+                      params_rows: Sequence[Sequence[Any]], best_eval: Mapping[str, Any] | None,
+                      base_eval: Mapping[str, Any] | None, traces: Mapping[str, Any],
+                      alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any],
+                      thresholds: Mapping[str, float], order: Sequence[str]) -> Path:
+    budget = summary["budget"]
+    best = summary.get("best_trial")
+    rep = Report(f"Lookout tuning: {summary['trials_done']} trials, budget {budget:g} false alerts per customer-week")
+    rep.h2("Search")
+    rep.kv({
+        "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
+        "events in memory": summary["events"], "invalid records": summary["invalid"],
+        "customers": summary["customers"], "labels": summary["labels"],
+        "base config": f"{summary['base_config'] or '(defaults)'} [{summary['base_fingerprint']}]",
+        "best trial": best, "best config": f"{summary['best_config_path']} [{summary['best_fingerprint']}]",
+        "objective": "maximise recall subject to false alerts per customer-week <= budget",
+        "time": f"{summary['seconds']:.1f} s with {summary['jobs']} process(es)",
+    })
+    rep.image("tradeoff.png", tradeoff_figure(trials, budget, best, summary.get("baseline_trial")),
+              "Each dot is a trial. Red: Pareto front (no other trial has both more recall and fewer false alerts).")
+    rep.h2("Parameters")
+    rep.table(["parameter", "base", "best", "searched range"], params_rows)
+    if base_eval is not None and best_eval is not None:
+        rep.h2("Base vs best")
+        keys = ("recall", "precision", "false_alerts", "false_per_customer_week", "ttd_median_intervals",
+                "ttd_p90_intervals", "opened_incidents")
+        rep.table(["metric", "base", "best"], [[k, base_eval.get(k), best_eval.get(k)] for k in keys])
+    ok = sorted((t for t in trials if t.get("value") is not None), key=lambda t: -t["value"])
+    rep.h2("Top trials")
+    names = [r[0] for r in params_rows]
+    rep.table(["trial", "recall", "false/cw", "precision", "TTD med", "within budget", *names],
+              [[t["number"], t["recall"], t["false_per_customer_week"], t["precision"], t["ttd_median_intervals"],
+                t["feasible"], *[t["params"].get(n) for n in names]] for t in ok], limit=20)
+    if best_eval is not None:
+        rep.h2("Best config against the labels")
+        evaluation_section(rep, best_eval)
+    rep.h2("Customers (best config)")
+    n = customer_plots(rep, traces, alerts, labels, thresholds, order)
+    if not n:
+        rep.p("No customer had labels or alerts to plot.", "muted")
+    return rep.write(out_dir)
+
+
 def format_ts_or_none(v: float | None) -> str | None:
     return format_ts(v) if v is not None and math.isfinite(v) else None
