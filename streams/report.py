@@ -296,7 +296,8 @@ def tradeoff_figure(trials: Sequence[Mapping[str, Any]], budget: float, best: in
     ax.axvline(budget, color="tab:orange", ls="--", lw=1, label=f"budget {budget:g}")
     ax.set_xlabel("false alerts per customer-week")
     ax.set_ylabel("incident recall")
-    ax.set_ylim(-0.02, 1.02)
+    ys_ = [p[1] for p in pts]
+    ax.set_ylim(max(-0.02, (min(ys_) - 0.1) if ys_ else -0.02), 1.02)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

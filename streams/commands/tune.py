@@ -20,7 +20,7 @@ from .replay import CONTEXT, load_detector_config, load_labels, open_source_or_f
 @click.option("--budget", default=0.2, show_default=True, type=click.FloatRange(min=0),
               help="Allowed false alerts per customer-week.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Trials in parallel (processes) [default: min(2, cores)].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampler seed (same seed + data = same search).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Sampler seed (same seed + data + --jobs 1 = same search).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Stop asking for new trials after this long.")
 @click.option("--out", "out_dir", default="tune-out", show_default=True, metavar="DIR", help="Output directory.")

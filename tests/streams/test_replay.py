@@ -149,14 +149,18 @@ def test_diff_against_baseline(sim_files, tmp_path):
     new, old = tmp_path / "new.yaml", tmp_path / "old.yaml"
     base = DetectorConfig()
     dump_config(base, old)
-    dump_config(base.with_overrides({"alerting.open_n": 1, "alerting.recovery_intervals": 6}), new)
+    # a much more sensitive config: surely different incidents
+    dump_config(base.with_overrides({"alerting.open_n": 1, "alerting.recovery_intervals": 6,
+                                     "signals.requests.threshold": 0.9, "signals.requests.min_rel_change": 0.05,
+                                     "signals.latency_p99.threshold": 0.9, "signals.latency_p99.min_abs_change": 1.0,
+                                     "signals.latency_p99.min_rel_change": 0.05}), new)
     out = tmp_path / "o"
     res = CliRunner().invoke(cli, ["replay", str(d / "sim.jsonl"), "--config", str(new), "--baseline",
                                                    str(old), "--labels", str(d / "labels.jsonl"), "--out", str(out),
                                                    "--no-report"])
     assert res.exit_code == 0, res.output
     diff = json.loads((out / "diff.json").read_text())
-    assert diff["gained"] or diff["lost"] or diff["changed"]
+    assert diff["gained"] and diff["counts"]["new"] > diff["counts"]["baseline"]
     assert set(diff["metrics"]) >= {"recall", "false_per_customer_week"}
     assert "alerts vs baseline" in res.stdout and "delta" in res.stdout
     # each side equals a plain single-config replay
