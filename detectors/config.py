@@ -80,10 +80,10 @@ class ModelConfig:
 
     warmup_s: float = 86400.0
     warmup_points: int = 12
-    level_half_life_s: float = 6 * 3600.0
+    level_half_life_s: float = 86400.0
     season_half_life_visits: float = 3.0
     scale_half_life_s: float = 2 * 86400.0
-    accept_shift_after_s: float = 6 * 3600.0
+    accept_shift_after_s: float = 86400.0
     learn_threshold: float = 0.999
     ratio_half_life_s: float = 12 * 3600.0
     weekly: bool = True

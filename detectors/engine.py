@@ -22,7 +22,7 @@ from typing import Any, Iterable, NamedTuple
 from . import alerting
 from .config import DetectorConfig
 from .events import Event
-from .signals import build_models, derive
+from .signals import ARGS, build_models
 
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
@@ -71,11 +71,11 @@ class Engine:
         findings: list[alerting.Finding] = []
         warm_any = False
         expected_requests = float(e.requests)
-        for name, x in derive(e).items():
-            model = st.models.get(name)
-            if model is None:
+        for name, model in st.models.items():
+            args = ARGS[name](e)
+            if args is None:
                 continue
-            a = model.update(x)
+            a = model.step(*args)  # scores first, then learns
             if not model.warm:
                 continue
             warm_any = True

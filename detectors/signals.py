@@ -6,11 +6,11 @@
 >>> sorted(derive(e))
 ['cache_hit', 'error_4xx', 'error_5xx', 'latency_p99', 'origin_errors', 'requests']
 >>> derive(e)["error_5xx"]
-{'ts': 0.0, 'num': 2, 'den': 200}
+{'ts': 0.0, 'num': 2.0, 'den': 200.0}
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .config import SIGNALS, ModelConfig
 from .events import Event
@@ -38,21 +38,32 @@ LABELS = {
 }
 
 
+#: signal -> the model's positional inputs for one event (``step(*args)``), or None if absent
+ARGS: dict[str, Callable[[Event], tuple | None]] = {
+    "requests": lambda e: (e.ts, float(e.requests), None),
+    "error_5xx": lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
+    "error_4xx": lambda e: (e.ts, float(e.status_4xx), float(e.requests)),
+    "origin_errors": lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
+    "latency_p99": lambda e: (
+        None if e.latency_p99_ms is None or e.requests == 0 else (e.ts, e.latency_p99_ms, float(e.requests))
+    ),
+    "cache_hit": lambda e: None if e.cache_hits is None else (e.ts, float(e.cache_hits), float(e.requests)),
+    "bytes": lambda e: None if e.bytes_out is None else (e.ts, float(e.bytes_out), None),
+}
+
+
 def derive(e: Event) -> dict[str, dict[str, Any]]:
-    """The model input of every signal this event carries (absent fields give no input)."""
-    ts, n = e.ts, e.requests
-    out: dict[str, dict[str, Any]] = {
-        "requests": {"ts": ts, "value": n},
-        "error_5xx": {"ts": ts, "num": e.status_5xx, "den": n},
-        "error_4xx": {"ts": ts, "num": e.status_4xx, "den": n},
-        "origin_errors": {"ts": ts, "num": e.origin_errors_total, "den": n},
-    }
-    if e.latency_p99_ms is not None and n > 0:
-        out["latency_p99"] = {"ts": ts, "value": e.latency_p99_ms, "n": n}
-    if e.cache_hits is not None:
-        out["cache_hit"] = {"ts": ts, "num": e.cache_hits, "den": n}
-    if e.bytes_out is not None:
-        out["bytes"] = {"ts": ts, "value": e.bytes_out}
+    """The model input of every signal this event carries, as River-style ``x`` dicts."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, fn in ARGS.items():
+        args = fn(e)
+        if args is None:
+            continue
+        ts, a, b = args
+        if SIGNALS[name][0] == "ratio":
+            out[name] = {"ts": ts, "num": a, "den": b}
+        else:
+            out[name] = {"ts": ts, "value": a} if b is None else {"ts": ts, "value": a, "n": b}
     return out
 
 

@@ -45,6 +45,8 @@ _DIRECTIONS = (_UP, _DOWN, _BOTH)
 MAX_STEP_S = 7 * DAY
 #: residuals are clipped to this many standard deviations before they update the noise scale
 SCALE_CLIP_SIGMAS = 4.0
+#: pseudo-days at offset 0 behind every day-of-week bin (slows the first weeks' learning)
+DOW_PRIOR_DAYS = 2.0
 #: how fast the shadow level follows an ongoing shift (per point)
 SHIFT_TRACK_RATE = 0.3
 
@@ -213,8 +215,8 @@ class SeasonalDetector(base.AnomalyDetector):
 
     def assess(self, x: dict) -> Assessment:
         """Score ``x`` against the model (does not learn)."""
-        pre = self._prepare(x)
-        return NO_ASSESSMENT if pre is None else pre[0]
+        args = self._args(x)
+        return NO_ASSESSMENT if args is None else self._prepare(*args)[0]
 
     def update(self, x: dict) -> Assessment:
         """Score ``x`` first, then learn from it; returns the pre-learning assessment.
@@ -222,15 +224,23 @@ class SeasonalDetector(base.AnomalyDetector):
         Points with a timestamp not after the last learned one (duplicates, late arrivals) are
         scored but not learned, so at-least-once redelivery cannot distort the model.
         """
-        pre = self._prepare(x)
-        if pre is None:
-            return NO_ASSESSMENT
-        a, y, mu, i, j, w, d, var = pre
-        ts = float(x["ts"])
-        if self._last is not None and ts <= self._last:
-            return a
-        self._learn(ts, y, mu, i, j, w, d, var, a.score)
-        return a
+        args = self._args(x)
+        return NO_ASSESSMENT if args is None else self.step(*args)
+
+    def step(self, ts: float, v: float, n: float | None = None) -> Assessment:
+        """:meth:`update` for already validated numbers (the engine's fast path)."""
+        pre = self._prepare(ts, v, n)
+        if self._last is None or ts > self._last:
+            a, y, mu, i, j, w, d, var = pre
+            self._learn(ts, y, mu, i, j, w, d, var, a.score)
+        return pre[0]
+
+    @staticmethod
+    def _args(x: dict):
+        v, ts, n = x.get("value"), x.get("ts"), x.get("n")
+        if not (_finite(v) and _finite(ts)):
+            return None
+        return float(ts), float(v), (n if _finite(n) else None)
 
     # -- internals -------------------------------------------------------------
     def _season(self, ts: float):
@@ -247,22 +257,17 @@ class SeasonalDetector(base.AnomalyDetector):
             s += self._dow[d]
         return s, i, j, w, d
 
-    def _prepare(self, x: dict):
-        v = x.get("value")
-        ts = x.get("ts")
-        if not (_finite(v) and _finite(ts)):
-            return None
-        y = math.log1p(v) if self._log and v > 0 else (0.0 if self._log else float(v))
+    def _prepare(self, ts: float, v: float, n: float | None):
+        y = (math.log1p(v) if v > 0 else 0.0) if self._log else v
         if self._n == 0:
-            return (Assessment(0.0, float(v), float(v), float(v), float(v)), y, y, 0, 1, 0.0, 0, 0.0)
-        s, i, j, w, d = self._season(float(ts))
+            return (Assessment(0.0, v, v, v, v), y, y, 0, 1, 0.0, 0, 0.0)
+        s, i, j, w, d = self._season(ts)
         mu = self._level + s
         floor = self.min_rel_scale if self._log else max(self.min_abs_scale, self.min_rel_scale * abs(mu))
         var = max(self._s2, floor * floor)
         if self.count_noise and self._log:
             var += math.exp(-mu) if mu > 0 else 1.0
-        n = x.get("n")
-        if self.support_noise and _finite(n) and n > 0:
+        if self.support_noise and n:
             var += self.support_noise / n
         sd = math.sqrt(var)
         z = (y - mu) / sd
@@ -274,7 +279,7 @@ class SeasonalDetector(base.AnomalyDetector):
             lo = max(lo, 0.0)
         else:
             exp_v, lo, hi = mu, mu - k, mu + k
-        return (Assessment(score, float(v), exp_v, lo, hi), y, mu, i, j, w, d, var)
+        return (Assessment(score, v, exp_v, lo, hi), y, mu, i, j, w, d, var)
 
     def _learn(self, ts, y, mu, i, j, w, d, var, score) -> None:
         if self._n == 0:
@@ -287,7 +292,9 @@ class SeasonalDetector(base.AnomalyDetector):
         r = y - mu
         sd = math.sqrt(var) if var > 0 else 1.0
         clip = self.learn_clip_sigmas * sd
-        anomalous = score >= self.learn_threshold and self.warm
+        # two-sided on purpose: a shift in the direction that does not alert (latency going back
+        # down after an accepted rise) must be learned as fast as one that does
+        anomalous = self.warm and 2.0 * normal_sf(abs(r) / sd) <= 1.0 - self.learn_threshold
         if anomalous:
             sign = 1 if r > 0 else -1
             if self._anom_since is None or sign != self._anom_sign:
@@ -312,12 +319,12 @@ class SeasonalDetector(base.AnomalyDetector):
         # against a constant instead of against a level that is itself still moving
         if not first_day:
             rc = r if -clip < r < clip else (clip if r > 0 else -clip)
-            self._level += (1.0 - decay(dt, self.level_half_life_s)) * rc
+            self._level += (1.0 - 0.5 ** (dt / self.level_half_life_s)) * rc
         # time of day: a kernel smoother -- bins i and j each move towards the de-levelled value,
         # weighted by their share of the point (a convex update: stable at any interval length).
         # A running mean over *visits* (hours of data in the bin) first, then an EWMA.
         u = dt / HOUR if dt < HOUR else 1.0
-        a_s = 1.0 - decay(dt, self.season_half_life_visits * HOUR)
+        a_s = 1.0 - 0.5 ** (dt / (self.season_half_life_visits * HOUR))
         hod, hw = self._hod, self._hod_w
         wk = self._dow[d] if self.weekly else 0.0
         target = y - self._level - wk
@@ -336,7 +343,9 @@ class SeasonalDetector(base.AnomalyDetector):
             a_w = 1.0 - decay(dt, self.season_half_life_visits * 7 * DAY)
             ud = dt / DAY
             self._dow_w[d] += ud
-            g = ud / self._dow_w[d]
+            # a prior of DOW_PRIOR_DAYS days at 0: one unusual first Friday (a holiday) must
+            # not become "what Fridays look like"
+            g = ud / (self._dow_w[d] + DOW_PRIOR_DAYS)
             if g < a_w:
                 g = a_w
             e = y - self._level - (hod[i] * (1.0 - w) + hod[j] * w) - self._dow[d]
@@ -352,7 +361,7 @@ class SeasonalDetector(base.AnomalyDetector):
             e2 = cap
         if self.count_noise and self._log:
             e2 -= math.exp(-mu) if mu > 0 else 1.0
-        a_v = 1.0 - decay(dt, self.scale_half_life_s)
+        a_v = 1.0 - 0.5 ** (dt / self.scale_half_life_s)
         self._s2_w += 1.0
         g = 1.0 / self._s2_w
         if g < a_v:
@@ -460,21 +469,23 @@ class RatioDetector(base.AnomalyDetector):
         self.update(x)
 
     def assess(self, x: dict) -> Assessment:
-        pre = self._prepare(x)
-        return NO_ASSESSMENT if pre is None else pre[0]
+        c = self._counts(x)
+        return NO_ASSESSMENT if c is None else self._prepare(*c)[0]
 
     def update(self, x: dict) -> Assessment:
-        pre = self._prepare(x)
-        if pre is None:
-            return NO_ASSESSMENT
-        a, num, den, p0, var_rate = pre
-        ts = float(x["ts"])
-        if den <= 0 or (self._last is not None and ts <= self._last):
-            return a
-        self._learn(ts, num, den, p0, var_rate, a.score)
-        return a
+        c = self._counts(x)
+        return NO_ASSESSMENT if c is None else self.step(*c)
 
-    def _counts(self, x: dict):
+    def step(self, ts: float, num: float, den: float) -> Assessment:
+        """:meth:`update` for already validated counts (the engine's fast path)."""
+        pre = self._prepare(ts, num, den)
+        if den > 0 and (self._last is None or ts > self._last):
+            a, _, _, p0, var_rate = pre
+            self._learn(ts, num, den, p0, var_rate, a.score)
+        return pre[0]
+
+    @staticmethod
+    def _counts(x: dict):
         ts = x.get("ts")
         if not _finite(ts):
             return None
@@ -487,13 +498,9 @@ class RatioDetector(base.AnomalyDetector):
             num, den = v * n, n
         if not (_finite(num) and _finite(den)) or den < 0 or num < 0:
             return None
-        return float(num), float(den)
+        return float(ts), float(num), float(den)
 
-    def _prepare(self, x: dict):
-        c = self._counts(x)
-        if c is None:
-            return None
-        num, den = c
+    def _prepare(self, ts: float, num: float, den: float):
         p0 = self.rate
         if den <= 0:
             return (Assessment(0.0, float("nan"), p0, p0, p0), num, den, p0, 0.0)
@@ -538,7 +545,8 @@ class RatioDetector(base.AnomalyDetector):
         dt = 1.0 if self._last is None else min(max(ts - self._last, 1.0), MAX_STEP_S)
         self._n += 1
         rate = num / den
-        if score >= self.learn_threshold and self.warm:
+        # two-sided (normal approximation), as for SeasonalDetector
+        if self.warm and 2.0 * normal_sf(abs(rate - p0) / math.sqrt(var_rate)) <= 1.0 - self.learn_threshold:
             sign = 1 if rate > p0 else -1
             if self._anom_since is None or sign != self._anom_sign:
                 self._anom_since, self._anom_sign = ts, sign
