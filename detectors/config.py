@@ -168,6 +168,14 @@ class DetectorConfig:
             node[parts[-1]] = value
         return DetectorConfig.from_mapping(data)
 
+    def model_fingerprint(self) -> str:
+        """Hash of what per-series model state depends on (model section + enabled signals)."""
+        import hashlib
+
+        enabled = sorted(k for k, v in self.signals.items() if v.enabled)
+        blob = json.dumps({"model": dataclasses.asdict(self.model), "enabled": enabled}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
     def fingerprint(self) -> str:
         """Short stable hash of the effective configuration (shown in reports and logs)."""
         import hashlib

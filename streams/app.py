@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import faust
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import load_config
 from detectors.engine import Engine
 
+from .checkpoint import Checkpoint
 from .codecs import encode_json
 from .metrics import WorkerMetrics
 from .processor import Output, Processor
@@ -57,6 +59,10 @@ def create_app(
 ) -> Lookout:
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
+    checkpoint = Checkpoint(Path(settings.data_dir) / "engine-state.pickle", engine.config.model_fingerprint())
+    restored = checkpoint.load(engine)
+    if restored:
+        log.warning("restored detector state of %d customers from %s", restored, checkpoint.path)
     metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
@@ -90,6 +96,14 @@ def create_app(
                 (e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch
             )
             await lookout.publish(out)
+
+    @app.timer(settings.checkpoint_interval_s)
+    async def save_checkpoint():
+        checkpoint.save(engine)
+
+    @app.on_before_shutdown.connect
+    async def final_checkpoint(app, **kwargs):
+        checkpoint.save(engine)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

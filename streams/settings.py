@@ -47,6 +47,7 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path(".lookout/worker")
     detector_config: Path | None = None
+    checkpoint_interval_s: float = 60.0
     batch_size: int = 500
     batch_within_s: float = 0.5
     log_level: str = "warn"

@@ -30,6 +30,7 @@ class WorkerProcess:
     data_dir: Path
     log_path: Path
     extra_env: dict = field(default_factory=dict)
+    app_id: str = field(default_factory=lambda: f"lookout-test-{uuid.uuid4().hex[:8]}")
     proc: subprocess.Popen | None = None
 
     @property
@@ -43,7 +44,7 @@ class WorkerProcess:
             "LOOKOUT_INPUT_TOPIC": self.input_topic,
             "LOOKOUT_ALERTS_TOPIC": self.alerts_topic,
             "LOOKOUT_DLQ_TOPIC": self.dlq_topic,
-            "LOOKOUT_APP_ID": f"lookout-test-{uuid.uuid4().hex[:8]}",
+            "LOOKOUT_APP_ID": self.app_id,
             "LOOKOUT_WEB_PORT": str(self.web_port),
             "LOOKOUT_DATA_DIR": str(self.data_dir),
             "LOOKOUT_PARTITIONS": "2",
