@@ -76,6 +76,14 @@ def _tail(z: float, direction: str) -> float:
     return min(1.0, 2.0 * normal_sf(abs(z)))
 
 
+def _two_sided_z(threshold: float) -> float:
+    """|z| at which a two-sided normal tail equals ``1 - threshold``."""
+    from statistics import NormalDist
+
+    p = min(max(1.0 - threshold, 1e-300), 1.0)
+    return NormalDist().inv_cdf(1.0 - p / 2.0) if p < 1.0 else 0.0
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -194,14 +202,16 @@ class SeasonalDetector(base.AnomalyDetector):
         self._shift = 0.0
         self._anom_since: float | None = None
         self._anom_sign = 0
+        self._warm = False
+        self._z_learn = _two_sided_z(learn_threshold)
+        self._dt = -1.0  # step length the cached learning rates below are for
+        self._rates = (0.0, 0.0, 0.0, 0.0)
 
     # -- public ---------------------------------------------------------------
     @property
     def warm(self) -> bool:
         """True once the model has seen ``warmup_points`` points spanning ``warmup_s``."""
-        return self._n >= self.warmup_points and self._last is not None and (
-            self._last - self._t0 >= self.warmup_s
-        )
+        return self._warm
 
     @property
     def n_seen(self) -> int:
@@ -287,14 +297,27 @@ class SeasonalDetector(base.AnomalyDetector):
             self._t0 = self._last = ts
             self._level = y
             return
-        dt = min(max(ts - self._last, 1.0), MAX_STEP_S)
+        dt = ts - self._last
+        dt = 1.0 if dt < 1.0 else (MAX_STEP_S if dt > MAX_STEP_S else dt)
+        if dt != self._dt:  # the step is almost always the series' interval: compute rates once
+            self._dt = dt
+            self._rates = (
+                1.0 - 0.5 ** (dt / self.level_half_life_s),
+                1.0 - 0.5 ** (dt / (self.season_half_life_visits * HOUR)),
+                1.0 - 0.5 ** (dt / (self.season_half_life_visits * 7 * DAY)),
+                1.0 - 0.5 ** (dt / self.scale_half_life_s),
+            )
+        a_l, a_s, a_w, a_v = self._rates
         self._n += 1
+        warm = self._warm
+        if not warm and self._n >= self.warmup_points and ts - self._t0 >= self.warmup_s:
+            self._warm = True
         r = y - mu
         sd = math.sqrt(var) if var > 0 else 1.0
         clip = self.learn_clip_sigmas * sd
         # two-sided on purpose: a shift in the direction that does not alert (latency going back
         # down after an accepted rise) must be learned as fast as one that does
-        anomalous = self.warm and 2.0 * normal_sf(abs(r) / sd) <= 1.0 - self.learn_threshold
+        anomalous = warm and (r if r > 0 else -r) >= self._z_learn * sd
         if anomalous:
             sign = 1 if r > 0 else -1
             if self._anom_since is None or sign != self._anom_sign:
@@ -319,28 +342,32 @@ class SeasonalDetector(base.AnomalyDetector):
         # against a constant instead of against a level that is itself still moving
         if not first_day:
             rc = r if -clip < r < clip else (clip if r > 0 else -clip)
-            self._level += (1.0 - 0.5 ** (dt / self.level_half_life_s)) * rc
+            self._level += a_l * rc
         # time of day: a kernel smoother -- bins i and j each move towards the de-levelled value,
         # weighted by their share of the point (a convex update: stable at any interval length).
         # A running mean over *visits* (hours of data in the bin) first, then an EWMA.
         u = dt / HOUR if dt < HOUR else 1.0
-        a_s = 1.0 - 0.5 ** (dt / (self.season_half_life_visits * HOUR))
         hod, hw = self._hod, self._hod_w
         wk = self._dow[d] if self.weekly else 0.0
         target = y - self._level - wk
-        if not self.warm:
+        if not warm:
             clip = math.inf  # nothing to be robust against yet: learn the shape as it is
-        for b, bw in ((i, 1.0 - w), (j, w)):
-            if bw <= 0.0:
-                continue
-            hw[b] += bw * u
-            g = bw * u / hw[b]
+        bw = 1.0 - w  # bin i's share (unrolled loop over bins i and j)
+        if bw > 0.0:
+            hw[i] += bw * u
+            g = bw * u / hw[i]
             if g < a_s * bw:
                 g = a_s * bw
-            e = target - hod[b]
-            hod[b] += g * (e if -clip < e < clip else (clip if e > 0 else -clip))
+            e = target - hod[i]
+            hod[i] += g * (e if -clip < e < clip else (clip if e > 0 else -clip))
+        if w > 0.0:
+            hw[j] += w * u
+            g = w * u / hw[j]
+            if g < a_s * w:
+                g = a_s * w
+            e = target - hod[j]
+            hod[j] += g * (e if -clip < e < clip else (clip if e > 0 else -clip))
         if self.weekly and not first_day:
-            a_w = 1.0 - decay(dt, self.season_half_life_visits * 7 * DAY)
             ud = dt / DAY
             self._dow_w[d] += ud
             # a prior of DOW_PRIOR_DAYS days at 0: one unusual first Friday (a holiday) must
@@ -361,7 +388,6 @@ class SeasonalDetector(base.AnomalyDetector):
             e2 = cap
         if self.count_noise and self._log:
             e2 -= math.exp(-mu) if mu > 0 else 1.0
-        a_v = 1.0 - 0.5 ** (dt / self.scale_half_life_s)
         self._s2_w += 1.0
         g = 1.0 / self._s2_w
         if g < a_v:
@@ -446,12 +472,15 @@ class RatioDetector(base.AnomalyDetector):
         self._anom_sign = 0
         self._anom_a = 0.0
         self._anom_b = 0.0
+        self._warm = False
+        self._z_learn = _two_sided_z(learn_threshold)
+        self._dt = -1.0
+        self._dec = 1.0
 
     @property
     def warm(self) -> bool:
-        return self._n >= self.warmup_points and self._last is not None and (
-            self._last - self._t0 >= self.warmup_s
-        )
+        """True once the model has seen ``warmup_points`` points spanning ``warmup_s``."""
+        return self._warm
 
     @property
     def n_seen(self) -> int:
@@ -542,11 +571,19 @@ class RatioDetector(base.AnomalyDetector):
     def _learn(self, ts, num, den, p0, var_rate, score) -> None:
         if self._n == 0:
             self._t0 = ts
-        dt = 1.0 if self._last is None else min(max(ts - self._last, 1.0), MAX_STEP_S)
+        dt = 1.0 if self._last is None else ts - self._last
+        dt = 1.0 if dt < 1.0 else (MAX_STEP_S if dt > MAX_STEP_S else dt)
+        if dt != self._dt:
+            self._dt, self._dec = dt, 0.5 ** (dt / self.half_life_s)
         self._n += 1
+        warm = self._warm
+        if not warm and self._n >= self.warmup_points and ts - self._t0 >= self.warmup_s:
+            self._warm = True
         rate = num / den
+        dev = rate - p0
+        sd = math.sqrt(var_rate)
         # two-sided (normal approximation), as for SeasonalDetector
-        if self.warm and 2.0 * normal_sf(abs(rate - p0) / math.sqrt(var_rate)) <= 1.0 - self.learn_threshold:
+        if warm and (dev if dev > 0 else -dev) >= self._z_learn * sd:
             sign = 1 if rate > p0 else -1
             if self._anom_since is None or sign != self._anom_sign:
                 self._anom_since, self._anom_sign = ts, sign
@@ -562,13 +599,12 @@ class RatioDetector(base.AnomalyDetector):
             self._last = ts
             return
         self._anom_since = None
-        dec = decay(dt, self.half_life_s)
+        dec = self._dec
         first = self._b == 0.0
         if not first:
             # Huber: the baseline moves as if the rate were at most learn_clip_sigmas away from
             # it, so a slow creep towards an incident is not absorbed on the way up
-            lim = self.learn_clip_sigmas * math.sqrt(var_rate)
-            dev = rate - p0
+            lim = self.learn_clip_sigmas * sd
             if dev > lim or dev < -lim:
                 num = den * (p0 + (lim if dev > 0 else -lim))
         self._a = self._a * dec + num
@@ -576,7 +612,7 @@ class RatioDetector(base.AnomalyDetector):
         if first:  # p0 was only the prior: nothing to learn about the spread yet
             self._last = ts
             return
-        e = (rate - p0) ** 2 - p0 * (1.0 - p0) / den
+        e = dev * dev - p0 * (1.0 - p0) / den
         cap = self.learn_clip_sigmas * self.learn_clip_sigmas * var_rate
         if e > cap:
             e = cap
