@@ -77,25 +77,37 @@ def magnitude(signal: str, value: float, expected: float) -> float:
     return max(v / e, e / v) if direction == "both" else v / e
 
 
-def passes_gates(signal: str, a: Assessment, requests: int, sc: SignalConfig) -> bool:
-    """Whether one scored signal counts as anomalous for alerting (score, magnitude, volume)."""
-    if a.score < sc.threshold or requests < sc.min_requests:
+def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
+                 sustain: AlertingConfig | None = None) -> bool:
+    """Whether one scored signal counts as anomalous for alerting (score, magnitude, volume).
+
+    With ``sustain`` (the customer already has an open incident) the score threshold and the
+    magnitude gates are relaxed to ``sustain.sustain_threshold`` and ``sustain.sustain_factor``
+    times the opening gates: hysteresis, so a change hovering around the gate keeps one incident
+    open instead of resolving and re-opening it.
+    """
+    threshold, rel, absolute, events = sc.threshold, sc.min_rel_change, sc.min_abs_change, sc.min_events
+    if sustain is not None:
+        f = sustain.sustain_factor
+        threshold = min(threshold, sustain.sustain_threshold)
+        rel, absolute, events = rel * f, absolute * f, events * f
+    if a.score < threshold or requests < sc.min_requests:
         return False
     v, e = a.value, a.expected
     if not (math.isfinite(v) and math.isfinite(e)):
         return False
     kind, direction = SIGNALS[signal]
     if kind == "ratio":
-        if a.excess < sc.min_events:
+        if a.excess < events:
             return False
         diff = (v - e) if direction != "down" else (e - v)
-        return diff >= sc.min_abs_change and diff >= sc.min_rel_change * max(e if direction != "down" else e, MIN_RATE)
-    if abs(v - e) < sc.min_abs_change:
+        return diff >= absolute and diff >= rel * max(e, MIN_RATE)
+    if abs(v - e) < absolute:
         return False
     # multiplicative gate, symmetric on a log scale: min_rel_change=1 means 2x up or 0.5x down
     if direction == "up" or (direction == "both" and v >= e):
-        return v >= e * (1.0 + sc.min_rel_change)
-    return v * (1.0 + sc.min_rel_change) <= e
+        return v >= e * (1.0 + rel)
+    return v * (1.0 + rel) <= e
 
 
 def severity_for(findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> str:

@@ -96,6 +96,9 @@ class AlertingConfig:
     open_n / open_m: an incident opens when at least ``open_n`` of the last ``open_m``
         intervals were anomalous on some signal.
     recovery_intervals: consecutive normal intervals before an incident resolves.
+    sustain_threshold / sustain_factor: while an incident is open, a signal keeps it open at
+        this score and at this fraction of its opening magnitude gates (hysteresis: a change
+        hovering around the gate is one incident, not a flapping series of them).
     critical_*/warning_*: severity cut-offs (see :mod:`detectors.alerting`).
     major_customer_requests: expected requests per interval above which a customer counts
         as major (one severity step up).
@@ -104,6 +107,8 @@ class AlertingConfig:
     open_n: int = 2
     open_m: int = 3
     recovery_intervals: int = 3
+    sustain_threshold: float = 0.999
+    sustain_factor: float = 0.5
     major_customer_requests: float = 10000.0
     critical_magnitude: float = 4.0
     warning_magnitude: float = 2.0
@@ -112,9 +117,9 @@ class AlertingConfig:
 def _default_signals() -> dict[str, SignalConfig]:
     return {
         "requests": SignalConfig(min_rel_change=1.0, min_requests=20),
-        "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.005),
+        "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.005, min_events=5),
         "error_4xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.05),
-        "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.005),
+        "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.005, min_events=5),
         "latency_p99": SignalConfig(min_rel_change=0.5, min_abs_change=50.0, min_requests=100),
         "cache_hit": SignalConfig(min_rel_change=0.25, min_abs_change=0.1),
         "bytes": SignalConfig(alert=False, min_rel_change=1.0),

@@ -71,6 +71,7 @@ class Engine:
         findings: list[alerting.Finding] = []
         warm_any = False
         expected_requests = float(e.requests)
+        sustain = self.config.alerting if st.tracker.incident is not None else None
         for name, model in st.models.items():
             args = ARGS[name](e)
             if args is None:
@@ -82,7 +83,10 @@ class Engine:
             scores[name] = a.score
             if name == "requests":
                 expected_requests = a.expected
-            if name in self._alerting and alerting.passes_gates(name, a, e.requests, cfg_signals[name]):
+            # the volume gate of a traffic signal looks at the usual volume: a drop to almost
+            # nothing must not be gated out because the *observed* volume is small
+            volume = e.requests if name != "requests" else max(e.requests, a.expected)
+            if name in self._alerting and alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
                 findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict("warming", scores, [])

@@ -46,7 +46,7 @@ MAX_STEP_S = 7 * DAY
 #: residuals are clipped to this many standard deviations before they update the noise scale
 SCALE_CLIP_SIGMAS = 4.0
 #: pseudo-days at offset 0 behind every day-of-week bin (slows the first weeks' learning)
-DOW_PRIOR_DAYS = 2.0
+DOW_PRIOR_DAYS = 1.0
 #: how fast the shadow level follows an ongoing shift (per point)
 SHIFT_TRACK_RATE = 0.3
 
@@ -376,7 +376,7 @@ class SeasonalDetector(base.AnomalyDetector):
             if g < a_w:
                 g = a_w
             e = y - self._level - (hod[i] * (1.0 - w) + hod[j] * w) - self._dow[d]
-            self._dow[d] += 0.5 * g * (e if -clip < e < clip else (clip if e > 0 else -clip))
+            self._dow[d] += g * (e if -clip < e < clip else (clip if e > 0 else -clip))
         if anomalous:  # keep anomalies out of the noise scale
             self._last = ts
             return

@@ -175,3 +175,21 @@ def test_tracker_needs_n_of_m():
         out += [(k, a["status"]) for a in step(tr, e, f(e.ts) if bad else [], 10_000, cfg)]
     # k=3: 1 of last 3; k=5: 2 of 3 (3 and 5) -> opens; k=7,8 normal -> resolves at 8
     assert out == [(5, "firing"), (8, "resolved")]
+
+
+def test_a_change_hovering_around_the_gate_is_one_incident_not_a_flapping_series():
+    eng = Engine()
+    n, rnd = history(eng)
+    alerts = []
+    for k in range(48):  # 4 h of traffic alternating between 2.2x and 1.7x of normal
+        e = normal(n + k, rnd)
+        factor = 2.2 if k % 4 < 2 else 1.7
+        alerts += eng.process(ev(e.ts, int(e.requests * factor), e.status_5xx, s4=e.status_4xx)).alerts
+    assert [a["status"] for a in alerts] == ["firing"]
+
+
+def test_sustain_gates_are_looser_than_opening_gates():
+    sc = SignalConfig(min_rel_change=1.0, min_requests=20)
+    a = Assessment(0.9995, 1700, 1000, 0, 0)
+    assert not passes_gates("requests", a, 1700, sc)
+    assert passes_gates("requests", a, 1700, sc, AlertingConfig())
