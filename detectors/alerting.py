@@ -184,6 +184,7 @@ class Incident:
     normal_run: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)  # latest finding per signal
     peak_score: float = 0.0
+    primary: str = ""  # the signal named in the notifications
 
 
 @dataclass(slots=True)
@@ -197,7 +198,11 @@ class Tracker:
 
 def _alert(inc: Incident, status: str, event: Event, expected_requests: float, resolved_at: float | None = None) -> dict[str, Any]:
     findings = inc.findings
-    primary = max(findings.values(), key=lambda f: (f.signal not in INDIRECT, f.a.score, f.magnitude))
+    if status == "firing" or inc.primary not in findings:
+        # the signal that explains the incident best; kept on resolve so that a firing and its
+        # resolution carry the same ``signal`` (sinks group and match on it)
+        inc.primary = max(findings.values(), key=lambda f: (f.signal not in INDIRECT, f.a.score, f.magnitude)).signal
+    primary = findings[inc.primary]
     sigs = sorted(findings, key=lambda s: -findings[s].a.score)
     details = {
         s: {

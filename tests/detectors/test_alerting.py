@@ -193,3 +193,17 @@ def test_sustain_gates_are_looser_than_opening_gates():
     a = Assessment(0.9995, 1700, 1000, 0, 0)
     assert not passes_gates("requests", a, 1700, sc)
     assert passes_gates("requests", a, 1700, sc, AlertingConfig())
+
+
+def test_firing_and_resolved_name_the_same_primary_signal():
+    eng = Engine()
+    n, rnd = history(eng)
+    events = []
+    for k in range(6):  # origin outage, then a latency rise joins while it is open
+        e = outage(n + k, rnd)
+        events.append(ev(e.ts, e.requests, e.status_5xx, dict(e.origin_errors), p99=200.0 if k < 3 else 2000.0,
+                         s4=e.status_4xx))
+    events += [normal(n + 6 + k, rnd) for k in range(4)]
+    alerts = run(eng, events)
+    assert alerts[0]["status"] == "firing" and alerts[-1]["status"] == "resolved"
+    assert len({a["signal"] for a in alerts}) == 1
