@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,11 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import load_config
 from detectors.engine import Engine
 
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
 from .checkpoint import Checkpoint
 from .codecs import encode_json
 from .metrics import WorkerMetrics
 from .processor import Output, Processor
 from .settings import Settings
+from .sinks import register_sinks
 
 log = logging.getLogger("lookout.worker")
 
@@ -40,6 +43,7 @@ class Lookout:
     input_topic: Any
     alerts_topic: Any
     dlq_topic: Any
+    sinks: list[str] = field(default_factory=list)
 
     async def publish(self, out: Output) -> None:
         """Send a batch's alerts and dead letters (at-least-once; alert ids make resends harmless)."""
@@ -88,6 +92,10 @@ def create_app(
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     lookout = Lookout(settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic)
+    if settings.faust_metrics:
+        # Faust's own sensor metrics, on our registry (so two apps in one process never clash)
+        app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    lookout.sinks = register_sinks(lookout)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):

@@ -47,10 +47,57 @@ class WorkerMetrics:
         self.series = Gauge(
             "lookout_series", "Per-customer signal series held in memory, by state (tracked, warming)",
             ["state"], registry=registry)
+        self.sink_deliveries = Counter(
+            "lookout_sink_deliveries_total", "Alert notifications handed to a sink, by sink and result (delivered, failed)",
+            ["sink", "result"], registry=registry)
+        self.sink_retries = Counter(
+            "lookout_sink_retries_total", "Delivery attempts that are retried after a failure", ["sink"],
+            registry=registry)
+        self.sink_queue = Gauge(
+            "lookout_sink_queue_alerts", "Alerts waiting in a sink's bounded in-flight queue", ["sink"],
+            registry=registry)
+        # per-customer series exist only while the customer has an open incident
+        self.customer_score = Gauge(
+            "lookout_customer_alert_score", "Score of each signal of a customer's open incident",
+            ["customer_id", "signal", "severity"], registry=registry)
+        self.customer_observed = Gauge(
+            "lookout_customer_signal_observed", "Last observed value of a signal of an open incident (signal's unit)",
+            ["customer_id", "signal", "unit"], registry=registry)
+        self.customer_expected = Gauge(
+            "lookout_customer_signal_expected", "Expected value of a signal of an open incident (signal's unit)",
+            ["customer_id", "signal", "unit"], registry=registry)
+        self._customer_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
         for s in SIGNALS:
             self.scores.labels(s)
         for o in ("scored", "warming", "duplicate", "invalid"):
             self.events.labels(o)
+        for sink in ("alertmanager", "webhook"):
+            for result in ("delivered", "failed"):
+                self.sink_deliveries.labels(sink, result)
+            self.sink_retries.labels(sink)
+
+    def observe_alert(self, alert: dict) -> None:
+        """Count one notification; keep per-customer gauges exactly while the incident is open."""
+        self.alerts.labels(alert["status"], alert["severity"], alert["signal"]).inc()
+        cid = alert["customer_id"]
+        for gauge, labels in self._customer_labels.pop(cid, []):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+        if alert["status"] != "firing":
+            return
+        kept = []
+        for sig, d in (alert.get("details") or {}).items():
+            for gauge, labels, value in (
+                (self.customer_score, (cid, sig, alert["severity"]), d.get("score")),
+                (self.customer_observed, (cid, sig, d.get("unit", "")), d.get("observed")),
+                (self.customer_expected, (cid, sig, d.get("unit", "")), d.get("expected")),
+            ):
+                if value is not None:
+                    gauge.labels(*labels).set(value)
+                    kept.append((gauge, labels))
+        self._customer_labels[cid] = kept
 
     def bind_engine_gauges(self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]) -> None:
         """Make the series and firing gauges read the engine at scrape time."""

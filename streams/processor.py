@@ -62,7 +62,7 @@ class Processor:
             for sig, score in verdict.scores.items():
                 m.scores.labels(sig).observe(score)
             for a in verdict.alerts:
-                m.alerts.labels(a["status"], a["severity"], a["signal"]).inc()
+                m.observe_alert(a)
         return out
 
     def handle_many(self, records: Iterable[tuple[Any, Any, str, int | None, int | None]]) -> Output:

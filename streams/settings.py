@@ -63,8 +63,11 @@ class Settings:
     alertmanager_password: str | None = field(default=None, repr=False)
     webhook_url: str | None = None
     webhook_token: str | None = field(default=None, repr=False)
+    alertmanager_resend_s: float = 60.0
     webhook_max_attempts: int = 8
     webhook_max_in_flight: int = 100
+    webhook_base_delay_s: float = 0.5
+    faust_metrics: bool = True
     grafana_url: str = "http://localhost:3000"
 
     @classmethod

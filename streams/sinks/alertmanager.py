@@ -1,0 +1,160 @@
+"""Alertmanager sink: Lookout alerts as Alertmanager alerts (v2 API).
+
+Each incident is one Alertmanager alert with labels that group and route
+(``alertname``, ``customer``, ``signal``, ``severity``, ``alert_id``) and annotations a ticket can
+show (summary, description = the explanation, diagnosis, observed/expected, a Grafana link).
+
+Alertmanager resolves an alert whose ``endsAt`` passes, so firing alerts are sent with
+``endsAt = now + expiry`` and re-sent every ``resend_every_s`` (a Faust timer calls
+:meth:`resend`); the set of open alerts lives in a mapping the caller provides -- a Faust table
+in the worker, so it survives restarts -- keyed by customer id. A resolution is sent with
+``endsAt`` = the resolution time. On escalation the severity label changes, so the alert with
+the previous label set is ended at the same time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, MutableMapping
+from urllib.parse import quote
+
+import aiohttp
+
+from detectors.events import parse_ts
+
+log = logging.getLogger("lookout.sinks.alertmanager")
+
+ALERTNAME = "LookoutAnomaly"
+CUSTOMER_DASHBOARD = "lookout-customer"
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def labels_of(alert: dict[str, Any]) -> dict[str, str]:
+    return {
+        "alertname": ALERTNAME,
+        "customer": alert["customer_id"],
+        "signal": alert["signal"],
+        "severity": alert["severity"],
+        "alert_id": alert["alert_id"],
+    }
+
+
+def dashboard_url(grafana_url: str, customer_id: str) -> str:
+    return f"{grafana_url.rstrip('/')}/d/{CUSTOMER_DASHBOARD}/lookout-customer?var-customer={quote(customer_id)}"
+
+
+def to_alertmanager(alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float) -> dict[str, Any]:
+    """One Lookout alert -> one Alertmanager v2 ``postableAlert``."""
+    started = parse_ts(alert["started_at"])
+    if alert["status"] == "resolved":
+        ends = parse_ts(alert["resolved_at"]) if alert.get("resolved_at") else now
+        # Alertmanager treats endsAt in the past as resolved; keep it after startsAt
+        ends = max(ends, started + 1)
+    else:
+        ends = now + expiry_s
+    unit = alert.get("unit", "")
+    link = dashboard_url(grafana_url, alert["customer_id"])
+    return {
+        "labels": labels_of(alert),
+        "annotations": {
+            "summary": alert["summary"],
+            "description": alert["explanation"],
+            "diagnosis": alert["diagnosis"],
+            "observed": f"{alert.get('observed')} {unit}".strip(),
+            "expected": f"{alert.get('expected')} {unit}".strip(),
+            "signals": ",".join(alert.get("signals", [])),
+            "started_at": alert["started_at"],
+            "dashboard": link,
+        },
+        "startsAt": _rfc3339(started),
+        "endsAt": _rfc3339(ends),
+        "generatorURL": link,
+    }
+
+
+class AlertmanagerSink:
+    def __init__(
+        self,
+        url: str,
+        open_alerts: MutableMapping[str, dict[str, dict[str, Any]]],
+        *,
+        grafana_url: str = "http://localhost:3000",
+        resend_every_s: float = 60.0,
+        timeout_s: float = 10.0,
+        auth: tuple[str, str] | None = None,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.url = url.rstrip("/") + "/api/v2/alerts"
+        self.open = open_alerts  # customer id -> {alert_id: latest firing alert}
+        self.grafana_url = grafana_url
+        self.resend_every_s = resend_every_s
+        self.expiry_s = 3 * resend_every_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.auth = aiohttp.BasicAuth(*auth) if auth else None
+        self.metrics = metrics
+        self.clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._unsent_resolutions: list[dict[str, Any]] = []
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def handle(self, alert: dict[str, Any]) -> bool:
+        """Send one alert notification; remember firing ones for :meth:`resend`."""
+        now = self.clock()
+        cid, aid = alert["customer_id"], alert["alert_id"]
+        current = dict(self.open.get(cid) or {})
+        previous = current.get(aid)
+        payload = [to_alertmanager(alert, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)]
+        if previous is not None and labels_of(previous) != labels_of(alert):
+            # escalation changed the label set: end the alert under its old labels
+            ended = dict(previous, status="resolved", resolved_at=alert["event_ts"])
+            payload.append(to_alertmanager(ended, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s))
+        if alert["status"] == "firing":
+            current[aid] = alert
+        else:
+            current.pop(aid, None)
+        if current:
+            self.open[cid] = current
+        elif cid in self.open:
+            del self.open[cid]
+        ok = await self._post(payload)
+        if not ok and alert["status"] == "resolved":
+            self._unsent_resolutions.append(alert)  # firing ones are re-sent by resend() anyway
+        return ok
+
+    async def resend(self) -> int:
+        """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active."""
+        now = self.clock()
+        payload = [
+            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
+            for alerts in list(self.open.values()) for a in alerts.values()
+        ]
+        pending, self._unsent_resolutions = self._unsent_resolutions, []
+        payload += [to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s) for a in pending]
+        if payload and not await self._post(payload):
+            self._unsent_resolutions.extend(pending)
+        return len(payload)
+
+    async def _post(self, payload: list[dict[str, Any]]) -> bool:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, auth=self.auth)
+        try:
+            async with self._session.post(self.url, json=payload) as resp:
+                ok = resp.status < 300
+                if not ok:
+                    log.warning("alertmanager refused %d alert(s): HTTP %s %s", len(payload), resp.status,
+                                (await resp.text())[:200])
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("alertmanager unreachable at %s: %s", self.url, exc)
+            ok = False
+        if self.metrics is not None:
+            self.metrics.sink_deliveries.labels("alertmanager", "delivered" if ok else "failed").inc(len(payload))
+        return ok

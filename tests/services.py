@@ -1,0 +1,90 @@
+"""Real Prometheus / Alertmanager processes (Debian packages) on loopback, for tests."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_ports
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} not installed (Debian package: apt-get install prometheus prometheus-alertmanager)")
+    return path
+
+
+def get_json(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-2000:]}")
+
+
+@dataclass
+class Service:
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_alertmanager(tmp: Path) -> Service:
+    binary = need("prometheus-alertmanager")
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = tmp / "alertmanager.yml"
+    cfg.write_text('route:\n  receiver: "null"\n  group_by: ["customer"]\nreceivers:\n  - name: "null"\n')
+    port = free_ports(1)[0]
+    log = tmp / "alertmanager.log"
+    proc = subprocess.Popen(
+        [binary, f"--config.file={cfg}", f"--storage.path={tmp / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    svc = Service(f"http://127.0.0.1:{port}", proc, log)
+    wait_http(svc.url + "/-/ready", proc, log)
+    return svc
+
+
+def start_prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s") -> Service:
+    binary = need("prometheus")
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = tmp / "prometheus.yml"
+    cfg.write_text(
+        "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n"
+        "scrape_configs:\n  - job_name: lookout\n    static_configs:\n      - targets: [%s]\n"
+        % (scrape_interval, scrape_interval, ", ".join(f'"{t}"' for t in targets)))
+    port = free_ports(1)[0]
+    log = tmp / "prometheus.log"
+    proc = subprocess.Popen(
+        [binary, f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    svc = Service(f"http://127.0.0.1:{port}", proc, log)
+    wait_http(svc.url + "/-/ready", proc, log)
+    return svc
