@@ -16,6 +16,8 @@ from ..settings import Settings, SettingsError
 @click.option("--config", "detector_config", type=click.Path(path_type=Path, dir_okay=False),
               help="Detector config (YAML/TOML), the same format replay reads")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
+@click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
+@click.option("--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)")
 @click.option("--loglevel", "log_level", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               help="Log level [default warn]")
 def worker(**opts):
@@ -23,11 +25,17 @@ def worker(**opts):
 
     Alerts go to topic `alerts` (key = customer id), invalid events to `request-metrics-dlq`
     with the reason. Prometheus metrics are served on http://HOST:WEB_PORT/metrics.
-    Every worker on one machine needs its own --web-port and --data-dir.
+    Every worker on one machine needs its own --web-port and --data-dir. Detector state is
+    checkpointed into the data dir (every LOOKOUT_CHECKPOINT_INTERVAL_S, and on shutdown), so a
+    restart does not start the warm-up again. With --alertmanager-url / --webhook-url the
+    worker also delivers alerts to those sinks (failed webhook deliveries end up on the
+    `alerts-dlq` topic after the last retry).
 
     \b
-    Example:
+    Examples:
       lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
+      lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
+      LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
     """
     from detectors.config import ConfigError, load_config
 
