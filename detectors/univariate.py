@@ -88,7 +88,47 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class SeasonalDetector(base.AnomalyDetector):
+class _OnlineDetector(base.AnomalyDetector):
+    """River plumbing shared by the detectors: ``x`` dicts -> validated inputs -> score/learn.
+
+    Subclasses provide ``_inputs(x)`` (positional inputs, or None when ``x`` lacks them),
+    ``_prepare(*inputs)`` (the assessment first) and ``step(*inputs)`` (score, then learn).
+    """
+
+    _warm = False
+    _n = 0
+
+    @property
+    def warm(self) -> bool:
+        """True once the model has seen ``warmup_points`` points spanning ``warmup_s``."""
+        return self._warm
+
+    @property
+    def n_seen(self) -> int:
+        return self._n
+
+    def score_one(self, x: dict) -> float:
+        return self.assess(x).score
+
+    def learn_one(self, x: dict) -> None:
+        self.update(x)
+
+    def assess(self, x: dict) -> Assessment:
+        """Score ``x`` against the model (does not learn)."""
+        args = self._inputs(x)
+        return NO_ASSESSMENT if args is None else self._prepare(*args)[0]
+
+    def update(self, x: dict) -> Assessment:
+        """Score ``x`` first, then learn from it; returns the pre-learning assessment.
+
+        Points with a timestamp not after the last learned one (duplicates, late arrivals) are
+        scored but not learned, so at-least-once redelivery cannot distort the model.
+        """
+        args = self._inputs(x)
+        return NO_ASSESSMENT if args is None else self.step(*args)
+
+
+class SeasonalDetector(_OnlineDetector):
     """Level + time-of-day + day-of-week model of a series, scored by a calibrated tail probability.
 
     Parameters
@@ -208,35 +248,6 @@ class SeasonalDetector(base.AnomalyDetector):
         self._rates = (0.0, 0.0, 0.0, 0.0)
 
     # -- public ---------------------------------------------------------------
-    @property
-    def warm(self) -> bool:
-        """True once the model has seen ``warmup_points`` points spanning ``warmup_s``."""
-        return self._warm
-
-    @property
-    def n_seen(self) -> int:
-        return self._n
-
-    def score_one(self, x: dict) -> float:
-        return self.assess(x).score
-
-    def learn_one(self, x: dict) -> None:
-        self.update(x)
-
-    def assess(self, x: dict) -> Assessment:
-        """Score ``x`` against the model (does not learn)."""
-        args = self._args(x)
-        return NO_ASSESSMENT if args is None else self._prepare(*args)[0]
-
-    def update(self, x: dict) -> Assessment:
-        """Score ``x`` first, then learn from it; returns the pre-learning assessment.
-
-        Points with a timestamp not after the last learned one (duplicates, late arrivals) are
-        scored but not learned, so at-least-once redelivery cannot distort the model.
-        """
-        args = self._args(x)
-        return NO_ASSESSMENT if args is None else self.step(*args)
-
     def step(self, ts: float, v: float, n: float | None = None) -> Assessment:
         """:meth:`update` for already validated numbers (the engine's fast path)."""
         pre = self._prepare(ts, v, n)
@@ -246,7 +257,7 @@ class SeasonalDetector(base.AnomalyDetector):
         return pre[0]
 
     @staticmethod
-    def _args(x: dict):
+    def _inputs(x: dict):
         v, ts, n = x.get("value"), x.get("ts"), x.get("n")
         if not (_finite(v) and _finite(ts)):
             return None
@@ -407,7 +418,7 @@ class SeasonalDetector(base.AnomalyDetector):
         self._centred = True
 
 
-class RatioDetector(base.AnomalyDetector):
+class RatioDetector(_OnlineDetector):
     """A rate ``num / den`` scored from both counts (binomial/Poisson surprise with overdispersion).
 
     ``x`` is ``{"ts": ..., "num": k, "den": n}``, or ``{"ts": ..., "value": rate, "n": n}``.
@@ -478,32 +489,9 @@ class RatioDetector(base.AnomalyDetector):
         self._dec = 1.0
 
     @property
-    def warm(self) -> bool:
-        """True once the model has seen ``warmup_points`` points spanning ``warmup_s``."""
-        return self._warm
-
-    @property
-    def n_seen(self) -> int:
-        return self._n
-
-    @property
     def rate(self) -> float:
         """Current baseline rate."""
         return (self._a + self.prior_events) / (self._b + 2.0 * self.prior_events)
-
-    def score_one(self, x: dict) -> float:
-        return self.assess(x).score
-
-    def learn_one(self, x: dict) -> None:
-        self.update(x)
-
-    def assess(self, x: dict) -> Assessment:
-        c = self._counts(x)
-        return NO_ASSESSMENT if c is None else self._prepare(*c)[0]
-
-    def update(self, x: dict) -> Assessment:
-        c = self._counts(x)
-        return NO_ASSESSMENT if c is None else self.step(*c)
 
     def step(self, ts: float, num: float, den: float) -> Assessment:
         """:meth:`update` for already validated counts (the engine's fast path)."""
@@ -514,7 +502,7 @@ class RatioDetector(base.AnomalyDetector):
         return pre[0]
 
     @staticmethod
-    def _counts(x: dict):
+    def _inputs(x: dict):
         ts = x.get("ts")
         if not _finite(ts):
             return None
