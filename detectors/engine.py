@@ -54,6 +54,10 @@ class Engine:
         self.config = config or DetectorConfig()
         self._enabled = {s for s, c in self.config.signals.items() if c.enabled}
         self._alerting = {s for s, c in self.config.signals.items() if c.enabled and c.alert}
+        # lowest score that could pass a signal's gates (opening or sustaining); 2.0 = never
+        sustain = self.config.alerting.sustain_threshold
+        self._gate = {s: (min(c.threshold, sustain) if s in self._alerting else 2.0)
+                      for s, c in self.config.signals.items()}
         self.customers: dict[str, CustomerState] = {}
 
     # -- processing ----------------------------------------------------------------
@@ -72,12 +76,13 @@ class Engine:
         warm_any = False
         expected_requests = float(e.requests)
         sustain = self.config.alerting if st.tracker.incident is not None else None
+        gate = self._gate
         for name, model in st.models.items():
             args = ARGS[name](e)
             if args is None:
                 continue
             a = model.step(*args)  # scores first, then learns
-            if not model.warm:
+            if not model._warm:
                 continue
             warm_any = True
             scores[name] = a.score
@@ -85,9 +90,10 @@ class Engine:
                 expected_requests = a.expected
             # the volume gate of a traffic signal looks at the usual volume: a drop to almost
             # nothing must not be gated out because the *observed* volume is small
-            volume = e.requests if name != "requests" else max(e.requests, a.expected)
-            if name in self._alerting and alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
-                findings.append(alerting.Finding(name, e.ts, a))
+            if a.score >= gate[name]:
+                volume = e.requests if name != "requests" else max(e.requests, a.expected)
+                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                    findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict("warming", scores, [])
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -95,16 +96,7 @@ def parse_ts(value: Any) -> float:
     if isinstance(value, (int, float)):
         ts = float(value)
     elif isinstance(value, str):
-        s = value.strip()
-        if s.endswith(("Z", "z")):
-            s = s[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(s)
-        except ValueError:
-            raise InvalidEvent(f"ts {value!r} is not RFC 3339") from None
-        if dt.tzinfo is None:
-            raise InvalidEvent(f"ts {value!r} has no time zone (use Z or an offset)")
-        ts = dt.timestamp()
+        return _parse_ts_text(value)
     else:
         raise InvalidEvent(f"ts must be an RFC 3339 string or epoch seconds, got {type(value).__name__}")
     if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
@@ -112,8 +104,28 @@ def parse_ts(value: Any) -> float:
     return ts
 
 
+@lru_cache(maxsize=4096)
+def _parse_ts_text(value: str) -> float:
+    """RFC 3339 text -> epoch seconds; cached: every customer of an interval shares its ``ts``."""
+    s = value.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise InvalidEvent(f"ts {value!r} is not RFC 3339") from None
+    if dt.tzinfo is None:
+        raise InvalidEvent(f"ts {value!r} has no time zone (use Z or an offset)")
+    ts = dt.timestamp()
+    if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
+        raise InvalidEvent(f"ts {value!r} is out of range")
+    return ts
+
+
 def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:
     v = obj.get(name)
+    if type(v) is int and v >= 0:  # the common case, first
+        return v
     if v is None:
         if required:
             raise InvalidEvent(f"missing required field {name!r}")
@@ -140,7 +152,7 @@ def _ms(obj: Mapping[str, Any], name: str) -> float | None:
 
 def parse_event(obj: Any) -> Event:
     """Validate one decoded JSON value against the contract; raise :class:`InvalidEvent`."""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, (dict, Mapping)):  # dict first: the ABC check is slow
         raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
     cid = obj.get("customer_id")
     if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
@@ -165,7 +177,7 @@ def parse_event(obj: Any) -> Event:
     raw_origin = obj.get("origin_errors")
     origin: dict[str, int] = {}
     if raw_origin is not None:
-        if not isinstance(raw_origin, Mapping):
+        if not isinstance(raw_origin, (dict, Mapping)):
             raise InvalidEvent("origin_errors must be an object of status code -> count")
         for code, n in raw_origin.items():
             if not (isinstance(code, str) and code.isdigit() and len(code) == 3):

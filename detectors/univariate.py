@@ -40,6 +40,7 @@ from .stats import POISSON_EXACT_MAX_K, decay, normal_sf, poisson_sf
 DAY = 86400.0
 HOUR = 3600.0
 _UP, _DOWN, _BOTH = "up", "down", "both"
+_SQRT2 = math.sqrt(2.0)
 _DIRECTIONS = (_UP, _DOWN, _BOTH)
 #: largest gap between two points that still counts as one step for the learning rates
 MAX_STEP_S = 7 * DAY
@@ -66,14 +67,6 @@ class Assessment(NamedTuple):
 
 
 NO_ASSESSMENT = Assessment(0.0, float("nan"), float("nan"), float("nan"), float("nan"), 0.0)
-
-
-def _tail(z: float, direction: str) -> float:
-    if direction == _UP:
-        return normal_sf(z)
-    if direction == _DOWN:
-        return normal_sf(-z)
-    return min(1.0, 2.0 * normal_sf(abs(z)))
 
 
 def _two_sided_z(threshold: float) -> float:
@@ -264,7 +257,11 @@ class SeasonalDetector(_OnlineDetector):
         return float(ts), float(v), (n if _finite(n) else None)
 
     # -- internals -------------------------------------------------------------
-    def _season(self, ts: float):
+    def _prepare(self, ts: float, v: float, n: float | None):
+        y = (math.log1p(v) if v > 0 else 0.0) if self._log else v
+        if self._n == 0:
+            return (Assessment(0.0, v, v, v, v), y, y, 0, 1, 0.0, 0, 0.0)
+        # time of day: interpolate between the two nearest hourly bins (centres at hh:30)
         h = (ts % DAY) / HOUR - 0.5
         if h < 0.0:
             h += 24.0
@@ -273,31 +270,29 @@ class SeasonalDetector(_OnlineDetector):
         j = 0 if i == 23 else i + 1
         d = int((ts // DAY + 3) % 7)  # 1970-01-01 was a Thursday; Monday = 0
         hod = self._hod
-        s = hod[i] * (1.0 - w) + hod[j] * w
+        mu = self._level + hod[i] * (1.0 - w) + hod[j] * w
         if self.weekly:
-            s += self._dow[d]
-        return s, i, j, w, d
-
-    def _prepare(self, ts: float, v: float, n: float | None):
-        y = (math.log1p(v) if v > 0 else 0.0) if self._log else v
-        if self._n == 0:
-            return (Assessment(0.0, v, v, v, v), y, y, 0, 1, 0.0, 0, 0.0)
-        s, i, j, w, d = self._season(ts)
-        mu = self._level + s
+            mu += self._dow[d]
         floor = self.min_rel_scale if self._log else max(self.min_abs_scale, self.min_rel_scale * abs(mu))
-        var = max(self._s2, floor * floor)
+        var = self._s2 if self._s2 > floor * floor else floor * floor
         if self.count_noise and self._log:
             var += math.exp(-mu) if mu > 0 else 1.0
         if self.support_noise and n:
             var += self.support_noise / n
         sd = math.sqrt(var)
         z = (y - mu) / sd
-        p = _tail(z, self.direction)
+        direction = self.direction
+        if direction == _UP:
+            p = 0.5 * math.erfc(z / _SQRT2)
+        elif direction == _DOWN:
+            p = 0.5 * math.erfc(-z / _SQRT2)
+        else:
+            p = math.erfc((z if z > 0 else -z) / _SQRT2)  # two-sided: 2 * P(Z > |z|)
         score = 1.0 - p
         k = self.band_sigmas * sd
         if self._log:
             exp_v, lo, hi = math.expm1(mu), math.expm1(mu - k), math.expm1(mu + k)
-            lo = max(lo, 0.0)
+            lo = lo if lo > 0.0 else 0.0
         else:
             exp_v, lo, hi = mu, mu - k, mu + k
         return (Assessment(score, v, exp_v, lo, hi), y, mu, i, j, w, d, var)
@@ -518,21 +513,23 @@ class RatioDetector(_OnlineDetector):
         return float(ts), float(num), float(den)
 
     def _prepare(self, ts: float, num: float, den: float):
-        p0 = self.rate
+        prior = self.prior_events
+        p0 = (self._a + prior) / (self._b + 2.0 * prior)
         if den <= 0:
             return (Assessment(0.0, float("nan"), p0, p0, p0), num, den, p0, 0.0)
-        rate = min(num / den, 1.0)
-        tau2 = max(self._tau2, (self.min_rel_scale * min(p0, 1.0 - p0)) ** 2)
+        rate = num / den
+        if rate > 1.0:
+            rate = 1.0
+        spread = self.min_rel_scale * (p0 if p0 < 0.5 else 1.0 - p0)
+        tau2 = self._tau2 if self._tau2 > spread * spread else spread * spread
         var_rate = p0 * (1.0 - p0) / den + tau2
-        if self._n == 0:
-            score = 0.0
-        else:
-            score = 1.0 - self._tail(num, den, p0, tau2)
+        score = 0.0 if self._n == 0 else 1.0 - self._tail(num, den, p0, tau2)
         k = self.band_sigmas * math.sqrt(var_rate)
         excess = num - den * p0
         if self.direction == _DOWN:
             excess = -excess
-        a = Assessment(score, rate, p0, max(0.0, p0 - k), min(1.0, p0 + k), excess)
+        lo, hi = p0 - k, p0 + k
+        a = Assessment(score, rate, p0, lo if lo > 0.0 else 0.0, hi if hi < 1.0 else 1.0, excess)
         return (a, num, den, p0, var_rate)
 
     def _tail(self, num: float, den: float, p0: float, tau2: float) -> float:
