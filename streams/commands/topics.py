@@ -8,7 +8,12 @@ from ..settings import Settings, SettingsError
 
 @click.group()
 def topics():
-    """Manage Lookout's Kafka topics (input, alerts and dead-letter topics)."""
+    """Manage Lookout's Kafka topics (input, alerts and dead-letter topics).
+
+    \b
+    Example:
+      lookout topics create --bootstrap 127.0.0.1:9092
+    """
 
 
 @topics.command("create")
