@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from detectors.config import SIGNALS
 
 SCORE_BUCKETS = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0)
-LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, float("inf"))
+LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200, 604800, float("inf"))
+SINK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 PROC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 
 
@@ -56,6 +57,9 @@ class WorkerMetrics:
         self.sink_queue = Gauge(
             "lookout_sink_queue_alerts", "Alerts waiting in a sink's bounded in-flight queue", ["sink"],
             registry=registry)
+        self.sink_request_seconds = Histogram(
+            "lookout_sink_request_seconds", "Duration of one HTTP request to a sink (every attempt, failed ones too)",
+            ["sink"], buckets=SINK_BUCKETS, registry=registry)
         # per-customer series exist only while the customer has an open incident
         self.customer_score = Gauge(
             "lookout_customer_alert_score", "Score of each signal of a customer's open incident",
@@ -67,14 +71,25 @@ class WorkerMetrics:
             "lookout_customer_signal_expected", "Expected value of a signal of an open incident (signal's unit)",
             ["customer_id", "signal", "unit"], registry=registry)
         self._customer_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
+        # label sets known in advance start at 0, so rate()/increase() see their first increment
         for s in SIGNALS:
             self.scores.labels(s)
+            for status in ("firing", "resolved"):
+                for sev in ("info", "warning", "critical"):
+                    self.alerts.labels(status, sev, s)
         for o in ("scored", "warming", "duplicate", "invalid"):
             self.events.labels(o)
         for sink in ("alertmanager", "webhook"):
             for result in ("delivered", "failed"):
                 self.sink_deliveries.labels(sink, result)
             self.sink_retries.labels(sink)
+            self.sink_request_seconds.labels(sink)
+        self.sink_queue.labels("webhook")  # the Alertmanager sink posts inline: it has no queue
+
+    def expect_dlq(self, topic: str, kinds) -> None:
+        """Create the ``lookout_dlq_messages_total`` series of a dead-letter topic at 0."""
+        for kind in kinds:
+            self.dlq.labels(topic, kind)
 
     def observe_alert(self, alert: dict) -> None:
         """Count one notification; keep per-customer gauges exactly while the incident is open."""

@@ -37,6 +37,8 @@ class Processor:
         self.metrics = metrics
         self.clock = clock
         self.dlq_topic = dlq_topic
+        if metrics is not None:
+            metrics.expect_dlq(dlq_topic, ("undecodable", "contract"))
 
     def handle(self, value: bytes | str | None, *, key: Any = None, source: str = "",
                partition: int | None = None, offset: int | None = None, out: Output | None = None) -> Output:

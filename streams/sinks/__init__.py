@@ -99,4 +99,5 @@ def register_sinks(lookout: "Lookout") -> list[str]:
             await wh.close()
 
         names.append("webhook")
+    metrics.expect_dlq(s.sink_dlq_topic, names)
     return names

@@ -146,6 +146,7 @@ class AlertmanagerSink:
     async def _post(self, payload: list[dict[str, Any]]) -> bool:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout, auth=self.auth)
+        t0 = time.perf_counter()
         try:
             async with self._session.post(self.url, json=payload) as resp:
                 ok = resp.status < 300
@@ -156,5 +157,6 @@ class AlertmanagerSink:
             log.warning("alertmanager unreachable at %s: %s", self.url, exc)
             ok = False
         if self.metrics is not None:
+            self.metrics.sink_request_seconds.labels("alertmanager").observe(time.perf_counter() - t0)
             self.metrics.sink_deliveries.labels("alertmanager", "delivered" if ok else "failed").inc(len(payload))
         return ok

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -151,6 +152,7 @@ class WebhookSink:
         body = json.dumps(alert).encode()
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
+            t0 = time.perf_counter()
             try:
                 assert self._session is not None
                 async with self._session.post(self.url, data=body, headers=headers) as resp:
@@ -163,6 +165,9 @@ class WebhookSink:
                         break  # permanent: the request itself is refused
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}".strip()
+            finally:
+                if self.metrics is not None:
+                    self.metrics.sink_request_seconds.labels("webhook").observe(time.perf_counter() - t0)
             if attempt < self.max_attempts:
                 if self.metrics is not None:
                     self.metrics.sink_retries.labels("webhook").inc()
