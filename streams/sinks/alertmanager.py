@@ -44,7 +44,7 @@ def labels_of(alert: dict[str, Any]) -> dict[str, str]:
 
 
 def dashboard_url(grafana_url: str, customer_id: str) -> str:
-    return f"{grafana_url.rstrip('/')}/d/{CUSTOMER_DASHBOARD}/lookout-customer?var-customer={quote(customer_id)}"
+    return f"{grafana_url.rstrip('/')}/d/{CUSTOMER_DASHBOARD}/lookout-customer?var-customer={quote(customer_id, safe='')}"
 
 
 def to_alertmanager(alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float) -> dict[str, Any]:

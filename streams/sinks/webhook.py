@@ -1,11 +1,15 @@
 """Webhook sink for ticketing systems: JSON POST per alert state, retried, never lost.
 
 * Idempotency: header ``Idempotency-Key: <alert_id>:<status>:<notification>`` -- one key per alert
-  *state* (opening, each escalation, resolution), so a redelivery after a crash or a retry
-  after a timeout can be dropped by the receiver, while an escalation is a new state.
-* Retries: connection errors, timeouts, 408/425/429 and 5xx are retried with exponential
-  backoff and full jitter, up to ``max_attempts``; other 4xx are permanent. After the last
-  attempt the alert is handed to ``on_dead_letter`` (the worker parks it on the sink DLQ topic).
+  *state*, so a redelivery after a crash or a retry after a timeout can be dropped by the receiver.
+  The issue asked for ``<alert_id>:<status>``; ``notification`` is added on purpose: an escalation
+  (warning -> critical) re-sends ``status=firing`` with a higher ``notification``, and under
+  ``alert_id:firing`` a deduplicating receiver would silently drop it as a replay of the opening.
+  ``notification`` is part of the alert itself, so the key is still the same on every redelivery.
+* Retries: connection errors, timeouts, 408/425/429 and 5xx are retried with exponential backoff
+  (``base_delay_s * 2**(attempt-1)``, capped at ``max_delay_s``) and jitter (a random 50-100 % of
+  that step), up to ``max_attempts``; other 4xx are permanent. After the last attempt the alert is
+  handed to ``on_dead_letter`` (the worker parks it on the sink DLQ topic with the reason).
 * Order: the states of one alert are delivered in order (a resolution never overtakes its
   firing): alerts are routed to ``lanes`` by ``alert_id``, each lane delivers sequentially.
 * Bounded: at most ``max_in_flight`` alerts are queued or being delivered; :meth:`submit`

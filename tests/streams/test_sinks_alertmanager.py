@@ -1,0 +1,97 @@
+"""Alertmanager sink logic without an Alertmanager: payloads, open-alert map, resend, escalation.
+
+(The same sink against a real Alertmanager: tests/integration/test_alertmanager.py.)
+"""
+import asyncio
+
+from streams.sinks.alertmanager import ALERTNAME, AlertmanagerSink, dashboard_url, to_alertmanager
+
+
+def alert(status="firing", severity="warning", notification=1, cid="acme prod/eu", **kw):
+    a = {
+        "alert_id": "id1", "status": status, "customer_id": cid, "signal": "error_5xx",
+        "signals": ["error_5xx", "origin_errors"], "severity": severity, "score": 0.99999,
+        "observed": 0.2, "expected": 0.001, "unit": "ratio",
+        "started_at": "2026-01-07T17:15:00Z", "event_ts": "2026-01-07T17:20:00Z", "resolved_at": None,
+        "notification": notification, "summary": "s", "explanation": "e", "diagnosis": "d",
+    }
+    a.update(kw)
+    return a
+
+
+class Recording(AlertmanagerSink):
+    def __init__(self, *args, ok=True, **kw):
+        super().__init__("http://am:9093/", *args, **kw)
+        self.posts = []
+        self.ok = ok
+
+    async def _post(self, payload):
+        self.posts.append(payload)
+        return self.ok
+
+
+def test_payload_has_routing_labels_ticket_annotations_and_times():
+    p = to_alertmanager(alert(), grafana_url="http://g:3000/", now=1_800_000_000, expiry_s=180)
+    assert p["labels"] == {"alertname": ALERTNAME, "customer": "acme prod/eu", "signal": "error_5xx",
+                           "severity": "warning", "alert_id": "id1"}
+    ann = p["annotations"]
+    assert {"summary", "description", "diagnosis", "observed", "expected", "dashboard"} <= ann.keys()
+    assert ann["observed"] == "0.2 ratio" and ann["expected"] == "0.001 ratio"
+    assert ann["dashboard"] == "http://g:3000/d/lookout-customer/lookout-customer?var-customer=acme%20prod%2Feu"
+    assert p["startsAt"] == "2026-01-07T17:15:00Z"
+    assert p["endsAt"] == "2027-01-15T08:03:00Z"  # now + expiry: re-sent before that
+    r = to_alertmanager(alert("resolved", resolved_at="2026-01-07T18:00:00Z"), grafana_url="", now=0, expiry_s=1)
+    assert r["endsAt"] == "2026-01-07T18:00:00Z"
+
+
+def test_open_alerts_are_remembered_resent_and_forgotten_on_resolve():
+    now = [1_800_000_000.0]
+    store = {}
+    sink = Recording(store, resend_every_s=60, clock=lambda: now[0])
+
+    async def scenario():
+        await sink.handle(alert())
+        await sink.handle(alert(cid="globex", alert_id="id2"))
+        now[0] += 60
+        assert await sink.resend() == 2
+        await sink.handle(alert("resolved", resolved_at="2026-01-07T18:00:00Z"))
+        assert await sink.resend() == 1
+
+    asyncio.run(scenario())
+    assert list(store) == ["globex"]
+    resent = sink.posts[2]
+    assert {p["labels"]["customer"] for p in resent} == {"acme prod/eu", "globex"}
+    assert all(p["endsAt"] > sink.posts[0][0]["endsAt"] for p in resent)
+
+
+def test_escalation_ends_the_alert_under_its_old_label_set():
+    sink = Recording({})
+
+    async def scenario():
+        await sink.handle(alert())
+        await sink.handle(alert(severity="critical", notification=2, event_ts="2026-01-07T17:30:00Z"))
+
+    asyncio.run(scenario())
+    new, old = sink.posts[1]
+    assert new["labels"]["severity"] == "critical"
+    assert old["labels"]["severity"] == "warning" and old["endsAt"] == "2026-01-07T17:30:00Z"
+
+
+def test_a_failed_resolution_is_retried_by_the_next_resend():
+    sink = Recording({}, ok=False)
+
+    async def scenario():
+        await sink.handle(alert())
+        assert not await sink.handle(alert("resolved", resolved_at="2026-01-07T18:00:00Z"))
+        sink.ok = True
+        n = await sink.resend()
+        return n
+
+    assert asyncio.run(scenario()) == 1
+    (resolution,) = sink.posts[-1]
+    assert resolution["endsAt"] == "2026-01-07T18:00:00Z"
+    assert asyncio.run(sink.resend()) == 0  # sent once, then forgotten
+
+
+def test_dashboard_url_quotes_the_customer():
+    assert dashboard_url("http://g", "a&b") == "http://g/d/lookout-customer/lookout-customer?var-customer=a%26b"
