@@ -11,7 +11,7 @@ def alert(status="firing", severity="warning", notification=1, cid="acme prod/eu
     a = {
         "alert_id": "id1", "status": status, "customer_id": cid, "signal": "error_5xx",
         "signals": ["error_5xx", "origin_errors"], "severity": severity, "score": 0.99999,
-        "observed": 0.2, "expected": 0.001, "unit": "ratio",
+        "observed": 0.2, "expected": 0.001, "band": [0.0005, 0.002], "unit": "ratio",
         "started_at": "2026-01-07T17:15:00Z", "event_ts": "2026-01-07T17:20:00Z", "resolved_at": None,
         "notification": notification, "summary": "s", "explanation": "e", "diagnosis": "d",
     }
@@ -36,7 +36,7 @@ def test_payload_has_routing_labels_ticket_annotations_and_times():
                            "severity": "warning", "alert_id": "id1"}
     ann = p["annotations"]
     assert {"summary", "description", "diagnosis", "observed", "expected", "dashboard"} <= ann.keys()
-    assert ann["observed"] == "0.2 ratio" and ann["expected"] == "0.001 ratio"
+    assert ann["observed"] == "20%" and ann["expected"] == "0.1% (band 0.05% to 0.2%)"
     assert ann["dashboard"] == "http://g:3000/d/lookout-customer/lookout-customer?var-customer=acme%20prod%2Feu"
     assert p["startsAt"] == "2026-01-07T17:15:00Z"
     assert p["endsAt"] == "2027-01-15T08:03:00Z"  # now + expiry: re-sent before that
@@ -91,6 +91,15 @@ def test_a_failed_resolution_is_retried_by_the_next_resend():
     (resolution,) = sink.posts[-1]
     assert resolution["endsAt"] == "2026-01-07T18:00:00Z"
     assert asyncio.run(sink.resend()) == 0  # sent once, then forgotten
+
+
+def test_values_are_formatted_for_people():
+    from streams.sinks.alertmanager import fmt
+
+    assert fmt(4.3e-05, "ratio") == "0.0043%"
+    assert fmt(2866.4, "ms") == "2,866 ms"
+    assert fmt(12.5, "requests") == "12.5 requests"
+    assert fmt(None, "ms") == "n/a"
 
 
 def test_dashboard_url_quotes_the_customer():
