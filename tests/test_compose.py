@@ -139,9 +139,11 @@ def test_workers_have_their_own_data_dir_and_port_and_reach_kafka_and_alertmanag
     assert sim["profiles"] == ["sim"]
     assert sim["command"][sim["command"].index("--kafka") + 1] == internal
     assert env_of(services["topics"])["LOOKOUT_BOOTSTRAP"] == internal
-    # the broker's host listener is the published port
-    external = re.search(r"EXTERNAL://[^:]+:(\d+)", kafka_env["KAFKA_ADVERTISED_LISTENERS"]).group(1)
-    assert (int(external), int(external)) in published(services["kafka"])
+    # tools on the host reach the broker: the advertised EXTERNAL port is published, to the
+    # container port the EXTERNAL listener binds
+    advertised = re.search(r"EXTERNAL://localhost:(\d+)", kafka_env["KAFKA_ADVERTISED_LISTENERS"]).group(1)
+    listener = re.search(r"EXTERNAL://[^:,]*:(\d+)", kafka_env["KAFKA_LISTENERS"]).group(1)
+    assert (int(advertised), int(listener)) in published(services["kafka"])
 
 
 def test_prometheus_scrapes_every_worker_as_job_lookout(services):
