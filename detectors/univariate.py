@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from river import base
 
-from .stats import POISSON_EXACT_MAX_K, decay, normal_sf, poisson_sf
+from .stats import POISSON_EXACT_MAX_K, normal_sf, poisson_sf
 
 DAY = 86400.0
 HOUR = 3600.0

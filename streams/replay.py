@@ -43,7 +43,7 @@ from detectors.engine import Engine, Verdict
 from detectors.events import Event, InvalidEvent, format_ts, parse_ts
 from detectors.signals import derive
 
-from .codecs import decode_event, encode_json
+from .codecs import encode_json
 from .processor import Output, Processor
 
 #: (value, key, partition, offset-or-line-number)

@@ -7,7 +7,7 @@ import pytest
 from detectors import DetectorConfig, Engine, parse_event
 from detectors.alerting import Finding, Tracker, alert_id, diagnose, passes_gates, severity_for, step
 from detectors.config import AlertingConfig, SignalConfig
-from detectors.events import Event
+
 from detectors.univariate import Assessment
 
 STEP = 300

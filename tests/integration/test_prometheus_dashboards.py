@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 import urllib.parse
@@ -20,16 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry
 
-from streams.metrics import WorkerMetrics
 from tests.services import get_json, start_alertmanager, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-NO_QUERY_PANELS = {"row", "text", "news", "dashlist"}
-METRIC_RE = re.compile(r"\b((?:lookout|faust)_[a-z0-9_]+)\b")
 # what Grafana substitutes, with values that fit a 1 s scrape interval and a short test
 MACROS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m"}
 
@@ -50,60 +44,7 @@ def targets():
     return out
 
 
-def exported_names() -> set[str]:
-    from faust.sensors.prometheus import FaustMetrics
-
-    reg = CollectorRegistry()
-    WorkerMetrics(reg)
-    FaustMetrics.create(reg, "faust")
-    names = set()
-    for fam in reg.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(fam.type, [""])
-        names.update(fam.name + s for s in suffixes)
-    return names
-
-
-# --------------------------------------------------------------------------- fast checks
-def test_both_dashboards_exist_with_the_uids_the_sinks_link_to():
-    uids = {json.loads(p.read_text())["uid"]: p.name for p in DASHBOARDS}
-    assert uids == {"lookout-overview": "overview.json", "lookout-customer": "customer.json"}
-    from streams.sinks.alertmanager import CUSTOMER_DASHBOARD
-
-    assert CUSTOMER_DASHBOARD == "lookout-customer"
-
-
-def test_every_data_panel_queries_the_provisioned_prometheus():
-    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/lookout.yml").read_text())["datasources"]
-    prom_uid = next(d["uid"] for d in ds if d["type"] == "prometheus")
-    for path in DASHBOARDS:
-        d = json.loads(path.read_text())
-        ids = [p["id"] for p in d["panels"]]
-        assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
-        for p in data_panels(d):
-            if p["type"] in NO_QUERY_PANELS:
-                continue
-            assert p.get("targets"), f"{path.name}: panel {p['title']!r} has no query"
-            assert p["datasource"]["uid"] == prom_uid, p["title"]
-            for t in p["targets"]:
-                assert t["expr"].strip() and t["datasource"]["uid"] == prom_uid, (path.name, p["title"])
-    for var in json.loads((ROOT / "grafana/dashboards/customer.json").read_text())["templating"]["list"]:
-        assert var["datasource"]["uid"] == prom_uid
-
-
-def test_every_metric_in_a_query_is_exported_by_the_worker():
-    known = exported_names()
-    unknown = {(f, title, name) for f, title, expr in targets() for name in METRIC_RE.findall(expr)
-               if name not in known}
-    assert not unknown, f"misspelled or missing metrics: {sorted(unknown)}"
-
-
-def test_customer_dashboard_variable_lists_customers_with_an_open_alert():
-    d = json.loads((ROOT / "grafana/dashboards/customer.json").read_text())
-    (var,) = d["templating"]["list"]
-    assert var["name"] == "customer"
-    assert var["query"]["query"] == "label_values(lookout_customer_alert_score, customer_id)"
-    exprs = [e for f, _, e in targets() if f == "customer.json"]
-    assert sum('customer_id="$customer"' in e for e in exprs) >= 5
+# (the static checks of the dashboards live in tests/test_compose.py)
 
 
 # --------------------------------------------------------------------------- real services

@@ -1,8 +1,6 @@
 """Webhook sink against a real local HTTP endpoint that fails, then recovers."""
 import asyncio
-import json
 
-import pytest
 from aiohttp import web
 
 from streams.sinks.webhook import WebhookSink, idempotency_key
