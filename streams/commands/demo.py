@@ -18,8 +18,11 @@ from ..settings import Settings, SettingsError
               help="Intervals per second in the live phase (the last hours, where the incidents are).")
 @click.option("--web-port", default=6066, show_default=True, help="Worker /metrics port.")
 @click.option("--bootstrap", help="Use this running Kafka instead of starting a local broker.")
+@click.option("--broker-port", type=int, help="Port of the local broker the demo starts [default 9092].")
+@click.option("--controller-port", type=int, help="KRaft controller port of that broker [default 9094].")
 @click.option("--keep-broker", is_flag=True, help="Leave the local broker running afterwards.")
-def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_port, bootstrap, keep_broker):
+def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_port, bootstrap, broker_port,
+         controller_port, keep_broker):
     """Run broker, worker and simulator together and watch alerts arrive live.
 
     Starts a local single-node Kafka (unless --bootstrap is given), creates run-specific
@@ -33,12 +36,13 @@ def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_por
       lookout demo
       lookout demo --customers 100 --kinds origin_outage,traffic_drop
       lookout demo --bootstrap 127.0.0.1:9092     # reuse a broker you run
+      lookout demo --broker-port 29092 --controller-port 29094 --web-port 6166
     """
     from ..broker import BrokerError
     from ..demo import Demo, DemoOptions
 
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(broker_port=broker_port, broker_controller_port=controller_port)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     opts = DemoOptions(customers=customers, days=days, interval_s=interval_s, seed=seed,
@@ -49,5 +53,11 @@ def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_por
         Demo(settings, opts).run()
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; everything the demo started has been stopped") from None
-    except (BrokerError, RuntimeError, ValueError, OSError) as exc:
+    except BrokerError as exc:
+        hint = ""
+        if "already in use" in str(exc):
+            hint = ("\n  the demo starts its own broker: free the port, choose others with --broker-port/"
+                    "--controller-port, or use a running Kafka with --bootstrap HOST:PORT")
+        raise click.ClickException(f"{exc}{hint}") from None
+    except (RuntimeError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
