@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,43 @@ def start_prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s")
     svc = Service(f"http://127.0.0.1:{port}", proc, log)
     wait_http(svc.url + "/-/ready", proc, log)
     return svc
+
+
+class HookEndpoint:
+    """A ticketing-system stand-in: refuses (503) for ``down_for_s``, then accepts and dedups by
+    ``Idempotency-Key``."""
+
+    def __init__(self, down_for_s: float = 0.0):
+        self.down_until = time.monotonic() + down_for_s
+        self.accepted: dict[str, dict] = {}
+        self.refused = 0
+        self.duplicates = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with outer.lock:
+                    if time.monotonic() < outer.down_until:
+                        outer.refused += 1
+                        self.send_response(503)
+                    else:
+                        key = self.headers["Idempotency-Key"]
+                        if key in outer.accepted:
+                            outer.duplicates += 1
+                        else:
+                            outer.accepted[key] = json.loads(body)
+                        self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tickets"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.services import get_json, start_alertmanager, start_prometheus
+from tests.services import HookEndpoint, get_json, start_alertmanager, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -48,33 +46,6 @@ def targets():
 
 
 # --------------------------------------------------------------------------- real services
-class AcceptAll:
-    """A webhook endpoint that accepts everything (so the webhook sink delivers)."""
-
-    def __init__(self):
-        self.received = 0
-
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received += 1
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def query(prom, expr: str) -> list[dict]:
     r = get_json(prom.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     assert r["status"] == "success", r
@@ -101,7 +72,7 @@ def services(tmp_path):
     try:
         am = start_alertmanager(tmp_path / "am")
         started.append(am)
-        hook = AcceptAll()
+        hook = HookEndpoint()
         started.append(hook)
         yield am, hook, started
     finally:
@@ -156,4 +127,4 @@ def test_every_panel_query_returns_data_from_a_real_worker(services, start_worke
         if not any(math.isfinite(v) for v in values):
             empty.append(f"{f} / {title}: {expr} -> {values}")
     assert not empty, "panels without data:\n" + "\n".join(empty) + "\n" + worker.log_tail(20)
-    assert hook.received > 0
+    assert hook.accepted

@@ -1,58 +1,18 @@
 """Worker -> webhook end to end: the endpoint is down, then recovers; every alert state arrives once."""
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from detectors.synthetic import SimConfig, simulate
+from tests.services import HookEndpoint
 
 from .conftest import produce, read_topic
 
 pytestmark = pytest.mark.integration
 
 
-class Ticketing:
-    """An HTTP endpoint that fails until ``down_until``, then accepts and dedups by Idempotency-Key."""
-
-    def __init__(self, down_for_s: float):
-        self.down_until = time.monotonic() + down_for_s
-        self.accepted: dict[str, dict] = {}
-        self.refused = 0
-        self.duplicates = 0
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with outer.lock:
-                    if time.monotonic() < outer.down_until:
-                        outer.refused += 1
-                        self.send_response(503)
-                    else:
-                        key = self.headers["Idempotency-Key"]
-                        if key in outer.accepted:
-                            outer.duplicates += 1
-                        else:
-                            outer.accepted[key] = json.loads(body)
-                        self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tickets"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
 def test_alerts_survive_a_webhook_outage_and_arrive_once_per_state(start_worker):
-    hook = Ticketing(down_for_s=8)
+    hook = HookEndpoint(down_for_s=8)
     try:
         worker = start_worker(LOOKOUT_WEBHOOK_URL=hook.url, LOOKOUT_WEBHOOK_MAX_ATTEMPTS=60,
                               LOOKOUT_WEBHOOK_BASE_DELAY_S=0.2, LOOKOUT_WEBHOOK_TOKEN="tok-123")
