@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
-from detectors.events import InvalidEvent
+from detectors.events import Event, InvalidEvent
 
 from .codecs import decode_event, dlq_record
 from .metrics import WorkerMetrics
@@ -42,21 +42,33 @@ class Processor:
 
     def handle(self, value: bytes | str | None, *, key: Any = None, source: str = "",
                partition: int | None = None, offset: int | None = None, out: Output | None = None) -> Output:
+        """Decode one raw message and process it (bad input becomes a dead letter in ``out``)."""
         out = out or Output()
+        event = self.decode(value, key=key, source=source, partition=partition, offset=offset, out=out)
+        if event is not None:
+            self.process_event(event, out)
+        return out
+
+    def decode(self, value: bytes | str | None, *, key: Any = None, source: str = "",
+               partition: int | None = None, offset: int | None = None, out: Output) -> Event | None:
+        """The event in ``value``, or None after parking a dead letter with the reason in ``out``."""
         out.events += 1
-        m = self.metrics
         try:
-            event = decode_event(value)
+            return decode_event(value)
         except InvalidEvent as exc:
             reason = str(exc)
             out.dlq.append(dlq_record(value, reason, key=key, source=source, partition=partition,
                                       offset=offset, now=self.clock()))
-            if m is not None:
-                m.events.labels("invalid").inc()
-                m.dlq.labels(self.dlq_topic, reason_kind(reason)).inc()
-            return out
+            if self.metrics is not None:
+                self.metrics.events.labels("invalid").inc()
+                self.metrics.dlq.labels(self.dlq_topic, reason_kind(reason)).inc()
+            return None
+
+    def process_event(self, event: Event, out: Output) -> None:
+        """Run one decoded event through the engine; collect its alerts in ``out``."""
         verdict = self.engine.process(event)
         out.alerts.extend(verdict.alerts)
+        m = self.metrics
         if m is not None:
             m.events.labels(verdict.outcome).inc()
             if verdict.outcome != "duplicate":
@@ -65,7 +77,6 @@ class Processor:
                 m.scores.labels(sig).observe(score)
             for a in verdict.alerts:
                 m.observe_alert(a)
-        return out
 
     def handle_many(self, records: Iterable[tuple[Any, Any, str, int | None, int | None]]) -> Output:
         """``records`` = (key, value, source, partition, offset) tuples, processed in order."""

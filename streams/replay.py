@@ -742,7 +742,7 @@ def run_replay(
     try:
         main_proc, main_run = procs[0]
         main_out = outs[0]
-        handle = main_proc.handle
+        decode, process = main_proc.decode, main_proc.process_event
         keep = main_run.alerts.append
         write = writers[0]
         rest = list(zip(procs[1:], outs[1:], writers[1:]))
@@ -751,17 +751,18 @@ def run_replay(
             if isinstance(value, _BadRow):  # a CSV row that cannot become an object: park it as is
                 main_out.dlq.append(_csv_dlq(value, src_name, offset))
             else:
-                handle(value, key=key, source=src_name, partition=partition, offset=offset, out=main_out)
-                for (p, run), o, w in rest:
-                    p.handle(value, key=key, source=src_name, partition=partition, offset=offset, out=o)
-                    if o.alerts:
+                # decoded once; every configuration's processor sees the same event
+                event = decode(value, key=key, source=src_name, partition=partition, offset=offset, out=main_out)
+                if event is not None:
+                    process(event, main_out)
+                    for (p, run), o, w in rest:
+                        p.process_event(event, o)
                         for a in o.alerts:
                             if w is not None:
                                 w(encode_json(a) + b"\n")
                             if keep_alerts:
                                 run.alerts.append(compact_alert(a))
                         o.alerts.clear()
-                    o.dlq.clear()
             if main_out.alerts:
                 for a in main_out.alerts:
                     if write is not None:
