@@ -17,18 +17,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .config import SIGNALS, AlertingConfig, SignalConfig
+from .config import AlertingConfig, SignalConfig
 from .events import Event, format_ts
-from .signals import LABELS, UNITS
+from .signals import SIGNALS
 from .univariate import Assessment
 
 SEVERITIES = ("info", "warning", "critical")
 SCHEMA = "lookout.alert/v1"
 #: rate floor when turning a ratio change into a magnitude (avoids dividing by ~0)
 MIN_RATE = 1e-4
-#: signals whose impact on end users is indirect: their severity is capped at warning
-#: unless the customer is major
-INDIRECT = frozenset({"error_4xx", "cache_hit", "bytes"})
 #: expected requests per interval below which a customer is small (one severity step down)
 SMALL_CUSTOMER_REQUESTS = 100.0
 
@@ -68,7 +65,8 @@ class Finding:
 
 def magnitude(signal: str, value: float, expected: float) -> float:
     """How many times worse than expected (>= 1), direction-aware."""
-    kind, direction = SIGNALS[signal]
+    sig = SIGNALS[signal]
+    kind, direction = sig.kind, sig.direction
     if kind == "ratio":
         if direction == "down":
             return max(expected, MIN_RATE) / max(value, MIN_RATE)
@@ -96,7 +94,8 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
     v, e = a.value, a.expected
     if not (math.isfinite(v) and math.isfinite(e)):
         return False
-    kind, direction = SIGNALS[signal]
+    sig = SIGNALS[signal]
+    kind, direction = sig.kind, sig.direction
     if kind == "ratio":
         if a.excess < events:
             return False
@@ -116,7 +115,7 @@ def severity_for(findings: list[Finding], expected_requests: float, cfg: Alertin
     for f in findings:
         m = f.magnitude
         level = 2 if m >= cfg.critical_magnitude else 1 if m >= cfg.warning_magnitude else 0
-        if f.signal in INDIRECT or (f.signal == "requests" and f.a.value > f.a.expected):
+        if SIGNALS[f.signal].indirect or (f.signal == "requests" and f.a.value > f.a.expected):
             level = min(level, 1)
         best = max(best, level)
     if expected_requests >= cfg.major_customer_requests:
@@ -157,7 +156,7 @@ def diagnose(signals: set[str], event: Event | None, findings: Mapping[str, Find
 
 
 def fmt_value(signal: str, v: float) -> str:
-    unit = UNITS[signal]
+    unit = SIGNALS[signal].unit
     if not math.isfinite(v):
         return "n/a"
     if unit == "ratio":
@@ -201,7 +200,7 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
     if status == "firing" or inc.primary not in findings:
         # the signal that explains the incident best; kept on resolve so that a firing and its
         # resolution carry the same ``signal`` (sinks group and match on it)
-        inc.primary = max(findings.values(), key=lambda f: (f.signal not in INDIRECT, f.a.score, f.magnitude)).signal
+        inc.primary = max(findings.values(), key=lambda f: (not SIGNALS[f.signal].indirect, f.a.score, f.magnitude)).signal
     primary = findings[inc.primary]
     sigs = sorted(findings, key=lambda s: -findings[s].a.score)
     details = {
@@ -210,8 +209,8 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
             "expected": _num(f.a.expected),
             "band": [_num(f.a.lo), _num(f.a.hi)],
             "score": round(f.a.score, 6),
-            "unit": UNITS[s],
-            "direction": SIGNALS[s][1],
+            "unit": SIGNALS[s].unit,
+            "direction": SIGNALS[s].direction,
             "since": format_ts(f.ts),
         }
         for s, f in findings.items()
@@ -220,16 +219,16 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
     for s in sigs:
         f = findings[s]
         parts.append(
-            f"{LABELS[s]} {fmt_value(s, f.a.value)} vs expected {fmt_value(s, f.a.expected)} "
+            f"{SIGNALS[s].label} {fmt_value(s, f.a.value)} vs expected {fmt_value(s, f.a.expected)} "
             f"(band {fmt_value(s, f.a.lo)}-{fmt_value(s, f.a.hi)}, score {f.a.score:.4f})"
         )
     since = format_ts(inc.started_at)
     diagnosis = diagnose(set(findings), event, findings)
     if status == "firing":
-        summary = f"{inc.customer_id}: {LABELS[primary.signal]} anomaly ({inc.severity}) since {since}"
+        summary = f"{inc.customer_id}: {SIGNALS[primary.signal].label} anomaly ({inc.severity}) since {since}"
         explanation = f"Since {since}: " + "; ".join(parts) + "."
     else:
-        summary = f"{inc.customer_id}: resolved, {LABELS[primary.signal]} back to normal at {format_ts(resolved_at)}"
+        summary = f"{inc.customer_id}: resolved, {SIGNALS[primary.signal].label} back to normal at {format_ts(resolved_at)}"
         explanation = (
             f"Incident from {since} to {format_ts(resolved_at)} "
             f"({(resolved_at - inc.started_at) / inc.interval_s:.0f} intervals). Last anomalous: " + "; ".join(parts) + "."
@@ -246,7 +245,7 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         "observed": _num(primary.a.value),
         "expected": _num(primary.a.expected),
         "band": [_num(primary.a.lo), _num(primary.a.hi)],
-        "unit": UNITS[primary.signal],
+        "unit": SIGNALS[primary.signal].unit,
         "started_at": since,
         "event_ts": format_ts(event.ts),
         "resolved_at": format_ts(resolved_at) if resolved_at is not None else None,

@@ -21,18 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-#: signal name -> (kind, direction). Direction: "up" = only increases are bad,
-#: "down" = only decreases, "both" = either way.
-SIGNALS: dict[str, tuple[str, str]] = {
-    "requests": ("volume", "both"),
-    "error_5xx": ("ratio", "up"),
-    "error_4xx": ("ratio", "up"),
-    "origin_errors": ("ratio", "up"),
-    "latency_p99": ("latency", "up"),
-    "cache_hit": ("ratio", "down"),
-    "bytes": ("volume", "both"),
-}
-
+from .signals import SIGNALS
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid."""
@@ -115,15 +104,7 @@ class AlertingConfig:
 
 
 def _default_signals() -> dict[str, SignalConfig]:
-    return {
-        "requests": SignalConfig(min_rel_change=1.0, min_requests=20),
-        "error_5xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.005, min_events=5),
-        "error_4xx": SignalConfig(min_rel_change=1.0, min_abs_change=0.05),
-        "origin_errors": SignalConfig(min_rel_change=1.0, min_abs_change=0.005, min_events=5),
-        "latency_p99": SignalConfig(min_rel_change=0.5, min_abs_change=50.0, min_requests=100),
-        "cache_hit": SignalConfig(min_rel_change=0.25, min_abs_change=0.1),
-        "bytes": SignalConfig(alert=False, min_rel_change=1.0),
-    }
+    return {name: SignalConfig(**sig.defaults) for name, sig in SIGNALS.items()}
 
 
 @dataclass(frozen=True)

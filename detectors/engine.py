@@ -22,7 +22,7 @@ from typing import Any, Iterable, NamedTuple
 from . import alerting
 from .config import DetectorConfig
 from .events import Event
-from .signals import ARGS, build_models
+from .signals import SIGNALS, build_models
 
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
@@ -58,6 +58,7 @@ class Engine:
         sustain = self.config.alerting.sustain_threshold
         self._gate = {s: (min(c.threshold, sustain) if s in self._alerting else 2.0)
                       for s, c in self.config.signals.items()}
+        self._args = {name: sig.args for name, sig in SIGNALS.items()}
         self.customers: dict[str, CustomerState] = {}
 
     # -- processing ----------------------------------------------------------------
@@ -77,8 +78,9 @@ class Engine:
         expected_requests = float(e.requests)
         sustain = self.config.alerting if st.tracker.incident is not None else None
         gate = self._gate
+        args_of = self._args
         for name, model in st.models.items():
-            args = ARGS[name](e)
+            args = args_of[name](e)
             if args is None:
                 continue
             a = model.step(*args)  # scores first, then learns

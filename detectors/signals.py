@@ -1,4 +1,15 @@
-"""Signals derived from one event, and the per-signal model each gets.
+"""The signal registry: every per-signal fact in one place.
+
+A *signal* is one series derived from each event of a customer (traffic, 5xx rate, ...). Its
+:class:`Signal` entry says how to read it from an :class:`~detectors.events.Event`, which
+model scores it, which way is bad, how it is named and formatted, whether its impact on end
+users is indirect, and its default alerting rules. Configuration, models, alerting, metrics
+and reports all read :data:`SIGNALS`; adding a signal means adding one entry here.
+
+>>> SIGNALS["error_5xx"].label, SIGNALS["error_5xx"].unit, SIGNALS["error_5xx"].direction
+('5xx rate', 'ratio', 'up')
+>>> [s.name for s in SIGNALS.values() if s.indirect]
+['error_4xx', 'cache_hit', 'bytes']
 
 >>> from detectors.events import parse_event
 >>> e = parse_event({"customer_id": "c1", "ts": 0, "requests": 200, "status_4xx": 4,
@@ -10,88 +21,163 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .config import SIGNALS, ModelConfig
 from .events import Event
-from .univariate import RatioDetector, SeasonalDetector
+from .univariate import make_detector
 
-#: display unit of each signal's observed/expected values
-UNITS = {
-    "requests": "requests",
-    "error_5xx": "ratio",
-    "error_4xx": "ratio",
-    "origin_errors": "ratio",
-    "latency_p99": "ms",
-    "cache_hit": "ratio",
-    "bytes": "bytes",
-}
+if TYPE_CHECKING:  # config imports this module for the signal names and defaults
+    from .config import ModelConfig
 
-LABELS = {
-    "requests": "traffic",
-    "error_5xx": "5xx rate",
-    "error_4xx": "4xx rate",
-    "origin_errors": "origin error rate",
-    "latency_p99": "p99 latency",
-    "cache_hit": "cache-hit ratio",
-    "bytes": "bytes served",
-}
+#: model inputs of one event for one signal: ``(ts, value_or_numerator, support_or_denominator)``
+Args = tuple[float, float, "float | None"]
+
+#: model kinds (presets of :func:`detectors.univariate.make_detector`) used by signals
+KINDS = ("volume", "ratio", "latency")
+DIRECTIONS = ("up", "down", "both")
 
 
-#: signal -> the model's positional inputs for one event (``step(*args)``), or None if absent
-ARGS: dict[str, Callable[[Event], tuple | None]] = {
-    "requests": lambda e: (e.ts, float(e.requests), None),
-    "error_5xx": lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
-    "error_4xx": lambda e: (e.ts, float(e.status_4xx), float(e.requests)),
-    "origin_errors": lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
-    "latency_p99": lambda e: (
-        None if e.latency_p99_ms is None or e.requests == 0 else (e.ts, e.latency_p99_ms, float(e.requests))
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Everything the detectors, alerting and displays need to know about one signal.
+
+    Parameters
+    ----------
+    name : str
+        Identifier used in configs, alerts (``signal``, ``details``) and metric labels.
+    label : str
+        Human name used in summaries and explanations ("5xx rate").
+    unit : str
+        Display unit of observed/expected values: ``ratio``, ``ms``, ``requests`` or ``bytes``.
+    axis_label : str
+        Plot axis label (name plus unit where the unit is not obvious).
+    kind : str
+        Model preset: ``volume`` (log-scale seasonal count), ``ratio`` (rate of events among
+        requests) or ``latency`` (log-scale seasonal value, noisier at low support).
+    direction : str
+        Which change is bad: ``up``, ``down`` or ``both``.
+    args : callable
+        ``args(event)`` -> the model's positional inputs ``(ts, a, b)`` for ``step(ts, a, b)``,
+        or ``None`` when the event does not carry the signal.
+    indirect : bool
+        Impact on end users is indirect: severity is capped at warning unless the customer is major.
+    defaults : mapping
+        Default :class:`~detectors.config.SignalConfig` values that differ from the class defaults.
+    """
+
+    name: str
+    label: str
+    unit: str
+    axis_label: str
+    kind: str
+    direction: str
+    args: Callable[[Event], Args | None]
+    indirect: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"signal {self.name}: unknown model kind {self.kind!r} (known: {', '.join(KINDS)})")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"signal {self.name}: unknown direction {self.direction!r}")
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+
+def _latency_args(e: Event) -> Args | None:
+    if e.latency_p99_ms is None or e.requests == 0:
+        return None
+    return (e.ts, e.latency_p99_ms, float(e.requests))
+
+
+def _register(*signals: Signal) -> dict[str, Signal]:
+    return {s.name: s for s in signals}
+
+
+#: signal name -> :class:`Signal`, in the order models are built and scored
+SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
+    Signal(
+        "requests", "traffic", "requests", "requests / interval", "volume", "both",
+        lambda e: (e.ts, float(e.requests), None),
+        defaults={"min_rel_change": 1.0, "min_requests": 20},
     ),
-    "cache_hit": lambda e: None if e.cache_hits is None else (e.ts, float(e.cache_hits), float(e.requests)),
-    "bytes": lambda e: None if e.bytes_out is None else (e.ts, float(e.bytes_out), None),
-}
+    Signal(
+        "error_5xx", "5xx rate", "ratio", "5xx rate", "ratio", "up",
+        lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
+        defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
+    ),
+    Signal(
+        "error_4xx", "4xx rate", "ratio", "4xx rate", "ratio", "up",
+        lambda e: (e.ts, float(e.status_4xx), float(e.requests)),
+        indirect=True,
+        defaults={"min_rel_change": 1.0, "min_abs_change": 0.05},
+    ),
+    Signal(
+        "origin_errors", "origin error rate", "ratio", "origin error rate", "ratio", "up",
+        lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
+        defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
+    ),
+    Signal(
+        "latency_p99", "p99 latency", "ms", "p99 latency (ms)", "latency", "up",
+        _latency_args,
+        defaults={"min_rel_change": 0.5, "min_abs_change": 50.0, "min_requests": 100},
+    ),
+    Signal(
+        "cache_hit", "cache-hit ratio", "ratio", "cache-hit ratio", "ratio", "down",
+        lambda e: None if e.cache_hits is None else (e.ts, float(e.cache_hits), float(e.requests)),
+        indirect=True,
+        defaults={"min_rel_change": 0.25, "min_abs_change": 0.1},
+    ),
+    Signal(
+        "bytes", "bytes served", "bytes", "bytes served", "volume", "both",
+        lambda e: None if e.bytes_out is None else (e.ts, float(e.bytes_out), None),
+        indirect=True,
+        defaults={"alert": False, "min_rel_change": 1.0},
+    ),
+))
 
 
 def derive(e: Event) -> dict[str, dict[str, Any]]:
     """The model input of every signal this event carries, as River-style ``x`` dicts."""
     out: dict[str, dict[str, Any]] = {}
-    for name, fn in ARGS.items():
-        args = fn(e)
+    for name, sig in SIGNALS.items():
+        args = sig.args(e)
         if args is None:
             continue
         ts, a, b = args
-        if SIGNALS[name][0] == "ratio":
+        if sig.kind == "ratio":
             out[name] = {"ts": ts, "num": a, "den": b}
         else:
             out[name] = {"ts": ts, "value": a} if b is None else {"ts": ts, "value": a, "n": b}
     return out
 
 
-def build_models(model: ModelConfig, enabled: set[str] | None = None) -> dict[str, Any]:
-    """Fresh per-signal detectors for one customer, configured from ``model``."""
-    common = dict(
+def model_params(kind: str, model: ModelConfig) -> dict[str, Any]:
+    """The hyper-parameters from ``model`` that a detector of ``kind`` takes."""
+    params: dict[str, Any] = dict(
         warmup_s=model.warmup_s,
         warmup_points=model.warmup_points,
         learn_threshold=model.learn_threshold,
         accept_shift_after_s=model.accept_shift_after_s,
     )
-    seasonal = dict(
-        common,
-        level_half_life_s=model.level_half_life_s,
-        season_half_life_visits=model.season_half_life_visits,
-        scale_half_life_s=model.scale_half_life_s,
-        weekly=model.weekly,
-    )
-    models: dict[str, Any] = {}
-    for name, (kind, direction) in SIGNALS.items():
-        if enabled is not None and name not in enabled:
-            continue
-        if kind == "ratio":
-            models[name] = RatioDetector(direction=direction, half_life_s=model.ratio_half_life_s, **common)
-        elif kind == "latency":
-            models[name] = SeasonalDetector(
-                transform="log", direction=direction, min_rel_scale=0.05, support_noise=2.0, **seasonal
-            )
-        else:
-            models[name] = SeasonalDetector(transform="log", direction=direction, count_noise=True, **seasonal)
-    return models
+    if kind == "ratio":
+        params["half_life_s"] = model.ratio_half_life_s
+    else:
+        params.update(
+            level_half_life_s=model.level_half_life_s,
+            season_half_life_visits=model.season_half_life_visits,
+            scale_half_life_s=model.scale_half_life_s,
+            weekly=model.weekly,
+        )
+    return params
+
+
+def build_models(model: ModelConfig, enabled: set[str] | None = None) -> dict[str, Any]:
+    """Fresh per-signal detectors for one customer, configured from ``model``."""
+    params = {kind: model_params(kind, model) for kind in KINDS}
+    return {
+        name: make_detector(sig.kind, direction=sig.direction, **params[sig.kind])
+        for name, sig in SIGNALS.items()
+        if enabled is None or name in enabled
+    }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.events import format_ts, parse_ts
+from detectors.signals import SIGNALS
 
 #: label kind -> the signals that should show it
 KIND_SIGNALS = {
@@ -34,16 +35,8 @@ KIND_SIGNALS = {
     "traffic_surge": ("requests",),
     "cache_collapse": ("cache_hit",),
 }
-LABELS = {
-    "requests": "requests / interval",
-    "error_5xx": "5xx rate",
-    "error_4xx": "4xx rate",
-    "origin_errors": "origin error rate",
-    "latency_p99": "p99 latency (ms)",
-    "cache_hit": "cache-hit ratio",
-    "bytes": "bytes served",
-}
-RATIO_SIGNALS = {"error_5xx", "error_4xx", "origin_errors", "cache_hit"}
+LABELS = {name: sig.axis_label for name, sig in SIGNALS.items()}
+RATIO_SIGNALS = {name for name, sig in SIGNALS.items() if sig.unit == "ratio"}
 MAX_SIGNALS_PER_CUSTOMER = 3
 
 
