@@ -61,7 +61,7 @@ def test_a_restarted_worker_keeps_its_models_and_needs_no_new_warm_up(start_work
     n = produce(worker.bootstrap, worker.input_topic, ((e["customer_id"], e) for e in events[:cut]))
     worker.wait_for_events(n)
     worker.stop()  # SIGTERM: the final checkpoint is written on shutdown
-    assert (worker.data_dir / "engine-state.pickle").is_file()
+    assert (worker.data_dir / "engine-state.lookout").is_file()
 
     worker.start()
     m = produce(worker.bootstrap, worker.input_topic, ((e["customer_id"], e) for e in events[cut:]))
