@@ -15,7 +15,6 @@ The live Faust worker and ``lookout replay`` both feed events to :meth:`Engine.p
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from typing import Any, Iterable, NamedTuple
 
@@ -23,6 +22,9 @@ from . import alerting
 from .config import DetectorConfig
 from .events import Event
 from .signals import SIGNALS, build_models
+from .state import StateCodec, StateError
+
+__all__ = ["OUTCOMES", "CustomerState", "Engine", "StateError", "Verdict"]
 
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
@@ -60,15 +62,21 @@ class Engine:
                       for s, c in self.config.signals.items()}
         self._args = {name: sig.args for name, sig in SIGNALS.items()}
         self.customers: dict[str, CustomerState] = {}
+        self._dirty: set[str] = set()
+        self._codec = StateCodec(self.config.model_fingerprint(), self._new_models)
+
+    def _new_models(self) -> dict[str, Any]:
+        return build_models(self.config.model, self._enabled)
 
     # -- processing ----------------------------------------------------------------
     def process(self, e: Event) -> Verdict:
         st = self.customers.get(e.customer_id)
         if st is None:
-            st = CustomerState(build_models(self.config.model, self._enabled), alerting.Tracker())
+            st = CustomerState(self._new_models(), alerting.Tracker())
             self.customers[e.customer_id] = st
         elif st.last_ts is not None and e.ts <= st.last_ts:
             return Verdict("duplicate", {}, [])
+        self._dirty.add(e.customer_id)
         st.last_ts = e.ts
         st.interval_s = e.interval_s
         cfg_signals = self.config.signals
@@ -123,9 +131,45 @@ class Engine:
         return [st.tracker.incident for st in self.customers.values() if st.tracker.incident is not None]
 
     # -- persistence -------------------------------------------------------------------
-    def snapshot(self) -> bytes:
-        """All per-customer state as bytes (restore with :meth:`restore`)."""
-        return pickle.dumps(self.customers, protocol=pickle.HIGHEST_PROTOCOL)
+    # The format (msgpack data, never code) is :mod:`detectors.state`. Loading never marks a
+    # customer dirty: what was loaded is already stored somewhere.
+    def dump_customer(self, cid: str) -> bytes:
+        """One customer's learned state, self-describing (format version, model fingerprint).
 
-    def restore(self, blob: bytes) -> None:
-        self.customers = pickle.loads(blob)
+        Raises ``KeyError`` for a customer the engine does not track.
+        """
+        return self._codec.dump_record(self.customers[cid])
+
+    def load_customer(self, cid: str, blob: bytes) -> None:
+        """Replace ``cid``'s state by one written by :meth:`dump_customer`.
+
+        Raises :class:`~detectors.state.StateError` (and changes nothing) for another format
+        version, another model fingerprint ("written with other model settings"), or garbage.
+        """
+        models, tracker, last_ts, interval_s = self._codec.load_record(cid, blob)
+        self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
+
+    def drop_customer(self, cid: str) -> None:
+        """Forget a customer (e.g. its partition moved to another worker); no-op if unknown."""
+        self.customers.pop(cid, None)
+        self._dirty.discard(cid)
+
+    def pop_dirty(self) -> set[str]:
+        """Customers whose state changed since the last call (new, or a non-duplicate event)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def dump_all(self) -> bytes:
+        """Every customer's state as one file (header: format version, fingerprint, count)."""
+        return b"".join(self._codec.dump_file(self.customers))
+
+    def load_all(self, blob: bytes) -> int:
+        """Load a :meth:`dump_all` file, all or nothing; return the number of customers loaded.
+
+        Customers in the file replace those with the same id; others are kept. Raises
+        :class:`~detectors.state.StateError` (and changes nothing) if any part is unusable.
+        """
+        loaded = self._codec.load_file(blob)
+        for cid, (models, tracker, last_ts, interval_s) in loaded.items():
+            self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
+        return len(loaded)

@@ -181,6 +181,12 @@ class SeasonalDetector(_OnlineDetector):
     0.0
     """
 
+    #: learned state, written by :mod:`detectors.state` (everything else is rebuilt from the
+    #: hyper-parameters); ``_DERIVED``: caches computed from those, never written
+    _STATE = ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2", "_s2_w",
+              "_centred", "_shift", "_anom_since", "_anom_sign", "_warm")
+    _DERIVED = ("_log", "_z_learn", "_dt", "_rates")
+
     def __init__(
         self,
         transform: str = "log",
@@ -441,6 +447,11 @@ class RatioDetector(_OnlineDetector):
     >>> det.score_one({"ts": 6000.0, "num": 80_000, "den": 1_000_000}) > 0.9999   # 2 % -> 8 %
     True
     """
+
+    #: learned state and derived caches, as for :class:`SeasonalDetector`
+    _STATE = ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
+              "_anom_a", "_anom_b", "_warm")
+    _DERIVED = ("_z_learn", "_dt", "_dec")
 
     def __init__(
         self,

@@ -42,7 +42,7 @@ def main() -> int:
     cur, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"state: {cur / a.customers:,.0f} bytes/customer in memory (all 7 signals, tracemalloc), "
-          f"{len(eng2.snapshot()) / a.customers:,.0f} bytes/customer pickled; target <= 20,480")
+          f"{len(eng2.dump_all()) / a.customers:,.0f} bytes/customer serialised; target <= 20,480")
     return 0
 
 

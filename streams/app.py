@@ -21,7 +21,7 @@ from detectors.engine import Engine
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-from .checkpoint import Checkpoint
+from .checkpoint import FILENAME as CHECKPOINT_FILE, Checkpoint, restore as restore_state
 from .codecs import encode_json
 from .metrics import WorkerMetrics
 from .processor import Output, Processor
@@ -63,10 +63,8 @@ def create_app(
 ) -> Lookout:
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
-    checkpoint = Checkpoint(Path(settings.data_dir) / "engine-state.pickle", engine.config.model_fingerprint())
-    restored = checkpoint.load(engine)
-    if restored:
-        log.warning("restored detector state of %d customers from %s", restored, checkpoint.path)
+    checkpoint = Checkpoint(Path(settings.data_dir) / CHECKPOINT_FILE)
+    restore_state(engine, checkpoint, settings.initial_state)
     metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)

@@ -48,6 +48,7 @@ class Settings:
     data_dir: Path = Path(".lookout/worker")
     detector_config: Path | None = None
     checkpoint_interval_s: float = 60.0
+    initial_state: Path | None = None  # `lookout replay --save-state` file, used without a newer checkpoint
     batch_size: int = 500
     batch_within_s: float = 0.5
     log_level: str = "warn"

@@ -71,11 +71,14 @@ def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None):
               help="At most this many customers plotted (labelled first, then false alerts).")
 @click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
               help="An alert up to this many intervals after a labelled incident's end still detects it.")
+@click.option("--save-state", "save_state", metavar="FILE",
+              help="Write the learned detector state after the replay (start a worker from it with "
+                   "`lookout worker --initial-state FILE`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (metrics) as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, bootstrap, trace, max_plots,
-           grace, as_json, no_report, quiet):
+           grace, save_state, as_json, no_report, quiet):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -96,6 +99,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
                         detect, false alerts per customer-week, by incident kind and size decile
       diff.json         with --baseline: incidents gained, lost, changed; metric deltas
       report.html       plots of chosen customers (plus plots/*.png); opens offline
+    and with --save-state FILE the learned state (data, not code) for `lookout worker --initial-state`.
 
     \b
     Examples:
@@ -105,6 +109,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay export.csv --map requests=req_count,ts=time,customer_id=account --out out/
       lookout replay 'kafka://request-metrics?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&bootstrap=127.0.0.1:9092'
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
+      lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
     """
     from detectors.evaluation import evaluate, metric_deltas
     from detectors.events import format_ts
@@ -114,6 +119,10 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     config = load_detector_config(config_path)
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
+    if save_state and (Path(save_state).is_dir() or not Path(save_state).resolve().parent.is_dir()):
+        # before the replay, not after minutes of it
+        what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
+        raise click.ClickException(f"--save-state {save_state}: {what}")
     src = open_source_or_fail(source, maps, fmt, bootstrap)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +145,16 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
 
     eng = res.engine
     run = res.runs[0]
+    saved = None
+    if save_state:
+        from streams.checkpoint import write_atomically
+
+        blob = eng.dump_all()
+        try:
+            write_atomically(Path(save_state), blob)
+        except OSError as exc:
+            raise click.ClickException(f"--save-state {save_state}: {exc.strerror or exc}") from None
+        saved = f"saved the learned state of {len(eng.customers):,} customers to {save_state} ({len(blob):,} bytes)"
     sizes = eng.customer_sizes()
     iv = eng.interval_s or 60
     summary = {
@@ -201,6 +220,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         write_replay_report(out, summary, traces=traces, alerts=run.alerts, labels=labels, thresholds=thresholds,
                             order=traced + labelled + extra, diff=diff)
 
+    if saved:
+        summary["outputs"]["state"] = str(save_state)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     if as_json:
@@ -233,6 +254,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
             for k, v in diff["metrics"].items():
                 echo(f"{k:<26}{_cell(v['old']):>10}{_cell(v['new']):>10}{_cell(v['delta'], sign=True):>10}")
     echo("")
+    if saved:
+        echo(saved)
     echo("wrote " + ", ".join(str(p) for p in summary["outputs"].values()))
 
 

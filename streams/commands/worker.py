@@ -15,6 +15,9 @@ from ..settings import Settings, SettingsError
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Worker data dir; one per worker on a machine")
 @click.option("--config", "detector_config", type=click.Path(path_type=Path, dir_okay=False),
               help="Detector config (YAML/TOML), the same format replay reads")
+@click.option("--initial-state", type=click.Path(path_type=Path, dir_okay=False),
+              help="Start from this learned state (`lookout replay --save-state FILE`) unless the data dir "
+                   "holds a newer checkpoint [env LOOKOUT_INITIAL_STATE]")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
 @click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
 @click.option("--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)")
@@ -29,12 +32,14 @@ def worker(**opts):
     checkpointed into the data dir (every LOOKOUT_CHECKPOINT_INTERVAL_S, and on shutdown), so a
     restart does not start the warm-up again. With --alertmanager-url / --webhook-url the
     worker also delivers alerts to those sinks (failed webhook deliveries end up on the
-    `alerts-dlq` topic after the last retry).
+    `alerts-dlq` topic after the last retry). --initial-state bootstraps a new deployment from
+    history, so it is neither blind nor noisy for its first weeks.
 
     \b
     Examples:
       lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
       lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
+      lookout replay history.jsonl.gz --save-state state.lookout && lookout worker --initial-state state.lookout
       LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
     """
     from detectors.config import ConfigError, load_config
@@ -42,6 +47,8 @@ def worker(**opts):
     try:
         settings = Settings.from_env(**opts)
         load_config(settings.detector_config)  # fail fast, in one line, on a bad config
+        if settings.initial_state is not None and not settings.initial_state.is_file():
+            raise SettingsError(f"--initial-state {settings.initial_state}: no such file")
     except (SettingsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     from faust import Worker

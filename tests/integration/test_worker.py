@@ -61,7 +61,7 @@ def test_a_restarted_worker_keeps_its_models_and_needs_no_new_warm_up(start_work
     n = produce(worker.bootstrap, worker.input_topic, ((e["customer_id"], e) for e in events[:cut]))
     worker.wait_for_events(n)
     worker.stop()  # SIGTERM: the final checkpoint is written on shutdown
-    assert (worker.data_dir / "engine-state.pickle").is_file()
+    assert (worker.data_dir / "engine-state.lookout").is_file()
 
     worker.start()
     m = produce(worker.bootstrap, worker.input_topic, ((e["customer_id"], e) for e in events[cut:]))
@@ -70,3 +70,32 @@ def test_a_restarted_worker_keeps_its_models_and_needs_no_new_warm_up(start_work
     assert worker.metric("lookout_series", state="warming") == 0
     alerts = read_topic(worker.bootstrap, worker.alerts_topic)
     assert any(a["customer_id"] == incident.customer_id and a["status"] == "firing" for a in alerts)
+
+
+def test_a_worker_started_from_a_replays_state_needs_no_warm_up(start_worker, tmp_path):
+    """`lookout replay --save-state` then `lookout worker --initial-state`, as an operator bootstraps."""
+    import subprocess
+    import sys
+
+    from detectors.synthetic import write_jsonl
+
+    sim = simulate(SimConfig(customers=3, duration_s=4 * 86400, interval_s=300, seed=8, incidents=0,
+                             size_min=2000, tiny_fraction=0.0, holidays=False))
+    events = list(sim.events())
+    cut = min(parse_ts(e["ts"]) for e in events) + 3 * 86400
+    history = [e for e in events if parse_ts(e["ts"]) < cut]
+    write_jsonl(history, tmp_path / "history.jsonl")
+    state = tmp_path / "state.lookout"
+    p = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(tmp_path / "history.jsonl"),
+                        "--out", str(tmp_path / "out"), "--no-report", "-q", "--save-state", str(state)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and state.is_file(), p.stderr
+
+    worker = start_worker(LOOKOUT_INITIAL_STATE=state)
+    n = produce(worker.bootstrap, worker.input_topic,
+                ((e["customer_id"], e) for e in events if parse_ts(e["ts"]) >= cut))
+    worker.wait_for_events(n)
+    assert worker.metric("lookout_events_total", outcome="warming") == 0
+    assert worker.metric("lookout_events_total", outcome="scored") == n
+    lines = [ln for ln in worker.log_path.read_text().splitlines() if "initial detector state" in ln]
+    assert len(lines) == 1 and f"loaded initial detector state of 3 customers from {state}" in lines[0]

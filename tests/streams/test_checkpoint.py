@@ -1,5 +1,13 @@
+import logging
+import os
+import pickle
+
+import msgpack
+import pytest
+
 from detectors import DetectorConfig, Engine, parse_event
-from streams.checkpoint import Checkpoint
+from detectors.state import FILE_MAGIC
+from streams.checkpoint import FILENAME, Checkpoint, restore
 
 
 def engine_with_data(cfg=None):
@@ -10,33 +18,107 @@ def engine_with_data(cfg=None):
     return eng
 
 
+NEXT = {"customer_id": "c1", "ts": 9000, "requests": 120, "status_4xx": 1, "status_5xx": 0}
+
+
 def test_round_trip_restores_every_customer(tmp_path):
     eng = engine_with_data()
-    ck = Checkpoint(tmp_path / "state.pickle", eng.config.model_fingerprint())
+    ck = Checkpoint(tmp_path / FILENAME)
     assert ck.save(eng) > 0
+    assert not list(tmp_path.glob("*.tmp"))
     fresh = Engine()
     assert ck.load(fresh) == 3
-    nxt = parse_event({"customer_id": "c1", "ts": 9000, "requests": 120, "status_4xx": 1, "status_5xx": 0})
-    assert fresh.process(nxt) == eng.process(nxt)
+    assert fresh.process(parse_event(NEXT)) == eng.process(parse_event(NEXT))
 
 
-def test_other_model_settings_start_fresh(tmp_path):
-    eng = engine_with_data()
-    Checkpoint(tmp_path / "s.pickle", eng.config.model_fingerprint()).save(eng)
-    other = DetectorConfig().with_overrides({"model.warmup_s": 3600.0})
-    assert Checkpoint(tmp_path / "s.pickle", other.model_fingerprint()).load(Engine(other)) == 0
-    # alerting thresholds do not invalidate the models
-    tweak = DetectorConfig().with_overrides({"alerting.open_n": 3})
-    assert Checkpoint(tmp_path / "s.pickle", tweak.model_fingerprint()).load(Engine(tweak)) == 3
+def warnings_of(caplog):
+    return [r for r in caplog.records if r.name == "lookout.checkpoint" and r.levelno >= logging.WARNING]
 
 
-def test_a_torn_file_is_moved_aside_not_fatal(tmp_path):
-    p = tmp_path / "s.pickle"
-    p.write_bytes(b"\x80\x05garbage")
+class Boom:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def other_version(tmp_path):
+    return FILE_MAGIC + msgpack.packb([99, "x", "y", 0])
+
+
+BAD_FILES = {
+    "hostile pickle": (lambda tmp: pickle.dumps({"format": 1, "state": Boom(tmp / "pwned")}), "pickle"),
+    "truncated": (lambda tmp: engine_with_data().dump_all()[:-100], "truncated"),
+    "other version": (other_version, "format version 99"),
+    "other model settings": (lambda tmp: engine_with_data(DetectorConfig().with_overrides(
+        {"model.warmup_s": 3600.0})).dump_all(), "other model settings"),
+    "random bytes": (lambda tmp: os.urandom(3000), "not a Lookout state file"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_an_unusable_checkpoint_is_moved_aside_with_one_warning_and_runs_nothing(kind, tmp_path, caplog):
+    make, said = BAD_FILES[kind]
+    path = tmp_path / FILENAME
+    path.write_bytes(make(tmp_path))
     eng = Engine()
-    assert Checkpoint(p, eng.config.model_fingerprint()).load(eng) == 0
-    assert not p.exists() and list(tmp_path.glob("s.unreadable-*"))
+    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
+        assert restore(eng, Checkpoint(path)) == 0
+    (line,) = warnings_of(caplog)
+    assert said in line.getMessage() and "starting fresh" in line.getMessage()
+    assert not path.exists() and list(tmp_path.glob(FILENAME + ".unusable-*"))
+    assert not (tmp_path / "pwned").exists() and not eng.customers
+    assert eng.process(parse_event(NEXT)).outcome == "warming"  # the worker carries on, cold
 
 
-def test_missing_file_is_a_cold_start(tmp_path):
-    assert Checkpoint(tmp_path / "none.pickle", "x").load(Engine()) == 0
+def test_an_old_pickle_checkpoint_is_never_loaded(tmp_path, caplog):
+    old = tmp_path / "engine-state.pickle"
+    old.write_bytes(pickle.dumps({"format": 1, "state": Boom(tmp_path / "pwned")}))
+    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
+        assert restore(Engine(), Checkpoint(tmp_path / FILENAME)) == 0
+    (line,) = warnings_of(caplog)
+    assert "pickle" in line.getMessage() and "starting fresh" in line.getMessage()
+    assert not old.exists() and not (tmp_path / "pwned").exists()
+
+
+def test_alerting_settings_do_not_invalidate_the_models(tmp_path):
+    Checkpoint(tmp_path / FILENAME).save(engine_with_data())
+    tweak = DetectorConfig().with_overrides({"alerting.open_n": 3})
+    assert Checkpoint(tmp_path / FILENAME).load(Engine(tweak)) == 3
+
+
+def test_missing_file_is_a_cold_start(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
+        assert restore(Engine(), Checkpoint(tmp_path / FILENAME)) == 0
+    assert not warnings_of(caplog)
+
+
+def test_initial_state_is_used_unless_a_newer_checkpoint_exists(tmp_path, caplog):
+    initial = tmp_path / "bootstrap.lookout"
+    initial.write_bytes(engine_with_data().dump_all())
+    ck = Checkpoint(tmp_path / "data" / FILENAME)
+    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
+        assert restore(Engine(), ck, initial) == 3
+    (line,) = warnings_of(caplog)
+    assert line.getMessage() == f"loaded initial detector state of 3 customers from {initial}"
+
+    one = Engine()
+    one.process(parse_event(NEXT))
+    ck.save(one)  # the worker ran since: its checkpoint is newer than the bootstrap file
+    os.utime(initial, (1, 1))
+    eng = Engine()
+    assert restore(eng, ck, initial) == 1 and list(eng.customers) == ["c1"]
+    os.utime(initial, None)  # a newer bootstrap file wins (re-bootstrapping on purpose)
+    os.utime(ck.path, (1, 1))
+    assert restore(Engine(), ck, initial) == 3
+
+
+def test_a_bad_initial_state_is_reported_and_left_alone(tmp_path, caplog):
+    initial = tmp_path / "bootstrap.lookout"
+    initial.write_bytes(b"LKSF junk")
+    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
+        assert restore(Engine(), Checkpoint(tmp_path / FILENAME), initial) == 0
+    (line,) = warnings_of(caplog)
+    assert "not used" in line.getMessage() and "starting fresh" in line.getMessage()
+    assert initial.exists()
