@@ -7,6 +7,7 @@ raw messages, hand it to the :class:`~streams.processor.Processor` (which calls
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,14 @@ from detectors.config import load_config
 from detectors.engine import Engine
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
 
-from .checkpoint import FILENAME as CHECKPOINT_FILE, Checkpoint, restore as restore_state
-from .codecs import encode_json
+from .checkpoint import discard_legacy, load_initial_state
 from .metrics import WorkerMetrics
-from .processor import Output, Processor
+from .outage import OutageFilter
+from .partition_state import PartitionBook, StateReader, cap_input_commits
+from .processor import Processor
+from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
 
@@ -43,15 +47,8 @@ class Lookout:
     input_topic: Any
     alerts_topic: Any
     dlq_topic: Any
+    runtime: WorkerRuntime
     sinks: list[str] = field(default_factory=list)
-
-    async def publish(self, out: Output) -> None:
-        """Send a batch's alerts and dead letters (at-least-once; alert ids make resends harmless)."""
-        for a in out.alerts:
-            await self.alerts_topic.send(key=a["customer_id"].encode(), value=encode_json(a))
-        for d in out.dlq:
-            key = d["key"].encode() if isinstance(d.get("key"), str) else None
-            await self.dlq_topic.send(key=key, value=encode_json(d))
 
 
 def create_app(
@@ -63,8 +60,8 @@ def create_app(
 ) -> Lookout:
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
-    checkpoint = Checkpoint(Path(settings.data_dir) / CHECKPOINT_FILE)
-    restore_state(engine, checkpoint, settings.initial_state)
+    discard_legacy(Path(settings.data_dir), settings.state_topic_name)
+    load_initial_state(engine, settings.initial_state)
     metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
@@ -82,6 +79,9 @@ def create_app(
         processing_guarantee="at_least_once",
         broker_commit_every=1000,
         broker_commit_interval=2.0,
+        # a killed member's partitions move after the session timeout (Kafka's default would be 45-60 s)
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         producer_linger=0.005,
         web_in_thread=False,
     )
@@ -89,7 +89,15 @@ def create_app(
     input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
-    lookout = Lookout(settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic)
+    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
+    book = PartitionBook()
+    runtime = WorkerRuntime(
+        processor=processor, book=book, reader=StateReader(settings.bootstrap),
+        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
+        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
+        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s))
+    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
+    lookout = Lookout(settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime)
     if settings.faust_metrics:
         # Faust's own sensor metrics, on our registry (so two apps in one process never clash)
         app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
@@ -97,19 +105,46 @@ def create_app(
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            out = processor.handle_many(
-                (e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch
-            )
-            await lookout.publish(out)
+        runtime.health.agent_running = True
+        try:
+            async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await runtime.handle_batch([(e.key, e.value, e.message.topic, e.message.partition,
+                                             e.message.offset) for e in batch])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # not bad input (that never raises): do not let Faust skip the batch
+            runtime.fail(exc)
+        finally:
+            runtime.health.agent_running = False
 
-    @app.timer(settings.checkpoint_interval_s)
-    async def save_checkpoint():
-        checkpoint.save(engine)
+    @app.on_partitions_assigned.connect
+    async def assigned(app, assigned, **kwargs):
+        cap_input_commits(app.consumer, settings.input_topic, book)
+        await _check_topics(runtime, settings)
+        await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(app, revoked, **kwargs):
+        await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == settings.input_topic)
+
+    @app.timer(settings.snapshot_interval_s)
+    async def periodic_snapshot():
+        await runtime.snapshot()
 
     @app.on_before_shutdown.connect
-    async def final_checkpoint(app, **kwargs):
-        checkpoint.save(engine)
+    async def final_snapshot(app, **kwargs):
+        await runtime.snapshot(reason="shutdown")
+
+    outage = OutageFilter(settings.bootstrap)
+
+    @app.task
+    async def quiet_outages():
+        outage.install()  # Faust configured logging by now
+
+    @app.timer(1.0)
+    async def outage_over():
+        if outage.down_since is not None:
+            outage.check_recovered(await _reachable(settings.bootstrap))
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -117,7 +152,45 @@ def create_app(
 
     @app.page("/healthz")
     async def health(web, request):
-        tracked, warming = engine.series_counts()
-        return web.json({"status": "ok", "customers": len(engine.customers), "series": tracked, "warming": warming})
+        ok, body = runtime.healthz()
+        return web.json(body, status=200 if ok else 503)
 
     return lookout
+
+
+async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Create the state topic if missing; alerts and state must have the input's partitions."""
+    if runtime.topics_checked:
+        return
+    counts = await runtime.reader.ensure_topics({
+        settings.input_topic: (settings.partitions, False),
+        settings.state_topic_name: (settings.partitions, True),
+        settings.alerts_topic: (settings.partitions, False),
+    })
+    need = counts.pop(settings.input_topic, None) or settings.partitions
+    short = {t: n for t, n in counts.items() if n < need}
+    if short:
+        raise RuntimeError(f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
+                           f"and state of input partition p go to partition p; recreate them with {need}")
+    runtime.topics_checked = True
+
+
+async def _reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """Does any bootstrap server accept a TCP connection?"""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    try:
+        hw = app.consumer.highwater(TP(topic, partition))
+    except Exception:  # consumer not started, or partition not (yet) assigned
+        return None
+    return hw if isinstance(hw, int) and hw >= 0 else None

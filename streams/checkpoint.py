@@ -1,16 +1,19 @@
-"""Engine state on disk, so a restarted worker does not warm up for a day again.
+"""State files: the worker's start-up state (``--initial-state``) and what older versions left.
 
-The worker saves the engine every ``checkpoint_interval_s`` and on shutdown, atomically, into
-its data dir (``engine-state.lookout``, the format of :mod:`detectors.state`: data, never
-code), and loads it on start. A file that cannot be used -- garbage, truncated, another format
-version, other model settings, or an ``engine-state.pickle`` left by an older Lookout -- is
-moved aside with one WARNING line and the worker starts fresh; nothing in it is run.
-Events redelivered after a restart (at-least-once) are older than the restored state and are
-ignored as duplicates; alert ids do not depend on worker state, so a re-opened incident keeps
-its id.
+A running worker keeps its detector state in Kafka (per input partition, see
+:mod:`streams.partition_state`), so a restart on any host resumes warm. Files are for two
+things only:
 
-``lookout worker --initial-state FILE`` (a file from ``lookout replay --save-state``) is used
-when the data dir holds no checkpoint newer than it.
+* ``lookout replay --save-state FILE`` writes the learned state of a replay (the format of
+  :mod:`detectors.state`: data, never code) and ``lookout worker --initial-state FILE`` starts
+  from it, so a new deployment is neither blind nor noisy for its first weeks; customers that
+  have state in the state topic use that instead.
+* State files that older Lookouts kept in the data dir (``engine-state.pickle``,
+  ``engine-state.lookout``) are never read: each is moved aside with one WARNING line.
+
+An ``--initial-state`` file that cannot be used -- garbage, truncated, another format version,
+other model settings, a pickle -- is reported with one WARNING line and the worker starts cold;
+nothing in it is run.
 """
 from __future__ import annotations
 
@@ -23,10 +26,8 @@ from detectors.engine import Engine
 from detectors.state import StateError
 
 log = logging.getLogger("lookout.checkpoint")
-#: the data dir's checkpoint file
-FILENAME = "engine-state.lookout"
-#: checkpoints of older Lookouts (pickles): never loaded, moved aside on start
-LEGACY_FILENAMES = ("engine-state.pickle",)
+#: state files older Lookouts kept in the data dir: never loaded, moved aside on start
+LEGACY_FILENAMES = ("engine-state.pickle", "engine-state.lookout")
 
 
 def write_atomically(path: Path, blob: bytes) -> None:
@@ -51,74 +52,27 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-class Checkpoint:
-    """The engine state file in a worker's data dir."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.last_saved: float | None = None
-
-    def _discard_legacy(self) -> None:
-        for name in LEGACY_FILENAMES:
-            old = self.path.with_name(name)
-            if old.exists():
-                aside = _move_aside(old)
-                log.warning("checkpoint %s is a pickle from an older Lookout, never loaded: moved to %s; "
-                            "starting fresh", old, aside)
-
-    def load(self, engine: Engine) -> int:
-        """Restore ``engine`` from disk; return the number of customers restored (0 if none).
-
-        An unusable file is moved aside (one WARNING line); never fatal, never partial.
-        """
-        self._discard_legacy()
-        try:
-            blob = self.path.read_bytes()
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            log.warning("checkpoint %s unreadable (%s); starting fresh", self.path, exc)
-            return 0
-        try:
-            return engine.load_all(blob)
-        except StateError as exc:
-            aside = _move_aside(self.path)
-            log.warning("checkpoint %s not used (%s): moved to %s; starting fresh", self.path, exc, aside)
-            return 0
-
-    def save(self, engine: Engine) -> int:
-        """Write the engine state atomically; return the size in bytes."""
-        blob = engine.dump_all()
-        write_atomically(self.path, blob)
-        self.last_saved = time.time()
-        return len(blob)
+def discard_legacy(data_dir: Path, state_topic: str) -> list[Path]:
+    """Move state files of older Lookouts out of the way, unread; one WARNING line each."""
+    moved = []
+    for name in LEGACY_FILENAMES:
+        old = Path(data_dir) / name
+        if old.exists():
+            aside = _move_aside(old)
+            moved.append(aside)
+            log.warning("%s is a state file of an older Lookout and is never loaded (state now lives in the "
+                        "Kafka topic %s): moved to %s", old, state_topic, aside)
+    return moved
 
 
-def restore(engine: Engine, checkpoint: Checkpoint, initial_state: Path | None = None) -> int:
-    """Load the data dir's checkpoint, or ``initial_state`` if that is newer; log one line.
-
-    ``initial_state`` is also used when the checkpoint is missing or unusable. Returns the
-    number of customers loaded. A bad ``initial_state`` file is reported (one WARNING) and left
-    where it is -- it is the operator's -- and the worker starts fresh.
-    """
-    use_initial = initial_state is not None
-    if use_initial and checkpoint.path.exists():
-        try:
-            use_initial = Path(initial_state).stat().st_mtime > checkpoint.path.stat().st_mtime
-        except OSError:
-            pass
-    if not use_initial:
-        n = checkpoint.load(engine)
-        if n:
-            log.warning("restored detector state of %d customers from %s", n, checkpoint.path)
-        if n or initial_state is None:
-            return n
-    else:
-        checkpoint._discard_legacy()
-    try:
-        n = engine.load_all(Path(initial_state).read_bytes())
-    except (OSError, StateError) as exc:
-        log.warning("initial state %s not used (%s); starting fresh", initial_state, exc)
+def load_initial_state(engine: Engine, path: Path | None) -> int:
+    """Load ``--initial-state`` into ``engine``; return the customers loaded (0 and one WARNING if unusable)."""
+    if path is None:
         return 0
-    log.warning("loaded initial detector state of %d customers from %s", n, initial_state)
+    try:
+        n = engine.load_all(Path(path).read_bytes())
+    except (OSError, StateError) as exc:
+        log.warning("initial state %s not used (%s); starting fresh", path, exc)
+        return 0
+    log.warning("loaded initial detector state of %d customers from %s", n, path)
     return n

@@ -70,6 +70,30 @@ class WorkerMetrics:
         self.customer_expected = Gauge(
             "lookout_customer_signal_expected", "Expected value of a signal of an open incident (signal's unit)",
             ["customer_id", "signal", "unit"], registry=registry)
+        self.healthy = Gauge(
+            "lookout_worker_healthy", "1 while the detection agent runs and consumes (what /healthz says), else 0",
+            registry=registry)
+        self.consumer_lag = Gauge(
+            "lookout_consumer_lag_messages", "Input messages of the owned partitions not processed yet",
+            registry=registry)
+        self.alerts_suppressed = Counter(
+            "lookout_alerts_suppressed_total",
+            "Alert notifications a re-run after a restore reproduced and that were already on the alerts topic",
+            registry=registry)
+        self.snapshot_seconds = Histogram(
+            "lookout_state_snapshot_seconds", "Wall time of one state snapshot (all its slices and the flush)",
+            buckets=SINK_BUCKETS, registry=registry)
+        self.snapshot_customers = Counter(
+            "lookout_state_snapshot_customers_total", "Customer states written to the state topic", registry=registry)
+        self.state_bytes = Counter(
+            "lookout_state_snapshot_bytes_total", "Bytes of customer state written to the state topic",
+            registry=registry)
+        self.restore_seconds = Histogram(
+            "lookout_state_restore_seconds", "Wall time to restore one input partition's state on assignment",
+            buckets=SINK_BUCKETS, registry=registry)
+        self.restored_customers = Counter(
+            "lookout_state_restored_customers_total", "Customer states restored from the state topic",
+            registry=registry)
         self._customer_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
         # label sets known in advance start at 0, so rate()/increase() see their first increment
         for s in SIGNALS:
@@ -113,6 +137,11 @@ class WorkerMetrics:
                     gauge.labels(*labels).set(value)
                     kept.append((gauge, labels))
         self._customer_labels[cid] = kept
+
+    def bind_worker_gauges(self, healthy: Callable[[], bool], lag: Callable[[], int]) -> None:
+        """Health and lag, computed at scrape time."""
+        self.healthy.set_function(lambda: 1.0 if healthy() else 0.0)
+        self.consumer_lag.set_function(lambda: float(lag()))
 
     def bind_engine_gauges(self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]) -> None:
         """Make the series and firing gauges read the engine at scrape time."""

@@ -21,6 +21,8 @@ class Output:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dlq: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    #: (partition, offset, customer id or None if invalid) of every handled message that had a partition
+    positions: list[tuple[int, int, str | None]] = field(default_factory=list)
 
 
 def reason_kind(reason: str) -> str:
@@ -47,6 +49,8 @@ class Processor:
         event = self.decode(value, key=key, source=source, partition=partition, offset=offset, out=out)
         if event is not None:
             self.process_event(event, out)
+        if partition is not None and offset is not None:
+            out.positions.append((partition, offset, event.customer_id if event is not None else None))
         return out
 
     def decode(self, value: bytes | str | None, *, key: Any = None, source: str = "",

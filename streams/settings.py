@@ -47,8 +47,12 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path(".lookout/worker")
     detector_config: Path | None = None
-    checkpoint_interval_s: float = 60.0
-    initial_state: Path | None = None  # `lookout replay --save-state` file, used without a newer checkpoint
+    initial_state: Path | None = None  # `lookout replay --save-state` file: customers the state topic lacks start from it
+    state_topic: str = ""  # compacted per-partition detector state; "" = "<app_id>-state"
+    snapshot_interval_s: float = 10.0  # how much input a crash makes the worker re-run, at most
+    stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
+    session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
+    heartbeat_interval_s: float = 2.0
     batch_size: int = 500
     batch_within_s: float = 0.5
     log_level: str = "warn"
@@ -100,6 +104,10 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def state_topic_name(self) -> str:
+        return self.state_topic or f"{self.app_id}-state"
 
     @property
     def kafka_url(self) -> str:

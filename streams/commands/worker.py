@@ -16,8 +16,8 @@ from ..settings import Settings, SettingsError
 @click.option("--config", "detector_config", type=click.Path(path_type=Path, dir_okay=False),
               help="Detector config (YAML/TOML), the same format replay reads")
 @click.option("--initial-state", type=click.Path(path_type=Path, dir_okay=False),
-              help="Start from this learned state (`lookout replay --save-state FILE`) unless the data dir "
-                   "holds a newer checkpoint [env LOOKOUT_INITIAL_STATE]")
+              help="Start from this learned state (`lookout replay --save-state FILE`); customers with "
+                   "state in the state topic use that instead [env LOOKOUT_INITIAL_STATE]")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
 @click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
 @click.option("--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)")
@@ -29,11 +29,15 @@ def worker(**opts):
     Alerts go to topic `alerts` (key = customer id), invalid events to `request-metrics-dlq`
     with the reason. Prometheus metrics are served on http://HOST:WEB_PORT/metrics.
     Every worker on one machine needs its own --web-port and --data-dir. Detector state is
-    checkpointed into the data dir (every LOOKOUT_CHECKPOINT_INTERVAL_S, and on shutdown), so a
-    restart does not start the warm-up again. With --alertmanager-url / --webhook-url the
-    worker also delivers alerts to those sinks (failed webhook deliveries end up on the
-    `alerts-dlq` topic after the last retry). --initial-state bootstraps a new deployment from
-    history, so it is neither blind nor noisy for its first weeks.
+    snapshotted per input partition into the compacted topic `<app-id>-state` (every
+    LOOKOUT_SNAPSHOT_INTERVAL_S, on rebalance and on shutdown) and restored when a partition is
+    assigned, on this host or another, so neither a restart nor a fail-over starts the warm-up
+    again, loses an alert or sends one twice. A failure that is not bad input stops the worker
+    with exit status 70 (restart it; it resumes at the last snapshot). /healthz answers 503
+    while the agent is not running or consumption has stalled. With --alertmanager-url /
+    --webhook-url the worker also delivers alerts to those sinks (failed webhook deliveries end
+    up on the `alerts-dlq` topic after the last retry). --initial-state bootstraps a new
+    deployment from history, so it is neither blind nor noisy for its first weeks.
 
     \b
     Examples:

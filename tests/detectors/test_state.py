@@ -66,7 +66,7 @@ def all_models():
            for k in ("volume", "ratio", "latency", "generic")]
     for cfg_name, cfg in (("default", DetectorConfig()),
                           ("no-weekly", DetectorConfig().with_overrides({"model.weekly": False}))):
-        for sig, (kind, _) in SIGNALS.items():
+        for sig, kind in ((name, s.kind) for name, s in SIGNALS.items()):
             out.append((f"build_models:{cfg_name}:{sig}", lambda c=cfg, s=sig: build_models(c.model)[s], kind))
     return out
 

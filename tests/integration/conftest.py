@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class WorkerProcess:
         })
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=env, stdin=subprocess.DEVNULL,
-            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
 
@@ -86,6 +87,36 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError(f"worker consumed {seen:.0f} of {n} events in {timeout} s:\n{self.log_tail()}")
 
+    def healthz(self) -> tuple[int, dict]:
+        """(HTTP status, body) of /healthz."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=3) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def wait_drained(self, partitions: int, timeout: float = 120.0) -> dict:
+        """Until the worker owns ``partitions`` input partitions (all of them) and has no lag left."""
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                _, body = self.healthz()
+            except OSError:
+                time.sleep(0.5)
+                continue
+            if len(body.get("partitions", ())) == partitions and body.get("lag") == 0:
+                return body
+            time.sleep(0.5)
+        raise AssertionError(f"worker not drained in {timeout} s ({body}):\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL, like the OOM killer or a lost machine: no shutdown code runs."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -107,18 +138,21 @@ def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[.
     """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown)."""
     started: list[WorkerProcess] = []
 
-    def make(**extra_env: str) -> WorkerProcess:
+    def make(like: WorkerProcess | None = None, **extra_env: str) -> WorkerProcess:
+        """A new worker; ``like=w`` joins ``w``'s consumer group and topics (own port and data dir)."""
         k = len(started)
         w = WorkerProcess(
-            bootstrap=kafka_bootstrap,
-            input_topic=kafka_topics("request-metrics", partitions=2),
-            alerts_topic=kafka_topics("alerts", partitions=2),
-            dlq_topic=kafka_topics("request-metrics-dlq"),
+            bootstrap=like.bootstrap if like else kafka_bootstrap,
+            input_topic=like.input_topic if like else kafka_topics("request-metrics", partitions=2),
+            alerts_topic=like.alerts_topic if like else kafka_topics("alerts", partitions=2),
+            dlq_topic=like.dlq_topic if like else kafka_topics("request-metrics-dlq"),
             web_port=free_ports(1)[0],
             data_dir=tmp_path / f"worker{k}",
             log_path=tmp_path / f"worker{k}.log",
-            extra_env={key: str(v) for key, v in extra_env.items()},
+            extra_env={**(like.extra_env if like else {}), **{key: str(v) for key, v in extra_env.items()}},
         )
+        if like is not None:
+            w.app_id = like.app_id
         started.append(w.start())
         return w
 

@@ -7,7 +7,7 @@ import pytest
 
 from detectors import DetectorConfig, Engine, parse_event
 from detectors.state import FILE_MAGIC
-from streams.checkpoint import FILENAME, Checkpoint, restore
+from streams.checkpoint import LEGACY_FILENAMES, discard_legacy, load_initial_state, write_atomically
 
 
 def engine_with_data(cfg=None):
@@ -21,13 +21,13 @@ def engine_with_data(cfg=None):
 NEXT = {"customer_id": "c1", "ts": 9000, "requests": 120, "status_4xx": 1, "status_5xx": 0}
 
 
-def test_round_trip_restores_every_customer(tmp_path):
+def test_initial_state_round_trip_restores_every_customer(tmp_path):
     eng = engine_with_data()
-    ck = Checkpoint(tmp_path / FILENAME)
-    assert ck.save(eng) > 0
+    path = tmp_path / "state.lookout"
+    write_atomically(path, eng.dump_all())
     assert not list(tmp_path.glob("*.tmp"))
     fresh = Engine()
-    assert ck.load(fresh) == 3
+    assert load_initial_state(fresh, path) == 3
     assert fresh.process(parse_event(NEXT)) == eng.process(parse_event(NEXT))
 
 
@@ -58,67 +58,41 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_an_unusable_checkpoint_is_moved_aside_with_one_warning_and_runs_nothing(kind, tmp_path, caplog):
+def test_an_unusable_initial_state_gives_one_warning_a_cold_start_and_runs_nothing(kind, tmp_path, caplog):
     make, said = BAD_FILES[kind]
-    path = tmp_path / FILENAME
+    path = tmp_path / "bootstrap.lookout"
     path.write_bytes(make(tmp_path))
     eng = Engine()
     with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
-        assert restore(eng, Checkpoint(path)) == 0
+        assert load_initial_state(eng, path) == 0
     (line,) = warnings_of(caplog)
     assert said in line.getMessage() and "starting fresh" in line.getMessage()
-    assert not path.exists() and list(tmp_path.glob(FILENAME + ".unusable-*"))
+    assert path.exists(), "the operator's file is left where it is"
     assert not (tmp_path / "pwned").exists() and not eng.customers
     assert eng.process(parse_event(NEXT)).outcome == "warming"  # the worker carries on, cold
 
 
-def test_an_old_pickle_checkpoint_is_never_loaded(tmp_path, caplog):
-    old = tmp_path / "engine-state.pickle"
+@pytest.mark.parametrize("name", LEGACY_FILENAMES)
+def test_state_files_in_the_data_dir_are_moved_aside_unread(name, tmp_path, caplog):
+    old = tmp_path / name
     old.write_bytes(pickle.dumps({"format": 1, "state": Boom(tmp_path / "pwned")}))
     with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
-        assert restore(Engine(), Checkpoint(tmp_path / FILENAME)) == 0
+        moved = discard_legacy(tmp_path, "lookout-state")
     (line,) = warnings_of(caplog)
-    assert "pickle" in line.getMessage() and "starting fresh" in line.getMessage()
-    assert not old.exists() and not (tmp_path / "pwned").exists()
+    assert "never loaded" in line.getMessage() and "lookout-state" in line.getMessage()
+    assert not old.exists() and moved and moved[0].exists()
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_alerting_settings_do_not_invalidate_the_models(tmp_path):
-    Checkpoint(tmp_path / FILENAME).save(engine_with_data())
+    path = tmp_path / "s.lookout"
+    write_atomically(path, engine_with_data().dump_all())
     tweak = DetectorConfig().with_overrides({"alerting.open_n": 3})
-    assert Checkpoint(tmp_path / FILENAME).load(Engine(tweak)) == 3
+    assert load_initial_state(Engine(tweak), path) == 3
 
 
-def test_missing_file_is_a_cold_start(tmp_path, caplog):
+def test_no_initial_state_is_a_quiet_cold_start(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
-        assert restore(Engine(), Checkpoint(tmp_path / FILENAME)) == 0
+        assert load_initial_state(Engine(), None) == 0
+        assert discard_legacy(tmp_path, "x") == []
     assert not warnings_of(caplog)
-
-
-def test_initial_state_is_used_unless_a_newer_checkpoint_exists(tmp_path, caplog):
-    initial = tmp_path / "bootstrap.lookout"
-    initial.write_bytes(engine_with_data().dump_all())
-    ck = Checkpoint(tmp_path / "data" / FILENAME)
-    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
-        assert restore(Engine(), ck, initial) == 3
-    (line,) = warnings_of(caplog)
-    assert line.getMessage() == f"loaded initial detector state of 3 customers from {initial}"
-
-    one = Engine()
-    one.process(parse_event(NEXT))
-    ck.save(one)  # the worker ran since: its checkpoint is newer than the bootstrap file
-    os.utime(initial, (1, 1))
-    eng = Engine()
-    assert restore(eng, ck, initial) == 1 and list(eng.customers) == ["c1"]
-    os.utime(initial, None)  # a newer bootstrap file wins (re-bootstrapping on purpose)
-    os.utime(ck.path, (1, 1))
-    assert restore(Engine(), ck, initial) == 3
-
-
-def test_a_bad_initial_state_is_reported_and_left_alone(tmp_path, caplog):
-    initial = tmp_path / "bootstrap.lookout"
-    initial.write_bytes(b"LKSF junk")
-    with caplog.at_level(logging.INFO, logger="lookout.checkpoint"):
-        assert restore(Engine(), Checkpoint(tmp_path / FILENAME), initial) == 0
-    (line,) = warnings_of(caplog)
-    assert "not used" in line.getMessage() and "starting fresh" in line.getMessage()
-    assert initial.exists()

@@ -1,0 +1,325 @@
+"""WorkerRuntime without Kafka: crashes, restores and hand-overs lose, repeat and add no alert.
+
+An in-memory log stands in for Kafka (topics with partitions and offsets, a committed offset
+per input partition). Ground truth is one Processor over all the events in order, as
+``lookout replay`` does; the alerts topic after crashes and rebalances must hold exactly the
+same (alert_id, status, notification) keys, each once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter, defaultdict
+from types import SimpleNamespace
+
+import pytest
+
+from detectors.engine import Engine
+from detectors.synthetic import SimConfig, simulate
+from streams.partition_state import MARKER_KEY, Marker, PartitionBook, alert_key
+from streams.processor import Processor
+from streams.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
+
+PARTITIONS = 2
+
+
+class Log:
+    """Topics -> partitions -> [(key, value)], like a broker that never loses anything."""
+
+    def __init__(self):
+        self.data: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+
+    def append(self, topic, p, key, value) -> int:
+        part = self.data[topic][p]
+        part.append((key, value))
+        return len(part) - 1
+
+
+class Topic:
+    def __init__(self, log: Log, name: str, pending: list):
+        self.log, self.name, self.pending = log, name, pending
+
+    def get_topic_name(self):
+        return self.name
+
+    async def send(self, key=None, value=None, partition=None, callback=None):
+        # buffered like a producer: lands in the log on flush (a crash loses what is pending)
+        self.pending.append((self.name, partition or 0, key, value, callback))
+
+
+class Reader:
+    def __init__(self, log: Log):
+        self.log = log
+
+    async def read_partition(self, topic, p, start=None):
+        part = self.log.data[topic][p]
+        return list(part[start or 0:]), len(part)
+
+    async def end_offset(self, topic, p):
+        return len(self.log.data[topic][p])
+
+
+class Worker:
+    """One worker process: a runtime over the shared log, its producer buffer lost on a crash."""
+
+    def __init__(self, log: Log, committed: dict[int, int]):
+        self.log, self.committed, self.pending = log, committed, []
+        topics = {n: Topic(log, n, self.pending) for n in ("alerts", "dlq", "state")}
+        self.rt = WorkerRuntime(
+            processor=Processor(Engine()), book=PartitionBook(), reader=Reader(log),
+            input_topic=SimpleNamespace(get_topic_name=lambda: "input"), alerts_topic=topics["alerts"],
+            dlq_topic=topics["dlq"], state_topic=topics["state"], flush=self.flush,
+            health=Health(), exit=self._exit)
+        self.position: dict[int, int] = {}
+        self.exited = None
+
+    def _exit(self, code):
+        self.exited = code
+
+    async def flush(self):
+        while self.pending:
+            topic, p, key, value, callback = self.pending.pop(0)
+            offset = self.log.append(topic, p, key, value)
+            if callback is not None:
+                callback(SimpleNamespace(result=lambda offset=offset: SimpleNamespace(offset=offset)))
+
+    async def assign(self, partitions):
+        await self.rt.on_assigned(partitions)
+        for p in partitions:
+            await self.rt.wait_ready(p)
+            self.position[p] = self.committed.get(p, 0)  # the consumer resumes at the committed offset
+
+    def commit(self):
+        """What Faust's commit loop does: commit the offsets the runtime allows (see cap_input_commits)."""
+        for p in self.rt.book.assigned:
+            c = self.rt.book.commit_offset(p)
+            if c is not None:
+                self.committed[p] = c
+
+    async def step(self, p, n):
+        """Process up to n input messages of partition p; return how many."""
+        part = self.log.data["input"][p]
+        start = self.position[p]
+        batch = [(k, v, "input", p, start + i) for i, (k, v) in enumerate(part[start:start + n])]
+        if batch:
+            await self.rt.handle_batch(batch)
+            self.position[p] = start + len(batch)
+            await self.flush()  # the producer sends in the background; a crash may still lose some
+        return len(batch)
+
+
+def sim_events(seed=3, customers=6, days=4):
+    sim = simulate(SimConfig(customers=customers, duration_s=days * 86400, interval_s=300, seed=seed,
+                             incidents=6))
+    return [json.dumps(e).encode() for e in sim.events()]
+
+
+def partition_of(value: bytes) -> int:
+    return sum(json.loads(value)["customer_id"].encode()) % PARTITIONS
+
+
+def replay(values) -> tuple[list, Engine]:
+    """Ground truth: every event once, in order (what ``lookout replay`` does)."""
+    proc = Processor(Engine())
+    out = proc.handle_many((None, v, "file", None, None) for v in values)
+    return [alert_key(a) for a in out.alerts], proc.engine
+
+
+def replay_keys(values) -> list:
+    return replay(values)[0]
+
+
+def load_input(log: Log, values) -> None:
+    for v in values:
+        log.append("input", partition_of(v), json.loads(v)["customer_id"].encode(), v)
+
+
+def alert_keys_on_topic(log: Log) -> list:
+    return [alert_key(json.loads(v)) for p in log.data["alerts"].values() for _, v in p]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_crashes_between_snapshots_lose_repeat_and_add_nothing():
+    values = sim_events()
+    truth, truth_engine = replay(values)
+    assert truth, "the simulation's incidents should produce alerts"
+    log, committed = Log(), {}
+    load_input(log, values)
+    rng = random.Random(5)
+
+    async def scenario():
+        w = Worker(log, committed)
+        await w.assign(range(PARTITIONS))
+        crashes, rounds = 0, 0
+        while True:
+            rounds += 1
+            moved = 0
+            for p in range(PARTITIONS):
+                moved += await w.step(p, rng.randint(1, 80))
+            if rng.random() < 0.15:
+                await w.rt.snapshot()
+            if rng.random() < 0.3:  # the consumer commits on its own schedule, not after snapshots
+                w.commit()
+            if moved == 0:
+                break
+            if rounds in (12, 30, 55):
+                # SIGKILL: the producer's unsent buffer is lost, nothing more is committed
+                w.pending.clear()
+                crashes += 1
+                w = Worker(log, committed)
+                await w.assign(range(PARTITIONS))
+        return crashes, w
+
+    crashes, w = run(scenario())
+    assert crashes == 3
+    # every model learned every event exactly once: the final states are the uninterrupted run's
+    assert set(w.rt.engine.customers) == set(truth_engine.customers)
+    for c in truth_engine.customers:
+        assert w.rt.engine.dump_customer(c) == truth_engine.dump_customer(c), c
+    live = alert_keys_on_topic(log)
+    dup = [k for k, n in Counter(live).items() if n > 1]
+    assert dup == []
+    assert set(live) - set(truth) == set(), "extra alerts"
+    assert set(truth) - set(live) == set(), "lost alerts"
+
+
+def test_restored_models_are_warm_and_score_like_the_uninterrupted_run():
+    values = sim_events(seed=8, customers=4, days=3)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        w = Worker(log, committed)
+        await w.assign(range(PARTITIONS))
+        for p in range(PARTITIONS):
+            await w.step(p, len(log.data["input"][p]) * 2 // 3)
+        await w.rt.snapshot()
+        w.commit()
+        warm_customers = set(w.rt.engine.customers)
+        w2 = Worker(log, committed)  # crash right after the snapshot: a new process restores it
+        await w2.assign(range(PARTITIONS))
+        assert set(w2.rt.engine.customers) == warm_customers
+        assert w2.rt.engine.series_counts() == w.rt.engine.series_counts()
+        outcomes = Counter()
+        for p in range(PARTITIONS):
+            while True:
+                part = log.data["input"][p]
+                start = w2.position[p]
+                chunk = [(k, v, "input", p, start + i) for i, (k, v) in enumerate(part[start:start + 100])]
+                if not chunk:
+                    break
+                out = await w2.rt.handle_batch(chunk)
+                w2.position[p] += len(chunk)
+                outcomes["events"] += out.events
+        return w2, outcomes
+
+    w2, outcomes = run(scenario())
+    assert outcomes["events"] > 0
+    assert w2.rt.engine.series_counts()[1] == 0  # nothing warming after the restore
+
+
+def test_partition_handed_to_another_worker_continues_without_loss():
+    values = sim_events(seed=11)
+    truth = replay_keys(values)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        a = Worker(log, committed)
+        await a.assign([0, 1])
+        for p in (0, 1):
+            await a.step(p, len(log.data["input"][p]) // 2)
+        await a.rt.snapshot()
+        a.commit()
+        for p in (0, 1):
+            await a.step(p, 37)  # processed and sent, but after the last snapshot
+        # rebalance: partition 1 moves to worker b (a writes its final snapshot first)
+        await a.rt.on_revoked([0, 1])
+        a.commit()
+        await a.rt.on_assigned([0])
+        assert 1 not in a.rt.book.assigned and all(a.rt.book.owner.get(c) != 1 for c in a.rt.engine.customers)
+        b = Worker(log, committed)
+        await b.assign([1])
+        a.position[0] = max(a.position[0], committed.get(0, 0))
+        while await a.step(0, 50) + await b.step(1, 50):
+            pass
+
+    run(scenario())
+    live = alert_keys_on_topic(log)
+    assert sorted(live) == sorted(truth)
+
+
+def test_a_crash_mid_rerun_after_a_restore_still_sends_nothing_twice():
+    values = sim_events(seed=21)
+    truth = replay_keys(values)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        w = Worker(log, committed)
+        await w.assign([0, 1])
+        for p in (0, 1):
+            await w.step(p, len(log.data["input"][p]) // 3)
+        await w.rt.snapshot()
+        w.commit()
+        for p in (0, 1):  # far past the snapshot: alerts sent, then killed
+            await w.step(p, len(log.data["input"][p]) // 3)
+        w2 = Worker(log, committed)
+        await w2.assign([0, 1])
+        for p in (0, 1):  # part of the re-run, a snapshot in the middle of it, killed again
+            await w2.step(p, 40)
+        await w2.rt.snapshot()
+        w2.commit()
+        w3 = Worker(log, committed)
+        await w3.assign([0, 1])
+        while await w3.step(0, 60) + await w3.step(1, 60):
+            pass
+
+    run(scenario())
+    live = alert_keys_on_topic(log)
+    assert sorted(live) == sorted(truth)
+
+
+def test_snapshot_markers_name_the_offsets_they_cover():
+    values = sim_events(seed=2, customers=3, days=2)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        w = Worker(log, committed)
+        await w.assign([0, 1])
+        await w.step(0, 25)
+        await w.rt.snapshot()
+        return w
+
+    w = run(scenario())
+    markers = [Marker.decode(v) for k, v in log.data["state"][0] if k == MARKER_KEY]
+    assert [m.input_offset for m in markers] == [25]
+    assert w.rt.book.commit_offset(0) == 25 and w.rt.book.commit_offset(1) is None
+    customers = {k for k, _ in log.data["state"][0] if k != MARKER_KEY}
+    assert customers and all(partition_of(json.dumps({"customer_id": c.decode()}).encode()) == 0 for c in customers)
+
+
+def test_an_engine_failure_exits_instead_of_moving_on():
+    log, committed = Log(), {}
+    w = Worker(log, committed)
+
+    def boom(records):
+        raise RuntimeError("bug in a detector")
+
+    w.rt.processor.handle_many = boom
+
+    async def scenario():
+        await w.assign([0])
+        try:
+            await w.rt.handle_batch([(b"c", b"{}", "input", 0, 0)])
+        except RuntimeError as exc:
+            w.rt.fail(exc)
+
+    run(scenario())
+    assert w.exited == EXIT_AGENT_FAILED
+    assert w.rt.healthz()[0] is False
