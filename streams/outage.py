@@ -32,7 +32,8 @@ CONNECTION_HINTS = (
     "unable connect", "unable to connect", "connection refused", "connect to node", "connection error",
     "kafkaconnectionerror", "nodenotready", "coordinator", "metadata", "timed out", "timeout",
     "heartbeat", "leader not available", "leadernotavailable", "not leader", "broker", "connection",
-    "disconnected", "unknownerror", "requesttimedout", "failed fetch", "fetch request",
+    "disconnected", "unknownerror", "requesttimedout", "failed fetch", "fetch request", "notleader",
+    "error produce response", "not available",
 )
 #: the broker counts as back once no client error was seen for this long and it accepts connections
 QUIET_S = 3.0
