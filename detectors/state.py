@@ -72,6 +72,7 @@ import msgpack
 
 from .alerting import Finding, Incident, Tracker
 from .events import CUSTOMER_ID_RE
+from .signals import SIGNALS
 from .univariate import Assessment
 
 #: version of the container format (bump on any incompatible change of this module)
@@ -261,8 +262,6 @@ def _dec_assessment(v: Any, where: str) -> Assessment:
 
 
 def _dec_signal(v: Any, where: str) -> str:
-    from .config import SIGNALS
-
     if v not in SIGNALS:
         raise StateError(f"{where}: unknown signal {v!r}"[:200])
     return v
