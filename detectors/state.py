@@ -250,15 +250,35 @@ def _num(v: Any, where: str, finite: bool = True) -> float:
 
 
 def _enc_assessment(a: Assessment, where: str) -> list:
-    return [float(x) for x in a]
+    return list(a)
 
 
 def _dec_assessment(v: Any, where: str) -> Assessment:
-    n = len(Assessment._fields)
+    n = len(_ASSESSMENT)
     if not isinstance(v, list) or len(v) != n:
         raise StateError(f"{where}: expected {n} assessment values")
-    # output values (observed, expected, band): NaN is legitimate there
-    return Assessment(*(_num(x, where, finite=False) for x in v))
+    return Assessment(*(dec(x, f"{where}.{name}") for (name, dec), x in zip(_ASSESSMENT, v)))
+
+
+def _assessment_fields() -> list[tuple[str, Callable]]:
+    """A decoder per :class:`Assessment` field, from its annotation."""
+    out = []
+    for name in Assessment._fields:
+        ann = Assessment.__annotations__.get(name)
+        ann = str(getattr(ann, "__forward_arg__", ann))  # NamedTuple keeps string annotations as ForwardRef
+        base = ann.removesuffix(" | None")
+        if base == "float":  # output values (observed, expected, band): NaN is legitimate there
+            def dec(v, where):
+                return _num(v, where, finite=False)
+        elif base in ("int", "str", "bool"):
+            dec = _scalar_codec({"int": int, "str": str, "bool": bool}[base])[1]
+        else:
+            raise StateError(f"no state codec for Assessment.{name}: {ann}")
+        if base != ann:
+            def dec(v, where, _inner=dec):
+                return None if v is None else _inner(v, where)
+        out.append((name, dec))
+    return out
 
 
 def _dec_signal(v: Any, where: str) -> str:
@@ -345,6 +365,7 @@ def _fields(cls: type) -> list[tuple[str, Callable, Callable]]:
     return out
 
 
+_ASSESSMENT = _assessment_fields()
 _DATACLASSES = (Tracker, Incident, Finding)
 _FIELDS = {cls: _fields(cls) for cls in _DATACLASSES}
 
