@@ -60,6 +60,7 @@ detectors.state.StateError: SeasonalDetector: 3 state values, expected 15
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -71,6 +72,7 @@ import msgpack
 
 from .alerting import Finding, Incident, Tracker
 from .events import CUSTOMER_ID_RE
+from .signals import SIGNALS
 from .univariate import Assessment
 
 #: version of the container format (bump on any incompatible change of this module)
@@ -115,9 +117,10 @@ def _doubles(raw: bytes, where: str, n: int | None) -> array:
     out.frombytes(raw)
     if _BIG_ENDIAN:
         out.byteswap()
-    for x in out:
-        if not math.isfinite(x):
-            raise StateError(f"{where}: non-finite value in array")
+    if not math.isfinite(sum(out)):  # fast path; a sum can overflow, so look closer
+        for x in out:
+            if not math.isfinite(x):
+                raise StateError(f"{where}: non-finite value in array")
     return out
 
 
@@ -138,49 +141,83 @@ def _scalar(v: Any, where: str) -> Any:
     raise StateError(f"{where}: unexpected {type(v).__name__}")
 
 
+def _checker(fresh: Any) -> Callable[[Any, str], Any]:
+    """A validator for the values of a slot whose freshly built value is ``fresh``.
+
+    It returns the decoded value or raises :class:`StateError`: same type (a ``None`` slot takes
+    ``None`` or a number), arrays of the same length, finite floats, bounded lists.
+    """
+    isfinite = math.isfinite
+    if isinstance(fresh, bool):
+        def check(v, where):
+            if type(v) is not bool:
+                raise StateError(f"{where}: expected bool, got {type(v).__name__}")
+            return v
+    elif isinstance(fresh, int):
+        def check(v, where):
+            if type(v) is not int:
+                raise StateError(f"{where}: expected int, got {type(v).__name__}")
+            return v
+    elif isinstance(fresh, float):
+        def check(v, where):
+            if type(v) is float and isfinite(v):
+                return v
+            if type(v) is int:
+                return float(v)
+            raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
+    elif fresh is None:  # an optional number (a timestamp not seen yet, ...)
+        def check(v, where):
+            if v is None or (type(v) in (float, int) and isfinite(v)):
+                return v
+            raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
+    elif isinstance(fresh, str):
+        def check(v, where):
+            if not isinstance(v, str) or len(v) > MAX_STR:
+                raise StateError(f"{where}: expected a string of at most {MAX_STR} chars")
+            return v
+    elif isinstance(fresh, array):
+        n = len(fresh)
+
+        def check(v, where):
+            if not isinstance(v, bytes):
+                raise StateError(f"{where}: expected packed doubles, got {type(v).__name__}")
+            return _doubles(v, where, n)
+    elif isinstance(fresh, (list, tuple)):
+        kind = type(fresh)
+
+        def check(v, where):
+            if not isinstance(v, list) or len(v) > MAX_ITEMS:
+                raise StateError(f"{where}: expected a list of at most {MAX_ITEMS} items")
+            items = [_scalar(x, f"{where}[{k}]") for k, x in enumerate(v)]
+            return tuple(items) if kind is tuple else items
+    else:
+        raise StateError(f"no state codec for {type(fresh).__name__}")
+    return check
+
+
 def _like(fresh: Any, v: Any, where: str) -> Any:
     """``v`` decoded and checked against the value a freshly built model has in that slot."""
-    if isinstance(fresh, bool):
-        if type(v) is not bool:
-            raise StateError(f"{where}: expected bool, got {type(v).__name__}")
-        return v
-    if isinstance(fresh, int):
-        if type(v) is not int:
-            raise StateError(f"{where}: expected int, got {type(v).__name__}")
-        return v
-    if isinstance(fresh, float):
-        if type(v) not in (float, int) or not math.isfinite(v):
-            raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
-        return float(v)
-    if fresh is None:  # an optional number (a timestamp not seen yet, ...)
-        if v is None:
-            return None
-        if type(v) not in (float, int) or not math.isfinite(v):
-            raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
-        return v
-    if isinstance(fresh, str):
-        if not isinstance(v, str) or len(v) > MAX_STR:
-            raise StateError(f"{where}: expected a string of at most {MAX_STR} chars")
-        return v
-    if isinstance(fresh, array):
-        if not isinstance(v, bytes):
-            raise StateError(f"{where}: expected packed doubles, got {type(v).__name__}")
-        return _doubles(v, where, len(fresh))
-    if isinstance(fresh, (list, tuple)):
-        if not isinstance(v, list) or len(v) > MAX_ITEMS:
-            raise StateError(f"{where}: expected a list of at most {MAX_ITEMS} items")
-        items = [_scalar(x, f"{where}[{k}]") for k, x in enumerate(v)]
-        return tuple(items) if isinstance(fresh, tuple) else items
-    raise StateError(f"{where}: no state codec for {type(fresh).__name__}")
+    try:
+        check = _checker(fresh)
+    except StateError as exc:
+        raise StateError(f"{where}: {exc}") from None
+    return check(v, where)
 
 
 # -- models -----------------------------------------------------------------------------------
 def state_names(model: Any) -> tuple[str, ...]:
     """The learned attributes of ``model`` (its class's ``_STATE``)."""
-    names = getattr(type(model), "_STATE", None)
-    if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
-        raise StateError(f"{type(model).__name__} declares no _STATE tuple of attribute names")
+    cls = type(model)
+    names = _NAMES.get(cls)
+    if names is None:
+        names = getattr(cls, "_STATE", None)
+        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+            raise StateError(f"{cls.__name__} declares no _STATE tuple of attribute names")
+        _NAMES[cls] = names
     return names
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def model_state(model: Any) -> list:
@@ -213,20 +250,38 @@ def _num(v: Any, where: str, finite: bool = True) -> float:
 
 
 def _enc_assessment(a: Assessment, where: str) -> list:
-    return [float(x) for x in a]
+    return list(a)
 
 
 def _dec_assessment(v: Any, where: str) -> Assessment:
-    n = len(Assessment._fields)
+    n = len(_ASSESSMENT)
     if not isinstance(v, list) or len(v) != n:
         raise StateError(f"{where}: expected {n} assessment values")
-    # output values (observed, expected, band): NaN is legitimate there
-    return Assessment(*(_num(x, where, finite=False) for x in v))
+    return Assessment(*(dec(x, f"{where}.{name}") for (name, dec), x in zip(_ASSESSMENT, v)))
+
+
+def _assessment_fields() -> list[tuple[str, Callable]]:
+    """A decoder per :class:`Assessment` field, from its annotation."""
+    out = []
+    for name in Assessment._fields:
+        ann = Assessment.__annotations__.get(name)
+        ann = str(getattr(ann, "__forward_arg__", ann))  # NamedTuple keeps string annotations as ForwardRef
+        base = ann.removesuffix(" | None")
+        if base == "float":  # output values (observed, expected, band): NaN is legitimate there
+            def dec(v, where):
+                return _num(v, where, finite=False)
+        elif base in ("int", "str", "bool"):
+            dec = _scalar_codec({"int": int, "str": str, "bool": bool}[base])[1]
+        else:
+            raise StateError(f"no state codec for Assessment.{name}: {ann}")
+        if base != ann:
+            def dec(v, where, _inner=dec):
+                return None if v is None else _inner(v, where)
+        out.append((name, dec))
+    return out
 
 
 def _dec_signal(v: Any, where: str) -> str:
-    from .config import SIGNALS
-
     if v not in SIGNALS:
         raise StateError(f"{where}: unknown signal {v!r}"[:200])
     return v
@@ -310,6 +365,7 @@ def _fields(cls: type) -> list[tuple[str, Callable, Callable]]:
     return out
 
 
+_ASSESSMENT = _assessment_fields()
 _DATACLASSES = (Tracker, Incident, Finding)
 _FIELDS = {cls: _fields(cls) for cls in _DATACLASSES}
 
@@ -354,7 +410,24 @@ def layout_digest(models: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:12]
 
 
-# -- records and files ------------------------------------------------------------------------
+# -- records and files ----------------------------------------------------------------------
+def _pack_default(v: Any) -> Any:
+    """What msgpack does not know: ``array('d')`` (packed float64); anything else is an error."""
+    enc = _enc(v, "state")
+    if not isinstance(enc, bytes):
+        raise StateError(f"state: no state codec for {type(v).__name__}")
+    return enc
+
+
+def _pack(v: Any) -> bytes:
+    try:
+        return msgpack.packb(v, use_bin_type=True, default=_pack_default)
+    except StateError:
+        raise
+    except Exception as exc:  # e.g. an int beyond 64 bits
+        raise StateError(f"state cannot be written ({type(exc).__name__}: {exc})"[:300]) from None
+
+
 def _unpacker() -> msgpack.Unpacker:
     return msgpack.Unpacker(
         raw=False, strict_map_key=True, max_buffer_size=0, max_str_len=MAX_STR * 4,
@@ -390,11 +463,26 @@ class StateCodec:
         self.signals = tuple(probe)
         self.layout = layout_digest(probe)
         self._head = [FORMAT_VERSION, fingerprint, self.layout]
+        # per signal: the state names and a validator per slot, from the fresh probe (every
+        # model of this codec is built from the same configuration, so its fresh values match)
+        self._slots = []
+        for name, m in probe.items():
+            cls = type(m).__name__
+            names = state_names(m)
+            try:
+                checks = tuple(_checker(getattr(m, a)) for a in names)
+            except StateError as exc:
+                raise StateError(f"{cls}: {exc}") from None
+            self._slots.append((name, names, checks, tuple(f"{cls}.{a}" for a in names)))
 
     # -- one customer's values
     def customer(self, st: Any) -> list:
-        """``[last_ts, interval_s, [model state, ...], tracker]`` of a ``CustomerState``."""
-        return [st.last_ts, st.interval_s, [model_state(m) for m in st.models.values()], tracker_state(st.tracker)]
+        """``[last_ts, interval_s, [model state, ...], tracker]`` of a ``CustomerState``.
+
+        Arrays stay ``array('d')`` here: the packer writes them (:func:`_pack_default`).
+        """
+        states = [[getattr(m, a) for a in state_names(m)] for m in st.models.values()]
+        return [st.last_ts, st.interval_s, states, tracker_state(st.tracker)]
 
     def from_customer(self, cid: str, v: Any) -> tuple[dict[str, Any], Tracker, float | None, int]:
         """``(models, tracker, last_ts, interval_s)`` from :meth:`customer`'s values, validated."""
@@ -407,13 +495,20 @@ class StateCodec:
             raise StateError(f"customer {cid}: interval_s must be a positive int, got {interval_s!r}"[:200])
         if not isinstance(states, list) or len(states) != len(self.signals):
             raise StateError(f"customer {cid}: expected {len(self.signals)} models")
-        models = self.make_models()
-        for (name, model), s in zip(models.items(), states):
+        decoded = []
+        for (name, names, checks, wheres), values in zip(self._slots, states):
+            if not isinstance(values, list) or len(values) != len(names):
+                raise StateError(f"customer {cid}, signal {name}: expected {len(names)} state values")
             try:
-                set_model_state(model, s)
+                decoded.append([check(v, w) for check, v, w in zip(checks, values, wheres)])
             except StateError as exc:
                 raise StateError(f"customer {cid}, signal {name}: {exc}") from None
-        return models, tracker_from_state(tracker, cid), last_ts, interval_s
+        tracker = tracker_from_state(tracker, cid)
+        models = self.make_models()  # only once everything is valid
+        for m, (_, names, _, _), values in zip(models.values(), self._slots, decoded):
+            for a, v in zip(names, values):
+                setattr(m, a, v)
+        return models, tracker, last_ts, interval_s
 
     def _check_head(self, head: Any, what: str) -> None:
         if not (isinstance(head, list) and len(head) >= 3 and type(head[0]) is int):
@@ -440,7 +535,7 @@ class StateCodec:
 
     # -- one record (Kafka snapshots)
     def dump_record(self, st: Any) -> bytes:
-        return RECORD_MAGIC + msgpack.packb(self._head + [self.customer(st)], use_bin_type=True)
+        return RECORD_MAGIC + _pack(self._head + [self.customer(st)])
 
     def load_record(self, cid: str, blob: bytes) -> tuple[dict[str, Any], Tracker, float | None, int]:
         what = f"state of {cid!r}"[:100]
@@ -456,13 +551,26 @@ class StateCodec:
     # -- files (data-dir checkpoint, --initial-state)
     def dump_file(self, customers: Mapping[str, Any]) -> Iterator[bytes]:
         """The file in chunks: header, then one ``[cid, customer]`` per customer."""
-        pack = msgpack.Packer(use_bin_type=True).pack
+        pack = msgpack.Packer(use_bin_type=True, default=_pack_default).pack
         yield FILE_MAGIC + pack(self._head + [len(customers)])
         for cid, st in customers.items():
             yield pack([cid, self.customer(st)])
 
     def load_file(self, blob: bytes) -> dict[str, tuple]:
-        """Every customer of a file, all validated (nothing partial): ``cid -> from_customer``."""
+        """Every customer of a file, all validated (nothing partial): ``cid -> from_customer``.
+
+        The cyclic garbage collector is paused meanwhile: the models hold no cycles, and its
+        passes over a heap that grows by millions of objects would double the time.
+        """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load_file(blob)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _load_file(self, blob: bytes) -> dict[str, tuple]:
         what = "state file"
         self._check_magic(blob, FILE_MAGIC, what)
         unp = _unpacker()

@@ -29,6 +29,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from typing import Any, NamedTuple
@@ -69,6 +70,7 @@ class Assessment(NamedTuple):
 NO_ASSESSMENT = Assessment(0.0, float("nan"), float("nan"), float("nan"), float("nan"), 0.0)
 
 
+@functools.lru_cache(maxsize=256)  # every model of every customer asks for the same few
 def _two_sided_z(threshold: float) -> float:
     """|z| at which a two-sided normal tail equals ``1 - threshold``."""
     from statistics import NormalDist

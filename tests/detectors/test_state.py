@@ -11,8 +11,7 @@ import pytest
 
 from detectors import DetectorConfig, Engine, make_detector, parse_event
 from detectors.alerting import Finding, Incident, Tracker
-from detectors.config import SIGNALS
-from detectors.signals import build_models
+from detectors.signals import SIGNALS, build_models
 from detectors.state import (FILE_MAGIC, FORMAT_VERSION, RECORD_MAGIC, StateError, model_state, set_model_state,
                              tracker_from_state, tracker_state)
 from detectors.synthetic import SimConfig, simulate
