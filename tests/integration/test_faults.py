@@ -87,6 +87,7 @@ def test_sigkill_twice_and_restart_on_the_same_host_loses_repeats_and_adds_nothi
     w.wait_drained(PARTITIONS, timeout=180)
     warming_after_restart += w.metric("lookout_events_total", outcome="warming")
     counts = tally(truth, live_alerts(w))
+    print(f"\nSIGKILL x2: {counts}, warming after restarts {warming_after_restart:.0f}")
     assert counts["alerts"] > 0
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
     assert warming_after_restart == 0, "a restarted worker started customers cold"
@@ -108,6 +109,7 @@ def test_a_killed_worker_s_partitions_move_to_the_other_within_seconds(start_wor
     wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == PARTITIONS, 60,
                "the survivor to own every partition", poll=0.2)
     moved_s = time.monotonic() - t_kill
+    print(f"\nfail-over: partitions moved {moved_s:.1f} s after SIGKILL")
     w2.wait_drained(PARTITIONS, timeout=180)
     counts = tally(truth, live_alerts(w2))
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
@@ -188,3 +190,26 @@ def test_hostile_messages_never_stop_the_stream_and_all_reach_the_dlq(start_work
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
     status, body = w.healthz()
     assert status == 200 and body["status"] == "ok"
+
+
+def test_a_cleanly_stopped_worker_hands_its_partitions_over_at_once(start_worker):
+    """SIGTERM: the final snapshot is written and the group is left, so nobody waits for a session timeout."""
+    messages = workload(seed=35, customers=12, days=3)
+    truth = replay_truth(messages)
+    w1 = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SESSION_TIMEOUT_S=45)
+    n = produce(w1.bootstrap, w1.input_topic, messages)
+    wait_until(lambda: events_seen(w1) >= 0.2 * n, 180, "a fifth of the events")
+    w2 = start_worker(like=w1)
+    wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == 1 if _up(w2) else False, 120,
+               "the second worker to get a partition")
+    t_stop = time.monotonic()
+    w1.stop()
+    wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == PARTITIONS, 60,
+               "the survivor to own every partition", poll=0.2)
+    moved_s = time.monotonic() - t_stop
+    print(f"\nclean stop: partitions moved {moved_s:.1f} s after SIGTERM")
+    w2.wait_drained(PARTITIONS, timeout=180)
+    counts = tally(truth, live_alerts(w2))
+    assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
+    assert moved_s < 15, f"partitions moved {moved_s:.1f} s after SIGTERM (session timeout 45 s)"
+    assert w2.metric("lookout_events_total", outcome="warming") == 0
