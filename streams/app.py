@@ -8,7 +8,6 @@ raw messages, hand it to the :class:`~streams.processor.Processor` (which calls
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
 
-log = logging.getLogger("lookout.worker")
 
 
 @dataclass
