@@ -350,4 +350,5 @@ class WorkerRuntime:
         tracked, warming = self.engine.series_counts()
         return ok, {"status": "ok" if ok else "unhealthy", "reason": reason, "lag": lag,
                     "partitions": sorted(self.book.assigned), "customers": len(self.engine.customers),
+                    "snapshot_offsets": {str(p): self.book.commit_offset(p) for p in sorted(self.book.assigned)},
                     "series": tracked, "warming": warming}
