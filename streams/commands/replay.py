@@ -74,7 +74,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
     """
     from streams.replay import SourceError, run_replay, trace_customers
-    from streams.replay.summary import format_outcome, summarize
+    from streams.replay.summary import format_outcome, problem, summarize
 
     out = Path(out_dir)
     config = load_detector_config(config_path)
@@ -142,6 +142,9 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
         click.echo(format_outcome(outcome, src.name))
+    why = problem(outcome)
+    if why is not None:
+        raise click.ClickException(why)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,7 +96,11 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     if not data.events:
-        raise click.ClickException(f"{src.name}: no valid events to tune on ({data.invalid} invalid records)")
+        raise click.ClickException(f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)")
+    labelled = {lab.customer_id for lab in labels}
+    if not labelled & data.sizes.keys():
+        raise click.ClickException(f"none of the {len(labelled):,} labelled customer(s) in {labels_path} appears in "
+                                   f"{src.name}; wrong labels file?")
 
     result = run_tune(data, base, space, trials=trials, budget=budget, jobs=jobs, seed=seed, grace=grace,
                       progress=progress, timeout_s=timeout_s)

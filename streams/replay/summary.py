@@ -77,6 +77,10 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
     outcome = ReplayOutcome(summary)
     iv = outcome.interval_s
     if labels:
+        labelled = {str(_field(lab, "customer_id")) for lab in labels}
+        summary["labels"] = {"labels": len(labels), "customers": len(labelled),
+                             "customers_in_data": len(labelled & sizes.keys())}
+    if labels:
         outcome.evaluation = evaluate(run.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                       grace_intervals=grace)
         summary["evaluation"] = outcome.evaluation.to_dict()
@@ -103,6 +107,35 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         summary["outputs"]["baseline_alerts"] = str(brun.alerts_path)
         outcome.diff, outcome.baseline_evaluation = diff, ev_base
     return outcome
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def problem(outcome: ReplayOutcome) -> str | None:
+    """Why the run cannot answer the user's question, in one line, or None when it can.
+
+    That is: no valid event at all (an empty source, every record invalid), or labels none of
+    whose customers appear in the data (recall would be 0 % for a reason that has nothing to do
+    with the detectors). Commands exit non-zero with this line.
+
+    >>> problem(ReplayOutcome({"records": 0, "events": 0}))
+    'no records in the source: nothing was replayed'
+    >>> problem(ReplayOutcome({"records": 5, "events": 5, "labels": {"labels": 2, "customers": 1,
+    ...                                                              "customers_in_data": 0}}))
+    'none of the 1 labelled customer(s) appears in the data; wrong labels file?'
+    """
+    s = outcome.summary
+    if s["events"] == 0:
+        if s["records"] == 0:
+            return "no records in the source: nothing was replayed"
+        return (f"no valid events: all {s['records']:,} records were invalid "
+                f"(reasons in {s['outputs']['dlq']})")
+    lab = s.get("labels")
+    if lab and lab["labels"] and not lab["customers_in_data"]:
+        return f"none of the {lab['customers']:,} labelled customer(s) appears in the data; wrong labels file?"
+    return None
 
 
 def plural(n: int | float, word: str) -> str:

@@ -1,0 +1,61 @@
+"""The command line as a user meets it: exit codes, the one line printed, flags named alike."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from detectors.synthetic import Incident, SimConfig, simulate, write_jsonl, write_labels
+from streams.cli import cli
+
+
+def lookout(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def sim_file(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    sim = simulate(SimConfig(customers=3, duration_s=2 * 86400, interval_s=300, seed=2, incidents=1,
+                             size_min=2000, tiny_fraction=0.0, holidays=False))
+    write_jsonl(sim.events(), d / "sim.jsonl")
+    return d / "sim.jsonl"
+
+
+# ----------------------------------------------------------------------------- exit codes
+
+
+def test_replay_of_an_empty_file_exits_non_zero(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    res = lookout("replay", tmp_path / "empty.jsonl", "--out", tmp_path / "o", "--no-report", "-q")
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == "Error: no records in the source: nothing was replayed"
+
+
+def test_replay_of_only_invalid_lines_exits_non_zero_and_keeps_the_dlq(tmp_path):
+    lines = [json.dumps({"customer_id": "c1", "ts": 0, "requests": 1, "status_4xx": 3, "status_5xx": 0})] * 4
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    res = lookout("replay", tmp_path / "bad.jsonl", "--out", tmp_path / "o", "--no-report", "-q")
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: no valid events: all 4 records were invalid (reasons in {tmp_path / 'o' / 'dlq.jsonl'})")
+    assert len((tmp_path / "o" / "dlq.jsonl").read_text().splitlines()) == 4
+
+
+def test_replay_with_labels_for_other_customers_exits_non_zero(sim_file, tmp_path):
+    write_labels([Incident("nobody-here", 1.767e9, 1.767e9 + 3600, "latency")], tmp_path / "labels.jsonl")
+    res = lookout("replay", sim_file, "--labels", tmp_path / "labels.jsonl", "--out", tmp_path / "o",
+                  "--no-report")
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: none of the 1 labelled customer(s) appears in the data; wrong labels file?")
+    assert "replayed 1,728 records" in res.output  # the summary is still printed above the error
+
+
+def test_tune_with_labels_for_other_customers_exits_non_zero(sim_file, tmp_path):
+    write_labels([Incident("nobody-here", 1.767e9, 1.767e9 + 3600, "latency")], tmp_path / "labels.jsonl")
+    (tmp_path / "space.yaml").write_text("alerting.open_n: {choices: [1, 2]}\n")
+    res = lookout("tune", sim_file, "--labels", tmp_path / "labels.jsonl", "--space", tmp_path / "space.yaml",
+                  "--out", tmp_path / "o", "-q", "--trials", 1)
+    assert res.exit_code == 1
+    assert res.output.strip() == (f"Error: none of the 1 labelled customer(s) in {tmp_path / 'labels.jsonl'} "
+                                  f"appears in {sim_file}; wrong labels file?")
