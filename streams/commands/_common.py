@@ -53,3 +53,26 @@ def make_out_dir(out):
     except OSError as exc:
         raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
     return out
+
+
+def deprecated_alias(old: str, new: str, **attrs):
+    """A hidden option ``old`` kept working for ``new`` (warns on stderr); read it with :func:`aliased`.
+
+    Its value is kept aside (not passed to the command) so that the two names never overwrite
+    each other; :func:`aliased` returns the new option's value, else the old one's.
+    """
+
+    def remember(ctx: click.Context, _param: click.Parameter, value):
+        if value is not None:
+            click.echo(f"Warning: {old} is deprecated; use {new}", err=True)
+            ctx.meta.setdefault("lookout.aliases", {})[new] = value
+        return value
+
+    return click.option(old, hidden=True, expose_value=False, callback=remember, **attrs)
+
+
+def aliased(new: str, value):
+    """``value`` of option ``new``, or the value given under its deprecated alias."""
+    if value is not None:
+        return value
+    return click.get_current_context().meta.get("lookout.aliases", {}).get(new)

@@ -59,3 +59,44 @@ def test_tune_with_labels_for_other_customers_exits_non_zero(sim_file, tmp_path)
     assert res.exit_code == 1
     assert res.output.strip() == (f"Error: none of the 1 labelled customer(s) in {tmp_path / 'labels.jsonl'} "
                                   f"appears in {sim_file}; wrong labels file?")
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+def test_version_short_and_long():
+    for flag in ("-V", "--version"):
+        res = lookout(flag)
+        assert res.exit_code == 0
+        assert res.output.startswith("lookout, version ")
+
+
+def test_simulate_names_its_labels_output_labels_out_and_keeps_the_old_name(tmp_path):
+    res = lookout("simulate", "--customers", 2, "--days", 1, "--out", tmp_path / "a.jsonl",
+                  "--labels-out", tmp_path / "a-labels.jsonl", "-q", "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["events"] == 2 * 288 and info["labels"] == str(tmp_path / "a-labels.jsonl")
+    assert (tmp_path / "a-labels.jsonl").exists()
+    res = lookout("simulate", "--customers", 2, "--days", 1, "--out", tmp_path / "b.jsonl",
+                  "--labels", tmp_path / "b-labels.jsonl", "-q")
+    assert res.exit_code == 0, res.output
+    assert "Warning: --labels is deprecated; use --labels-out" in res.stderr
+    assert (tmp_path / "b-labels.jsonl").exists()
+
+
+def test_simulate_kafka_is_a_deprecated_alias_of_bootstrap(tmp_path):
+    res = lookout("simulate", "--kafka", "127.0.0.1:9", "--out", tmp_path / "x.jsonl")
+    assert res.exit_code == 1
+    assert "Warning: --kafka is deprecated; use --bootstrap" in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "Error: give exactly one of --out FILE or --bootstrap HOST:PORT"
+
+
+def test_broker_port_flags_match_the_demo(tmp_path):
+    for flag in ("--broker-port", "--port"):  # --port: deprecated alias
+        res = lookout("broker", "status", "--data-dir", tmp_path / "d", flag, 29999, "--json")
+        assert res.exit_code == 3  # not running
+        assert json.loads(res.stdout)["bootstrap"] == "127.0.0.1:29999"
+    res = lookout("broker", "start", "--help")
+    assert "--broker-port" in res.output and "default 9094" in res.output
+    assert "--broker-port" in lookout("demo", "--help").output
