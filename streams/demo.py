@@ -149,7 +149,7 @@ class Demo:
 
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
-            wait_for_kafka(self.opts.bootstrap, timeout=15)
+            wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s)
             return self.opts.bootstrap
         broker = LocalBroker(self.settings, progress=lambda m: self.con.line(f"  {m}"))
         if broker.status().running:

@@ -37,8 +37,9 @@ def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None):
 
     try:
         mapping = parse_mapping(maps)
-        src = open_source(spec, mapping=mapping, fmt=fmt,
-                          default_bootstrap=bootstrap or Settings.from_env().bootstrap)
+        settings = Settings.from_env()
+        src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
+                          default_timeout_s=settings.kafka_timeout_s)
         if isinstance(src, KafkaSource):
             src.prepare()
         return src
@@ -76,3 +77,13 @@ def aliased(new: str, value):
     if value is not None:
         return value
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
+
+
+def require_kafka(bootstrap: str, timeout_s: float) -> None:
+    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless a broker answers in time."""
+    from streams.broker import BrokerError, wait_for_kafka
+
+    try:
+        wait_for_kafka(bootstrap, timeout=timeout_s)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None

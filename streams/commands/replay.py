@@ -45,8 +45,9 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
     kafka://TOPIC?from=TIME&to=TIME&bootstrap=HOST:PORT (TIME = RFC 3339 or epoch seconds of
-    the Kafka message timestamps; both optional; timeout=SECONDS, default 10). Kafka is read
-    without a consumer group and never commits, so the live worker is not disturbed.
+    the Kafka message timestamps; both optional; timeout=SECONDS, default 10 or
+    LOOKOUT_KAFKA_TIMEOUT_S). Kafka is read without a consumer group and never commits, so the
+    live worker is not disturbed.
 
     Every record goes through the same Processor and Engine as the live worker, so the alerts
     in DIR/alerts.jsonl are exactly what the `alerts` topic would have carried (same ids).

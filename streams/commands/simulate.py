@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import click
 
-from ._common import aliased, deprecated_alias
+from ._common import aliased, deprecated_alias, require_kafka
 
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday, so weekly patterns line up run to run
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -168,6 +168,13 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
         _fail(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
     if min_size > max_size:
         _fail("--min-size must not exceed --max-size")
+    if bootstrap is not None:
+        from ..settings import Settings, SettingsError
+
+        try:
+            require_kafka(bootstrap, Settings.from_env().kafka_timeout_s)
+        except SettingsError as exc:
+            _fail(str(exc))
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
     try:
@@ -278,7 +285,7 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str) -> i
             request_timeout_ms=30_000, retries=5,
         )
     except KafkaError as exc:
-        _fail(f"cannot connect to Kafka at {bootstrap}: {exc}")
+        _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
     failures: list[BaseException] = []
 
     def on_error(exc: BaseException) -> None:

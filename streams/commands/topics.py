@@ -37,7 +37,7 @@ def create(bootstrap, partitions, as_json):
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions)
         wanted = {s.input_topic: s.partitions, s.alerts_topic: s.partitions, s.dlq_topic: 1, s.sink_dlq_topic: 1}
-        made = create_topics(s.bootstrap, wanted)
+        made = create_topics(s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s)
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

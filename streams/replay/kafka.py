@@ -31,7 +31,8 @@ class KafkaSource(Source):
         self._ranges: dict[Any, tuple[int, int]] | None = None
 
     @classmethod
-    def from_url(cls, url: str, default_bootstrap: str | None = None) -> "KafkaSource":
+    def from_url(cls, url: str, default_bootstrap: str | None = None,
+                 default_timeout_s: float = 10.0) -> "KafkaSource":
         u = urlsplit(url)
         topic = (u.netloc + u.path).strip("/")
         if not topic or "/" in topic:
@@ -58,7 +59,7 @@ class KafkaSource(Source):
         if start is not None and end is not None and end <= start:
             raise SourceError(f"{url}: 'to' must be after 'from'")
         try:
-            timeout = float(one("timeout") or 10.0)
+            timeout = float(one("timeout") or default_timeout_s)
         except ValueError:
             raise SourceError(f"{url}: timeout must be seconds") from None
         bootstrap = one("bootstrap") or default_bootstrap or "127.0.0.1:9092"

@@ -1,11 +1,15 @@
 """The command line as a user meets it: exit codes, the one line printed, flags named alike."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
 
 from detectors.synthetic import Incident, SimConfig, simulate, write_jsonl, write_labels
 from streams.cli import cli
+from tests.conftest import free_ports
 
 
 def lookout(*args):
@@ -100,3 +104,22 @@ def test_broker_port_flags_match_the_demo(tmp_path):
     res = lookout("broker", "start", "--help")
     assert "--broker-port" in res.output and "default 9094" in res.output
     assert "--broker-port" in lookout("demo", "--help").output
+
+
+# ----------------------------------------------------------------------------- unreachable Kafka
+
+
+def run_lookout(*args, **env):
+    """``lookout ARGS`` as a separate process, the way a user runs it (stdout/stderr are not a TTY)."""
+    return subprocess.run([sys.executable, "-m", "streams.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["topics", "create"], ["alerts", "tail"]])
+def test_commands_say_in_one_line_that_kafka_is_down(command, tmp_path):
+    (port,) = free_ports(1)  # nothing listens there
+    res = run_lookout(*command, "--bootstrap", f"127.0.0.1:{port}", LOOKOUT_KAFKA_TIMEOUT_S="1",
+                      LOOKOUT_DATA_DIR=str(tmp_path / "w"))
+    assert res.returncode == 1
+    assert res.stderr == f"Error: cannot reach Kafka at 127.0.0.1:{port} within 1 s\n"
+    assert res.stdout == ""
