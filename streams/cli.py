@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": "streams.commands.demo:demo",
     "replay": "streams.commands.replay:replay",
     "tune": "streams.commands.tune:tune",
+    "alerts": "streams.commands.alerts:alerts",
 }
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -11,35 +10,9 @@ from typing import Any, Iterator
 
 import click
 
-from ._common import aliased, deprecated_alias, require_kafka
+from ._common import aliased, deprecated_alias, parse_duration, require_kafka
 
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday, so weekly patterns line up run to run
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> float:
-    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
-
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
-    (129600.0, 5400.0, 3600.0)
-    """
-    s = text.strip().lower().replace(" ", "")
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
-    return total
-
-
 def default_labels_path(out: str) -> str:
     """``sim.jsonl.gz`` -> ``sim.labels.jsonl`` (next to the events file).
 
