@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from detectors.events import MAX_INTERVAL_S, InvalidEvent, parse_ts
+
 from .sources import Record, Source, SourceError, _check_file, _open_binary
 
 #: contract fields a CSV column can map to (``origin_errors.NNN`` too, one column per status code)
@@ -21,6 +23,8 @@ CSV_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "stat
 REQUIRED_FIELDS = ("customer_id", "ts", "requests", "status_4xx", "status_5xx")
 _INT_FIELDS = frozenset({"interval_s", "requests", "status_4xx", "status_5xx", "cache_hits", "bytes_out"})
 _FLOAT_FIELDS = frozenset({"latency_p50_ms", "latency_p99_ms"})
+#: rows read to tell the interval from the timestamps when a CSV file has no interval_s column
+INFER_ROWS = 5000
 #: a file whose first this-many non-blank lines are all undecodable is "not JSON lines at all"
 SNIFF_LINES = 20
 
@@ -124,6 +128,46 @@ class CsvSource(Source):
             raise SourceError(f"{self.path}: empty CSV file (expected a header row)")
         self.header = [h.strip() for h in header]
         self.columns = self._resolve(self.header)
+        #: the interval told from the timestamps when there is no interval_s column (else None)
+        self.inferred_interval_s: int | None = None
+        if not any(f == "interval_s" for f, _ in self.columns):
+            self.inferred_interval_s = self._infer_interval()
+
+    def _infer_interval(self) -> int | None:
+        """The most common gap between a customer's consecutive timestamps in the first rows.
+
+        Without it every row would get the contract's default of 60 s, and a file of 5-minute
+        rows would be modelled (and summarised) as 1-minute intervals.
+        """
+        ts_col = dict(self.columns)["ts"]
+        id_col = dict(self.columns)["customer_id"]
+        last: dict[str, float] = {}
+        gaps: dict[int, int] = {}
+        reader, _raw, _gz = _open_binary(self.path)
+        text = io.TextIOWrapper(reader, encoding="utf-8-sig", newline="")
+        try:
+            rows = csv.reader(text)
+            next(rows, None)
+            for n, row in enumerate(rows):
+                if n >= INFER_ROWS:
+                    break
+                if len(row) != len(self.header):
+                    continue
+                try:
+                    ts = parse_ts(_number(row[ts_col].strip(), False))
+                except InvalidEvent:
+                    continue
+                cid = row[id_col].strip()
+                prev = last.get(cid)
+                last[cid] = ts
+                if prev is not None and 0 < ts - prev <= MAX_INTERVAL_S:
+                    gap = round(ts - prev)
+                    gaps[gap] = gaps.get(gap, 0) + 1
+        except (UnicodeDecodeError, csv.Error):
+            return None  # reading the rows reports it, with the line
+        finally:
+            text.close()
+        return max(gaps, key=lambda g: (gaps[g], -g)) if gaps else None
 
     def _resolve(self, header: list[str]) -> list[tuple[str, int]]:
         for f, col in self.mapping.items():
@@ -173,6 +217,8 @@ class CsvSource(Source):
                 origin[f[14:]] = _number(s, True)
             else:
                 obj[f] = _number(s, f in _INT_FIELDS)
+        if self.inferred_interval_s is not None:
+            obj["interval_s"] = self.inferred_interval_s
         if origin:
             base = obj.get("origin_errors")
             obj["origin_errors"] = {**(base if isinstance(base, dict) else {}), **origin}
@@ -213,7 +259,8 @@ class CsvSource(Source):
 
     def describe(self) -> dict[str, Any]:
         return {"type": "csv", "path": self.name, "gzip": self.gzip, "columns": dict(
-            (f, self.header[i]) for f, i in self.columns), "blank_lines": self.blank_lines}
+            (f, self.header[i]) for f, i in self.columns), "blank_lines": self.blank_lines,
+            "inferred_interval_s": self.inferred_interval_s}
 
 
 class BadRow(str):

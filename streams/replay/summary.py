@@ -18,13 +18,10 @@ from typing import Any, Sequence
 
 from detectors.config import DetectorConfig
 from detectors.evaluation import Evaluation, evaluate, metric_deltas
-from detectors.events import format_ts
+from detectors.events import DEFAULT_INTERVAL_S, format_ts
 
 from .diff import diff_alerts, format_diff
 from .runner import ReplayResult
-
-#: interval assumed when a source has no valid event to take it from
-DEFAULT_INTERVAL_S = 60
 
 
 @dataclass
@@ -172,6 +169,12 @@ def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
     if s["customers"]:
         echo(f"{s['customers']:,} customers, {s['first_ts']} .. {s['last_ts']} "
              f"({s['span_days']:g} days, {outcome.interval_s:,} s interval)")
+    src = s["source"]
+    if src.get("type") == "csv" and "interval_s" not in src.get("columns", {}):
+        told = src.get("inferred_interval_s")
+        echo(f"note: no interval_s column; {told:,} s told from the timestamps" if told else
+             f"warning: no interval_s column and no customer with two rows to tell it from: "
+             f"every row counts as {DEFAULT_INTERVAL_S} s (add the column or --map interval_s=COLUMN)")
     c = s["alerts"]
     sev = ", ".join(f"{k} {v:,}" for k, v in c["by_severity"].items()) or "none"
     cfg = s["config"]

@@ -123,3 +123,29 @@ def test_commands_say_in_one_line_that_kafka_is_down(command, tmp_path):
     assert res.returncode == 1
     assert res.stderr == f"Error: cannot reach Kafka at 127.0.0.1:{port} within 1 s\n"
     assert res.stdout == ""
+
+
+# ----------------------------------------------------------------------------- CSV without interval_s
+
+
+def test_csv_without_interval_column_takes_the_interval_from_the_timestamps(sim_file, tmp_path):
+    rows = [json.loads(line) for line in sim_file.read_text().splitlines()]
+    cols = ["customer_id", "ts", "requests", "status_4xx", "status_5xx", "latency_p99_ms"]
+    (tmp_path / "x.csv").write_text(
+        "\n".join([",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in rows]) + "\n")
+    res = lookout("replay", tmp_path / "x.csv", "--out", tmp_path / "o", "--no-report")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[1].endswith("(2 days, 300 s interval)"), lines
+    assert lines[2] == "note: no interval_s column; 300 s told from the timestamps"
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["interval_s"] == 300 and summary["source"]["inferred_interval_s"] == 300
+
+
+def test_csv_with_one_row_per_customer_warns_that_it_assumes_60_s(tmp_path):
+    (tmp_path / "x.csv").write_text("customer_id,ts,requests,status_4xx,status_5xx\n"
+                                    "a,2026-01-05T00:00:00Z,100,1,0\nb,2026-01-05T00:00:00Z,100,1,0\n")
+    res = lookout("replay", tmp_path / "x.csv", "--out", tmp_path / "o", "--no-report")
+    assert res.exit_code == 0, res.output
+    assert ("warning: no interval_s column and no customer with two rows to tell it from: every row counts as "
+            "60 s (add the column or --map interval_s=COLUMN)") in res.stdout.splitlines()
