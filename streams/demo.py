@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
 
@@ -290,7 +291,8 @@ class Demo:
             if match:
                 hits += 1
                 ttd = (_epoch(match["event_ts"]) - inc.start) / match["interval_s"]
-                found = f"{match['alert_id']} {match['signal']} ({match['severity']}), {ttd:.0f} intervals after onset"
+                found = (f"{match['alert_id']} {match['signal']} ({match['severity']}), "
+                         f"{format_delay(round(ttd), match['interval_s'])} after onset")
             else:
                 found = self.con.paint("missed", SEVERITY_COLOURS["critical"])
             self.con.line(f"  {inc.kind:<15} {inc.customer_id:<10}          {found}")

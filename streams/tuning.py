@@ -37,8 +37,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
-from detectors.evaluation import evaluate
-from detectors.events import Event, InvalidEvent
+from detectors.evaluation import evaluate, format_delay
+from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
 
 from .codecs import decode_event
 from .replay import BadRow, Progress, ReplayEngine, Source, compact_alert
@@ -414,6 +414,17 @@ def _num(v: float | None, nd: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{nd}f}"
 
 
+def format_value(v: Any) -> str:
+    """A parameter value for a terminal: no float noise, thousands separators.
+
+    >>> format_value(0.9923463927086412), format_value(0.9999), format_value(86400), format_value(True)
+    ('0.992346', '0.9999', '86,400', 'True')
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{v:,}" if isinstance(v, int) else f"{v:.6g}"
+
+
 def format_tune(summary: Mapping[str, Any], result: TuneResult, params_rows: Sequence[Sequence[Any]],
                 best_eval: Any) -> str:
     """The terminal summary of a search: base vs best trial, changed parameters, the best evaluation."""
@@ -427,10 +438,11 @@ def format_tune(summary: Mapping[str, Any], result: TuneResult, params_rows: Seq
     verdict = "within" if b["feasible"] else "OVER"
     lines.append(f"best trial {b['number']}: recall {_pct(b['recall'])}, false/customer-week "
                  f"{_num(b['false_per_customer_week'])} ({verdict} budget {result.budget:g}), precision "
-                 f"{_pct(b['precision'])}, TTD median {_num(b['ttd_median_intervals'], 1)}")
+                 f"{_pct(b['precision'])}, time to detect (median) "
+                 f"{format_delay(b['ttd_median_intervals'], summary.get('interval_s') or DEFAULT_INTERVAL_S)}")
     for path, base_v, best_v, _rng in params_rows:
         mark = "" if base_v == best_v else "   (changed)"
-        lines.append(f"  {path:<40} {base_v!s:>12} -> {best_v!s:<12}{mark}")
+        lines.append(f"  {path:<40} {format_value(base_v):>12} -> {format_value(best_v):<12}{mark}".rstrip())
     lines += ["", best_eval.format_table(), "", "wrote " + ", ".join(summary["outputs"].values())]
     return "\n".join(lines)
 
