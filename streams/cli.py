@@ -57,6 +57,7 @@ def cli():
       lookout topics create           # request-metrics, alerts, DLQ topics
       lookout worker                  # the detector (Prometheus metrics on :6066/metrics)
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
+      lookout alerts tail             # follow the alerts as they arrive (--json for scripts)
       lookout replay events.jsonl --labels labels.jsonl --out out/
 
     Settings come from LOOKOUT_* environment variables (e.g. LOOKOUT_BOOTSTRAP) and options.
