@@ -79,6 +79,21 @@ def quantile(values: Iterable[float], q: float) -> float | None:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def format_delay(intervals: float | None, interval_s: float) -> str:
+    """A detection delay in intervals, and in wall-clock time, for people.
+
+    >>> format_delay(1.0, 300), format_delay(2.5, 300), format_delay(30, 300), format_delay(None, 60)
+    ('1 interval (5 min)', '2.5 intervals (12.5 min)', '30 intervals (2.5 h)', 'n/a')
+    """
+    if intervals is None:
+        return "n/a"
+    n = f"{intervals:.1f}".rstrip("0").rstrip(".")
+    minutes = intervals * interval_s / 60
+    clock = f"{minutes / 60:.1f}".rstrip("0").rstrip(".") + " h" if minutes >= 120 else \
+        f"{minutes:.1f}".rstrip("0").rstrip(".") + " min"
+    return f"{n} interval{'' if n == '1' else 's'} ({clock})"
+
+
 def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
 
@@ -204,7 +219,8 @@ class Evaluation:
             f"opened incidents {self.opened}  matched {self.matched}  precision {pct(self.precision)}",
             f"false alerts {self.false_alerts}  per customer-week {num(self.false_per_customer_week, 3)}"
             f"  ({self.n_customers} customers x {self.span_s / 86400:.1f} days)",
-            f"time to detect (intervals): median {num(self.ttd_median, 1)}  p90 {num(self.ttd_p90, 1)}",
+            f"time to detect: median {format_delay(self.ttd_median, self.interval_s)}  "
+            f"p90 {format_delay(self.ttd_p90, self.interval_s)}",
         ]
         if self.by_kind:
             lines += ["", f"{'incident kind':<18}{'labels':>7}{'detected':>9}{'recall':>8}{'TTD med':>9}"]

@@ -88,7 +88,7 @@ def profile(path: Path, n: int, top: int) -> None:
               "signal derivation (detectors/signals.py)": 0.0, "models (detectors/univariate.py, stats.py)": 0.0,
               "alerting (detectors/alerting.py)": 0.0, "engine loop (detectors/engine.py)": 0.0,
               "processor + codecs (streams/processor.py, codecs.py)": 0.0,
-              "replay loop + file reading (streams/replay.py)": 0.0,
+              "replay loop + file reading (streams/replay/)": 0.0,
               "builtins (min/max/isinstance/math..., mostly called by the models)": 0.0, "other": 0.0}
     for (fname, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
         f = fname.replace("\\", "/")
@@ -106,8 +106,8 @@ def profile(path: Path, n: int, top: int) -> None:
             g = "engine loop (detectors/engine.py)"
         elif f.endswith(("streams/processor.py", "streams/codecs.py")):
             g = "processor + codecs (streams/processor.py, codecs.py)"
-        elif f.endswith("streams/replay.py"):
-            g = "replay loop + file reading (streams/replay.py)"
+        elif "streams/replay/" in f:
+            g = "replay loop + file reading (streams/replay/)"
         elif f == "~":
             g = "builtins (min/max/isinstance/math..., mostly called by the models)"
         else:

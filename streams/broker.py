@@ -556,14 +556,17 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s")
+            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s")
         if (not port.isdigit() or _can_connect(host or HOST, int(port))) and _answers(bootstrap, min(10.0, max(remaining, 1.0))):
             return
         time.sleep(0.25)
 
 
-def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0) -> list[str]:
+def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
+                  connect_timeout: float | None = None) -> list[str]:
     """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
+
+    ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
 
     Idempotent: existing topics (including ones created concurrently) are
     left alone, whatever their partition count. Returns once every requested
@@ -575,9 +578,10 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
         return []
     with _quiet_kafka_logs():
         try:
-            admin = _admin(bootstrap, timeout)
-        except Exception as exc:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+            admin = _admin(bootstrap, timeout if connect_timeout is None else connect_timeout)
+        except Exception:
+            reach = timeout if connect_timeout is None else connect_timeout
+            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {reach:g} s") from None
     created: list[str] = []
     try:
         existing = set(admin.list_topics())

@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": "streams.commands.demo:demo",
     "replay": "streams.commands.replay:replay",
     "tune": "streams.commands.tune:tune",
+    "alerts": "streams.commands.alerts:alerts",
 }
 
 
@@ -39,7 +40,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="lookout")
+@click.version_option(None, "-V", "--version", package_name="lookout", prog_name="lookout")
 def cli():
     """Lookout: per-customer anomaly detection for CDN request metrics on Kafka.
 
@@ -55,7 +56,8 @@ def cli():
       lookout broker start            # local single-node Kafka (KRaft) on 127.0.0.1:9092
       lookout topics create           # request-metrics, alerts, DLQ topics
       lookout worker                  # the detector (Prometheus metrics on :6066/metrics)
-      lookout simulate --kafka 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
+      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
+      lookout alerts tail             # follow the alerts as they arrive (--json for scripts)
       lookout replay events.jsonl --labels labels.jsonl --out out/
 
     Settings come from LOOKOUT_* environment variables (e.g. LOOKOUT_BOOTSTRAP) and options.

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
 
@@ -149,7 +150,7 @@ class Demo:
 
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
-            wait_for_kafka(self.opts.bootstrap, timeout=15)
+            wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s)
             return self.opts.bootstrap
         broker = LocalBroker(self.settings, progress=lambda m: self.con.line(f"  {m}"))
         if broker.status().running:
@@ -290,7 +291,8 @@ class Demo:
             if match:
                 hits += 1
                 ttd = (_epoch(match["event_ts"]) - inc.start) / match["interval_s"]
-                found = f"{match['alert_id']} {match['signal']} ({match['severity']}), {ttd:.0f} intervals after onset"
+                found = (f"{match['alert_id']} {match['signal']} ({match['severity']}), "
+                         f"{format_delay(round(ttd), match['interval_s'])} after onset")
             else:
                 found = self.con.paint("missed", SEVERITY_COLOURS["critical"])
             self.con.line(f"  {inc.kind:<15} {inc.customer_id:<10}          {found}")

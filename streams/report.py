@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from detectors.events import format_ts, parse_ts
+from detectors.evaluation import format_delay
+from detectors.events import DEFAULT_INTERVAL_S, format_ts, parse_ts
 from detectors.signals import SIGNALS
 
 #: label kind -> the signals that should show it
@@ -306,7 +307,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-botto
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
-.good{color:#1a7f37}.bad{color:#c62828}
+.good{color:#1a7f37}.bad{color:#c62828}.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -340,7 +341,7 @@ class Report:
             rows = rows[:limit]
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-        self.blocks.append(f"<table><tr>{head}</tr>{body}</table>{more}")
+        self.blocks.append(f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>{more}")
 
     def image(self, name: str, png: bytes, caption: str = "") -> None:
         self.images.append((name, png))
@@ -367,20 +368,59 @@ class Report:
         return path
 
 
+#: floats are shown with this many significant digits (so a threshold of 0.9999 stays 0.9999)
+SIGNIFICANT_DIGITS = 6
+#: from here on a float is shown with thousands separators and one decimal (or none, if whole)
+LARGE = 1000
+
+
 def _fmt(v: Any) -> str:
+    """A cell for people: ``n/a``, yes/no, thousands separators, no float noise, dicts as ``k v, k v``.
+
+    >>> [_fmt(x) for x in (None, True, 129600, 0.9999, 0.9923463927086412, 209747.522, 5.0, 1e-05)]
+    ['n/a', 'yes', '129,600', '0.9999', '0.992346', '209,747.5', '5', '1e-05']
+    >>> _fmt({"scored": 129600, "warming": 3})
+    'scored 129,600, warming 3'
+    """
     if v is None:
         return "n/a"
     if isinstance(v, bool):
         return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
     if isinstance(v, float):
         if not math.isfinite(v):
             return "n/a"
-        if v != 0 and abs(v) < 0.01:
-            return f"{v:.4f}"
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:,.0f}"
+        if abs(v) >= LARGE:
+            return f"{v:,.0f}" if v.is_integer() else f"{v:,.1f}"
+        return f"{v:.{SIGNIFICANT_DIGITS}g}"
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items()) or "none"
     if isinstance(v, (list, tuple)):
         return ", ".join(_fmt(x) for x in v)
     return str(v)
+
+
+def _size(v: float | None) -> str:
+    """Mean requests per interval, rounded to what matters for telling customers apart.
+
+    >>> _size(5.441), _size(209747.522), _size(None)
+    ('5.4', '209,748', 'n/a')
+    """
+    if v is None:
+        return "n/a"
+    return f"{v:,.1f}" if abs(v) < 10 else f"{v:,.0f}"
+
+
+def _signed(v: Any) -> str:
+    """A change: always with its sign.
+
+    >>> _signed(0), _signed(-0.125), _signed(2), _signed(None)
+    ('+0', '-0.125', '+2', 'n/a')
+    """
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return _fmt(v)
+    return ("+" if v >= 0 else "") + _fmt(v)
 
 
 def _pct(v):
@@ -392,24 +432,26 @@ def _pct(v):
 
 def evaluation_section(rep: Report, ev: Mapping[str, Any], limit: int = 40) -> None:
     """Headline, by kind, by size decile, missed labels and false alerts of an Evaluation.to_dict()."""
+    iv = ev.get("interval_s") or DEFAULT_INTERVAL_S
     rep.kv({
         "labels": ev["labels"], "detected": ev["detected"], "recall": _pct(ev["recall"]),
         "opened incidents": ev["opened_incidents"], "precision": _pct(ev["precision"]),
         "false alerts": ev["false_alerts"], "false alerts per customer-week": ev["false_per_customer_week"],
-        "time to detect, median (intervals)": ev["ttd_median_intervals"],
-        "time to detect, p90 (intervals)": ev["ttd_p90_intervals"],
-        "customers x weeks": f"{ev['customers']} x {ev['span_s'] / 604800:.2f}",
+        "time to detect, median": format_delay(ev["ttd_median_intervals"], iv),
+        "time to detect, p90": format_delay(ev["ttd_p90_intervals"], iv),
+        "customers x weeks": f"{ev['customers']:,} x {ev['span_s'] / 604800:.2f}",
     })
     if ev["by_kind"]:
-        rep.table(["incident kind", "labels", "detected", "recall", "TTD median"],
-                  [[k, r["labels"], r["detected"], _pct(r["recall"]), r["ttd_median_intervals"]]
+        rep.table(["incident kind", "labels", "detected", "recall", "time to detect, median"],
+                  [[k, r["labels"], r["detected"], _pct(r["recall"]), format_delay(r["ttd_median_intervals"], iv)]
                    for k, r in ev["by_kind"].items()])
     if ev["by_size_decile"]:
         rep.p("By customer size (mean requests per interval), smallest decile first:")
-        rep.table(["decile", "customers", "size min", "size max", "labels", "recall", "false alerts",
-                   "false / customer-week"],
-                  [[r["decile"], r["customers"], r["size_min"], r["size_max"], r["labels"], _pct(r["recall"]),
-                    r["false_alerts"], r["false_per_customer_week"]] for r in ev["by_size_decile"]])
+        rep.table(["decile", "customers", "size min (requests / interval)", "size max (requests / interval)",
+                   "labels", "recall", "false alerts", "false / customer-week"],
+                  [[r["decile"], r["customers"], _size(r["size_min"]), _size(r["size_max"]), r["labels"],
+                    _pct(r["recall"]), r["false_alerts"], r["false_per_customer_week"]]
+                   for r in ev["by_size_decile"]])
     missed = [r for r in ev["label_results"] if not r["detected"]]
     if missed:
         rep.p(f"Missed incidents ({len(missed)}):")
@@ -448,11 +490,14 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
         "records": summary["records"], "invalid (dlq.jsonl)": summary["invalid"],
         "customers": summary["customers"],
         "event time": f"{summary['first_ts']} .. {summary['last_ts']} ({summary['span_days']} days)",
-        "interval": f"{summary['interval_s']} s", "outcomes": summary["outcomes"],
+        "interval": f"{summary['interval_s'] or DEFAULT_INTERVAL_S:,} s", "outcomes": summary["outcomes"],
         "alerts": summary["alerts"]["alerts"], "opened incidents": summary["alerts"]["opened_incidents"],
         "by severity": summary["alerts"]["by_severity"], "by primary signal": summary["alerts"]["by_primary_signal"],
         "replay speed": f"{summary['events_per_s']:,.0f} records/s ({summary['seconds']:.1f} s)",
     })
+    if summary["source"].get("inferred_interval_s"):
+        rep.p(f"The CSV file has no interval_s column: {summary['source']['inferred_interval_s']:,} s was told "
+              f"from the timestamps.", "muted")
     if summary.get("evaluation"):
         rep.h2("Against the labels")
         evaluation_section(rep, summary["evaluation"])
@@ -462,7 +507,7 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
               f"{len(diff['changed'])} changed, {diff['unchanged']} unchanged")
         if diff.get("metrics"):
             rep.table(["metric", "baseline", "new", "delta"],
-                      [[k, v["old"], v["new"], v["delta"]] for k, v in diff["metrics"].items()])
+                      [[k, v["old"], v["new"], _signed(v["delta"])] for k, v in diff["metrics"].items()])
         for title in ("gained", "lost", "changed"):
             rows = diff[title]
             if rows:
@@ -493,6 +538,7 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
     rep.kv({
         "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
         "events in memory": summary["events"], "invalid records": summary["invalid"],
+        "interval": f"{summary.get('interval_s') or DEFAULT_INTERVAL_S:,} s",
         "customers": summary["customers"], "labels": summary["labels"],
         "base config": f"{summary['base_config'] or '(defaults)'} [{summary['base_fingerprint']}]",
         "best trial": best, "best config": f"{summary['best_config_path']} [{summary['best_fingerprint']}]",
@@ -507,12 +553,16 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
         rep.h2("Base vs best")
         keys = ("recall", "precision", "false_alerts", "false_per_customer_week", "ttd_median_intervals",
                 "ttd_p90_intervals", "opened_incidents")
-        rep.table(["metric", "base", "best"], [[k, base_eval.get(k), best_eval.get(k)] for k in keys])
+        iv = summary.get("interval_s") or DEFAULT_INTERVAL_S
+        rep.table(["metric", "base", "best"],
+                  [[k.removesuffix("_intervals"), format_delay(base_eval.get(k), iv), format_delay(best_eval.get(k), iv)]
+                   if k.startswith("ttd_") else [k, _pct(base_eval.get(k)), _pct(best_eval.get(k))]
+                   if k in ("recall", "precision") else [k, base_eval.get(k), best_eval.get(k)] for k in keys])
     ok = sorted((t for t in trials if t.get("value") is not None), key=lambda t: -t["value"])
     rep.h2("Top trials")
     names = [r[0] for r in params_rows]
-    rep.table(["trial", "recall", "false/cw", "precision", "TTD med", "within budget", *names],
-              [[t["number"], t["recall"], t["false_per_customer_week"], t["precision"], t["ttd_median_intervals"],
+    rep.table(["trial", "recall", "false/cw", "precision", "TTD median (intervals)", "within budget", *names],
+              [[t["number"], _pct(t["recall"]), t["false_per_customer_week"], _pct(t["precision"]), t["ttd_median_intervals"],
                 t["feasible"], *[t["params"].get(n) for n in names]] for t in ok], limit=20)
     if best_eval is not None:
         rep.h2("Best config against the labels")

@@ -41,6 +41,8 @@ class Settings:
     dlq_topic: str = "request-metrics-dlq"
     sink_dlq_topic: str = "alerts-dlq"
     partitions: int = 4
+    #: how long every command waits for Kafka to answer before it says "cannot reach Kafka at ..."
+    kafka_timeout_s: float = 10.0
     # worker
     app_id: str = "lookout"
     web_host: str = "127.0.0.1"

@@ -37,11 +37,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
-from detectors.evaluation import evaluate
-from detectors.events import Event, InvalidEvent
+from detectors.evaluation import evaluate, format_delay
+from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
 
 from .codecs import decode_event
-from .replay import ReplayEngine, Source, _BadRow, _Progress, compact_alert
+from .replay import BadRow, Progress, ReplayEngine, Source, compact_alert
 
 
 class SpaceError(ValueError):
@@ -182,11 +182,11 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
     sizes: dict[str, list] = {}
     intervals: dict[int, int] = {}
     t_min, t_max = math.inf, -math.inf
-    bar = _Progress(source, progress, desc="load")
+    bar = Progress(source, progress, desc="load")
     try:
         for value, _key, _p, _o in source.records(bar):
             records += 1
-            if isinstance(value, _BadRow):
+            if isinstance(value, BadRow):
                 invalid += 1
                 continue
             try:
@@ -375,9 +375,81 @@ def params_table(base: DetectorConfig, best: DetectorConfig, space: Sequence[Par
     return rows
 
 
+def tune_summary(data: Dataset, result: TuneResult, *, base: DetectorConfig, base_path: str | None,
+                 space: Sequence[Param], best_eval: Any, best_path: Path, out: Path, trials: int, jobs: int,
+                 seed: int) -> dict[str, Any]:
+    """The search and the best trial's evaluation, as written to ``summary.json``."""
+    base_row = baseline_row(result)
+    return {
+        "source": data.source, "events": len(data.events), "invalid": data.invalid, "records": data.records,
+        "customers": len(data.sizes), "labels": len(data.labels), "span_days": round(data.span_s / 86400, 3),
+        "interval_s": data.interval_s,
+        "base_config": base_path, "base_fingerprint": base.fingerprint(),
+        "space": [{"path": p.path, "kind": p.kind, "low": p.low, "high": p.high, "log": p.log,
+                   "choices": list(p.choices) if p.choices else None} for p in space],
+        "budget": result.budget, "trials_requested": trials, "trials_done": len(result.trials), "jobs": jobs,
+        "seed": seed, "seconds": round(result.seconds, 2),
+        "baseline_trial": result.baseline_number,
+        "baseline": {k: base_row[k] for k in ("recall", "precision", "false_alerts", "false_per_customer_week",
+                                              "ttd_median_intervals")} if base_row else None,
+        "best_trial": result.best["number"] if result.best else None,
+        "best_params": result.best["params"] if result.best else None,
+        "best_within_budget": result.best["feasible"] if result.best else None,
+        "best_config_path": str(best_path), "best_fingerprint": result.best_config.fingerprint(),
+        "best_evaluation": best_eval.to_dict(),
+        "outputs": {"best": str(best_path), "trials": str(out / "trials.json"), "summary": str(out / "summary.json")},
+    }
+
+
+def baseline_row(result: TuneResult) -> dict[str, Any] | None:
+    """The trial that ran the base config, if it lay inside the space and did not fail."""
+    return next((t for t in result.trials if t["number"] == result.baseline_number and "recall" in t), None)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def _num(v: float | None, nd: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def format_value(v: Any) -> str:
+    """A parameter value for a terminal: no float noise, thousands separators.
+
+    >>> format_value(0.9923463927086412), format_value(0.9999), format_value(86400), format_value(True)
+    ('0.992346', '0.9999', '86,400', 'True')
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{v:,}" if isinstance(v, int) else f"{v:.6g}"
+
+
+def format_tune(summary: Mapping[str, Any], result: TuneResult, params_rows: Sequence[Sequence[Any]],
+                best_eval: Any) -> str:
+    """The terminal summary of a search: base vs best trial, changed parameters, the best evaluation."""
+    lines = [f"{len(result.trials)} trials over {summary['events']:,} events ({summary['customers']:,} customers, "
+             f"{summary['labels']:,} labels) in {result.seconds:.1f} s with {summary['jobs']} process(es)"]
+    base_row = baseline_row(result)
+    if base_row:
+        lines.append(f"base config (trial {result.baseline_number}): recall {_pct(base_row['recall'])}, "
+                     f"false/customer-week {_num(base_row['false_per_customer_week'])}")
+    b = result.best
+    verdict = "within" if b["feasible"] else "OVER"
+    lines.append(f"best trial {b['number']}: recall {_pct(b['recall'])}, false/customer-week "
+                 f"{_num(b['false_per_customer_week'])} ({verdict} budget {result.budget:g}), precision "
+                 f"{_pct(b['precision'])}, time to detect (median) "
+                 f"{format_delay(b['ttd_median_intervals'], summary.get('interval_s') or DEFAULT_INTERVAL_S)}")
+    for path, base_v, best_v, _rng in params_rows:
+        mark = "" if base_v == best_v else "   (changed)"
+        lines.append(f"  {path:<40} {format_value(base_v):>12} -> {format_value(best_v):<12}{mark}".rstrip())
+    lines += ["", best_eval.format_table(), "", "wrote " + ", ".join(summary["outputs"].values())]
+    return "\n".join(lines)
+
+
 def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-__all__ = ["Dataset", "Param", "SpaceError", "TuneResult", "load_dataset", "load_space", "objective_value",
-           "parse_space", "run_config", "trace_config", "tune"]
+__all__ = ["Dataset", "Param", "SpaceError", "TuneResult", "baseline_row", "format_tune", "load_dataset", "load_space",
+           "objective_value", "parse_space", "run_config", "trace_config", "tune", "tune_summary"]

@@ -249,7 +249,7 @@ def test_workers_have_their_own_data_dir_and_port_and_reach_kafka_and_alertmanag
         assert any(c == 9093 for _, c in published(services["alertmanager"]))
         assert depends_on(w).get("topics") == "service_completed_successfully", name
     sim = services["simulator"]["command"]
-    assert sim[sim.index("--kafka") + 1] == "kafka:9092"
+    assert sim[sim.index("--bootstrap") + 1] == "kafka:9092"
     assert env_of(services["topics"])["LOOKOUT_BOOTSTRAP"] == "kafka:9092"
     assert services["topics"]["command"][:2] == ["topics", "create"]
 

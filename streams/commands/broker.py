@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..settings import Settings, SettingsError
+from ._common import aliased, deprecated_alias
 
 
 def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool = True):
@@ -14,8 +15,9 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
 
     def deco(f):
         opts = [
-            click.option("--version", "kafka_version", metavar="VERSION",
+            click.option("--kafka-version", "kafka_version", metavar="VERSION",
                          help="Kafka version [env LOOKOUT_KAFKA_VERSION, default 4.0.2]"),
+            deprecated_alias("--version", "--kafka-version", metavar="VERSION"),
         ]
         if data_dir:
             opts.insert(0, click.option(
@@ -24,10 +26,12 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
                      "[env LOOKOUT_BROKER_DATA_DIR, default .lookout/broker]"))
         if ports:
             opts = [
-                click.option("--port", "broker_port", type=click.IntRange(1, 65535),
+                click.option("--broker-port", "broker_port", type=click.IntRange(1, 65535),
                              help="Client (PLAINTEXT) port on 127.0.0.1 [env LOOKOUT_BROKER_PORT, default 9092]"),
+                deprecated_alias("--port", "--broker-port", type=click.IntRange(1, 65535)),
                 click.option("--controller-port", "broker_controller_port", type=click.IntRange(1, 65535),
-                             help="KRaft controller port [env LOOKOUT_BROKER_CONTROLLER_PORT, default 9093]"),
+                             help="KRaft controller port [env LOOKOUT_BROKER_CONTROLLER_PORT, default 9094; "
+                                  "9093 is Alertmanager's]"),
             ] + opts
         if fresh:
             opts.append(click.option("--fresh", is_flag=True,
@@ -42,6 +46,8 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
 def _broker(opts: dict):
     from ..broker import LocalBroker
 
+    opts = dict(opts, broker_port=aliased("--broker-port", opts.get("broker_port")),
+                kafka_version=aliased("--kafka-version", opts.get("kafka_version")))
     overrides = {k: v for k, v in opts.items() if k in {
         "broker_port", "broker_controller_port", "kafka_version"} and v is not None}
     if opts.get("data_dir") is not None:
@@ -76,7 +82,7 @@ def broker():
       lookout broker start                  # 127.0.0.1:9092, data in .lookout/broker
       lookout broker status
       lookout broker stop
-      lookout broker start --port 29092 --controller-port 29093 --data-dir /tmp/k2 --fresh
+      lookout broker start --broker-port 29092 --controller-port 29094 --data-dir /tmp/k2 --fresh
     """
 
 
@@ -94,7 +100,7 @@ def start(fresh, timeout, **opts):
     \b
     Examples:
       lookout broker start
-      lookout broker start --port 29092 --controller-port 29093 --data-dir /tmp/kafka-test --fresh
+      lookout broker start --broker-port 29092 --controller-port 29094 --data-dir /tmp/kafka-test --fresh
     """
     b = _broker(opts)
     was = b.status()
@@ -166,7 +172,7 @@ def fetch(**opts):
     \b
     Examples:
       lookout broker fetch
-      LOOKOUT_KAFKA_HOME=/opt/lookout lookout broker fetch --version 4.0.2
+      LOOKOUT_KAFKA_HOME=/opt/lookout lookout broker fetch --kafka-version 4.0.2
     """
     b = _broker(opts)
     click.echo(str(_call(b.ensure_jars)))

@@ -2,50 +2,12 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def load_labels(path: str | None) -> list:
-    if not path:
-        return []
-    from detectors.synthetic import read_labels
-
-    try:
-        return read_labels(path)
-    except FileNotFoundError:
-        raise click.ClickException(f"labels file not found: {path}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"labels: {exc}") from None
-
-
-def load_detector_config(path: str | None, what: str = "config"):
-    from detectors.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"--{what}: {exc}") from None
-
-
-def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None):
-    from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
-    from streams.settings import Settings
-
-    try:
-        mapping = parse_mapping(maps)
-        src = open_source(spec, mapping=mapping, fmt=fmt,
-                          default_bootstrap=bootstrap or Settings.from_env().bootstrap)
-        if isinstance(src, KafkaSource):
-            src.prepare()
-        return src
-    except SourceError as exc:
-        raise click.ClickException(str(exc)) from None
+from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
 
 
 @click.command(context_settings=CONTEXT)
@@ -83,8 +45,9 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
     kafka://TOPIC?from=TIME&to=TIME&bootstrap=HOST:PORT (TIME = RFC 3339 or epoch seconds of
-    the Kafka message timestamps; both optional; timeout=SECONDS, default 10). Kafka is read
-    without a consumer group and never commits, so the live worker is not disturbed.
+    the Kafka message timestamps; both optional; timeout=SECONDS, default 10 or
+    LOOKOUT_KAFKA_TIMEOUT_S). Kafka is read without a consumer group and never commits, so the
+    live worker is not disturbed.
 
     Every record goes through the same Processor and Engine as the live worker, so the alerts
     in DIR/alerts.jsonl are exactly what the `alerts` topic would have carried (same ids).
@@ -111,9 +74,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
     """
-    from detectors.evaluation import evaluate, metric_deltas
-    from detectors.events import format_ts
-    from streams.replay import SourceError, diff_alerts, format_diff, run_replay, trace_customers
+    from streams.replay import SourceError, run_replay, trace_customers
+    from streams.replay.summary import format_outcome, problem, summarize
 
     out = Path(out_dir)
     config = load_detector_config(config_path)
@@ -124,10 +86,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
         raise click.ClickException(f"--save-state {save_state}: {what}")
     src = open_source_or_fail(source, maps, fmt, bootstrap)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
+    make_out_dir(out)
 
     report = not no_report
     traced: list[str] = list(dict.fromkeys(trace))
@@ -142,65 +101,21 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         res = run_replay(src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
-
-    eng = res.engine
-    run = res.runs[0]
-    saved = None
+    outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
+                        baseline=baseline, baseline_path=baseline_path)
+    summary, ev, run = outcome.summary, outcome.evaluation, res.runs[0]
     if save_state:
         from streams.checkpoint import write_atomically
 
-        blob = eng.dump_all()
+        blob = res.engine.dump_all()
         try:
             write_atomically(Path(save_state), blob)
         except OSError as exc:
             raise click.ClickException(f"--save-state {save_state}: {exc.strerror or exc}") from None
-        saved = f"saved the learned state of {len(eng.customers):,} customers to {save_state} ({len(blob):,} bytes)"
-    sizes = eng.customer_sizes()
-    iv = eng.interval_s or 60
-    summary = {
-        "source": res.source,
-        "config": {"path": config_path, "fingerprint": config.fingerprint()},
-        "records": res.records,
-        "events": res.records - res.invalid,
-        "invalid": res.invalid,
-        "outcomes": dict(sorted(eng.outcomes.items())),
-        "customers": len(sizes),
-        "first_ts": format_ts(eng.t_min) if math.isfinite(eng.t_min) else None,
-        "last_ts": format_ts(eng.t_max) if math.isfinite(eng.t_max) else None,
-        "span_days": round(eng.span_s / 86400, 3),
-        "interval_s": eng.interval_s,
-        "alerts": run.counts(),
-        "seconds": round(res.seconds, 3),
-        "events_per_s": round(res.events_per_s, 1),
-        "evaluation": None,
-        "outputs": {"alerts": str(out / "alerts.jsonl"), "dlq": str(out / "dlq.jsonl"),
-                    "summary": str(out / "summary.json")},
-    }
-    ev = ev_base = None
-    if labels:
-        ev = evaluate(run.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv, grace_intervals=grace)
-        summary["evaluation"] = ev.to_dict()
-    diff = None
-    if baseline is not None:
-        brun = res.runs[1]
-        matched_new = matched_old = None
-        if labels:
-            ev_base = evaluate(brun.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
-                               grace_intervals=grace)
-            matched_new = {a["alert_id"] for a in run.alerts} - {r["alert_id"] for r in ev.false_alert_ids}
-            matched_old = {a["alert_id"] for a in brun.alerts} - {r["alert_id"] for r in ev_base.false_alert_ids}
-        diff = diff_alerts(run.alerts, brun.alerts, matched_new, matched_old)
-        diff["config"] = f"{config_path or '(defaults)'} [{config.fingerprint()}]"
-        diff["baseline_config"] = f"{baseline_path} [{baseline.fingerprint()}]"
-        if ev is not None:
-            diff["metrics"] = metric_deltas(ev.headline(), ev_base.headline())
-        (out / "diff.json").write_text(json.dumps(diff, indent=2) + "\n")
-        summary["baseline"] = {"path": baseline_path, "fingerprint": baseline.fingerprint(),
-                               "alerts": brun.counts(), "alerts_path": str(brun.alerts_path),
-                               "evaluation": ev_base.headline() if ev_base is not None else None}
-        summary["diff"] = {k: len(diff[k]) for k in ("gained", "lost", "changed")} | {"unchanged": diff["unchanged"]}
-        summary["outputs"]["diff"] = str(out / "diff.json")
-        summary["outputs"]["baseline_alerts"] = str(brun.alerts_path)
+        outcome.notes.append(f"saved the learned state of {len(res.engine.customers):,} customers to {save_state} "
+                             f"({len(blob):,} bytes)")
+    if outcome.diff is not None:
+        (out / "diff.json").write_text(json.dumps(outcome.diff, indent=2) + "\n")
 
     if report:
         from streams.report import choose_customers, write_replay_report
@@ -209,7 +124,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         _, extra = choose_customers(labels, run.alerts, limit=max(0, max_plots - len(traced)), false_ids=false_ids,
                                     labelled_share=2 / 3)
         extra = [c for c in extra if c not in traced]
-        traces = dict(eng.traces)
+        traces = dict(res.engine.traces)
         if extra:
             try:
                 traces.update(trace_customers(src, config, extra, progress=progress))
@@ -218,53 +133,19 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         thresholds = {s: c.threshold for s, c in config.signals.items()}
         summary["outputs"]["report"] = str(out / "report.html")
         write_replay_report(out, summary, traces=traces, alerts=run.alerts, labels=labels, thresholds=thresholds,
-                            order=traced + labelled + extra, diff=diff)
+                            order=traced + labelled + extra, diff=outcome.diff)
 
-    if saved:
+    if save_state:
         summary["outputs"]["state"] = str(save_state)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-        return
-    if quiet:
-        return
-    echo = click.echo
-    echo(f"replayed {res.records:,} records from {src.name} in {res.seconds:.1f} s "
-         f"({res.events_per_s:,.0f}/s): {res.invalid:,} invalid -> {out / 'dlq.jsonl'}")
-    if sizes:
-        echo(f"{len(sizes):,} customers, {summary['first_ts']} .. {summary['last_ts']} "
-             f"({summary['span_days']:g} days, {iv} s interval)")
-    else:
-        echo("no valid events in the source", err=True)
-    c = summary["alerts"]
-    sev = ", ".join(f"{k} {v}" for k, v in c["by_severity"].items()) or "none"
-    echo(f"config {config_path or '(defaults)'} [{config.fingerprint()}]: {c['opened_incidents']} incidents opened "
-         f"({sev}), {c['alerts']} alerts -> {out / 'alerts.jsonl'}")
-    if ev is not None:
-        echo("")
-        echo(ev.format_table())
-    if diff is not None:
-        echo("")
-        echo(f"baseline {baseline_path} [{baseline.fingerprint()}]")
-        echo(format_diff(diff))
-        if diff.get("metrics"):
-            echo("")
-            echo(f"{'metric':<26}{'baseline':>10}{'new':>10}{'delta':>10}")
-            for k, v in diff["metrics"].items():
-                echo(f"{k:<26}{_cell(v['old']):>10}{_cell(v['new']):>10}{_cell(v['delta'], sign=True):>10}")
-    echo("")
-    if saved:
-        echo(saved)
-    echo("wrote " + ", ".join(str(p) for p in summary["outputs"].values()))
-
-
-def _cell(v, sign: bool = False) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:+.3f}" if sign else f"{v:.3f}"
-    return f"{v:+d}" if sign else str(v)
+    elif not quiet:
+        click.echo(format_outcome(outcome, src.name))
+    why = problem(outcome)
+    if why is not None:
+        raise click.ClickException(why)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -11,33 +10,9 @@ from typing import Any, Iterator
 
 import click
 
+from ._common import aliased, deprecated_alias, parse_duration, require_kafka
+
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday, so weekly patterns line up run to run
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> float:
-    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
-
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
-    (129600.0, 5400.0, 3600.0)
-    """
-    s = text.strip().lower().replace(" ", "")
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
-    return total
-
-
 def default_labels_path(out: str) -> str:
     """``sim.jsonl.gz`` -> ``sim.labels.jsonl`` (next to the events file).
 
@@ -95,16 +70,20 @@ def _fail(msg: str) -> None:
               help="Some customers permanently move traffic up/down (not labelled).")
 @click.option("--weekly/--no-weekly", default=True, show_default=True, help="Weekend traffic differs from weekdays.")
 @click.option("--out", "out", metavar="FILE", help="Write JSON lines here (.gz = gzip, - = stdout).")
-@click.option("--kafka", "bootstrap", metavar="BOOTSTRAP", help="Produce to this Kafka instead, e.g. 127.0.0.1:9092.")
-@click.option("--topic", default="request-metrics", show_default=True, help="Kafka topic (with --kafka).")
-@click.option("--labels", "labels_path", metavar="FILE",
+@click.option("--bootstrap", "bootstrap", metavar="HOST:PORT",
+              help="Produce to the Kafka at HOST:PORT instead, e.g. 127.0.0.1:9092.")
+@deprecated_alias("--kafka", "--bootstrap", metavar="HOST:PORT")
+@click.option("--topic", default="request-metrics", show_default=True, help="Kafka topic (with --bootstrap).")
+@click.option("--labels-out", "labels_path", metavar="FILE",
               help="Write the injected incidents (JSON lines) here [default with --out: <out>.labels.jsonl].")
+@deprecated_alias("--labels", "--labels-out", metavar="FILE")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="EVENTS_PER_S",
               help="Throttle output to this many events per second (live demos). Default: as fast as possible.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def simulate(customers, days, duration, interval_s, start, end_now, seed, incidents, incident_rate, kinds,
              min_size, max_size, holidays, growth, level_shifts, weekly, out, bootstrap, topic, labels_path,
-             rate, quiet):
+             rate, as_json, quiet):
     """Generate realistic CDN request metrics with labelled incidents.
 
     One event per customer per interval, in timestamp order. Customer sizes span tens to
@@ -120,9 +99,11 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
           (labels go to sim.labels.jsonl)
       lookout simulate --customers 200 --duration 10d --incidents 40 --seed 3 --out out/events.jsonl
       lookout simulate --kinds origin_outage,error_creep --incidents 6 --out sim.jsonl
-      lookout simulate --kafka 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 --labels labels.jsonl
-      lookout simulate --kafka 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
+      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 --labels-out labels.jsonl
+      lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
     """
+    bootstrap = aliased("--bootstrap", bootstrap)
+    labels_path = aliased("--labels-out", labels_path)
     from detectors.events import InvalidEvent, format_ts, parse_ts
     from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig, write_labels
     from detectors.synthetic import simulate as make_simulation
@@ -142,7 +123,9 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     if start is not None and end_now:
         _fail("give either --start or --end-now, not both")
     if (out is None) == (bootstrap is None):
-        _fail("give exactly one of --out FILE or --kafka BOOTSTRAP")
+        _fail("give exactly one of --out FILE or --bootstrap HOST:PORT")
+    if as_json and out == "-":
+        _fail("--json prints to stdout, which --out - already fills with events; write the events to a file")
     n_intervals = int(duration_s // interval_s)
     if end_now:
         end = math.floor(time.time() / interval_s) * interval_s
@@ -158,6 +141,13 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
         _fail(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
     if min_size > max_size:
         _fail("--min-size must not exceed --max-size")
+    if bootstrap is not None:
+        from ..settings import Settings, SettingsError
+
+        try:
+            require_kafka(bootstrap, Settings.from_env().kafka_timeout_s)
+        except SettingsError as exc:
+            _fail(str(exc))
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
     try:
@@ -220,9 +210,17 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     placed = len(sim.incidents)
     short = (f" (asked for {sim.requested_incidents}; the window after warm-up is too short for more)"
              if incidents is not None and placed < incidents else "")
-    labels_txt = f"labels -> {labels_path}" if labels_path else "labels not written (use --labels FILE)"
+    labels_txt = f"labels -> {labels_path}" if labels_path else "labels not written (use --labels-out FILE)"
     if interrupted:
         _fail(f"interrupted after {sent[0]:,} of {sim.n_events:,} events ({where}); {labels_txt}")
+    if as_json:
+        click.echo(json.dumps({
+            "events": sim.n_events, "customers": customers, "intervals": sim.n_intervals, "interval_s": interval_s,
+            "start": format_ts(sim.start), "end": format_ts(sim.end), "incidents": placed,
+            "incidents_by_kind": dict(sorted(by_kind.items())), "level_shifts": len(sim.level_shifts),
+            "out": out, "bootstrap": bootstrap, "topic": topic if bootstrap else None, "labels": labels_path,
+            "seconds": round(secs, 3)}, indent=2))
+        return
     click.echo(
         f"{sim.n_events:,} events ({customers} customers x {sim.n_intervals} intervals of {interval_s} s, "
         f"{format_ts(sim.start)} .. {format_ts(sim.end)}), {placed} incidents ({kinds_txt}){short}, "
@@ -252,7 +250,7 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str) -> i
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
     except ImportError as exc:  # pragma: no cover
-        _fail(f"kafka-python is required for --kafka: {exc}")
+        _fail(f"kafka-python is required for --bootstrap: {exc}")
     try:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024,
@@ -260,7 +258,7 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str) -> i
             request_timeout_ms=30_000, retries=5,
         )
     except KafkaError as exc:
-        _fail(f"cannot connect to Kafka at {bootstrap}: {exc}")
+        _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
     failures: list[BaseException] = []
 
     def on_error(exc: BaseException) -> None:

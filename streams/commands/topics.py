@@ -1,6 +1,8 @@
 """``lookout topics``: create the topics the worker uses."""
 from __future__ import annotations
 
+import json
+
 import click
 
 from ..settings import Settings, SettingsError
@@ -19,7 +21,8 @@ def topics():
 @topics.command("create")
 @click.option("--bootstrap", help="Kafka bootstrap servers [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092]")
 @click.option("--partitions", type=int, help="Partitions of the input and alerts topics [default 4]")
-def create(bootstrap, partitions):
+@click.option("--json", "as_json", is_flag=True, help="Print {topic: {partitions, created}} as JSON.")
+def create(bootstrap, partitions, as_json):
     """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
 
     Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
@@ -34,8 +37,12 @@ def create(bootstrap, partitions):
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions)
         wanted = {s.input_topic: s.partitions, s.alerts_topic: s.partitions, s.dlq_topic: 1, s.sink_dlq_topic: 1}
-        made = create_topics(s.bootstrap, wanted)
+        made = create_topics(s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s)
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({name: {"partitions": parts, "created": name in made} for name, parts in wanted.items()},
+                              indent=2))
+        return
     for name, parts in wanted.items():
         click.echo(f"{name:<28} {parts} partition(s)  {'created' if name in made else 'exists'}")

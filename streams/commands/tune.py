@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .replay import CONTEXT, load_detector_config, load_labels, open_source_or_fail
+from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
 
 
 @click.command(context_settings=CONTEXT)
@@ -74,8 +74,8 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     """
     from detectors.config import dump_config
     from streams.replay import SourceError
-    from streams.tuning import SpaceError, default_jobs, load_dataset, load_space, params_table, run_config
-    from streams.tuning import trace_config
+    from streams.tuning import SpaceError, baseline_row, default_jobs, format_tune, load_dataset, load_space
+    from streams.tuning import params_table, run_config, trace_config, tune_summary
     from streams.tuning import tune as run_tune
 
     out = Path(out_dir)
@@ -88,10 +88,7 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     if not labels:
         raise click.ClickException(f"{labels_path}: no labelled incidents; tuning needs some to measure recall")
     src = open_source_or_fail(source, maps, fmt, bootstrap)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
+    make_out_dir(out)
     jobs = jobs or default_jobs()
     progress = not quiet
     try:
@@ -99,7 +96,11 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     if not data.events:
-        raise click.ClickException(f"{src.name}: no valid events to tune on ({data.invalid} invalid records)")
+        raise click.ClickException(f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)")
+    labelled = {lab.customer_id for lab in labels}
+    if not labelled & data.sizes.keys():
+        raise click.ClickException(f"none of the {len(labelled):,} labelled customer(s) in {labels_path} appears in "
+                                   f"{src.name}; wrong labels file?")
 
     result = run_tune(data, base, space, trials=trials, budget=budget, jobs=jobs, seed=seed, grace=grace,
                       progress=progress, timeout_s=timeout_s)
@@ -111,24 +112,9 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     dump_config(result.best_config, best_path)
     (out / "trials.json").write_text(json.dumps(result.trials, indent=2) + "\n")
     best_alerts, best_ev = run_config(data, result.best_config, grace)
-    base_row = next((t for t in result.trials if t["number"] == result.baseline_number and "recall" in t), None)
-    summary = {
-        "source": data.source, "events": len(data.events), "invalid": data.invalid, "records": data.records,
-        "customers": len(data.sizes), "labels": len(labels), "span_days": round(data.span_s / 86400, 3),
-        "base_config": config_path, "base_fingerprint": base.fingerprint(),
-        "space": [{"path": p.path, "kind": p.kind, "low": p.low, "high": p.high, "log": p.log,
-                   "choices": list(p.choices) if p.choices else None} for p in space],
-        "budget": budget, "trials_requested": trials, "trials_done": len(result.trials), "jobs": jobs,
-        "seed": seed, "seconds": round(result.seconds, 2),
-        "baseline_trial": result.baseline_number,
-        "baseline": {k: base_row[k] for k in ("recall", "precision", "false_alerts", "false_per_customer_week",
-                                              "ttd_median_intervals")} if base_row else None,
-        "best_trial": result.best["number"], "best_params": result.best["params"],
-        "best_within_budget": result.best["feasible"],
-        "best_config_path": str(best_path), "best_fingerprint": result.best_config.fingerprint(),
-        "best_evaluation": best_ev.to_dict(),
-        "outputs": {"best": str(best_path), "trials": str(out / "trials.json"), "summary": str(out / "summary.json")},
-    }
+    summary = tune_summary(data, result, base=base, base_path=config_path, space=space, best_eval=best_ev,
+                           best_path=best_path, out=out, trials=trials, jobs=jobs, seed=seed)
+    rows = params_table(base, result.best_config, space)
     if not no_report:
         from streams.report import choose_customers, write_tune_report
 
@@ -137,8 +123,8 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
         traces = trace_config(data, result.best_config, a + b)
         summary["outputs"]["report"] = str(out / "report.html")
         write_tune_report(out, summary=summary, trials=[t for t in result.trials if "recall" in t],
-                          params_rows=params_table(base, result.best_config, space), best_eval=best_ev.to_dict(),
-                          base_eval=base_row, traces=traces, alerts=best_alerts, labels=labels,
+                          params_rows=rows, best_eval=best_ev.to_dict(), base_eval=baseline_row(result),
+                          traces=traces, alerts=best_alerts, labels=labels,
                           thresholds={s: c.threshold for s, c in result.best_config.signals.items()}, order=a + b)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -148,30 +134,6 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
         return
     if quiet:
         return
-    echo = click.echo
-    echo(f"{len(result.trials)} trials over {len(data.events):,} events ({len(data.sizes)} customers, "
-         f"{len(labels)} labels) in {result.seconds:.1f} s with {jobs} process(es)")
-    if base_row:
-        echo(f"base config (trial {result.baseline_number}): recall {_p(base_row['recall'])}, "
-             f"false/customer-week {_n(base_row['false_per_customer_week'])}")
-    b = result.best
-    verdict = "within" if b["feasible"] else "OVER"
-    echo(f"best trial {b['number']}: recall {_p(b['recall'])}, false/customer-week {_n(b['false_per_customer_week'])} "
-         f"({verdict} budget {budget:g}), precision {_p(b['precision'])}, TTD median {_n(b['ttd_median_intervals'], 1)}")
-    for path, base_v, best_v, _rng in params_table(base, result.best_config, space):
-        mark = "" if base_v == best_v else "   (changed)"
-        echo(f"  {path:<40} {base_v!s:>12} -> {best_v!s:<12}{mark}")
-    echo("")
-    echo(best_ev.format_table())
-    echo("")
-    echo("wrote " + ", ".join(summary["outputs"].values()))
-    echo(f"try it: lookout replay {source} --labels {labels_path} --config {best_path}"
-         + (f" --baseline {config_path}" if config_path else ""))
-
-
-def _p(v):
-    return "n/a" if v is None else f"{v:.1%}"
-
-
-def _n(v, nd=3):
-    return "n/a" if v is None else f"{v:.{nd}f}"
+    click.echo(format_tune(summary, result, rows, best_ev))
+    click.echo(f"try it: lookout replay {source} --labels {labels_path} --config {best_path}"
+               + (f" --baseline {config_path}" if config_path else ""))

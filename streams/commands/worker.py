@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
 
 from ..settings import Settings, SettingsError
+from ._common import require_kafka
 
 
 @click.command()
@@ -55,10 +57,46 @@ def worker(**opts):
             raise SettingsError(f"--initial-state {settings.initial_state}: no such file")
     except (SettingsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+    # one line instead of Faust's traceback when the broker is down
+    require_kafka(settings.bootstrap, settings.kafka_timeout_s)
     from faust import Worker
 
     from ..app import create_app
 
     logging.getLogger("lookout").info("settings: %s", settings.masked())
+    quiet_coordinator_search()
     lookout = create_app(settings)
-    Worker(lookout.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    say_when_ready(lookout.app, settings)
+    w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
+    w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
+    w.execute_from_commandline()
+
+
+def say_when_ready(app, settings: Settings) -> None:
+    """Print one line on stderr the first time the worker has its partitions and consumes.
+
+    Written to the process's real stderr: Faust redirects ``sys.stderr`` into its logger.
+    """
+    said = []
+
+    @app.on_rebalance_complete.connect
+    async def ready(sender, **_kwargs):
+        if said:
+            return
+        said.append(True)
+        click.echo(f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group {settings.app_id}; "
+                   f"metrics on http://{settings.web_host}:{settings.web_port}/metrics", file=sys.__stderr__)
+
+
+class _CoordinatorNotReady(logging.Filter):
+    """Drops aiokafka's "coordinator not available" errors: a fresh broker creates its offsets topic
+    while the first group joins, and aiokafka retries until it is there (a real failure to join
+    still shows: the worker never prints its ready line and logs the errors that follow)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "GroupCoordinatorNotAvailableError" not in record.getMessage()
+
+
+def quiet_coordinator_search() -> None:
+    for name in ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.consumer", "aiokafka"):
+        logging.getLogger(name).addFilter(_CoordinatorNotReady())

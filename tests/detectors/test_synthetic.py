@@ -362,7 +362,7 @@ def test_cli_writes_events_and_labels(tmp_path):
     # the same options reproduce the same file
     out2 = tmp_path / "again.jsonl"
     res2 = CliRunner().invoke(cmd, ["--customers", "3", "--duration", "3d", "--interval", "600", "--incidents", "2",
-                                    "--seed", "5", "--out", str(out2), "--labels", str(tmp_path / "l2.jsonl"), "-q"])
+                                    "--seed", "5", "--out", str(out2), "--labels-out", str(tmp_path / "l2.jsonl"), "-q"])
     assert res2.exit_code == 0, res2.output
     assert out2.read_text() == out.read_text()
     assert read_labels(tmp_path / "l2.jsonl") == labels

@@ -92,7 +92,8 @@ def test_kafka_source_time_range_dlq_and_no_group(kafka_bootstrap, kafka_topics,
     res = replay(f"{url}&from={T_SPLIT}", "--out", tmp_path / "b", "--no-report", "--json", "-q")
     assert json.loads(res.output)["records"] == len(items) - n_before
     res = replay(f"{url}&from=2030-01-01T00:00:00Z", "--out", tmp_path / "c", "--no-report", "--json", "-q")
-    assert json.loads(res.output)["records"] == 0
+    assert json.loads(res.stdout)["records"] == 0  # an empty range is reported, and is not a success
+    assert res.exit_code == 1 and res.stderr == "Error: no records in the source: nothing was replayed\n"
 
     assert groups_reading(kafka_bootstrap, topic) == set()  # never joined or committed a consumer group
 

@@ -1,4 +1,4 @@
-"""``lookout simulate --kafka``: every simulated event lands on the topic, keyed by customer."""
+"""``lookout simulate --bootstrap``: every simulated event lands on the topic, keyed by customer."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ def test_simulate_produces_every_event_to_kafka(kafka_bootstrap, kafka_topics, t
     topic = kafka_topics("simulate", partitions=2)
     labels = tmp_path / "labels.jsonl"
     args = ["--customers", "3", "--duration", "3d", "--interval", "3600", "--incidents", "2", "--seed", "9",
-            "--kafka", kafka_bootstrap, "--topic", topic, "--labels", str(labels), "--quiet"]
+            "--bootstrap", kafka_bootstrap, "--topic", topic, "--labels-out", str(labels), "--quiet"]
     res = CliRunner().invoke(cmd, args)
     assert res.exit_code == 0, res.output
     expected = list(simulate(SimConfig(customers=3, duration_s=3 * 86400, interval_s=3600, seed=9,

@@ -240,7 +240,7 @@ def test_cli_help_has_examples(sub):
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path, listening_port):
-    res = CliRunner().invoke(broker_cli, ["start", "--port", str(listening_port), "--controller-port",
+    res = CliRunner().invoke(broker_cli, ["start", "--broker-port", str(listening_port), "--controller-port",
                                           str(free_port()), "--data-dir", str(tmp_path / "d")])
     assert res.exit_code == 1
     assert res.stderr.strip().count("\n") == 0, res.stderr
@@ -249,7 +249,7 @@ def test_cli_error_is_one_line_without_traceback(tmp_path, listening_port):
 
 def test_cli_status_and_stop_when_not_running(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(broker_cli, ["status", "--data-dir", str(tmp_path / "d"), "--port", str(free_port()), "--json"])
+    res = runner.invoke(broker_cli, ["status", "--data-dir", str(tmp_path / "d"), "--broker-port", str(free_port()), "--json"])
     assert res.exit_code == 3
     assert json.loads(res.stdout)["running"] is False
     res = runner.invoke(broker_cli, ["stop", "--data-dir", str(tmp_path / "d")])

@@ -1,0 +1,115 @@
+"""What several commands share: loading their inputs with one-line errors (``click.ClickException``)."""
+from __future__ import annotations
+
+import re
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_duration(text: str) -> float:
+    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
+
+    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
+    (129600.0, 5400.0, 3600.0)
+    """
+    s = text.strip().lower().replace(" ", "")
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
+    return total
+
+
+def load_labels(path: str | None) -> list:
+    """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
+    if not path:
+        return []
+    from detectors.synthetic import read_labels
+
+    try:
+        return read_labels(path)
+    except FileNotFoundError:
+        raise click.ClickException(f"labels file not found: {path}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"labels: {exc}") from None
+
+
+def load_detector_config(path: str | None, what: str = "config"):
+    """The detector config at ``path`` (defaults without one); errors name the option ``--what``."""
+    from detectors.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"--{what}: {exc}") from None
+
+
+def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None):
+    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work."""
+    from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
+    from streams.settings import Settings
+
+    try:
+        mapping = parse_mapping(maps)
+        settings = Settings.from_env()
+        src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
+                          default_timeout_s=settings.kafka_timeout_s)
+        if isinstance(src, KafkaSource):
+            src.prepare()
+        return src
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def make_out_dir(out):
+    """Create the output directory ``out`` (a Path) or fail in one line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def deprecated_alias(old: str, new: str, **attrs):
+    """A hidden option ``old`` kept working for ``new`` (warns on stderr); read it with :func:`aliased`.
+
+    Its value is kept aside (not passed to the command) so that the two names never overwrite
+    each other; :func:`aliased` returns the new option's value, else the old one's.
+    """
+
+    def remember(ctx: click.Context, _param: click.Parameter, value):
+        if value is not None:
+            click.echo(f"Warning: {old} is deprecated; use {new}", err=True)
+            ctx.meta.setdefault("lookout.aliases", {})[new] = value
+        return value
+
+    return click.option(old, hidden=True, expose_value=False, callback=remember, **attrs)
+
+
+def aliased(new: str, value):
+    """``value`` of option ``new``, or the value given under its deprecated alias."""
+    if value is not None:
+        return value
+    return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
+
+
+def require_kafka(bootstrap: str, timeout_s: float) -> None:
+    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless a broker answers in time."""
+    from streams.broker import BrokerError, wait_for_kafka
+
+    try:
+        wait_for_kafka(bootstrap, timeout=timeout_s)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None

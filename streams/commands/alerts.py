@@ -1,0 +1,85 @@
+"""``lookout alerts``: watch the alerts the workers send."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import click
+
+from ..settings import Settings, SettingsError
+from ._common import CONTEXT, parse_duration, require_kafka
+
+
+def parse_since(text: str, now: float) -> float:
+    """``--since``: RFC 3339 or epoch seconds, or a duration back from ``now`` (``2h``, ``30m``, ``1d12h``).
+
+    >>> parse_since("2h", now=1_000_000.0)
+    992800.0
+    >>> parse_since("2026-01-05T10:00:00Z", now=0.0)
+    1767607200.0
+    """
+    from detectors.events import InvalidEvent, parse_ts
+
+    t = text.strip()
+    if t[-1:].isalpha() and not t.upper().endswith("Z"):
+        try:
+            return now - parse_duration(t)
+        except ValueError:
+            pass
+    try:
+        return parse_ts(float(t) if t.replace(".", "", 1).isdigit() else t)
+    except InvalidEvent:
+        raise click.BadParameter("expected RFC 3339 (2026-01-05T10:00:00Z), epoch seconds, or a duration "
+                                 "back from now (2h, 30m, 1d12h)", param_hint="--since") from None
+
+
+@click.group(context_settings=CONTEXT)
+def alerts():
+    """Watch the alerts the workers send (topic `alerts`)."""
+
+
+@alerts.command(context_settings=CONTEXT)
+@click.option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092].")
+@click.option("--topic", metavar="TOPIC", help="Alerts topic [env LOOKOUT_ALERTS_TOPIC, default alerts].")
+@click.option("--customer", "customers", multiple=True, metavar="ID", help="Only this customer (repeatable).")
+@click.option("--since", default="1h", show_default=True, metavar="TIME",
+              help="Start with alerts sent since TIME: RFC 3339, epoch seconds, or back from now (2h, 30m, 1d); "
+                   "'now' = only new ones.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")
+def tail(bootstrap, topic, customers, since, follow, as_json):
+    """Print alerts as they arrive, like the demo does (or as JSON lines for scripts).
+
+    Reads without a consumer group and never commits offsets, so it disturbs nobody.
+
+    \b
+    Examples:
+      lookout alerts tail                              # the last hour, then follow
+      lookout alerts tail --customer acme-prod --since 2026-01-05T08:00:00Z
+      lookout alerts tail --since now --json | jq -r .summary
+      lookout alerts tail --since 1d --no-follow       # what fired today, then exit
+    """
+    from ..alert_tail import AlertTail, TailError, format_line
+    from ..demo import Console
+
+    try:
+        s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    start = None if since.strip().lower() == "now" else parse_since(since, time.time())
+    require_kafka(s.bootstrap, s.kafka_timeout_s)
+    source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s)
+    console = Console(sys.stdout)
+    stop = threading.Event()
+    try:
+        for alert in source.alerts(follow=follow, stop=stop):
+            click.echo(format_line(alert, as_json, console))
+            sys.stdout.flush()
+    except TailError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error
+        stop.set()
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()

@@ -1,0 +1,214 @@
+"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per configuration.
+
+Nothing here decides whether to alert: every record goes through the live decode -> contract ->
+:class:`~detectors.engine.Engine` path. Memory is bounded by the number of customers, not by the
+source length: sources stream, and the runner keeps per customer a few counters plus the (rare) alerts.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from detectors.config import DetectorConfig
+from detectors.engine import Engine
+
+from ..codecs import dlq_record, encode_json
+from ..processor import Output, Processor
+from .files import BadRow
+from .kafka import KafkaSource
+from .sources import Source
+from .tracing import ReplayEngine, Trace, compact_alert
+
+@dataclass
+class EngineRun:
+    """What one detector configuration produced over the source."""
+
+    label: str
+    config: DetectorConfig
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # compact
+    alerts_path: Path | None = None
+
+    def counts(self) -> dict[str, Any]:
+        firing = [a for a in self.alerts if a["status"] == "firing"]
+        opened = {a["alert_id"] for a in firing}
+        sev: dict[str, int] = {}
+        sig: dict[str, int] = {}
+        seen: set = set()
+        for a in firing:
+            if a["alert_id"] in seen:
+                continue
+            seen.add(a["alert_id"])
+            sev[a["severity"]] = sev.get(a["severity"], 0) + 1
+            sig[a["signal"]] = sig.get(a["signal"], 0) + 1
+        return {"alerts": len(self.alerts), "firing": len(firing),
+                "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
+                "opened_incidents": len(opened), "by_severity": dict(sorted(sev.items())),
+                "by_primary_signal": dict(sorted(sig.items())),
+                "customers_alerted": len({a["customer_id"] for a in firing})}
+
+
+@dataclass
+class ReplayResult:
+    source: dict[str, Any]
+    records: int
+    invalid: int
+    engine: ReplayEngine
+    runs: list[EngineRun]
+    seconds: float
+    dlq_path: Path | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress:
+    """A tqdm bar in the source's unit (bytes of a file, messages of a topic), or nothing when disabled."""
+
+    def __init__(self, source: Source, enabled: bool, desc: str = "replay"):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            scale = source.unit == "B"
+            self.bar = tqdm(total=source.total, desc=desc, unit=source.unit, unit_scale=scale,
+                            unit_divisor=1024 if scale else 1000, mininterval=0.5, leave=False, dynamic_ncols=True)
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_replay(
+    source: Source,
+    config: DetectorConfig,
+    *,
+    baseline: DetectorConfig | None = None,
+    out_dir: Path | None = None,
+    trace: Iterable[str] = (),
+    progress: bool = False,
+    keep_alerts: bool = True,
+) -> ReplayResult:
+    """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
+
+    Writes ``alerts.jsonl`` (and ``baseline_alerts.jsonl``) and ``dlq.jsonl`` into ``out_dir``
+    when given.
+    """
+    engine = ReplayEngine(config, trace)
+    procs: list[tuple[Processor, EngineRun]] = [(Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))]
+    if baseline is not None:
+        procs.append((Processor(Engine(baseline), dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
+    files = []
+    writers: list[Any] = []
+    dlq_file = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for _, run in procs:
+            run.alerts_path = out_dir / ("alerts.jsonl" if run.label == "config" else "baseline_alerts.jsonl")
+            f = open(run.alerts_path, "wb", buffering=1 << 16)
+            files.append(f)
+            writers.append(f.write)
+        dlq_file = open(out_dir / "dlq.jsonl", "wb", buffering=1 << 16)
+        files.append(dlq_file)
+    else:
+        writers = [None] * len(procs)
+    is_file = not isinstance(source, KafkaSource)
+    src_name = source.name
+    bar = Progress(source, progress)
+    outs = [Output() for _ in procs]
+    records = invalid = 0
+    t0 = time.perf_counter()
+    try:
+        main_proc, main_run = procs[0]
+        main_out = outs[0]
+        decode, process = main_proc.decode, main_proc.process_event
+        keep = main_run.alerts.append
+        write = writers[0]
+        rest = list(zip(procs[1:], outs[1:], writers[1:]))
+        for value, key, partition, offset in source.records(bar):
+            records += 1
+            if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
+                main_out.dlq.append(csv_dlq(value, src_name, offset))
+            else:
+                # decoded once; every configuration's processor sees the same event
+                event = decode(value, key=key, source=src_name, partition=partition, offset=offset, out=main_out)
+                if event is not None:
+                    process(event, main_out)
+                    for (p, run), o, w in rest:
+                        p.process_event(event, o)
+                        for a in o.alerts:
+                            if w is not None:
+                                w(encode_json(a) + b"\n")
+                            if keep_alerts:
+                                run.alerts.append(compact_alert(a))
+                        o.alerts.clear()
+            if main_out.alerts:
+                for a in main_out.alerts:
+                    if write is not None:
+                        write(encode_json(a) + b"\n")
+                    if keep_alerts:
+                        keep(compact_alert(a))
+                main_out.alerts.clear()
+            if main_out.dlq:
+                for d in main_out.dlq:
+                    invalid += 1
+                    if is_file:
+                        d["line"] = offset
+                        d["offset"] = None
+                        if isinstance(d.get("raw"), str):
+                            d["raw"] = d["raw"].rstrip("\r\n")
+                    if dlq_file is not None:
+                        dlq_file.write(encode_json(d) + b"\n")
+                main_out.dlq.clear()
+    finally:
+        bar.close()
+        for f in files:
+            f.close()
+    seconds = time.perf_counter() - t0
+    return ReplayResult(source.describe(), records, invalid, engine, [r for _, r in procs], seconds,
+                        out_dir / "dlq.jsonl" if out_dir is not None else None)
+
+
+def csv_dlq(value: BadRow, source: str, line: int | None) -> dict[str, Any]:
+    """The dead-letter record of a CSV row that cannot become an event."""
+    return dlq_record(str(value), value.reason, source=source, offset=line)
+
+
+def trace_customers(source: Source, config: DetectorConfig, customers: Iterable[str],
+                    progress: bool = False) -> dict[str, Trace]:
+    """A second, cheap pass for customers chosen after the first one (e.g. those with false
+    alerts): only records mentioning one of them go through a fresh processor."""
+    want = set(customers)
+    if not want:
+        return {}
+    tokens = [json.dumps(c).encode() for c in want]
+    engine = ReplayEngine(config, want)
+    proc = Processor(engine)
+    out = Output()
+    bar = Progress(source, progress, desc="trace")
+    try:
+        for value, key, partition, offset in source.records(bar):
+            if isinstance(value, BadRow):
+                continue
+            if key is not None:
+                k = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                if k not in want:
+                    continue
+            else:
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                if not any(t in raw for t in tokens):
+                    continue
+            proc.handle(value, out=out)
+            out.alerts.clear()
+            out.dlq.clear()
+    finally:
+        bar.close()
+    return engine.traces
+
