@@ -24,7 +24,7 @@ from faust.types import TP
 
 from .checkpoint import discard_legacy, load_initial_state
 from .metrics import WorkerMetrics
-from .outage import OutageFilter
+from .outage import OutageFilter, reachable
 from .partition_state import PartitionBook, StateReader, cap_input_commits
 from .processor import Processor
 from .runtime import Health, WorkerRuntime
@@ -142,7 +142,7 @@ def create_app(
     @app.timer(1.0)
     async def outage_over():
         if outage.down_since is not None:
-            outage.check_recovered(await _reachable(settings.bootstrap))
+            outage.check_recovered(await asyncio.to_thread(reachable, settings.bootstrap))
 
     @app.page("/metrics")
     async def metrics_page(web, request):
@@ -171,19 +171,6 @@ async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
         raise RuntimeError(f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
                            f"and state of input partition p go to partition p; recreate them with {need}")
     runtime.topics_checked = True
-
-
-async def _reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
-    """Does any bootstrap server accept a TCP connection?"""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
-        except (OSError, ValueError, asyncio.TimeoutError):
-            continue
-        writer.close()
-        return True
-    return False
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

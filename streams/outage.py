@@ -8,7 +8,7 @@ line when the broker answers again, with how long the outage lasted.
 
 >>> import logging
 >>> t = [0.0]
->>> f = OutageFilter("127.0.0.1:9092", clock=lambda: t[0])
+>>> f = OutageFilter("127.0.0.1:9092", clock=lambda: t[0], probe=lambda: False)
 >>> rec = logging.LogRecord("aiokafka.conn", logging.ERROR, "", 0, "Unable connect to node %s", ("1",), None)
 >>> f.filter(rec), rec.getMessage()
 (True, 'Kafka at 127.0.0.1:9092 is unreachable (Unable connect to node 1); retrying quietly until it answers')
@@ -22,6 +22,7 @@ False
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Callable
 
@@ -41,11 +42,13 @@ QUIET_S = 3.0
 
 class OutageFilter(logging.Filter):
     def __init__(self, bootstrap: str, clock: Callable[[], float] = time.monotonic,
+                 probe: Callable[[], bool] | None = None,
                  loggers: tuple[str, ...] = CLIENT_LOGGERS, hints: tuple[str, ...] = CONNECTION_HINTS,
                  quiet_s: float = QUIET_S):
         super().__init__()
         self.bootstrap = bootstrap
         self.clock = clock
+        self.probe = probe or (lambda: reachable(bootstrap))
         self.loggers = loggers
         self.hints = hints
         self.quiet_s = quiet_s
@@ -70,10 +73,13 @@ class OutageFilter(logging.Filter):
         if not self._is_connection_error(record):
             return True
         now = self.clock()
-        self.last_error = now
         if self.down_since is not None:
+            self.last_error = now
             self.suppressed += 1
             return False
+        if self.probe():
+            return True  # the broker answers: an ordinary client warning (a rebalance, say), not an outage
+        self.last_error = now
         self.down_since = now
         self.suppressed = 0
         self.outages += 1
@@ -103,3 +109,15 @@ class OutageFilter(logging.Filter):
         for h in logging.getLogger().handlers:
             if self not in h.filters:
                 h.addFilter(self)
+
+
+def reachable(bootstrap: str, timeout_s: float = 0.2) -> bool:
+    """Does any bootstrap server accept a TCP connection right now? (blocking, at most ``timeout_s`` each)"""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
