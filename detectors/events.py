@@ -15,6 +15,15 @@ the dead-letter topic.
 Traceback (most recent call last):
 ...
 detectors.events.InvalidEvent: status_4xx + status_5xx (9) exceeds requests (5)
+
+Every rejection also has a bounded ``kind`` (one of :data:`INVALID_KINDS`), the label of the
+dead-letter metric:
+
+>>> try:
+...     parse_event({"customer_id": "acme\\n", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0})
+... except InvalidEvent as exc:
+...     print(exc.kind, "-", exc)
+contract - customer_id must be 1-64 chars of [A-Za-z0-9._:-], got 'acme\\n'
 """
 from __future__ import annotations
 
@@ -25,15 +34,75 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: the whole id, ASCII only (``\Z``: ``$`` would also match before a trailing newline)
+CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z", re.ASCII)
 DEFAULT_INTERVAL_S = 60
 MAX_INTERVAL_S = 7 * 86400
 #: events further than this in the future (vs. the epoch seconds 2100-01-01) are rejected as garbage
 MAX_TS = 4102444800.0
+#: default of how far an event may be ahead of the wall clock (the worker's ``max_future_s``)
+DEFAULT_MAX_FUTURE_S = 3600.0
+#: largest count accepted (requests, status codes, cache hits, bytes, origin errors): 2**53, the
+#: largest integer every JSON implementation (and a float) represents exactly
+MAX_COUNT = 2**53
+#: largest latency accepted, ms (a day: anything slower is not a latency measurement)
+MAX_LATENCY_MS = 86_400_000.0
+#: longest ``ts`` text looked at (RFC 3339 with nanoseconds and an offset is 35 characters)
+MAX_TS_CHARS = 64
+#: longest value shown in a rejection reason (the raw message is on the DLQ record anyway)
+MAX_REASON_VALUE_CHARS = 80
+
+#: why a message was rejected (the ``kind`` label of ``lookout_dlq_messages_total``):
+#: not UTF-8 JSON text at all
+KIND_UNDECODABLE = "undecodable"
+#: over a size limit: message bytes, nesting depth or digits of an integer
+KIND_OVERSIZED = "oversized"
+#: JSON, but breaks the event contract (fields, types, ranges, cross-field rules)
+KIND_CONTRACT = "contract"
+#: event time too far ahead of the wall clock
+KIND_FUTURE = "future"
+#: the decoder itself failed (a bug): the message is parked rather than crashing the worker
+KIND_INTERNAL = "internal"
+INVALID_KINDS = (KIND_UNDECODABLE, KIND_OVERSIZED, KIND_CONTRACT, KIND_FUTURE, KIND_INTERNAL)
 
 
 class InvalidEvent(ValueError):
-    """The event breaks the contract; ``str(exc)`` is the reason sent to the DLQ."""
+    """The event breaks the contract; ``str(exc)`` is the reason sent to the DLQ.
+
+    Parameters
+    ----------
+    reason : str
+        Short human-readable reason.
+    kind : str
+        Category of the rejection, one of :data:`INVALID_KINDS` (a bounded metric label).
+    """
+
+    def __init__(self, reason: str, kind: str = KIND_CONTRACT):
+        if kind not in INVALID_KINDS:
+            raise ValueError(f"unknown rejection kind {kind!r}; expected one of {INVALID_KINDS}")
+        super().__init__(reason)
+        self.kind = kind
+
+
+def show(value: Any, limit: int = MAX_REASON_VALUE_CHARS) -> str:
+    """A short, always printable description of ``value`` for a rejection reason.
+
+    Scalars appear as their ``repr`` cut to ``limit`` characters; containers and huge integers
+    (whose ``repr`` may be long, slow or even refused by Python) only by their size.
+
+    >>> show("x" * 100, limit=10)
+    "'xxxxxx..."
+    >>> show(10**400), show([[1]] * 5), show(1.5)
+    ('an integer of 401 digits', 'a list of 5 items', '1.5')
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'thousands of'} digits"
+    if isinstance(value, (dict, list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if isinstance(value, (str, bytes)):
+        value = value[: limit + 1]
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +160,16 @@ def parse_ts(value: Any) -> float:
     >>> parse_ts("2026-01-01T00:00:00Z"), parse_ts(1767225600), parse_ts("2026-01-01T01:00:00+01:00")
     (1767225600.0, 1767225600.0, 1767225600.0)
     """
-    if isinstance(value, bool):
-        raise InvalidEvent("ts must be an RFC 3339 string or epoch seconds, got a boolean")
-    if isinstance(value, (int, float)):
-        ts = float(value)
-    elif isinstance(value, str):
+    if isinstance(value, str):
+        if len(value) > MAX_TS_CHARS:  # before the cache: it must not keep long garbage
+            raise InvalidEvent(f"ts {show(value)} is not RFC 3339 (longer than {MAX_TS_CHARS} characters)")
         return _parse_ts_text(value)
-    else:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidEvent(f"ts must be an RFC 3339 string or epoch seconds, got {type(value).__name__}")
-    if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
-        raise InvalidEvent(f"ts {value!r} is out of range")
-    return ts
+    # compare before converting: float() of a huge int raises OverflowError
+    if not 0 <= value <= MAX_TS:  # False for NaN too
+        raise InvalidEvent(f"ts {show(value)} is out of range")
+    return float(value)
 
 
 @lru_cache(maxsize=4096)
@@ -113,18 +181,21 @@ def _parse_ts_text(value: str) -> float:
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
-        raise InvalidEvent(f"ts {value!r} is not RFC 3339") from None
+        raise InvalidEvent(f"ts {show(value)} is not RFC 3339") from None
     if dt.tzinfo is None:
-        raise InvalidEvent(f"ts {value!r} has no time zone (use Z or an offset)")
-    ts = dt.timestamp()
-    if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
-        raise InvalidEvent(f"ts {value!r} is out of range")
+        raise InvalidEvent(f"ts {show(value)} has no time zone (use Z or an offset)")
+    try:
+        ts = dt.timestamp()
+    except (OverflowError, ValueError, OSError):  # e.g. year 1 with a positive offset
+        raise InvalidEvent(f"ts {show(value)} is out of range") from None
+    if not 0 <= ts <= MAX_TS:
+        raise InvalidEvent(f"ts {show(value)} is out of range")
     return ts
 
 
 def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:
     v = obj.get(name)
-    if type(v) is int and v >= 0:  # the common case, first
+    if type(v) is int and 0 <= v <= MAX_COUNT:  # the common case, first
         return v
     if v is None:
         if required:
@@ -132,12 +203,14 @@ def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | No
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InvalidEvent(f"{name} must be a non-negative integer, got {type(v).__name__}")
+    if v < 0:  # NaN falls through to the checks below
+        raise InvalidEvent(f"{name} must be non-negative, got {show(v)}")
+    if not v <= MAX_COUNT:  # compare before int(): int(1e300) is a 300-digit integer, int(inf) raises
+        raise InvalidEvent(f"{name} {show(v)} exceeds the maximum count {MAX_COUNT}")
     if isinstance(v, float):
         if not v.is_integer():
-            raise InvalidEvent(f"{name} must be an integer, got {v!r}")
+            raise InvalidEvent(f"{name} must be an integer, got {show(v)}")
         v = int(v)
-    if v < 0:
-        raise InvalidEvent(f"{name} must be non-negative, got {v}")
     return v
 
 
@@ -145,8 +218,8 @@ def _ms(obj: Mapping[str, Any], name: str) -> float | None:
     v = obj.get(name)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise InvalidEvent(f"{name} must be a non-negative number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_LATENCY_MS:
+        raise InvalidEvent(f"{name} must be a number from 0 to {MAX_LATENCY_MS:.0f}, got {show(v)}")
     return float(v)
 
 
@@ -156,13 +229,13 @@ def parse_event(obj: Any) -> Event:
         raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
     cid = obj.get("customer_id")
     if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
-        raise InvalidEvent(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
+        raise InvalidEvent(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {show(cid)}")
     if "ts" not in obj:
         raise InvalidEvent("missing required field 'ts'")
     ts = parse_ts(obj["ts"])
     interval = obj.get("interval_s", DEFAULT_INTERVAL_S)
     if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_INTERVAL_S:
-        raise InvalidEvent(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {interval!r}")
+        raise InvalidEvent(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {show(interval)}")
     requests = _count(obj, "requests")
     s4 = _count(obj, "status_4xx")
     s5 = _count(obj, "status_5xx")
@@ -180,10 +253,11 @@ def parse_event(obj: Any) -> Event:
         if not isinstance(raw_origin, (dict, Mapping)):
             raise InvalidEvent("origin_errors must be an object of status code -> count")
         for code, n in raw_origin.items():
-            if not (isinstance(code, str) and code.isdigit() and len(code) == 3):
-                raise InvalidEvent(f"origin_errors key {code!r} is not a 3-digit status code")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise InvalidEvent(f"origin_errors[{code!r}] must be a non-negative integer, got {n!r}")
+            # isdigit() alone accepts any Unicode digit ("٥٢٢"): ASCII digits only
+            if not (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit()):
+                raise InvalidEvent(f"origin_errors key {show(code)} is not a 3-digit status code")
+            if type(n) is not int or not 0 <= n <= MAX_COUNT:
+                raise InvalidEvent(f"origin_errors[{code!r}] must be an integer from 0 to {MAX_COUNT}, got {show(n)}")
             if n:
                 origin[code] = n
         if sum(origin.values()) > requests:

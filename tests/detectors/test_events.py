@@ -50,11 +50,42 @@ def test_epoch_seconds_and_default_interval():
         ({"origin_errors": {"522": 5000}}, "exceeds requests"),
         ({"latency_p99_ms": float("nan")}, "latency_p99_ms"),
         ({"requests": True}, "integer"),
+        # hostile values: rejected with a reason, never OverflowError/ValueError from a conversion
+        ({"customer_id": "cust-01\n"}, "customer_id"),  # `$` would match before the newline
+        ({"customer_id": "cust-\u0660\u0661"}, "customer_id"),  # Arabic-Indic digits are not [0-9]
+        ({"origin_errors": {"\u0665\u0662\u0662": 1}}, "3-digit"),  # str.isdigit() says True
+        ({"origin_errors": {"522": 10**30}}, "origin_errors"),
+        ({"requests": 1e300}, "maximum count"),
+        ({"requests": 10**400}, "maximum count"),
+        ({"requests": float("inf")}, "maximum count"),
+        ({"requests": float("nan")}, "requests"),
+        ({"bytes_out": 2**53 + 1}, "maximum count"),
+        ({"latency_p50_ms": 1e300}, "latency_p50_ms"),
+        ({"latency_p99_ms": float("inf")}, "latency_p99_ms"),
+        ({"ts": 10**400}, "out of range"),
+        ({"ts": float("nan")}, "out of range"),
+        ({"ts": "2026-03-02T10:05:00" + "0" * 10_000 + "Z"}, "RFC 3339"),
+        ({"ts": "0001-01-01T00:00:00+01:00"}, "out of range"),
+        ({"interval_s": 10**400}, "interval_s"),
     ],
 )
 def test_contract_violations_have_a_reason(patch, reason):
-    with pytest.raises(InvalidEvent, match=reason):
+    with pytest.raises(InvalidEvent, match=reason) as exc:
         parse_event(GOOD | patch)
+    assert exc.value.kind == "contract"
+    assert len(str(exc.value)) < 200  # a huge value is described, not copied into the reason
+
+
+def test_the_largest_count_is_accepted():
+    e = parse_event(GOOD | {"requests": 2**53, "bytes_out": 2**53})
+    assert e.requests == 2**53 and e.bytes_out == 2**53
+
+
+def test_rejection_kinds_are_bounded():
+    assert InvalidEvent("x").kind == "contract"
+    assert InvalidEvent("x", kind="future").kind == "future"
+    with pytest.raises(ValueError):
+        InvalidEvent("x", kind="something new")
 
 
 @pytest.mark.parametrize("missing", ["customer_id", "ts", "requests", "status_4xx", "status_5xx"])
