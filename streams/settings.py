@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from detectors.events import DEFAULT_MAX_FUTURE_S
+
 PREFIX = "LOOKOUT_"
 SECRET_FIELDS = frozenset({"webhook_token", "alertmanager_password"})
 
@@ -58,6 +60,8 @@ class Settings:
     batch_size: int = 500
     batch_within_s: float = 0.5
     log_level: str = "warn"
+    #: events stamped more than this ahead of the wall clock are dead-lettered (kind ``future``)
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
     # local broker (lookout broker ...)
     kafka_version: str = "4.0.2"
     kafka_home: Path = field(default_factory=_default_home)
