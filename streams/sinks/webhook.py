@@ -106,7 +106,8 @@ class WebhookSink:
     # -- API ---------------------------------------------------------------------------
     async def submit(self, alert: dict[str, Any]) -> asyncio.Future:
         """Queue one alert (waits while ``max_in_flight`` are pending); the future resolves to
-        ``"delivered"`` or ``"dead-lettered"``."""
+        ``"delivered"`` or ``"dead-lettered"``, or raises if the alert could not even be handed
+        to ``on_dead_letter`` (then it must not be acknowledged)."""
         await self.start()
         await self._slots.acquire()
         fut = asyncio.get_running_loop().create_future()
@@ -136,18 +137,39 @@ class WebhookSink:
     async def _lane(self, q: asyncio.Queue) -> None:
         while True:
             d: Delivery = await q.get()
+            error: BaseException | None = None
             try:
-                result = await self._deliver(d.alert)
+                try:
+                    result = await self._deliver(d.alert)
+                except (asyncio.CancelledError, _DeadLetterFailed):
+                    raise
+                except Exception as exc:  # never let one alert kill the lane, nor vanish
+                    log.exception("webhook delivery crashed: %s", exc)
+                    result = await self._dead_letter(d.alert, f"delivery crashed: {type(exc).__name__}: {exc}")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # never let one alert kill the lane
-                log.exception("webhook delivery crashed: %s", exc)
-                result = "dead-lettered"
+            except Exception as exc:  # not even dead-lettered: the caller must not acknowledge it
+                error = exc.__cause__ if isinstance(exc, _DeadLetterFailed) and exc.__cause__ else exc
+                log.error("webhook could not dead-letter %s: %s: %s", _key_or_type(d.alert),
+                          type(error).__name__, error)
             finally:
                 self._slots.release()
                 self._gauge()
             if not d.done.done():
-                d.done.set_result(result)
+                if error is not None:
+                    d.done.set_exception(error)
+                else:
+                    d.done.set_result(result)
+
+    async def _dead_letter(self, alert: dict[str, Any], reason: str) -> str:
+        """Count a failed alert and hand it to ``on_dead_letter`` (which may raise)."""
+        self._count("failed")
+        if self.on_dead_letter is not None:
+            try:
+                await self.on_dead_letter(alert, f"webhook {self.url}: {reason}")
+            except Exception as exc:
+                raise _DeadLetterFailed() from exc
+        return "dead-lettered"
 
     async def _deliver(self, alert: dict[str, Any]) -> str:
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(alert)}
@@ -177,8 +199,16 @@ class WebhookSink:
                     self.metrics.sink_retries.labels("webhook").inc()
                 delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
                 await self.sleep(delay * (0.5 + 0.5 * self.rng()))
-        self._count("failed")
         log.warning("webhook gave up on %s after %d attempt(s): %s", idempotency_key(alert), attempt, reason)
-        if self.on_dead_letter is not None:
-            await self.on_dead_letter(alert, f"webhook {self.url}: {reason} (after {attempt} attempts)")
-        return "dead-lettered"
+        return await self._dead_letter(alert, f"{reason} (after {attempt} attempts)")
+
+
+class _DeadLetterFailed(Exception):
+    """``on_dead_letter`` raised (the cause): the alert is neither delivered nor parked."""
+
+
+def _key_or_type(alert: Any) -> str:
+    try:
+        return idempotency_key(alert)
+    except Exception:
+        return f"a {type(alert).__name__}"

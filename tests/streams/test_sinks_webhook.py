@@ -159,3 +159,53 @@ def test_in_flight_is_bounded():
 
 def test_token_is_never_in_repr():
     assert "s3cret" not in repr(WebhookSink("http://x/hook", token="s3cret"))
+
+
+def test_an_alert_whose_delivery_crashes_is_dead_lettered_not_lost():
+    # an alert_id with CR/LF (anyone can produce to the alerts topic) makes aiohttp refuse the
+    # Idempotency-Key header with a ValueError: not a retryable HTTP failure, a crash of delivery
+    async def scenario():
+        port = free_ports(1)[0]
+        ep = Endpoint()
+        runner = await serve(ep, port)
+        dead = []
+
+        async def dlq(a, reason):
+            dead.append((a["alert_id"], reason))
+
+        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", max_attempts=3, base_delay_s=0.01, on_dead_letter=dlq)
+        res = await sink.deliver_all([alert("ok-1"), alert("bad\r\nX-Injected: 1"), alert("ok-2")])
+        await sink.close()
+        await runner.cleanup()
+        return ep, dead, res
+
+    ep, dead, res = run(scenario())
+    assert res == ["delivered", "dead-lettered", "delivered"]
+    assert [aid for aid, _ in dead] == ["bad\r\nX-Injected: 1"]
+    assert "delivery crashed: ValueError" in dead[0][1]
+    assert set(ep.accepted) == {"ok-1:firing:1", "ok-2:firing:1"}
+
+
+def test_an_alert_that_cannot_be_dead_lettered_either_is_not_reported_done():
+    async def scenario():
+        port = free_ports(1)[0]
+        ep = Endpoint(fail_first=10**6, status=400)
+        runner = await serve(ep, port)
+
+        async def broken_dlq(a, reason):
+            raise ConnectionError("DLQ topic unreachable")
+
+        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", max_attempts=1, on_dead_letter=broken_dlq, lanes=1)
+        outcomes = []
+        for batch in ([alert("refused")], [alert("crashing\n")]):
+            try:
+                outcomes.append(await sink.deliver_all(batch))
+            except ConnectionError as exc:  # the worker's agent fails: the batch is not acknowledged
+                outcomes.append(str(exc))
+        ep.fail_first = 0  # the lane survived both
+        outcomes.append(await sink.deliver_all([alert("later")]))
+        await sink.close()
+        await runner.cleanup()
+        return outcomes
+
+    assert run(scenario()) == ["DLQ topic unreachable", "DLQ topic unreachable", ["delivered"]]
