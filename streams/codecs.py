@@ -54,7 +54,12 @@ def _parse_constant(name: str) -> float:
     raise _Reject(InvalidEvent(f"invalid JSON: {name} is not a JSON number", KIND_UNDECODABLE))
 
 
-_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
+#: the common case: no digit run longer than MAX_INT_DIGITS anywhere, so no integer can be too long
+_DECODER = json.JSONDecoder(parse_constant=_parse_constant)
+#: otherwise (the run may also be inside a string): every integer literal is checked before int()
+_CHECKING_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
 
 
 def json_depth(text: str) -> int:
@@ -94,27 +99,31 @@ def decode_event(value: bytes | str | None) -> Event:
     The value must be UTF-8 (``json.loads`` would also guess UTF-16/32 from bytes).
     """
     if isinstance(value, str):
+        if len(value) > MAX_MESSAGE_BYTES:  # more characters than the limit means more bytes too
+            raise InvalidEvent(f"message of {len(value):,} characters (at most {MAX_MESSAGE_BYTES:,} bytes)",
+                               KIND_OVERSIZED)
         text = value
-        size = len(value.encode("utf-8", "surrogatepass")) if len(value) * 4 > MAX_MESSAGE_BYTES else len(value)
+        raw = value.encode("utf-8", "surrogatepass")
     elif isinstance(value, (bytes, bytearray)):
-        size = len(value)
+        raw = value
         text = None
     elif value is None:
         raise InvalidEvent("empty message (null value)", KIND_UNDECODABLE)
     else:
         raise InvalidEvent(f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE)
-    if size > MAX_MESSAGE_BYTES:
-        raise InvalidEvent(f"message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,})", KIND_OVERSIZED)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidEvent(f"message of {len(raw):,} bytes (at most {MAX_MESSAGE_BYTES:,})", KIND_OVERSIZED)
     if text is None:
         try:
-            text = value.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEvent("value is not UTF-8 text", KIND_UNDECODABLE) from None
     # cheap bound first: depth can only exceed MAX_DEPTH if there are more opening brackets than that
     if text.count("{") + text.count("[") > MAX_DEPTH and json_depth(text) > MAX_DEPTH:
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels", KIND_OVERSIZED)
+    decoder = _CHECKING_DECODER if _TOO_MANY_DIGITS in raw.translate(_DIGITS_TO_ZERO) else _DECODER
     try:
-        obj = _DECODER.decode(text)
+        obj = decoder.decode(text)
     except _Reject as exc:
         raise exc.invalid from None
     except json.JSONDecodeError as exc:
