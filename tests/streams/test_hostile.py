@@ -324,3 +324,10 @@ def test_handle_many_parks_exactly_the_hostile_messages_and_processes_every_vali
     assert set(proc.engine.customers) == {f"c{i}" for i in range(len(events))}
     processed = sum(metrics.events.labels(o)._value.get() for o in ("scored", "warming"))
     assert processed == len(valid) and metrics.events.labels("invalid")._value.get() == len(hostile)
+
+
+def test_max_future_s_is_a_setting_with_the_processors_default():
+    from streams.settings import Settings
+
+    assert Settings.from_env({"LOOKOUT_MAX_FUTURE_S": "120"}).max_future_s == 120.0
+    assert Settings.from_env({}).max_future_s == Processor(Engine()).max_future_s == HOUR
