@@ -23,6 +23,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 
 from .checkpoint import discard_legacy, load_initial_state
+from .kafka_security import faust_credentials
 from .metrics import WorkerMetrics
 from .outage import OutageFilter, reachable
 from .partition_state import PartitionBook, StateReader, cap_input_commits
@@ -67,6 +68,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -105,11 +105,14 @@ def aliased(new: str, value):
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
 
 
-def require_kafka(bootstrap: str, timeout_s: float) -> None:
-    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless a broker answers in time."""
+def require_kafka(settings) -> None:
+    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
+    answers in time; at once with one line if it rejects their TLS/SASL credentials."""
     from streams.broker import BrokerError, wait_for_kafka
+    from streams.kafka_security import kafka_python_kwargs
+    from streams.settings import SettingsError
 
     try:
-        wait_for_kafka(bootstrap, timeout=timeout_s)
-    except BrokerError as exc:
+        wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings))
+    except (BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None

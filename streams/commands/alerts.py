@@ -69,7 +69,7 @@ def tail(bootstrap, topic, customers, since, follow, as_json):
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
-    require_kafka(s.bootstrap, s.kafka_timeout_s)
+    require_kafka(s)
     source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s)
     console = Console(sys.stdout)
     stop = threading.Event()

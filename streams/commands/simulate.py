@@ -145,7 +145,7 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
         from ..settings import Settings, SettingsError
 
         try:
-            require_kafka(bootstrap, Settings.from_env().kafka_timeout_s)
+            require_kafka(Settings.from_env(bootstrap=bootstrap))
         except SettingsError as exc:
             _fail(str(exc))
     if labels_path is None and out is not None and out != "-":
