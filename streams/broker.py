@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from streams.kafka_security import is_auth_error, kafka_python_kwargs, watch_auth_errors
+from streams.kafka_security import is_auth_error, kafka_python_kwargs, rejection
 from streams.settings import Settings
 
 __all__ = [
@@ -153,11 +153,15 @@ class LocalBroker:
         self.libs_dir = self.kafka_dir / "libs"
         self.progress = progress or _noop
         self.protocol = settings.kafka_protocol
+
+    def check_security(self) -> None:
+        """Can this broker serve the security settings? (checked on start; stop/status never need it)"""
         if self.protocol not in LOCAL_PROTOCOLS:
             raise BrokerError(f"the local broker serves {' or '.join(LOCAL_PROTOCOLS)}, not {self.protocol} "
                               "(unset the LOOKOUT_KAFKA_SSL_* settings for it)")
         if self.sasl:
-            bad = sorted({c for v in (settings.kafka_sasl_username, settings.kafka_sasl_password)
+            s = self.settings
+            bad = sorted({c for v in (s.kafka_sasl_username, s.kafka_sasl_password)
                           for c in v if c in UNSAFE_CREDENTIAL_CHARS})
             if bad:
                 raise BrokerError("the local broker cannot register a SASL user name or password containing "
@@ -411,6 +415,7 @@ class LocalBroker:
         is a no-op. ``fresh=True`` stops it if needed and wipes the data dir
         first (only a directory that is empty or was created by LocalBroker).
         """
+        self.check_security()
         self._claim_data_dir()
         # one start at a time per data dir (the lock is held on the marker file)
         with _file_lock(self.data_dir / MARKER):
@@ -610,47 +615,42 @@ def _quiet_kafka_logs() -> Iterator[None]:
         lg.setLevel(old)
 
 
-#: the longest single bootstrap attempt: kafka-python retries a rejected login until it runs out
-BOOTSTRAP_ATTEMPT_S = 3.0
+#: how long the authentication check of a secured broker waits for a connection
+AUTH_CHECK_S = 5.0
 
 
 class KafkaAuthError(BrokerError):
     """The broker rejected our credentials or certificate: retrying cannot help."""
 
 
-def _admin(bootstrap: str, timeout: float, security: Mapping | None = None, bootstrap_s: float | None = None):
+def _admin(bootstrap: str, timeout: float, security: Mapping | None = None):
     from kafka.admin import KafkaAdminClient
 
     ms = max(int(timeout * 1000), 1000)
     kwargs = {"bootstrap_servers": bootstrap.split(","), "request_timeout_ms": ms, "client_id": "lookout-admin",
               **(security or {})}
-    boot_ms = max(int((bootstrap_s or timeout) * 1000), 1000)
     # kafka-python >= 3 bounds the bootstrap separately; 2.x uses api_version_auto_timeout_ms
     if "bootstrap_timeout_ms" in getattr(KafkaAdminClient, "DEFAULT_CONFIG", {}):
-        kwargs["bootstrap_timeout_ms"] = boot_ms
+        kwargs["bootstrap_timeout_ms"] = ms
     else:
-        kwargs["api_version_auto_timeout_ms"] = boot_ms
+        kwargs["api_version_auto_timeout_ms"] = ms
     return KafkaAdminClient(**kwargs)
 
 
 def _connect_admin(bootstrap: str, timeout: float, security: Mapping | None = None):
-    """An admin client; bootstrap attempts of at most BOOTSTRAP_ATTEMPT_S are repeated until ``timeout``.
+    """An admin client; :class:`KafkaAuthError` at once if the broker rejects our credentials/certificate.
 
-    Raises :class:`KafkaAuthError` as soon as an attempt shows the broker rejects our
-    credentials or certificate, BrokerError when ``timeout`` passes without an answer.
+    (kafka-python would retry a rejected login until ``timeout`` and then call the broker
+    unreachable, so a secured broker is asked first: :func:`streams.kafka_security.rejection`.)
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        with watch_auth_errors() as rejected:
-            try:
-                return _admin(bootstrap, timeout, security, min(BOOTSTRAP_ATTEMPT_S, max(remaining, 1.0)))
-            except Exception as exc:
-                if rejected or is_auth_error(exc):
-                    raise auth_failure(bootstrap, security, rejected[0] if rejected else str(exc)) from None
-                if time.monotonic() >= deadline:
-                    raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s") from None
-        time.sleep(0.25)
+    reason = rejection(bootstrap, security, min(timeout, AUTH_CHECK_S))
+    if reason:
+        raise auth_failure(bootstrap, security, reason)
+    with _quiet_kafka_logs():
+        try:
+            return _admin(bootstrap, timeout, security)
+        except Exception:
+            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s") from None
 
 
 def auth_failure(bootstrap: str, security: Mapping | None, reason: str) -> KafkaAuthError:

@@ -24,21 +24,19 @@ Passwords are only ever passed to the clients, never formatted into a message:
 """
 from __future__ import annotations
 
-import contextlib
-import logging
+import asyncio
+import re
 import ssl
-from typing import Any, Iterator
+from typing import Any, Mapping
 
 from .settings import Settings, SettingsError
 
-__all__ = ["describe", "faust_credentials", "is_auth_error", "kafka_python_kwargs", "ssl_context",
-           "watch_auth_errors"]
+__all__ = ["describe", "faust_credentials", "is_auth_error", "kafka_python_kwargs", "rejection", "security_env",
+           "ssl_context"]
 
 #: error names meaning "the broker will not accept who we are": retrying cannot help
-AUTH_ERRORS = ("AuthenticationFailedError", "SaslAuthenticationFailedError", "UnsupportedSaslMechanismError",
-               "IllegalSaslStateError", "SSLCertVerificationError")
-#: the same, as they appear in kafka-python's connection log lines
-AUTH_LOG_MARKERS = (*AUTH_ERRORS, "CERTIFICATE_VERIFY_FAILED")
+AUTH_ERRORS = ("AuthenticationFailedError", "SaslAuthenticationFailed", "SaslAuthenticationFailedError",
+               "UnsupportedSaslMechanismError", "IllegalSaslStateError", "SSLError")
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -102,6 +100,21 @@ def faust_credentials(settings: Settings):
                                  mechanism=settings.kafka_sasl_mechanism, ssl_context=ctx)
 
 
+def security_env(settings: Settings) -> dict[str, str]:
+    """The ``LOOKOUT_KAFKA_*`` variables that give a child process (e.g. a worker) these settings.
+
+    Passwords included: a child's environment is the way secrets are handed over (not its argv).
+    """
+    env: dict[str, str] = {"LOOKOUT_KAFKA_SECURITY_PROTOCOL": settings.kafka_protocol}
+    for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "kafka_ssl_key_password",
+                 "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+        value = getattr(settings, name)
+        if value:
+            env["LOOKOUT_" + name.upper()] = str(value)
+    env["LOOKOUT_KAFKA_SSL_CHECK_HOSTNAME"] = "true" if settings.kafka_ssl_check_hostname else "false"
+    return env
+
+
 def describe(settings: Settings) -> str:
     """How Lookout connects, without secrets: ``"SASL_SSL, PLAIN as user 'bob'"``."""
     proto = settings.kafka_protocol
@@ -113,7 +126,7 @@ def describe(settings: Settings) -> str:
 
 
 def is_auth_error(exc: BaseException) -> bool:
-    """True if ``exc`` (from kafka-python or aiokafka) means the broker rejected who we are.
+    """True if ``exc`` (from aiokafka, kafka-python or ssl) means the broker rejected who we are.
 
     Such a failure never heals by retrying, so callers stop at once instead of waiting.
     """
@@ -121,53 +134,49 @@ def is_auth_error(exc: BaseException) -> bool:
     return bool(names & set(AUTH_ERRORS))
 
 
-class _AuthLogWatcher(logging.Handler):
-    def __init__(self, seen: list[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.seen = seen
+def auth_reason(exc: BaseException) -> str:
+    """The human part of an authentication error.
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            msg = record.getMessage()
-        except Exception:  # noqa: BLE001 -- a malformed log call must not break the client
-            return
-        if not self.seen and any(m in msg for m in AUTH_LOG_MARKERS):
-            self.seen.append(auth_reason(msg))
-
-
-def auth_reason(message: str) -> str:
-    """The human part of a kafka-python auth failure line.
-
-    >>> auth_reason("Bootstrap connection to b-0 failed: [Error 58] SaslAuthenticationFailedError: "
-    ...             "SaslAuthenticationFailedError: Authentication failed: invalid credentials (backoff 0.05 secs)")
+    >>> from aiokafka.errors import SaslAuthenticationFailed
+    >>> auth_reason(SaslAuthenticationFailed("Authentication failed: invalid credentials"))
     'Authentication failed: invalid credentials'
     """
-    message = message.split(" (backoff ", 1)[0]
-    reason = " ".join(message.rsplit("Error: ", 1)[-1].split())
-    while reason.endswith(")") and reason.count(")") > reason.count("("):  # "Abort ([Error 58] ...)"
-        reason = reason[:-1]
-    return reason
+    text = " ".join(str(exc).split())
+    return re.sub(r"^\[Error \d+\] \w+: ", "", text) or type(exc).__name__
 
 
-@contextlib.contextmanager
-def watch_auth_errors() -> Iterator[list[str]]:
-    """Collect the first "credentials/certificate rejected" reason kafka-python logs meanwhile.
+#: the aiokafka connection arguments a probe passes on (kafka-python ones it does not know are dropped)
+_PROBE_ARGS = ("security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
 
-    kafka-python (3.x) treats a rejected SASL login or certificate like an unreachable broker:
-    it keeps retrying until its bootstrap timeout and then raises a bare timeout. Its log says
-    why, so while this context is active the ``kafka`` loggers' warnings are captured (not
-    printed) and the reason is appended to the yielded list, for one clear error line.
+
+def rejection(bootstrap: str, security: Mapping[str, Any] | None, timeout: float = 5.0) -> str | None:
+    """Connect and authenticate once to each bootstrap server; why the broker rejected us, or None.
+
+    None also when no server answered within ``timeout`` (callers wait for an unreachable
+    broker as they always did). kafka-python (3.x) cannot be asked this: it treats a rejected
+    login like an unreachable broker and retries until its timeout, and whether it even logs
+    the reason depends on a race with the broker closing the connection. aiokafka (Faust's
+    client, so always installed) raises the broker's error from the handshake itself.
     """
-    seen: list[str] = []
-    handler = _AuthLogWatcher(seen)
-    lg = logging.getLogger("kafka")
-    level, propagate = lg.level, lg.propagate
-    lg.addHandler(handler)
-    lg.setLevel(logging.WARNING)
-    lg.propagate = False
-    try:
-        yield seen
-    finally:
-        lg.removeHandler(handler)
-        lg.setLevel(level)
-        lg.propagate = propagate
+    sec = {k: v for k, v in (security or {}).items() if k in _PROBE_ARGS}
+    if sec.get("security_protocol", "PLAINTEXT") == "PLAINTEXT":
+        return None
+    return asyncio.run(_rejection(bootstrap, sec, timeout))
+
+
+async def _rejection(bootstrap: str, sec: dict[str, Any], timeout: float) -> str | None:
+    from aiokafka.conn import create_conn
+
+    for server in (b.strip() for b in bootstrap.split(",") if b.strip()):
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host.strip("[]") or "localhost", int(port), client_id="lookout-auth-check",
+                            request_timeout_ms=int(timeout * 1000), **sec), timeout)
+        except Exception as exc:  # noqa: BLE001 -- anything but a rejection means "try the next one"
+            if is_auth_error(exc):
+                return auth_reason(exc)
+            continue
+        conn.close()
+        return None
+    return None
