@@ -25,6 +25,7 @@ Passwords are only ever passed to the clients, never formatted into a message:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import ssl
 from typing import Any, Mapping
@@ -161,7 +162,13 @@ def rejection(bootstrap: str, security: Mapping[str, Any] | None, timeout: float
     sec = {k: v for k, v in (security or {}).items() if k in _PROBE_ARGS}
     if sec.get("security_protocol", "PLAINTEXT") == "PLAINTEXT":
         return None
-    return asyncio.run(_rejection(bootstrap, sec, timeout))
+    conn_log = logging.getLogger("aiokafka.conn")
+    level = conn_log.level
+    conn_log.setLevel(logging.ERROR)  # its "password in the clear" warning would be a stray line per probe
+    try:
+        return asyncio.run(_rejection(bootstrap, sec, timeout))
+    finally:
+        conn_log.setLevel(level)
 
 
 async def _rejection(bootstrap: str, sec: dict[str, Any], timeout: float) -> str | None:
