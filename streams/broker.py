@@ -62,8 +62,8 @@ DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 HOST = "127.0.0.1"
 NODE_ID = 1
 MARKER = ".lookout-broker"
-#: listener security protocols a LocalBroker can serve (TLS needs a server certificate; not offered)
-LOCAL_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+#: listener security protocols a LocalBroker can serve (TLS ones need broker_ssl_certfile/keyfile)
+LOCAL_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
 #: SASL mechanisms enabled on a SASL listener (the client picks one; SCRAM users exist for both SCRAM kinds)
 LOCAL_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: characters the JAAS config and ``kafka-storage format --add-scram`` cannot carry unquoted
@@ -137,8 +137,11 @@ class LocalBroker:
     ``kafka_sasl_username``, ``kafka_sasl_password``) the client listener requires SASL
     instead: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are enabled and that one user is
     created (SCRAM credentials are written when the storage is formatted, so other
-    credentials later need ``fresh=True``). The broker's own readiness checks use the
-    same settings, as every Lookout client does.
+    credentials later need ``fresh=True``). With SSL/SASL_SSL the listener serves TLS with
+    ``broker_ssl_certfile``/``broker_ssl_keyfile`` (PEM keystore) and, when a client
+    certificate is configured (``kafka_ssl_certfile``), requires one signed by
+    ``kafka_ssl_cafile``. The broker's own readiness checks use the same settings, as
+    every Lookout client does.
     """
 
     def __init__(self, settings: Settings, *, progress: Callable[[str], None] | None = None) -> None:
@@ -156,11 +159,17 @@ class LocalBroker:
 
     def check_security(self) -> None:
         """Can this broker serve the security settings? (checked on start; stop/status never need it)"""
-        if self.protocol not in LOCAL_PROTOCOLS:
-            raise BrokerError(f"the local broker serves {' or '.join(LOCAL_PROTOCOLS)}, not {self.protocol} "
-                              "(unset the LOOKOUT_KAFKA_SSL_* settings for it)")
+        s = self.settings
+        if self.tls:
+            missing = [n for n in ("broker_ssl_certfile", "broker_ssl_keyfile") if not getattr(s, n)]
+            if missing:
+                raise BrokerError(f"a local broker serving {self.protocol} needs a server certificate and key: set "
+                                  + " and ".join(f"LOOKOUT_{n.upper()}" for n in missing)
+                                  + " (or --ssl-certfile/--ssl-keyfile)")
+            for n in ("broker_ssl_certfile", "broker_ssl_keyfile"):
+                if not os.access(getattr(s, n), os.R_OK):
+                    raise BrokerError(f"LOOKOUT_{n.upper()}: cannot read {getattr(s, n)}")
         if self.sasl:
-            s = self.settings
             bad = sorted({c for v in (s.kafka_sasl_username, s.kafka_sasl_password)
                           for c in v if c in UNSAFE_CREDENTIAL_CHARS})
             if bad:
@@ -170,6 +179,15 @@ class LocalBroker:
     @property
     def sasl(self) -> bool:
         return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+    @property
+    def keystore_file(self) -> Path:
+        """The server key and certificate chain in one PEM file (Kafka's PEM keystore), mode 0600."""
+        return self.data_dir / "server-keystore.pem"
 
     def client_kwargs(self) -> dict:
         """kafka-python security arguments a client of this broker needs (from the same settings)."""
@@ -246,6 +264,8 @@ class LocalBroker:
         }
         if self.sasl:
             props.update(self._sasl_properties())
+        if self.tls:
+            props.update(self._tls_properties())
         lines = ["# Written by lookout (streams/broker.py) on every start; edits are overwritten."]
         lines += [f"{k}={v}" for k, v in props.items()]
         return "\n".join(lines) + "\n"
@@ -264,6 +284,15 @@ class LocalBroker:
                f"org.apache.kafka.common.security.scram.ScramLoginModule required {login};"
                for m in LOCAL_SASL_MECHANISMS if m.startswith("SCRAM")},
         }
+
+    def _tls_properties(self) -> dict:
+        s = self.settings
+        props = {"ssl.keystore.type": "PEM", "ssl.keystore.location": self.keystore_file}
+        if s.kafka_ssl_cafile:  # the broker talks to itself over this listener too, and checks clients
+            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": Path(s.kafka_ssl_cafile).resolve()})
+        if s.kafka_ssl_certfile:
+            props["ssl.client.auth"] = "required"
+        return props
 
     def _credentials_fingerprint(self) -> str:
         s = self.settings
@@ -488,6 +517,12 @@ class LocalBroker:
         with os.fdopen(fd, "w") as f:
             os.fchmod(fd, 0o600)  # an older file may have been world-readable
             f.write(self.render_properties())
+        if self.tls:
+            s = self.settings
+            pem = Path(s.broker_ssl_keyfile).read_text().strip() + "\n" + Path(s.broker_ssl_certfile).read_text()
+            fd = os.open(self.keystore_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pem)
         self.log4j_file.write_text(self.render_log4j())
 
     def _format_storage(self, java: str, libs: Path) -> None:

@@ -181,9 +181,24 @@ async def _rejection(bootstrap: str, sec: dict[str, Any], timeout: float) -> str
                 create_conn(host.strip("[]") or "localhost", int(port), client_id="lookout-auth-check",
                             request_timeout_ms=int(timeout * 1000), **sec), timeout)
         except Exception as exc:  # noqa: BLE001 -- anything but a rejection means "try the next one"
-            if is_auth_error(exc):
-                return auth_reason(exc)
+            cause = _auth_cause(exc)
+            if cause is not None:
+                return auth_reason(cause)
             continue
         conn.close()
         return None
     return None
+
+
+def _auth_cause(exc: BaseException | None) -> BaseException | None:
+    """``exc`` or what caused it, if that is a rejection (a TLS alert surfaces as "connection closed")."""
+    seen = 0
+    while exc is not None and seen < MAX_CAUSE_DEPTH:
+        if is_auth_error(exc):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+#: how far down an exception's cause chain a rejection is looked for
+MAX_CAUSE_DEPTH = 5

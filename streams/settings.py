@@ -91,6 +91,8 @@ class Settings:
     broker_port: int = 9092
     broker_controller_port: int = 9094  # 9093 is Alertmanager's usual port
     broker_data_dir: Path = Path(".lookout/broker")
+    broker_ssl_certfile: Path | None = None  # server certificate (PEM) when the local broker serves TLS
+    broker_ssl_keyfile: Path | None = None  # its unencrypted PKCS#8 private key (PEM)
     # sinks
     alertmanager_url: str | None = None
     alertmanager_user: str | None = None

@@ -52,6 +52,9 @@ def _broker(opts: dict):
     overrides = {k: v for k, v in opts.items() if k in {
         "broker_port", "broker_controller_port", "kafka_version"} and v is not None}
     overrides.update(pop_security(opts))
+    for opt, name in (("ssl_certfile", "broker_ssl_certfile"), ("ssl_keyfile", "broker_ssl_keyfile")):
+        if opts.get(opt) is not None:
+            overrides[name] = opts[opt]
     if opts.get("data_dir") is not None:
         overrides["broker_data_dir"] = opts["data_dir"]
     try:
@@ -92,6 +95,10 @@ def broker():
 @_options(fresh=True)
 @click.option("--timeout", type=float, default=90.0, show_default=True,
               help="Seconds to wait for the broker to answer")
+@click.option("--ssl-certfile", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Server certificate when the broker serves SSL/SASL_SSL [env LOOKOUT_BROKER_SSL_CERTFILE]")
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Its unencrypted PKCS#8 key [env LOOKOUT_BROKER_SSL_KEYFILE]")
 @kafka_security_options
 def start(fresh, timeout, **opts):
     """Start the broker in the background and wait until it answers.
@@ -105,6 +112,9 @@ def start(fresh, timeout, **opts):
     SASL_PLAINTEXT listener accepting PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for that one
     user, so the same LOOKOUT_KAFKA_* settings configure the broker and its clients. SCRAM
     users are created when the storage is formatted: other credentials later need --fresh.
+    With --kafka-security-protocol SSL or SASL_SSL (or --kafka-ssl-cafile) it serves TLS with
+    --ssl-certfile/--ssl-keyfile; with a client certificate (--kafka-ssl-certfile) configured
+    it requires clients to present one signed by --kafka-ssl-cafile (mutual TLS).
 
     \b
     Examples:

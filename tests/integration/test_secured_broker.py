@@ -17,6 +17,8 @@ from streams.kafka_security import kafka_python_kwargs
 from streams.settings import Settings
 from tests.conftest import START_TIMEOUT_S, free_ports
 
+from tests.tlsfiles import CLIENT_KEY_PASSWORD, make_tls_files
+
 from .conftest import WorkerProcess, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -31,28 +33,32 @@ def sasl_env(mechanism: str = "SCRAM-SHA-256", password: str = PASSWORD) -> dict
             "LOOKOUT_KAFKA_SASL_PASSWORD": password}
 
 
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory):
-    """A second LocalBroker whose only client listener is SASL_PLAINTEXT with user alice."""
+def start_broker(tmp_path_factory, environ: dict[str, str], **overrides):
+    """A LocalBroker on free ports whose client listener follows the LOOKOUT_KAFKA_* ``environ``."""
     last: BrokerError | None = None
     for _ in range(3):  # a free port can be taken before Kafka binds it
         port, cport = free_ports(2)
-        settings = Settings.from_env(sasl_env(), broker_port=port, broker_controller_port=cport,
-                                     broker_data_dir=tmp_path_factory.mktemp("kafka-sasl"))
+        settings = Settings.from_env(environ, broker_port=port, broker_controller_port=cport,
+                                     broker_data_dir=tmp_path_factory.mktemp("kafka-secured"), **overrides)
         broker = LocalBroker(settings)
         try:
             broker.start(timeout=START_TIMEOUT_S)
+            return broker
         except BrokerError as exc:
             last = exc
-            if "already in use" in str(exc):
-                continue
-            break
-        try:
-            yield broker
-        finally:
-            broker.stop()
-        return
-    pytest.fail(f"could not start the SASL test broker: {last.full()}", pytrace=False)
+            if "already in use" not in str(exc):
+                break
+    pytest.fail(f"could not start the secured test broker: {last.full()}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(tmp_path_factory):
+    """A second LocalBroker whose only client listener is SASL_PLAINTEXT with user alice."""
+    broker = start_broker(tmp_path_factory, sasl_env())
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def security(mechanism: str = "SCRAM-SHA-256", password: str = PASSWORD) -> dict:
@@ -75,29 +81,35 @@ def test_the_broker_requires_sasl_and_accepts_alice_with_each_mechanism(sasl_bro
         wait_for_kafka(sasl_broker.bootstrap, timeout=3)  # plaintext gets nowhere
 
 
-def test_worker_with_the_right_password_turns_an_incident_into_an_alert(sasl_broker, tmp_path):
-    sec = security()
+def assert_worker_alerts_on_an_incident(bootstrap: str, env: dict[str, str], tmp_path) -> WorkerProcess:
+    """Run `lookout worker` with ``env`` against ``bootstrap``; an injected outage must become an alert."""
+    sec = kafka_python_kwargs(Settings.from_env(env))
     run = uuid.uuid4().hex[:8]
     topics = {f"in-{run}": 2, f"alerts-{run}": 2, f"dlq-{run}": 1}
-    create_topics(sasl_broker.bootstrap, topics, security=sec)
+    create_topics(bootstrap, topics, security=sec)
     input_topic, alerts_topic, dlq_topic = topics
-    worker = WorkerProcess(bootstrap=sasl_broker.bootstrap, input_topic=input_topic, alerts_topic=alerts_topic,
+    worker = WorkerProcess(bootstrap=bootstrap, input_topic=input_topic, alerts_topic=alerts_topic,
                            dlq_topic=dlq_topic, web_port=free_ports(1)[0], data_dir=tmp_path / "worker",
-                           log_path=tmp_path / "worker.log", extra_env=sasl_env())
+                           log_path=tmp_path / "worker.log", extra_env=env)
     sim = simulate(SimConfig(customers=4, duration_s=3 * 86400, interval_s=300, seed=21, incidents=1,
                              kinds=("origin_outage",), size_min=5000, tiny_fraction=0.0, level_shifts=False,
                              holidays=False))
     (incident,) = sim.incidents
     try:
         worker.start()
-        n = produce(sasl_broker.bootstrap, input_topic, ((e["customer_id"], e) for e in sim.events()), **sec)
+        n = produce(bootstrap, input_topic, ((e["customer_id"], e) for e in sim.events()), **sec)
         worker.wait_for_events(n)
-        alerts = read_topic(sasl_broker.bootstrap, alerts_topic, **sec)
+        alerts = read_topic(bootstrap, alerts_topic, **sec)
     finally:
         worker.stop()
     firing = [a for a in alerts if a["status"] == "firing" and a["customer_id"] == incident.customer_id
               and incident.start - 300 <= parse_ts(a["started_at"]) <= incident.end]
     assert firing, f"no alert for {incident} in {alerts}\n{worker.log_tail()}"
+    return worker
+
+
+def test_worker_with_the_right_password_turns_an_incident_into_an_alert(sasl_broker, tmp_path):
+    worker = assert_worker_alerts_on_an_incident(sasl_broker.bootstrap, sasl_env(), tmp_path)
     assert PASSWORD not in worker.log_path.read_text(errors="replace")
 
 
@@ -135,3 +147,49 @@ def test_password_from_a_file_works_and_the_cli_option_overrides_the_environment
                      "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-password-file", str(pw), env=env)
     assert res.returncode == 0, res.stderr
     assert "request-metrics" in res.stdout
+
+
+# ------------------------------------------------------------------ TLS (mutual)
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def tls_env(tls, ca=None, client_cert: bool = True) -> dict[str, str]:
+    env = {"LOOKOUT_KAFKA_SSL_CAFILE": str(ca or tls.ca)}
+    if client_cert:
+        env.update({"LOOKOUT_KAFKA_SSL_CERTFILE": str(tls.client_cert), "LOOKOUT_KAFKA_SSL_KEYFILE": str(tls.client_key),
+                    "LOOKOUT_KAFKA_SSL_KEY_PASSWORD": CLIENT_KEY_PASSWORD})
+    return env
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, tls_files):
+    """A LocalBroker serving only TLS, requiring a client certificate signed by the test CA."""
+    broker = start_broker(tmp_path_factory, tls_env(tls_files), broker_ssl_certfile=tls_files.server_cert,
+                          broker_ssl_keyfile=tls_files.server_key)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_worker_over_mutual_tls_turns_an_incident_into_an_alert(tls_broker, tls_files, tmp_path):
+    worker = assert_worker_alerts_on_an_incident(tls_broker.bootstrap, tls_env(tls_files), tmp_path)
+    assert CLIENT_KEY_PASSWORD not in worker.log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("untrusted CA", "certificate verify failed"),
+    ("no client certificate", "alert"),  # the broker's TLS alert: bad certificate / certificate required
+])
+def test_tls_the_broker_does_not_accept_stops_the_worker_at_once(tls_broker, tls_files, tmp_path, case, expected):
+    env = tls_env(tls_files, ca=tls_files.other_ca) if case == "untrusted CA" else tls_env(tls_files, client_cert=False)
+    env.update({"LOOKOUT_BOOTSTRAP": tls_broker.bootstrap, "LOOKOUT_DATA_DIR": str(tmp_path / "w"),
+                "LOOKOUT_WEB_PORT": str(free_ports(1)[0])})
+    res, took = run_cli("worker", env=env)
+    print(f"worker, {case}: exit {res.returncode} after {took:.2f} s: {res.stderr.strip()}")
+    assert res.returncode != 0 and took < FAIL_FAST_S
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"Error: Kafka at {tls_broker.bootstrap} rejected the connection (SSL"), line
+    assert expected in line and "Traceback" not in res.stderr

@@ -201,10 +201,28 @@ def test_local_broker_with_sasl_settings_serves_a_sasl_listener(tmp_path):
     assert b.properties_file.stat().st_mode & 0o077 == 0  # it holds the password: owner only
 
 
-def test_local_broker_refuses_tls_and_credentials_it_cannot_register(tmp_path, tls):
+def test_local_broker_with_tls_settings_serves_tls_and_requires_client_certificates(tmp_path, tls):
+    s = Settings(kafka_ssl_cafile=tls.ca, kafka_ssl_certfile=tls.client_cert, kafka_ssl_keyfile=tls.client_key,
+                 kafka_ssl_key_password=CLIENT_KEY_PASSWORD, broker_ssl_certfile=tls.server_cert,
+                 broker_ssl_keyfile=tls.server_key, broker_port=29321, broker_controller_port=29322,
+                 broker_data_dir=tmp_path / "b")
+    b = LocalBroker(s)
+    props = b.render_properties()
+    assert "listeners=SSL://127.0.0.1:29321,CONTROLLER://127.0.0.1:29322" in props
+    assert f"ssl.keystore.location={b.keystore_file}" in props and "ssl.keystore.type=PEM" in props
+    assert f"ssl.truststore.location={tls.ca}" in props and "ssl.client.auth=required" in props
+    b.data_dir.mkdir(parents=True)
+    b._write_config()
+    keystore = b.keystore_file.read_text()
+    assert keystore.startswith("-----BEGIN PRIVATE KEY-----") and keystore.count("BEGIN CERTIFICATE") == 1
+    assert b.keystore_file.stat().st_mode & 0o077 == 0
+
+
+def test_local_broker_refuses_tls_without_a_server_certificate_and_credentials_it_cannot_register(tmp_path, tls):
     tls_broker = LocalBroker(Settings(kafka_ssl_cafile=tls.ca, broker_data_dir=tmp_path / "b"))
     assert not tls_broker.status().running  # status/stop work whatever the client settings say
-    with pytest.raises(BrokerError, match="serves PLAINTEXT or SASL_PLAINTEXT, not SSL"):
+    with pytest.raises(BrokerError, match="serving SSL needs a server certificate and key: set "
+                                          "LOOKOUT_BROKER_SSL_CERTFILE and LOOKOUT_BROKER_SSL_KEYFILE"):
         tls_broker.start()
     s = Settings.from_env({**SASL, "LOOKOUT_KAFKA_SASL_PASSWORD": 'a"b'}, broker_data_dir=tmp_path / "b")
     with pytest.raises(BrokerError, match="cannot register a SASL user name or password") as exc:
