@@ -542,8 +542,10 @@ class LocalBroker:
             self.credentials_file.unlink()
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, cwd=self.data_dir)
-        if self.sasl and res.returncode == 0:
-            self.credentials_file.write_text(self._credentials_fingerprint() + "\n")
+        if self.sasl and res.returncode == 0:  # a hash of the password: owner-only, like server.properties
+            fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self._credentials_fingerprint() + "\n")
         if res.returncode != 0:
             out = res.stdout.replace(s.kafka_sasl_password, "***") if s.kafka_sasl_password else res.stdout
             lines = [ln for ln in out.splitlines() if ln.strip()]

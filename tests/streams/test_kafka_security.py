@@ -229,3 +229,18 @@ def test_local_broker_refuses_tls_without_a_server_certificate_and_credentials_i
         LocalBroker(s).start()
     assert 'a"b' not in str(exc.value)
     assert not (tmp_path / "b").exists()  # refused before touching anything
+
+
+def test_local_broker_says_to_reformat_when_its_storage_knows_other_sasl_credentials(tmp_path):
+    def broker(password):
+        return LocalBroker(Settings.from_env({**SASL, "LOOKOUT_KAFKA_SASL_PASSWORD": password},
+                                             broker_data_dir=tmp_path / "b"))
+
+    b = broker("first-pw")
+    (b.log_dirs).mkdir(parents=True)
+    (b.log_dirs / "meta.properties").write_text("formatted\n")
+    b.credentials_file.write_text(b._credentials_fingerprint() + "\n")
+    b._format_storage("java", tmp_path)  # same user and password: nothing to do
+    with pytest.raises(BrokerError, match="formatted without this SASL user/password .* --fresh") as exc:
+        broker("second-pw")._format_storage("java", tmp_path)
+    assert "second-pw" not in str(exc.value) and "first-pw" not in b.credentials_file.read_text()
