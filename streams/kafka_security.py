@@ -59,12 +59,14 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     ctx.check_hostname = bool(settings.kafka_ssl_check_hostname)
     if settings.kafka_ssl_certfile:
         try:
+            # "" rather than None: OpenSSL would otherwise prompt on the terminal for an encrypted key
             ctx.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile),
-                                password=settings.kafka_ssl_key_password)
+                                password=settings.kafka_ssl_key_password or "")
         except (ssl.SSLError, OSError) as exc:
             raise SettingsError(
                 f"LOOKOUT_KAFKA_SSL_CERTFILE/KEYFILE: cannot load the client certificate {settings.kafka_ssl_certfile} "
-                f"with key {settings.kafka_ssl_keyfile}: {_ssl_reason(exc)} (wrong key password, or not PEM?)"
+                f"with key {settings.kafka_ssl_keyfile}: {_ssl_reason(exc)} (not PEM, a key that does not match, "
+                "or an encrypted key without the right LOOKOUT_KAFKA_SSL_KEY_PASSWORD?)"
             ) from None
     return ctx
 

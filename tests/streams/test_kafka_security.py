@@ -150,6 +150,9 @@ def test_a_wrong_key_password_or_a_file_that_is_not_pem_is_a_settings_error(tls,
     with pytest.raises(SettingsError, match="cannot load the client certificate") as exc:
         kafka_python_kwargs(s)
     assert "wrong" not in str(exc.value).replace("wrong key password", "")
+    no_password = s.replace(kafka_ssl_key_password=None)  # must fail, not prompt on the terminal
+    with pytest.raises(SettingsError, match="encrypted key without the right LOOKOUT_KAFKA_SSL_KEY_PASSWORD"):
+        kafka_python_kwargs(no_password)
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(SettingsError, match="is not a usable CA bundle"):
