@@ -5,6 +5,8 @@ Every Kafka client Lookout creates gets its security arguments from here, so one
 
 * :func:`faust_credentials` -- Faust's ``broker_credentials=`` (the worker; Faust hands it to
   aiokafka for its consumer, producer and admin client);
+* :func:`aiokafka_kwargs` -- the same for the aiokafka clients the worker creates itself
+  (the state-topic reader in :mod:`streams.partition_state`);
 * :func:`kafka_python_kwargs` -- keyword arguments for kafka-python's ``KafkaProducer``,
   ``KafkaConsumer`` and ``KafkaAdminClient`` (topics, replay, simulate, demo, broker helpers);
 * :func:`ssl_context` -- the one :class:`ssl.SSLContext` both of them use.
@@ -32,7 +34,7 @@ from typing import Any, Mapping
 
 from .settings import Settings, SettingsError
 
-__all__ = ["describe", "faust_credentials", "is_auth_error", "kafka_python_kwargs", "rejection", "security_env",
+__all__ = ["aiokafka_kwargs", "describe", "faust_credentials", "is_auth_error", "kafka_python_kwargs", "rejection", "security_env",
            "ssl_context"]
 
 #: error names meaning "the broker will not accept who we are": retrying cannot help
@@ -86,6 +88,13 @@ def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
     if proto.startswith("SASL_"):
         kwargs.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
                       sasl_plain_password=settings.kafka_sasl_password)
+    return kwargs
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka clients Lookout creates itself (the state topic reader)."""
+    kwargs = kafka_python_kwargs(settings)
+    kwargs.pop("ssl_check_hostname", None)  # aiokafka takes it from the SSLContext only
     return kwargs
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from streams.broker import BrokerError, LocalBroker
 from streams.cli import cli
-from streams.kafka_security import describe, faust_credentials, kafka_python_kwargs, ssl_context
+from streams.kafka_security import aiokafka_kwargs, describe, faust_credentials, kafka_python_kwargs, ssl_context
 from streams.settings import Settings, SettingsError
 from tests.tlsfiles import CLIENT_KEY_PASSWORD, make_tls_files
 
@@ -120,6 +120,24 @@ def test_sasl_plaintext_reaches_kafka_python_and_faust():
     auth = credentials_to_aiokafka_auth(creds)
     assert auth["security_protocol"] == "SASL_PLAINTEXT" and auth["sasl_mechanism"] == "SCRAM-SHA-512"
     assert auth["sasl_plain_username"] == "alice" and auth["sasl_plain_password"] == "pa55-word-xyz"
+    # ... and the aiokafka clients the worker makes itself (state topic reader) get the same
+    assert aiokafka_kwargs(s) == kafka_python_kwargs(s)
+
+
+def test_aiokafka_clients_accept_the_arguments(tls):
+    from aiokafka import AIOKafkaConsumer
+
+    s = Settings.from_env({**SASL, "LOOKOUT_KAFKA_SSL_CAFILE": str(tls.ca)})
+    kw = aiokafka_kwargs(s)
+    assert kw["security_protocol"] == "SASL_SSL" and kw["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+    async def build():
+        return AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", **kw)  # raises on an unknown argument
+
+    import asyncio
+
+    consumer = asyncio.run(build())
+    assert consumer._client._security_protocol == "SASL_SSL"
 
 
 def test_sasl_ssl_verifies_the_broker_against_the_given_ca(tls):
