@@ -185,7 +185,7 @@ def test_env_reading_coerces_the_hostname_flag():
 
 # ------------------------------------------------------------------ CLI
 @pytest.mark.parametrize("command", [["worker"], ["topics", "create"], ["simulate"], ["replay"], ["tune"],
-                                     ["demo"], ["broker", "start"]])
+                                     ["demo"], ["broker", "start"], ["alerts", "tail"]])
 def test_every_kafka_command_documents_the_security_options_and_never_shows_a_password(command, monkeypatch):
     for k, v in SASL.items():
         monkeypatch.setenv(k, v)
