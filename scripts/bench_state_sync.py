@@ -64,13 +64,17 @@ def warm_template(days: int = 3) -> bytes:
 async def bench(bootstrap: str, customers: int, partitions: int) -> dict:
     from aiokafka import AIOKafkaProducer
 
+    from streams.kafka_security import aiokafka_kwargs
+    from streams.settings import Settings
+
+    security = aiokafka_kwargs(Settings.from_env())  # LOOKOUT_KAFKA_* TLS/SASL, as the worker uses
     template = warm_template()
     names = {k: f"bench-{k}-{uuid.uuid4().hex[:6]}" for k in ("input", "alerts", "state", "dlq")}
-    reader = StateReader(bootstrap, timeout_s=120)
+    reader = StateReader(bootstrap, security, timeout_s=120)
     await reader.ensure_topics({names["input"]: (partitions, False), names["alerts"]: (partitions, False),
                                 names["state"]: (partitions, True), names["dlq"]: (1, False)})
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024,
-                                max_request_size=8 * 1024 * 1024)
+                                max_request_size=8 * 1024 * 1024, **security)
     await producer.start()
     try:
         def runtime():

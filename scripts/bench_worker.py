@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.synthetic import SimConfig, simulate  # noqa: E402
 from streams.broker import LocalBroker, create_topics  # noqa: E402
+from streams.kafka_security import kafka_python_kwargs  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 
@@ -51,6 +52,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=500)
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lookout-bench-"))
+    security = kafka_python_kwargs(Settings.from_env())  # LOOKOUT_KAFKA_* reach the worker through its env
     broker = None
     if not a.bootstrap:
         broker = LocalBroker(Settings.from_env(broker_port=free_port(), broker_controller_port=free_port(),
@@ -61,12 +63,12 @@ def main() -> int:
     try:
         run = uuid.uuid4().hex[:6]
         topic = f"bench-{run}-in"
-        create_topics(a.bootstrap, {topic: 4, f"bench-{run}-alerts": 4, f"bench-{run}-dlq": 1})
+        create_topics(a.bootstrap, {topic: 4, f"bench-{run}-alerts": 4, f"bench-{run}-dlq": 1}, security=security)
         from kafka import KafkaProducer
 
         days = a.events / a.customers * 300 / 86400
         sim = simulate(SimConfig(customers=a.customers, duration_s=days * 86400 + 300, interval_s=300, seed=9))
-        prod = KafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=20, batch_size=512 * 1024)
+        prod = KafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=20, batch_size=512 * 1024, **security)
         n = 0
         t0 = time.perf_counter()
         for ev in sim.events():

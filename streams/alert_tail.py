@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 #: how long one poll waits for new messages before checking whether to stop
@@ -30,6 +30,8 @@ class AlertTail:
     since: float | None = None
     customers: frozenset[str] = frozenset()
     timeout_s: float = 10.0
+    #: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs); not in repr (password)
+    security: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _consumer(self):
         import kafka.errors as kerr
@@ -39,7 +41,7 @@ class AlertTail:
         ms = max(int(self.timeout_s * 1000), 100)
         kwargs: dict[str, Any] = dict(bootstrap_servers=self.bootstrap.split(","), group_id=None,
                                       enable_auto_commit=False, client_id="lookout-alerts-tail",
-                                      request_timeout_ms=max(ms, 5000) + 1000)
+                                      request_timeout_ms=max(ms, 5000) + 1000, **self.security)
         # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms, 2.x with api_version_auto_timeout_ms
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             kwargs["bootstrap_timeout_ms"] = ms

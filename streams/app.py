@@ -23,6 +23,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 
 from .checkpoint import discard_legacy, load_initial_state
+from .kafka_security import aiokafka_kwargs, faust_credentials
 from .metrics import WorkerMetrics
 from .outage import OutageFilter, reachable
 from .partition_state import PartitionBook, StateReader, cap_input_commits
@@ -67,6 +68,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
@@ -90,7 +92,7 @@ def create_app(
     state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
     book = PartitionBook()
     runtime = WorkerRuntime(
-        processor=processor, book=book, reader=StateReader(settings.bootstrap),
+        processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s))

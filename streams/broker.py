@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import base64
+import hashlib
 import contextlib
 import errno
 import json
@@ -44,11 +45,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from streams.kafka_security import is_auth_error, kafka_python_kwargs, rejection
 from streams.settings import Settings
 
 __all__ = [
     "BrokerError",
     "BrokerStatus",
+    "KafkaAuthError",
     "LocalBroker",
     "create_topics",
     "wait_for_kafka",
@@ -59,6 +62,12 @@ DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 HOST = "127.0.0.1"
 NODE_ID = 1
 MARKER = ".lookout-broker"
+#: listener security protocols a LocalBroker can serve (TLS ones need broker_ssl_certfile/keyfile)
+LOCAL_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+#: SASL mechanisms enabled on a SASL listener (the client picks one; SCRAM users exist for both SCRAM kinds)
+LOCAL_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: characters the JAAS config and ``kafka-storage format --add-scram`` cannot carry unquoted
+UNSAFE_CREDENTIAL_CHARS = frozenset('"\\,[]=; \n\r\t')
 
 #: JVM options for the broker: a modest heap, the machine runs other things.
 JVM_OPTS = (
@@ -123,6 +132,16 @@ class LocalBroker:
     Uses ``kafka_version``, ``kafka_home``, ``broker_port``,
     ``broker_controller_port`` and ``broker_data_dir``. ``progress`` receives
     human-readable progress lines (the CLI passes ``click.echo(err=True)``).
+
+    With the Kafka security settings describing SASL_PLAINTEXT (``kafka_sasl_mechanism``,
+    ``kafka_sasl_username``, ``kafka_sasl_password``) the client listener requires SASL
+    instead: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are enabled and that one user is
+    created (SCRAM credentials are written when the storage is formatted, so other
+    credentials later need ``fresh=True``). With SSL/SASL_SSL the listener serves TLS with
+    ``broker_ssl_certfile``/``broker_ssl_keyfile`` (PEM keystore) and, when a client
+    certificate is configured (``kafka_ssl_certfile``), requires one signed by
+    ``kafka_ssl_cafile``. The broker's own readiness checks use the same settings, as
+    every Lookout client does.
     """
 
     def __init__(self, settings: Settings, *, progress: Callable[[str], None] | None = None) -> None:
@@ -136,6 +155,43 @@ class LocalBroker:
         self.kafka_dir = Path(settings.kafka_home).expanduser().resolve() / f"kafka-{self.version}"
         self.libs_dir = self.kafka_dir / "libs"
         self.progress = progress or _noop
+        self.protocol = settings.kafka_protocol
+
+    def check_security(self) -> None:
+        """Can this broker serve the security settings? (checked on start; stop/status never need it)"""
+        s = self.settings
+        if self.tls:
+            missing = [n for n in ("broker_ssl_certfile", "broker_ssl_keyfile") if not getattr(s, n)]
+            if missing:
+                raise BrokerError(f"a local broker serving {self.protocol} needs a server certificate and key: set "
+                                  + " and ".join(f"LOOKOUT_{n.upper()}" for n in missing)
+                                  + " (or --ssl-certfile/--ssl-keyfile)")
+            for n in ("broker_ssl_certfile", "broker_ssl_keyfile"):
+                if not os.access(getattr(s, n), os.R_OK):
+                    raise BrokerError(f"LOOKOUT_{n.upper()}: cannot read {getattr(s, n)}")
+        if self.sasl:
+            bad = sorted({c for v in (s.kafka_sasl_username, s.kafka_sasl_password)
+                          for c in v if c in UNSAFE_CREDENTIAL_CHARS})
+            if bad:
+                raise BrokerError("the local broker cannot register a SASL user name or password containing "
+                                  f"any of {' '.join(repr(c) for c in bad)}")
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol.endswith("SSL")
+
+    @property
+    def keystore_file(self) -> Path:
+        """The server key and certificate chain in one PEM file (Kafka's PEM keystore), mode 0600."""
+        return self.data_dir / "server-keystore.pem"
+
+    def client_kwargs(self) -> dict:
+        """kafka-python security arguments a client of this broker needs (from the same settings)."""
+        return kafka_python_kwargs(self.settings)
 
     # ---------------------------------------------------------------- paths
     @property
@@ -145,6 +201,11 @@ class LocalBroker:
     @property
     def properties_file(self) -> Path:
         return self.data_dir / "server.properties"
+
+    @property
+    def credentials_file(self) -> Path:
+        """Fingerprint of the SASL user registered when the storage was formatted (no secret in it)."""
+        return self.data_dir / "sasl-user.sha256"
 
     @property
     def log4j_file(self) -> Path:
@@ -172,16 +233,20 @@ class LocalBroker:
 
     # ------------------------------------------------------------- rendering
     def render_properties(self) -> str:
-        """The broker's ``server.properties`` (single node, plaintext, loopback only)."""
+        """The broker's ``server.properties`` (single node, loopback only; plaintext or SASL).
+
+        With SASL it holds the user's password (JAAS config): the file is written mode 0600.
+        """
+        p = self.protocol
         props = {
             "process.roles": "broker,controller",
             "node.id": NODE_ID,
             "controller.quorum.voters": f"{NODE_ID}@{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": f"{p}://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"{p}://{HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": p,
+            "listener.security.protocol.map": f"{p}:{p},CONTROLLER:PLAINTEXT",
             "log.dirs": self.log_dirs,
             "num.partitions": 1,
             "auto.create.topics.enable": "true",
@@ -197,9 +262,41 @@ class LocalBroker:
             "broker.heartbeat.interval.ms": 500,
             "broker.session.timeout.ms": 4000,
         }
+        if self.sasl:
+            props.update(self._sasl_properties())
+        if self.tls:
+            props.update(self._tls_properties())
         lines = ["# Written by lookout (streams/broker.py) on every start; edits are overwritten."]
         lines += [f"{k}={v}" for k, v in props.items()]
         return "\n".join(lines) + "\n"
+
+    def _sasl_properties(self) -> dict:
+        s = self.settings
+        user, password = s.kafka_sasl_username, s.kafka_sasl_password
+        login = f'username="{user}" password="{password}"'
+        prefix = f"listener.name.{self.protocol.lower()}"
+        return {
+            "sasl.enabled.mechanisms": ",".join(LOCAL_SASL_MECHANISMS),
+            "sasl.mechanism.inter.broker.protocol": s.kafka_sasl_mechanism,
+            f"{prefix}.plain.sasl.jaas.config":
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required {login} user_{user}="{password}";',
+            **{f"{prefix}.{m.lower()}.sasl.jaas.config":
+               f"org.apache.kafka.common.security.scram.ScramLoginModule required {login};"
+               for m in LOCAL_SASL_MECHANISMS if m.startswith("SCRAM")},
+        }
+
+    def _tls_properties(self) -> dict:
+        s = self.settings
+        props = {"ssl.keystore.type": "PEM", "ssl.keystore.location": self.keystore_file}
+        if s.kafka_ssl_cafile:  # the broker talks to itself over this listener too, and checks clients
+            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": Path(s.kafka_ssl_cafile).resolve()})
+        if s.kafka_ssl_certfile:
+            props["ssl.client.auth"] = "required"
+        return props
+
+    def _credentials_fingerprint(self) -> str:
+        s = self.settings
+        return hashlib.sha256(f"{s.kafka_sasl_username}\0{s.kafka_sasl_password}".encode()).hexdigest()
 
     def render_log4j(self) -> str:
         """log4j2 config: INFO to ``logs/server.log`` (rolled at 20 MB, 3 kept)."""
@@ -347,6 +444,7 @@ class LocalBroker:
         is a no-op. ``fresh=True`` stops it if needed and wipes the data dir
         first (only a directory that is empty or was created by LocalBroker).
         """
+        self.check_security()
         self._claim_data_dir()
         # one start at a time per data dir (the lock is held on the marker file)
         with _file_lock(self.data_dir / MARKER):
@@ -415,23 +513,57 @@ class LocalBroker:
 
     def _write_config(self) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(self.render_properties())
+        fd = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(fd, 0o600)  # an older file may have been world-readable
+            f.write(self.render_properties())
+        if self.tls:
+            s = self.settings
+            pem = Path(s.broker_ssl_keyfile).read_text().strip() + "\n" + Path(s.broker_ssl_certfile).read_text()
+            fd = os.open(self.keystore_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pem)
         self.log4j_file.write_text(self.render_log4j())
 
     def _format_storage(self, java: str, libs: Path) -> None:
         if (self.log_dirs / "meta.properties").is_file():
+            self._check_formatted_credentials()
             return
         cluster_id = _kafka_uuid()
         cmd = [java, "-Xmx256m", f"-Dlog4j2.configurationFile={self.log4j_file}", "-cp", f"{libs}/*",
                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_file)]
+        s = self.settings
+        if self.sasl:  # KRaft: SCRAM users are records in the metadata log, added at format time
+            for m in LOCAL_SASL_MECHANISMS:
+                if m.startswith("SCRAM"):
+                    cmd += ["--add-scram", f"{m}=[name={s.kafka_sasl_username},password={s.kafka_sasl_password}]"]
         self.progress(f"formatting {self.log_dirs} (cluster id {cluster_id}) ...")
+        with contextlib.suppress(FileNotFoundError):
+            self.credentials_file.unlink()
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, cwd=self.data_dir)
+        if self.sasl and res.returncode == 0:  # a hash of the password: owner-only, like server.properties
+            fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self._credentials_fingerprint() + "\n")
         if res.returncode != 0:
-            lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+            out = res.stdout.replace(s.kafka_sasl_password, "***") if s.kafka_sasl_password else res.stdout
+            lines = [ln for ln in out.splitlines() if ln.strip()]
             raise BrokerError(f"formatting Kafka storage in {self.log_dirs} failed: "
                               f"{_clip(lines[-1] if lines else f'exit code {res.returncode}')}",
                               detail="\n".join(lines[-20:]))
+
+    def _check_formatted_credentials(self) -> None:
+        """A formatted storage only knows the SASL user it was formatted with: say so, not 'auth failed'."""
+        if not self.sasl:
+            return
+        try:
+            recorded = self.credentials_file.read_text().strip()
+        except OSError:
+            recorded = ""
+        if recorded != self._credentials_fingerprint():
+            raise BrokerError(f"the storage in {self.log_dirs} was formatted without this SASL user/password "
+                              "(SCRAM users are created at format time); start with --fresh to reformat it")
 
     def _write_pid_file(self, pid: int) -> None:
         tmp = self.pid_file.with_suffix(".tmp")
@@ -450,7 +582,8 @@ class LocalBroker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._startup_error(f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s")
-            if _can_connect(HOST, self.port) and _answers(self.bootstrap, min(10.0, max(remaining, 1.0))):
+            if _can_connect(HOST, self.port) and _answers(self.bootstrap, min(10.0, max(remaining, 1.0)),
+                                                          self.client_kwargs()):
                 return
             time.sleep(0.25)
 
@@ -519,11 +652,20 @@ def _quiet_kafka_logs() -> Iterator[None]:
         lg.setLevel(old)
 
 
-def _admin(bootstrap: str, timeout: float):
+#: how long the authentication check of a secured broker waits for a connection
+AUTH_CHECK_S = 5.0
+
+
+class KafkaAuthError(BrokerError):
+    """The broker rejected our credentials or certificate: retrying cannot help."""
+
+
+def _admin(bootstrap: str, timeout: float, security: Mapping | None = None):
     from kafka.admin import KafkaAdminClient
 
     ms = max(int(timeout * 1000), 1000)
-    kwargs = {"bootstrap_servers": bootstrap.split(","), "request_timeout_ms": ms, "client_id": "lookout-admin"}
+    kwargs = {"bootstrap_servers": bootstrap.split(","), "request_timeout_ms": ms, "client_id": "lookout-admin",
+              **(security or {})}
     # kafka-python >= 3 bounds the bootstrap separately; 2.x uses api_version_auto_timeout_ms
     if "bootstrap_timeout_ms" in getattr(KafkaAdminClient, "DEFAULT_CONFIG", {}):
         kwargs["bootstrap_timeout_ms"] = ms
@@ -532,24 +674,70 @@ def _admin(bootstrap: str, timeout: float):
     return KafkaAdminClient(**kwargs)
 
 
-def _answers(bootstrap: str, timeout: float) -> bool:
+def _connect_admin(bootstrap: str, timeout: float, security: Mapping | None = None):
+    """An admin client; :class:`KafkaAuthError` at once if the broker rejects our credentials/certificate.
+
+    (kafka-python would retry a rejected login until ``timeout`` and then call the broker
+    unreachable, so a secured broker is asked first: :func:`streams.kafka_security.rejection`.)
+    """
+    reason = rejection(bootstrap, security, min(timeout, AUTH_CHECK_S))
+    if reason:
+        raise auth_failure(bootstrap, security, reason)
     with _quiet_kafka_logs():
         try:
-            admin = _admin(bootstrap, timeout)
+            return _admin(bootstrap, timeout, security)
         except Exception:
-            return False
+            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s") from None
+
+
+def auth_failure(bootstrap: str, security: Mapping | None, reason: str) -> KafkaAuthError:
+    """One line for a broker that rejected our credentials or certificate (never with a secret)."""
+    reason = " ".join(reason.split()) or "authentication failed"
+    for secret in _secrets(security):
+        reason = reason.replace(secret, "***")
+    return KafkaAuthError(f"Kafka at {bootstrap} rejected the connection ({_describe_kwargs(security)}): "
+                          f"{_clip(reason, 200)}")
+
+
+def _secrets(security: Mapping | None) -> list[str]:
+    return [v for k, v in (security or {}).items() if "password" in k and isinstance(v, str) and v]
+
+
+def _describe_kwargs(security: Mapping | None) -> str:
+    sec = dict(security or {})
+    proto = sec.get("security_protocol", "PLAINTEXT")
+    if proto.startswith("SASL_"):
+        return f"{proto}, {sec.get('sasl_mechanism')} as user {sec.get('sasl_plain_username')!r}"
+    return proto
+
+
+def _answers(bootstrap: str, timeout: float, security: Mapping | None = None) -> bool:
+    """True if the broker answers a metadata request; KafkaAuthError at once if it rejects who we are."""
+    try:
+        admin = _connect_admin(bootstrap, timeout, security)
+    except KafkaAuthError:
+        raise
+    except BrokerError:
+        return False
+    with _quiet_kafka_logs():
         try:
             admin.list_topics()
             return True
-        except Exception:
+        except Exception as exc:
+            if is_auth_error(exc):
+                raise auth_failure(bootstrap, security, str(exc)) from None
             return False
         finally:
             with contextlib.suppress(Exception):
                 admin.close()
 
 
-def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
-    """Block until a broker at ``bootstrap`` answers a metadata request; BrokerError on timeout."""
+def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | None = None) -> None:
+    """Block until a broker at ``bootstrap`` answers a metadata request; BrokerError on timeout.
+
+    ``security`` are kafka-python security arguments (:func:`streams.kafka_security.kafka_python_kwargs`);
+    a broker that rejects them raises BrokerError at once instead of being waited for.
+    """
     deadline = time.monotonic() + timeout
     first = bootstrap.split(",")[0].strip()
     host, _, port = first.rpartition(":")
@@ -557,16 +745,18 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s")
-        if (not port.isdigit() or _can_connect(host or HOST, int(port))) and _answers(bootstrap, min(10.0, max(remaining, 1.0))):
+        if ((not port.isdigit() or _can_connect(host or HOST, int(port)))
+                and _answers(bootstrap, min(10.0, max(remaining, 1.0)), security)):
             return
         time.sleep(0.25)
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
-                  connect_timeout: float | None = None) -> list[str]:
+                  connect_timeout: float | None = None, security: Mapping | None = None) -> list[str]:
     """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
 
     ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
+    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
 
     Idempotent: existing topics (including ones created concurrently) are
     left alone, whatever their partition count. Returns once every requested
@@ -576,12 +766,7 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
 
     if not topics:
         return []
-    with _quiet_kafka_logs():
-        try:
-            admin = _admin(bootstrap, timeout if connect_timeout is None else connect_timeout)
-        except Exception:
-            reach = timeout if connect_timeout is None else connect_timeout
-            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {reach:g} s") from None
+    admin = _connect_admin(bootstrap, timeout if connect_timeout is None else connect_timeout, security)
     created: list[str] = []
     try:
         existing = set(admin.list_topics())

@@ -23,6 +23,7 @@ from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
 
+from .kafka_security import kafka_python_kwargs, security_env
 from .settings import Settings
 
 SEVERITY_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
@@ -119,6 +120,7 @@ class Demo:
         self.broker = None
         self.worker: subprocess.Popen | None = None
         self.workdir = Path(settings.data_dir).parent / f"demo-{self.run_id}"
+        self.security = kafka_python_kwargs(settings)  # every Kafka client of the demo and its worker
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> DemoResult:
@@ -150,7 +152,7 @@ class Demo:
 
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
-            wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s)
+            wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s, security=self.security)
             return self.opts.bootstrap
         broker = LocalBroker(self.settings, progress=lambda m: self.con.line(f"  {m}"))
         if broker.status().running:
@@ -167,7 +169,8 @@ class Demo:
         from .broker import create_topics
 
         p = self.settings.partitions
-        create_topics(bootstrap, {self.topics["input"]: p, self.topics["alerts"]: p, self.topics["dlq"]: 1})
+        create_topics(bootstrap, {self.topics["input"]: p, self.topics["alerts"]: p, self.topics["dlq"]: 1},
+                      security=self.security)
         self.con.line("topics: " + ", ".join(self.topics.values()))
 
     def _start_worker(self, bootstrap: str) -> None:
@@ -181,6 +184,7 @@ class Demo:
             "LOOKOUT_APP_ID": f"lookout-demo-{self.run_id}",
             "LOOKOUT_WEB_PORT": str(self.opts.web_port),
             "LOOKOUT_DATA_DIR": str(self.workdir / "worker"),
+            **security_env(self.settings),
         })
         log = open(self.workdir / "worker.log", "wb")
         self.worker = subprocess.Popen(
@@ -216,7 +220,8 @@ class Demo:
 
         def produce():
             try:
-                producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1)
+                producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1,
+                                         **self.security)
                 last_ts = None
                 for ev in sim.events():
                     ts = ev["ts"]
@@ -238,7 +243,7 @@ class Demo:
 
         t0 = self.clock()
         consumer = KafkaConsumer(self.topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500)
+                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500, **self.security)
         thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
         thread.start()
         quiet_since = None

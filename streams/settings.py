@@ -11,6 +11,17 @@ receives a :class:`Settings` (or plain arguments derived from it).
 False
 >>> s.masked()["webhook_token"]
 '***'
+
+Kafka security: the protocol is derived from what is set when
+``LOOKOUT_KAFKA_SECURITY_PROTOCOL`` is not given (SASL settings -> ``SASL_*``,
+TLS files -> ``*SSL``):
+
+>>> s = Settings.from_env({"LOOKOUT_KAFKA_SASL_MECHANISM": "scram-sha-256",
+...                        "LOOKOUT_KAFKA_SASL_USERNAME": "alice", "LOOKOUT_KAFKA_SASL_PASSWORD": "pw"})
+>>> s.kafka_protocol, s.kafka_sasl_mechanism
+('SASL_PLAINTEXT', 'SCRAM-SHA-256')
+>>> s.masked()["kafka_sasl_password"]
+'***'
 """
 from __future__ import annotations
 
@@ -23,7 +34,12 @@ from typing import Any, Mapping
 from detectors.events import DEFAULT_MAX_FUTURE_S
 
 PREFIX = "LOOKOUT_"
-SECRET_FIELDS = frozenset({"webhook_token", "alertmanager_password"})
+SECRET_FIELDS = frozenset({"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password"})
+
+#: Kafka security protocols (the names every Kafka client uses)
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: SASL mechanisms Lookout supports (user name + password ones)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class SettingsError(ValueError):
@@ -45,6 +61,17 @@ class Settings:
     partitions: int = 4
     #: how long every command waits for Kafka to answer before it says "cannot reach Kafka at ..."
     kafka_timeout_s: float = 10.0
+    # Kafka security (TLS and SASL); every Kafka client gets these via streams/kafka_security.py
+    kafka_security_protocol: str | None = None  # None = derived from the settings below
+    kafka_ssl_cafile: Path | None = None  # CA bundle (PEM) that signed the broker's certificate
+    kafka_ssl_certfile: Path | None = None  # client certificate (PEM), for brokers requiring mutual TLS
+    kafka_ssl_keyfile: Path | None = None  # its private key (PEM)
+    kafka_ssl_key_password: str | None = field(default=None, repr=False)
+    kafka_ssl_check_hostname: bool = True
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_sasl_password_file: Path | None = None  # read once; wins over nothing, must agree with the above
     # worker
     app_id: str = "lookout"
     web_host: str = "127.0.0.1"
@@ -68,6 +95,8 @@ class Settings:
     broker_port: int = 9092
     broker_controller_port: int = 9094  # 9093 is Alertmanager's usual port
     broker_data_dir: Path = Path(".lookout/broker")
+    broker_ssl_certfile: Path | None = None  # server certificate (PEM) when the local broker serves TLS
+    broker_ssl_keyfile: Path | None = None  # its unencrypted PKCS#8 private key (PEM)
     # sinks
     alertmanager_url: str | None = None
     alertmanager_user: str | None = None
@@ -98,6 +127,18 @@ class Settings:
                 values[k] = v
         return cls(**values)
 
+    def __post_init__(self) -> None:
+        _check_kafka_security(self)
+
+    @property
+    def kafka_protocol(self) -> str:
+        """The effective security protocol: the one given, else derived from the TLS/SASL settings."""
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol
+        sasl = bool(self.kafka_sasl_mechanism or self.kafka_sasl_username)
+        tls = bool(self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile)
+        return ("SASL_" if sasl else "") + ("SSL" if tls else "PLAINTEXT")
+
     def masked(self) -> dict[str, Any]:
         """All settings as a dict, secrets replaced by ``***`` (safe to log)."""
         out = {}
@@ -119,6 +160,78 @@ class Settings:
     def kafka_url(self) -> str:
         """Bootstrap servers in Faust's ``kafka://`` form."""
         return ";".join("kafka://" + b.strip() for b in self.bootstrap.split(",") if b.strip())
+
+
+def _name(field_name: str) -> str:
+    """How a user sets a field: the env variable and, for Kafka security, the CLI option."""
+    env = PREFIX + field_name.upper()
+    return f"{env} (--{field_name.replace('_', '-')})" if field_name.startswith("kafka_s") else env
+
+
+def _readable(settings: Settings, field_name: str) -> None:
+    path = getattr(settings, field_name)
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise SettingsError(f"{_name(field_name)}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_kafka_security(s: Settings) -> None:
+    """Normalise and validate the Kafka TLS/SASL settings (raises :class:`SettingsError`)."""
+    set_ = object.__setattr__  # frozen dataclass: normalise in place once, at construction
+    if s.kafka_security_protocol:
+        proto = s.kafka_security_protocol.strip().upper().replace("-", "_")
+        if proto not in SECURITY_PROTOCOLS:
+            raise SettingsError(f"{_name('kafka_security_protocol')}={s.kafka_security_protocol!r}: "
+                                f"expected one of {', '.join(SECURITY_PROTOCOLS)}")
+        set_(s, "kafka_security_protocol", proto)
+    if s.kafka_sasl_mechanism:
+        mech = s.kafka_sasl_mechanism.strip().upper().replace("_", "-")
+        if mech not in SASL_MECHANISMS:
+            raise SettingsError(f"{_name('kafka_sasl_mechanism')}={s.kafka_sasl_mechanism!r}: "
+                                f"expected one of {', '.join(SASL_MECHANISMS)}")
+        set_(s, "kafka_sasl_mechanism", mech)
+    if s.kafka_sasl_password_file is not None:
+        _readable(s, "kafka_sasl_password_file")
+        try:
+            secret = Path(s.kafka_sasl_password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{_name('kafka_sasl_password_file')}: cannot read "
+                                f"{s.kafka_sasl_password_file}: {exc}") from None
+        if not secret:
+            raise SettingsError(f"{_name('kafka_sasl_password_file')}: {s.kafka_sasl_password_file} is empty")
+        if s.kafka_sasl_password and s.kafka_sasl_password != secret:
+            raise SettingsError(f"both {_name('kafka_sasl_password')} and {_name('kafka_sasl_password_file')} "
+                                "are set and they differ: set only one")
+        set_(s, "kafka_sasl_password", secret)
+    proto = s.kafka_protocol
+    sasl_given = [n for n in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                  if getattr(s, n)]
+    if proto.startswith("SASL_"):
+        for needed in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+            if not getattr(s, needed):
+                why = f"security protocol {proto}" if s.kafka_security_protocol else _name(sasl_given[0])
+                raise SettingsError(f"{why} needs {_name(needed)}"
+                                    + (" (or --kafka-sasl-password-file)" if needed == "kafka_sasl_password" else ""))
+    elif sasl_given:
+        raise SettingsError(f"{_name(sasl_given[0])} is set but the security protocol is {proto}: "
+                            "use SASL_PLAINTEXT or SASL_SSL")
+    tls_files = [n for n in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile") if getattr(s, n)]
+    if not proto.endswith("SSL") and tls_files:
+        raise SettingsError(f"{_name(tls_files[0])} is set but the security protocol is {proto}: "
+                            "use SSL or SASL_SSL")
+    if bool(s.kafka_ssl_certfile) != bool(s.kafka_ssl_keyfile):
+        have, missing = (("kafka_ssl_certfile", "kafka_ssl_keyfile") if s.kafka_ssl_certfile
+                         else ("kafka_ssl_keyfile", "kafka_ssl_certfile"))
+        raise SettingsError(f"{_name(have)} is set but {_name(missing)} is not: "
+                            "a client certificate and its private key go together")
+    if s.kafka_ssl_key_password and not s.kafka_ssl_keyfile:
+        raise SettingsError(f"{_name('kafka_ssl_key_password')} is set but {_name('kafka_ssl_keyfile')} is not")
+    for n in tls_files:
+        _readable(s, n)
 
 
 def _coerce(f: dataclasses.Field, raw: str) -> Any:

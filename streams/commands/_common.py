@@ -56,20 +56,25 @@ def load_detector_config(path: str | None, what: str = "config"):
         raise click.ClickException(f"--{what}: {exc}") from None
 
 
-def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None):
-    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work."""
+def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka: dict | None = None):
+    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work.
+
+    ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
+    """
+    from streams.kafka_security import kafka_python_kwargs
     from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
-    from streams.settings import Settings
+    from streams.settings import Settings, SettingsError
 
     try:
         mapping = parse_mapping(maps)
-        settings = Settings.from_env()
+        settings = Settings.from_env(**(kafka or {}))
+        security = kafka_python_kwargs(settings) if spec.startswith("kafka://") else None
         src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
-                          default_timeout_s=settings.kafka_timeout_s)
+                          default_timeout_s=settings.kafka_timeout_s, kafka_security=security)
         if isinstance(src, KafkaSource):
             src.prepare()
         return src
-    except SourceError as exc:
+    except (SourceError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -105,11 +110,14 @@ def aliased(new: str, value):
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
 
 
-def require_kafka(bootstrap: str, timeout_s: float) -> None:
-    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless a broker answers in time."""
+def require_kafka(settings) -> None:
+    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
+    answers in time; at once with one line if it rejects their TLS/SASL credentials."""
     from streams.broker import BrokerError, wait_for_kafka
+    from streams.kafka_security import kafka_python_kwargs
+    from streams.settings import SettingsError
 
     try:
-        wait_for_kafka(bootstrap, timeout=timeout_s)
-    except BrokerError as exc:
+        wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings))
+    except (BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None

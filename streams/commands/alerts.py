@@ -9,6 +9,7 @@ import click
 
 from ..settings import Settings, SettingsError
 from ._common import CONTEXT, parse_duration, require_kafka
+from .kafka_options import kafka_security_options, pop_security
 
 
 def parse_since(text: str, now: float) -> float:
@@ -49,7 +50,8 @@ def alerts():
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")
-def tail(bootstrap, topic, customers, since, follow, as_json):
+@kafka_security_options
+def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
     """Print alerts as they arrive, like the demo does (or as JSON lines for scripts).
 
     Reads without a consumer group and never commits offsets, so it disturbs nobody.
@@ -63,14 +65,16 @@ def tail(bootstrap, topic, customers, since, follow, as_json):
     """
     from ..alert_tail import AlertTail, TailError, format_line
     from ..demo import Console
+    from ..kafka_security import kafka_python_kwargs
 
     try:
-        s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic)
+        s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))
+        security = kafka_python_kwargs(s)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
-    require_kafka(s.bootstrap, s.kafka_timeout_s)
-    source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s)
+    require_kafka(s)  # also: one line at once if the broker rejects the TLS/SASL settings
+    source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s, security)
     console = Console(sys.stdout)
     stop = threading.Event()
     try:

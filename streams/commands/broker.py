@@ -8,6 +8,7 @@ import click
 
 from ..settings import Settings, SettingsError
 from ._common import aliased, deprecated_alias
+from .kafka_options import kafka_security_options, pop_security
 
 
 def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool = True):
@@ -50,6 +51,10 @@ def _broker(opts: dict):
                 kafka_version=aliased("--kafka-version", opts.get("kafka_version")))
     overrides = {k: v for k, v in opts.items() if k in {
         "broker_port", "broker_controller_port", "kafka_version"} and v is not None}
+    overrides.update(pop_security(opts))
+    for opt, name in (("ssl_certfile", "broker_ssl_certfile"), ("ssl_keyfile", "broker_ssl_keyfile")):
+        if opts.get(opt) is not None:
+            overrides[name] = opts[opt]
     if opts.get("data_dir") is not None:
         overrides["broker_data_dir"] = opts["data_dir"]
     try:
@@ -90,6 +95,11 @@ def broker():
 @_options(fresh=True)
 @click.option("--timeout", type=float, default=90.0, show_default=True,
               help="Seconds to wait for the broker to answer")
+@click.option("--ssl-certfile", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Server certificate when the broker serves SSL/SASL_SSL [env LOOKOUT_BROKER_SSL_CERTFILE]")
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path, dir_okay=False), metavar="PEM",
+              help="Its unencrypted PKCS#8 key [env LOOKOUT_BROKER_SSL_KEYFILE]")
+@kafka_security_options
 def start(fresh, timeout, **opts):
     """Start the broker in the background and wait until it answers.
 
@@ -97,10 +107,21 @@ def start(fresh, timeout, **opts):
     writes a pid file into the data dir. Does nothing if this data dir's broker
     is already running; fails if the port is taken by anything else.
 
+    With SASL settings (--kafka-sasl-mechanism, --kafka-sasl-username and the password from
+    LOOKOUT_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file) the client port is a
+    SASL_PLAINTEXT listener accepting PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for that one
+    user, so the same LOOKOUT_KAFKA_* settings configure the broker and its clients. SCRAM
+    users are created when the storage is formatted: other credentials later need --fresh.
+    With --kafka-security-protocol SSL or SASL_SSL (or --kafka-ssl-cafile) it serves TLS with
+    --ssl-certfile/--ssl-keyfile; with a client certificate (--kafka-ssl-certfile) configured
+    it requires clients to present one signed by --kafka-ssl-cafile (mutual TLS).
+
     \b
     Examples:
       lookout broker start
       lookout broker start --broker-port 29092 --controller-port 29094 --data-dir /tmp/kafka-test --fresh
+      LOOKOUT_KAFKA_SASL_PASSWORD=alice-secret lookout broker start --fresh \\
+          --kafka-sasl-mechanism SCRAM-SHA-256 --kafka-sasl-username alice
     """
     b = _broker(opts)
     was = b.status()

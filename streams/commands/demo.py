@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..settings import Settings, SettingsError
+from .kafka_options import kafka_security_options, pop_security
 
 
 @click.command()
@@ -21,8 +22,9 @@ from ..settings import Settings, SettingsError
 @click.option("--broker-port", type=int, help="Port of the local broker the demo starts [default 9092].")
 @click.option("--controller-port", type=int, help="KRaft controller port of that broker [default 9094].")
 @click.option("--keep-broker", is_flag=True, help="Leave the local broker running afterwards.")
+@kafka_security_options
 def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_port, bootstrap, broker_port,
-         controller_port, keep_broker):
+         controller_port, keep_broker, **kafka):
     """Run broker, worker and simulator together and watch alerts arrive live.
 
     Starts a local single-node Kafka (unless --bootstrap is given), creates run-specific
@@ -37,12 +39,15 @@ def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_por
       lookout demo --customers 100 --kinds origin_outage,traffic_drop
       lookout demo --bootstrap 127.0.0.1:9092     # reuse a broker you run
       lookout demo --broker-port 29092 --controller-port 29094 --web-port 6166
+      LOOKOUT_KAFKA_SASL_PASSWORD=alice-secret lookout demo --kafka-sasl-mechanism SCRAM-SHA-256 \\
+          --kafka-sasl-username alice    # its own broker then requires that SASL user too
     """
     from ..broker import BrokerError
     from ..demo import Demo, DemoOptions
 
     try:
-        settings = Settings.from_env(broker_port=broker_port, broker_controller_port=controller_port)
+        settings = Settings.from_env(broker_port=broker_port, broker_controller_port=controller_port,
+                                     **pop_security(kafka))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     opts = DemoOptions(customers=customers, days=days, interval_s=interval_s, seed=seed,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
+from .kafka_options import kafka_security_options, pop_security
 
 
 @click.command(context_settings=CONTEXT)
@@ -39,8 +40,9 @@ from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, o
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (metrics) as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
+@kafka_security_options
 def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, bootstrap, trace, max_plots,
-           grace, save_state, as_json, no_report, quiet):
+           grace, save_state, as_json, no_report, quiet, **kafka):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -85,7 +87,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         # before the replay, not after minutes of it
         what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
         raise click.ClickException(f"--save-state {save_state}: {what}")
-    src = open_source_or_fail(source, maps, fmt, bootstrap)
+    src = open_source_or_fail(source, maps, fmt, bootstrap, pop_security(kafka))
     make_out_dir(out)
 
     report = not no_report

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import click
 
 from ._common import aliased, deprecated_alias, parse_duration, require_kafka
+from .kafka_options import kafka_security_options, pop_security
 
 DEFAULT_START = "2026-01-05T00:00:00Z"  # a Monday, so weekly patterns line up run to run
 def default_labels_path(out: str) -> str:
@@ -81,9 +82,10 @@ def _fail(msg: str) -> None:
               help="Throttle output to this many events per second (live demos). Default: as fast as possible.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@kafka_security_options
 def simulate(customers, days, duration, interval_s, start, end_now, seed, incidents, incident_rate, kinds,
              min_size, max_size, holidays, growth, level_shifts, weekly, out, bootstrap, topic, labels_path,
-             rate, as_json, quiet):
+             rate, as_json, quiet, **kafka):
     """Generate realistic CDN request metrics with labelled incidents.
 
     One event per customer per interval, in timestamp order. Customer sizes span tens to
@@ -141,13 +143,17 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
         _fail(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
     if min_size > max_size:
         _fail("--min-size must not exceed --max-size")
+    security: dict[str, Any] = {}
     if bootstrap is not None:
+        from ..kafka_security import kafka_python_kwargs
         from ..settings import Settings, SettingsError
 
         try:
-            require_kafka(bootstrap, Settings.from_env().kafka_timeout_s)
+            settings = Settings.from_env(bootstrap=bootstrap, **pop_security(kafka))
+            security = kafka_python_kwargs(settings)
         except SettingsError as exc:
             _fail(str(exc))
+        require_kafka(settings)  # unreachable, or rejecting the TLS/SASL settings: one line now
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
     try:
@@ -196,7 +202,7 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
             _to_file(stream(), out)
             where = "stdout" if out == "-" else out
         else:
-            _to_kafka(stream(), bootstrap, topic)
+            _to_kafka(stream(), bootstrap, topic, security)
             where = f"kafka {bootstrap} topic {topic}"
     except KeyboardInterrupt:
         interrupted = True
@@ -245,7 +251,8 @@ def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
     return 0  # unreachable
 
 
-def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str) -> int:
+def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
+              security: dict[str, Any] | None = None) -> int:
     try:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
@@ -253,7 +260,7 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str) -> i
         _fail(f"kafka-python is required for --bootstrap: {exc}")
     try:
         producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024,
+            bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024, **(security or {}),
             compression_type=None, max_block_ms=30_000,
             request_timeout_ms=30_000, retries=5,
         )

@@ -6,6 +6,7 @@ import json
 import click
 
 from ..settings import Settings, SettingsError
+from .kafka_options import kafka_security_options, pop_security
 
 
 @click.group()
@@ -22,7 +23,8 @@ def topics():
 @click.option("--bootstrap", help="Kafka bootstrap servers [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092]")
 @click.option("--partitions", type=int, help="Partitions of the input and alerts topics [default 4]")
 @click.option("--json", "as_json", is_flag=True, help="Print {topic: {partitions, created}} as JSON.")
-def create(bootstrap, partitions, as_json):
+@kafka_security_options
+def create(bootstrap, partitions, as_json, **kafka):
     """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
 
     Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
@@ -31,13 +33,16 @@ def create(bootstrap, partitions, as_json):
     \b
     Example:
       lookout topics create --bootstrap 127.0.0.1:9092 --partitions 8
+      LOOKOUT_KAFKA_SASL_PASSWORD=... lookout topics create --bootstrap kafka.example:9093 \\
+          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-username lookout
     """
     from ..broker import BrokerError, create_topics
+    from ..kafka_security import kafka_python_kwargs
 
     try:
-        s = Settings.from_env(bootstrap=bootstrap, partitions=partitions)
+        s = Settings.from_env(bootstrap=bootstrap, partitions=partitions, **pop_security(kafka))
         wanted = {s.input_topic: s.partitions, s.alerts_topic: s.partitions, s.dlq_topic: 1, s.sink_dlq_topic: 1}
-        made = create_topics(s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s)
+        made = create_topics(s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s))
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
+from .kafka_options import kafka_security_options, pop_security
 
 
 @click.command(context_settings=CONTEXT)
@@ -35,8 +36,9 @@ from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, o
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no terminal summary.")
+@kafka_security_options
 def tune(source, labels_path, space_path, config_path, trials, budget, jobs, seed, timeout_s, out_dir, maps, fmt,
-         bootstrap, grace, max_plots, as_json, no_report, quiet):
+         bootstrap, grace, max_plots, as_json, no_report, quiet, **kafka):
     """Search detector parameters: maximise incident recall within a false-alert budget.
 
     SOURCE is read like `lookout replay` reads it (JSON lines, CSV, kafka://...), but
@@ -87,7 +89,7 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     labels = load_labels(labels_path)
     if not labels:
         raise click.ClickException(f"{labels_path}: no labelled incidents; tuning needs some to measure recall")
-    src = open_source_or_fail(source, maps, fmt, bootstrap)
+    src = open_source_or_fail(source, maps, fmt, bootstrap, pop_security(kafka))
     make_out_dir(out)
     jobs = jobs or default_jobs()
     progress = not quiet

@@ -9,6 +9,7 @@ import click
 
 from ..settings import Settings, SettingsError
 from ._common import require_kafka
+from .kafka_options import kafka_security_options
 
 
 @click.command()
@@ -25,6 +26,7 @@ from ._common import require_kafka
 @click.option("--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)")
 @click.option("--loglevel", "log_level", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               help="Log level [default warn]")
+@kafka_security_options
 def worker(**opts):
     """Consume `request-metrics`, detect anomalies per customer, emit alerts.
 
@@ -47,6 +49,12 @@ def worker(**opts):
       lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
       lookout replay history.jsonl.gz --save-state state.lookout && lookout worker --initial-state state.lookout
       LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
+      LOOKOUT_KAFKA_SASL_PASSWORD=... lookout worker --bootstrap kafka.example:9093 \\
+          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-username lookout
+
+    Before starting, the worker checks that the broker answers and, with TLS or SASL settings,
+    accepts them: if not it exits at once with one line (unreachable, wrong password,
+    untrusted certificate).
     """
     from detectors.config import ConfigError, load_config
 
@@ -57,8 +65,8 @@ def worker(**opts):
             raise SettingsError(f"--initial-state {settings.initial_state}: no such file")
     except (SettingsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    # one line instead of Faust's traceback when the broker is down
-    require_kafka(settings.bootstrap, settings.kafka_timeout_s)
+    # one line instead of Faust's traceback when the broker is down or rejects our credentials
+    require_kafka(settings)
     from faust import Worker
 
     from ..app import create_app

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from detectors.events import InvalidEvent, format_ts, parse_ts
@@ -25,14 +25,16 @@ class KafkaSource(Source):
     KNOWN = ("from", "to", "bootstrap", "timeout")
 
     def __init__(self, topic: str, bootstrap: str, start: float | None = None, end: float | None = None,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None):
         self.topic, self.bootstrap, self.start, self.end, self.timeout_s = topic, bootstrap, start, end, timeout_s
+        #: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs)
+        self.security = dict(security or {})
         self.name = f"kafka://{topic}"
         self._ranges: dict[Any, tuple[int, int]] | None = None
 
     @classmethod
     def from_url(cls, url: str, default_bootstrap: str | None = None,
-                 default_timeout_s: float = 10.0) -> "KafkaSource":
+                 default_timeout_s: float = 10.0, security: Mapping[str, Any] | None = None) -> "KafkaSource":
         u = urlsplit(url)
         topic = (u.netloc + u.path).strip("/")
         if not topic or "/" in topic:
@@ -63,7 +65,7 @@ class KafkaSource(Source):
         except ValueError:
             raise SourceError(f"{url}: timeout must be seconds") from None
         bootstrap = one("bootstrap") or default_bootstrap or "127.0.0.1:9092"
-        return cls(topic, bootstrap, start, end, timeout)
+        return cls(topic, bootstrap, start, end, timeout, security)
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "kafka", "topic": self.topic, "bootstrap": self.bootstrap,
@@ -85,6 +87,7 @@ class KafkaSource(Source):
             bootstrap_servers=self.bootstrap.split(","), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", client_id="lookout-replay", request_timeout_ms=max(ms, 5000) + 1000,
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20, max_poll_records=10000,
+            **self.security,
         )
         # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms, 2.x with api_version_auto_timeout_ms
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
@@ -93,6 +96,13 @@ class KafkaSource(Source):
             kwargs["api_version_auto_timeout_ms"] = ms
         unreachable = tuple(c for c in (getattr(kerr, "NoBrokersAvailable", None), kerr.KafkaTimeoutError,
                                          getattr(kerr, "KafkaConnectionError", None)) if c is not None)
+        from ..broker import AUTH_CHECK_S, auth_failure
+        from ..kafka_security import rejection
+
+        # kafka-python retries a rejected login like an unreachable broker: ask a secured one first
+        reason = rejection(self.bootstrap, self.security, min(self.timeout_s, AUTH_CHECK_S))
+        if reason:
+            raise SourceError(str(auth_failure(self.bootstrap, self.security, reason)))
         try:
             return KafkaConsumer(**kwargs)
         except unreachable:

@@ -75,15 +75,19 @@ def parse_mapping(items: Iterable[str] | None) -> dict[str, str]:
 
 
 def open_source(spec: str, *, mapping: Mapping[str, str] | None = None, fmt: str = "auto",
-                default_bootstrap: str | None = None, default_timeout_s: float = 10.0) -> Source:
-    """A source from a command-line spec: a file path or ``kafka://TOPIC?...``."""
+                default_bootstrap: str | None = None, default_timeout_s: float = 10.0,
+                kafka_security: Mapping[str, Any] | None = None) -> Source:
+    """A source from a command-line spec: a file path or ``kafka://TOPIC?...``.
+
+    ``kafka_security``: kafka-python TLS/SASL arguments for a Kafka source.
+    """
     from .files import CsvSource, JsonlSource
     from .kafka import KafkaSource
 
     if spec.startswith("kafka://"):
         if mapping:
             raise SourceError("--map applies to CSV files only")
-        return KafkaSource.from_url(spec, default_bootstrap, default_timeout_s)
+        return KafkaSource.from_url(spec, default_bootstrap, default_timeout_s, kafka_security)
     base = spec[:-3] if spec.endswith(".gz") else spec
     if fmt == "csv" or (fmt == "auto" and (base.lower().endswith(".csv") or mapping)):
         return CsvSource(spec, mapping)

@@ -161,23 +161,26 @@ def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[.
         w.stop()
 
 
-def read_topic(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[dict]:
-    """All JSON values on ``topic`` (from the beginning, no consumer group)."""
+def read_topic(bootstrap: str, topic: str, timeout_ms: int = 3000, **security) -> list[dict]:
+    """All JSON values on ``topic`` (from the beginning, no consumer group).
+
+    ``security``: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs).
+    """
     from kafka import KafkaConsumer
 
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                      enable_auto_commit=False, group_id=None, consumer_timeout_ms=timeout_ms)
+                      enable_auto_commit=False, group_id=None, consumer_timeout_ms=timeout_ms, **security)
     try:
         return [json.loads(m.value) for m in c]
     finally:
         c.close()
 
 
-def produce(bootstrap: str, topic: str, items) -> int:
+def produce(bootstrap: str, topic: str, items, **security) -> int:
     """Send (key, value) pairs; values that are dicts are JSON-encoded, bytes sent as they are."""
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=128 * 1024)
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, batch_size=128 * 1024, **security)
     n = 0
     for key, value in items:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
