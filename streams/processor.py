@@ -13,7 +13,7 @@ from detectors.engine import Engine
 from detectors.events import Event, InvalidEvent
 
 from .codecs import decode_event, dlq_record
-from .metrics import WorkerMetrics
+from .metrics import INVALID_OUTCOME, WorkerMetrics
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Processor:
             out.dlq.append(dlq_record(value, reason, key=key, source=source, partition=partition,
                                       offset=offset, now=self.clock()))
             if self.metrics is not None:
-                self.metrics.events.labels("invalid").inc()
+                self.metrics.events.labels(INVALID_OUTCOME).inc()
                 self.metrics.dlq.labels(self.dlq_topic, reason_kind(reason)).inc()
             return None
 
