@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.evaluation import format_delay, incidents
-from detectors.events import DEFAULT_INTERVAL_S, format_ts, time_or_none
+from detectors.events import DEFAULT_INTERVAL_S, time_or_none
 from detectors.signals import SIGNALS
 
 #: label kind -> the signals that should show it
@@ -558,7 +558,3 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
     if not n:
         rep.p("No customer had labels or alerts to plot.", "muted")
     return rep.write(out_dir)
-
-
-def format_ts_or_none(v: float | None) -> str | None:
-    return format_ts(v) if v is not None and math.isfinite(v) else None
