@@ -6,7 +6,7 @@
 >>> decode_event(b'{"customer_id": "c1"')
 Traceback (most recent call last):
 ...
-detectors.events.InvalidEvent: invalid JSON: Expecting ',' delimiter at char 19
+detectors.events.InvalidEvent: invalid JSON: Expecting ',' delimiter at char 20
 """
 from __future__ import annotations
 
