@@ -32,8 +32,18 @@ MAX_INTERVAL_S = 7 * 86400
 MAX_TS = 4102444800.0
 
 
+#: dead-letter kinds (the ``kind`` label of ``lookout_dlq_messages_total``): the bytes are not a
+#: JSON object at all, or the object breaks the event contract
+UNDECODABLE, CONTRACT = "undecodable", "contract"
+INVALID_KINDS = (UNDECODABLE, CONTRACT)
+
+
 class InvalidEvent(ValueError):
-    """The event breaks the contract; ``str(exc)`` is the reason sent to the DLQ."""
+    """The event is rejected; ``str(exc)`` is the reason sent to the DLQ, ``kind`` one of :data:`INVALID_KINDS`."""
+
+    def __init__(self, reason: str, kind: str = CONTRACT):
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)

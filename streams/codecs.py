@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from detectors.events import Event, InvalidEvent, parse_event
+from detectors.events import UNDECODABLE, Event, InvalidEvent, parse_event
 
 #: raw payloads longer than this are truncated in the DLQ record (the reason is what matters)
 DLQ_MAX_RAW_CHARS = 10_000
@@ -23,13 +23,13 @@ DLQ_MAX_RAW_CHARS = 10_000
 def decode_event(value: bytes | str | None) -> Event:
     """Decode one ``request-metrics`` message value; raise :class:`InvalidEvent` with the reason."""
     if value is None:
-        raise InvalidEvent("empty message (null value)")
+        raise InvalidEvent("empty message (null value)", UNDECODABLE)
     try:
         obj = json.loads(value)
     except UnicodeDecodeError:
-        raise InvalidEvent("value is not UTF-8 text") from None
+        raise InvalidEvent("value is not UTF-8 text", UNDECODABLE) from None
     except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
+        raise InvalidEvent(f"invalid JSON: {exc.msg} at char {exc.pos}", UNDECODABLE) from None
     return parse_event(obj)
 
 

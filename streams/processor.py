@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
-from detectors.events import Event, InvalidEvent
+from detectors.events import INVALID_KINDS, Event, InvalidEvent
 
 from .codecs import decode_event, dlq_record
 from .metrics import INVALID_OUTCOME, WorkerMetrics
@@ -25,13 +25,6 @@ class Output:
     positions: list[tuple[int, int, str | None]] = field(default_factory=list)
 
 
-def reason_kind(reason: str) -> str:
-    """Bounded label for a rejection reason."""
-    if reason.startswith("invalid JSON") or reason.startswith("value is not UTF-8") or reason.startswith("empty message"):
-        return "undecodable"
-    return "contract"
-
-
 class Processor:
     def __init__(self, engine: Engine, metrics: WorkerMetrics | None = None,
                  clock: Callable[[], float] = time.time, dlq_topic: str = "request-metrics-dlq"):
@@ -40,7 +33,7 @@ class Processor:
         self.clock = clock
         self.dlq_topic = dlq_topic
         if metrics is not None:
-            metrics.expect_dlq(dlq_topic, ("undecodable", "contract"))
+            metrics.expect_dlq(dlq_topic, INVALID_KINDS)
 
     def handle(self, value: bytes | str | None, *, key: Any = None, source: str = "",
                partition: int | None = None, offset: int | None = None, out: Output | None = None) -> Output:
@@ -65,7 +58,7 @@ class Processor:
                                       offset=offset, now=self.clock()))
             if self.metrics is not None:
                 self.metrics.events.labels(INVALID_OUTCOME).inc()
-                self.metrics.dlq.labels(self.dlq_topic, reason_kind(reason)).inc()
+                self.metrics.dlq.labels(self.dlq_topic, exc.kind).inc()
             return None
 
     def process_event(self, event: Event, out: Output) -> None:
