@@ -84,7 +84,8 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
     times the opening gates: hysteresis, so a change hovering around the gate keeps one incident
     open instead of resolving and re-opening it.
     """
-    threshold, rel, absolute, events = sc.threshold, sc.min_rel_change, sc.min_abs_change, sc.min_events
+    threshold, rel, absolute = sc.threshold, sc.min_rel_change, sc.min_abs_change
+    events: float = sc.min_events
     if sustain is not None:
         f = sustain.sustain_factor
         threshold = min(threshold, sustain.sustain_threshold)
@@ -213,6 +214,7 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         summary = f"{inc.customer_id}: {SIGNALS[primary.signal].label} anomaly ({inc.severity}) since {since}"
         explanation = f"Since {since}: " + "; ".join(parts) + "."
     else:
+        assert resolved_at is not None, "a resolution has a time"
         summary = f"{inc.customer_id}: resolved, {SIGNALS[primary.signal].label} back to normal at {format_ts(resolved_at)}"
         explanation = (
             f"Incident from {since} to {format_ts(resolved_at)} "

@@ -29,7 +29,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .signals import SIGNALS
 
@@ -41,7 +41,7 @@ class ConfigError(ValueError):
     setting each one is about (``None`` when it is about the whole file).
     """
 
-    def __init__(self, problems: str | list[str] | list[tuple[str | None, str]], source: str | None = None):
+    def __init__(self, problems: str | Sequence[str | tuple[str | None, str]], source: str | None = None):
         items = [(None, problems)] if isinstance(problems, str) else [
             p if isinstance(p, tuple) else (None, p) for p in problems]
         self.paths = [p for p, _ in items]

@@ -109,7 +109,7 @@ class OpenedIncident:
     severity: str
     score: float | None
     signals: list[str] = field(default_factory=list)
-    firing_event_ts: list[str] = field(default_factory=list)  # event_ts of every firing notification
+    firing_event_ts: list[str | None] = field(default_factory=list)  # event_ts of every firing notification
     resolved_at: str | None = None
 
     @property
@@ -316,8 +316,8 @@ def evaluate(
     """
     alerts = list(alerts)
     if interval_s is None:
-        ivs = [a.get("interval_s") for a in alerts if isinstance(a.get("interval_s"), (int, float))]
-        interval_s = float(quantile(ivs, 0.5)) if ivs else 60.0
+        ivs = [float(a["interval_s"]) for a in alerts if isinstance(a.get("interval_s"), (int, float))]
+        interval_s = quantile(ivs, 0.5) or 60.0
     iv = float(interval_s)
     grace = float(grace_intervals) * iv
 
@@ -342,14 +342,14 @@ def evaluate(
         for et in map(time_or_none, oi.firing_event_ts):
             for lr in by_cust.get(oi.customer_id, ()):
                 lo, hi = lr.start - iv, lr.end + grace
-                if (st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi):
+                t_alert = et if et is not None else st
+                if t_alert is not None and ((st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)):
                     inc["matched"] = True
-                    t_alert = et if et is not None else st
-                    ttd = max(0.0, (t_alert - lr.start) / iv)
-                    if not lr.detected or ttd < lr.ttd_intervals:
-                        lr.detected, lr.ttd_intervals, lr.alert_id = True, ttd, aid
+                    delay = max(0.0, (t_alert - lr.start) / iv)
+                    if lr.ttd_intervals is None or delay < lr.ttd_intervals:
+                        lr.detected, lr.ttd_intervals, lr.alert_id = True, delay, aid
 
-    ttd = [lr.ttd_intervals for lr in results if lr.detected]
+    ttd = [lr.ttd_intervals for lr in results if lr.ttd_intervals is not None]
     matched = sum(1 for inc in opened.values() if inc["matched"])
     false_incs = [
         {"alert_id": inc["alert_id"], "customer_id": inc["customer_id"],
@@ -376,7 +376,7 @@ def evaluate(
         kinds.setdefault(lr.kind, []).append(lr)
     for kind in sorted(kinds):
         rows = kinds[kind]
-        det = [lr.ttd_intervals for lr in rows if lr.detected]
+        det = [lr.ttd_intervals for lr in rows if lr.ttd_intervals is not None]
         ev.by_kind[kind] = {
             "labels": len(rows), "detected": len(det), "recall": _r(_ratio(len(det), len(rows))),
             "ttd_median_intervals": _r(quantile(det, 0.5), 2),

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, overload
 
 CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 DEFAULT_INTERVAL_S = 60
@@ -162,6 +162,12 @@ def _parse_ts_text(value: str) -> float:
     if not math.isfinite(ts) or ts < 0 or ts > MAX_TS:
         raise InvalidEvent(f"ts {value!r} is out of range")
     return ts
+
+
+@overload
+def _count(obj: Mapping[str, Any], name: str, required: Literal[True] = ...) -> int: ...
+@overload
+def _count(obj: Mapping[str, Any], name: str, required: Literal[False]) -> int | None: ...
 
 
 def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:
