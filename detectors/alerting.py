@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from .config import AlertingConfig, SignalConfig
 from .events import Event, format_ts
-from .signals import SIGNALS
+from .signals import SIGNALS, format_band, format_value
 from .univariate import Assessment
 
 SEVERITIES = ("info", "warning", "critical")
@@ -84,7 +84,8 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
     times the opening gates: hysteresis, so a change hovering around the gate keeps one incident
     open instead of resolving and re-opening it.
     """
-    threshold, rel, absolute, events = sc.threshold, sc.min_rel_change, sc.min_abs_change, sc.min_events
+    threshold, rel, absolute = sc.threshold, sc.min_rel_change, sc.min_abs_change
+    events: float = sc.min_events
     if sustain is not None:
         f = sustain.sustain_factor
         threshold = min(threshold, sustain.sustain_threshold)
@@ -155,23 +156,6 @@ def diagnose(signals: set[str], event: Event | None, findings: Mapping[str, Find
     return "; ".join(hints) if hints else "anomaly without a known pattern: look at the customer dashboard"
 
 
-def fmt_value(signal: str, v: float) -> str:
-    unit = SIGNALS[signal].unit
-    if not math.isfinite(v):
-        return "n/a"
-    if unit == "ratio":
-        return f"{v:.2%}"
-    if unit == "ms":
-        return f"{v:,.0f} ms"
-    if unit == "bytes":
-        for u in ("B", "KB", "MB", "GB", "TB"):
-            if abs(v) < 1000:
-                return f"{v:,.0f} {u}"
-            v /= 1000.0
-        return f"{v:,.0f} PB"
-    return f"{v:,.0f}"
-
-
 @dataclass(slots=True)
 class Incident:
     customer_id: str
@@ -217,10 +201,12 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
     }
     parts = []
     for s in sigs:
-        f = findings[s]
+        f, sig = findings[s], SIGNALS[s]
         parts.append(
-            f"{SIGNALS[s].label} {fmt_value(s, f.a.value)} vs expected {fmt_value(s, f.a.expected)} "
-            f"(band {fmt_value(s, f.a.lo)}-{fmt_value(s, f.a.hi)}, score {f.a.score:.4f})"
+            # the rounded values the alert carries, so sinks formatting them show the same text
+            f"{sig.label} {format_value(_num(f.a.value), sig.unit)} vs expected "
+            f"{format_value(_num(f.a.expected), sig.unit)} "
+            f"(band {format_band(_num(f.a.lo), _num(f.a.hi), sig.unit)}, score {f.a.score:.4f})"
         )
     since = format_ts(inc.started_at)
     diagnosis = diagnose(set(findings), event, findings)
@@ -228,6 +214,7 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         summary = f"{inc.customer_id}: {SIGNALS[primary.signal].label} anomaly ({inc.severity}) since {since}"
         explanation = f"Since {since}: " + "; ".join(parts) + "."
     else:
+        assert resolved_at is not None, "a resolution has a time"
         summary = f"{inc.customer_id}: resolved, {SIGNALS[primary.signal].label} back to normal at {format_ts(resolved_at)}"
         explanation = (
             f"Incident from {since} to {format_ts(resolved_at)} "

@@ -12,6 +12,16 @@ number that a user might want to change.
 (3, 0.999, 2)
 >>> DetectorConfig.from_mapping(tuned.to_mapping()) == tuned
 True
+
+Every numeric field declares its valid range next to it; a file is checked as a whole and
+every problem is reported at once:
+
+>>> DetectorConfig.from_mapping({"alerting": {"open_n": 5, "open_m": 3}, "model": {"warmup_s": -5}})
+Traceback (most recent call last):
+...
+detectors.config.ConfigError: 2 problems:
+  model.warmup_s must be >= 0, got -5
+  alerting.open_n (5) must not exceed alerting.open_m (3)
 """
 from __future__ import annotations
 
@@ -19,16 +29,86 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .signals import SIGNALS
 
+
 class ConfigError(ValueError):
-    """The configuration file or an override is invalid."""
+    """The configuration file or an override is invalid.
+
+    ``problems`` lists every problem found (``str(exc)`` joins them), ``paths`` the dotted
+    setting each one is about (``None`` when it is about the whole file).
+    """
+
+    def __init__(self, problems: str | Sequence[str | tuple[str | None, str]], source: str | None = None):
+        items = [(None, problems)] if isinstance(problems, str) else [
+            p if isinstance(p, tuple) else (None, p) for p in problems]
+        self.paths = [p for p, _ in items]
+        self.problems = [t for _, t in items]
+        self.source = source
+        text = self.problems[0] if len(self.problems) == 1 else (
+            f"{len(self.problems)} problems:" + "".join(f"\n  {t}" for t in self.problems))
+        super().__init__(f"{source}: {text}" if source else text)
 
 
 @dataclass(frozen=True)
-class SignalConfig:
+class Range:
+    """Valid values of a numeric setting: ``lo``/``hi`` bounds, each inclusive or not.
+
+    >>> str(Range(0, 1, lo_open=True)), str(Range(lo=0)), Range(0, 1, lo_open=True).contains(0)
+    ('in (0, 1]', '>= 0', False)
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        if self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+def _in(default: Any, rng: Range) -> Any:
+    """A dataclass field with its valid range attached (checked on every construction)."""
+    return field(default=default, metadata={"range": rng})
+
+
+#: a score or probability threshold: above 0, at most 1
+SCORE = Range(0, 1, lo_open=True)
+NON_NEGATIVE = Range(lo=0)
+POSITIVE = Range(lo=0, lo_open=True)
+AT_LEAST_ONE = Range(lo=1)
+#: longest N-of-M window (intervals) an incident can be opened over
+MAX_OPEN_M = 64
+
+
+class _Checked:
+    """Validates field types and ranges (and :meth:`_relations`) on construction."""
+
+    def __post_init__(self) -> None:
+        problems = _problems(type(self), dataclasses.asdict(self), type(self).__name__)  # type: ignore[call-overload]
+        if problems:
+            raise ConfigError(problems)
+
+    @staticmethod
+    def _relations(values: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+        return []
+
+
+@dataclass(frozen=True)
+class SignalConfig(_Checked):
     """Per-signal alerting rules.
 
     threshold: score (1 - tail probability) at or above which an interval counts as anomalous.
@@ -44,15 +124,15 @@ class SignalConfig:
 
     enabled: bool = True
     alert: bool = True
-    threshold: float = 0.9999
-    min_rel_change: float = 0.5
-    min_abs_change: float = 0.0
-    min_requests: int = 50
-    min_events: int = 10
+    threshold: float = _in(0.9999, SCORE)
+    min_rel_change: float = _in(0.5, NON_NEGATIVE)
+    min_abs_change: float = _in(0.0, NON_NEGATIVE)
+    min_requests: int = _in(50, NON_NEGATIVE)
+    min_events: int = _in(10, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Checked):
     """Online model hyper-parameters, in event time so they hold at any interval length.
 
     warmup_s / warmup_points: a series alerts only after it has seen at least this much event
@@ -67,19 +147,19 @@ class ModelConfig:
     ratio_half_life_s: baseline rate memory of ratio signals.
     """
 
-    warmup_s: float = 86400.0
-    warmup_points: int = 12
-    level_half_life_s: float = 86400.0
-    season_half_life_visits: float = 3.0
-    scale_half_life_s: float = 2 * 86400.0
-    accept_shift_after_s: float = 86400.0
-    learn_threshold: float = 0.999
-    ratio_half_life_s: float = 12 * 3600.0
+    warmup_s: float = _in(86400.0, NON_NEGATIVE)
+    warmup_points: int = _in(12, NON_NEGATIVE)
+    level_half_life_s: float = _in(86400.0, POSITIVE)
+    season_half_life_visits: float = _in(3.0, POSITIVE)
+    scale_half_life_s: float = _in(2 * 86400.0, POSITIVE)
+    accept_shift_after_s: float = _in(86400.0, NON_NEGATIVE)
+    learn_threshold: float = _in(0.999, SCORE)
+    ratio_half_life_s: float = _in(12 * 3600.0, POSITIVE)
     weekly: bool = True
 
 
 @dataclass(frozen=True)
-class AlertingConfig:
+class AlertingConfig(_Checked):
     """Incident lifecycle.
 
     open_n / open_m: an incident opens when at least ``open_n`` of the last ``open_m``
@@ -93,14 +173,26 @@ class AlertingConfig:
         as major (one severity step up).
     """
 
-    open_n: int = 2
-    open_m: int = 3
-    recovery_intervals: int = 3
-    sustain_threshold: float = 0.999
-    sustain_factor: float = 0.5
-    major_customer_requests: float = 10000.0
-    critical_magnitude: float = 4.0
-    warning_magnitude: float = 2.0
+    open_n: int = _in(2, AT_LEAST_ONE)
+    open_m: int = _in(3, Range(1, MAX_OPEN_M))
+    recovery_intervals: int = _in(3, AT_LEAST_ONE)
+    sustain_threshold: float = _in(0.999, SCORE)
+    sustain_factor: float = _in(0.5, Range(0, 1))
+    major_customer_requests: float = _in(10000.0, NON_NEGATIVE)
+    critical_magnitude: float = _in(4.0, AT_LEAST_ONE)
+    warning_magnitude: float = _in(2.0, AT_LEAST_ONE)
+
+    @staticmethod
+    def _relations(values: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+        out = []
+        if values["open_n"] > values["open_m"]:
+            out.append((f"{where}.open_n", f"{where}.open_n ({values['open_n']}) must not exceed "
+                                           f"{where}.open_m ({values['open_m']})"))
+        if values["warning_magnitude"] > values["critical_magnitude"]:
+            out.append((f"{where}.warning_magnitude",
+                        f"{where}.warning_magnitude ({values['warning_magnitude']:g}) must not exceed "
+                        f"{where}.critical_magnitude ({values['critical_magnitude']:g})"))
+        return out
 
 
 def _default_signals() -> dict[str, SignalConfig]:
@@ -122,22 +214,39 @@ class DetectorConfig:
         }
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> "DetectorConfig":
-        data = dict(data or {})
-        unknown = set(data) - {"model", "alerting", "signals"}
+    def from_mapping(cls, data: Any) -> "DetectorConfig":
+        """Build from a parsed file (sections ``model``, ``alerting``, ``signals``; all optional).
+
+        Raises :class:`ConfigError` listing every problem: unknown sections, signals and keys,
+        wrong types, values out of range, inconsistent pairs.
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"the config must be a mapping of sections ({', '.join(SECTIONS)}), "
+                              f"got {_kind(data)}")
+        problems: list[tuple[str | None, str]] = []
+        unknown = [str(k) for k in data if k not in SECTIONS]
         if unknown:
-            raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+            problems.append((unknown[0], f"unknown config section(s) {', '.join(unknown)} "
+                                         f"(known: {', '.join(SECTIONS)})"))
         base = cls()
         signals = dict(base.signals)
-        for name, over in (data.get("signals") or {}).items():
+        over_signals = data.get("signals")
+        if over_signals is not None and not isinstance(over_signals, Mapping):
+            problems.append(("signals", f"signals must be a mapping of signal name -> settings, "
+                                        f"got {_kind(over_signals)}"))
+            over_signals = None
+        for name, over in (over_signals or {}).items():
             if name not in SIGNALS:
-                raise ConfigError(f"unknown signal {name!r} (known: {', '.join(SIGNALS)})")
-            signals[name] = _build(SignalConfig, over, f"signals.{name}", signals[name])
-        return cls(
-            signals=signals,
-            model=_build(ModelConfig, data.get("model"), "model", base.model),
-            alerting=_build(AlertingConfig, data.get("alerting"), "alerting", base.alerting),
-        )
+                problems.append((f"signals.{name}", f"unknown signal {name!r} (known: {', '.join(SIGNALS)})"))
+                continue
+            signals[name] = _build(SignalConfig, over, f"signals.{name}", signals[name], problems)
+        model = _build(ModelConfig, data.get("model"), "model", base.model, problems)
+        alerting = _build(AlertingConfig, data.get("alerting"), "alerting", base.alerting, problems)
+        if problems:
+            raise ConfigError(problems)
+        return cls(signals=signals, model=model, alerting=alerting)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "DetectorConfig":
         """Return a copy with dotted-path overrides, e.g. ``{"signals.requests.threshold": 0.99}``."""
@@ -170,51 +279,122 @@ class DetectorConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _build(klass, over: Any, where: str, base):
+SECTIONS = ("model", "alerting", "signals")
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _kind(v: Any) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean"}.get(type(v), type(v).__name__)
+
+
+def _problems(klass: type, values: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """(path, text) of every type and range problem of a complete set of field values; if there
+    are none, of the cross-field ones."""
+    out = []
+    for f in dataclasses.fields(klass):
+        v, path = values[f.name], f"{where}.{f.name}"
+        want = f.type if isinstance(f.type, type) else {"bool": bool, "int": int, "float": float}[str(f.type)]
+        number = v if want is not float or isinstance(v, bool) or not isinstance(v, int) else float(v)
+        if not isinstance(number, want) or (want is not bool and isinstance(v, bool)):
+            out.append((path, f"{path} must be {_TYPE_NAMES[want]}, got {v!r}"))
+            continue
+        rng = f.metadata.get("range")
+        if rng is not None and not (number == number and rng.contains(number)):  # x != x: NaN
+            out.append((path, f"{path} must be {rng}, got {v!r}"))
+    return out or klass._relations(values, where)  # type: ignore[attr-defined]
+
+
+def _build(klass, over: Any, where: str, base, problems: list[tuple[str | None, str]]):
+    """``base`` with the settings in ``over`` applied; on any problem they are appended to
+    ``problems`` (unknown keys all in one) and ``base`` is returned."""
     if over is None:
         return base
     if not isinstance(over, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(over).__name__}")
-    known = {f.name: f for f in dataclasses.fields(klass)}
+        problems.append((where, f"{where} must be a mapping of settings, got {_kind(over)}"))
+        return base
     values = dataclasses.asdict(base)
-    for k, v in over.items():
-        if k not in known:
-            raise ConfigError(f"unknown key {where}.{k} (known: {', '.join(known)})")
-        want = type(values[k])
-        if want is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
-            raise ConfigError(f"{where}.{k} must be {want.__name__}, got {v!r}")
-        values[k] = v
+    unknown = [str(k) for k in over if k not in values]
+    found: list[tuple[str | None, str]] = []
+    if unknown:
+        found.append((f"{where}.{unknown[0]}", f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} "
+                                               f"(known: {', '.join(values)})"))
+    values.update((k, v) for k, v in over.items() if k in values)
+    found += _problems(klass, values, where)
+    if found:
+        problems += found
+        return base
+    for k, v in values.items():
+        if isinstance(getattr(base, k), float) and isinstance(v, int):
+            values[k] = float(v)
     return klass(**values)
 
 
 def load_config(path: str | Path | None) -> DetectorConfig:
-    """Load a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file; ``None`` gives the defaults."""
+    """Load a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file; ``None`` gives the defaults.
+
+    Errors name the file and, where the format tells, the line (and column for syntax errors).
+    """
     if path is None:
         return DetectorConfig()
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
     try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", source=str(p)) from None
+    lines: dict[str, int] = {}
+    if p.suffix in (".yaml", ".yml"):
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-        elif p.suffix == ".toml":
-            import tomllib
+            try:
+                lines = _yaml_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+            except ConfigError as exc:
+                raise ConfigError(exc.problems, source=str(p)) from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            raise ConfigError(f"{where}cannot parse YAML: {exc.problem or exc.context}", source=str(p)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse YAML: {str(exc).splitlines()[0]}", source=str(p)) from None
+    elif p.suffix == ".toml":
+        import tomllib
 
+        try:
             data = tomllib.loads(text)
-        elif p.suffix == ".json":
+        except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+            raise ConfigError(f"cannot parse TOML: {exc}", source=str(p)) from None
+    elif p.suffix == ".json":
+        try:
             data = json.loads(text)
-        else:
-            raise ConfigError(f"{p}: unknown config format {p.suffix!r} (use .yaml, .toml or .json)")
-    except ConfigError:
-        raise
-    except Exception as exc:  # parser errors differ per format; one line is enough for the user
-        raise ConfigError(f"{p}: cannot parse: {str(exc).splitlines()[0]}") from None
-    return DetectorConfig.from_mapping(data)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"line {exc.lineno}, column {exc.colno}: cannot parse JSON: {exc.msg}",
+                              source=str(p)) from None
+    else:
+        raise ConfigError(f"unknown config format {p.suffix!r} (use .yaml, .toml or .json)", source=str(p))
+    try:
+        return DetectorConfig.from_mapping(data)
+    except ConfigError as exc:
+        found = sorted(zip(exc.paths, exc.problems), key=lambda pt: lines.get(pt[0] or "", 0))
+        problems = [(path, f"line {lines[path]}: {text}" if path in lines else text) for path, text in found]
+        raise ConfigError(problems, source=str(p)) from None
+
+
+def _yaml_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Dotted key path -> 1-based line of the key, for every key of a composed YAML mapping."""
+    import yaml
+
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            if path in out:  # PyYAML keeps the last silently; the user surely meant one of them
+                raise ConfigError(f"line {key.start_mark.line + 1}: duplicate key {path} (first on line {out[path]})")
+            out[path] = key.start_mark.line + 1
+            out.update(_yaml_lines(value, path + "."))
+    return out
 
 
 def dump_config(cfg: DetectorConfig, path: str | Path) -> None:

@@ -1,7 +1,7 @@
 """The one detection code path: validated events in, per-signal scores and alerts out.
 
-The live Faust worker and ``lookout replay`` both feed events to :meth:`Engine.process`
-(or :meth:`Engine.process_many`); nothing else decides whether to alert.
+The live Faust worker and ``lookout replay`` both feed events to :meth:`Engine.process`, one
+at a time, through :class:`streams.processor.Processor`; nothing else decides whether to alert.
 
 >>> from detectors.events import parse_event
 >>> eng = Engine()
@@ -16,7 +16,7 @@ The live Faust worker and ``lookout replay`` both feed events to :meth:`Engine.p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from . import alerting
 from .config import DetectorConfig
@@ -108,13 +108,6 @@ class Engine:
             return Verdict("warming", scores, [])
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
         return Verdict("scored", scores, alerts)
-
-    def process_many(self, events: Iterable[Event]) -> list[dict[str, Any]]:
-        """Process events in order; return all alerts they produce."""
-        out: list[dict[str, Any]] = []
-        for e in events:
-            out.extend(self.process(e).alerts)
-        return out
 
     # -- introspection (metrics) ------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:

@@ -40,22 +40,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .events import InvalidEvent, format_ts, parse_ts
+from .alerting import SEVERITIES
+from .events import format_ts, time_or_none
 
 WEEK_S = 604800.0
 
-__all__ = ["Evaluation", "LabelResult", "evaluate", "metric_deltas", "quantile", "WEEK_S"]
-
-
-def _ts(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return parse_ts(v)
-    except InvalidEvent:
-        return None
+__all__ = ["Evaluation", "LabelResult", "OpenedIncident", "evaluate", "incidents", "metric_deltas", "quantile",
+           "WEEK_S"]
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -100,6 +91,72 @@ def _ratio(a: int, b: int) -> float | None:
 
 def _r(v: float | None, nd: int = 4) -> float | None:
     return None if v is None else round(v, nd)
+
+
+@dataclass
+class OpenedIncident:
+    """One incident as seen from its alerts (all notifications with the same ``alert_id``).
+
+    Times are the alerts' RFC 3339 strings; ``signal`` and ``score`` are those of the first
+    firing, ``severity`` the highest any firing reached, ``signals`` every signal named by any
+    notification, ``resolved_at`` set once a ``resolved`` alert was seen.
+    """
+
+    alert_id: str
+    customer_id: str
+    started_at: str | None
+    signal: str | None
+    severity: str
+    score: float | None
+    signals: list[str] = field(default_factory=list)
+    firing_event_ts: list[str | None] = field(default_factory=list)  # event_ts of every firing notification
+    resolved_at: str | None = None
+
+    @property
+    def first_event_ts(self) -> str | None:
+        return self.firing_event_ts[0] if self.firing_event_ts else None
+
+
+def incidents(alerts: Iterable[Mapping[str, Any]]) -> dict[str, OpenedIncident]:
+    """Group alerts into opened incidents: ``alert_id`` -> :class:`OpenedIncident`, in order of first firing.
+
+    An incident is opened by its first ``firing`` alert; a ``resolved`` alert whose firing is
+    not among ``alerts`` (e.g. a window that starts mid-incident) opens nothing. Alerts without
+    an ``alert_id`` or ``customer_id`` are skipped.
+
+    >>> rows = incidents([
+    ...     {"alert_id": "x", "status": "firing", "customer_id": "a", "signal": "error_5xx",
+    ...      "signals": ["error_5xx"], "severity": "warning", "started_at": "t0", "event_ts": "t1"},
+    ...     {"alert_id": "x", "status": "firing", "customer_id": "a", "signal": "latency_p99",
+    ...      "signals": ["latency_p99", "error_5xx"], "severity": "critical", "started_at": "t0", "event_ts": "t2"},
+    ...     {"alert_id": "x", "status": "resolved", "customer_id": "a", "resolved_at": "t5"},
+    ...     {"alert_id": "y", "status": "resolved", "customer_id": "b", "resolved_at": "t9"}])
+    >>> list(rows), rows["x"].severity, rows["x"].signal, rows["x"].signals, rows["x"].resolved_at
+    (['x'], 'critical', 'error_5xx', ['error_5xx', 'latency_p99'], 't5')
+    """
+    out: dict[str, OpenedIncident] = {}
+    for a in alerts:
+        aid, cid, status = a.get("alert_id"), a.get("customer_id"), a.get("status")
+        if aid is None or cid is None:
+            continue
+        inc = out.get(aid)
+        if status == "firing":
+            if inc is None:
+                inc = out[aid] = OpenedIncident(aid, cid, a.get("started_at"), a.get("signal"),
+                                                a.get("severity") or SEVERITIES[0], a.get("score"))
+            elif _rank(a.get("severity")) > _rank(inc.severity):
+                inc.severity = a["severity"]
+            inc.firing_event_ts.append(a.get("event_ts"))
+        elif status == "resolved" and inc is not None:
+            inc.resolved_at = a.get("resolved_at")
+        else:
+            continue
+        inc.signals = sorted(set(inc.signals) | set(a.get("signals") or ([a["signal"]] if a.get("signal") else [])))
+    return out
+
+
+def _rank(severity: Any) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
 
 
 @dataclass
@@ -259,15 +316,15 @@ def evaluate(
     """
     alerts = list(alerts)
     if interval_s is None:
-        ivs = [a.get("interval_s") for a in alerts if isinstance(a.get("interval_s"), (int, float))]
-        interval_s = float(quantile(ivs, 0.5)) if ivs else 60.0
+        ivs = [float(a["interval_s"]) for a in alerts if isinstance(a.get("interval_s"), (int, float))]
+        interval_s = quantile(ivs, 0.5) or 60.0
     iv = float(interval_s)
     grace = float(grace_intervals) * iv
 
     # -- labels per customer
     results: list[LabelResult] = []
     for lab in labels:
-        s, e = _ts(_get(lab, "start")), _ts(_get(lab, "end"))
+        s, e = time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end"))
         cid = _get(lab, "customer_id")
         if s is None or e is None or not isinstance(cid, str):
             raise ValueError(f"label needs customer_id, start and end: {lab!r}")
@@ -279,28 +336,20 @@ def evaluate(
 
     # -- opened incidents, in order of first firing
     opened: dict[str, dict[str, Any]] = {}
-    for a in alerts:
-        if a.get("status") != "firing":
-            continue
-        aid = a.get("alert_id")
-        cid = a.get("customer_id")
-        if aid is None or cid is None:
-            continue
-        st, et = _ts(a.get("started_at")), _ts(a.get("event_ts"))
-        inc = opened.get(aid)
-        if inc is None:
-            inc = opened[aid] = {"alert_id": aid, "customer_id": cid, "started_at": st,
-                                 "first_event_ts": et, "matched": False}
-        for lr in by_cust.get(cid, ()):
-            lo, hi = lr.start - iv, lr.end + grace
-            if (st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi):
-                inc["matched"] = True
+    for aid, oi in incidents(alerts).items():
+        st = time_or_none(oi.started_at)
+        inc = opened[aid] = {"alert_id": aid, "customer_id": oi.customer_id, "started_at": st, "matched": False}
+        for et in map(time_or_none, oi.firing_event_ts):
+            for lr in by_cust.get(oi.customer_id, ()):
+                lo, hi = lr.start - iv, lr.end + grace
                 t_alert = et if et is not None else st
-                ttd = max(0.0, (t_alert - lr.start) / iv)
-                if not lr.detected or ttd < lr.ttd_intervals:
-                    lr.detected, lr.ttd_intervals, lr.alert_id = True, ttd, aid
+                if t_alert is not None and ((st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)):
+                    inc["matched"] = True
+                    delay = max(0.0, (t_alert - lr.start) / iv)
+                    if lr.ttd_intervals is None or delay < lr.ttd_intervals:
+                        lr.detected, lr.ttd_intervals, lr.alert_id = True, delay, aid
 
-    ttd = [lr.ttd_intervals for lr in results if lr.detected]
+    ttd = [lr.ttd_intervals for lr in results if lr.ttd_intervals is not None]
     matched = sum(1 for inc in opened.values() if inc["matched"])
     false_incs = [
         {"alert_id": inc["alert_id"], "customer_id": inc["customer_id"],
@@ -327,7 +376,7 @@ def evaluate(
         kinds.setdefault(lr.kind, []).append(lr)
     for kind in sorted(kinds):
         rows = kinds[kind]
-        det = [lr.ttd_intervals for lr in rows if lr.detected]
+        det = [lr.ttd_intervals for lr in rows if lr.ttd_intervals is not None]
         ev.by_kind[kind] = {
             "labels": len(rows), "detected": len(det), "recall": _r(_ratio(len(det), len(rows))),
             "ttd_median_intervals": _r(quantile(det, 0.5), 2),

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, overload
 
 #: the whole id, ASCII only (``\Z``: ``$`` would also match before a trailing newline)
 CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z", re.ASCII)
@@ -172,6 +172,38 @@ def parse_ts(value: Any) -> float:
     return float(value)
 
 
+def parse_time(value: Any) -> float:
+    """Like :func:`parse_ts`, but epoch seconds may also be text (CSV cells, label files, URLs).
+
+    >>> parse_time(" 1767225600 "), parse_time("1767225600.5"), parse_time("2026-01-01T00:00:00Z")
+    (1767225600.0, 1767225600.5, 1767225600.0)
+    """
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            value = float(s)
+        except ValueError:
+            value = s
+    return parse_ts(value)
+
+
+def time_or_none(value: Any) -> float | None:
+    """:func:`parse_time`, or ``None`` when ``value`` is missing or not a valid time.
+
+    For reading back our own outputs (alerts, labels), where a missing time is expected and a
+    bad one is skipped rather than fatal.
+
+    >>> time_or_none("1970-01-01T00:01:00Z"), time_or_none(None), time_or_none("soon"), time_or_none(True)
+    (60.0, None, None, None)
+    """
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except InvalidEvent:
+        return None
+
+
 @lru_cache(maxsize=4096)
 def _parse_ts_text(value: str) -> float:
     """RFC 3339 text -> epoch seconds; cached: every customer of an interval shares its ``ts``."""
@@ -191,6 +223,12 @@ def _parse_ts_text(value: str) -> float:
     if not 0 <= ts <= MAX_TS:
         raise InvalidEvent(f"ts {show(value)} is out of range")
     return ts
+
+
+@overload
+def _count(obj: Mapping[str, Any], name: str, required: Literal[True] = ...) -> int: ...
+@overload
+def _count(obj: Mapping[str, Any], name: str, required: Literal[False]) -> int | None: ...
 
 
 def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:

@@ -21,6 +21,7 @@ and reports all read :data:`SIGNALS`; adding a signal means adding one entry her
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -37,6 +38,13 @@ Args = tuple[float, float, "float | None"]
 #: model kinds (presets of :func:`detectors.univariate.make_detector`) used by signals
 KINDS = ("volume", "ratio", "latency")
 DIRECTIONS = ("up", "down", "both")
+#: values at least this large are shown without decimals (smaller ones with 3 significant digits)
+WHOLE_NUMBER_FROM = 100.0
+#: ratios at least this large (0.01 %) are shown as percentages with 2 decimals
+PERCENT_DECIMALS_FROM = 0.0001
+#: smaller ratios get 2 significant digits, but no more decimals than alerts carry (6 as a fraction)
+MAX_PERCENT_DECIMALS = 4
+BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,3 +189,52 @@ def build_models(model: ModelConfig, enabled: set[str] | None = None) -> dict[st
         for name, sig in SIGNALS.items()
         if enabled is None or name in enabled
     }
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= WHOLE_NUMBER_FROM else f"{v:.3g}"
+
+
+def format_value(v: Any, unit: str) -> str:
+    """A signal value for people, in its unit: the one formatter of explanations, sinks and pages.
+
+    Ratios are percentages with 2 decimals (3 significant digits when tiny); other values are
+    whole numbers from 100 up (3 significant digits below) followed by the unit; bytes are
+    scaled to kB, MB, ... (powers of 1000). Missing or non-finite values are ``n/a``.
+
+    >>> format_value(0.2429, "ratio"), format_value(4.3e-05, "ratio"), format_value(0.0, "ratio")
+    ('24.29%', '0.0043%', '0.00%')
+    >>> format_value(2.7e-07, "ratio"), format_value(2e-09, "ratio")
+    ('0.0000%', '0.0000%')
+    >>> format_value(2866.4, "ms"), format_value(12.5, "requests"), format_value(9.8e9, "bytes")
+    ('2,866 ms', '12.5 requests', '9.8 GB')
+    >>> format_value(None, "ms"), format_value(float("nan"), "ratio")
+    ('n/a', 'n/a')
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    if unit == "ratio":
+        if v == 0 or abs(v) >= PERCENT_DECIMALS_FROM:
+            return f"{v:.2%}"
+        decimals = min(MAX_PERCENT_DECIMALS, 1 - math.floor(math.log10(abs(v * 100))))
+        return f"{v * 100:.{decimals}f}%"
+    if unit == "bytes":
+        for prefix in BYTE_UNITS[:-1]:
+            if abs(v) < 1000:
+                return f"{_number(v)} {prefix}"
+            v /= 1000.0
+        return f"{_number(v)} {BYTE_UNITS[-1]}"
+    return f"{_number(v)} {unit}".strip()
+
+
+def format_band(lo: Any, hi: Any, unit: str) -> str:
+    """An expected range, naming a shared unit once.
+
+    >>> format_band(0.0005, 0.0026, "ratio"), format_band(150, 210.4, "ms"), format_band(800, 2e6, "bytes")
+    ('0.05%-0.26%', '150-210 ms', '800 B-2 MB')
+    """
+    a, b = format_value(lo, unit), format_value(hi, unit)
+    head, sep, tail = a.rpartition(" ")
+    if sep and b.endswith(" " + tail):
+        return f"{head}-{b}"
+    return f"{a}-{b}"

@@ -1,4 +1,4 @@
-"""Small, dependency-free statistics used by the detectors (tail probabilities, decay factors).
+"""Small, dependency-free statistics used by the detectors (tail probabilities).
 
 Scores everywhere in Lookout are *calibrated*: ``score = 1 - p`` where ``p`` is the tail
 probability of the observation under the model, so the same score means the same rarity on
@@ -10,8 +10,6 @@ every series and one threshold serves customers of every size.
 0.00115
 >>> poisson_sf(0, 5.0)
 1.0
->>> decay(3600, 3600)
-0.5
 """
 from __future__ import annotations
 
@@ -42,17 +40,3 @@ def poisson_sf(k: int, lam: float) -> float:
         term *= lam / i
         cdf += term
     return max(0.0, 1.0 - cdf)
-
-
-def decay(dt: float, half_life: float) -> float:
-    """Weight left on old information after ``dt`` seconds with the given half-life."""
-    if half_life <= 0:
-        return 0.0
-    return 0.5 ** (dt / half_life)
-
-
-def score_from_tail(p: float) -> float:
-    """Calibrated score in [0, 1] from a tail probability."""
-    if p != p:  # NaN
-        return 0.0
-    return min(1.0, max(0.0, 1.0 - p))

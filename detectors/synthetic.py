@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from detectors.events import CUSTOMER_ID_RE, MAX_INTERVAL_S, MAX_TS, InvalidEvent, format_ts, parse_ts
+from detectors.events import CUSTOMER_ID_RE, MAX_INTERVAL_S, MAX_TS, InvalidEvent, format_ts, parse_time, parse_ts
 
 __all__ = [
     "ALL_KINDS",
@@ -781,23 +781,13 @@ def write_labels(incidents: Iterable[Incident], path: str | Path) -> int:
     return n
 
 
-def _label_time(value: Any) -> float:
-    if isinstance(value, str):
-        s = value.strip()
-        try:
-            value = float(s)
-        except ValueError:
-            value = s
-    return parse_ts(value)
-
-
 def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
     if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
         raise ValueError(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
     if start is None or end is None:
         raise ValueError("start and end are required")
     try:
-        s, e = _label_time(start), _label_time(end)
+        s, e = parse_time(start), parse_time(end)
     except InvalidEvent as exc:
         raise ValueError(str(exc).replace("ts ", "time ", 1)) from None
     if e <= s:

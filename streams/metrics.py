@@ -9,7 +9,16 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from detectors.alerting import SEVERITIES
+from detectors.engine import OUTCOMES
 from detectors.signals import SIGNALS
+
+#: outcome of a message that never reached the engine (it was parked on the dead-letter topic)
+INVALID_OUTCOME = "invalid"
+#: every value of the ``outcome`` label of ``lookout_events_total``
+EVENT_OUTCOMES = (*OUTCOMES, INVALID_OUTCOME)
+#: alert notification statuses (the ``status`` label of ``lookout_alerts_total``)
+STATUSES = ("firing", "resolved")
 
 SCORE_BUCKETS = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0)
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200, 604800, float("inf"))
@@ -23,7 +32,7 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
         self.events = Counter(
-            "lookout_events_total", "Events consumed, by outcome (scored, warming, duplicate, invalid)",
+            "lookout_events_total", f"Events consumed, by outcome ({', '.join(EVENT_OUTCOMES)})",
             ["outcome"], registry=registry)
         self.dlq = Counter(
             "lookout_dlq_messages_total", "Messages parked on a dead-letter topic, by topic and reason kind",
@@ -98,10 +107,10 @@ class WorkerMetrics:
         # label sets known in advance start at 0, so rate()/increase() see their first increment
         for s in SIGNALS:
             self.scores.labels(s)
-            for status in ("firing", "resolved"):
-                for sev in ("info", "warning", "critical"):
+            for status in STATUSES:
+                for sev in SEVERITIES:
                     self.alerts.labels(status, sev, s)
-        for o in ("scored", "warming", "duplicate", "invalid"):
+        for o in EVENT_OUTCOMES:
             self.events.labels(o)
         for sink in ("alertmanager", "webhook"):
             for result in ("delivered", "failed"):
@@ -147,5 +156,5 @@ class WorkerMetrics:
         """Make the series and firing gauges read the engine at scrape time."""
         self.series.labels("tracked").set_function(lambda: series_counts()[0])
         self.series.labels("warming").set_function(lambda: series_counts()[1])
-        for sev in ("info", "warning", "critical"):
+        for sev in SEVERITIES:
             self.firing.labels(sev).set_function(lambda sev=sev: open_by_severity().get(sev, 0))

@@ -17,7 +17,7 @@ from detectors.events import (DEFAULT_MAX_FUTURE_S, INVALID_KINDS, KIND_FUTURE, 
                               format_ts)
 
 from .codecs import decode_event, dlq_record
-from .metrics import WorkerMetrics
+from .metrics import INVALID_OUTCOME, WorkerMetrics
 
 log = logging.getLogger("lookout.processor")
 
@@ -119,7 +119,7 @@ class Processor:
         out.dlq.append(dlq_record(value, reason, kind=kind, key=key, source=source, partition=partition,
                                   offset=offset, now=self.clock()))
         if self.metrics is not None:
-            self.metrics.events.labels("invalid").inc()
+            self.metrics.events.labels(INVALID_OUTCOME).inc()
             self.metrics.dlq.labels(self.dlq_topic, kind).inc()
 
     def process_event(self, event: Event, out: Output) -> None:

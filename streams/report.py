@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from detectors.evaluation import format_delay
-from detectors.events import DEFAULT_INTERVAL_S, format_ts, parse_ts
+from detectors.evaluation import format_delay, incidents
+from detectors.events import DEFAULT_INTERVAL_S, time_or_none
 from detectors.signals import SIGNALS
 
 #: label kind -> the signals that should show it
@@ -55,17 +55,6 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
-
-
-def _t(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    try:
-        return parse_ts(v)
-    except Exception:  # noqa: BLE001 - a bad time just isn't drawn
-        return None
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -157,14 +146,11 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
 
     # incident spans from the alerts (first firing -> resolution or end of data)
     spans: dict[str, list[float]] = {}
-    for a in my_alerts:
-        st = _t(a.get("started_at"))
-        if st is None:
-            continue
-        sp = spans.setdefault(a["alert_id"], [st, t_end, _t(a.get("event_ts")) or st])
-        if a.get("status") == "resolved" and _t(a.get("resolved_at")) is not None:
-            sp[1] = _t(a["resolved_at"])
-    lab_spans = [(_t(_get(lab, "start")), _t(_get(lab, "end")), _get(lab, "kind")) for lab in my_labels]
+    for aid, inc in incidents(my_alerts).items():
+        st = time_or_none(inc.started_at)
+        if st is not None:
+            spans[aid] = [st, time_or_none(inc.resolved_at) or t_end, time_or_none(inc.first_event_ts) or st]
+    lab_spans = [(time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end")), _get(lab, "kind")) for lab in my_labels]
     interest = [s for sp in spans.values() for s in sp[:2]] + [x for a, b, _ in lab_spans for x in (a, b)]
     if interest and len(ts):
         lo = max(float(ts[0]), min(interest) - window_pad_s)
@@ -572,7 +558,3 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
     if not n:
         rep.p("No customer had labels or alerts to plot.", "muted")
     return rep.write(out_dir)
-
-
-def format_ts_or_none(v: float | None) -> str | None:
-    return format_ts(v) if v is not None and math.isfinite(v) else None

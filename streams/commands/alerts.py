@@ -20,7 +20,7 @@ def parse_since(text: str, now: float) -> float:
     >>> parse_since("2026-01-05T10:00:00Z", now=0.0)
     1767607200.0
     """
-    from detectors.events import InvalidEvent, parse_ts
+    from detectors.events import InvalidEvent, parse_time
 
     t = text.strip()
     if t[-1:].isalpha() and not t.upper().endswith("Z"):
@@ -29,7 +29,7 @@ def parse_since(text: str, now: float) -> float:
         except ValueError:
             pass
     try:
-        return parse_ts(float(t) if t.replace(".", "", 1).isdigit() else t)
+        return parse_time(t)
     except InvalidEvent:
         raise click.BadParameter("expected RFC 3339 (2026-01-05T10:00:00Z), epoch seconds, or a duration "
                                  "back from now (2h, 30m, 1d12h)", param_hint="--since") from None

@@ -15,7 +15,7 @@ to alert. One job per module:
 """
 from __future__ import annotations
 
-from .diff import DIFF_FIELDS, SEVERITY_RANK, diff_alerts, format_diff, incidents
+from .diff import DIFF_FIELDS, diff_alerts, format_diff, incidents
 from .files import CSV_FIELDS, REQUIRED_FIELDS, BadRow, CsvSource, JsonlSource
 from .kafka import KafkaSource
 from .runner import EngineRun, Progress, ReplayResult, run_replay, trace_customers
@@ -23,7 +23,7 @@ from .sources import Record, Source, SourceError, open_source, parse_mapping
 from .tracing import ALERT_FIELDS, ReplayEngine, Trace, compact_alert
 
 __all__ = [
-    "ALERT_FIELDS", "CSV_FIELDS", "DIFF_FIELDS", "REQUIRED_FIELDS", "SEVERITY_RANK", "BadRow", "CsvSource",
+    "ALERT_FIELDS", "CSV_FIELDS", "DIFF_FIELDS", "REQUIRED_FIELDS", "BadRow", "CsvSource",
     "EngineRun", "JsonlSource", "Progress", "KafkaSource", "Record", "ReplayEngine", "ReplayResult", "Source", "SourceError",
     "Trace", "compact_alert", "diff_alerts", "format_diff", "incidents", "open_source", "parse_mapping",
     "run_replay", "trace_customers",

@@ -1,32 +1,12 @@
-"""Two configurations compared: incidents gained, lost and changed."""
+"""Two configurations compared: incidents gained, lost and changed.
+
+Incidents are grouped from alerts by :func:`detectors.evaluation.incidents`, as everywhere else.
+"""
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
-def incidents(alerts: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """alert_id -> one row per opened incident (first firing's signal, highest severity, resolution)."""
-    out: dict[str, dict[str, Any]] = {}
-    for a in alerts:
-        aid = a["alert_id"]
-        inc = out.get(aid)
-        if a["status"] == "firing":
-            if inc is None:
-                out[aid] = {"alert_id": aid, "customer_id": a["customer_id"], "started_at": a["started_at"],
-                            "first_event_ts": a["event_ts"], "signal": a["signal"],
-                            "signals": list(a.get("signals") or [a["signal"]]), "severity": a["severity"],
-                            "score": a.get("score"), "resolved_at": None}
-            else:
-                if SEVERITY_RANK.get(a["severity"], 0) > SEVERITY_RANK.get(inc["severity"], 0):
-                    inc["severity"] = a["severity"]
-                inc["signals"] = sorted(set(inc["signals"]) | set(a.get("signals") or []))
-        elif a["status"] == "resolved" and inc is not None:
-            inc["resolved_at"] = a.get("resolved_at")
-            inc["signals"] = sorted(set(inc["signals"]) | set(a.get("signals") or []))
-    return out
-
+from detectors.evaluation import incidents
 
 DIFF_FIELDS = ("severity", "signal", "resolved_at")
 
@@ -40,9 +20,9 @@ def diff_alerts(new: Iterable[Mapping[str, Any]], old: Iterable[Mapping[str, Any
     a, b = incidents(new), incidents(old)
 
     def row(inc, matched):
-        r = {k: inc[k] for k in ("alert_id", "customer_id", "started_at", "signal", "severity", "resolved_at")}
+        r = {k: getattr(inc, k) for k in ("alert_id", "customer_id", "started_at", "signal", "severity", "resolved_at")}
         if matched is not None:
-            r["matches_label"] = inc["alert_id"] in matched
+            r["matches_label"] = inc.alert_id in matched
         return r
 
     gained = [row(a[k], matched_new) for k in a if k not in b]
@@ -50,7 +30,8 @@ def diff_alerts(new: Iterable[Mapping[str, Any]], old: Iterable[Mapping[str, Any
     changed = []
     for k in a:
         if k in b:
-            ch = {f: [b[k][f], a[k][f]] for f in DIFF_FIELDS if a[k][f] != b[k][f]}
+            ch = {f: [getattr(b[k], f), getattr(a[k], f)] for f in DIFF_FIELDS
+                  if getattr(a[k], f) != getattr(b[k], f)}
             if ch:
                 r = row(a[k], matched_new)
                 r["changes"] = ch

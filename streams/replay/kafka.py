@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from detectors.events import InvalidEvent, format_ts, parse_ts
+from detectors.events import InvalidEvent, format_ts, parse_time
 
 from .sources import Record, Source, SourceError
 
@@ -53,7 +53,7 @@ class KafkaSource(Source):
             if v in (None, ""):
                 return None
             try:
-                return parse_ts(float(v) if v.replace(".", "", 1).isdigit() else v)
+                return parse_time(v)
             except InvalidEvent as exc:
                 raise SourceError(f"{url}: {k}={v}: {str(exc).replace('ts ', '', 1)}") from None
 

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from detectors.config import DetectorConfig
 from detectors.engine import Engine
+from detectors.evaluation import incidents
 
 from ..codecs import dlq_record, encode_json
 from ..processor import Output, Processor
@@ -32,17 +33,14 @@ class EngineRun:
     alerts_path: Path | None = None
 
     def counts(self) -> dict[str, Any]:
+        """Alerts by status; opened incidents by severity (the highest each reached) and primary signal."""
         firing = [a for a in self.alerts if a["status"] == "firing"]
-        opened = {a["alert_id"] for a in firing}
+        opened = incidents(self.alerts).values()
         sev: dict[str, int] = {}
         sig: dict[str, int] = {}
-        seen: set = set()
-        for a in firing:
-            if a["alert_id"] in seen:
-                continue
-            seen.add(a["alert_id"])
-            sev[a["severity"]] = sev.get(a["severity"], 0) + 1
-            sig[a["signal"]] = sig.get(a["signal"], 0) + 1
+        for inc in opened:
+            sev[inc.severity] = sev.get(inc.severity, 0) + 1
+            sig[str(inc.signal)] = sig.get(str(inc.signal), 0) + 1
         return {"alerts": len(self.alerts), "firing": len(firing),
                 "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
                 "opened_incidents": len(opened), "by_severity": dict(sorted(sev.items())),

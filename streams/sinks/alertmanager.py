@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 
 from detectors.events import parse_ts
+from detectors.signals import format_band, format_value
 
 log = logging.getLogger("lookout.sinks.alertmanager")
 
@@ -33,18 +34,9 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def fmt(v: Any, unit: str) -> str:
-    """A value for people: ratios as percentages with 3 significant digits, others with their unit."""
-    if not isinstance(v, (int, float)):
-        return "n/a"
-    if unit == "ratio":
-        return f"{v * 100:.3g}%"
-    return (f"{v:,.0f} {unit}" if abs(v) >= 100 else f"{v:.3g} {unit}").strip()
-
-
 def _band(band: Any, unit: str) -> str:
-    if isinstance(band, (list, tuple)) and len(band) == 2 and all(isinstance(b, (int, float)) for b in band):
-        return f" (band {fmt(band[0], unit)} to {fmt(band[1], unit)})"
+    if isinstance(band, (list, tuple)) and len(band) == 2:
+        return f" (band {format_band(band[0], band[1], unit)})"
     return ""
 
 
@@ -79,8 +71,8 @@ def to_alertmanager(alert: dict[str, Any], *, grafana_url: str, now: float, expi
             "summary": alert["summary"],
             "description": alert["explanation"],
             "diagnosis": alert["diagnosis"],
-            "observed": fmt(alert.get("observed"), unit),
-            "expected": fmt(alert.get("expected"), unit) + _band(alert.get("band"), unit),
+            "observed": format_value(alert.get("observed"), unit),
+            "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
             "signals": ",".join(alert.get("signals", [])),
             "started_at": alert["started_at"],
             "dashboard": link,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.metrics import WorkerMetrics
@@ -126,3 +127,19 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
     dlq = samples(lk.registry, "lookout_dlq_messages_total")
     assert (("kind", "webhook"), ("topic", "alerts-dlq")) in dlq
     assert "s3cret" not in generate_latest(lk.registry).decode()
+
+
+@pytest.mark.parametrize("value, kind", [
+    (b"\xff\xfe", "undecodable"), (b'{"customer_id": "c1"', "undecodable"), (None, "undecodable"),
+    (b"[1, 2]", "contract"), (b'{"customer_id": "c1", "ts": 0, "requests": 1}', "contract"),
+])
+def test_dead_letters_are_counted_by_what_went_wrong(value, kind):
+    from detectors.engine import Engine
+    from streams.processor import Processor
+
+    reg = CollectorRegistry()
+    out = Processor(Engine(), WorkerMetrics(reg), clock=lambda: 0.0).handle(value)
+    assert len(out.dlq) == 1
+    dlq = samples(reg, "lookout_dlq_messages_total")
+    assert dlq[(("kind", kind), ("topic", "request-metrics-dlq"))] == 1.0
+    assert sum(dlq.values()) == 1.0

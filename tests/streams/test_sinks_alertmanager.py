@@ -36,7 +36,7 @@ def test_payload_has_routing_labels_ticket_annotations_and_times():
                            "severity": "warning", "alert_id": "id1"}
     ann = p["annotations"]
     assert {"summary", "description", "diagnosis", "observed", "expected", "dashboard"} <= ann.keys()
-    assert ann["observed"] == "20%" and ann["expected"] == "0.1% (band 0.05% to 0.2%)"
+    assert ann["observed"] == "20.00%" and ann["expected"] == "0.10% (band 0.05%-0.20%)"
     assert ann["dashboard"] == "http://g:3000/d/lookout-customer/lookout-customer?var-customer=acme%20prod%2Feu"
     assert p["startsAt"] == "2026-01-07T17:15:00Z"
     assert p["endsAt"] == "2027-01-15T08:03:00Z"  # now + expiry: re-sent before that
@@ -93,13 +93,16 @@ def test_a_failed_resolution_is_retried_by_the_next_resend():
     assert asyncio.run(sink.resend()) == 0  # sent once, then forgotten
 
 
-def test_values_are_formatted_for_people():
-    from streams.sinks.alertmanager import fmt
+def test_the_annotation_shows_the_values_the_explanation_shows():
+    from tests.detectors.test_alerting import Engine, history, outage, run
 
-    assert fmt(4.3e-05, "ratio") == "0.0043%"
-    assert fmt(2866.4, "ms") == "2,866 ms"
-    assert fmt(12.5, "requests") == "12.5 requests"
-    assert fmt(None, "ms") == "n/a"
+    eng = Engine()
+    n, rnd = history(eng)
+    (fire,) = run(eng, [outage(n + k, rnd) for k in range(3)])
+    ann = to_alertmanager(fire, grafana_url="http://g", now=1_800_000_000, expiry_s=180)["annotations"]
+    label = {"origin_errors": "origin error rate", "error_5xx": "5xx rate"}[fire["signal"]]
+    # same numbers, same format: "<label> <observed> vs expected <expected> (band <lo>-<hi>, score ..."
+    assert f"{label} {ann['observed']} vs expected {ann['expected'].removesuffix(')')}, score" in fire["explanation"]
 
 
 def test_dashboard_url_quotes_the_customer():
