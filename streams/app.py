@@ -62,7 +62,8 @@ def create_app(
     discard_legacy(Path(settings.data_dir), settings.state_topic_name)
     load_initial_state(engine, settings.initial_state)
     metrics = WorkerMetrics(registry)
-    processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic)
+    processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
+                          max_future_s=settings.max_future_s)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
     app = faust.App(
