@@ -71,11 +71,9 @@ class Processor:
         out = out or Output()
         event = self.decode(value, key=key, source=source, partition=partition, offset=offset, out=out)
         if event is not None:
-            try:
-                self.process_event(event, out)
-            except Exception as exc:  # a bug the event triggers: park the event, keep the stream going
-                self._park(value, self._internal(exc, "engine", event.customer_id), KIND_INTERNAL,
-                           key, source, partition, offset, out)
+            # A valid event the engine fails on is not bad input but a bug: it propagates, and the
+            # worker stops without committing (streams.runtime) rather than park a valid event.
+            self.process_event(event, out)
         if partition is not None and offset is not None:
             out.positions.append((partition, offset, event.customer_id if event is not None else None))
         return out

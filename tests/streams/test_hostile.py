@@ -153,7 +153,8 @@ def test_a_decoder_bug_is_one_dead_letter_and_is_logged_once(monkeypatch, caplog
     assert len([r for r in caplog.records if "KeyError" in r.getMessage()]) == 1
 
 
-def test_an_engine_bug_on_one_event_parks_it_and_the_others_are_processed():
+def test_an_engine_bug_is_not_bad_input_it_propagates_to_stop_the_worker():
+    """A valid event the engine fails on is not parked as bad input: the worker must stop (exit 70)."""
     class Fragile(Engine):
         def process(self, e):
             if e.customer_id == "poison":
@@ -162,9 +163,8 @@ def test_an_engine_bug_on_one_event_parks_it_and_the_others_are_processed():
 
     proc = Processor(Fragile(), clock=lambda: NOW)
     values = [json.dumps(good(cid=c, ts=NOW - DAY + i * 300)) for i in range(3) for c in ("a", "poison", "b")]
-    out = proc.handle_many((None, v, "t", 0, i) for i, v in enumerate(values))
-    assert [d["offset"] for d in out.dlq] == [1, 4, 7] and {d["kind"] for d in out.dlq} == {"internal"}
-    assert proc.engine.customers["a"].last_ts == proc.engine.customers["b"].last_ts == NOW - DAY + 600
+    with pytest.raises(ZeroDivisionError):
+        proc.handle_many((None, v, "t", 0, i) for i, v in enumerate(values))
 
 
 def test_every_kind_is_a_pre_declared_metric_label():
