@@ -85,6 +85,8 @@ _NORMAL_CODES = ("502", "504", "520", "522", "524")
 _BLOCK = 32
 _GLOBAL = 2**32 - 1  # spawn-key slot for draws that are not per customer
 _DAY = 86400.0
+#: heavy-tailed noise draws are clipped at this many standard deviations (no 100x outliers)
+_T_CLIP = 8.0
 _MONTH = 30 * _DAY
 
 # time zones (UTC offset hours) and how common they are among customers
@@ -219,6 +221,12 @@ class SimConfig:
     spread over customers, kinds balanced) or, when that is ``None``, from
     ``incidents_per_customer_week`` (Poisson per customer over the evaluation window).
     ``warmup_s`` (default: see :func:`warmup_seconds`) keeps incidents out of the start.
+
+    Like a real CDN fleet, ``small_fraction`` of the customers (half by default) peak at no
+    more than ``small_max`` requests per 60 s -- tens of requests per 5-minute interval.
+    Noise is heavy-tailed: extra-Poisson dispersion of traffic, 5xx rate and p99 latency is
+    Student-t with ``noise_dof`` degrees of freedom, and each interval has a ``burst_prob``
+    chance of an unlabelled one-interval burst of 1.3-2.5x traffic.
     """
 
     customers: int = 20
@@ -238,6 +246,10 @@ class SimConfig:
     tiny_fraction: float = 0.05
     level_shift_prob: float = 0.1
     warmup_s: float | None = None
+    small_fraction: float = 0.5
+    small_max: float = 25.0
+    noise_dof: float = 3.0
+    burst_prob: float = 0.004
 
     def __post_init__(self) -> None:
         if isinstance(self.kinds, str):
@@ -267,6 +279,10 @@ class SimConfig:
             raise ValueError(f"need 0 < size_min <= size_max, got {self.size_min}, {self.size_max}")
         if not (0 <= self.tiny_fraction <= 1 and 0 <= self.level_shift_prob <= 1):
             raise ValueError("tiny_fraction and level_shift_prob must be within [0, 1]")
+        if not (0 <= self.small_fraction <= 1 and 0 <= self.burst_prob <= 1):
+            raise ValueError("small_fraction and burst_prob must be within [0, 1]")
+        if not (self.noise_dof > 2 and self.small_max > 0):
+            raise ValueError("noise_dof must be > 2 (finite variance) and small_max > 0")
         if self.warmup_s is not None and not (0 <= self.warmup_s < self.duration_s):
             raise ValueError("warmup_s must be within [0, duration_s)")
 
@@ -333,14 +349,18 @@ class _Plan:
 def _make_profile(cfg: SimConfig, i: int, width: int) -> CustomerProfile:
     rng = _rng(cfg.seed, i, 0)
     tiny = bool(rng.random() < cfg.tiny_fraction)
+    small = bool(rng.random() < cfg.small_fraction)
     if tiny:
         size = _logu(rng, max(0.2, cfg.size_min / 20), cfg.size_min)
+    elif small:  # most customers of a CDN are small: tens of requests per 5 minutes
+        size = _logu(rng, cfg.size_min, min(cfg.size_max, max(cfg.size_min, cfg.small_max)))
     else:
         size = _logu(rng, cfg.size_min, cfg.size_max)
     tz = float(rng.choice(_TZ_CHOICES, p=np.asarray(_TZ_WEIGHTS) / sum(_TZ_WEIGHTS)))
     business = bool(rng.random() < 0.6)
     peak_hour = rng.uniform(11, 16) if business else rng.uniform(18, 22)
-    weekend = 1 - rng.uniform(0.10, 0.35) if business else 1 + rng.uniform(0.10, 0.35)
+    # business sites lose 5-60 % at the weekend (local time), consumer sites gain up to 20 %
+    weekend = rng.uniform(0.40, 0.95) if business else rng.uniform(0.95, 1.20)
     origin_share = 0.0 if rng.random() < 0.15 else rng.uniform(0.05, 0.35)
     w = np.zeros(len(ORIGIN_CODES))
     w[[_CODE_IX[c] for c in _NORMAL_CODES]] = rng.dirichlet(np.ones(len(_NORMAL_CODES)))
@@ -600,13 +620,17 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
         if "bpr" in q:
             bytes_m[a:z] *= q["bpr"]
 
-    # ---- counts
-    shape = 1.0 / (p.noise_cv ** 2)
-    req = rng.poisson(mu * rng.gamma(shape, 1.0 / shape, T))
+    # ---- counts: heavy-tailed (Student-t on a log scale) extra-Poisson noise plus rare
+    # one-interval bursts (crawlers, retries) that are not incidents
+    nu = cfg.noise_dof
+    heavy = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
+    burst = np.where(rng.random(T) < cfg.burst_prob, rng.uniform(1.3, 2.5, T), 1.0)
+    req = rng.poisson(mu * np.exp(p.noise_cv * heavy) * burst)
     c_logit = math.log(p.cache_ratio / (1 - p.cache_ratio)) + wander[3] + rng.normal(0, 0.05, T)
     cache = np.clip(cache_m / (1 + np.exp(-c_logit)), 0.0, 0.999)
     hits = rng.binomial(req, cache)
-    r5 = np.minimum(p.rate_5xx * np.exp(wander[1] + rng.normal(0, 0.15, T)), 0.5)
+    t5 = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
+    r5 = np.minimum(p.rate_5xx * np.exp(wander[1] + 0.15 * t5), 0.5)
     r4 = np.minimum(p.rate_4xx * r4_m * np.exp(wander[2] + rng.normal(0, 0.1, T)), 0.9)
     fail = np.zeros(T, dtype=np.int64)  # origin-outage failures (uncached requests only)
     add = np.zeros(T)  # extra 5xx probability (partial_5xx / error_creep)
@@ -647,7 +671,8 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
     few = 1.0 / np.sqrt(req + 1.0)
     base = wander[4] + 0.1 * load
     p50 = p.latency_p50_ms * p50_m * np.exp(base + rng.normal(0, 1, T) * (0.03 + 0.5 * few))
-    p99 = p.latency_p99_ms * p99_m * np.exp(base + 0.1 * load + rng.normal(0, 1, T) * (0.05 + 1.5 * few))
+    t99 = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
+    p99 = p.latency_p99_ms * p99_m * np.exp(base + 0.1 * load + t99 * (0.05 + 1.5 * few))
     p99 = np.maximum(p99, p50 * 1.05)
     ok = req - s4 - s5
     bnoise = np.exp(rng.normal(0, 1, T) * (0.03 + 0.3 * few))
