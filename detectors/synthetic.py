@@ -580,16 +580,20 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
     daily *= 1 + p.harmonic * np.cos(2 * np.pi * (hour - p.harmonic_hour) / 12)
     load = (daily - p.trough) / (1 - p.trough)  # 0 at night .. ~1 at peak
     mu = p.size * (iv / 60.0) * daily * np.exp(wander[0])
+    pos = (local_s / _DAY + 3.0) % 7.0  # 0 = Monday 00:00 local
+    ramp = 0.125  # 3 h transition around midnight
+    wk = np.maximum(np.clip(np.minimum((pos - 5) / ramp + 0.5, (7 - pos) / ramp + 0.5), 0, 1),
+                    np.clip(0.5 - pos / ramp, 0, 1))
     if p.weekend_factor != 1.0:
-        pos = (local_s / _DAY + 3.0) % 7.0  # 0 = Monday 00:00 local
-        ramp = 0.125  # 3 h transition around midnight
-        wk = np.maximum(np.clip(np.minimum((pos - 5) / ramp + 0.5, (7 - pos) / ramp + 0.5), 0, 1),
-                        np.clip(0.5 - pos / ramp, 0, 1))
         mu *= 1 + (p.weekend_factor - 1) * wk
     if plan.holiday_days:
         day = np.floor(local_s / _DAY).astype(np.int64)
+        hol = np.ones(T)
         for d, f in plan.holiday_days.items():
-            mu[day == d] *= f
+            hol[day == d] = f
+        # a public holiday that falls on a weekend changes nothing more: traffic already
+        # follows the customer's weekend pattern
+        mu *= 1 + (hol - 1) * (1 - wk)
     if p.growth_per_month:
         mu *= (1 + p.growth_per_month) ** ((mid - cfg.start) / _MONTH)
     if plan.shift_at is not None and i1 > plan.shift_at:
