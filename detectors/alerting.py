@@ -167,6 +167,7 @@ class Incident:
     normal_run: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)  # latest finding per signal
     peak_score: float = 0.0
+    peak_surprise: float = 0.0
     primary: str = ""  # the signal named in the notifications
 
 
@@ -184,30 +185,24 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
     if status == "firing" or inc.primary not in findings:
         # the signal that explains the incident best; kept on resolve so that a firing and its
         # resolution carry the same ``signal`` (sinks group and match on it)
-        inc.primary = max(findings.values(), key=lambda f: (not SIGNALS[f.signal].indirect, f.a.score, f.magnitude)).signal
+        inc.primary = max(findings.values(), key=lambda f: (not SIGNALS[f.signal].indirect, f.a.surprise, f.magnitude)).signal
     primary = findings[inc.primary]
-    sigs = sorted(findings, key=lambda s: -findings[s].a.score)
+    sigs = sorted(findings, key=lambda s: -findings[s].a.surprise)
     details = {
         s: {
             "observed": _num(f.a.value),
             "expected": _num(f.a.expected),
             "band": [_num(f.a.lo), _num(f.a.hi)],
             "score": round(f.a.score, 6),
+            "surprise": round(f.a.surprise, 2),
+            "window_s": f.a.window_s,
             "unit": SIGNALS[s].unit,
             "direction": SIGNALS[s].direction,
             "since": format_ts(f.ts),
         }
         for s, f in findings.items()
     }
-    parts = []
-    for s in sigs:
-        f, sig = findings[s], SIGNALS[s]
-        parts.append(
-            # the rounded values the alert carries, so sinks formatting them show the same text
-            f"{sig.label} {format_value(_num(f.a.value), sig.unit)} vs expected "
-            f"{format_value(_num(f.a.expected), sig.unit)} "
-            f"(band {format_band(_num(f.a.lo), _num(f.a.hi), sig.unit)}, score {f.a.score:.4f})"
-        )
+    parts = [explain(s, f.a) for s in sigs for f in (findings[s],)]
     since = format_ts(inc.started_at)
     diagnosis = diagnose(set(findings), event, findings)
     if status == "firing":
@@ -229,6 +224,7 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         "signals": sigs,
         "severity": inc.severity,
         "score": round(inc.peak_score, 6),
+        "surprise": round(inc.peak_surprise, 2),
         "observed": _num(primary.a.value),
         "expected": _num(primary.a.expected),
         "band": [_num(primary.a.lo), _num(primary.a.hi)],
@@ -244,6 +240,32 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         "diagnosis": diagnosis,
         "details": details,
     }
+
+
+def _duration(seconds: float) -> str:
+    m = round(seconds / 60.0)
+    return f"{m} min" if m < 120 else f"{m / 60:.1f} h"
+
+
+def explain(signal: str, a: Assessment) -> str:
+    """One signal's finding in words; evidence accumulated over several intervals says so.
+
+    >>> explain("error_5xx", Assessment(0.99999, 57 / 480, 0.008, 0.0, 0.03, 53.2, 5.1, 2400.0, 57, 480))
+    '5xx rate 11.88% vs expected 0.80% over the last 40 min (57 errors in 480 requests; surprise 5.1)'
+    >>> explain("latency_p99", Assessment(0.9999, 900.0, 200.0, 150.0, 260.0, 0.0, 4.0))
+    'p99 latency 900 ms vs expected 200 ms (band 150-260 ms; surprise 4.0)'
+    """
+    sig = SIGNALS[signal]
+    # the rounded values the alert carries, so sinks formatting them show the same text
+    head = (f"{sig.label} {format_value(_num(a.value), sig.unit)} vs expected "
+            f"{format_value(_num(a.expected), sig.unit)}")
+    if a.window_s > 0.0 and a.support > 0.0:
+        return (f"{head} over the last {_duration(a.window_s)} "
+                f"({a.count:,.0f} {sig.events} in {a.support:,.0f} requests; surprise {a.surprise:.1f})")
+    band = f"band {format_band(_num(a.lo), _num(a.hi), sig.unit)}"
+    if a.window_s > 0.0:
+        return f"{head} ({band}; sustained over the last {_duration(a.window_s)}, surprise {a.surprise:.1f})"
+    return f"{head} ({band}; surprise {a.surprise:.1f})"
 
 
 def _num(v: float) -> float | None:
@@ -269,6 +291,7 @@ def step(tr: Tracker, event: Event, findings: list[Finding], expected_requests: 
                 for f in fs:
                     inc.findings[f.signal] = f
                     inc.peak_score = max(inc.peak_score, f.a.score)
+                    inc.peak_surprise = max(inc.peak_surprise, f.a.surprise)
             inc.severity = severity_for(list(inc.findings.values()), expected_requests, cfg)
             tr.incident = inc
             return [_alert(inc, "firing", event, expected_requests)]
@@ -278,6 +301,7 @@ def step(tr: Tracker, event: Event, findings: list[Finding], expected_requests: 
         for f in findings:
             inc.findings[f.signal] = f
             inc.peak_score = max(inc.peak_score, f.a.score)
+            inc.peak_surprise = max(inc.peak_surprise, f.a.surprise)
         sev = severity_for(findings, expected_requests, cfg)
         if SEVERITIES.index(sev) > SEVERITIES.index(inc.severity):
             inc.severity = sev

@@ -101,7 +101,9 @@ class Engine:
             # the volume gate of a traffic signal looks at the usual volume: a drop to almost
             # nothing must not be gated out because the *observed* volume is small
             if a.score >= gate[name]:
-                volume = e.requests if name != "requests" else max(e.requests, a.expected)
+                # (ratios: the requests behind the evidence, more than one interval's when the
+                # sequential test has accumulated it)
+                volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
                 if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:

@@ -71,6 +71,8 @@ class Signal:
         or ``None`` when the event does not carry the signal.
     indirect : bool
         Impact on end users is indirect: severity is capped at warning unless the customer is major.
+    events : str
+        Ratios: what the numerator counts, in explanations ("57 errors in 480 requests").
     defaults : mapping
         Default :class:`~detectors.config.SignalConfig` values that differ from the class defaults.
     """
@@ -83,6 +85,7 @@ class Signal:
     direction: str
     args: Callable[[Event], Args | None]
     indirect: bool = False
+    events: str = "events"
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
@@ -113,28 +116,32 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
     Signal(
         "error_5xx", "5xx rate", "ratio", "5xx rate", "ratio", "up",
         lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
+        events="errors",
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
     ),
     Signal(
         "error_4xx", "4xx rate", "ratio", "4xx rate", "ratio", "up",
         lambda e: (e.ts, float(e.status_4xx), float(e.requests)),
         indirect=True,
+        events="4xx responses",
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.05},
     ),
     Signal(
         "origin_errors", "origin error rate", "ratio", "origin error rate", "ratio", "up",
         lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
+        events="origin errors",
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
     ),
     Signal(
         "latency_p99", "p99 latency", "ms", "p99 latency (ms)", "latency", "up",
         _latency_args,
-        defaults={"min_rel_change": 0.5, "min_abs_change": 50.0, "min_requests": 100},
+        defaults={"min_rel_change": 0.5, "min_abs_change": 50.0, "min_requests": 20},
     ),
     Signal(
         "cache_hit", "cache-hit ratio", "ratio", "cache-hit ratio", "ratio", "down",
         lambda e: None if e.cache_hits is None else (e.ts, float(e.cache_hits), float(e.requests)),
         indirect=True,
+        events="cache hits",
         defaults={"min_rel_change": 0.25, "min_abs_change": 0.1},
     ),
     Signal(

@@ -55,7 +55,7 @@ True
 >>> set_model_state(copy, ["not", "a", "state"])
 Traceback (most recent call last):
 ...
-detectors.state.StateError: SeasonalDetector: 3 state values, expected 15
+detectors.state.StateError: SeasonalDetector: 3 state values, expected 17
 """
 from __future__ import annotations
 

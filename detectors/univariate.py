@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from river import base
 
-from .stats import POISSON_EXACT_MAX_K, normal_sf, poisson_sf
+from .stats import POISSON_EXACT_MAX_K, normal_sf, poisson_sf, score_from_surprise, student_t_sf2
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -51,6 +51,20 @@ SCALE_CLIP_SIGMAS = 4.0
 DOW_PRIOR_DAYS = 1.0
 #: how fast the shadow level follows an ongoing shift (per point)
 SHIFT_TRACK_RATE = 0.3
+#: above this many effective degrees of freedom the Student-t tail is replaced by the normal one
+NORMAL_DOF = 30
+#: surprise reported for a tail probability that underflows to 0
+MAX_SURPRISE = 300.0
+#: standardised residuals are clipped here before they feed the sequential test, so that one
+#: heavy-tailed outlier adds a bounded amount of evidence
+SEQ_Z_CLIP = 4.0
+#: the sequential evidence is capped at this many decades above its penalty, so that it
+#: forgets a long incident within a few intervals once the series is back to normal
+SEQ_MAX_DECADES = 5.0
+#: the largest plausible day-of-week effect (``dow_low``/``dow_high``) is this many standard
+#: deviations of the prior on an unseen weekday's offset
+DOW_RANGE_SIGMAS = 2.5
+_LN10 = math.log(10.0)
 
 
 class Assessment(NamedTuple):
@@ -65,9 +79,29 @@ class Assessment(NamedTuple):
     lo: float
     hi: float
     excess: float = 0.0
+    #: ``-log10`` of the tail probability (or of the sequential test's evidence): unbounded,
+    #: so two rare points are never tied; ``score`` is monotone in it
+    surprise: float = 0.0
+    #: event time the evidence covers: 0 = this interval alone; else the sequential test's run
+    #: (``value``/``excess`` of ratios then cover the whole run)
+    window_s: float = 0.0
+    #: ratios over a run: numerator events and denominator (requests) in the window
+    count: float = 0.0
+    support: float = 0.0
 
+
+#: builds an Assessment from a full tuple of its fields without the generated ``__new__``
+#: (three times cheaper, and every scored point builds one)
+_new = tuple.__new__
 
 NO_ASSESSMENT = Assessment(0.0, float("nan"), float("nan"), float("nan"), float("nan"), 0.0)
+
+
+#: Student-t quantile scale to unit variance, sqrt(nu / (nu - 2)), by (odd) degrees of freedom
+_T_UNIT = tuple(math.sqrt(n / (n - 2.0)) if n > 2 else 0.0 for n in range(NORMAL_DOF + 2))
+#: tail probabilities at least this large give ``score = 1 - p`` directly (the same number
+#: score_from_surprise would give: its exact range)
+EXACT_P_MIN = 1e-6
 
 
 @functools.lru_cache(maxsize=256)  # every model of every customer asks for the same few
@@ -186,8 +220,8 @@ class SeasonalDetector(_OnlineDetector):
     #: learned state, written by :mod:`detectors.state` (everything else is rebuilt from the
     #: hyper-parameters); ``_DERIVED``: caches computed from those, never written
     _STATE = ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2", "_s2_w",
-              "_centred", "_shift", "_anom_since", "_anom_sign", "_warm")
-    _DERIVED = ("_log", "_z_learn", "_dt", "_rates")
+              "_centred", "_shift", "_anom_since", "_anom_sign", "_warm", "_cs", "_cs_t0")
+    _DERIVED = ("_log", "_z_learn", "_dt", "_rates", "_dow_dn", "_dow_up")
 
     def __init__(
         self,
@@ -207,12 +241,20 @@ class SeasonalDetector(_OnlineDetector):
         count_noise: bool = False,
         support_noise: float = 0.0,
         band_sigmas: float = 3.0,
+        tail_dof: int = 5,
+        dow_low: float = 1.0,
+        dow_high: float = 1.0,
+        dow_seen_days: float = 4.0,
+        seq_shift: float = 3.0,
+        seq_penalty: float = 1.0,
+        scale_min_points: int = 30,
     ):
         if transform not in ("log", "identity"):
             raise ValueError(f"transform must be 'log' or 'identity', got {transform!r}")
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         self.transform = transform
+        self._log = transform == "log"
         self.direction = direction
         self.level_half_life_s = level_half_life_s
         self.season_half_life_visits = season_half_life_visits
@@ -228,7 +270,20 @@ class SeasonalDetector(_OnlineDetector):
         self.count_noise = count_noise
         self.support_noise = support_noise
         self.band_sigmas = band_sigmas
-        self._log = transform == "log"
+        if not (isinstance(tail_dof, int) and tail_dof >= 3 and tail_dof % 2 == 1):
+            raise ValueError(f"tail_dof must be an odd integer >= 3, got {tail_dof!r}")
+        self.tail_dof = tail_dof
+        if not (0.0 < dow_low <= 1.0 <= dow_high):
+            raise ValueError(f"need 0 < dow_low <= 1 <= dow_high, got {dow_low!r}, {dow_high!r}")
+        self.dow_low = dow_low
+        self.dow_high = dow_high
+        # log-scale offsets: how far an unseen weekday may plausibly lie below / above the others
+        self._dow_dn = -math.log(dow_low) if self._log and weekly else 0.0
+        self._dow_up = math.log(dow_high) if self._log and weekly else 0.0
+        self.dow_seen_days = dow_seen_days
+        self.seq_shift = seq_shift
+        self.seq_penalty = seq_penalty
+        self.scale_min_points = scale_min_points
         self._n = 0
         self._t0: float | None = None
         self._last: float | None = None
@@ -247,14 +302,23 @@ class SeasonalDetector(_OnlineDetector):
         self._z_learn = _two_sided_z(learn_threshold)
         self._dt = -1.0  # step length the cached learning rates below are for
         self._rates = (0.0, 0.0, 0.0, 0.0)
+        # sequential test: CUSUM log-likelihood ratio, > 0 for a run upwards, < 0 downwards,
+        # and the event time the run started
+        self._cs = 0.0
+        self._cs_t0 = 0.0
 
     # -- public ---------------------------------------------------------------
     def step(self, ts: float, v: float, n: float | None = None) -> Assessment:
         """:meth:`update` for already validated numbers (the engine's fast path)."""
         pre = self._prepare(ts, v, n)
         if self._last is None or ts > self._last:
-            a, y, mu, i, j, w, d, var = pre
-            self._learn(ts, y, mu, i, j, w, d, var, a.score)
+            a, y, mu, i, j, w, d, var, _, dow_var = pre
+            self._learn(ts, y, mu, i, j, w, d, var, dow_var)
+            if self._warm:
+                cs = pre[8]
+                if cs == 0.0 or (cs > 0.0) != (self._cs > 0.0) or self._cs == 0.0:
+                    self._cs_t0 = ts
+                self._cs = cs
         return pre[0]
 
     @staticmethod
@@ -268,7 +332,7 @@ class SeasonalDetector(_OnlineDetector):
     def _prepare(self, ts: float, v: float, n: float | None):
         y = (math.log1p(v) if v > 0 else 0.0) if self._log else v
         if self._n == 0:
-            return (Assessment(0.0, v, v, v, v), y, y, 0, 1, 0.0, 0, 0.0)
+            return (Assessment(0.0, v, v, v, v), y, y, 0, 1, 0.0, 0, 0.0, 0.0, 0.0)
         # time of day: interpolate between the two nearest hourly bins (centres at hh:30)
         h = (ts % DAY) / HOUR - 0.5
         if h < 0.0:
@@ -282,30 +346,106 @@ class SeasonalDetector(_OnlineDetector):
         if self.weekly:
             mu += self._dow[d]
         floor = self.min_rel_scale if self._log else max(self.min_abs_scale, self.min_rel_scale * abs(mu))
-        var = self._s2 if self._s2 > floor * floor else floor * floor
+        # heavy-tailed part of the variance (learned noise, low-support percentiles) ...
+        heavy = self._s2 if self._s2 > floor * floor else floor * floor
+        if self.support_noise and n:
+            heavy += self.support_noise / n
+        var = heavy
+        # ... and parts that are not: Poisson noise of a count, and the day-of-week effect of a
+        # weekday not seen dow_seen_days times yet (an unseen weekend is not an anomaly)
         if self.count_noise and self._log:
             var += math.exp(-mu) if mu > 0 else 1.0
-        if self.support_noise and n:
-            var += self.support_noise / n
+        # The day-of-week offset is uncertain in two ways: a weekday not seen dow_seen_days
+        # times has an unknown effect (up to dow_low..dow_high), and near midnight UTC the
+        # customer's own day (time zone unknown) may still / already be the adjacent one.
+        # [b_lo, b_hi] is the range of plausible offset errors; its side of the residual adds
+        # variance (prior sd = range / DOW_RANGE_SIGMAS) and is forgiven by the sequential test.
+        b_lo = b_hi = dow_var = 0.0
+        if self._dow_up or self._dow_dn:
+            seen = self._dow_w[d]
+            if seen < self.dow_seen_days:  # (inlined _unseen)
+                unseen = DOW_PRIOR_DAYS / (seen + DOW_PRIOR_DAYS)
+                b_lo, b_hi = -unseen * self._dow_dn, unseen * self._dow_up
+            hd = h + 0.5
+            adj = d - 1 if hd < 12.0 else d + 1
+            adj = 6 if adj < 0 else (0 if adj > 6 else adj)
+            if self._dow_w[adj] > 0.0:
+                tr = (1.0 - hd / 12.0 if hd < 12.0 else hd / 12.0 - 1.0) * (self._dow[adj] - self._dow[d])
+                if tr > 0.0:
+                    b_hi += tr
+                else:
+                    b_lo += tr
+            b = b_hi if y > mu else -b_lo
+            dow_var = (b / DOW_RANGE_SIGMAS) ** 2
+            var += dow_var
         sd = math.sqrt(var)
         z = (y - mu) / sd
-        direction = self.direction
-        if direction == _UP:
-            p = 0.5 * math.erfc(z / _SQRT2)
-        elif direction == _DOWN:
-            p = 0.5 * math.erfc(-z / _SQRT2)
+        # Student-t tail; its degrees of freedom grow with the light-tailed share of the variance
+        nu = self.tail_dof * (var / heavy) ** 2
+        za = z if z > 0 else -z
+        if nu > NORMAL_DOF:
+            q = math.erfc(za / _SQRT2)  # two-sided: 2 * P(Z > |z|)
         else:
-            p = math.erfc((z if z > 0 else -z) / _SQRT2)  # two-sided: 2 * P(Z > |z|)
-        score = 1.0 - p
+            nu = int(nu) | 1
+            q = student_t_sf2(za * _T_UNIT[nu], nu)
+        direction = self.direction
+        if direction == _BOTH:
+            p = q
+        elif (z > 0) == (direction == _UP):
+            p = 0.5 * q
+        else:
+            p = 1.0 - 0.5 * q
+        surprise = -math.log10(p) if p > 0.0 else MAX_SURPRISE
+        # sequential test (CUSUM for a shift of seq_shift standard deviations): evidence that
+        # builds up over several moderately unusual intervals in a row
+        cs = 0.0
+        delta = self.seq_shift
+        # (nothing to add or carry: the common case skips the test, whose result would be 0)
+        if self._warm and (self._cs != 0.0 or dow_var > 0.0 or za > 0.5 * delta):
+            zc = z
+            if dow_var > 0.0:
+                # a day-of-week error is one persistent offset, not independent noise: forgive
+                # the plausible range, or a whole unseen weekend adds up to an alert
+                r = y - mu
+                r = r - b_hi if r > b_hi else (r - b_lo if r < b_lo else 0.0)
+                zc = r / math.sqrt(var - dow_var)
+            zc = SEQ_Z_CLIP * math.tanh(zc / SEQ_Z_CLIP)  # soft clip: bounded, still no ties
+            half = 0.5 * delta * delta
+            cap = (self.seq_penalty + SEQ_MAX_DECADES) * _LN10
+            # the evidence carried over is capped (so a long incident is forgotten quickly)
+            up = (min(self._cs, cap) if self._cs > 0.0 else 0.0) + delta * zc - half
+            dn = (min(-self._cs, cap) if self._cs < 0.0 else 0.0) - delta * zc - half
+            if direction == _UP:
+                dn = 0.0
+            elif direction == _DOWN:
+                up = 0.0
+            cs = up if up > 0.0 and up >= dn else (-dn if dn > 0.0 else 0.0)
+        window = 0.0
+        seq_won = False
+        if cs != 0.0:
+            # evidence counts only while this interval adds to it: the intervals after one
+            # outlier must not inherit its evidence (one noisy interval must not open an incident)
+            mag = cs if cs > 0.0 else -cs
+            prev = (self._cs if self._cs > 0.0 else -self._cs) if cs * self._cs > 0.0 else 0.0
+            if mag > min(prev, (self.seq_penalty + SEQ_MAX_DECADES) * _LN10):
+                seq = mag / _LN10 - self.seq_penalty
+                if seq > surprise:
+                    surprise, seq_won = seq, True
+                    same = (cs > 0.0) == (self._cs > 0.0) and self._cs != 0.0
+                    window = (ts - self._cs_t0 if same else 0.0) + (self._dt if self._dt > 0.0 else 0.0)
+        # (score = 1 - p exactly where that is representable: the common case, and cheap)
+        score = 1.0 - p if not seq_won and p >= EXACT_P_MIN else score_from_surprise(surprise)
         k = self.band_sigmas * sd
         if self._log:
             exp_v, lo, hi = math.expm1(mu), math.expm1(mu - k), math.expm1(mu + k)
             lo = lo if lo > 0.0 else 0.0
         else:
             exp_v, lo, hi = mu, mu - k, mu + k
-        return (Assessment(score, v, exp_v, lo, hi), y, mu, i, j, w, d, var)
+        a = _new(Assessment, (score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0))
+        return (a, y, mu, i, j, w, d, var, cs, dow_var)
 
-    def _learn(self, ts, y, mu, i, j, w, d, var, score) -> None:
+    def _learn(self, ts, y, mu, i, j, w, d, var, dow_var) -> None:
+        # dow_var: the day-of-week uncertainty part of var (not noise: kept out of the scale)
         if self._n == 0:
             self._n = 1
             self._t0 = self._last = ts
@@ -319,7 +459,9 @@ class SeasonalDetector(_OnlineDetector):
                 1.0 - 0.5 ** (dt / self.level_half_life_s),
                 1.0 - 0.5 ** (dt / (self.season_half_life_visits * HOUR)),
                 1.0 - 0.5 ** (dt / (self.season_half_life_visits * 7 * DAY)),
-                1.0 - 0.5 ** (dt / self.scale_half_life_s),
+                # a noise scale is never estimated from fewer than scale_min_points points,
+                # however long the interval (daily series: half-lives of days are a few points)
+                min(1.0 - 0.5 ** (dt / self.scale_half_life_s), 1.0 / self.scale_min_points),
             )
         a_l, a_s, a_w, a_v = self._rates
         self._n += 1
@@ -402,6 +544,7 @@ class SeasonalDetector(_OnlineDetector):
             e2 = cap
         if self.count_noise and self._log:
             e2 -= math.exp(-mu) if mu > 0 else 1.0
+        e2 -= dow_var
         self._s2_w += 1.0
         g = 1.0 / self._s2_w
         if g < a_v:
@@ -409,6 +552,12 @@ class SeasonalDetector(_OnlineDetector):
         self._s2 += g * (e2 - self._s2)
         self._last = ts
 
+
+    def _unseen(self, d: int) -> float:
+        """Share of weekday ``d``'s effect not learned yet (the running mean starts from a
+        prior of DOW_PRIOR_DAYS days at 0); 0 once the weekday was seen dow_seen_days times."""
+        w = self._dow_w[d]
+        return 0.0 if w >= self.dow_seen_days else DOW_PRIOR_DAYS / (w + DOW_PRIOR_DAYS)
 
     def _recentre(self) -> None:
         """After the first day: move the mean of the time-of-day profile into the level."""
@@ -452,7 +601,7 @@ class RatioDetector(_OnlineDetector):
 
     #: learned state and derived caches, as for :class:`SeasonalDetector`
     _STATE = ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
-              "_anom_a", "_anom_b", "_warm")
+              "_anom_a", "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den")
     _DERIVED = ("_z_learn", "_dt", "_dec")
 
     def __init__(
@@ -467,6 +616,11 @@ class RatioDetector(_OnlineDetector):
         min_rel_scale: float = 0.1,
         prior_events: float = 0.5,
         band_sigmas: float = 3.0,
+        seq_ratio: float = 3.0,
+        seq_penalty: float = 1.0,
+        seq_window_s: float = 2 * HOUR,
+        seq_abs: float = 0.01,
+        tail_dof: int = 5,
     ):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
@@ -480,6 +634,15 @@ class RatioDetector(_OnlineDetector):
         self.min_rel_scale = min_rel_scale
         self.prior_events = prior_events
         self.band_sigmas = band_sigmas
+        if not seq_ratio > 1.0:
+            raise ValueError(f"seq_ratio must be > 1, got {seq_ratio!r}")
+        self.seq_ratio = seq_ratio
+        self.seq_window_s = seq_window_s
+        self.seq_abs = seq_abs
+        self.seq_penalty = seq_penalty
+        if not (isinstance(tail_dof, int) and tail_dof >= 3 and tail_dof % 2 == 1):
+            raise ValueError(f"tail_dof must be an odd integer >= 3, got {tail_dof!r}")
+        self.tail_dof = tail_dof
         self._n = 0
         self._t0: float | None = None
         self._last: float | None = None
@@ -495,6 +658,12 @@ class RatioDetector(_OnlineDetector):
         self._z_learn = _two_sided_z(learn_threshold)
         self._dt = -1.0
         self._dec = 1.0
+        # sequential test: CUSUM log-likelihood ratio of "rate x seq_ratio" against the baseline
+        # (in the alerting direction), and the run it covers: start, events, requests
+        self._cs = 0.0
+        self._cs_t0 = 0.0
+        self._cs_num = 0.0
+        self._cs_den = 0.0
 
     @property
     def rate(self) -> float:
@@ -505,8 +674,18 @@ class RatioDetector(_OnlineDetector):
         """:meth:`update` for already validated counts (the engine's fast path)."""
         pre = self._prepare(ts, num, den)
         if den > 0 and (self._last is None or ts > self._last):
-            a, _, _, p0, var_rate = pre
+            a, _, _, p0, var_rate, cs = pre
             self._learn(ts, num, den, p0, var_rate, a.score)
+            if self._warm:
+                if cs == 0.0:
+                    self._cs_num = self._cs_den = 0.0
+                elif self._cs == 0.0 or cs < 0.0:  # a new run (cs < 0: the old one expired)
+                    cs = -cs if cs < 0.0 else cs
+                    self._cs_t0, self._cs_num, self._cs_den = ts, num, den
+                else:
+                    self._cs_num += num
+                    self._cs_den += den
+                self._cs = cs
         return pre[0]
 
     @staticmethod
@@ -529,34 +708,72 @@ class RatioDetector(_OnlineDetector):
         prior = self.prior_events
         p0 = (self._a + prior) / (self._b + 2.0 * prior)
         if den <= 0:
-            return (Assessment(0.0, float("nan"), p0, p0, p0), num, den, p0, 0.0)
+            return (Assessment(0.0, float("nan"), p0, p0, p0), num, den, p0, 0.0, self._cs)
         rate = num / den
         if rate > 1.0:
             rate = 1.0
         spread = self.min_rel_scale * (p0 if p0 < 0.5 else 1.0 - p0)
         tau2 = self._tau2 if self._tau2 > spread * spread else spread * spread
         var_rate = p0 * (1.0 - p0) / den + tau2
-        score = 0.0 if self._n == 0 else 1.0 - self._tail(num, den, p0, tau2)
+        p = 1.0 if self._n == 0 else self._tail(num, den, p0, tau2)
+        surprise = -math.log10(p) if p > 0.0 else MAX_SURPRISE
         k = self.band_sigmas * math.sqrt(var_rate)
         excess = num - den * p0
         if self.direction == _DOWN:
             excess = -excess
         lo, hi = p0 - k, p0 + k
-        a = Assessment(score, rate, p0, lo if lo > 0.0 else 0.0, hi if hi < 1.0 else 1.0, excess)
-        return (a, num, den, p0, var_rate)
+        lo, hi = lo if lo > 0.0 else 0.0, hi if hi < 1.0 else 1.0
+        # sequential test: Poisson CUSUM of the events in the bad direction (for "down", the
+        # complement: cache misses), "seq_ratio times the baseline rate" against the baseline
+        cs = 0.0
+        carry = self._cs
+        if carry > 0.0 and ts - self._cs_t0 >= self.seq_window_s:
+            # evidence must build up within seq_window_s: with a tiny baseline, quiet intervals
+            # are weak counter-evidence, and one old burst must not keep a run open for hours
+            carry = 0.0
+        if self._warm:
+            q0 = (1.0 - p0) if self.direction == _DOWN else p0
+            kk = (den - num) if self.direction == _DOWN else num
+            if q0 > 0.0:
+                # the alternative: seq_ratio times the baseline, and at least seq_abs above it
+                q1 = q0 * self.seq_ratio
+                if q1 < q0 + self.seq_abs:
+                    q1 = q0 + self.seq_abs
+                cap = (self.seq_penalty + SEQ_MAX_DECADES) * _LN10
+                # the evidence carried over is capped (so a long incident is forgotten quickly)
+                cs = (carry if carry < cap else cap) + (kk * math.log(q1 / q0) if kk else 0.0) - den * (q1 - q0)
+                cs = 0.0 if cs < 0.0 else cs
+        # evidence counts only while this interval adds to it (see SeasonalDetector)
+        seq = cs / _LN10 - self.seq_penalty if cs > min(carry, (self.seq_penalty + SEQ_MAX_DECADES) * _LN10) else 0.0
+        if seq > surprise:
+            # the evidence of the whole run: report its rate and counts
+            run_num, run_den = (self._cs_num + num, self._cs_den + den) if carry > 0.0 else (num, den)
+            window = (ts - self._cs_t0 if carry > 0.0 else 0.0) + (self._dt if self._dt > 0.0 else 0.0)
+            run_excess = run_num - run_den * p0
+            a = _new(Assessment, (score_from_surprise(seq), run_num / run_den, p0, lo, hi,
+                                  -run_excess if self.direction == _DOWN else run_excess, seq, window, run_num, run_den))
+        else:
+            score = 1.0 - p if p >= EXACT_P_MIN else score_from_surprise(surprise)
+            a = _new(Assessment, (score, rate, p0, lo, hi, excess, surprise, 0.0, num, den))
+        return (a, num, den, p0, var_rate, cs if carry == self._cs or cs == 0.0 else -cs)
 
     def _tail(self, num: float, den: float, p0: float, tau2: float) -> float:
+        nu = self.tail_dof
         if self.direction == _BOTH:
-            up = self._one_tail(num, den, p0, tau2)
-            down = self._one_tail(den - num, den, 1.0 - p0, tau2)
+            up = self._one_tail(num, den, p0, tau2, nu)
+            down = self._one_tail(den - num, den, 1.0 - p0, tau2, nu)
             return min(1.0, 2.0 * min(up, down))
         if self.direction == _DOWN:
             num, p0 = den - num, 1.0 - p0
-        return self._one_tail(num, den, p0, tau2)
+        return self._one_tail(num, den, p0, tau2, nu)
 
     @staticmethod
-    def _one_tail(num: float, den: float, p0: float, tau2: float) -> float:
-        """P(count >= num) for count ~ overdispersed Binomial(den, p0)."""
+    def _one_tail(num: float, den: float, p0: float, tau2: float, nu: int) -> float:
+        """P(count >= num) for count ~ overdispersed Binomial(den, p0).
+
+        The binomial part is light-tailed; the overdispersion (the rate itself wandering) is
+        Student-t with ``nu`` degrees of freedom, more of them the smaller its share.
+        """
         lam = den * p0
         if num <= lam:
             return 1.0 if num <= 0 else min(1.0, 0.5 + 0.5 * (lam - num + 1.0) / (lam + 1.0))
@@ -564,7 +781,12 @@ class RatioDetector(_OnlineDetector):
         if num <= POISSON_EXACT_MAX_K and over < lam:
             return poisson_sf(int(math.ceil(num)), lam + over)
         var = lam * (1.0 - p0) + over
-        return normal_sf((num - 0.5 - lam) / math.sqrt(var if var > 0 else 1e-12))
+        z = (num - 0.5 - lam) / math.sqrt(var if var > 0 else 1e-12)
+        nu_eff = nu * (var / over) ** 2 if over > 0.0 else math.inf
+        if nu_eff > NORMAL_DOF:
+            return normal_sf(z)
+        nu_eff = int(nu_eff) | 1
+        return 0.5 * student_t_sf2(z * math.sqrt(nu_eff / (nu_eff - 2.0)), nu_eff)
 
     def _learn(self, ts, num, den, p0, var_rate, score) -> None:
         if self._n == 0:
@@ -580,8 +802,12 @@ class RatioDetector(_OnlineDetector):
         rate = num / den
         dev = rate - p0
         sd = math.sqrt(var_rate)
-        # two-sided (normal approximation), as for SeasonalDetector
-        if warm and (dev if dev > 0 else -dev) >= self._z_learn * sd:
+        # In the alerting direction the score decides (exact Poisson tail for small counts: one
+        # error among 40 requests at a 0.01 % baseline is not an anomaly to keep out -- else a
+        # rare-event rate is only ever learned downwards); the other way a normal approximation,
+        # two-sided as for SeasonalDetector.
+        bad = self.direction == _BOTH or (dev > 0) == (self.direction == _UP)
+        if warm and (score >= self.learn_threshold if bad else (dev if dev > 0 else -dev) >= self._z_learn * sd):
             sign = 1 if rate > p0 else -1
             if self._anom_since is None or sign != self._anom_sign:
                 self._anom_since, self._anom_sign = ts, sign
@@ -602,9 +828,12 @@ class RatioDetector(_OnlineDetector):
         if not first:
             # Huber: the baseline moves as if the rate were at most learn_clip_sigmas away from
             # it, so a slow creep towards an incident is not absorbed on the way up
+            # (in counts, and never less than one event: counts are discrete)
             lim = self.learn_clip_sigmas * sd
             if dev > lim or dev < -lim:
-                num = den * (p0 + (lim if dev > 0 else -lim))
+                clipped = den * (p0 + (lim if dev > 0 else -lim)) + (1.0 if dev > 0 else -1.0)
+                if (num > clipped) if dev > 0 else (num < clipped):
+                    num = clipped if clipped > 0.0 else 0.0
         self._a = self._a * dec + num
         self._b = self._b * dec + den
         if first:  # p0 was only the prior: nothing to learn about the spread yet
@@ -644,9 +873,10 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     ValueError: unknown detector kind 'nope' (known: generic, latency, ratio, volume)
     """
     presets: dict[str, tuple[type, dict[str, Any]]] = {
-        "volume": (SeasonalDetector, {"transform": "log", "direction": "both", "count_noise": True}),
+        "volume": (SeasonalDetector, {"transform": "log", "direction": "both", "count_noise": True,
+                                      "dow_low": 0.35, "dow_high": 1.5}),
         "latency": (SeasonalDetector, {"transform": "log", "direction": "up", "min_rel_scale": 0.05,
-                                       "support_noise": 2.0}),
+                                       "support_noise": 2.0, "dow_low": 0.8, "dow_high": 1.25}),
         "ratio": (RatioDetector, {"direction": "up"}),
         "generic": (SeasonalDetector, {"transform": "identity", "direction": "both"}),
     }

@@ -233,7 +233,7 @@ def test_a_truncated_file_loads_nothing(warm_engine):
             eng.load_all(blob[:cut])
     with pytest.raises(StateError, match="more customers"):
         eng.load_all(blob + msgpack.packb(["extra", []]))
-    with pytest.raises(StateError, match="incomplete entry"):
+    with pytest.raises(StateError, match="incomplete entry|corrupt customer entry"):  # which depends on the bytes
         eng.load_all(blob + blob[-len(blob) // 4:])
     assert not eng.customers
     assert eng.load_all(blob) == len(warm_engine.customers)
