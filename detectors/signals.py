@@ -111,7 +111,7 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
     Signal(
         "requests", "traffic", "requests", "requests / interval", "volume", "both",
         lambda e: (e.ts, float(e.requests), None),
-        defaults={"min_rel_change": 1.0, "min_requests": 20},
+        defaults={"min_rel_change": 1.0, "min_requests": 8},
     ),
     Signal(
         "error_5xx", "5xx rate", "ratio", "5xx rate", "ratio", "up",

@@ -61,6 +61,9 @@ SEQ_Z_CLIP = 4.0
 #: the sequential evidence is capped at this many decades above its penalty, so that it
 #: forgets a long incident within a few intervals once the series is back to normal
 SEQ_MAX_DECADES = 5.0
+#: the most one interval can add to a ratio's sequential evidence, in decades
+SEQ_STEP_MAX_DECADES = 3.0
+_SEQ_STEP_MAX = SEQ_STEP_MAX_DECADES * math.log(10.0)
 #: the largest plausible day-of-week effect (``dow_low``/``dow_high``) is this many standard
 #: deviations of the prior on an unseen weekday's offset
 DOW_RANGE_SIGMAS = 2.5
@@ -241,7 +244,7 @@ class SeasonalDetector(_OnlineDetector):
         count_noise: bool = False,
         support_noise: float = 0.0,
         band_sigmas: float = 3.0,
-        tail_dof: int = 5,
+        tail_dof: int = 3,
         dow_low: float = 1.0,
         dow_high: float = 1.0,
         dow_seen_days: float = 4.0,
@@ -620,7 +623,7 @@ class RatioDetector(_OnlineDetector):
         seq_penalty: float = 1.0,
         seq_window_s: float = 2 * HOUR,
         seq_abs: float = 0.01,
-        tail_dof: int = 5,
+        tail_dof: int = 3,
     ):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
@@ -740,11 +743,17 @@ class RatioDetector(_OnlineDetector):
                 if q1 < q0 + self.seq_abs:
                     q1 = q0 + self.seq_abs
                 cap = (self.seq_penalty + SEQ_MAX_DECADES) * _LN10
+                # one interval adds at most SEQ_STEP_MAX_DECADES: a single burst of errors cannot
+                # make a run on its own, it takes at least two bad intervals in seq_window_s
+                llr = (kk * math.log(q1 / q0) if kk else 0.0) - den * (q1 - q0)
+                if llr > _SEQ_STEP_MAX:
+                    llr = _SEQ_STEP_MAX
                 # the evidence carried over is capped (so a long incident is forgotten quickly)
-                cs = (carry if carry < cap else cap) + (kk * math.log(q1 / q0) if kk else 0.0) - den * (q1 - q0)
+                cs = (carry if carry < cap else cap) + llr
                 cs = 0.0 if cs < 0.0 else cs
-        # evidence counts only while this interval adds to it (see SeasonalDetector)
-        seq = cs / _LN10 - self.seq_penalty if cs > min(carry, (self.seq_penalty + SEQ_MAX_DECADES) * _LN10) else 0.0
+        # with sparse events most intervals of a real change have none: the run stays evidence
+        # while it lasts (quiet intervals lower it a little), unlike SeasonalDetector's test
+        seq = cs / _LN10 - self.seq_penalty
         if seq > surprise:
             # the evidence of the whole run: report its rate and counts
             run_num, run_den = (self._cs_num + num, self._cs_den + den) if carry > 0.0 else (num, den)
