@@ -315,8 +315,8 @@ class SeasonalDetector(_OnlineDetector):
         """:meth:`update` for already validated numbers (the engine's fast path)."""
         pre = self._prepare(ts, v, n)
         if self._last is None or ts > self._last:
-            a, y, mu, i, j, w, d, var, _, dow_var = pre
-            self._learn(ts, y, mu, i, j, w, d, var, dow_var)
+            a, y, mu, i, j, w, d, var, _, r_eff = pre
+            self._learn(ts, y, mu, i, j, w, d, var, r_eff)
             if self._warm:
                 cs = pre[8]
                 if cs == 0.0 or (cs > 0.0) != (self._cs > 0.0) or self._cs == 0.0:
@@ -381,6 +381,10 @@ class SeasonalDetector(_OnlineDetector):
             b = b_hi if y > mu else -b_lo
             dow_var = (b / DOW_RANGE_SIGMAS) ** 2
             var += dow_var
+        # the residual beyond the plausible day-of-week error (what is left to noise or anomaly)
+        r_eff = y - mu
+        if dow_var > 0.0:
+            r_eff = r_eff - b_hi if r_eff > b_hi else (r_eff - b_lo if r_eff < b_lo else 0.0)
         sd = math.sqrt(var)
         z = (y - mu) / sd
         # Student-t tail; its degrees of freedom grow with the light-tailed share of the variance
@@ -409,9 +413,7 @@ class SeasonalDetector(_OnlineDetector):
             if dow_var > 0.0:
                 # a day-of-week error is one persistent offset, not independent noise: forgive
                 # the plausible range, or a whole unseen weekend adds up to an alert
-                r = y - mu
-                r = r - b_hi if r > b_hi else (r - b_lo if r < b_lo else 0.0)
-                zc = r / math.sqrt(var - dow_var)
+                zc = r_eff / math.sqrt(var - dow_var)
             zc = SEQ_Z_CLIP * math.tanh(zc / SEQ_Z_CLIP)  # soft clip: bounded, still no ties
             half = 0.5 * delta * delta
             cap = (self.seq_penalty + SEQ_MAX_DECADES) * _LN10
@@ -445,10 +447,10 @@ class SeasonalDetector(_OnlineDetector):
         else:
             exp_v, lo, hi = mu, mu - k, mu + k
         a = _new(Assessment, (score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0))
-        return (a, y, mu, i, j, w, d, var, cs, dow_var)
+        return (a, y, mu, i, j, w, d, var, cs, r_eff)
 
-    def _learn(self, ts, y, mu, i, j, w, d, var, dow_var) -> None:
-        # dow_var: the day-of-week uncertainty part of var (not noise: kept out of the scale)
+    def _learn(self, ts, y, mu, i, j, w, d, var, r_eff) -> None:
+        # r_eff: the residual beyond a plausible day-of-week error (only it is noise)
         if self._n == 0:
             self._n = 1
             self._t0 = self._last = ts
@@ -501,6 +503,10 @@ class SeasonalDetector(_OnlineDetector):
         # against a constant instead of against a level that is itself still moving
         if not first_day:
             rc = r if -clip < r < clip else (clip if r > 0 else -clip)
+            if self._dow_up or self._dow_dn:
+                # what a weekday not seen yet does is its own offset's to learn, not the level's
+                # (else the first weekends pull the level down and the next Monday 'surges')
+                rc *= 1.0 - self._unseen(d)
             self._level += a_l * rc
         # time of day: a kernel smoother -- bins i and j each move towards the de-levelled value,
         # weighted by their share of the point (a convex update: stable at any interval length).
@@ -540,14 +546,12 @@ class SeasonalDetector(_OnlineDetector):
             self._last = ts
             return
         # noise scale (robust: clipped residual, Poisson/support part removed)
-        rr = y - mu
-        e2 = rr * rr
+        e2 = r_eff * r_eff
         cap = SCALE_CLIP_SIGMAS * SCALE_CLIP_SIGMAS * var if var > 0 else e2
         if e2 > cap:
             e2 = cap
         if self.count_noise and self._log:
             e2 -= math.exp(-mu) if mu > 0 else 1.0
-        e2 -= dow_var
         self._s2_w += 1.0
         g = 1.0 / self._s2_w
         if g < a_v:
@@ -883,7 +887,7 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     """
     presets: dict[str, tuple[type, dict[str, Any]]] = {
         "volume": (SeasonalDetector, {"transform": "log", "direction": "both", "count_noise": True,
-                                      "dow_low": 0.35, "dow_high": 1.5}),
+                                      "dow_low": 0.35, "dow_high": 2.5}),
         "latency": (SeasonalDetector, {"transform": "log", "direction": "up", "min_rel_scale": 0.05,
                                        "support_noise": 2.0, "dow_low": 0.8, "dow_high": 1.25}),
         "ratio": (RatioDetector, {"direction": "up"}),
