@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def generate(path: Path, events: int, customers: int, interval_s: int, seed: int) -> int:
-    from detectors.synthetic import SimConfig, simulate, write_jsonl
+    from detectors.synthetic import SimConfig, simulate
+    from streams.simfiles import write_jsonl
 
     n_int = max(2, events // customers)
     sim = simulate(SimConfig(customers=customers, duration_s=n_int * interval_s, interval_s=interval_s, seed=seed))

@@ -36,7 +36,7 @@ def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from detectors.synthetic import read_labels
+    from streams.simfiles import read_labels
 
     try:
         return read_labels(path)

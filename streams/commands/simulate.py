@@ -107,7 +107,8 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     bootstrap = aliased("--bootstrap", bootstrap)
     labels_path = aliased("--labels-out", labels_path)
     from detectors.events import InvalidEvent, format_ts, parse_ts
-    from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig, write_labels
+    from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig
+    from streams.simfiles import write_labels
     from detectors.synthetic import simulate as make_simulation
 
     # ---- validate options (one-line errors, exit 1)
@@ -237,7 +238,7 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
 
 
 def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
-    from detectors.synthetic import write_jsonl
+    from streams.simfiles import write_jsonl
 
     if out != "-":
         try:

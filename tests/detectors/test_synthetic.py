@@ -17,12 +17,10 @@ from detectors.synthetic import (
     INCIDENT_KINDS,
     Incident,
     SimConfig,
-    read_labels,
     simulate,
     warmup_seconds,
-    write_jsonl,
-    write_labels,
 )
+from streams.simfiles import read_labels, write_jsonl, write_labels
 
 DAY = 86400
 

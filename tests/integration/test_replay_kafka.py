@@ -5,7 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from detectors.events import parse_ts
-from detectors.synthetic import SimConfig, simulate, write_jsonl
+from detectors.synthetic import SimConfig, simulate
+from streams.simfiles import write_jsonl
 from streams.cli import cli
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from detectors.events import parse_event
-from detectors.synthetic import SimConfig, read_labels, simulate
+from detectors.synthetic import SimConfig, simulate
+from streams.simfiles import read_labels
 
 pytestmark = pytest.mark.integration
 

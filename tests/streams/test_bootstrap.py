@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from detectors import Engine, parse_event
-from detectors.synthetic import SimConfig, simulate, write_jsonl
+from detectors.synthetic import SimConfig, simulate
+from streams.simfiles import write_jsonl
 from streams.cli import cli
 
 DAY = 86400.0

@@ -7,7 +7,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from detectors.synthetic import Incident, SimConfig, simulate, write_jsonl, write_labels
+from detectors.synthetic import Incident, SimConfig, simulate
+from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
 from tests.conftest import free_ports
 

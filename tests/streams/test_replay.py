@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from detectors.config import DetectorConfig, dump_config
 from detectors.engine import Engine
-from detectors.synthetic import SimConfig, simulate, write_jsonl, write_labels
+from detectors.synthetic import SimConfig, simulate
+from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
 from streams.processor import Processor
 from streams.replay import CsvSource, JsonlSource, SourceError, diff_alerts, open_source, run_replay

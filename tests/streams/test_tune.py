@@ -6,7 +6,8 @@ import yaml
 from click.testing import CliRunner
 
 from detectors.config import DetectorConfig, load_config
-from detectors.synthetic import SimConfig, simulate, write_jsonl, write_labels
+from detectors.synthetic import SimConfig, simulate
+from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
 from streams.replay import open_source
 from streams.report import pareto_front
