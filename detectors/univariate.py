@@ -428,16 +428,13 @@ class SeasonalDetector(_OnlineDetector):
         window = 0.0
         seq_won = False
         if cs != 0.0:
-            # evidence counts only while this interval adds to it: the intervals after one
-            # outlier must not inherit its evidence (one noisy interval must not open an incident)
-            mag = cs if cs > 0.0 else -cs
-            prev = (self._cs if self._cs > 0.0 else -self._cs) if cs * self._cs > 0.0 else 0.0
-            if mag > min(prev, (self.seq_penalty + SEQ_MAX_DECADES) * _LN10):
-                seq = mag / _LN10 - self.seq_penalty
-                if seq > surprise:
-                    surprise, seq_won = seq, True
-                    same = (cs > 0.0) == (self._cs > 0.0) and self._cs != 0.0
-                    window = (ts - self._cs_t0 if same else 0.0) + (self._dt if self._dt > 0.0 else 0.0)
+            # (one outlier adds at most seq_shift * SEQ_Z_CLIP - seq_shift**2 / 2 nats, less than
+            # an alert needs: one noisy interval cannot open an incident)
+            seq = (cs if cs > 0.0 else -cs) / _LN10 - self.seq_penalty
+            if seq > surprise:
+                surprise, seq_won = seq, True
+                same = (cs > 0.0) == (self._cs > 0.0) and self._cs != 0.0
+                window = (ts - self._cs_t0 if same else 0.0) + (self._dt if self._dt > 0.0 else 0.0)
         # (score = 1 - p exactly where that is representable: the common case, and cheap)
         score = 1.0 - p if not seq_won and p >= EXACT_P_MIN else score_from_surprise(surprise)
         k = self.band_sigmas * sd
