@@ -253,7 +253,7 @@ def explain(signal: str, a: Assessment) -> str:
     >>> explain("error_5xx", Assessment(0.99999, 57 / 480, 0.008, 0.0, 0.03, 53.2, 5.1, 2400.0, 57, 480))
     '5xx rate 11.88% vs expected 0.80% over the last 40 min (57 errors in 480 requests; surprise 5.1)'
     >>> explain("latency_p99", Assessment(0.9999, 900.0, 200.0, 150.0, 260.0, 0.0, 4.0))
-    'p99 latency 900 ms vs expected 200 ms (band 150-260 ms; surprise 4.0)'
+    'p99 latency 900 ms vs expected 200 ms (band 150-260 ms, score 0.9999, surprise 4.0)'
     """
     sig = SIGNALS[signal]
     # the rounded values the alert carries, so sinks formatting them show the same text
@@ -263,9 +263,10 @@ def explain(signal: str, a: Assessment) -> str:
         return (f"{head} over the last {_duration(a.window_s)} "
                 f"({a.count:,.0f} {sig.events} in {a.support:,.0f} requests; surprise {a.surprise:.1f})")
     band = f"band {format_band(_num(a.lo), _num(a.hi), sig.unit)}"
+    tail = f"score {a.score:.4f}, surprise {a.surprise:.1f}"
     if a.window_s > 0.0:
-        return f"{head} ({band}; sustained over the last {_duration(a.window_s)}, surprise {a.surprise:.1f})"
-    return f"{head} ({band}; surprise {a.surprise:.1f})"
+        return f"{head} ({band}, {tail}, sustained over the last {_duration(a.window_s)})"
+    return f"{head} ({band}, {tail})"
 
 
 def _num(v: float) -> float | None:
