@@ -225,6 +225,16 @@ class SeasonalDetector(_OnlineDetector):
     _STATE = ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2", "_s2_w",
               "_centred", "_shift", "_anom_since", "_anom_sign", "_warm", "_cs", "_cs_t0")
     _DERIVED = ("_log", "_z_learn", "_dt", "_rates", "_dow_dn", "_dow_up")
+    #: every attribute, as slots: thousands of customers x 7 models, and an instance dict of
+    #: more than ~30 keys costs 1.3 kB more than slots (issue 9 added the sequential test's)
+    __slots__ = ("transform", "_log", "direction", "level_half_life_s", "season_half_life_visits",
+                 "scale_half_life_s", "weekly", "warmup_s", "warmup_points", "learn_threshold",
+                 "learn_clip_sigmas", "accept_shift_after_s", "min_rel_scale", "min_abs_scale",
+                 "count_noise", "support_noise", "band_sigmas", "tail_dof", "dow_low", "dow_high",
+                 "_dow_dn", "_dow_up", "dow_seen_days", "seq_shift", "seq_penalty",
+                 "scale_min_points", "_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow",
+                 "_dow_w", "_s2", "_s2_w", "_centred", "_shift", "_anom_since", "_anom_sign",
+                 "_warm", "_z_learn", "_dt", "_rates", "_cs", "_cs_t0")
 
     def __init__(
         self,
@@ -607,6 +617,13 @@ class RatioDetector(_OnlineDetector):
     _STATE = ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
               "_anom_a", "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den")
     _DERIVED = ("_z_learn", "_dt", "_dec")
+    #: every attribute, as slots (see SeasonalDetector)
+    __slots__ = ("direction", "half_life_s", "warmup_s", "warmup_points", "learn_threshold",
+                 "learn_clip_sigmas", "accept_shift_after_s", "min_rel_scale", "prior_events",
+                 "band_sigmas", "seq_ratio", "seq_window_s", "seq_abs", "seq_penalty", "tail_dof",
+                 "_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
+                 "_anom_a", "_anom_b", "_warm", "_z_learn", "_dt", "_dec", "_cs", "_cs_t0",
+                 "_cs_num", "_cs_den")
 
     def __init__(
         self,

@@ -92,7 +92,9 @@ def test_every_private_attribute_is_state_or_derived(name, make, kind):
         m.step(*p)
     state, derived = type(m)._STATE, type(m)._DERIVED
     assert not set(state) & set(derived)
-    private = {a for a in vars(m) if a.startswith("_")}
+    # (the detectors keep their attributes in __slots__ to save memory, the rest in __dict__)
+    slots = {a for cls in type(m).__mro__ for a in getattr(cls, "__slots__", ()) if hasattr(m, a)}
+    private = {a for a in set(vars(m)) | slots if a.startswith("_") and not a.startswith("__")}
     assert private == set(state) | set(derived), f"undeclared: {private - set(state) - set(derived)}"
 
 
