@@ -169,6 +169,8 @@ async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
         settings.alerts_topic: (settings.partitions, False),
     })
     need = counts.pop(settings.input_topic, None) or settings.partitions
+    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
+    runtime.processor.partitions = need
     short = {t: n for t, n in counts.items() if n < need}
     if short:
         raise RuntimeError(f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
