@@ -132,3 +132,24 @@ def test_metrics_are_applied_per_batch_with_the_same_totals():
     assert sum(metrics.events.labels(o)._value.get() for o in EVENT_OUTCOMES) == out.events == 21
     lag_count = [s.value for s in metrics.lag.collect()[0].samples if s.name.endswith("_count")][0]
     assert lag_count == 20
+
+
+def test_the_envelope_schema_and_the_decoder_agree():
+    from pathlib import Path
+
+    import jsonschema
+    from referencing import Registry, Resource
+
+    from streams.codecs import decode_message
+
+    root = Path(__file__).parents[2] / "schemas"
+    event_schema = json.loads((root / "request-metrics.schema.json").read_text())
+    env_schema = json.loads((root / "request-metrics-envelope.schema.json").read_text())
+    registry = Registry().with_resource(event_schema["$id"], Resource.from_contents(event_schema))
+    v = jsonschema.Draft202012Validator(env_schema, registry=registry)
+    ok = {"events": [good("c1", NOW - 3600), good("c2", NOW - 3600)]}
+    v.validate(ok)
+    assert len(decode_message(json.dumps(ok))) == 2
+    for bad in ({"events": "x"}, {"events": [], "extra": 1}, {"events": [{"customer_id": "c"}]}):
+        assert not v.is_valid(bad)
+    assert not v.is_valid({"events": [], "customer_id": "c1"})  # that is a (broken) single event
