@@ -19,15 +19,26 @@ detectors.events.InvalidEvent: JSON nested deeper than 32 levels
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
-from detectors.events import KIND_OVERSIZED, KIND_UNDECODABLE, Event, InvalidEvent, parse_event
+from detectors.events import KIND_CONTRACT, KIND_OVERSIZED, KIND_UNDECODABLE, Event, InvalidEvent, parse_event
 
 #: raw payloads longer than this are truncated in the DLQ record (the reason is what matters)
 DLQ_MAX_RAW_CHARS = 10_000
-#: largest message value decoded, bytes (an event is ~300 bytes; Kafka's default limit is 1 MiB)
+#: largest single-event message value decoded, bytes (an event is ~300 bytes)
 MAX_MESSAGE_BYTES = 64 * 1024
+#: largest envelope message value decoded, bytes (Kafka's default ``max.message.bytes`` is 1 MiB)
+MAX_ENVELOPE_BYTES = 1024 * 1024
+#: most events in one envelope (500 events of ~300 bytes are ~150 KB)
+MAX_ENVELOPE_EVENTS = 5000
+#: the key of an envelope's event list: ``{"events": [event, ...]}``
+ENVELOPE_KEY = "events"
+#: dead-letter kind of an envelope event whose customer hashes to another partition than the message's
+KIND_WRONG_PARTITION = "wrong_partition"
+#: dead-letter kinds the streams layer adds to :data:`detectors.events.INVALID_KINDS`
+STREAM_KINDS = (KIND_WRONG_PARTITION,)
 #: deepest nesting of JSON arrays/objects (an event needs 2: the event and ``origin_errors``)
 MAX_DEPTH = 32
 #: most digits of a JSON integer (any 128-bit integer fits; a count needs at most 16)
@@ -62,6 +73,11 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
 
 
+#: a JSON string literal (the unrolled form: linear time even on an unterminated string)
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
 def json_depth(text: str) -> int:
     """Deepest nesting of arrays/objects in JSON ``text``, brackets inside strings ignored.
 
@@ -70,23 +86,16 @@ def json_depth(text: str) -> int:
     >>> json_depth('{"a": [1, {"b": "[[[["}]}')
     3
     """
+    # strings out first (their brackets do not count), then only brackets are left to walk: an
+    # envelope of 500 events has ~1,000 of them in ~150 KB of text
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
     depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "[" or ch == "{":
+    for ch in brackets:
+        if ch == "[" or ch == "{":
             depth += 1
             if depth > deepest:
                 deepest = depth
-        elif ch == "]" or ch == "}":
+        else:
             depth -= 1
     return deepest
 
@@ -98,9 +107,48 @@ def decode_event(value: bytes | str | None) -> Event:
     :data:`MAX_DEPTH` and :data:`MAX_INT_DIGITS`; ``NaN``/``Infinity`` are not JSON and are refused.
     The value must be UTF-8 (``json.loads`` would also guess UTF-16/32 from bytes).
     """
+    return parse_event(decode_json(value, MAX_MESSAGE_BYTES))
+
+
+def decode_message(value: bytes | str | None) -> Event | list[Any]:
+    """Decode a message that is one event or an envelope ``{"events": [...]}`` of many.
+
+    Returns the :class:`~detectors.events.Event` of a single-event message, or the list of the
+    envelope's still unvalidated JSON values (each one goes through
+    :func:`~detectors.events.parse_event` on its own, so one bad event spoils only itself).
+    Raises :class:`InvalidEvent` for a message that is neither (the whole message is one dead letter).
+
+    >>> decode_message(b'{"events": [{"customer_id": "c1"}, 7]}')
+    [{'customer_id': 'c1'}, 7]
+    >>> decode_message(b'{"events": {}}')
+    Traceback (most recent call last):
+    ...
+    detectors.events.InvalidEvent: envelope 'events' must be a JSON array, got dict
+    """
+    obj = decode_json(value, MAX_ENVELOPE_BYTES)
+    if isinstance(obj, dict) and ENVELOPE_KEY in obj and "customer_id" not in obj:
+        events = obj[ENVELOPE_KEY]
+        if not isinstance(events, list):
+            raise InvalidEvent(f"envelope {ENVELOPE_KEY!r} must be a JSON array, got {type(events).__name__}",
+                               KIND_CONTRACT)
+        if len(events) > MAX_ENVELOPE_EVENTS:
+            raise InvalidEvent(f"envelope of {len(events):,} events (at most {MAX_ENVELOPE_EVENTS:,})",
+                               KIND_OVERSIZED)
+        extra = sorted(k for k in obj if k != ENVELOPE_KEY)
+        if extra:
+            raise InvalidEvent(f"unknown envelope field(s) {', '.join(map(repr, extra[:5]))[:200]}", KIND_CONTRACT)
+        return events
+    n = len(value) if isinstance(value, (bytes, bytearray, str)) else 0
+    if n > MAX_MESSAGE_BYTES:  # an envelope may be larger, a single event may not
+        raise InvalidEvent(f"message of {n:,} bytes (at most {MAX_MESSAGE_BYTES:,})", KIND_OVERSIZED)
+    return parse_event(obj)
+
+
+def decode_json(value: bytes | str | None, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    """The JSON value of a message, within the size/depth/digit limits; raise :class:`InvalidEvent`."""
     if isinstance(value, str):
-        if len(value) > MAX_MESSAGE_BYTES:  # more characters than the limit means more bytes too
-            raise InvalidEvent(f"message of {len(value):,} characters (at most {MAX_MESSAGE_BYTES:,} bytes)",
+        if len(value) > max_bytes:  # more characters than the limit means more bytes too
+            raise InvalidEvent(f"message of {len(value):,} characters (at most {max_bytes:,} bytes)",
                                KIND_OVERSIZED)
         text = value
         raw = value.encode("utf-8", "surrogatepass")
@@ -111,8 +159,8 @@ def decode_event(value: bytes | str | None) -> Event:
         raise InvalidEvent("empty message (null value)", KIND_UNDECODABLE)
     else:
         raise InvalidEvent(f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE)
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidEvent(f"message of {len(raw):,} bytes (at most {MAX_MESSAGE_BYTES:,})", KIND_OVERSIZED)
+    if len(raw) > max_bytes:
+        raise InvalidEvent(f"message of {len(raw):,} bytes (at most {max_bytes:,})", KIND_OVERSIZED)
     if text is None:
         try:
             text = raw.decode("utf-8")
@@ -130,7 +178,7 @@ def decode_event(value: bytes | str | None) -> Event:
         raise InvalidEvent(f"invalid JSON: {exc.msg} at char {exc.pos}", KIND_UNDECODABLE) from None
     except RecursionError:  # not reachable after the depth check; a guard should the check ever be wrong
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels", KIND_OVERSIZED) from None
-    return parse_event(obj)
+    return obj
 
 
 def encode_json(obj: Any) -> bytes:
@@ -147,10 +195,13 @@ def dlq_record(
     partition: int | None = None,
     offset: int | None = None,
     now: float | None = None,
+    index: int | None = None,
 ) -> dict[str, Any]:
     """The JSON object parked on the dead-letter topic: the reason plus enough to find/replay the input.
 
     ``kind`` is the rejection's category (:data:`detectors.events.INVALID_KINDS`), ``None`` if unknown.
+    ``index`` is the position of the event within an envelope message (then ``raw`` is that event
+    alone); the field is only present for envelope events.
     """
 
     def text(b):
@@ -164,7 +215,7 @@ def dlq_record(
             return f"<{type(b).__name__}>"
         return t if len(b) <= DLQ_MAX_RAW_CHARS else t + "...[truncated]"
 
-    return {
+    rec = {
         "reason": reason,
         "kind": kind,
         "source": source,
@@ -174,3 +225,47 @@ def dlq_record(
         "raw": text(value),
         "received_at": time.time() if now is None else now,
     }
+    if index is not None:
+        rec["index"] = index
+    return rec
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's 32-bit murmur2 hash of ``data`` (as Java's ``Utils.murmur2``, signed result).
+
+    >>> murmur2(b"21")
+    -973932308
+    """
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    tail = length & ~3
+    for i in range(0, tail, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = length & 3
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for key ``customer_id`` (UTF-8).
+
+    Java clients, kafka-python and aiokafka agree: ``(murmur2(key) & 0x7fffffff) % partitions``.
+
+    >>> partition_of("c1", 4) == partition_of("c1", 4) and 0 <= partition_of("c1", 4) < 4
+    True
+    """
+    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions

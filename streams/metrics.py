@@ -5,7 +5,8 @@ value per customer for every customer).
 """
 from __future__ import annotations
 
-from typing import Callable
+from bisect import bisect_left
+from typing import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -158,3 +159,34 @@ class WorkerMetrics:
         self.series.labels("warming").set_function(lambda: series_counts()[1])
         for sev in SEVERITIES:
             self.firing.labels(sev).set_function(lambda sev=sev: open_by_severity().get(sev, 0))
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every ``v`` in ``values``, with one update per bucket.
+
+    Same result as observing one by one (a value goes to the first bucket whose upper bound is
+    >= it), without a lock round trip per value. Falls back to :meth:`Histogram.observe` should
+    a prometheus_client version lack the internals used.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> h = Histogram("h", "h", buckets=(1, 5), registry=CollectorRegistry())
+    >>> observe_many(h, [0.5, 1, 3, 9])
+    >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name == "h_bucket"]
+    [('1.0', 2.0), ('5.0', 3.0), ('+Inf', 4.0)]
+    """
+    if not values:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    total.inc(sum(values))
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)

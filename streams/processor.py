@@ -7,6 +7,7 @@ that crashes the worker would crash it again on every restart and stop the strea
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,25 +15,46 @@ from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
 from detectors.events import (DEFAULT_MAX_FUTURE_S, INVALID_KINDS, KIND_FUTURE, KIND_INTERNAL, Event, InvalidEvent,
-                              format_ts)
+                              format_ts, parse_event)
 
-from .codecs import decode_event, dlq_record
-from .metrics import INVALID_OUTCOME, WorkerMetrics
+from .codecs import KIND_WRONG_PARTITION, STREAM_KINDS, decode_message, dlq_record, partition_of
+from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
 
 log = logging.getLogger("lookout.processor")
+
+#: customer ids whose hashed partition is remembered (~150 bytes each; cleared when full)
+PARTITION_CACHE_SIZE = 200_000
 
 
 @dataclass
 class Output:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dlq: list[dict[str, Any]] = field(default_factory=list)
+    #: events seen (an envelope counts its events, a message that is not even an envelope counts 1)
     events: int = 0
-    #: (partition, offset, customer id or None if invalid) of every handled message that had a partition
+    #: (partition, offset, customer id or None if invalid) of every handled message that had a partition;
+    #: an envelope's valid events share its offset (one entry per event, or one with None if none was valid)
     positions: list[tuple[int, int, str | None]] = field(default_factory=list)
+    #: metrics not yet applied: outcome -> count, dead-letter kind -> count, lags, signal -> scores
+    tally: "_Tally" = field(default_factory=lambda: _Tally())
+
+
+@dataclass
+class _Tally:
+    outcomes: dict[str, int] = field(default_factory=dict)
+    dlq: dict[str, int] = field(default_factory=dict)
+    lags: list[float] = field(default_factory=list)
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Processor:
     """Decode, validate and process raw messages; bad ones become dead letters.
+
+    A message is one event, or an *envelope* ``{"events": [...]}`` of many events of one input
+    partition (see :func:`streams.codecs.decode_message`). Each event of an envelope is checked on
+    its own: a bad one is one dead letter (with its ``index`` in the envelope), its neighbours are
+    processed. Metrics are applied once per :meth:`handle_many` batch, not per event.
 
     Parameters
     ----------
@@ -49,55 +71,135 @@ class Processor:
         An event whose ``ts`` is more than this ahead of ``clock()`` is dead-lettered (kind
         ``future``) and never reaches the engine, where it would make every later event of its
         customer a duplicate. ``None`` turns the check off.
+    partitions : int or None, optional
+        Partition count of the input topic. When given, an envelope event whose customer id
+        does not hash (Kafka's default partitioner, :func:`streams.codecs.partition_of`) to the
+        message's partition is dead-lettered (kind ``wrong_partition``): its customer's state
+        lives with another partition. ``None`` (replay of files) skips the check.
     """
 
     def __init__(self, engine: Engine, metrics: WorkerMetrics | None = None,
                  clock: Callable[[], float] = time.time, dlq_topic: str = "request-metrics-dlq",
-                 max_future_s: float | None = DEFAULT_MAX_FUTURE_S):
+                 max_future_s: float | None = DEFAULT_MAX_FUTURE_S, partitions: int | None = None):
         if max_future_s is not None and not max_future_s >= 0:
             raise ValueError(f"max_future_s must be >= 0 or None, got {max_future_s!r}")
+        if partitions is not None and not partitions >= 1:
+            raise ValueError(f"partitions must be >= 1 or None, got {partitions!r}")
         self.engine = engine
         self.metrics = metrics
         self.clock = clock
         self.dlq_topic = dlq_topic
         self.max_future_s = max_future_s
+        self._partition_of: dict[str, int] = {}  # customer id -> hashed partition, at most PARTITION_CACHE_SIZE
+        self.partitions = partitions
         self._logged_errors: set[tuple[str, str]] = set()
         if metrics is not None:
-            metrics.expect_dlq(dlq_topic, INVALID_KINDS)
+            metrics.expect_dlq(dlq_topic, (*INVALID_KINDS, *STREAM_KINDS))
+
+    @property
+    def partitions(self) -> int | None:
+        """Partition count of the input topic envelope events are checked against (None: no check)."""
+        return self._partitions
+
+    @partitions.setter
+    def partitions(self, n: int | None) -> None:
+        self._partitions = n
+        self._partition_of.clear()
 
     def handle(self, value: bytes | str | None, *, key: Any = None, source: str = "",
                partition: int | None = None, offset: int | None = None, out: Output | None = None) -> Output:
-        """Decode one raw message and process it (bad input becomes a dead letter in ``out``)."""
+        """Decode one raw message (an event or an envelope) and process it; metrics applied now."""
         out = out or Output()
-        event = self.decode(value, key=key, source=source, partition=partition, offset=offset, out=out)
-        if event is not None:
+        self._handle(value, key, source, partition, offset, out)
+        self.flush_metrics(out)
+        return out
+
+    def _handle(self, value: Any, key: Any, source: str, partition: int | None, offset: int | None,
+                out: Output) -> None:
+        events = self.decode_events(value, key=key, source=source, partition=partition, offset=offset, out=out)
+        positions = out.positions if partition is not None and offset is not None else None
+        for event in events:
             # A valid event the engine fails on is not bad input but a bug: it propagates, and the
             # worker stops without committing (streams.runtime) rather than park a valid event.
             self.process_event(event, out)
-        if partition is not None and offset is not None:
-            out.positions.append((partition, offset, event.customer_id if event is not None else None))
-        return out
+            if positions is not None:
+                positions.append((partition, offset, event.customer_id))
+        if positions is not None and not events:
+            positions.append((partition, offset, None))
 
     def decode(self, value: bytes | str | None, *, key: Any = None, source: str = "",
                partition: int | None = None, offset: int | None = None, out: Output) -> Event | None:
-        """The event in ``value``, or None after parking a dead letter with the reason in ``out``.
+        """The event of a single-event message ``value``, or None after parking a dead letter in ``out``.
+
+        An envelope's events are all returned by :meth:`decode_events`; here it yields only its
+        first valid event. Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
+        """
+        events = self.decode_events(value, key=key, source=source, partition=partition, offset=offset, out=out)
+        return events[0] if events else None
+
+    def decode_events(self, value: bytes | str | None, *, key: Any = None, source: str = "",
+                      partition: int | None = None, offset: int | None = None, out: Output) -> list[Event]:
+        """The valid events of message ``value`` (one, or an envelope's); each bad one becomes a dead letter.
 
         Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
         """
-        out.events += 1
+        decoded: Event | list[Any] | None = None
         try:
-            event = decode_event(value)
-            if self.max_future_s is not None:
-                ahead = event.ts - self.clock()
-                if ahead > self.max_future_s:
-                    raise InvalidEvent(f"ts {format_ts(event.ts)} is {ahead:,.0f} s ahead of the wall clock "
-                                       f"(at most {self.max_future_s:g} s)", KIND_FUTURE)
-            return event
+            decoded = decode_message(value)
+            if isinstance(decoded, Event):
+                out.events += 1
+                self._check_future(decoded)
+                return [decoded]
         except InvalidEvent as exc:
+            if not isinstance(decoded, Event):
+                out.events += 1
             self._park(value, str(exc), exc.kind, key, source, partition, offset, out)
+            return []
         except Exception as exc:  # a decoder bug must not stop the stream either
+            if not isinstance(decoded, Event):
+                out.events += 1
             self._park(value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out)
-        return None
+            return []
+        events = []
+        out.events += len(decoded)
+        check_partition = partition is not None and self.partitions is not None
+        for i, obj in enumerate(decoded):
+            try:
+                event = parse_event(obj)
+                self._check_future(event)
+                wrong = self._wrong_partition(event.customer_id, partition) if check_partition else None
+                if wrong is not None:
+                    self._park(_raw_of(obj), f"envelope event {i}: {wrong}", KIND_WRONG_PARTITION, key, source,
+                               partition, offset, out, index=i)
+                    continue
+                events.append(event)
+            except InvalidEvent as exc:
+                self._park(_raw_of(obj), f"envelope event {i}: {exc}", exc.kind, key, source, partition, offset,
+                           out, index=i)
+            except Exception as exc:  # a validator bug: this event only
+                self._park(_raw_of(obj), self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition,
+                           offset, out, index=i)
+        return events
+
+    def _check_future(self, event: Event) -> None:
+        if self.max_future_s is not None:
+            ahead = event.ts - self.clock()
+            if ahead > self.max_future_s:
+                raise InvalidEvent(f"ts {format_ts(event.ts)} is {ahead:,.0f} s ahead of the wall clock "
+                                   f"(at most {self.max_future_s:g} s)", KIND_FUTURE)
+
+    def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
+        """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
+        home = self._partition_of.get(customer_id)
+        if home is None:
+            home = partition_of(customer_id, self.partitions)
+            if len(self._partition_of) >= PARTITION_CACHE_SIZE:  # ids need not be customers we know
+                self._partition_of.clear()
+            self._partition_of[customer_id] = home
+        if home == partition:
+            return None
+        return (f"customer {customer_id!r} belongs to partition {home} of {self.partitions} "
+                f"(murmur2 of the customer id), not to this message's partition {partition}")
 
     def _internal(self, exc: Exception, where: str, customer: str | None = None) -> str:
         """Reason for an unexpected exception; logged with its traceback once per exception type."""
@@ -113,33 +215,60 @@ class Processor:
         return f"internal error in the {where}: {name}: {detail}"
 
     def _park(self, value: Any, reason: str, kind: str, key: Any, source: str, partition: int | None,
-              offset: int | None, out: Output) -> None:
+              offset: int | None, out: Output, index: int | None = None) -> None:
         out.dlq.append(dlq_record(value, reason, kind=kind, key=key, source=source, partition=partition,
-                                  offset=offset, now=self.clock()))
+                                  offset=offset, now=self.clock(), index=index))
         if self.metrics is not None:
-            self.metrics.events.labels(INVALID_OUTCOME).inc()
-            self.metrics.dlq.labels(self.dlq_topic, kind).inc()
+            t = out.tally
+            t.outcomes[INVALID_OUTCOME] = t.outcomes.get(INVALID_OUTCOME, 0) + 1
+            t.dlq[kind] = t.dlq.get(kind, 0) + 1
 
     def process_event(self, event: Event, out: Output) -> None:
-        """Run one decoded event through the engine; collect its alerts in ``out``."""
+        """Run one decoded event through the engine; collect its alerts (and metrics) in ``out``."""
         verdict = self.engine.process(event)
         out.alerts.extend(verdict.alerts)
-        m = self.metrics
-        if m is not None:
-            m.events.labels(verdict.outcome).inc()
-            if verdict.outcome != "duplicate":
-                m.lag.observe(max(0.0, self.clock() - (event.ts + event.interval_s)))
+        if self.metrics is not None:
+            t = out.tally
+            outcome = verdict.outcome
+            t.outcomes[outcome] = t.outcomes.get(outcome, 0) + 1
+            if outcome != "duplicate":
+                t.lags.append(event.ts + event.interval_s)  # turned into a lag at flush time (one clock read)
+            scores = t.scores
             for sig, score in verdict.scores.items():
-                m.scores.labels(sig).observe(score)
-            for a in verdict.alerts:
-                m.observe_alert(a)
+                lst = scores.get(sig)
+                if lst is None:
+                    scores[sig] = [score]
+                else:
+                    lst.append(score)
+            if verdict.alerts:
+                t.alerts.extend(verdict.alerts)
+
+    def flush_metrics(self, out: Output) -> None:
+        """Apply what ``out`` tallied to the metrics, once (a batch's worth of label lookups, not an event's)."""
+        m, t = self.metrics, out.tally
+        if m is None:
+            return
+        for outcome, n in t.outcomes.items():
+            m.events.labels(outcome).inc(n)
+        for kind, n in t.dlq.items():
+            m.dlq.labels(self.dlq_topic, kind).inc(n)
+        if t.lags:
+            now = self.clock()
+            observe_many(m.lag, [max(0.0, now - end) for end in t.lags])
+        for sig, values in t.scores.items():
+            observe_many(m.scores.labels(sig), values)
+        for a in t.alerts:
+            m.observe_alert(a)
+        out.tally = _Tally()
 
     def handle_many(self, records: Iterable[tuple[Any, Any, str, int | None, int | None]]) -> Output:
         """``records`` = (key, value, source, partition, offset) tuples, processed in order."""
         out = Output()
         t0 = time.perf_counter()
+        handle = self._handle
         for key, value, source, partition, offset in records:
-            self.handle(value, key=key, source=source, partition=partition, offset=offset, out=out)
+            handle(value, key, source, partition, offset, out)
+        self.flush_metrics(out)
         if self.metrics is not None and out.events:
             self.metrics.batch_seconds.observe(time.perf_counter() - t0)
             self.metrics.batch_events.observe(out.events)
@@ -150,3 +279,11 @@ class Processor:
         for inc in self.engine.open_incidents():
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
         return counts
+
+
+def _raw_of(obj: Any) -> str:
+    """An envelope event as JSON text, for its dead letter (it came from JSON, so it encodes)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # pragma: no cover - decoded JSON always encodes
+        return repr(obj)

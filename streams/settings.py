@@ -84,8 +84,9 @@ class Settings:
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
     heartbeat_interval_s: float = 2.0
-    batch_size: int = 500
-    batch_within_s: float = 0.5
+    batch_size: int = 500  # messages per agent batch (an envelope is one message)
+    batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
+    fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
     log_level: str = "warn"
     #: events stamped more than this ahead of the wall clock are dead-lettered (kind ``future``)
     max_future_s: float = DEFAULT_MAX_FUTURE_S
@@ -107,7 +108,7 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_max_in_flight: int = 100
     webhook_base_delay_s: float = 0.5
-    faust_metrics: bool = True
+    faust_metrics: bool = False  # True: Faust's full per-message monitor; False: LeanMonitor's series
     grafana_url: str = "http://localhost:3000"
 
     @classmethod

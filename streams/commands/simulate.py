@@ -80,12 +80,16 @@ def _fail(msg: str) -> None:
 @deprecated_alias("--labels", "--labels-out", metavar="FILE")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="EVENTS_PER_S",
               help="Throttle output to this many events per second (live demos). Default: as fast as possible.")
+@click.option("--batch", type=click.IntRange(min=1, max=5000), metavar="N",
+              help="With --bootstrap: send envelopes {\"events\": [...]} of up to N events of one partition "
+                   "(murmur2 of the customer id, as Kafka's default partitioner), flushed every interval, "
+                   "like an aggregation tier. Default: one event per message.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @kafka_security_options
 def simulate(customers, days, duration, interval_s, start, end_now, seed, incidents, incident_rate, kinds,
              min_size, max_size, holidays, growth, level_shifts, weekly, out, bootstrap, topic, labels_path,
-             rate, as_json, quiet, **kafka):
+             rate, batch, as_json, quiet, **kafka):
     """Generate realistic CDN request metrics with labelled incidents.
 
     One event per customer per interval, in timestamp order. Customer sizes span tens to
@@ -103,6 +107,7 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
       lookout simulate --kinds origin_outage,error_creep --incidents 6 --out sim.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 --labels-out labels.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
+      lookout simulate --bootstrap 127.0.0.1:9092 --customers 5000 --days 1 --batch 500   # envelopes
     """
     bootstrap = aliased("--bootstrap", bootstrap)
     labels_path = aliased("--labels-out", labels_path)
@@ -127,6 +132,8 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
         _fail("give either --start or --end-now, not both")
     if (out is None) == (bootstrap is None):
         _fail("give exactly one of --out FILE or --bootstrap HOST:PORT")
+    if batch is not None and bootstrap is None:
+        _fail("--batch needs --bootstrap (envelopes are per Kafka partition)")
     if as_json and out == "-":
         _fail("--json prints to stdout, which --out - already fills with events; write the events to a file")
     n_intervals = int(duration_s // interval_s)
@@ -203,7 +210,7 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
             _to_file(stream(), out)
             where = "stdout" if out == "-" else out
         else:
-            _to_kafka(stream(), bootstrap, topic, security)
+            _to_kafka(stream(), bootstrap, topic, security, batch)
             where = f"kafka {bootstrap} topic {topic}"
     except KeyboardInterrupt:
         interrupted = True
@@ -253,7 +260,7 @@ def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
 
 
 def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
-              security: dict[str, Any] | None = None) -> int:
+              security: dict[str, Any] | None = None, batch: int | None = None) -> int:
     try:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
@@ -276,11 +283,14 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
     encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
     n = 0
     try:
-        for ev in events:
-            producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(on_error)
-            n += 1
-            if failures:
-                break
+        if batch is None:
+            for ev in events:
+                producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(on_error)
+                n += 1
+                if failures:
+                    break
+        else:
+            n = _send_envelopes(producer, events, topic, batch, encode, on_error, failures)
         producer.flush(timeout=60)
     except KafkaError as exc:
         _fail(f"producing to {topic} at {bootstrap} failed after {n:,} events: {exc}")
@@ -291,6 +301,41 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
             pass
     if failures:
         _fail(f"producing to {topic} at {bootstrap} failed: {failures[0]}")
+    return n
+
+
+def _send_envelopes(producer: Any, events: Iterator[dict[str, Any]], topic: str, batch: int, encode: Any,
+                    on_error: Any, failures: list) -> int:
+    """Envelopes of up to ``batch`` events per partition, flushed when full and at every new interval."""
+    from ..codecs import ENVELOPE_KEY, partition_of
+
+    partitions = producer.partitions_for(topic)
+    if not partitions:
+        _fail(f"topic {topic} has no partitions (does it exist?)")
+    count = len(partitions)
+    pending: dict[int, list[dict[str, Any]]] = {}
+    n = 0
+
+    def flush(p: int) -> None:
+        evs = pending.pop(p)
+        producer.send(topic, value=encode({ENVELOPE_KEY: evs}).encode(), partition=p).add_errback(on_error)
+
+    last_ts = None
+    for ev in events:
+        if ev["ts"] != last_ts:  # events come in interval order: the tier flushes every interval
+            for p in list(pending):
+                flush(p)
+            last_ts = ev["ts"]
+        p = partition_of(ev["customer_id"], count)
+        buf = pending.setdefault(p, [])
+        buf.append(ev)
+        n += 1
+        if len(buf) >= batch:
+            flush(p)
+        if failures:
+            return n
+    for p in list(pending):
+        flush(p)
     return n
 
 

@@ -126,7 +126,7 @@ def run_replay(
     try:
         main_proc, main_run = procs[0]
         main_out = outs[0]
-        decode, process = main_proc.decode, main_proc.process_event
+        decode, process = main_proc.decode_events, main_proc.process_event
         keep = main_run.alerts.append
         write = writers[0]
         rest = list(zip(procs[1:], outs[1:], writers[1:]))
@@ -135,9 +135,9 @@ def run_replay(
             if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
                 main_out.dlq.append(csv_dlq(value, src_name, offset))
             else:
-                # decoded once; every configuration's processor sees the same event
-                event = decode(value, key=key, source=src_name, partition=partition, offset=offset, out=main_out)
-                if event is not None:
+                # decoded once; every configuration's processor sees the same events (one, or an envelope's)
+                for event in decode(value, key=key, source=src_name, partition=partition, offset=offset,
+                                    out=main_out):
                     process(event, main_out)
                     for (p, run), o, w in rest:
                         p.process_event(event, o)

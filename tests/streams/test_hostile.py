@@ -133,14 +133,14 @@ def test_the_future_check_can_be_turned_off_and_follows_the_injected_clock():
 
 
 def test_a_decoder_bug_is_one_dead_letter_and_is_logged_once(monkeypatch, caplog):
-    real = processor_module.decode_event
+    real = processor_module.decode_message
 
     def buggy(value):
         if b"boom" in value:
             raise KeyError("bug")
         return real(value)
 
-    monkeypatch.setattr(processor_module, "decode_event", buggy)
+    monkeypatch.setattr(processor_module, "decode_message", buggy)
     proc, metrics = processor()
     records = [(None, json.dumps(good(ts=NOW - DAY + i * 300, boom=True)).encode(), "t", 0, i) for i in range(3)]
     records.insert(1, (None, json.dumps(good(cid="ok")).encode(), "t", 0, 99))

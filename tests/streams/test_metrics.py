@@ -107,12 +107,19 @@ def test_faust_sensors_are_on_the_workers_registry_and_two_apps_do_not_clash(tmp
         assert "faust_messages_received_total" in text
         assert "lookout_events_total" in text
     assert regs[0] is not regs[1]
-    # and with an injected registry, plus one without Faust's sensors
+    # and with an injected registry and Faust's full monitor, plus the default lean one
     reg = CollectorRegistry()
-    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w3"), registry=reg)
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w3", faust_metrics=True), registry=reg)
     assert lk.registry is reg and "faust_total_events_total" in generate_latest(reg).decode()
-    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w4", faust_metrics=False), registry=CollectorRegistry())
-    assert "faust_" not in generate_latest(lk.registry).decode()
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w4"), registry=CollectorRegistry())
+
+    def received():
+        return lk.registry.get_sample_value("faust_messages_received_total")
+
+    lk.app.monitor.on_message_in(None, 0, None)  # per message: no work, nothing counted
+    assert received() == 0
+    lk.app.monitor.received(500)  # the agent counts once per batch
+    assert received() == 500
 
 
 def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at_zero(tmp_path):

@@ -1,0 +1,405 @@
+"""``python -m bench``: Lookout's throughput, latency, memory and replay speed, in one run.
+
+Starts a throw-away Kafka 4 broker (:class:`streams.broker.LocalBroker`, free ports), produces
+the same simulated events once as single-event messages and once as envelopes of up to
+``--batch`` events per partition, then measures in alternating rounds (the machine is shared:
+alternating spreads the noise over every contender):
+
+* ``ceiling``        a plain aiokafka consumer + ``json.loads`` (in this process);
+* ``naive_noop``     a Faust agent that decodes and counts (:mod:`bench.naive`);
+* ``naive_gauss``    the same + five River ``GaussianScorer``s per customer;
+* ``worker_single``  ``lookout worker`` on single-event messages;
+* ``worker_batched`` ``lookout worker`` on envelopes.
+
+Each contender's events/s is counted from its first to its last message (start-up excluded).
+Then: produce-to-output latency of a worker at half its measured single-event maximum,
+resident and serialised bytes per customer (:mod:`bench.memory`), and replay events/s of a
+600k-event JSONL file (``lookout replay --no-report``, whole process). Prints a table and
+writes ``bench/results/latest.json``.
+
+    .venv/bin/python -m bench                 # ~7 minutes on 2 cores
+    .venv/bin/python -m bench --events 40000 --rounds 1 --replay-events 100000   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from detectors.synthetic import SimConfig, simulate
+from streams.broker import LocalBroker, create_topics
+from streams.codecs import ENVELOPE_KEY, partition_of
+from streams.settings import Settings
+
+PARTITIONS = 4
+#: customers of the throughput runs: 2,000 over 4 partitions fill envelopes of 500 every interval
+CUSTOMERS = 2000
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+#: the issue's targets, as ratios and absolute figures
+TARGETS = {"single_vs_noop": 0.9, "batched_vs_ceiling": 0.5, "latency_p99_s": 0.5, "replay_eps": 100_000,
+           "rss_bytes_per_customer": 20_000}
+#: latency probes (dead letters: they take the worker's batch -> publish path, like alerts) per second
+PROBES_PER_S = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine(load_before: tuple, load_after: tuple) -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+            "note": "shared machine: a 1-minute load above the cpu count means other work competed"}
+
+
+class Bench:
+    def __init__(self, a: argparse.Namespace):
+        self.a = a
+        self.tmp = Path(tempfile.mkdtemp(prefix="lookout-bench-"))
+        self.run = uuid.uuid4().hex[:6]
+        self.broker: LocalBroker | None = None
+        self.bootstrap = ""
+        self.procs: list[subprocess.Popen] = []
+
+    # ---- setup
+    def start_broker(self) -> None:
+        self.broker = LocalBroker(Settings.from_env({}, broker_port=free_port(), broker_controller_port=free_port(),
+                                                    broker_data_dir=self.tmp / "kafka"))
+        self.broker.start(fresh=True)
+        self.bootstrap = self.broker.bootstrap
+
+    def topic(self, name: str, partitions: int = PARTITIONS) -> str:
+        t = f"bench-{self.run}-{name}"
+        create_topics(self.bootstrap, {t: partitions})
+        return t
+
+    def produce(self, single: str, batched: str) -> int:
+        from kafka import KafkaProducer
+
+        n_intervals = -(-self.a.events // CUSTOMERS)
+        sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=n_intervals * 300, interval_s=300, seed=9))
+        prod = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20, batch_size=1024 * 1024,
+                             max_request_size=4 * 1024 * 1024)
+        enc = json.JSONEncoder(separators=(",", ":")).encode
+        n = 0
+        pending: dict[int, list] = {}
+
+        def flush(p: int) -> None:
+            prod.send(batched, value=enc({ENVELOPE_KEY: pending.pop(p)}).encode(), partition=p)
+
+        for _ts, interval in sim.intervals():
+            for ev in interval:
+                if n >= self.a.events:
+                    break
+                cid = ev["customer_id"]
+                p = partition_of(cid, PARTITIONS)
+                prod.send(single, key=cid.encode(), value=enc(ev).encode(), partition=p)
+                pending.setdefault(p, []).append(ev)
+                if len(pending[p]) >= self.a.batch:
+                    flush(p)
+                n += 1
+            for p in list(pending):
+                flush(p)
+        prod.flush()
+        prod.close()
+        return n
+
+    # ---- contenders
+    def ceiling(self, topic: str, n: int) -> float:
+        from aiokafka import AIOKafkaConsumer
+
+        async def consume() -> float:
+            c = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=f"ceil-{uuid.uuid4().hex[:6]}",
+                                 auto_offset_reset="earliest", enable_auto_commit=False)
+            await c.start()
+            seen, t0 = 0, 0.0
+            try:
+                while seen < n:
+                    batches = await c.getmany(timeout_ms=1000, max_records=5000)
+                    for msgs in batches.values():
+                        if seen == 0 and msgs:
+                            t0 = time.perf_counter()
+                        for m in msgs:
+                            json.loads(m.value)
+                        seen += len(msgs)
+                return n / (time.perf_counter() - t0)
+            finally:
+                await c.stop()
+
+        return asyncio.run(consume())
+
+    def naive(self, topic: str, n: int, mode: str) -> float:
+        result = self.tmp / f"naive-{uuid.uuid4().hex[:6]}.json"
+        log = open(self.tmp / f"naive-{mode}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "bench.naive", "--bootstrap", self.bootstrap, "--topic", topic,
+                                 "--events", str(n), "--mode", mode, "--result", str(result),
+                                 "--data-dir", str(self.tmp / f"naive-{result.stem}")],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        try:
+            proc.wait(timeout=self.a.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise SystemExit(f"naive {mode} agent did not finish in {self.a.timeout} s; see {log.name}")
+        if not result.exists():
+            raise SystemExit(f"naive {mode} agent exited ({proc.returncode}) without a result; see {log.name}")
+        r = json.loads(result.read_text())
+        return r["events"] / r["seconds"]
+
+    def worker(self, topic: str, n_events: int, **env: str) -> tuple[float, subprocess.Popen, int]:
+        port = free_port()
+        name = f"w-{uuid.uuid4().hex[:6]}"
+        alerts, dlq = self.topic(f"{name}-alerts"), self.topic(f"{name}-dlq", 1)
+        e = dict(os.environ, LOOKOUT_BOOTSTRAP=self.bootstrap, LOOKOUT_INPUT_TOPIC=topic, LOOKOUT_ALERTS_TOPIC=alerts,
+                 LOOKOUT_DLQ_TOPIC=dlq, LOOKOUT_APP_ID=f"bench-{name}", LOOKOUT_WEB_PORT=str(port),
+                 LOOKOUT_DATA_DIR=str(self.tmp / name), LOOKOUT_PARTITIONS=str(PARTITIONS), **env)
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=e,
+                                stdout=open(self.tmp / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        proc.dlq_topic = dlq  # type: ignore[attr-defined]
+        if n_events == 0:
+            return 0.0, proc, port
+        deadline = time.monotonic() + self.a.timeout
+        while (c0 := consumed(port)) == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker did not start; see {self.tmp / name}.log")
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        while (c := consumed(port)) < n_events:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"worker consumed {c:.0f} of {n_events} in {self.a.timeout} s")
+            time.sleep(0.1)
+        secs = time.perf_counter() - t0
+        stop(proc)
+        return (c - c0) / secs, proc, port
+
+    # ---- latency
+    def latency(self, rate: float) -> tuple[float, float, int]:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        topic = self.topic("latency")
+        _, proc, port = self.worker(topic, 0)
+        deadline = time.monotonic() + self.a.timeout
+        while not _healthz_partitions(port) == PARTITIONS:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("latency worker did not get its partitions")
+            time.sleep(0.2)
+        lat: list[float] = []
+        done = threading.Event()
+
+        def consume() -> None:
+            c = KafkaConsumer(proc.dlq_topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                              group_id=None, consumer_timeout_ms=500)
+            while not done.is_set():
+                for m in c:
+                    now = time.time()
+                    try:
+                        lat.append(now - json.loads(json.loads(m.value)["raw"])["probe"])
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                    if done.is_set():
+                        break
+            c.close()
+
+        t = threading.Thread(target=consume, daemon=True)
+        t.start()
+        prod = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        enc = json.JSONEncoder(separators=(",", ":")).encode
+        start = time.time()
+        base = (int(start) // 300 - 2000) * 300  # past intervals: no "future" dead letters
+        i = probes = 0
+        next_probe = start
+        while (now := time.time()) < start + self.a.latency_s:
+            target = int((now - start) * rate)
+            while i < target:
+                cid = f"lat-{i % CUSTOMERS:05d}"
+                ev = {"customer_id": cid, "ts": base + 300 * (i // CUSTOMERS), "interval_s": 300, "requests": 1000,
+                      "status_4xx": 10, "status_5xx": 1, "latency_p50_ms": 20.0, "latency_p99_ms": 200.0}
+                prod.send(topic, key=cid.encode(), value=enc(ev).encode())
+                i += 1
+            if now >= next_probe:
+                prod.send(topic, key=b"probe", value=enc({"probe": time.time()}).encode())
+                probes += 1
+                next_probe += 1 / PROBES_PER_S
+            time.sleep(0.002)
+        prod.flush()
+        time.sleep(3)
+        done.set()
+        t.join(5)
+        stop(proc)
+        lat.sort()
+        if not lat:
+            raise SystemExit("no latency probe came back")
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+        return statistics.median(lat), p99, len(lat)
+
+    # ---- memory and replay
+    def memory(self, customers: int) -> dict:
+        out = subprocess.run([sys.executable, "-m", "bench.memory", "--customers", str(customers)],
+                             capture_output=True, text=True, timeout=self.a.timeout, check=True)
+        return json.loads(out.stdout)
+
+    def replay(self) -> float:
+        f = self.tmp / "replay.jsonl"
+        customers = 500
+        days = self.a.replay_events / customers * 300 / 86400
+        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--customers", str(customers), "--days",
+                        f"{days:.6f}", "--out", str(f), "-q"], check=True, capture_output=True, timeout=self.a.timeout)
+        lines = sum(1 for _ in open(f, "rb"))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(f), "--out", str(self.tmp / "replay-out"),
+                        "--no-report", "-q"], check=True, capture_output=True, timeout=self.a.timeout)
+        return lines / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        for p in self.procs:
+            stop(p)
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def consumed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
+                       if line.startswith("lookout_events_total{"))
+    except OSError:
+        return 0.0
+
+
+def _healthz_partitions(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return len(json.loads(r.read()).get("partitions", ()))
+    except urllib.error.HTTPError as exc:
+        try:
+            return len(json.loads(exc.read()).get("partitions", ()))
+        except ValueError:
+            return 0
+    except OSError:
+        return 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=120_000, help="events per throughput run")
+    p.add_argument("--batch", type=int, default=500, help="events per envelope")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the throughput contenders")
+    p.add_argument("--latency-s", type=float, default=20.0, help="seconds of the latency run")
+    p.add_argument("--memory-customers", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--replay-events", type=int, default=600_000)
+    p.add_argument("--timeout", type=float, default=240.0, help="give up on one step after this many seconds")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    a = p.parse_args(argv)
+    load_before = os.getloadavg()
+    t_start = time.monotonic()
+    b = Bench(a)
+    runs: dict[str, list[float]] = {k: [] for k in ("ceiling", "naive_noop", "naive_gauss", "worker_single",
+                                                    "worker_batched")}
+    try:
+        b.start_broker()
+        single, batched = b.topic("single"), b.topic("batched")
+        n = b.produce(single, batched)
+        print(f"produced {n:,} events ({CUSTOMERS:,} customers, {PARTITIONS} partitions), singly and in envelopes "
+              f"of up to {a.batch}", flush=True)
+        for r in range(a.rounds):
+            for name, fn in (("ceiling", lambda: b.ceiling(single, n)),
+                             ("naive_noop", lambda: b.naive(single, n, "noop")),
+                             ("naive_gauss", lambda: b.naive(single, n, "gauss")),
+                             ("worker_single", lambda: b.worker(single, n)[0]),
+                             ("worker_batched", lambda: b.worker(batched, n)[0])):
+                eps = fn()
+                runs[name].append(eps)
+                print(f"  round {r + 1} {name:15s} {eps:10,.0f} events/s", flush=True)
+        half = statistics.median(runs["worker_single"]) / 2
+        p50, p99, probes = b.latency(half)
+        print(f"  latency at {half:,.0f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s ({probes} probes)", flush=True)
+        mem = [b.memory(c) for c in a.memory_customers]
+        for m in mem:
+            print(f"  memory {m['customers']:,} customers: {m['rss_bytes_per_customer']:,.0f} B resident, "
+                  f"{m['state_bytes_per_customer']:,.0f} B serialised per customer", flush=True)
+        replay_eps = b.replay()
+        print(f"  replay {a.replay_events:,} events: {replay_eps:,.0f} events/s (whole process)", flush=True)
+    finally:
+        b.close()
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    biggest = mem[-1]
+    result = {
+        "ceiling_eps": med["ceiling"], "naive_noop_eps": med["naive_noop"], "naive_gauss_eps": med["naive_gauss"],
+        "worker_single_eps": med["worker_single"], "worker_batched_eps": med["worker_batched"],
+        "latency_p50_s": p50, "latency_p99_s": p99, "latency_rate_eps": half, "latency_probes": probes,
+        "rss_bytes_per_customer": biggest["rss_bytes_per_customer"],
+        "state_bytes_per_customer": biggest["state_bytes_per_customer"], "memory": mem,
+        "replay_eps": replay_eps, "replay_events": a.replay_events, "runs": runs, "events": n, "batch": a.batch, "customers": CUSTOMERS,
+        "partitions": PARTITIONS, "seconds": time.monotonic() - t_start,
+        "machine": machine(load_before, os.getloadavg()),
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"written {a.out} in {result['seconds']:.0f} s")
+    return 0
+
+
+def table(r: dict) -> str:
+    def rng(k: str) -> str:
+        v = r["runs"][k]
+        return f"{min(v):,.0f} – {max(v):,.0f}" if len(v) > 1 else f"{v[0]:,.0f}"
+
+    ok = lambda b: "met" if b else "MISSED"  # noqa: E731
+    single_ratio = r["worker_single_eps"] / r["naive_noop_eps"]
+    batched_ratio = r["worker_batched_eps"] / r["ceiling_eps"]
+    m = r["machine"]
+    rows = [
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| plain aiokafka + `json.loads` (ceiling), events/s | {rng('ceiling')} | – |",
+        f"| naive Faust agent, no model, events/s | {rng('naive_noop')} | – |",
+        f"| naive Faust agent + 5 River `GaussianScorer`s per customer, events/s | {rng('naive_gauss')} | – |",
+        f"| Lookout worker, single events, events/s | {rng('worker_single')} ({single_ratio:.2f} × no-op) | "
+        f"≥ 0.9 × no-op: {ok(single_ratio >= TARGETS['single_vs_noop'])} |",
+        f"| Lookout worker, envelopes of {r['batch']}, events/s | {rng('worker_batched')} ({batched_ratio:.2f} × "
+        f"ceiling) | ≥ 0.5 × ceiling: {ok(batched_ratio >= TARGETS['batched_vs_ceiling'])} |",
+        f"| produce-to-output p50 / p99 at {r['latency_rate_eps']:,.0f} events/s | {r['latency_p50_s']:.3f} s / "
+        f"{r['latency_p99_s']:.3f} s | p99 ≤ 0.5 s: {ok(r['latency_p99_s'] <= TARGETS['latency_p99_s'])} |",
+    ]
+    for mm in r["memory"]:
+        rows.append(f"| resident / serialised per customer at {mm['customers']:,} customers | "
+                    f"{mm['rss_bytes_per_customer'] / 1000:.1f} KB / {mm['state_bytes_per_customer'] / 1000:.1f} KB | "
+                    f"≤ 20 KB resident: {ok(mm['rss_bytes_per_customer'] <= TARGETS['rss_bytes_per_customer'])} |")
+    rows.append(f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
+                f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |")
+    rows.append(f"\n{r['events']:,} events per run, {r['customers']:,} customers, {r['partitions']} partitions, "
+                f"{len(r['runs']['ceiling'])} alternating rounds (min – max); {m['cpus']} CPUs, load average "
+                f"{m['loadavg_before'][0]} before / {m['loadavg_after'][0]} after (shared machine); "
+                f"{r['seconds']:.0f} s in all.")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
