@@ -40,7 +40,15 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from detectors.events import CUSTOMER_ID_RE, MAX_INTERVAL_S, MAX_TS, InvalidEvent, format_ts, parse_time, parse_ts
+from detectors.events import (
+    CUSTOMER_ID_RE,
+    MAX_INTERVAL_S,
+    MAX_TS,
+    InvalidEvent,
+    format_ts,
+    parse_time,
+    parse_ts,
+)
 
 __all__ = [
     "ALL_KINDS",
@@ -129,7 +137,9 @@ class Incident:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
         """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
-        return _incident_from_fields(obj.get("customer_id"), obj.get("start"), obj.get("end"), obj.get("kind"))
+        return _incident_from_fields(
+            obj.get("customer_id"), obj.get("start"), obj.get("end"), obj.get("kind")
+        )
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -246,12 +256,22 @@ class SimConfig:
             object.__setattr__(self, "kinds", tuple(self.kinds))
         if not isinstance(self.customers, int) or self.customers < 1:
             raise ValueError(f"customers must be a positive integer, got {self.customers!r}")
-        if isinstance(self.interval_s, bool) or not isinstance(self.interval_s, int) or not 1 <= self.interval_s <= MAX_INTERVAL_S:
-            raise ValueError(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {self.interval_s!r}")
+        if (
+            isinstance(self.interval_s, bool)
+            or not isinstance(self.interval_s, int)
+            or not 1 <= self.interval_s <= MAX_INTERVAL_S
+        ):
+            raise ValueError(
+                f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {self.interval_s!r}"
+            )
         if not (math.isfinite(self.duration_s) and self.duration_s >= self.interval_s):
-            raise ValueError(f"duration_s ({self.duration_s}) must be at least one interval ({self.interval_s} s)")
+            raise ValueError(
+                f"duration_s ({self.duration_s}) must be at least one interval ({self.interval_s} s)"
+            )
         if not (math.isfinite(self.start) and 0 <= self.start and self.start + self.duration_s <= MAX_TS):
-            raise ValueError(f"start/duration out of range (start={self.start}, duration_s={self.duration_s})")
+            raise ValueError(
+                f"start/duration out of range (start={self.start}, duration_s={self.duration_s})"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.incidents is not None and (not isinstance(self.incidents, int) or self.incidents < 0):
@@ -261,7 +281,9 @@ class SimConfig:
         bad = [k for k in self.kinds if k not in ALL_KINDS]
         if bad:
             raise ValueError(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
-        if not self.kinds and (self.incidents or self.incidents is None and self.incidents_per_customer_week > 0):
+        if not self.kinds and (
+            self.incidents or self.incidents is None and self.incidents_per_customer_week > 0
+        ):
             raise ValueError("kinds is empty but incidents were requested")
         if not (0 < self.size_min <= self.size_max):
             raise ValueError(f"need 0 < size_min <= size_max, got {self.size_min}, {self.size_max}")
@@ -350,7 +372,9 @@ def _make_profile(cfg: SimConfig, i: int, width: int) -> CustomerProfile:
     for amp in (0.04, 0.22, 0.12, 0.15, 0.07):
         for _ in range(3):
             period = _logu(rng, 4 * 3600, 5 * _DAY)
-            wander.append((amp * rng.uniform(0.3, 1.0) / 1.5, 2 * math.pi / period, rng.uniform(0, 2 * math.pi)))
+            wander.append(
+                (amp * rng.uniform(0.3, 1.0) / 1.5, 2 * math.pi / period, rng.uniform(0, 2 * math.pi))
+            )
     return CustomerProfile(
         index=i,
         customer_id=f"cust-{i + 1:0{width}d}",
@@ -556,7 +580,9 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
     # ---- expected requests
     local_s = mid + p.tz_offset_h * 3600.0
     hour = (local_s / 3600.0) % 24.0
-    daily = p.trough + (1 - p.trough) * ((1 + np.cos(2 * np.pi * (hour - p.peak_hour) / 24)) / 2) ** p.sharpness
+    daily = (
+        p.trough + (1 - p.trough) * ((1 + np.cos(2 * np.pi * (hour - p.peak_hour) / 24)) / 2) ** p.sharpness
+    )
     daily *= 1 + p.harmonic * np.cos(2 * np.pi * (hour - p.harmonic_hour) / 12)
     load = (daily - p.trough) / (1 - p.trough)  # 0 at night .. ~1 at peak
     mu = p.size * (iv / 60.0) * daily * np.exp(wander[0])
@@ -828,7 +854,9 @@ def read_labels(path: str | Path) -> list[Incident]:
     header = [h.strip().lower() for h in next(reader)]
     missing = [h for h in ("customer_id", "start", "end") if h not in header]
     if missing:
-        raise ValueError(f"{p}:1: CSV header must contain customer_id,start,end[,kind]; missing {', '.join(missing)}")
+        raise ValueError(
+            f"{p}:1: CSV header must contain customer_id,start,end[,kind]; missing {', '.join(missing)}"
+        )
     ix = {h: header.index(h) for h in ("customer_id", "start", "end")}
     kix = header.index("kind") if "kind" in header else None
     for ln, row in enumerate(reader, 2):

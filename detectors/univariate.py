@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from array import array
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeGuard
 
 from river import base
 
@@ -79,7 +79,7 @@ def _two_sided_z(threshold: float) -> float:
     return NormalDist().inv_cdf(1.0 - p / 2.0) if p < 1.0 else 0.0
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -92,6 +92,10 @@ class _OnlineDetector(base.AnomalyDetector):
 
     _warm = False
     _n = 0
+    # provided by each subclass (see above); declared here for the type checker only
+    _inputs: Callable[[dict], tuple | None]
+    _prepare: Callable[..., tuple]
+    step: Callable[..., Assessment]
 
     @property
     def warm(self) -> bool:

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from detectors.config import load_config
 from detectors.engine import Engine
-
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.types import TP
 
 from .checkpoint import discard_legacy, load_initial_state
 from .kafka_security import aiokafka_kwargs, faust_credentials
@@ -31,7 +30,6 @@ from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
-
 
 
 @dataclass
@@ -98,7 +96,9 @@ def create_app(
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s))
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
-    lookout = Lookout(settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime)
+    lookout = Lookout(
+        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
+    )
     if settings.faust_metrics:
         # Faust's own sensor metrics, on our registry (so two apps in one process never clash)
         app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
@@ -171,8 +171,10 @@ async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
     need = counts.pop(settings.input_topic, None) or settings.partitions
     short = {t: n for t, n in counts.items() if n < need}
     if short:
-        raise RuntimeError(f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-                           f"and state of input partition p go to partition p; recreate them with {need}")
+        raise RuntimeError(
+            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
+            f"and state of input partition p go to partition p; recreate them with {need}"
+        )
     runtime.topics_checked = True
 
 

@@ -110,7 +110,9 @@ def decode_event(value: bytes | str | None) -> Event:
     elif value is None:
         raise InvalidEvent("empty message (null value)", KIND_UNDECODABLE)
     else:
-        raise InvalidEvent(f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE)
+        raise InvalidEvent(
+            f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE
+        )
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidEvent(f"message of {len(raw):,} bytes (at most {MAX_MESSAGE_BYTES:,})", KIND_OVERSIZED)
     if text is None:

@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
-from detectors.events import (DEFAULT_MAX_FUTURE_S, INVALID_KINDS, KIND_FUTURE, KIND_INTERNAL, Event, InvalidEvent,
-                              format_ts)
+from detectors.events import (
+    DEFAULT_MAX_FUTURE_S,
+    INVALID_KINDS,
+    KIND_FUTURE,
+    KIND_INTERNAL,
+    Event,
+    InvalidEvent,
+    format_ts,
+)
 
 from .codecs import decode_event, dlq_record
 from .metrics import INVALID_OUTCOME, WorkerMetrics
@@ -96,7 +103,9 @@ class Processor:
         except InvalidEvent as exc:
             self._park(value, str(exc), exc.kind, key, source, partition, offset, out)
         except Exception as exc:  # a decoder bug must not stop the stream either
-            self._park(value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out)
+            self._park(
+                value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out
+            )
         return None
 
     def _internal(self, exc: Exception, where: str, customer: str | None = None) -> str:

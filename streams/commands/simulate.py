@@ -48,13 +48,17 @@ def _fail(msg: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--customers", default=20, show_default=True, type=click.IntRange(min=1), help="Number of customers.")
+@click.option(
+    "--customers", default=20, show_default=True, type=click.IntRange(min=1), help="Number of customers."
+)
 @click.option("--days", type=float, help="Simulated time span in days (default 14).")
 @click.option("--duration", help="Simulated time span, e.g. 2d, 6h, 1d12h (instead of --days).")
 @click.option("--interval", "interval_s", default=300, show_default=True, type=click.IntRange(min=1),
               help="Seconds per event interval.")
 @click.option("--start", help=f"First interval start, RFC 3339 [default: {DEFAULT_START}, a Monday].")
-@click.option("--end-now", is_flag=True, help="End at the current time (rounded down to the interval) instead.")
+@click.option(
+    "--end-now", is_flag=True, help="End at the current time (rounded down to the interval) instead."
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Same seed and options -> identical events and incidents.")
 @click.option("--incidents", type=click.IntRange(min=0), help="Total incidents to inject (kinds balanced).")
@@ -63,13 +67,24 @@ def _fail(msg: str) -> None:
 @click.option("--kinds", help="Comma-separated incident kinds [default: all except error_creep].")
 @click.option("--min-size", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Smallest customer: peak requests per minute.")
-@click.option("--max-size", default=2_000_000.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Largest customer: peak requests per minute.")
-@click.option("--holidays/--no-holidays", default=True, show_default=True, help="Regional holidays (-20..-40%).")
-@click.option("--growth/--no-growth", default=True, show_default=True, help="Slow per-customer growth/decline.")
+@click.option(
+    "--max-size",
+    default=2_000_000.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest customer: peak requests per minute.",
+)
+@click.option(
+    "--holidays/--no-holidays", default=True, show_default=True, help="Regional holidays (-20..-40%)."
+)
+@click.option(
+    "--growth/--no-growth", default=True, show_default=True, help="Slow per-customer growth/decline."
+)
 @click.option("--level-shifts/--no-level-shifts", default=True, show_default=True,
               help="Some customers permanently move traffic up/down (not labelled).")
-@click.option("--weekly/--no-weekly", default=True, show_default=True, help="Weekend traffic differs from weekdays.")
+@click.option(
+    "--weekly/--no-weekly", default=True, show_default=True, help="Weekend traffic differs from weekdays."
+)
 @click.option("--out", "out", metavar="FILE", help="Write JSON lines here (.gz = gzip, - = stdout).")
 @click.option("--bootstrap", "bootstrap", metavar="HOST:PORT",
               help="Produce to the Kafka at HOST:PORT instead, e.g. 127.0.0.1:9092.")
@@ -78,8 +93,12 @@ def _fail(msg: str) -> None:
 @click.option("--labels-out", "labels_path", metavar="FILE",
               help="Write the injected incidents (JSON lines) here [default with --out: <out>.labels.jsonl].")
 @deprecated_alias("--labels", "--labels-out", metavar="FILE")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="EVENTS_PER_S",
-              help="Throttle output to this many events per second (live demos). Default: as fast as possible.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="EVENTS_PER_S",
+    help="Throttle output to this many events per second (live demos). Default: as fast as possible.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @kafka_security_options
@@ -101,7 +120,8 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
           (labels go to sim.labels.jsonl)
       lookout simulate --customers 200 --duration 10d --incidents 40 --seed 3 --out out/events.jsonl
       lookout simulate --kinds origin_outage,error_creep --incidents 6 --out sim.jsonl
-      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 --labels-out labels.jsonl
+      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 \\
+          --labels-out labels.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
     """
     bootstrap = aliased("--bootstrap", bootstrap)
@@ -157,10 +177,22 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
     try:
-        cfg = SimConfig(customers=customers, start=start_s, duration_s=duration_s, interval_s=interval_s, seed=seed,
-                        incidents_per_customer_week=incident_rate, incidents=incidents, kinds=kind_list,
-                        size_min=min_size, size_max=max_size, holidays=holidays, growth=growth,
-                        level_shifts=level_shifts, weekly=weekly)
+        cfg = SimConfig(
+            customers=customers,
+            start=start_s,
+            duration_s=duration_s,
+            interval_s=interval_s,
+            seed=seed,
+            incidents_per_customer_week=incident_rate,
+            incidents=incidents,
+            kinds=kind_list,
+            size_min=min_size,
+            size_max=max_size,
+            holidays=holidays,
+            growth=growth,
+            level_shifts=level_shifts,
+            weekly=weekly,
+        )
     except ValueError as exc:
         _fail(str(exc))
     sim = make_simulation(cfg)
@@ -220,12 +252,27 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     if interrupted:
         _fail(f"interrupted after {sent[0]:,} of {sim.n_events:,} events ({where}); {labels_txt}")
     if as_json:
-        click.echo(json.dumps({
-            "events": sim.n_events, "customers": customers, "intervals": sim.n_intervals, "interval_s": interval_s,
-            "start": format_ts(sim.start), "end": format_ts(sim.end), "incidents": placed,
-            "incidents_by_kind": dict(sorted(by_kind.items())), "level_shifts": len(sim.level_shifts),
-            "out": out, "bootstrap": bootstrap, "topic": topic if bootstrap else None, "labels": labels_path,
-            "seconds": round(secs, 3)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "events": sim.n_events,
+                    "customers": customers,
+                    "intervals": sim.n_intervals,
+                    "interval_s": interval_s,
+                    "start": format_ts(sim.start),
+                    "end": format_ts(sim.end),
+                    "incidents": placed,
+                    "incidents_by_kind": dict(sorted(by_kind.items())),
+                    "level_shifts": len(sim.level_shifts),
+                    "out": out,
+                    "bootstrap": bootstrap,
+                    "topic": topic if bootstrap else None,
+                    "labels": labels_path,
+                    "seconds": round(secs, 3),
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(
         f"{sim.n_events:,} events ({customers} customers x {sim.n_intervals} intervals of {interval_s} s, "
@@ -276,7 +323,9 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
     n = 0
     try:
         for ev in events:
-            producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(on_error)
+            producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(
+                on_error
+            )
             n += 1
             if failures:
                 break

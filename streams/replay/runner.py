@@ -1,4 +1,5 @@
-"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per configuration.
+"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per
+configuration.
 
 Nothing here decides whether to alert: every record goes through the live decode -> contract ->
 :class:`~detectors.engine.Engine` path. Memory is bounded by the number of customers, not by the
@@ -22,6 +23,7 @@ from .files import BadRow
 from .kafka import KafkaSource
 from .sources import Source
 from .tracing import ReplayEngine, Trace, compact_alert
+
 
 @dataclass
 class EngineRun:
@@ -72,8 +74,16 @@ class Progress:
             from tqdm import tqdm
 
             scale = source.unit == "B"
-            self.bar = tqdm(total=source.total, desc=desc, unit=source.unit, unit_scale=scale,
-                            unit_divisor=1024 if scale else 1000, mininterval=0.5, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=source.total,
+                desc=desc,
+                unit=source.unit,
+                unit_scale=scale,
+                unit_divisor=1024 if scale else 1000,
+                mininterval=0.5,
+                leave=False,
+                dynamic_ncols=True,
+            )
 
     def __call__(self, n: int) -> None:
         if self.bar is not None:
@@ -100,7 +110,9 @@ def run_replay(
     when given.
     """
     engine = ReplayEngine(config, trace)
-    procs: list[tuple[Processor, EngineRun]] = [(Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))]
+    procs: list[tuple[Processor, EngineRun]] = [
+        (Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))
+    ]
     if baseline is not None:
         procs.append((Processor(Engine(baseline), dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
     files = []
@@ -136,7 +148,9 @@ def run_replay(
                 main_out.dlq.append(csv_dlq(value, src_name, offset))
             else:
                 # decoded once; every configuration's processor sees the same event
-                event = decode(value, key=key, source=src_name, partition=partition, offset=offset, out=main_out)
+                event = decode(
+                    value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
+                )
                 if event is not None:
                     process(event, main_out)
                     for (p, run), o, w in rest:
@@ -192,7 +206,7 @@ def trace_customers(source: Source, config: DetectorConfig, customers: Iterable[
     out = Output()
     bar = Progress(source, progress, desc="trace")
     try:
-        for value, key, partition, offset in source.records(bar):
+        for value, key, _partition, _offset in source.records(bar):
             if isinstance(value, BadRow):
                 continue
             if key is not None:

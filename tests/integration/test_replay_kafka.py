@@ -80,7 +80,10 @@ def test_kafka_source_time_range_dlq_and_no_group(kafka_bootstrap, kafka_topics,
     assert replay(tmp_path / "events.jsonl", "--out", tmp_path / "file", "--no-report", "-q").exit_code == 0
 
     def alert_set(p):
-        return {(a["alert_id"], a["status"]) for a in map(json.loads, (p / "alerts.jsonl").read_text().splitlines())}
+        return {
+            (a["alert_id"], a["status"])
+            for a in map(json.loads, (p / "alerts.jsonl").read_text().splitlines())
+        }
 
     assert alert_set(out) == alert_set(tmp_path / "file") and alert_set(out)
 

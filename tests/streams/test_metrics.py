@@ -15,11 +15,19 @@ CUSTOMER_METRICS = {"lookout_customer_alert_score", "lookout_customer_signal_obs
                     "lookout_customer_signal_expected"}
 
 
-def alert(status="firing", severity="warning", cid="acme", signals=("error_5xx", "origin_errors"), notification=1):
+def alert(
+    status="firing", severity="warning", cid="acme", signals=("error_5xx", "origin_errors"), notification=1
+):
     return {
-        "alert_id": "a1", "status": status, "customer_id": cid, "signal": signals[0], "severity": severity,
+        "alert_id": "a1",
+        "status": status,
+        "customer_id": cid,
+        "signal": signals[0],
+        "severity": severity,
         "notification": notification,
-        "details": {s: {"observed": 0.2, "expected": 0.001, "score": 0.99999, "unit": "ratio"} for s in signals},
+        "details": {
+            s: {"observed": 0.2, "expected": 0.001, "score": 0.99999, "unit": "ratio"} for s in signals
+        },
     }
 
 
@@ -51,9 +59,15 @@ def test_known_label_sets_start_at_zero_so_rate_sees_the_first_increment():
         (("kind", "contract"), ("topic", "request-metrics-dlq")): 0.0,
         (("kind", "undecodable"), ("topic", "request-metrics-dlq")): 0.0,
     }
-    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_deliveries_total")} == {"alertmanager", "webhook"}
+    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_deliveries_total")} == {
+        "alertmanager",
+        "webhook",
+    }
     assert samples(reg, "lookout_sink_queue_alerts") == {(("sink", "webhook"),): 0.0}
-    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_request_seconds_count")} == {"alertmanager", "webhook"}
+    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_request_seconds_count")} == {
+        "alertmanager",
+        "webhook",
+    }
 
 
 def test_customer_series_exist_exactly_while_the_incident_is_open():
@@ -111,7 +125,9 @@ def test_faust_sensors_are_on_the_workers_registry_and_two_apps_do_not_clash(tmp
     reg = CollectorRegistry()
     lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w3"), registry=reg)
     assert lk.registry is reg and "faust_total_events_total" in generate_latest(reg).decode()
-    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w4", faust_metrics=False), registry=CollectorRegistry())
+    lk = create_app(
+        Settings.from_env({}, data_dir=tmp_path / "w4", faust_metrics=False), registry=CollectorRegistry()
+    )
     assert "faust_" not in generate_latest(lk.registry).decode()
 
 
