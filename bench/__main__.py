@@ -61,9 +61,14 @@ def free_port() -> int:
 
 
 def machine(load_before: tuple, load_after: tuple) -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
-            "note": "shared machine: a 1-minute load above the cpu count means other work competed"}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+        "note": "shared machine: a 1-minute load above the cpu count means other work competed",
+    }
 
 
 class Bench:
@@ -77,8 +82,14 @@ class Bench:
 
     # ---- setup
     def start_broker(self) -> None:
-        self.broker = LocalBroker(Settings.from_env({}, broker_port=free_port(), broker_controller_port=free_port(),
-                                                    broker_data_dir=self.tmp / "kafka"))
+        self.broker = LocalBroker(
+            Settings.from_env(
+                {},
+                broker_port=free_port(),
+                broker_controller_port=free_port(),
+                broker_data_dir=self.tmp / "kafka",
+            )
+        )
         self.broker.start(fresh=True)
         self.bootstrap = self.broker.bootstrap
 
@@ -92,8 +103,12 @@ class Bench:
 
         n_intervals = -(-self.a.events // CUSTOMERS)
         sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=n_intervals * 300, interval_s=300, seed=9))
-        prod = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20, batch_size=1024 * 1024,
-                             max_request_size=4 * 1024 * 1024)
+        prod = KafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=20,
+            batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
         enc = json.JSONEncoder(separators=(",", ":")).encode
         n = 0
         pending: dict[int, list] = {}
@@ -123,8 +138,13 @@ class Bench:
         from aiokafka import AIOKafkaConsumer
 
         async def consume() -> float:
-            c = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=f"ceil-{uuid.uuid4().hex[:6]}",
-                                 auto_offset_reset="earliest", enable_auto_commit=False)
+            c = AIOKafkaConsumer(
+                topic,
+                bootstrap_servers=self.bootstrap,
+                group_id=f"ceil-{uuid.uuid4().hex[:6]}",
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
             await c.start()
             seen, t0 = 0, 0.0
             try:
@@ -145,18 +165,37 @@ class Bench:
     def naive(self, topic: str, n: int, mode: str) -> float:
         result = self.tmp / f"naive-{uuid.uuid4().hex[:6]}.json"
         log = open(self.tmp / f"naive-{mode}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "bench.naive", "--bootstrap", self.bootstrap, "--topic", topic,
-                                 "--events", str(n), "--mode", mode, "--result", str(result),
-                                 "--data-dir", str(self.tmp / f"naive-{result.stem}")],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.naive",
+                "--bootstrap",
+                self.bootstrap,
+                "--topic",
+                topic,
+                "--events",
+                str(n),
+                "--mode",
+                mode,
+                "--result",
+                str(result),
+                "--data-dir",
+                str(self.tmp / f"naive-{result.stem}"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         try:
             proc.wait(timeout=self.a.timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise SystemExit(f"naive {mode} agent did not finish in {self.a.timeout} s; see {log.name}")
+            raise SystemExit(f"naive {mode} agent did not finish in {self.a.timeout} s; see {log.name}") from None
         if not result.exists():
-            raise SystemExit(f"naive {mode} agent exited ({proc.returncode}) without a result; see {log.name}")
+            raise SystemExit(
+                f"naive {mode} agent exited ({proc.returncode}) without a result; see {log.name}"
+            )
         r = json.loads(result.read_text())
         return r["events"] / r["seconds"]
 
@@ -164,11 +203,24 @@ class Bench:
         port = free_port()
         name = f"w-{uuid.uuid4().hex[:6]}"
         alerts, dlq = self.topic(f"{name}-alerts"), self.topic(f"{name}-dlq", 1)
-        e = dict(os.environ, LOOKOUT_BOOTSTRAP=self.bootstrap, LOOKOUT_INPUT_TOPIC=topic, LOOKOUT_ALERTS_TOPIC=alerts,
-                 LOOKOUT_DLQ_TOPIC=dlq, LOOKOUT_APP_ID=f"bench-{name}", LOOKOUT_WEB_PORT=str(port),
-                 LOOKOUT_DATA_DIR=str(self.tmp / name), LOOKOUT_PARTITIONS=str(PARTITIONS), **env)
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=e,
-                                stdout=open(self.tmp / f"{name}.log", "wb"), stderr=subprocess.STDOUT)
+        e = dict(
+            os.environ,
+            LOOKOUT_BOOTSTRAP=self.bootstrap,
+            LOOKOUT_INPUT_TOPIC=topic,
+            LOOKOUT_ALERTS_TOPIC=alerts,
+            LOOKOUT_DLQ_TOPIC=dlq,
+            LOOKOUT_APP_ID=f"bench-{name}",
+            LOOKOUT_WEB_PORT=str(port),
+            LOOKOUT_DATA_DIR=str(self.tmp / name),
+            LOOKOUT_PARTITIONS=str(PARTITIONS),
+            **env,
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=e,
+            stdout=open(self.tmp / f"{name}.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         proc.dlq_topic = dlq  # type: ignore[attr-defined]
         if n_events == 0:
@@ -202,8 +254,13 @@ class Bench:
         done = threading.Event()
 
         def consume() -> None:
-            c = KafkaConsumer(proc.dlq_topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                              group_id=None, consumer_timeout_ms=500)
+            c = KafkaConsumer(
+                proc.dlq_topic,
+                bootstrap_servers=self.bootstrap,
+                auto_offset_reset="earliest",
+                group_id=None,
+                consumer_timeout_ms=500,
+            )
             while not done.is_set():
                 for m in c:
                     now = time.time()
@@ -227,8 +284,16 @@ class Bench:
             target = int((now - start) * rate)
             while i < target:
                 cid = f"lat-{i % CUSTOMERS:05d}"
-                ev = {"customer_id": cid, "ts": base + 300 * (i // CUSTOMERS), "interval_s": 300, "requests": 1000,
-                      "status_4xx": 10, "status_5xx": 1, "latency_p50_ms": 20.0, "latency_p99_ms": 200.0}
+                ev = {
+                    "customer_id": cid,
+                    "ts": base + 300 * (i // CUSTOMERS),
+                    "interval_s": 300,
+                    "requests": 1000,
+                    "status_4xx": 10,
+                    "status_5xx": 1,
+                    "latency_p50_ms": 20.0,
+                    "latency_p99_ms": 200.0,
+                }
                 prod.send(topic, key=cid.encode(), value=enc(ev).encode())
                 i += 1
             if now >= next_probe:
@@ -249,20 +314,55 @@ class Bench:
 
     # ---- memory and replay
     def memory(self, customers: int) -> dict:
-        out = subprocess.run([sys.executable, "-m", "bench.memory", "--customers", str(customers)],
-                             capture_output=True, text=True, timeout=self.a.timeout, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.memory", "--customers", str(customers)],
+            capture_output=True,
+            text=True,
+            timeout=self.a.timeout,
+            check=True,
+        )
         return json.loads(out.stdout)
 
     def replay(self) -> float:
         f = self.tmp / "replay.jsonl"
         customers = 500
         days = self.a.replay_events / customers * 300 / 86400
-        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--customers", str(customers), "--days",
-                        f"{days:.6f}", "--out", str(f), "-q"], check=True, capture_output=True, timeout=self.a.timeout)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "simulate",
+                "--customers",
+                str(customers),
+                "--days",
+                f"{days:.6f}",
+                "--out",
+                str(f),
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=self.a.timeout,
+        )
         lines = sum(1 for _ in open(f, "rb"))
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(f), "--out", str(self.tmp / "replay-out"),
-                        "--no-report", "-q"], check=True, capture_output=True, timeout=self.a.timeout)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "replay",
+                str(f),
+                "--out",
+                str(self.tmp / "replay-out"),
+                "--no-report",
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=self.a.timeout,
+        )
         return lines / (time.perf_counter() - t0)
 
     def close(self) -> None:
@@ -275,8 +375,11 @@ class Bench:
 def consumed(port: int) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
-                       if line.startswith("lookout_events_total{"))
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in r.read().decode().splitlines()
+                if line.startswith("lookout_events_total{")
+            )
     except OSError:
         return 0.0
 
@@ -305,8 +408,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--events", type=int, default=120_000, help="events per throughput run")
     p.add_argument("--batch", type=int, default=500, help="events per envelope")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the throughput contenders")
@@ -319,30 +423,42 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     t_start = time.monotonic()
     b = Bench(a)
-    runs: dict[str, list[float]] = {k: [] for k in ("ceiling", "naive_noop", "naive_gauss", "worker_single",
-                                                    "worker_batched")}
+    runs: dict[str, list[float]] = {
+        k: [] for k in ("ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched")
+    }
     try:
         b.start_broker()
         single, batched = b.topic("single"), b.topic("batched")
         n = b.produce(single, batched)
-        print(f"produced {n:,} events ({CUSTOMERS:,} customers, {PARTITIONS} partitions), singly and in envelopes "
-              f"of up to {a.batch}", flush=True)
+        print(
+            f"produced {n:,} events ({CUSTOMERS:,} customers, {PARTITIONS} partitions), singly and in envelopes "
+            f"of up to {a.batch}",
+            flush=True,
+        )
         for r in range(a.rounds):
-            for name, fn in (("ceiling", lambda: b.ceiling(single, n)),
-                             ("naive_noop", lambda: b.naive(single, n, "noop")),
-                             ("naive_gauss", lambda: b.naive(single, n, "gauss")),
-                             ("worker_single", lambda: b.worker(single, n)[0]),
-                             ("worker_batched", lambda: b.worker(batched, n)[0])):
+            for name, fn in (
+                ("ceiling", lambda: b.ceiling(single, n)),
+                ("naive_noop", lambda: b.naive(single, n, "noop")),
+                ("naive_gauss", lambda: b.naive(single, n, "gauss")),
+                ("worker_single", lambda: b.worker(single, n)[0]),
+                ("worker_batched", lambda: b.worker(batched, n)[0]),
+            ):
                 eps = fn()
                 runs[name].append(eps)
                 print(f"  round {r + 1} {name:15s} {eps:10,.0f} events/s", flush=True)
         half = statistics.median(runs["worker_single"]) / 2
         p50, p99, probes = b.latency(half)
-        print(f"  latency at {half:,.0f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s ({probes} probes)", flush=True)
+        print(
+            f"  latency at {half:,.0f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s ({probes} probes)",
+            flush=True,
+        )
         mem = [b.memory(c) for c in a.memory_customers]
         for m in mem:
-            print(f"  memory {m['customers']:,} customers: {m['rss_bytes_per_customer']:,.0f} B resident, "
-                  f"{m['state_bytes_per_customer']:,.0f} B serialised per customer", flush=True)
+            print(
+                f"  memory {m['customers']:,} customers: {m['rss_bytes_per_customer']:,.0f} B resident, "
+                f"{m['state_bytes_per_customer']:,.0f} B serialised per customer",
+                flush=True,
+            )
         replay_eps = b.replay()
         print(f"  replay {a.replay_events:,} events: {replay_eps:,.0f} events/s (whole process)", flush=True)
     finally:
@@ -350,13 +466,26 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in runs.items()}
     biggest = mem[-1]
     result = {
-        "ceiling_eps": med["ceiling"], "naive_noop_eps": med["naive_noop"], "naive_gauss_eps": med["naive_gauss"],
-        "worker_single_eps": med["worker_single"], "worker_batched_eps": med["worker_batched"],
-        "latency_p50_s": p50, "latency_p99_s": p99, "latency_rate_eps": half, "latency_probes": probes,
+        "ceiling_eps": med["ceiling"],
+        "naive_noop_eps": med["naive_noop"],
+        "naive_gauss_eps": med["naive_gauss"],
+        "worker_single_eps": med["worker_single"],
+        "worker_batched_eps": med["worker_batched"],
+        "latency_p50_s": p50,
+        "latency_p99_s": p99,
+        "latency_rate_eps": half,
+        "latency_probes": probes,
         "rss_bytes_per_customer": biggest["rss_bytes_per_customer"],
-        "state_bytes_per_customer": biggest["state_bytes_per_customer"], "memory": mem,
-        "replay_eps": replay_eps, "replay_events": a.replay_events, "runs": runs, "events": n, "batch": a.batch, "customers": CUSTOMERS,
-        "partitions": PARTITIONS, "seconds": time.monotonic() - t_start,
+        "state_bytes_per_customer": biggest["state_bytes_per_customer"],
+        "memory": mem,
+        "replay_eps": replay_eps,
+        "replay_events": a.replay_events,
+        "runs": runs,
+        "events": n,
+        "batch": a.batch,
+        "customers": CUSTOMERS,
+        "partitions": PARTITIONS,
+        "seconds": time.monotonic() - t_start,
         "machine": machine(load_before, os.getloadavg()),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
@@ -389,15 +518,21 @@ def table(r: dict) -> str:
         f"{r['latency_p99_s']:.3f} s | p99 ≤ 0.5 s: {ok(r['latency_p99_s'] <= TARGETS['latency_p99_s'])} |",
     ]
     for mm in r["memory"]:
-        rows.append(f"| resident / serialised per customer at {mm['customers']:,} customers | "
-                    f"{mm['rss_bytes_per_customer'] / 1000:.1f} KB / {mm['state_bytes_per_customer'] / 1000:.1f} KB | "
-                    f"≤ 20 KB resident: {ok(mm['rss_bytes_per_customer'] <= TARGETS['rss_bytes_per_customer'])} |")
-    rows.append(f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
-                f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |")
-    rows.append(f"\n{r['events']:,} events per run, {r['customers']:,} customers, {r['partitions']} partitions, "
-                f"{len(r['runs']['ceiling'])} alternating rounds (min – max); {m['cpus']} CPUs, load average "
-                f"{m['loadavg_before'][0]} before / {m['loadavg_after'][0]} after (shared machine); "
-                f"{r['seconds']:.0f} s in all.")
+        rows.append(
+            f"| resident / serialised per customer at {mm['customers']:,} customers | "
+            f"{mm['rss_bytes_per_customer'] / 1000:.1f} KB / {mm['state_bytes_per_customer'] / 1000:.1f} KB | "
+            f"≤ 20 KB resident: {ok(mm['rss_bytes_per_customer'] <= TARGETS['rss_bytes_per_customer'])} |"
+        )
+    rows.append(
+        f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
+        f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |"
+    )
+    rows.append(
+        f"\n{r['events']:,} events per run, {r['customers']:,} customers, {r['partitions']} partitions, "
+        f"{len(r['runs']['ceiling'])} alternating rounds (min – max); {m['cpus']} CPUs, load average "
+        f"{m['loadavg_before'][0]} before / {m['loadavg_after'][0]} after (shared machine); "
+        f"{r['seconds']:.0f} s in all."
+    )
     return "\n".join(rows)
 
 

@@ -33,8 +33,15 @@ def main() -> None:
     import faust
     from river.anomaly import GaussianScorer
 
-    app = faust.App(f"bench-naive-{uuid.uuid4().hex[:8]}", broker=f"kafka://{a.bootstrap}", web_enabled=False,
-                    datadir=a.data_dir, store="memory://", topic_partitions=4, consumer_auto_offset_reset="earliest")
+    app = faust.App(
+        f"bench-naive-{uuid.uuid4().hex[:8]}",
+        broker=f"kafka://{a.bootstrap}",
+        web_enabled=False,
+        datadir=a.data_dir,
+        store="memory://",
+        topic_partitions=4,
+        consumer_auto_offset_reset="earliest",
+    )
     topic = app.topic(a.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     models: dict[str, list] = {}
     state = {"n": 0, "t0": 0.0}

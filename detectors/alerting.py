@@ -136,19 +136,25 @@ def diagnose(signals: set[str], event: Event | None, findings: Mapping[str, Find
         hint = ORIGIN_HINTS.get(code, f"origin status {code} dominates")
         hints.append(f"{hint} [{code} = {share:.0%} of origin errors]")
     elif "error_5xx" in signals:
-        hints.append("5xx without matching origin errors: edge/application errors, check recent config deploys")
+        hints.append("5xx without matching origin errors: edge/application errors, "
+                     "check recent config deploys")
     if "requests" in signals and "requests" in findings:
         f = findings["requests"]
         if f.a.value < f.a.expected:
             hints.append("traffic drop: DNS or routing change, customer-side outage, or blocked clients")
         else:
-            hints.append("traffic surge: possible attack or bot traffic (check WAF / rate limits) or a viral event")
+            hints.append(
+                "traffic surge: possible attack or bot traffic (check WAF / rate limits) or a viral event"
+            )
     if "latency_p99" in signals and not hints:
         hints.append("latency up without errors: slow origin or congested path, check origin response times")
     elif "latency_p99" in signals:
         hints.append("latency up as well")
     if "cache_hit" in signals:
-        hints.append("cache-hit collapse: cache rules changed, cache purge, or uncacheable responses (Set-Cookie / Cache-Control)")
+        hints.append(
+            "cache-hit collapse: cache rules changed, cache purge, or uncacheable responses "
+            "(Set-Cookie / Cache-Control)"
+        )
     if "error_4xx" in signals:
         hints.append("4xx rise: broken links or deploy, auth failures, or WAF blocks")
     if "bytes" in signals and len(hints) == 0:
@@ -180,12 +186,16 @@ class Tracker:
     incident: Incident | None = None
 
 
-def _alert(inc: Incident, status: str, event: Event, expected_requests: float, resolved_at: float | None = None) -> dict[str, Any]:
+def _alert(
+    inc: Incident, status: str, event: Event, expected_requests: float, resolved_at: float | None = None
+) -> dict[str, Any]:
     findings = inc.findings
     if status == "firing" or inc.primary not in findings:
         # the signal that explains the incident best; kept on resolve so that a firing and its
         # resolution carry the same ``signal`` (sinks group and match on it)
-        inc.primary = max(findings.values(), key=lambda f: (not SIGNALS[f.signal].indirect, f.a.surprise, f.magnitude)).signal
+        inc.primary = max(
+            findings.values(), key=lambda f: (not SIGNALS[f.signal].indirect, f.a.surprise, f.magnitude)
+        ).signal
     primary = findings[inc.primary]
     sigs = sorted(findings, key=lambda s: -findings[s].a.surprise)
     details = {
@@ -210,10 +220,13 @@ def _alert(inc: Incident, status: str, event: Event, expected_requests: float, r
         explanation = f"Since {since}: " + "; ".join(parts) + "."
     else:
         assert resolved_at is not None, "a resolution has a time"
-        summary = f"{inc.customer_id}: resolved, {SIGNALS[primary.signal].label} back to normal at {format_ts(resolved_at)}"
+        label = SIGNALS[primary.signal].label
+        summary = f"{inc.customer_id}: resolved, {label} back to normal at {format_ts(resolved_at)}"
         explanation = (
             f"Incident from {since} to {format_ts(resolved_at)} "
-            f"({(resolved_at - inc.started_at) / inc.interval_s:.0f} intervals). Last anomalous: " + "; ".join(parts) + "."
+            f"({(resolved_at - inc.started_at) / inc.interval_s:.0f} intervals). Last anomalous: "
+            + "; ".join(parts)
+            + "."
         )
     return {
         "schema": SCHEMA,
@@ -257,11 +270,15 @@ def explain(signal: str, a: Assessment) -> str:
     """
     sig = SIGNALS[signal]
     # the rounded values the alert carries, so sinks formatting them show the same text
-    head = (f"{sig.label} {format_value(_num(a.value), sig.unit)} vs expected "
-            f"{format_value(_num(a.expected), sig.unit)}")
+    head = (
+        f"{sig.label} {format_value(_num(a.value), sig.unit)} vs expected "
+        f"{format_value(_num(a.expected), sig.unit)}"
+    )
     if a.window_s > 0.0 and a.support > 0.0:
-        return (f"{head} over the last {_duration(a.window_s)} "
-                f"({a.count:,.0f} {sig.events} in {a.support:,.0f} requests; surprise {a.surprise:.1f})")
+        return (
+            f"{head} over the last {_duration(a.window_s)} "
+            f"({a.count:,.0f} {sig.events} in {a.support:,.0f} requests; surprise {a.surprise:.1f})"
+        )
     band = f"band {format_band(_num(a.lo), _num(a.hi), sig.unit)}"
     tail = f"score {a.score:.4f}, surprise {a.surprise:.1f}"
     if a.window_s > 0.0:
@@ -273,7 +290,9 @@ def _num(v: float) -> float | None:
     return round(float(v), 6) if math.isfinite(v) else None
 
 
-def step(tr: Tracker, event: Event, findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> list[dict[str, Any]]:
+def step(
+    tr: Tracker, event: Event, findings: list[Finding], expected_requests: float, cfg: AlertingConfig
+) -> list[dict[str, Any]]:
     """Advance one customer's lifecycle by one interval; return the alerts to emit (0 or 1)."""
     flag = bool(findings)
     mask = (1 << cfg.open_m) - 1
@@ -287,7 +306,9 @@ def step(tr: Tracker, event: Event, findings: list[Finding], expected_requests: 
     if inc is None:
         if flag and bin(tr.hist).count("1") >= cfg.open_n:
             started = tr.recent[0][0]
-            inc = Incident(event.customer_id, alert_id(event.customer_id, started), started, event.interval_s, "info")
+            inc = Incident(
+                event.customer_id, alert_id(event.customer_id, started), started, event.interval_s, "info"
+            )
             for _, fs in tr.recent:
                 for f in fs:
                     inc.findings[f.signal] = f

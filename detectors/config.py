@@ -268,7 +268,9 @@ class DetectorConfig:
         import hashlib
 
         enabled = sorted(k for k, v in self.signals.items() if v.enabled)
-        blob = json.dumps({"model": dataclasses.asdict(self.model), "enabled": enabled}, sort_keys=True).encode()
+        blob = json.dumps(
+            {"model": dataclasses.asdict(self.model), "enabled": enabled}, sort_keys=True
+        ).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def fingerprint(self) -> str:
@@ -356,7 +358,9 @@ def load_config(path: str | Path | None) -> DetectorConfig:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-            raise ConfigError(f"{where}cannot parse YAML: {exc.problem or exc.context}", source=str(p)) from None
+            raise ConfigError(
+                f"{where}cannot parse YAML: {exc.problem or exc.context}", source=str(p)
+            ) from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot parse YAML: {str(exc).splitlines()[0]}", source=str(p)) from None
     elif p.suffix == ".toml":
@@ -391,7 +395,9 @@ def _yaml_lines(node: Any, prefix: str = "") -> dict[str, int]:
         for key, value in node.value:
             path = f"{prefix}{key.value}"
             if path in out:  # PyYAML keeps the last silently; the user surely meant one of them
-                raise ConfigError(f"line {key.start_mark.line + 1}: duplicate key {path} (first on line {out[path]})")
+                raise ConfigError(
+                    f"line {key.start_mark.line + 1}: duplicate key {path} (first on line {out[path]})"
+                )
             out[path] = key.start_mark.line + 1
             out.update(_yaml_lines(value, path + "."))
     return out

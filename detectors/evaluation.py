@@ -45,8 +45,16 @@ from .events import format_ts, time_or_none
 
 WEEK_S = 604800.0
 
-__all__ = ["Evaluation", "LabelResult", "OpenedIncident", "evaluate", "incidents", "metric_deltas", "quantile",
-           "WEEK_S"]
+__all__ = [
+    "Evaluation",
+    "LabelResult",
+    "OpenedIncident",
+    "evaluate",
+    "incidents",
+    "metric_deltas",
+    "quantile",
+    "WEEK_S",
+]
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -128,7 +136,8 @@ def incidents(alerts: Iterable[Mapping[str, Any]]) -> dict[str, OpenedIncident]:
     ...     {"alert_id": "x", "status": "firing", "customer_id": "a", "signal": "error_5xx",
     ...      "signals": ["error_5xx"], "severity": "warning", "started_at": "t0", "event_ts": "t1"},
     ...     {"alert_id": "x", "status": "firing", "customer_id": "a", "signal": "latency_p99",
-    ...      "signals": ["latency_p99", "error_5xx"], "severity": "critical", "started_at": "t0", "event_ts": "t2"},
+    ...      "signals": ["latency_p99", "error_5xx"], "severity": "critical", "started_at": "t0",
+    ...      "event_ts": "t2"},
     ...     {"alert_id": "x", "status": "resolved", "customer_id": "a", "resolved_at": "t5"},
     ...     {"alert_id": "y", "status": "resolved", "customer_id": "b", "resolved_at": "t9"}])
     >>> list(rows), rows["x"].severity, rows["x"].signal, rows["x"].signals, rows["x"].resolved_at
@@ -151,7 +160,9 @@ def incidents(alerts: Iterable[Mapping[str, Any]]) -> dict[str, OpenedIncident]:
             inc.resolved_at = a.get("resolved_at")
         else:
             continue
-        inc.signals = sorted(set(inc.signals) | set(a.get("signals") or ([a["signal"]] if a.get("signal") else [])))
+        inc.signals = sorted(
+            set(inc.signals) | set(a.get("signals") or ([a["signal"]] if a.get("signal") else []))
+        )
     return out
 
 
@@ -338,12 +349,19 @@ def evaluate(
     opened: dict[str, dict[str, Any]] = {}
     for aid, oi in incidents(alerts).items():
         st = time_or_none(oi.started_at)
-        inc = opened[aid] = {"alert_id": aid, "customer_id": oi.customer_id, "started_at": st, "matched": False}
+        inc = opened[aid] = {
+            "alert_id": aid,
+            "customer_id": oi.customer_id,
+            "started_at": st,
+            "matched": False,
+        }
         for et in map(time_or_none, oi.firing_event_ts):
             for lr in by_cust.get(oi.customer_id, ()):
                 lo, hi = lr.start - iv, lr.end + grace
                 t_alert = et if et is not None else st
-                if t_alert is not None and ((st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)):
+                if t_alert is not None and (
+                    (st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)
+                ):
                     inc["matched"] = True
                     delay = max(0.0, (t_alert - lr.start) / iv)
                     if lr.ttd_intervals is None or delay < lr.ttd_intervals:

@@ -27,11 +27,10 @@ contract - customer_id must be 1-64 chars of [A-Za-z0-9._:-], got 'acme\\n'
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Literal, Mapping, overload
 
 #: the whole id, ASCII only (``\Z``: ``$`` would also match before a trailing newline)
@@ -96,7 +95,9 @@ def show(value: Any, limit: int = MAX_REASON_VALUE_CHARS) -> str:
     ('an integer of 401 digits', 'a list of 5 items', '1.5')
     """
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'thousands of'} digits"
+        return (
+            f"an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'thousands of'} digits"
+        )
     if isinstance(value, (dict, list, tuple)):
         return f"a {type(value).__name__} of {len(value)} items"
     if isinstance(value, (str, bytes)):
@@ -295,7 +296,9 @@ def parse_event(obj: Any) -> Event:
             if not (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit()):
                 raise InvalidEvent(f"origin_errors key {show(code)} is not a 3-digit status code")
             if type(n) is not int or not 0 <= n <= MAX_COUNT:
-                raise InvalidEvent(f"origin_errors[{code!r}] must be an integer from 0 to {MAX_COUNT}, got {show(n)}")
+                raise InvalidEvent(
+                    f"origin_errors[{code!r}] must be an integer from 0 to {MAX_COUNT}, got {show(n)}"
+                )
             if n:
                 origin[code] = n
         if sum(origin.values()) > requests:

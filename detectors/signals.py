@@ -90,7 +90,9 @@ class Signal:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"signal {self.name}: unknown model kind {self.kind!r} (known: {', '.join(KINDS)})")
+            raise ValueError(
+                f"signal {self.name}: unknown model kind {self.kind!r} (known: {', '.join(KINDS)})"
+            )
         if self.direction not in DIRECTIONS:
             raise ValueError(f"signal {self.name}: unknown direction {self.direction!r}")
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))

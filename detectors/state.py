@@ -260,6 +260,18 @@ def _dec_assessment(v: Any, where: str) -> Assessment:
     return Assessment(*(dec(x, f"{where}.{name}") for (name, dec), x in zip(_ASSESSMENT, v)))
 
 
+def _num_or_nan(v: Any, where: str) -> float:
+    return _num(v, where, finite=False)
+
+
+def _or_none(inner: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """A decoder that also accepts ``None`` (for ``X | None`` fields)."""
+    def dec(v: Any, where: str) -> Any:
+        return None if v is None else inner(v, where)
+
+    return dec
+
+
 def _assessment_fields() -> list[tuple[str, Callable]]:
     """A decoder per :class:`Assessment` field, from its annotation."""
     out = []
@@ -267,17 +279,14 @@ def _assessment_fields() -> list[tuple[str, Callable]]:
         ann = Assessment.__annotations__.get(name)
         ann = str(getattr(ann, "__forward_arg__", ann))  # NamedTuple keeps string annotations as ForwardRef
         base = ann.removesuffix(" | None")
+        dec: Callable[[Any, str], Any]
         if base == "float":  # output values (observed, expected, band): NaN is legitimate there
-            def dec(v, where):
-                return _num(v, where, finite=False)
+            dec = _num_or_nan
         elif base in ("int", "str", "bool"):
             dec = _scalar_codec({"int": int, "str": str, "bool": bool}[base])[1]
         else:
             raise StateError(f"no state codec for Assessment.{name}: {ann}")
-        if base != ann:
-            def dec(v, where, _inner=dec):
-                return None if v is None else _inner(v, where)
-        out.append((name, dec))
+        out.append((name, _or_none(dec) if base != ann else dec))
     return out
 
 
@@ -326,7 +335,7 @@ def _scalar_codec(t: type) -> tuple[Callable, Callable]:
     def dec(v: Any, where: str) -> Any:
         if t is float:
             return _num(v, where)
-        if type(v) is not t or (t is str and len(v) > MAX_STR):
+        if type(v) is not t or (isinstance(v, str) and len(v) > MAX_STR):
             raise StateError(f"{where}: expected {t.__name__}, got {type(v).__name__}")
         return v
 
@@ -366,8 +375,8 @@ def _fields(cls: type) -> list[tuple[str, Callable, Callable]]:
 
 
 _ASSESSMENT = _assessment_fields()
-_DATACLASSES = (Tracker, Incident, Finding)
-_FIELDS = {cls: _fields(cls) for cls in _DATACLASSES}
+_DATACLASSES: tuple[type, ...] = (Tracker, Incident, Finding)
+_FIELDS: dict[type, list[tuple[str, Callable, Callable]]] = {cls: _fields(cls) for cls in _DATACLASSES}
 
 
 def _enc_dc(obj: Any, where: str) -> list:
@@ -515,7 +524,9 @@ class StateCodec:
             raise StateError(f"{what}: corrupt header")
         version, fingerprint, layout = head[:3]
         if version != FORMAT_VERSION:
-            raise StateError(f"{what}: state format version {version}, this Lookout reads version {FORMAT_VERSION}")
+            raise StateError(
+                f"{what}: state format version {version}, this Lookout reads version {FORMAT_VERSION}"
+            )
         if fingerprint != self.fingerprint:
             raise StateError(f"{what}: written with other model settings "
                              f"(model fingerprint {fingerprint!r}, ours {self.fingerprint!r})"[:300])
@@ -529,7 +540,11 @@ class StateCodec:
             raise StateError(f"{what}: expected bytes, got {type(blob).__name__}")
         head = bytes(blob[:4])
         if head != magic:
-            hint = " (a pickle from an older Lookout? pickles are never loaded)" if head[:1] == _PICKLE_PREFIX else ""
+            hint = (
+                " (a pickle from an older Lookout? pickles are never loaded)"
+                if head[:1] == _PICKLE_PREFIX
+                else ""
+            )
             raise StateError(f"{what}: not a Lookout state {'record' if magic == RECORD_MAGIC else 'file'}"
                              f" (starts with {head!r}){hint}")
 
@@ -578,7 +593,7 @@ class StateCodec:
         try:
             unp.feed(data)
             items = iter(unp)
-            head = next(items, None)
+            head: Any = next(items, None)  # untrusted until _check_head passes
             self._check_head(head, what)
             count = head[3] if len(head) == 4 else None
             if type(count) is not int or count < 0:

@@ -101,6 +101,7 @@ def score_from_surprise(s: float) -> float:
     if s <= 0.0:
         return 0.0
     if s > SURPRISE_EXACT_MAX:
-        s = SURPRISE_EXACT_MAX + SURPRISE_COMPRESS * (1.0 - math.exp(-(s - SURPRISE_EXACT_MAX) / SURPRISE_COMPRESS))
-    return 1.0 - 10.0 ** -s
-
+        s = SURPRISE_EXACT_MAX + SURPRISE_COMPRESS * (
+            1.0 - math.exp(-(s - SURPRISE_EXACT_MAX) / SURPRISE_COMPRESS)
+        )
+    return 1.0 - 10.0**-s

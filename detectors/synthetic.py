@@ -34,7 +34,15 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from detectors.events import CUSTOMER_ID_RE, MAX_INTERVAL_S, MAX_TS, InvalidEvent, format_ts, parse_time, parse_ts
+from detectors.events import (
+    CUSTOMER_ID_RE,
+    MAX_INTERVAL_S,
+    MAX_TS,
+    InvalidEvent,
+    format_ts,
+    parse_time,
+    parse_ts,
+)
 
 __all__ = [
     "ALL_KINDS",
@@ -122,7 +130,8 @@ class Incident:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
         """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
-        return _incident_from_fields(obj.get("customer_id"), obj.get("start"), obj.get("end"), obj.get("kind"))
+        get = obj.get
+        return _incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -193,10 +202,27 @@ class CustomerProfile:
     wander: tuple[tuple[float, float, float], ...] = field(repr=False, default=())  # (amp, omega, phase)
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in (
-            "customer_id", "size", "tz_offset_h", "region", "tiny", "peak_hour", "trough",
-            "weekend_factor", "growth_per_month", "rate_5xx", "rate_4xx", "cache_ratio",
-            "latency_p50_ms", "latency_p99_ms", "bytes_per_request", "origin_share")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "customer_id",
+                "size",
+                "tz_offset_h",
+                "region",
+                "tiny",
+                "peak_hour",
+                "trough",
+                "weekend_factor",
+                "growth_per_month",
+                "rate_5xx",
+                "rate_4xx",
+                "cache_ratio",
+                "latency_p50_ms",
+                "latency_p99_ms",
+                "bytes_per_request",
+                "origin_share",
+            )
+        }
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -249,12 +275,22 @@ class SimConfig:
             object.__setattr__(self, "kinds", tuple(self.kinds))
         if not isinstance(self.customers, int) or self.customers < 1:
             raise ValueError(f"customers must be a positive integer, got {self.customers!r}")
-        if isinstance(self.interval_s, bool) or not isinstance(self.interval_s, int) or not 1 <= self.interval_s <= MAX_INTERVAL_S:
-            raise ValueError(f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {self.interval_s!r}")
+        if (
+            isinstance(self.interval_s, bool)
+            or not isinstance(self.interval_s, int)
+            or not 1 <= self.interval_s <= MAX_INTERVAL_S
+        ):
+            raise ValueError(
+                f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {self.interval_s!r}"
+            )
         if not (math.isfinite(self.duration_s) and self.duration_s >= self.interval_s):
-            raise ValueError(f"duration_s ({self.duration_s}) must be at least one interval ({self.interval_s} s)")
+            raise ValueError(
+                f"duration_s ({self.duration_s}) must be at least one interval ({self.interval_s} s)"
+            )
         if not (math.isfinite(self.start) and 0 <= self.start and self.start + self.duration_s <= MAX_TS):
-            raise ValueError(f"start/duration out of range (start={self.start}, duration_s={self.duration_s})")
+            raise ValueError(
+                f"start/duration out of range (start={self.start}, duration_s={self.duration_s})"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.incidents is not None and (not isinstance(self.incidents, int) or self.incidents < 0):
@@ -264,7 +300,9 @@ class SimConfig:
         bad = [k for k in self.kinds if k not in ALL_KINDS]
         if bad:
             raise ValueError(f"unknown incident kind(s) {', '.join(bad)}; choose from {', '.join(ALL_KINDS)}")
-        if not self.kinds and (self.incidents or self.incidents is None and self.incidents_per_customer_week > 0):
+        if not self.kinds and (
+            self.incidents or self.incidents is None and self.incidents_per_customer_week > 0
+        ):
             raise ValueError("kinds is empty but incidents were requested")
         if not (0 < self.size_min <= self.size_max):
             raise ValueError(f"need 0 < size_min <= size_max, got {self.size_min}, {self.size_max}")
@@ -361,7 +399,9 @@ def _make_profile(cfg: SimConfig, i: int, width: int) -> CustomerProfile:
     for amp in (0.04, 0.22, 0.12, 0.15, 0.07):
         for _ in range(3):
             period = _logu(rng, 4 * 3600, 5 * _DAY)
-            wander.append((amp * rng.uniform(0.3, 1.0) / 1.5, 2 * math.pi / period, rng.uniform(0, 2 * math.pi)))
+            wander.append(
+                (amp * rng.uniform(0.3, 1.0) / 1.5, 2 * math.pi / period, rng.uniform(0, 2 * math.pi))
+            )
     return CustomerProfile(
         index=i,
         customer_id=f"cust-{i + 1:0{width}d}",
@@ -408,14 +448,24 @@ def _incident_params(rng: np.random.Generator, kind: str, prof: CustomerProfile)
         others = [c for c in ("520", "521", "522", "524") if c != main]
         w[_CODE_IX[main]] = rng.uniform(0.8, 0.97)
         w[[_CODE_IX[c] for c in others]] = (1 - w[_CODE_IX[main]]) * rng.dirichlet(np.ones(len(others)))
-        return {"fail": rng.uniform(0.3, 1.0), "codes": w, "req": rng.uniform(1.0, 1.15),
-                "p50": rng.uniform(1.1, 1.6), "p99": rng.uniform(2.0, 5.0), "main": main}
+        return {
+            "fail": rng.uniform(0.3, 1.0),
+            "codes": w,
+            "req": rng.uniform(1.0, 1.15),
+            "p50": rng.uniform(1.1, 1.6),
+            "p99": rng.uniform(2.0, 5.0),
+            "main": main,
+        }
     if kind == "partial_5xx":
         target = max(r5 * rng.uniform(3, 20), r5 + 0.02 + rng.uniform(0, 0.02))
         w = np.zeros(len(ORIGIN_CODES))
         w[[_CODE_IX[c] for c in ("502", "503", "504")]] = rng.dirichlet(np.full(3, 2.0))
-        return {"add": min(target, 0.6) - r5, "codes": w, "origin": rng.uniform(0.85, 1.0),
-                "p99": rng.uniform(1.0, 1.5)}
+        return {
+            "add": min(target, 0.6) - r5,
+            "codes": w,
+            "origin": rng.uniform(0.85, 1.0),
+            "p99": rng.uniform(1.0, 1.5),
+        }
     if kind == "error_creep":
         target = max(r5 * rng.uniform(10, 20), r5 + 0.01)
         w = np.zeros(len(ORIGIN_CODES))
@@ -426,16 +476,26 @@ def _incident_params(rng: np.random.Generator, kind: str, prof: CustomerProfile)
     if kind == "traffic_drop":
         return {"req": rng.uniform(0.05, 0.35)}
     if kind == "traffic_surge":
-        return {"req": rng.uniform(3, 15), "r4": rng.uniform(2, 6) if rng.random() < 0.6 else 1.0,
-                "cache": rng.uniform(0.7, 1.0), "bpr": rng.uniform(0.3, 1.0), "p99": rng.uniform(1.0, 1.5)}
+        return {
+            "req": rng.uniform(3, 15),
+            "r4": rng.uniform(2, 6) if rng.random() < 0.6 else 1.0,
+            "cache": rng.uniform(0.7, 1.0),
+            "bpr": rng.uniform(0.3, 1.0),
+            "p99": rng.uniform(1.0, 1.5),
+        }
     if kind == "cache_collapse":
-        return {"cache": rng.uniform(0.05, 0.4), "bytes": rng.uniform(1.05, 1.25),
-                "p50": rng.uniform(1.1, 1.5), "p99": rng.uniform(1.1, 1.6)}
+        return {
+            "cache": rng.uniform(0.05, 0.4),
+            "bytes": rng.uniform(1.05, 1.25),
+            "p50": rng.uniform(1.1, 1.5),
+            "p99": rng.uniform(1.1, 1.6),
+        }
     raise ValueError(f"unknown incident kind {kind!r}")
 
 
-def _try_place(rng: np.random.Generator, plan: _Plan, kind: str, cfg: SimConfig, warm_i: int,
-               gap_i: int, tries: int = 40) -> _Injected | None:
+def _try_place(
+    rng: np.random.Generator, plan: _Plan, kind: str, cfg: SimConfig, warm_i: int, gap_i: int, tries: int = 40
+) -> _Injected | None:
     n = cfg.n_intervals
     iv = cfg.interval_s
     dur = _duration_intervals(rng, kind, iv)
@@ -463,10 +523,16 @@ class Simulation:
         self._plans = plans
         self.customers: list[CustomerProfile] = [p.profile for p in plans]
         self.incidents: list[Incident] = sorted(
-            (x.incident for p in plans for x in p.injected), key=lambda i: (i.start, i.customer_id))
+            (x.incident for p in plans for x in p.injected), key=lambda i: (i.start, i.customer_id)
+        )
         self.level_shifts: list[LevelShift] = sorted(
-            (LevelShift(p.profile.customer_id, cfg.start + p.shift_at * cfg.interval_s, p.shift_factor)
-             for p in plans if p.shift_at is not None), key=lambda s: (s.ts, s.customer_id))
+            (
+                LevelShift(p.profile.customer_id, cfg.start + p.shift_at * cfg.interval_s, p.shift_factor)
+                for p in plans
+                if p.shift_at is not None
+            ),
+            key=lambda s: (s.ts, s.customer_id),
+        )
         self.holidays: list[Holiday] = holidays
         #: how many incidents were asked for (explicit count or expected from the rate);
         #: fewer are placed when the evaluation window is too short to fit them
@@ -536,8 +602,14 @@ class Simulation:
                 batch = []
                 for j in range(C):
                     r = req[j]
-                    ev: dict[str, Any] = {"customer_id": ids[j], "ts": tss, "interval_s": iv, "requests": r,
-                                          "status_4xx": s4[j], "status_5xx": s5[j]}
+                    ev: dict[str, Any] = {
+                        "customer_id": ids[j],
+                        "ts": tss,
+                        "interval_s": iv,
+                        "requests": r,
+                        "status_4xx": s4[j],
+                        "status_5xx": s5[j],
+                    }
                     if has_origin[j]:
                         ev["origin_errors"] = {codes[k]: v for k, v in enumerate(orow[j].tolist()) if v}
                     if r:
@@ -549,8 +621,16 @@ class Simulation:
                 yield ts, batch
 
 
-def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
-               counts: np.ndarray, lat: np.ndarray, origin: np.ndarray) -> None:
+def _gen_block(
+    cfg: SimConfig,
+    plan: _Plan,
+    b: int,
+    i0: int,
+    i1: int,
+    counts: np.ndarray,
+    lat: np.ndarray,
+    origin: np.ndarray,
+) -> None:
     """Fill one customer's arrays for intervals ``[i0, i1)`` (counts: req, 4xx, 5xx, hits, bytes)."""
     p = plan.profile
     rng = _rng(cfg.seed, p.index, 1, b)
@@ -567,14 +647,18 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
     # ---- expected requests
     local_s = mid + p.tz_offset_h * 3600.0
     hour = (local_s / 3600.0) % 24.0
-    daily = p.trough + (1 - p.trough) * ((1 + np.cos(2 * np.pi * (hour - p.peak_hour) / 24)) / 2) ** p.sharpness
+    daily = (
+        p.trough + (1 - p.trough) * ((1 + np.cos(2 * np.pi * (hour - p.peak_hour) / 24)) / 2) ** p.sharpness
+    )
     daily *= 1 + p.harmonic * np.cos(2 * np.pi * (hour - p.harmonic_hour) / 12)
     load = (daily - p.trough) / (1 - p.trough)  # 0 at night .. ~1 at peak
     mu = p.size * (iv / 60.0) * daily * np.exp(wander[0])
     pos = (local_s / _DAY + 3.0) % 7.0  # 0 = Monday 00:00 local
     ramp = 0.125  # 3 h transition around midnight
-    wk = np.maximum(np.clip(np.minimum((pos - 5) / ramp + 0.5, (7 - pos) / ramp + 0.5), 0, 1),
-                    np.clip(0.5 - pos / ramp, 0, 1))
+    wk = np.maximum(
+        np.clip(np.minimum((pos - 5) / ramp + 0.5, (7 - pos) / ramp + 0.5), 0, 1),
+        np.clip(0.5 - pos / ramp, 0, 1),
+    )
     if p.weekend_factor != 1.0:
         mu *= 1 + (p.weekend_factor - 1) * wk
     if plan.holiday_days:
@@ -588,7 +672,7 @@ def _gen_block(cfg: SimConfig, plan: _Plan, b: int, i0: int, i1: int,
     if p.growth_per_month:
         mu *= (1 + p.growth_per_month) ** ((mid - cfg.start) / _MONTH)
     if plan.shift_at is not None and i1 > plan.shift_at:
-        mu[max(0, plan.shift_at - i0):] *= plan.shift_factor
+        mu[max(0, plan.shift_at - i0) :] *= plan.shift_factor
 
     # ---- incident modifiers
     cache_m = np.ones(T)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from array import array
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeGuard
 
 from river import base
 
@@ -89,7 +89,7 @@ class Assessment(NamedTuple):
     #: (``value``/``excess`` of ratios then cover the whole run)
     window_s: float = 0.0
     #: ratios over a run: numerator events and denominator (requests) in the window
-    count: float = 0.0
+    count: float = 0.0  # type: ignore[assignment]  # a field named like tuple.count, by design
     support: float = 0.0
 
 
@@ -116,7 +116,7 @@ def _two_sided_z(threshold: float) -> float:
     return NormalDist().inv_cdf(1.0 - p / 2.0) if p < 1.0 else 0.0
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -129,6 +129,10 @@ class _OnlineDetector(base.AnomalyDetector):
 
     _warm = False
     _n = 0
+    # provided by each subclass (see above); declared here for the type checker only
+    _inputs: Callable[[dict], tuple | None]
+    _prepare: Callable[..., tuple]
+    step: Callable[..., Assessment]
 
     @property
     def warm(self) -> bool:
@@ -777,8 +781,9 @@ class RatioDetector(_OnlineDetector):
             run_num, run_den = (self._cs_num + num, self._cs_den + den) if carry > 0.0 else (num, den)
             window = (ts - self._cs_t0 if carry > 0.0 else 0.0) + (self._dt if self._dt > 0.0 else 0.0)
             run_excess = run_num - run_den * p0
+            excess = -run_excess if self.direction == _DOWN else run_excess
             a = _new(Assessment, (score_from_surprise(seq), run_num / run_den, p0, lo, hi,
-                                  -run_excess if self.direction == _DOWN else run_excess, seq, window, run_num, run_den))
+                                  excess, seq, window, run_num, run_den))
         else:
             score = 1.0 - p if p >= EXACT_P_MIN else score_from_surprise(surprise)
             a = _new(Assessment, (score, rate, p0, lo, hi, excess, surprise, 0.0, num, den))
@@ -834,7 +839,9 @@ class RatioDetector(_OnlineDetector):
         # rare-event rate is only ever learned downwards); the other way a normal approximation,
         # two-sided as for SeasonalDetector.
         bad = self.direction == _BOTH or (dev > 0) == (self.direction == _UP)
-        if warm and (score >= self.learn_threshold if bad else (dev if dev > 0 else -dev) >= self._z_learn * sd):
+        if warm and (
+            score >= self.learn_threshold if bad else (dev if dev > 0 else -dev) >= self._z_learn * sd
+        ):
             sign = 1 if rate > p0 else -1
             if self._anom_since is None or sign != self._anom_sign:
                 self._anom_since, self._anom_sign = ts, sign
@@ -900,10 +907,21 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     ValueError: unknown detector kind 'nope' (known: generic, latency, ratio, volume)
     """
     presets: dict[str, tuple[type, dict[str, Any]]] = {
-        "volume": (SeasonalDetector, {"transform": "log", "direction": "both", "count_noise": True,
-                                      "dow_low": 0.35, "dow_high": 2.5}),
-        "latency": (SeasonalDetector, {"transform": "log", "direction": "up", "min_rel_scale": 0.05,
-                                       "support_noise": 2.0, "dow_low": 0.8, "dow_high": 1.25}),
+        "volume": (
+            SeasonalDetector,
+            {"transform": "log", "direction": "both", "count_noise": True, "dow_low": 0.35, "dow_high": 2.5},
+        ),
+        "latency": (
+            SeasonalDetector,
+            {
+                "transform": "log",
+                "direction": "up",
+                "min_rel_scale": 0.05,
+                "support_noise": 2.0,
+                "dow_low": 0.8,
+                "dow_high": 1.25,
+            },
+        ),
         "ratio": (RatioDetector, {"direction": "up"}),
         "generic": (SeasonalDetector, {"transform": "identity", "direction": "both"}),
     }

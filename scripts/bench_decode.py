@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import Engine  # noqa: E402
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
-from streams.codecs import decode_event  # noqa: E402
-from streams.processor import Processor  # noqa: E402
+from detectors import Engine
+from detectors.synthetic import SimConfig, simulate
+from streams.codecs import decode_event
+from streams.processor import Processor
 
 
 def main() -> int:

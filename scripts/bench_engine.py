@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import Engine, parse_event  # noqa: E402
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
+from detectors import Engine, parse_event
+from detectors.synthetic import SimConfig, simulate
 
 
 def main() -> int:

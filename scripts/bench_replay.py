@@ -42,14 +42,26 @@ def generate(path: Path, events: int, customers: int, interval_s: int, seed: int
     from streams.simfiles import write_jsonl
 
     n_int = max(2, events // customers)
-    sim = simulate(SimConfig(customers=customers, duration_s=n_int * interval_s, interval_s=interval_s, seed=seed))
+    sim = simulate(
+        SimConfig(customers=customers, duration_s=n_int * interval_s, interval_s=interval_s, seed=seed)
+    )
     return write_jsonl(sim.events(), path)
 
 
 def run_child(path: Path, out: Path, extra: list[str]) -> dict:
     lookout = Path(sys.executable).with_name("lookout")
-    cmd = [str(lookout) if lookout.exists() else sys.executable, *([] if lookout.exists() else ["-m", "streams.cli"]),
-           "replay", str(path), "--out", str(out), "--no-report", "-q", "--json", *extra]
+    cmd = [
+        str(lookout) if lookout.exists() else sys.executable,
+        *([] if lookout.exists() else ["-m", "streams.cli"]),
+        "replay",
+        str(path),
+        "--out",
+        str(out),
+        "--no-report",
+        "-q",
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -58,9 +70,15 @@ def run_child(path: Path, out: Path, extra: list[str]) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"replay failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     s = json.loads(proc.stdout)
-    return {"records": s["records"], "replay_s": s["seconds"], "events_per_s": s["events_per_s"], "wall_s": wall,
-            "peak_rss_mb": max(peak_kb, before) / 1024, "customers": s["customers"],
-            "alerts": s["alerts"]["alerts"]}
+    return {
+        "records": s["records"],
+        "replay_s": s["seconds"],
+        "events_per_s": s["events_per_s"],
+        "wall_s": wall,
+        "peak_rss_mb": max(peak_kb, before) / 1024,
+        "customers": s["customers"],
+        "alerts": s["alerts"]["alerts"],
+    }
 
 
 def head(path: Path, n: int, dest: Path) -> None:
@@ -85,12 +103,18 @@ def profile(path: Path, n: int, top: int) -> None:
     sample.unlink()
     st = pstats.Stats(prof)
     total = sum(v[2] for v in st.stats.values())  # own time
-    groups = {"json decode (json.loads)": 0.0, "contract validation (detectors/events.py)": 0.0,
-              "signal derivation (detectors/signals.py)": 0.0, "models (detectors/univariate.py, stats.py)": 0.0,
-              "alerting (detectors/alerting.py)": 0.0, "engine loop (detectors/engine.py)": 0.0,
-              "processor + codecs (streams/processor.py, codecs.py)": 0.0,
-              "replay loop + file reading (streams/replay/)": 0.0,
-              "builtins (min/max/isinstance/math..., mostly called by the models)": 0.0, "other": 0.0}
+    groups = {
+        "json decode (json.loads)": 0.0,
+        "contract validation (detectors/events.py)": 0.0,
+        "signal derivation (detectors/signals.py)": 0.0,
+        "models (detectors/univariate.py, stats.py)": 0.0,
+        "alerting (detectors/alerting.py)": 0.0,
+        "engine loop (detectors/engine.py)": 0.0,
+        "processor + codecs (streams/processor.py, codecs.py)": 0.0,
+        "replay loop + file reading (streams/replay/)": 0.0,
+        "builtins (min/max/isinstance/math..., mostly called by the models)": 0.0,
+        "other": 0.0,
+    }
     for (fname, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
         f = fname.replace("\\", "/")
         if func in ("loads", "decode", "raw_decode") and ("json" in f or f == "~"):
@@ -114,7 +138,9 @@ def profile(path: Path, n: int, top: int) -> None:
         else:
             g = "other"
         groups[g] += tt
-    print(f"\ncProfile of {res.records:,} records ({res.seconds:.2f} s under the profiler; own time by area):")
+    print(
+        f"\ncProfile of {res.records:,} records ({res.seconds:.2f} s under the profiler; own time by area):"
+    )
     for g, tt in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {tt / total:6.1%}  {tt:7.2f} s  {g}")
     print(f"\ntop {top} functions by own time:")
@@ -129,7 +155,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--file", type=Path, help="replay this JSONL file instead of generating one")
     ap.add_argument("--config", help="detector config for the replay")
-    ap.add_argument("--scaling", action="store_true", help="also run N/4 events: peak RSS should not grow with N")
+    ap.add_argument(
+        "--scaling", action="store_true", help="also run N/4 events: peak RSS should not grow with N"
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the replay loop (in-process)")
     ap.add_argument("--profile-events", type=int, default=100_000)
     ap.add_argument("--top", type=int, default=25)
@@ -156,9 +184,12 @@ def main(argv=None) -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores visible; replay is single-process")
     for name, p in runs:
         r = run_child(p, tmp / f"out-{name.replace('/', '_')}", extra)
-        print(f"{name:>4}: {r['records']:>10,} records  {r['events_per_s']:>9,.0f} events/s (replay loop {r['replay_s']:.1f} s, "
-              f"wall {r['wall_s']:.1f} s)  peak RSS {r['peak_rss_mb']:.0f} MB  "
-              f"{r['customers']} customers, {r['alerts']} alerts")
+        print(
+            f"{name:>4}: {r['records']:>10,} records  {r['events_per_s']:>9,.0f} events/s "
+            f"(replay loop {r['replay_s']:.1f} s, "
+            f"wall {r['wall_s']:.1f} s)  peak RSS {r['peak_rss_mb']:.0f} MB  "
+            f"{r['customers']} customers, {r['alerts']} alerts"
+        )
     if args.profile:
         profile(path, args.profile_events, args.top)
     if not args.keep and args.file is None:

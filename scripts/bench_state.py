@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgpack  # noqa: E402
+import msgpack
 
-from detectors import Engine, parse_event  # noqa: E402
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
+from detectors import Engine, parse_event
+from detectors.synthetic import SimConfig, simulate
 
 #: issue 8's budget for one customer's serialised state
 TARGET_BYTES = 4096
@@ -69,8 +69,11 @@ def main() -> int:
     sizes = [len(r) for r in records]
     print(f"{n:,} customers after {a.days:g} simulated days ({a.interval} s interval), "
           f"{len(eng.open_incidents())} with an open incident")
-    print(f"record (dump_customer): mean {statistics.mean(sizes):,.0f} B, "
-          f"p99 {sorted(sizes)[int(0.99 * (n - 1))]:,} B, max {max(sizes):,} B per customer; target <= {TARGET_BYTES:,}")
+    print(
+        f"record (dump_customer): mean {statistics.mean(sizes):,.0f} B, "
+        f"p99 {sorted(sizes)[int(0.99 * (n - 1))]:,} B, max {max(sizes):,} B per customer; "
+        f"target <= {TARGET_BYTES:,}"
+    )
 
     blob = eng.dump_all()
     print(f"file (dump_all): {len(blob):,} B = {len(blob) / n:,.0f} B per customer")
@@ -85,7 +88,10 @@ def main() -> int:
     print(f"file: encode {enc / n * 1e6:,.1f} us, decode+validate {dec / n * 1e6:,.1f} us per customer")
     one_enc = best(lambda: [eng.dump_customer(c) for c in cids], a.repeat)
     one_dec = best(lambda: [fresh.load_customer(c, r) for c, r in zip(cids, records)], a.repeat)
-    print(f"records: dump_customer {one_enc / n * 1e6:,.1f} us, load_customer {one_dec / n * 1e6:,.1f} us per customer")
+    print(
+        f"records: dump_customer {one_enc / n * 1e6:,.1f} us, "
+        f"load_customer {one_dec / n * 1e6:,.1f} us per customer"
+    )
     t0 = time.perf_counter()
     dirty = eng.pop_dirty()
     print(f"pop_dirty: {len(dirty):,} customers in {(time.perf_counter() - t0) * 1e3:.2f} ms")

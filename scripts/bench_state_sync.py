@@ -29,11 +29,11 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.engine import Engine  # noqa: E402
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
-from streams.partition_state import PartitionBook, StateReader  # noqa: E402
-from streams.processor import Processor  # noqa: E402
-from streams.runtime import WorkerRuntime  # noqa: E402
+from detectors.engine import Engine
+from detectors.synthetic import SimConfig, simulate
+from streams.partition_state import PartitionBook, StateReader
+from streams.processor import Processor
+from streams.runtime import WorkerRuntime
 
 
 class AioTopic:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
-from streams.broker import LocalBroker, create_topics  # noqa: E402
-from streams.kafka_security import kafka_python_kwargs  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from detectors.synthetic import SimConfig, simulate
+from streams.broker import LocalBroker, create_topics
+from streams.kafka_security import kafka_python_kwargs
+from streams.settings import Settings
 
 
 def free_port() -> int:
@@ -38,8 +38,8 @@ def free_port() -> int:
 def consumed(port: int) -> float:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return sum(float(l.rsplit(" ", 1)[1]) for l in r.read().decode().splitlines()
-                       if l.startswith("lookout_events_total{"))
+            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
+                       if line.startswith("lookout_events_total{"))
     except OSError:
         return 0.0
 
@@ -63,11 +63,15 @@ def main() -> int:
     try:
         run = uuid.uuid4().hex[:6]
         topic = f"bench-{run}-in"
-        create_topics(a.bootstrap, {topic: 4, f"bench-{run}-alerts": 4, f"bench-{run}-dlq": 1}, security=security)
+        create_topics(
+            a.bootstrap, {topic: 4, f"bench-{run}-alerts": 4, f"bench-{run}-dlq": 1}, security=security
+        )
         from kafka import KafkaProducer
 
         days = a.events / a.customers * 300 / 86400
-        sim = simulate(SimConfig(customers=a.customers, duration_s=days * 86400 + 300, interval_s=300, seed=9))
+        sim = simulate(
+            SimConfig(customers=a.customers, duration_s=days * 86400 + 300, interval_s=300, seed=9)
+        )
         prod = KafkaProducer(bootstrap_servers=a.bootstrap, linger_ms=20, batch_size=512 * 1024, **security)
         n = 0
         t0 = time.perf_counter()

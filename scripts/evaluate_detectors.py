@@ -75,22 +75,34 @@ def run(args) -> dict:
         for b in ("<100", "100-1k", ">=1k"):
             rs = [r for r in res if r.kind == k and band(sizes[r.customer_id]) == b]
             kind_band[k][b] = f"{sum(r.detected for r in rs)}/{len(rs)}"
-    abrupt_ttd = [r.ttd_intervals for r in res if r.detected and r.kind in ABRUPT and r.ttd_intervals is not None]
+    abrupt_ttd = [
+        r.ttd_intervals for r in res if r.detected and r.kind in ABRUPT and r.ttd_intervals is not None
+    ]
     ttd_abrupt = statistics.median(abrupt_ttd) if abrupt_ttd else None
     first = {}
     for a in alerts:
         first.setdefault(a["alert_id"], a)
     cold_end = sim.start + COLD_S
-    false_cold = [f for f in ev_all.false_alert_ids if parse_ts(first[f["alert_id"]]["started_at"]) < cold_end]
+    false_cold = [
+        f for f in ev_all.false_alert_ids if parse_ts(first[f["alert_id"]]["started_at"]) < cold_end
+    ]
     cw_cold = len(sizes) * min(COLD_S, span) / WEEK_S
     cw_late = len(sizes) * max(0.0, span - COLD_S) / WEEK_S
     n_false = ev_all.false_alerts
     out = {
-        "simulation": {"customers": args.customers, "days": args.days, "interval_s": iv,
-                       "seed": args.seed, "events": n, "incidents": len(sim.incidents),
-                       "level_shifts": len(sim.level_shifts), "holidays": len(sim.holidays),
-                       "customers_by_band": {b: sum(band(v) == b for v in sizes.values())
-                                             for b in ("<100", "100-1k", ">=1k")}},
+        "simulation": {
+            "customers": args.customers,
+            "days": args.days,
+            "interval_s": iv,
+            "seed": args.seed,
+            "events": n,
+            "incidents": len(sim.incidents),
+            "level_shifts": len(sim.level_shifts),
+            "holidays": len(sim.holidays),
+            "customers_by_band": {
+                b: sum(band(v) == b for v in sizes.values()) for b in ("<100", "100-1k", ">=1k")
+            },
+        },
         "engine_events_per_s": round(n / secs),
         "recall_all": ev_all.recall,
         "recall_by_band": recall_band,
@@ -106,16 +118,21 @@ def run(args) -> dict:
         "false_per_customer_week_later": (n_false - len(false_cold)) / cw_late if cw_late else None,
         "evaluation": ev_all.to_dict(),
     }
-    fp = [out["false_per_customer_week"], out["false_per_customer_week_first_two_weeks"],
-          out["false_per_customer_week_later"]]
+    fp = [
+        out["false_per_customer_week"],
+        out["false_per_customer_week_first_two_weeks"],
+        out["false_per_customer_week_later"],
+    ]
     out["targets"] = {
         "recall_all >= 0.92": (ev_all.recall or 0) >= TARGETS["recall_all"],
         "recall <100 >= 0.60": (recall_band["<100"] or 0) >= TARGETS["recall_small"],
         "recall >=1k >= 0.97": (recall_band[">=1k"] or 0) >= TARGETS["recall_big"],
-        "false/cw <= 0.05 (all, first 2 weeks, later)": all(v is None or v <= TARGETS["false_per_customer_week"]
-                                                            for v in fp),
+        "false/cw <= 0.05 (all, first 2 weeks, later)": all(
+            v is None or v <= TARGETS["false_per_customer_week"] for v in fp
+        ),
         "ttd_abrupt_median <= 1": ttd_abrupt is not None and ttd_abrupt <= TARGETS["ttd_abrupt_median"],
-        "ttd <100 median <= 6": ttd_band["<100"] is not None and ttd_band["<100"] <= TARGETS["ttd_small_median"],
+        "ttd <100 median <= 6": ttd_band["<100"] is not None
+        and ttd_band["<100"] <= TARGETS["ttd_small_median"],
     }
     shifts = {(s.customer_id, s.ts) for s in sim.level_shifts}
     out["_false"] = []
@@ -123,13 +140,18 @@ def run(args) -> dict:
         a = first[f["alert_id"]]
         t = parse_ts(a["started_at"])
         near = any(c == a["customer_id"] and abs(t - ts) <= 86400 for c, ts in shifts)
-        out["_false"].append(f"{a['customer_id']} {a['started_at']} {','.join(a['signals'])} {a['severity']}"
-                             f" size {sizes[a['customer_id']]:,.0f}/interval"
-                             + ("  (within a day of an unlabelled level shift)" if near else ""))
+        out["_false"].append(
+            f"{a['customer_id']} {a['started_at']} {','.join(a['signals'])} {a['severity']}"
+            f" size {sizes[a['customer_id']]:,.0f}/interval"
+            + ("  (within a day of an unlabelled level shift)" if near else "")
+        )
     out["false_near_level_shift"] = sum("level shift" in x for x in out["_false"])
     out["_table"] = ev_all.format_table()
-    out["_missed"] = [f"{r.kind:<15} {r.customer_id} size {sizes[r.customer_id]:,.0f}/interval"
-                      for r in sorted(res, key=lambda r: (r.kind, sizes[r.customer_id])) if not r.detected]
+    out["_missed"] = [
+        f"{r.kind:<15} {r.customer_id} size {sizes[r.customer_id]:,.0f}/interval"
+        for r in sorted(res, key=lambda r: (r.kind, sizes[r.customer_id]))
+        if not r.detected
+    ]
     return out
 
 
@@ -149,25 +171,39 @@ def main() -> int:
         print(json.dumps({k: v for k, v in out.items() if not k.startswith("_")}, indent=2))
         return 0
     s = out["simulation"]
-    print(f"{s['events']:,} events: {s['customers']} customers x {s['days']:g} days at {s['interval_s']} s, "
-          f"seed {s['seed']}, {s['incidents']} incidents, {s['level_shifts']} unlabelled level shifts, "
-          f"{s['holidays']} holidays; engine {out['engine_events_per_s']:,} events/s\n")
+    print(
+        f"{s['events']:,} events: {s['customers']} customers x {s['days']:g} days at {s['interval_s']} s, "
+        f"seed {s['seed']}, {s['incidents']} incidents, {s['level_shifts']} unlabelled level shifts, "
+        f"{s['holidays']} holidays; engine {out['engine_events_per_s']:,} events/s\n"
+    )
     print(out["_table"])
-    print("\nrecall by size band (median requests/interval): " + ", ".join(
-        f"{b}: {'n/a' if v is None else f'{v:.1%}'} of {out['labels_by_band'][b]}" for b, v in out["recall_by_band"].items())
-        + f"  (customers {s['customers_by_band']})")
+    print(
+        "\nrecall by size band (median requests/interval): "
+        + ", ".join(
+            f"{b}: {'n/a' if v is None else f'{v:.1%}'} of {out['labels_by_band'][b]}"
+            for b, v in out["recall_by_band"].items()
+        )
+        + f"  (customers {s['customers_by_band']})"
+    )
     print("detected/labels by kind and band:")
     for k, row in out["recall_by_kind_and_band"].items():
         print(f"  {k:<15} " + "  ".join(f"{b:>6}: {v:>6}" for b, v in row.items()))
-    print(f"median time to detect: abrupt kinds {out['ttd_abrupt_median']} intervals; by band "
-          f"{out['ttd_median_by_band']}")
-    print(f"false alerts: {out['false_alerts']} = {out['false_per_customer_week']:.3f}/customer-week; first two weeks "
-          f"{out['false_first_two_weeks']} = {out['false_per_customer_week_first_two_weeks']:.3f}/cw, later "
-          f"{out['false_alerts'] - out['false_first_two_weeks']} = "
-          f"{out['false_per_customer_week_later'] or 0:.3f}/cw; precision {out['precision']}")
+    print(
+        f"median time to detect: abrupt kinds {out['ttd_abrupt_median']} intervals; by band "
+        f"{out['ttd_median_by_band']}"
+    )
+    print(
+        f"false alerts: {out['false_alerts']} = {out['false_per_customer_week']:.3f}/customer-week; "
+        f"first two weeks "
+        f"{out['false_first_two_weeks']} = {out['false_per_customer_week_first_two_weeks']:.3f}/cw, later "
+        f"{out['false_alerts'] - out['false_first_two_weeks']} = "
+        f"{out['false_per_customer_week_later'] or 0:.3f}/cw; precision {out['precision']}"
+    )
     if out["_false"]:
-        print(f"\nfalse alerts ({out['false_near_level_shift']} within a day of an unlabelled level shift):\n  "
-              + "\n  ".join(out["_false"]))
+        print(
+            f"\nfalse alerts ({out['false_near_level_shift']} within a day of an unlabelled level shift):\n  "
+            + "\n  ".join(out["_false"])
+        )
     if out["_missed"]:
         print("\nmissed:\n  " + "\n  ".join(out["_missed"]))
     print("\ntargets: " + "  ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in out["targets"].items()))

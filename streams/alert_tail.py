@@ -23,7 +23,8 @@ class TailError(Exception):
 
 @dataclass
 class AlertTail:
-    """Alerts on ``topic`` from ``since`` (epoch seconds; None = only new ones), for ``customers`` (all if empty)."""
+    """Alerts on ``topic`` from ``since`` (epoch seconds; None = only new ones), for ``customers``
+    (all if empty)."""
 
     bootstrap: str
     topic: str = "alerts"
@@ -42,7 +43,8 @@ class AlertTail:
         kwargs: dict[str, Any] = dict(bootstrap_servers=self.bootstrap.split(","), group_id=None,
                                       enable_auto_commit=False, client_id="lookout-alerts-tail",
                                       request_timeout_ms=max(ms, 5000) + 1000, **self.security)
-        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms, 2.x with api_version_auto_timeout_ms
+        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms,
+        # 2.x with api_version_auto_timeout_ms
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             kwargs["bootstrap_timeout_ms"] = ms
         else:
@@ -83,7 +85,9 @@ class AlertTail:
                     batch = consumer.poll(timeout_ms=POLL_MS)
                 except KafkaError as exc:
                     raise TailError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
-                msgs = sorted((m for ms in batch.values() for m in ms), key=lambda m: (m.timestamp, m.partition))
+                msgs = sorted(
+                    (m for ms in batch.values() for m in ms), key=lambda m: (m.timestamp, m.partition)
+                )
                 for m in msgs:
                     if not follow and m.offset >= ends[TopicPartition(m.topic, m.partition)]:
                         continue

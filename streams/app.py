@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from detectors.config import load_config
 from detectors.engine import Engine
 
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.types import TP
-
-from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .checkpoint import discard_legacy, load_initial_state
+from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .kafka_security import aiokafka_kwargs, faust_credentials
 from .metrics import WorkerMetrics
 from .outage import OutageFilter, reachable
@@ -32,7 +31,6 @@ from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
-
 
 
 @dataclass
@@ -100,11 +98,15 @@ def create_app(
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s))
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
-    lookout = Lookout(settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime)
+    lookout = Lookout(
+        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
+    )
     # Faust's own sensor metrics, on our registry (so two apps in one process never clash); by default
     # only the dashboards' series, from hooks that do not run per message (see streams.faust_tuning)
     faust_metrics = FaustMetrics.create(registry, "faust")
-    monitor = PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)
+    monitor = (
+        PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)
+    )
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
     lookout.sinks = register_sinks(lookout)
@@ -115,8 +117,9 @@ def create_app(
         try:
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 count_received(len(batch))
-                await runtime.handle_batch([(e.key, e.value, e.message.topic, e.message.partition,
-                                             e.message.offset) for e in batch])
+                await runtime.handle_batch(
+                    [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]
+                )
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # not bad input (that never raises): do not let Faust skip the batch
@@ -169,18 +172,22 @@ async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
     """Create the state topic if missing; alerts and state must have the input's partitions."""
     if runtime.topics_checked:
         return
-    counts = await runtime.reader.ensure_topics({
-        settings.input_topic: (settings.partitions, False),
-        settings.state_topic_name: (settings.partitions, True),
-        settings.alerts_topic: (settings.partitions, False),
-    })
+    counts = await runtime.reader.ensure_topics(
+        {
+            settings.input_topic: (settings.partitions, False),
+            settings.state_topic_name: (settings.partitions, True),
+            settings.alerts_topic: (settings.partitions, False),
+        }
+    )
     need = counts.pop(settings.input_topic, None) or settings.partitions
     # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
     runtime.processor.partitions = need
     short = {t: n for t, n in counts.items() if n < need}
     if short:
-        raise RuntimeError(f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-                           f"and state of input partition p go to partition p; recreate them with {need}")
+        raise RuntimeError(
+            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
+            f"and state of input partition p go to partition p; recreate them with {need}"
+        )
     runtime.topics_checked = True
 
 

@@ -27,9 +27,9 @@ True
 from __future__ import annotations
 
 import base64
-import hashlib
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -163,9 +163,11 @@ class LocalBroker:
         if self.tls:
             missing = [n for n in ("broker_ssl_certfile", "broker_ssl_keyfile") if not getattr(s, n)]
             if missing:
-                raise BrokerError(f"a local broker serving {self.protocol} needs a server certificate and key: set "
-                                  + " and ".join(f"LOOKOUT_{n.upper()}" for n in missing)
-                                  + " (or --ssl-certfile/--ssl-keyfile)")
+                raise BrokerError(
+                    f"a local broker serving {self.protocol} needs a server certificate and key: set "
+                    + " and ".join(f"LOOKOUT_{n.upper()}" for n in missing)
+                    + " (or --ssl-certfile/--ssl-keyfile)"
+                )
             for n in ("broker_ssl_certfile", "broker_ssl_keyfile"):
                 if not os.access(getattr(s, n), os.R_OK):
                     raise BrokerError(f"LOOKOUT_{n.upper()}: cannot read {getattr(s, n)}")
@@ -278,18 +280,26 @@ class LocalBroker:
         return {
             "sasl.enabled.mechanisms": ",".join(LOCAL_SASL_MECHANISMS),
             "sasl.mechanism.inter.broker.protocol": s.kafka_sasl_mechanism,
-            f"{prefix}.plain.sasl.jaas.config":
-                f'org.apache.kafka.common.security.plain.PlainLoginModule required {login} user_{user}="{password}";',
-            **{f"{prefix}.{m.lower()}.sasl.jaas.config":
-               f"org.apache.kafka.common.security.scram.ScramLoginModule required {login};"
-               for m in LOCAL_SASL_MECHANISMS if m.startswith("SCRAM")},
+            f"{prefix}.plain.sasl.jaas.config": (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {login} "
+                f'user_{user}="{password}";'
+            ),
+            **{
+                f"{prefix}.{m.lower()}.sasl.jaas.config": (
+                    f"org.apache.kafka.common.security.scram.ScramLoginModule required {login};"
+                )
+                for m in LOCAL_SASL_MECHANISMS
+                if m.startswith("SCRAM")
+            },
         }
 
     def _tls_properties(self) -> dict:
         s = self.settings
         props = {"ssl.keystore.type": "PEM", "ssl.keystore.location": self.keystore_file}
         if s.kafka_ssl_cafile:  # the broker talks to itself over this listener too, and checks clients
-            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": Path(s.kafka_ssl_cafile).resolve()})
+            props.update(
+                {"ssl.truststore.type": "PEM", "ssl.truststore.location": Path(s.kafka_ssl_cafile).resolve()}
+            )
         if s.kafka_ssl_certfile:
             props["ssl.client.auth"] = "required"
         return props
@@ -355,7 +365,9 @@ class LocalBroker:
 
     # ------------------------------------------------------------------ jars
     def jars_ready(self) -> bool:
-        return (self.kafka_dir / ".complete").is_file() and (self.libs_dir / f"kafka_2.13-{self.version}.jar").is_file()
+        return (self.kafka_dir / ".complete").is_file() and (
+            self.libs_dir / f"kafka_2.13-{self.version}.jar"
+        ).is_file()
 
     def ensure_jars(self) -> Path:
         """Make sure the broker's jars are in ``kafka_home/kafka-<version>/libs``; return that dir.
@@ -383,14 +395,17 @@ class LocalBroker:
                f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
         try:
             with mvn_log.open("w") as out:
-                rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+                rc = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                ).returncode
         except OSError as exc:
             raise BrokerError(f"could not run Maven ({mvn}): {exc}") from None
         if rc != 0 or not (tmp / f"kafka_2.13-{self.version}.jar").is_file():
             shutil.rmtree(tmp, ignore_errors=True)
             reason = _first_maven_error(mvn_log) or f"exit code {rc}"
             raise BrokerError(
-                f"downloading Kafka {self.version} jars with Maven failed: {_clip(reason)} (full output: {mvn_log})",
+                f"downloading Kafka {self.version} jars with Maven failed: {_clip(reason)} "
+                f"(full output: {mvn_log})",
                 detail=_tail(mvn_log, 30),
             )
         shutil.rmtree(self.libs_dir, ignore_errors=True)
@@ -468,10 +483,20 @@ class LocalBroker:
             self._write_config()
             self._format_storage(java, libs)
 
-            cmd = [java, *JVM_OPTS, f"-Dlog4j2.configurationFile={self.log4j_file}",
-                   f"-Dkafka.logs.dir={self.logs_dir}", "-cp", f"{libs}/*", "kafka.Kafka", str(self.properties_file)]
+            cmd = [
+                java,
+                *JVM_OPTS,
+                f"-Dlog4j2.configurationFile={self.log4j_file}",
+                f"-Dkafka.logs.dir={self.logs_dir}",
+                "-cp",
+                f"{libs}/*",
+                "kafka.Kafka",
+                str(self.properties_file),
+            ]
             self.progress(f"starting Kafka {self.version} on {self.bootstrap} (data dir {self.data_dir}) ...")
-            self._log_offsets = {f: _size(f) for f in (self.log_file, self.stdout_file)}  # earlier runs' lines
+            self._log_offsets = {
+                f: _size(f) for f in (self.log_file, self.stdout_file)
+            }  # earlier runs' lines
             with self.stdout_file.open("ab") as out:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                         cwd=self.data_dir, start_new_session=True, close_fds=True)
@@ -519,7 +544,11 @@ class LocalBroker:
             f.write(self.render_properties())
         if self.tls:
             s = self.settings
-            pem = Path(s.broker_ssl_keyfile).read_text().strip() + "\n" + Path(s.broker_ssl_certfile).read_text()
+            pem = (
+                Path(s.broker_ssl_keyfile).read_text().strip()
+                + "\n"
+                + Path(s.broker_ssl_certfile).read_text()
+            )
             fd = os.open(self.keystore_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(pem)
@@ -536,7 +565,10 @@ class LocalBroker:
         if self.sasl:  # KRaft: SCRAM users are records in the metadata log, added at format time
             for m in LOCAL_SASL_MECHANISMS:
                 if m.startswith("SCRAM"):
-                    cmd += ["--add-scram", f"{m}=[name={s.kafka_sasl_username},password={s.kafka_sasl_password}]"]
+                    cmd += [
+                        "--add-scram",
+                        f"{m}=[name={s.kafka_sasl_username},password={s.kafka_sasl_password}]",
+                    ]
         self.progress(f"formatting {self.log_dirs} (cluster id {cluster_id}) ...")
         with contextlib.suppress(FileNotFoundError):
             self.credentials_file.unlink()
@@ -581,7 +613,9 @@ class LocalBroker:
                 raise self._startup_error(f"the broker exited with code {rc} during startup")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._startup_error(f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s")
+                raise self._startup_error(
+                    f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s"
+                )
             if _can_connect(HOST, self.port) and _answers(self.bootstrap, min(10.0, max(remaining, 1.0)),
                                                           self.client_kwargs()):
                 return
@@ -664,8 +698,12 @@ def _admin(bootstrap: str, timeout: float, security: Mapping | None = None):
     from kafka.admin import KafkaAdminClient
 
     ms = max(int(timeout * 1000), 1000)
-    kwargs = {"bootstrap_servers": bootstrap.split(","), "request_timeout_ms": ms, "client_id": "lookout-admin",
-              **(security or {})}
+    kwargs = {
+        "bootstrap_servers": bootstrap.split(","),
+        "request_timeout_ms": ms,
+        "client_id": "lookout-admin",
+        **(security or {}),
+    }
     # kafka-python >= 3 bounds the bootstrap separately; 2.x uses api_version_auto_timeout_ms
     if "bootstrap_timeout_ms" in getattr(KafkaAdminClient, "DEFAULT_CONFIG", {}):
         kwargs["bootstrap_timeout_ms"] = ms
@@ -773,7 +811,9 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
         missing = {name: int(n) for name, n in topics.items() if name not in existing}
         for name, partitions in missing.items():
             try:
-                admin.create_topics(_new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000))
+                admin.create_topics(
+                    _new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000)
+                )
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
@@ -834,9 +874,10 @@ def _require(tool: str) -> str:
     if path:
         return path
     hints = {
-        "java": "Java 17+ ('java') is not on PATH; install it (Debian: apt-get install openjdk-17-jre-headless)",
+        "java": "Java 17+ ('java') is not on PATH; install it "
+                "(Debian: apt-get install openjdk-17-jre-headless)",
         "mvn": "Maven ('mvn') is not on PATH; it is needed once to download the Kafka jars "
-               "(Debian: apt-get install maven)",
+        "(Debian: apt-get install maven)",
     }
     raise BrokerError(hints.get(tool, f"'{tool}' is not on PATH"))
 

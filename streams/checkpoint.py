@@ -66,7 +66,8 @@ def discard_legacy(data_dir: Path, state_topic: str) -> list[Path]:
 
 
 def load_initial_state(engine: Engine, path: Path | None) -> int:
-    """Load ``--initial-state`` into ``engine``; return the customers loaded (0 and one WARNING if unusable)."""
+    """Load ``--initial-state`` into ``engine``; return the customers loaded (0 and one WARNING if
+    unusable)."""
     if path is None:
         return 0
     try:

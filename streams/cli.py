@@ -39,7 +39,9 @@ class LazyGroup(click.Group):
             return click.Command(name, callback=unavailable, help=f"(unavailable: {exc})")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(None, "-V", "--version", package_name="lookout", prog_name="lookout")
 def cli():
     """Lookout: per-customer anomaly detection for CDN request metrics on Kafka.

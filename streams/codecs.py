@@ -136,7 +136,8 @@ def decode_message(value: bytes | str | None) -> Event | list[Any]:
                                KIND_OVERSIZED)
         extra = sorted(k for k in obj if k != ENVELOPE_KEY)
         if extra:
-            raise InvalidEvent(f"unknown envelope field(s) {', '.join(map(repr, extra[:5]))[:200]}", KIND_CONTRACT)
+            names = ", ".join(map(repr, extra[:5]))[:200]
+            raise InvalidEvent(f"unknown envelope field(s) {names}", KIND_CONTRACT)
         return events
     n = len(value) if isinstance(value, (bytes, bytearray, str)) else 0
     if n > MAX_MESSAGE_BYTES:  # an envelope may be larger, a single event may not
@@ -148,8 +149,9 @@ def decode_json(value: bytes | str | None, max_bytes: int = MAX_MESSAGE_BYTES) -
     """The JSON value of a message, within the size/depth/digit limits; raise :class:`InvalidEvent`."""
     if isinstance(value, str):
         if len(value) > max_bytes:  # more characters than the limit means more bytes too
-            raise InvalidEvent(f"message of {len(value):,} characters (at most {max_bytes:,} bytes)",
-                               KIND_OVERSIZED)
+            raise InvalidEvent(
+                f"message of {len(value):,} characters (at most {max_bytes:,} bytes)", KIND_OVERSIZED
+            )
         text = value
         raw = value.encode("utf-8", "surrogatepass")
     elif isinstance(value, (bytes, bytearray)):
@@ -158,7 +160,9 @@ def decode_json(value: bytes | str | None, max_bytes: int = MAX_MESSAGE_BYTES) -
     elif value is None:
         raise InvalidEvent("empty message (null value)", KIND_UNDECODABLE)
     else:
-        raise InvalidEvent(f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE)
+        raise InvalidEvent(
+            f"message value must be bytes or text, got {type(value).__name__}", KIND_UNDECODABLE
+        )
     if len(raw) > max_bytes:
         raise InvalidEvent(f"message of {len(raw):,} bytes (at most {max_bytes:,})", KIND_OVERSIZED)
     if text is None:
@@ -208,7 +212,7 @@ def dlq_record(
         if b is None:
             return None
         if isinstance(b, (bytes, bytearray)):  # cut before decoding: the value may be huge
-            t = bytes(b[: DLQ_MAX_RAW_CHARS]).decode("utf-8", errors="replace")
+            t = bytes(b[:DLQ_MAX_RAW_CHARS]).decode("utf-8", errors="replace")
         elif isinstance(b, str):
             t = b[:DLQ_MAX_RAW_CHARS]
         else:  # not a message value at all: its type is all there is to show

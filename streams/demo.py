@@ -101,7 +101,10 @@ def metrics_events(url: str) -> int:
             text = r.read().decode()
     except OSError:
         return 0
-    return int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("lookout_events_total{")))
+    return int(
+        sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("lookout_events_total{"))
+    )
 
 
 class Demo:
@@ -156,9 +159,13 @@ class Demo:
             return self.opts.bootstrap
         broker = LocalBroker(self.settings, progress=lambda m: self.con.line(f"  {m}"))
         if broker.status().running:
-            self.con.line(f"reusing the local broker already started by `lookout broker start` ({broker.bootstrap})")
+            self.con.line(
+                f"reusing the local broker already started by `lookout broker start` ({broker.bootstrap})"
+            )
             return broker.bootstrap
-        self.con.line(f"starting a local Kafka {self.settings.kafka_version} broker on {broker.bootstrap} ...")
+        self.con.line(
+            f"starting a local Kafka {self.settings.kafka_version} broker on {broker.bootstrap} ..."
+        )
         t0 = self.clock()
         broker.start(fresh=True)
         self.broker = broker
@@ -210,7 +217,9 @@ class Demo:
             f"simulating {o.customers} customers x {o.days:g} days at {o.interval_s} s intervals "
             f"({sim.n_events:,} events); incidents injected:")
         for inc in res.incidents:
-            self.con.line(f"    {inc.kind:<15} {inc.customer_id:<10} {format_ts(inc.start)} .. {format_ts(inc.end)}")
+            self.con.line(
+                f"    {inc.kind:<15} {inc.customer_id:<10} {format_ts(inc.start)} .. {format_ts(inc.end)}"
+            )
         self.con.line(f"history up to {format_ts(live_from)} is sent at full speed (models warm up), "
                       f"then {o.live_intervals_per_s:g} intervals/s so alerts appear live.\n")
 
@@ -220,8 +229,9 @@ class Demo:
 
         def produce():
             try:
-                producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1,
-                                         **self.security)
+                producer = KafkaProducer(
+                    bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1, **self.security
+                )
                 last_ts = None
                 for ev in sim.events():
                     ts = ev["ts"]
@@ -230,9 +240,13 @@ class Demo:
                         if _epoch(ts) >= live_from:
                             producer.flush()
                             time.sleep(1.0 / o.live_intervals_per_s)
-                    producer.send(self.topics["input"], key=ev["customer_id"].encode(), value=json.dumps(ev).encode())
+                    producer.send(
+                        self.topics["input"], key=ev["customer_id"].encode(), value=json.dumps(ev).encode()
+                    )
                     res.produced += 1
-                producer.send(self.topics["input"], key=b"demo", value=b'{"customer_id": "demo", "oops": true}')
+                producer.send(
+                    self.topics["input"], key=b"demo", value=b'{"customer_id": "demo", "oops": true}'
+                )
                 res.produced += 1
                 producer.flush()
                 producer.close()
@@ -242,15 +256,24 @@ class Demo:
                 done.set()
 
         t0 = self.clock()
-        consumer = KafkaConsumer(self.topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                 enable_auto_commit=False, group_id=None, consumer_timeout_ms=500, **self.security)
+        consumer = KafkaConsumer(
+            self.topics["alerts"],
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=500,
+            **self.security,
+        )
         thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
         thread.start()
         quiet_since = None
         first_seen = history_done = None
         while True:
             if self.worker is not None and self.worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {self.worker.returncode}; see {self.workdir / 'worker.log'}")
+                raise RuntimeError(
+                    f"the worker exited with code {self.worker.returncode}; see {self.workdir / 'worker.log'}"
+                )
             for msg in consumer:
                 a = json.loads(msg.value)
                 res.alerts.append(a)
@@ -265,8 +288,10 @@ class Demo:
                 if span > 0:
                     res.history_events_per_s = (res.consumed - first_seen[1]) / span
             elapsed = now - t0
-            self.con.status(f"  produced {res.produced:,}  processed {res.consumed:,}  alerts {len(res.alerts)}  "
-                            f"[{elapsed:.0f} s]")
+            self.con.status(
+                f"  produced {res.produced:,}  processed {res.consumed:,}  alerts {len(res.alerts)}  "
+                f"[{elapsed:.0f} s]"
+            )
             if error:
                 raise error[0]
             if done.is_set() and res.consumed >= res.produced:

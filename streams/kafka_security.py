@@ -34,8 +34,16 @@ from typing import Any, Mapping
 
 from .settings import Settings, SettingsError
 
-__all__ = ["aiokafka_kwargs", "describe", "faust_credentials", "is_auth_error", "kafka_python_kwargs", "rejection", "security_env",
-           "ssl_context"]
+__all__ = [
+    "aiokafka_kwargs",
+    "describe",
+    "faust_credentials",
+    "is_auth_error",
+    "kafka_python_kwargs",
+    "rejection",
+    "security_env",
+    "ssl_context",
+]
 
 #: error names meaning "the broker will not accept who we are": retrying cannot help
 AUTH_ERRORS = ("AuthenticationFailedError", "SaslAuthenticationFailed", "SaslAuthenticationFailedError",
@@ -53,11 +61,15 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.kafka_protocol.endswith("SSL"):
         return None
     try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                         cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        )
     except (ssl.SSLError, OSError) as exc:
-        raise SettingsError(f"LOOKOUT_KAFKA_SSL_CAFILE: {settings.kafka_ssl_cafile} is not a usable CA bundle "
-                            f"(PEM): {_ssl_reason(exc)}") from None
+        raise SettingsError(
+            f"LOOKOUT_KAFKA_SSL_CAFILE: {settings.kafka_ssl_cafile} is not a usable CA bundle "
+            f"(PEM): {_ssl_reason(exc)}"
+        ) from None
     ctx.check_hostname = bool(settings.kafka_ssl_check_hostname)
     if settings.kafka_ssl_certfile:
         try:
@@ -66,8 +78,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
                                 password=settings.kafka_ssl_key_password or "")
         except (ssl.SSLError, OSError) as exc:
             raise SettingsError(
-                f"LOOKOUT_KAFKA_SSL_CERTFILE/KEYFILE: cannot load the client certificate {settings.kafka_ssl_certfile} "
-                f"with key {settings.kafka_ssl_keyfile}: {_ssl_reason(exc)} (not PEM, a key that does not match, "
+                f"LOOKOUT_KAFKA_SSL_CERTFILE/KEYFILE: cannot load the client certificate "
+                f"{settings.kafka_ssl_certfile} with key {settings.kafka_ssl_keyfile}: {_ssl_reason(exc)} "
+                f"(not PEM, a key that does not match, "
                 "or an encrypted key without the right LOOKOUT_KAFKA_SSL_KEY_PASSWORD?)"
             ) from None
     return ctx
@@ -86,8 +99,11 @@ def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs["ssl_context"] = ctx  # kafka-python then ignores its other ssl_* options
         kwargs["ssl_check_hostname"] = ctx.check_hostname
     if proto.startswith("SASL_"):
-        kwargs.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
-                      sasl_plain_password=settings.kafka_sasl_password)
+        kwargs.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
     return kwargs
 
 
@@ -158,7 +174,13 @@ def auth_reason(exc: BaseException) -> str:
 
 
 #: the aiokafka connection arguments a probe passes on (kafka-python ones it does not know are dropped)
-_PROBE_ARGS = ("security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
+_PROBE_ARGS = (
+    "security_protocol",
+    "ssl_context",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+)
 
 
 def rejection(bootstrap: str, security: Mapping[str, Any] | None, timeout: float = 5.0) -> str | None:

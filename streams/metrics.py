@@ -45,8 +45,11 @@ class WorkerMetrics:
             "lookout_batch_size_events", "Events per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, float("inf")), registry=registry)
         self.lag = Histogram(
-            "lookout_event_lag_seconds", "Processing time minus the end of the event's interval (event-time lag)",
-            buckets=LAG_BUCKETS, registry=registry)
+            "lookout_event_lag_seconds",
+            "Processing time minus the end of the event's interval (event-time lag)",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
         self.scores = Histogram(
             "lookout_anomaly_score", "Calibrated anomaly score (1 - tail probability) per signal",
             ["signal"], buckets=SCORE_BUCKETS, registry=registry)
@@ -59,8 +62,11 @@ class WorkerMetrics:
             "lookout_series", "Per-customer signal series held in memory, by state (tracked, warming)",
             ["state"], registry=registry)
         self.sink_deliveries = Counter(
-            "lookout_sink_deliveries_total", "Alert notifications handed to a sink, by sink and result (delivered, failed)",
-            ["sink", "result"], registry=registry)
+            "lookout_sink_deliveries_total",
+            "Alert notifications handed to a sink, by sink and result (delivered, failed)",
+            ["sink", "result"],
+            registry=registry,
+        )
         self.sink_retries = Counter(
             "lookout_sink_retries_total", "Delivery attempts that are retried after a failure", ["sink"],
             registry=registry)
@@ -68,33 +74,53 @@ class WorkerMetrics:
             "lookout_sink_queue_alerts", "Alerts waiting in a sink's bounded in-flight queue", ["sink"],
             registry=registry)
         self.sink_request_seconds = Histogram(
-            "lookout_sink_request_seconds", "Duration of one HTTP request to a sink (every attempt, failed ones too)",
-            ["sink"], buckets=SINK_BUCKETS, registry=registry)
+            "lookout_sink_request_seconds",
+            "Duration of one HTTP request to a sink (every attempt, failed ones too)",
+            ["sink"],
+            buckets=SINK_BUCKETS,
+            registry=registry,
+        )
         # per-customer series exist only while the customer has an open incident
         self.customer_score = Gauge(
             "lookout_customer_alert_score", "Score of each signal of a customer's open incident",
             ["customer_id", "signal", "severity"], registry=registry)
         self.customer_observed = Gauge(
-            "lookout_customer_signal_observed", "Last observed value of a signal of an open incident (signal's unit)",
-            ["customer_id", "signal", "unit"], registry=registry)
+            "lookout_customer_signal_observed",
+            "Last observed value of a signal of an open incident (signal's unit)",
+            ["customer_id", "signal", "unit"],
+            registry=registry,
+        )
         self.customer_expected = Gauge(
-            "lookout_customer_signal_expected", "Expected value of a signal of an open incident (signal's unit)",
-            ["customer_id", "signal", "unit"], registry=registry)
+            "lookout_customer_signal_expected",
+            "Expected value of a signal of an open incident (signal's unit)",
+            ["customer_id", "signal", "unit"],
+            registry=registry,
+        )
         self.healthy = Gauge(
-            "lookout_worker_healthy", "1 while the detection agent runs and consumes (what /healthz says), else 0",
-            registry=registry)
+            "lookout_worker_healthy",
+            "1 while the detection agent runs and consumes (what /healthz says), else 0",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "lookout_consumer_lag_messages", "Input messages of the owned partitions not processed yet",
             registry=registry)
         self.alerts_suppressed = Counter(
             "lookout_alerts_suppressed_total",
-            "Alert notifications a re-run after a restore reproduced and that were already on the alerts topic",
-            registry=registry)
+            "Alert notifications a re-run after a restore reproduced and that were already on the "
+            "alerts topic",
+            registry=registry,
+        )
         self.snapshot_seconds = Histogram(
-            "lookout_state_snapshot_seconds", "Wall time of one state snapshot (all its slices and the flush)",
-            buckets=SINK_BUCKETS, registry=registry)
+            "lookout_state_snapshot_seconds",
+            "Wall time of one state snapshot (all its slices and the flush)",
+            buckets=SINK_BUCKETS,
+            registry=registry,
+        )
         self.snapshot_customers = Counter(
-            "lookout_state_snapshot_customers_total", "Customer states written to the state topic", registry=registry)
+            "lookout_state_snapshot_customers_total",
+            "Customer states written to the state topic",
+            registry=registry,
+        )
         self.state_bytes = Counter(
             "lookout_state_snapshot_bytes_total", "Bytes of customer state written to the state topic",
             registry=registry)
@@ -153,7 +179,9 @@ class WorkerMetrics:
         self.healthy.set_function(lambda: 1.0 if healthy() else 0.0)
         self.consumer_lag.set_function(lambda: float(lag()))
 
-    def bind_engine_gauges(self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]) -> None:
+    def bind_engine_gauges(
+        self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]
+    ) -> None:
         """Make the series and firing gauges read the engine at scrape time."""
         self.series.labels("tracked").set_function(lambda: series_counts()[0])
         self.series.labels("warming").set_function(lambda: series_counts()[1])

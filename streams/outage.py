@@ -83,7 +83,11 @@ class OutageFilter(logging.Filter):
         self.down_since = now
         self.suppressed = 0
         self.outages += 1
-        first = record.getMessage().strip().splitlines()[0][:200] if record.msg else type(record.exc_info[1]).__name__
+        first = (
+            record.getMessage().strip().splitlines()[0][:200]
+            if record.msg
+            else type(record.exc_info[1]).__name__
+        )
         record.msg = "Kafka at %s is unreachable (%s); retrying quietly until it answers"
         record.args = (self.bootstrap, first)
         record.levelno, record.levelname = logging.WARNING, "WARNING"

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
-from detectors.events import (DEFAULT_MAX_FUTURE_S, INVALID_KINDS, KIND_FUTURE, KIND_INTERNAL, Event, InvalidEvent,
-                              format_ts, parse_event)
+from detectors.events import (
+    DEFAULT_MAX_FUTURE_S,
+    INVALID_KINDS,
+    KIND_FUTURE,
+    KIND_INTERNAL,
+    Event,
+    InvalidEvent,
+    format_ts,
+    parse_event,
+)
 
 from .codecs import KIND_WRONG_PARTITION, STREAM_KINDS, decode_message, dlq_record, partition_of
 from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
@@ -90,7 +98,8 @@ class Processor:
         self.clock = clock
         self.dlq_topic = dlq_topic
         self.max_future_s = max_future_s
-        self._partition_of: dict[str, int] = {}  # customer id -> hashed partition, at most PARTITION_CACHE_SIZE
+        # customer id -> hashed partition, at most PARTITION_CACHE_SIZE
+        self._partition_of: dict[str, int] = {}
         self.partitions = partitions
         self._logged_errors: set[tuple[str, str]] = set()
         if metrics is not None:
@@ -106,17 +115,28 @@ class Processor:
         self._partitions = n
         self._partition_of.clear()
 
-    def handle(self, value: bytes | str | None, *, key: Any = None, source: str = "",
-               partition: int | None = None, offset: int | None = None, out: Output | None = None) -> Output:
+    def handle(
+        self,
+        value: bytes | str | None,
+        *,
+        key: Any = None,
+        source: str = "",
+        partition: int | None = None,
+        offset: int | None = None,
+        out: Output | None = None,
+    ) -> Output:
         """Decode one raw message (an event or an envelope) and process it; metrics applied now."""
         out = out or Output()
         self._handle(value, key, source, partition, offset, out)
         self.flush_metrics(out)
         return out
 
-    def _handle(self, value: Any, key: Any, source: str, partition: int | None, offset: int | None,
-                out: Output) -> None:
-        events = self.decode_events(value, key=key, source=source, partition=partition, offset=offset, out=out)
+    def _handle(
+        self, value: Any, key: Any, source: str, partition: int | None, offset: int | None, out: Output
+    ) -> None:
+        events = self.decode_events(
+            value, key=key, source=source, partition=partition, offset=offset, out=out
+        )
         positions = out.positions if partition is not None and offset is not None else None
         for event in events:
             # A valid event the engine fails on is not bad input but a bug: it propagates, and the
@@ -127,18 +147,36 @@ class Processor:
         if positions is not None and not events:
             positions.append((partition, offset, None))
 
-    def decode(self, value: bytes | str | None, *, key: Any = None, source: str = "",
-               partition: int | None = None, offset: int | None = None, out: Output) -> Event | None:
+    def decode(
+        self,
+        value: bytes | str | None,
+        *,
+        key: Any = None,
+        source: str = "",
+        partition: int | None = None,
+        offset: int | None = None,
+        out: Output,
+    ) -> Event | None:
         """The event of a single-event message ``value``, or None after parking a dead letter in ``out``.
 
         An envelope's events are all returned by :meth:`decode_events`; here it yields only its
         first valid event. Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
         """
-        events = self.decode_events(value, key=key, source=source, partition=partition, offset=offset, out=out)
+        events = self.decode_events(
+            value, key=key, source=source, partition=partition, offset=offset, out=out
+        )
         return events[0] if events else None
 
-    def decode_events(self, value: bytes | str | None, *, key: Any = None, source: str = "",
-                      partition: int | None = None, offset: int | None = None, out: Output) -> list[Event]:
+    def decode_events(
+        self,
+        value: bytes | str | None,
+        *,
+        key: Any = None,
+        source: str = "",
+        partition: int | None = None,
+        offset: int | None = None,
+        out: Output,
+    ) -> list[Event]:
         """The valid events of message ``value`` (one, or an envelope's); each bad one becomes a dead letter.
 
         Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
@@ -158,7 +196,9 @@ class Processor:
         except Exception as exc:  # a decoder bug must not stop the stream either
             if not isinstance(decoded, Event):
                 out.events += 1
-            self._park(value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out)
+            self._park(
+                value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out
+            )
             return []
         events = []
         out.events += len(decoded)
@@ -169,24 +209,54 @@ class Processor:
                 self._check_future(event)
                 wrong = self._wrong_partition(event.customer_id, partition) if check_partition else None
                 if wrong is not None:
-                    self._park(_raw_of(obj), f"envelope event {i}: {wrong}", KIND_WRONG_PARTITION, key, source,
-                               partition, offset, out, index=i)
+                    self._park(
+                        _raw_of(obj),
+                        f"envelope event {i}: {wrong}",
+                        KIND_WRONG_PARTITION,
+                        key,
+                        source,
+                        partition,
+                        offset,
+                        out,
+                        index=i,
+                    )
                     continue
                 events.append(event)
             except InvalidEvent as exc:
-                self._park(_raw_of(obj), f"envelope event {i}: {exc}", exc.kind, key, source, partition, offset,
-                           out, index=i)
+                self._park(
+                    _raw_of(obj),
+                    f"envelope event {i}: {exc}",
+                    exc.kind,
+                    key,
+                    source,
+                    partition,
+                    offset,
+                    out,
+                    index=i,
+                )
             except Exception as exc:  # a validator bug: this event only
-                self._park(_raw_of(obj), self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition,
-                           offset, out, index=i)
+                self._park(
+                    _raw_of(obj),
+                    self._internal(exc, "decoder"),
+                    KIND_INTERNAL,
+                    key,
+                    source,
+                    partition,
+                    offset,
+                    out,
+                    index=i,
+                )
         return events
 
     def _check_future(self, event: Event) -> None:
         if self.max_future_s is not None:
             ahead = event.ts - self.clock()
             if ahead > self.max_future_s:
-                raise InvalidEvent(f"ts {format_ts(event.ts)} is {ahead:,.0f} s ahead of the wall clock "
-                                   f"(at most {self.max_future_s:g} s)", KIND_FUTURE)
+                raise InvalidEvent(
+                    f"ts {format_ts(event.ts)} is {ahead:,.0f} s ahead of the wall clock "
+                    f"(at most {self.max_future_s:g} s)",
+                    KIND_FUTURE,
+                )
 
     def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
         """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
@@ -198,26 +268,54 @@ class Processor:
             self._partition_of[customer_id] = home
         if home == partition:
             return None
-        return (f"customer {customer_id!r} belongs to partition {home} of {self.partitions} "
-                f"(murmur2 of the customer id), not to this message's partition {partition}")
+        return (
+            f"customer {customer_id!r} belongs to partition {home} of {self.partitions} "
+            f"(murmur2 of the customer id), not to this message's partition {partition}"
+        )
 
     def _internal(self, exc: Exception, where: str, customer: str | None = None) -> str:
         """Reason for an unexpected exception; logged with its traceback once per exception type."""
         name = type(exc).__name__
         if (where, name) not in self._logged_errors:
             self._logged_errors.add((where, name))
-            log.error("%s failed on a message (%s); it is dead-lettered, further %s errors are only counted",
-                      where, customer or "no customer", name, exc_info=exc)
+            log.error(
+                "%s failed on a message (%s); it is dead-lettered, further %s errors are only counted",
+                where,
+                customer or "no customer",
+                name,
+                exc_info=exc,
+            )
         try:
             detail = str(exc)[:200]
         except Exception:  # str() of an exception can fail too
             detail = "?"
         return f"internal error in the {where}: {name}: {detail}"
 
-    def _park(self, value: Any, reason: str, kind: str, key: Any, source: str, partition: int | None,
-              offset: int | None, out: Output, index: int | None = None) -> None:
-        out.dlq.append(dlq_record(value, reason, kind=kind, key=key, source=source, partition=partition,
-                                  offset=offset, now=self.clock(), index=index))
+    def _park(
+        self,
+        value: Any,
+        reason: str,
+        kind: str,
+        key: Any,
+        source: str,
+        partition: int | None,
+        offset: int | None,
+        out: Output,
+        index: int | None = None,
+    ) -> None:
+        out.dlq.append(
+            dlq_record(
+                value,
+                reason,
+                kind=kind,
+                key=key,
+                source=source,
+                partition=partition,
+                offset=offset,
+                now=self.clock(),
+                index=index,
+            )
+        )
         if self.metrics is not None:
             t = out.tally
             t.outcomes[INVALID_OUTCOME] = t.outcomes.get(INVALID_OUTCOME, 0) + 1
@@ -244,7 +342,7 @@ class Processor:
                 t.alerts.extend(verdict.alerts)
 
     def flush_metrics(self, out: Output) -> None:
-        """Apply what ``out`` tallied to the metrics, once (a batch's worth of label lookups, not an event's)."""
+        """Apply what ``out`` tallied to the metrics, once (a batch's label lookups, not an event's)."""
         m, t = self.metrics, out.tally
         if m is None:
             return

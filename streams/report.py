@@ -69,7 +69,8 @@ def signals_for(customer_id: str, alerts: Iterable[Mapping[str, Any]], labels: I
     """The signals worth plotting for one customer: alerted ones, the labelled kinds', then traffic.
 
     >>> signals_for("a", [{"customer_id": "a", "signals": ["latency_p99"]}],
-    ...             [{"customer_id": "a", "kind": "origin_outage"}], ["requests", "error_5xx", "latency_p99", "origin_errors"])
+    ...             [{"customer_id": "a", "kind": "origin_outage"}],
+    ...             ["requests", "error_5xx", "latency_p99", "origin_errors"])
     ['latency_p99', 'origin_errors', 'error_5xx']
     """
     out: list[str] = []
@@ -90,8 +91,13 @@ def signals_for(customer_id: str, alerts: Iterable[Mapping[str, Any]], labels: I
     return out[:MAX_SIGNALS_PER_CUSTOMER]
 
 
-def choose_customers(labels: Sequence[Any], alerts: Sequence[Mapping[str, Any]], limit: int = 12,
-                     false_ids: set[str] | None = None, labelled_share: float = 1.0) -> tuple[list[str], list[str]]:
+def choose_customers(
+    labels: Sequence[Any],
+    alerts: Sequence[Mapping[str, Any]],
+    limit: int = 12,
+    false_ids: set[str] | None = None,
+    labelled_share: float = 1.0,
+) -> tuple[list[str], list[str]]:
     """(labelled customers, alerted-but-unlabelled customers) to plot, at most ``limit`` in all.
 
     Labelled customers are picked round-robin over incident kinds so every kind shows up (at most
@@ -122,7 +128,9 @@ def choose_customers(labels: Sequence[Any], alerts: Sequence[Mapping[str, Any]],
         for a in alerts:
             if a.get("status") == "firing":
                 counts[a["customer_id"]] = counts.get(a["customer_id"], 0) + 1
-    extra = [c for c in sorted(counts, key=lambda c: (-counts[c], c)) if c not in chosen][: max(0, limit - len(chosen))]
+    extra = [c for c in sorted(counts, key=lambda c: (-counts[c], c)) if c not in chosen][
+        : max(0, limit - len(chosen))
+    ]
     return labelled, extra
 
 
@@ -150,7 +158,10 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
         st = time_or_none(inc.started_at)
         if st is not None:
             spans[aid] = [st, time_or_none(inc.resolved_at) or t_end, time_or_none(inc.first_event_ts) or st]
-    lab_spans = [(time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end")), _get(lab, "kind")) for lab in my_labels]
+    lab_spans = [
+        (time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end")), _get(lab, "kind"))
+        for lab in my_labels
+    ]
     interest = [s for sp in spans.values() for s in sp[:2]] + [x for a, b, _ in lab_spans for x in (a, b)]
     if interest and len(ts):
         lo = max(float(ts[0]), min(interest) - window_pad_s)
@@ -177,7 +188,9 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
             if a is not None and b is not None:
                 ax.axvspan(dt(a), dt(max(b, a + min_w)), color="tab:green", alpha=0.18, lw=0)
         for st, end, _first in spans.values():
-            ax.axvspan(dt(st), dt(max(end, st + min_w)), ymin=0.93, ymax=1.0, color="tab:red", alpha=0.7, lw=0)
+            ax.axvspan(
+                dt(st), dt(max(end, st + min_w)), ymin=0.93, ymax=1.0, color="tab:red", alpha=0.7, lw=0
+            )
 
     for ax, s in zip(axes, signals):
         cols = trace.series.get(s)
@@ -198,7 +211,11 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
         ax.grid(alpha=0.3)
         finite = v[np.isfinite(v)]
         if len(finite):
-            top = float(np.nanmax(np.concatenate([finite, hi_[np.isfinite(hi_)]]))) if np.isfinite(hi_).any() else float(finite.max())
+            top = (
+                float(np.nanmax(np.concatenate([finite, hi_[np.isfinite(hi_)]])))
+                if np.isfinite(hi_).any()
+                else float(finite.max())
+            )
             ax.set_ylim(bottom=min(0.0, float(finite.min())), top=top * 1.08 if top > 0 else None)
     sax = axes[-1]
     shade(sax)
@@ -214,7 +231,7 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
         th = (thresholds or {}).get(s)
         if th is not None and th < 1:
             sax.axhline(-math.log10(1 - th), color="grey", ls="--", lw=0.7)
-    for st, end, first in spans.values():
+    for _st, _end, first in spans.values():
         sax.plot([dt(first)], [0], marker="^", color="tab:red", ms=7, clip_on=False)
     sax.set_ylabel("-log10(1-score)", fontsize=8)
     sax.tick_params(labelsize=7)
@@ -254,7 +271,11 @@ def tradeoff_figure(trials: Sequence[Mapping[str, Any]], budget: float, best: in
     plt = _plt()
     pts = [(t["false_per_customer_week"], t["recall"]) for t in trials
            if t.get("recall") is not None and t.get("false_per_customer_week") is not None]
-    nums = [t["number"] for t in trials if t.get("recall") is not None and t.get("false_per_customer_week") is not None]
+    nums = [
+        t["number"]
+        for t in trials
+        if t.get("recall") is not None and t.get("false_per_customer_week") is not None
+    ]
     fig, ax = plt.subplots(figsize=(8, 5))
     if pts:
         xs, ys = zip(*pts)
@@ -268,11 +289,22 @@ def tradeoff_figure(trials: Sequence[Mapping[str, Any]], budget: float, best: in
                 label="Pareto front")
         ax.scatter([pts[i][0] for i in front], [pts[i][1] for i in front], s=30, facecolor="none",
                    edgecolor="tab:red")
-        for num, marker, color, name in ((baseline, "D", "black", "base config"), (best, "*", "gold", "best")):
+        for num, marker, color, name in (
+            (baseline, "D", "black", "base config"),
+            (best, "*", "gold", "best"),
+        ):
             if num is not None and num in nums:
                 x, y = pts[nums.index(num)]
-                ax.scatter([x], [y], s=160 if marker == "*" else 60, marker=marker, color=color, edgecolor="black",
-                           zorder=5, label=f"{name} (trial {num})")
+                ax.scatter(
+                    [x],
+                    [y],
+                    s=160 if marker == "*" else 60,
+                    marker=marker,
+                    color=color,
+                    edgecolor="black",
+                    zorder=5,
+                    label=f"{name} (trial {num})",
+                )
     ax.axvline(budget, color="tab:orange", ls="--", lw=1, label=f"budget {budget:g}")
     ax.set_xlabel("false alerts per customer-week")
     ax.set_ylabel("incident recall")
@@ -288,11 +320,14 @@ def tradeoff_figure(trials: Sequence[Mapping[str, Any]], budget: float, best: in
 # ----------------------------------------------------------------------------- HTML
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1150px;color:#222;
+padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
 .good{color:#1a7f37}.bad{color:#c62828}.scroll{overflow-x:auto;max-width:100%}
 """
 
@@ -316,7 +351,10 @@ class Report:
         self.blocks.append(f"<pre>{html.escape(text)}</pre>")
 
     def kv(self, pairs: Mapping[str, Any]) -> None:
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in pairs.items())
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+            for k, v in pairs.items()
+        )
         self.blocks.append(f"<table>{rows}</table>")
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int | None = None) -> None:
@@ -326,14 +364,18 @@ class Report:
             more = f"<p class=muted>... {len(rows) - limit} more rows in the JSON output</p>"
             rows = rows[:limit]
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
         self.blocks.append(f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>{more}")
 
     def image(self, name: str, png: bytes, caption: str = "") -> None:
         self.images.append((name, png))
         b64 = base64.b64encode(png).decode()
         cap = f"<div class=muted>{html.escape(caption)}</div>" if caption else ""
-        self.blocks.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">{cap}</figure>')
+        self.blocks.append(
+            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">{cap}</figure>'
+        )
 
     def render(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
@@ -428,9 +470,19 @@ def evaluation_section(rep: Report, ev: Mapping[str, Any], limit: int = 40) -> N
         "customers x weeks": f"{ev['customers']:,} x {ev['span_s'] / 604800:.2f}",
     })
     if ev["by_kind"]:
-        rep.table(["incident kind", "labels", "detected", "recall", "time to detect, median"],
-                  [[k, r["labels"], r["detected"], _pct(r["recall"]), format_delay(r["ttd_median_intervals"], iv)]
-                   for k, r in ev["by_kind"].items()])
+        rep.table(
+            ["incident kind", "labels", "detected", "recall", "time to detect, median"],
+            [
+                [
+                    k,
+                    r["labels"],
+                    r["detected"],
+                    _pct(r["recall"]),
+                    format_delay(r["ttd_median_intervals"], iv),
+                ]
+                for k, r in ev["by_kind"].items()
+            ],
+        )
     if ev["by_size_decile"]:
         rep.p("By customer size (mean requests per interval), smallest decile first:")
         rep.table(["decile", "customers", "size min (requests / interval)", "size max (requests / interval)",
@@ -470,27 +522,39 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
                         diff: Mapping[str, Any] | None = None) -> Path:
     rep = Report(f"Lookout replay: {summary['source'].get('path') or summary['source'].get('topic')}")
     rep.h2("Run")
-    rep.kv({
-        "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
-        "config": f"{summary['config']['path'] or '(defaults)'} [{summary['config']['fingerprint']}]",
-        "records": summary["records"], "invalid (dlq.jsonl)": summary["invalid"],
-        "customers": summary["customers"],
-        "event time": f"{summary['first_ts']} .. {summary['last_ts']} ({summary['span_days']} days)",
-        "interval": f"{summary['interval_s'] or DEFAULT_INTERVAL_S:,} s", "outcomes": summary["outcomes"],
-        "alerts": summary["alerts"]["alerts"], "opened incidents": summary["alerts"]["opened_incidents"],
-        "by severity": summary["alerts"]["by_severity"], "by primary signal": summary["alerts"]["by_primary_signal"],
-        "replay speed": f"{summary['events_per_s']:,.0f} records/s ({summary['seconds']:.1f} s)",
-    })
+    rep.kv(
+        {
+            "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
+            "config": f"{summary['config']['path'] or '(defaults)'} [{summary['config']['fingerprint']}]",
+            "records": summary["records"],
+            "invalid (dlq.jsonl)": summary["invalid"],
+            "customers": summary["customers"],
+            "event time": f"{summary['first_ts']} .. {summary['last_ts']} ({summary['span_days']} days)",
+            "interval": f"{summary['interval_s'] or DEFAULT_INTERVAL_S:,} s",
+            "outcomes": summary["outcomes"],
+            "alerts": summary["alerts"]["alerts"],
+            "opened incidents": summary["alerts"]["opened_incidents"],
+            "by severity": summary["alerts"]["by_severity"],
+            "by primary signal": summary["alerts"]["by_primary_signal"],
+            "replay speed": f"{summary['events_per_s']:,.0f} records/s ({summary['seconds']:.1f} s)",
+        }
+    )
     if summary["source"].get("inferred_interval_s"):
-        rep.p(f"The CSV file has no interval_s column: {summary['source']['inferred_interval_s']:,} s was told "
-              f"from the timestamps.", "muted")
+        rep.p(
+            f"The CSV file has no interval_s column: {summary['source']['inferred_interval_s']:,} s was told "
+            f"from the timestamps.",
+            "muted",
+        )
     if summary.get("evaluation"):
         rep.h2("Against the labels")
         evaluation_section(rep, summary["evaluation"])
     if diff is not None:
         rep.h2("Change vs baseline")
-        rep.p(f"baseline {diff['baseline_config']}: {len(diff['gained'])} incidents gained, {len(diff['lost'])} lost, "
-              f"{len(diff['changed'])} changed, {diff['unchanged']} unchanged")
+        rep.p(
+            f"baseline {diff['baseline_config']}: {len(diff['gained'])} incidents gained, "
+            f"{len(diff['lost'])} lost, "
+            f"{len(diff['changed'])} changed, {diff['unchanged']} unchanged"
+        )
         if diff.get("metrics"):
             rep.table(["metric", "baseline", "new", "delta"],
                       [[k, v["old"], v["new"], _signed(v["delta"])] for k, v in diff["metrics"].items()])
@@ -498,11 +562,22 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
             rows = diff[title]
             if rows:
                 rep.p(f"{title} ({len(rows)}):")
-                rep.table(["customer", "started at", "severity", "signal", "resolved at", "labelled", "changes"],
-                          [[r["customer_id"], r["started_at"], r["severity"], r["signal"], r["resolved_at"],
+                rep.table(
+                    ["customer", "started at", "severity", "signal", "resolved at", "labelled", "changes"],
+                    [
+                        [
+                            r["customer_id"],
+                            r["started_at"],
+                            r["severity"],
+                            r["signal"],
+                            r["resolved_at"],
                             r.get("matches_label"),
-                            "; ".join(f"{f}: {o} -> {n}" for f, (o, n) in r.get("changes", {}).items())]
-                           for r in rows], limit=50)
+                            "; ".join(f"{f}: {o} -> {n}" for f, (o, n) in r.get("changes", {}).items()),
+                        ]
+                        for r in rows
+                    ],
+                    limit=50,
+                )
     rep.h2("Customers")
     rep.p("Observed (black) vs expected (blue, with band); green = labelled incident, red = alerted incident "
           "(triangle = first alert). Bottom: scores as -log10(1 - score), dashed = alert threshold.", "muted")
@@ -519,7 +594,9 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
                       thresholds: Mapping[str, float], order: Sequence[str]) -> Path:
     budget = summary["budget"]
     best = summary.get("best_trial")
-    rep = Report(f"Lookout tuning: {summary['trials_done']} trials, budget {budget:g} false alerts per customer-week")
+    rep = Report(
+        f"Lookout tuning: {summary['trials_done']} trials, budget {budget:g} false alerts per customer-week"
+    )
     rep.h2("Search")
     rep.kv({
         "source": summary["source"].get("path") or f"kafka://{summary['source'].get('topic')}",
@@ -531,8 +608,12 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
         "objective": "maximise recall subject to false alerts per customer-week <= budget",
         "time": f"{summary['seconds']:.1f} s with {summary['jobs']} process(es)",
     })
-    rep.image("tradeoff.png", tradeoff_figure(trials, budget, best, summary.get("baseline_trial")),
-              "Each dot is a trial. Red: Pareto front (no other trial has both more recall and fewer false alerts).")
+    rep.image(
+        "tradeoff.png",
+        tradeoff_figure(trials, budget, best, summary.get("baseline_trial")),
+        "Each dot is a trial. Red: Pareto front (no other trial has both more recall and fewer "
+        "false alerts).",
+    )
     rep.h2("Parameters")
     rep.table(["parameter", "base", "best", "searched range"], params_rows)
     if base_eval is not None and best_eval is not None:
@@ -540,16 +621,40 @@ def write_tune_report(out_dir: Path, *, summary: Mapping[str, Any], trials: Sequ
         keys = ("recall", "precision", "false_alerts", "false_per_customer_week", "ttd_median_intervals",
                 "ttd_p90_intervals", "opened_incidents")
         iv = summary.get("interval_s") or DEFAULT_INTERVAL_S
-        rep.table(["metric", "base", "best"],
-                  [[k.removesuffix("_intervals"), format_delay(base_eval.get(k), iv), format_delay(best_eval.get(k), iv)]
-                   if k.startswith("ttd_") else [k, _pct(base_eval.get(k)), _pct(best_eval.get(k))]
-                   if k in ("recall", "precision") else [k, base_eval.get(k), best_eval.get(k)] for k in keys])
+        rep.table(
+            ["metric", "base", "best"],
+            [
+                [
+                    k.removesuffix("_intervals"),
+                    format_delay(base_eval.get(k), iv),
+                    format_delay(best_eval.get(k), iv),
+                ]
+                if k.startswith("ttd_")
+                else [k, _pct(base_eval.get(k)), _pct(best_eval.get(k))]
+                if k in ("recall", "precision")
+                else [k, base_eval.get(k), best_eval.get(k)]
+                for k in keys
+            ],
+        )
     ok = sorted((t for t in trials if t.get("value") is not None), key=lambda t: -t["value"])
     rep.h2("Top trials")
     names = [r[0] for r in params_rows]
-    rep.table(["trial", "recall", "false/cw", "precision", "TTD median (intervals)", "within budget", *names],
-              [[t["number"], _pct(t["recall"]), t["false_per_customer_week"], _pct(t["precision"]), t["ttd_median_intervals"],
-                t["feasible"], *[t["params"].get(n) for n in names]] for t in ok], limit=20)
+    rep.table(
+        ["trial", "recall", "false/cw", "precision", "TTD median (intervals)", "within budget", *names],
+        [
+            [
+                t["number"],
+                _pct(t["recall"]),
+                t["false_per_customer_week"],
+                _pct(t["precision"]),
+                t["ttd_median_intervals"],
+                t["feasible"],
+                *[t["params"].get(n) for n in names],
+            ]
+            for t in ok
+        ],
+        limit=20,
+    )
     if best_eval is not None:
         rep.h2("Best config against the labels")
         evaluation_section(rep, best_eval)

@@ -62,7 +62,10 @@ class Health:
             return False, "detection agent is not running"
         idle = self.clock() - self.last_progress
         if lag and idle > self.stall_after_s:
-            return False, f"consumption stalled: nothing processed for {idle:.0f} s with {lag} messages waiting"
+            return (
+                False,
+                f"consumption stalled: nothing processed for {idle:.0f} s with {lag} messages waiting",
+            )
         return True, "ok"
 
 
@@ -242,7 +245,9 @@ class WorkerRuntime:
             except ValueError as exc:
                 log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
         if marker is not None and marker.fingerprint != self.fingerprint:
-            log.warning("state of input partition %d was written with other model settings; starting it cold", p)
+            log.warning(
+                "state of input partition %d was written with other model settings; starting it cold", p
+            )
             marker, latest = None, {}
         loaded = bad = 0
         first_error = ""
@@ -275,8 +280,12 @@ class WorkerRuntime:
                         gc.enable()
             await asyncio.sleep(0)
         if bad:
-            log.warning("state of input partition %d: %d customer records unusable, those start cold (first: %s)",
-                        p, bad, first_error)
+            log.warning(
+                "state of input partition %d: %d customer records unusable, those start cold (first: %s)",
+                p,
+                bad,
+                first_error,
+            )
         alerts_from = marker.alerts_offset if marker is not None else 0
         alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
         rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
@@ -296,8 +305,15 @@ class WorkerRuntime:
         if self.metrics is not None:
             self.metrics.restore_seconds.observe(took)
             self.metrics.restored_customers.inc(loaded)
-        log.info("input partition %d: restored %d customers (snapshot up to offset %s) and %d sent alerts in %.2f s",
-                 p, loaded, marker.input_offset if marker else "-", len(suppress), took)
+        log.info(
+            "input partition %d: restored %d customers (snapshot up to offset %s) "
+            "and %d sent alerts in %.2f s",
+            p,
+            loaded,
+            marker.input_offset if marker else "-",
+            len(suppress),
+            took,
+        )
 
     # -- snapshots ------------------------------------------------------------------------
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
@@ -321,7 +337,10 @@ class WorkerRuntime:
                             while i < len(cids):
                                 cid = cids[i]
                                 i += 1
-                                if self.book.owner.get(cid) != plan.partition or cid not in self.engine.customers:
+                                if (
+                                    self.book.owner.get(cid) != plan.partition
+                                    or cid not in self.engine.customers
+                                ):
                                     continue
                                 blobs.append((cid, self.engine.dump_customer(cid)))
                                 if time.perf_counter() > t_end:
@@ -330,7 +349,9 @@ class WorkerRuntime:
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
                         for cid, blob in blobs:
-                            await self.state_topic.send(key=cid.encode(), value=blob, partition=plan.partition)
+                            await self.state_topic.send(
+                                key=cid.encode(), value=blob, partition=plan.partition
+                            )
                             written += 1
                             if self.metrics is not None:
                                 self.metrics.state_bytes.inc(len(blob))
@@ -359,7 +380,9 @@ class WorkerRuntime:
             if self.metrics is not None:
                 self.metrics.snapshot_seconds.observe(took)
                 self.metrics.snapshot_customers.inc(written)
-            log.info("%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took)
+            log.info(
+                "%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took
+            )
             return True
 
     # -- health ---------------------------------------------------------------------------
@@ -374,7 +397,13 @@ class WorkerRuntime:
         lag = self.lag()
         ok, reason = self.health.check(lag)
         tracked, warming = self.engine.series_counts()
-        return ok, {"status": "ok" if ok else "unhealthy", "reason": reason, "lag": lag,
-                    "partitions": sorted(self.book.assigned), "customers": len(self.engine.customers),
-                    "snapshot_offsets": {str(p): self.book.commit_offset(p) for p in sorted(self.book.assigned)},
-                    "series": tracked, "warming": warming}
+        return ok, {
+            "status": "ok" if ok else "unhealthy",
+            "reason": reason,
+            "lag": lag,
+            "partitions": sorted(self.book.assigned),
+            "customers": len(self.engine.customers),
+            "snapshot_offsets": {str(p): self.book.commit_offset(p) for p in sorted(self.book.assigned)},
+            "series": tracked,
+            "warming": warming,
+        }

@@ -34,7 +34,9 @@ from typing import Any, Mapping
 from detectors.events import DEFAULT_MAX_FUTURE_S
 
 PREFIX = "LOOKOUT_"
-SECRET_FIELDS = frozenset({"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password"})
+SECRET_FIELDS = frozenset(
+    {"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password"}
+)
 
 #: Kafka security protocols (the names every Kafka client uses)
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -78,7 +80,9 @@ class Settings:
     web_port: int = 6066
     data_dir: Path = Path(".lookout/worker")
     detector_config: Path | None = None
-    initial_state: Path | None = None  # `lookout replay --save-state` file: customers the state topic lacks start from it
+    initial_state: Path | None = (
+        None  # `lookout replay --save-state` file: customers the state topic lacks start from it
+    )
     state_topic: str = ""  # compacted per-partition detector state; "" = "<app_id>-state"
     snapshot_interval_s: float = 10.0  # how much input a crash makes the worker re-run, at most
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
@@ -205,8 +209,10 @@ def _check_kafka_security(s: Settings) -> None:
         if not secret:
             raise SettingsError(f"{_name('kafka_sasl_password_file')}: {s.kafka_sasl_password_file} is empty")
         if s.kafka_sasl_password and s.kafka_sasl_password != secret:
-            raise SettingsError(f"both {_name('kafka_sasl_password')} and {_name('kafka_sasl_password_file')} "
-                                "are set and they differ: set only one")
+            raise SettingsError(
+                f"both {_name('kafka_sasl_password')} and {_name('kafka_sasl_password_file')} "
+                "are set and they differ: set only one"
+            )
         set_(s, "kafka_sasl_password", secret)
     proto = s.kafka_protocol
     sasl_given = [n for n in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
@@ -215,8 +221,10 @@ def _check_kafka_security(s: Settings) -> None:
         for needed in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
             if not getattr(s, needed):
                 why = f"security protocol {proto}" if s.kafka_security_protocol else _name(sasl_given[0])
-                raise SettingsError(f"{why} needs {_name(needed)}"
-                                    + (" (or --kafka-sasl-password-file)" if needed == "kafka_sasl_password" else ""))
+                raise SettingsError(
+                    f"{why} needs {_name(needed)}"
+                    + (" (or --kafka-sasl-password-file)" if needed == "kafka_sasl_password" else "")
+                )
     elif sasl_given:
         raise SettingsError(f"{_name(sasl_given[0])} is set but the security protocol is {proto}: "
                             "use SASL_PLAINTEXT or SASL_SSL")
@@ -230,7 +238,9 @@ def _check_kafka_security(s: Settings) -> None:
         raise SettingsError(f"{_name(have)} is set but {_name(missing)} is not: "
                             "a client certificate and its private key go together")
     if s.kafka_ssl_key_password and not s.kafka_ssl_keyfile:
-        raise SettingsError(f"{_name('kafka_ssl_key_password')} is set but {_name('kafka_ssl_keyfile')} is not")
+        raise SettingsError(
+            f"{_name('kafka_ssl_key_password')} is set but {_name('kafka_ssl_keyfile')} is not"
+        )
     for n in tls_files:
         _readable(s, n)
 

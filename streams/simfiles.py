@@ -105,7 +105,9 @@ def read_labels(path: str | Path) -> list[Incident]:
     header = [h.strip().lower() for h in next(reader)]
     missing = [h for h in ("customer_id", "start", "end") if h not in header]
     if missing:
-        raise ValueError(f"{p}:1: CSV header must contain customer_id,start,end[,kind]; missing {', '.join(missing)}")
+        raise ValueError(
+            f"{p}:1: CSV header must contain customer_id,start,end[,kind]; missing {', '.join(missing)}"
+        )
     ix = {h: header.index(h) for h in ("customer_id", "start", "end")}
     kix = header.index("kind") if "kind" in header else None
     for ln, row in enumerate(reader, 2):
@@ -114,8 +116,14 @@ def read_labels(path: str | Path) -> list[Incident]:
         try:
             if len(row) < len(header):
                 raise ValueError(f"expected {len(header)} columns, got {len(row)}")
-            out.append(_incident_from_fields(row[ix["customer_id"]].strip(), row[ix["start"]], row[ix["end"]],
-                                             row[kix].strip() if kix is not None else None))
+            out.append(
+                _incident_from_fields(
+                    row[ix["customer_id"]].strip(),
+                    row[ix["start"]],
+                    row[ix["end"]],
+                    row[kix].strip() if kix is not None else None,
+                )
+            )
         except ValueError as exc:
             raise ValueError(f"{p}:{ln}: {exc}") from None
     return out

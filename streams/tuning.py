@@ -71,8 +71,9 @@ class Param:
     def contains(self, v: Any) -> bool:
         if self.kind == "categorical":
             return v in self.choices
-        return self.low <= v <= self.high and (self.step is None or abs(((v - self.low) / self.step)
-                                                                       - round((v - self.low) / self.step)) < 1e-9)
+        return self.low <= v <= self.high and (
+            self.step is None or abs(((v - self.low) / self.step) - round((v - self.low) / self.step)) < 1e-9
+        )
 
 
 def _lookup(mapping: Mapping[str, Any], path: str) -> Any:
@@ -104,7 +105,9 @@ def parse_space(data: Any, base: DetectorConfig | None = None) -> list[Param]:
             raise SpaceError(f"{path}: expected {{low: .., high: ..}} or {{choices: [..]}}, got {spec!r}")
         unknown = set(spec) - {"low", "high", "log", "step", "choices"}
         if unknown:
-            raise SpaceError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use low, high, log, step or choices)")
+            raise SpaceError(
+                f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use low, high, log, step or choices)"
+            )
         if "choices" in spec:
             ch = spec["choices"]
             if not isinstance(ch, (list, tuple)) or not ch:
@@ -207,9 +210,16 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
                 t_max = e.ts + e.interval_s
     finally:
         bar.close()
-    return Dataset(events, list(labels), {c: tot / n for c, (n, tot) in sizes.items()},
-                   max(0.0, t_max - t_min) if events else 0.0,
-                   max(intervals, key=intervals.get) if intervals else 60, records, invalid, source.describe())
+    return Dataset(
+        events,
+        list(labels),
+        {c: tot / n for c, (n, tot) in sizes.items()},
+        max(0.0, t_max - t_min) if events else 0.0,
+        max(intervals, key=intervals.get) if intervals else 60,
+        records,
+        invalid,
+        source.describe(),
+    )
 
 
 def run_config(data: Dataset, config: DetectorConfig, grace: float = 2.0):
@@ -261,9 +271,20 @@ class TuneResult:
     budget: float
 
 
-def tune(data: Dataset, base: DetectorConfig, space: Sequence[Param], *, trials: int, budget: float,
-         jobs: int = 1, seed: int = 0, grace: float = 2.0, progress: bool = False,
-         timeout_s: float | None = None, on_trial: Callable[[dict[str, Any]], None] | None = None) -> TuneResult:
+def tune(
+    data: Dataset,
+    base: DetectorConfig,
+    space: Sequence[Param],
+    *,
+    trials: int,
+    budget: float,
+    jobs: int = 1,
+    seed: int = 0,
+    grace: float = 2.0,
+    progress: bool = False,
+    timeout_s: float | None = None,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+) -> TuneResult:
     """Run ``trials`` Optuna trials (the first one is the base config when it lies in the space)."""
     import optuna
 
@@ -345,7 +366,7 @@ def tune(data: Dataset, base: DetectorConfig, space: Sequence[Param], *, trials:
                         t = pending.pop(fut)
                         try:
                             finish(t, fut.result())
-                        except Exception as exc:  # noqa: BLE001
+                        except Exception as exc:  # noqa: BLE001 - recorded like a failing trial above
                             finish(t, None, f"{type(exc).__name__}: {exc}")
     finally:
         _STATE.clear()
@@ -370,7 +391,11 @@ def params_table(base: DetectorConfig, best: DetectorConfig, space: Sequence[Par
     bm, nm = base.to_mapping(), best.to_mapping()
     rows = []
     for p in space:
-        rng = f"{list(p.choices)}" if p.kind == "categorical" else f"{p.low} .. {p.high}{' (log)' if p.log else ''}"
+        rng = (
+            f"{list(p.choices)}"
+            if p.kind == "categorical"
+            else f"{p.low} .. {p.high}{' (log)' if p.log else ''}"
+        )
         rows.append([p.path, _lookup(bm, p.path), _lookup(nm, p.path), rng])
     return rows
 
@@ -381,23 +406,57 @@ def tune_summary(data: Dataset, result: TuneResult, *, base: DetectorConfig, bas
     """The search and the best trial's evaluation, as written to ``summary.json``."""
     base_row = baseline_row(result)
     return {
-        "source": data.source, "events": len(data.events), "invalid": data.invalid, "records": data.records,
-        "customers": len(data.sizes), "labels": len(data.labels), "span_days": round(data.span_s / 86400, 3),
+        "source": data.source,
+        "events": len(data.events),
+        "invalid": data.invalid,
+        "records": data.records,
+        "customers": len(data.sizes),
+        "labels": len(data.labels),
+        "span_days": round(data.span_s / 86400, 3),
         "interval_s": data.interval_s,
-        "base_config": base_path, "base_fingerprint": base.fingerprint(),
-        "space": [{"path": p.path, "kind": p.kind, "low": p.low, "high": p.high, "log": p.log,
-                   "choices": list(p.choices) if p.choices else None} for p in space],
-        "budget": result.budget, "trials_requested": trials, "trials_done": len(result.trials), "jobs": jobs,
-        "seed": seed, "seconds": round(result.seconds, 2),
+        "base_config": base_path,
+        "base_fingerprint": base.fingerprint(),
+        "space": [
+            {
+                "path": p.path,
+                "kind": p.kind,
+                "low": p.low,
+                "high": p.high,
+                "log": p.log,
+                "choices": list(p.choices) if p.choices else None,
+            }
+            for p in space
+        ],
+        "budget": result.budget,
+        "trials_requested": trials,
+        "trials_done": len(result.trials),
+        "jobs": jobs,
+        "seed": seed,
+        "seconds": round(result.seconds, 2),
         "baseline_trial": result.baseline_number,
-        "baseline": {k: base_row[k] for k in ("recall", "precision", "false_alerts", "false_per_customer_week",
-                                              "ttd_median_intervals")} if base_row else None,
+        "baseline": {
+            k: base_row[k]
+            for k in (
+                "recall",
+                "precision",
+                "false_alerts",
+                "false_per_customer_week",
+                "ttd_median_intervals",
+            )
+        }
+        if base_row
+        else None,
         "best_trial": result.best["number"] if result.best else None,
         "best_params": result.best["params"] if result.best else None,
         "best_within_budget": result.best["feasible"] if result.best else None,
-        "best_config_path": str(best_path), "best_fingerprint": result.best_config.fingerprint(),
+        "best_config_path": str(best_path),
+        "best_fingerprint": result.best_config.fingerprint(),
         "best_evaluation": best_eval.to_dict(),
-        "outputs": {"best": str(best_path), "trials": str(out / "trials.json"), "summary": str(out / "summary.json")},
+        "outputs": {
+            "best": str(best_path),
+            "trials": str(out / "trials.json"),
+            "summary": str(out / "summary.json"),
+        },
     }
 
 
@@ -428,18 +487,22 @@ def format_value(v: Any) -> str:
 def format_tune(summary: Mapping[str, Any], result: TuneResult, params_rows: Sequence[Sequence[Any]],
                 best_eval: Any) -> str:
     """The terminal summary of a search: base vs best trial, changed parameters, the best evaluation."""
-    lines = [f"{len(result.trials)} trials over {summary['events']:,} events ({summary['customers']:,} customers, "
-             f"{summary['labels']:,} labels) in {result.seconds:.1f} s with {summary['jobs']} process(es)"]
+    lines = [
+        f"{len(result.trials)} trials over {summary['events']:,} events ({summary['customers']:,} customers, "
+        f"{summary['labels']:,} labels) in {result.seconds:.1f} s with {summary['jobs']} process(es)"
+    ]
     base_row = baseline_row(result)
     if base_row:
         lines.append(f"base config (trial {result.baseline_number}): recall {_pct(base_row['recall'])}, "
                      f"false/customer-week {_num(base_row['false_per_customer_week'])}")
     b = result.best
     verdict = "within" if b["feasible"] else "OVER"
-    lines.append(f"best trial {b['number']}: recall {_pct(b['recall'])}, false/customer-week "
-                 f"{_num(b['false_per_customer_week'])} ({verdict} budget {result.budget:g}), precision "
-                 f"{_pct(b['precision'])}, time to detect (median) "
-                 f"{format_delay(b['ttd_median_intervals'], summary.get('interval_s') or DEFAULT_INTERVAL_S)}")
+    lines.append(
+        f"best trial {b['number']}: recall {_pct(b['recall'])}, false/customer-week "
+        f"{_num(b['false_per_customer_week'])} ({verdict} budget {result.budget:g}), precision "
+        f"{_pct(b['precision'])}, time to detect (median) "
+        f"{format_delay(b['ttd_median_intervals'], summary.get('interval_s') or DEFAULT_INTERVAL_S)}"
+    )
     for path, base_v, best_v, _rng in params_rows:
         mark = "" if base_v == best_v else "   (changed)"
         lines.append(f"  {path:<40} {format_value(base_v):>12} -> {format_value(best_v):<12}{mark}".rstrip())
@@ -451,5 +514,19 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-__all__ = ["Dataset", "Param", "SpaceError", "TuneResult", "baseline_row", "format_tune", "load_dataset", "load_space",
-           "objective_value", "parse_space", "run_config", "trace_config", "tune", "tune_summary"]
+__all__ = [
+    "Dataset",
+    "Param",
+    "SpaceError",
+    "TuneResult",
+    "baseline_row",
+    "format_tune",
+    "load_dataset",
+    "load_space",
+    "objective_value",
+    "parse_space",
+    "run_config",
+    "trace_config",
+    "tune",
+    "tune_summary",
+]

@@ -45,7 +45,7 @@ def kafka_broker(tmp_path_factory) -> Iterator[LocalBroker | None]:
         yield None
         return
     last: BrokerError | None = None
-    for attempt in range(3):  # a free port can be grabbed by someone else before Kafka binds it
+    for _attempt in range(3):  # a free port can be grabbed by someone else before Kafka binds it
         port, cport = free_ports(2)
         settings = Settings.from_env(
             broker_port=port,

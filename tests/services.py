@@ -19,7 +19,9 @@ from tests.conftest import free_ports
 def need(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        pytest.skip(f"{binary} not installed (Debian package: apt-get install prometheus prometheus-alertmanager)")
+        pytest.skip(
+            f"{binary} not installed (Debian package: apt-get install prometheus prometheus-alertmanager)"
+        )
     return path
 
 

@@ -130,7 +130,10 @@ def test_compose_file_matches_the_compose_spec_schema(compose):
 def test_docker_compose_config_accepts_the_file_when_compose_is_installed():
     """`docker compose config` needs no engine, only the CLI plugin (absent on this project's machines)."""
     docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode:
+    if (
+        docker is None
+        or subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode
+    ):
         pytest.skip("no `docker compose` CLI plugin here (the schema and structure tests cover the file)")
     r = subprocess.run([docker, "compose", "-f", str(COMPOSE), "--profile", "sim", "config", "-q"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -163,7 +166,9 @@ def test_published_ports_are_unique_and_documented_in_the_header(services):
     assert len(hosts) == len(set(hosts)), f"port used twice: {ports}"
     header = "".join(line for line in COMPOSE.read_text().splitlines(True) if line.startswith("#"))
     for port, name in ports:
-        assert re.search(rf"^#\s+{port}\s", header, re.M), f"port {port} ({name}) is not in the header comment"
+        assert re.search(rf"^#\s+{port}\s", header, re.M), (
+            f"port {port} ({name}) is not in the header comment"
+        )
     assert "docker compose up -d" in header
     assert "docker compose --profile sim up -d simulator" in header
 
@@ -176,7 +181,9 @@ def test_depends_on_names_real_services_with_conditions_they_can_meet(services):
             target = services[dep]
             if condition == "service_healthy":
                 hc = target.get("healthcheck") or {}
-                assert hc.get("test") and not hc.get("disable"), f"{name} waits for {dep} to be healthy: no healthcheck"
+                assert hc.get("test") and not hc.get("disable"), (
+                    f"{name} waits for {dep} to be healthy: no healthcheck"
+                )
             if condition == "service_completed_successfully":
                 assert target.get("restart", "no") == "no", f"{dep} is one-shot: it must not restart"
 
@@ -187,7 +194,9 @@ def test_profiles_are_valid_and_the_default_stack_needs_none(services):
             assert re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", profile), (name, profile)
         if not svc.get("profiles"):  # started by a plain `docker compose up`: so must be all it needs
             for dep in depends_on(svc):
-                assert not services[dep].get("profiles"), f"{name} (no profile) depends on {dep}, which has one"
+                assert not services[dep].get("profiles"), (
+                    f"{name} (no profile) depends on {dep}, which has one"
+                )
     assert services["simulator"]["profiles"] == ["sim"]
     assert [n for n, s in services.items() if s.get("profiles")] == ["simulator"]
 
@@ -217,10 +226,13 @@ def test_kafka_is_a_single_kraft_node_with_a_listener_inside_and_one_for_the_hos
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     node = env["KAFKA_NODE_ID"]
     ctrl_name = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node}@kafka:{listener_port(env['KAFKA_LISTENERS'], ctrl_name)[1]}"
+    assert (
+        env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+        == f"{node}@kafka:{listener_port(env['KAFKA_LISTENERS'], ctrl_name)[1]}"
+    )
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
     names = {n.split(":")[0] for n in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}
-    assert {l.split("://")[0] for l in env["KAFKA_LISTENERS"].split(",")} == names
+    assert {listener.split("://")[0] for listener in env["KAFKA_LISTENERS"].split(",")} == names
     # inside the network: kafka:9092, the same port the broker listens on
     assert listener_port(env["KAFKA_ADVERTISED_LISTENERS"], "INTERNAL") == ("kafka", 9092)
     assert listener_port(env["KAFKA_LISTENERS"], "INTERNAL")[1] == 9092
@@ -272,7 +284,9 @@ def test_prometheus_scrapes_every_worker_as_job_lookout(services):
     cfg = yaml.safe_load((ROOT / mounts[cfg_path]).read_text())
     for rule_file in cfg.get("rule_files", []):
         assert str(Path(cfg_path).parent / rule_file) in mounts, f"rule file {rule_file} is not mounted"
-    (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "lookout"]  # dashboards use up{job="lookout"}
+    (job,) = [
+        j for j in cfg["scrape_configs"] if j["job_name"] == "lookout"
+    ]  # dashboards use up{job="lookout"}
     targets = {t for sc in job["static_configs"] for t in sc["targets"]}
     expected = {f"{n}:{env_of(w)['LOOKOUT_WEB_PORT']}" for n, w in workers(services).items()}
     assert targets == expected
@@ -330,7 +344,11 @@ def test_dockerfile_builds_the_package_and_runs_the_cli():
             assert (ROOT / s).exists(), f"Dockerfile copies {s}, which is not in the repo"
     assert 'ENTRYPOINT ["lookout"]' in text
     assert 'lookout = "streams.cli:main"' in (ROOT / "pyproject.toml").read_text()
-    rules = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip()[:1] not in ("", "#")]
+    rules = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip()[:1] not in ("", "#")
+    ]
     assert rules[0] == "*" or ".venv" in rules  # the build context never carries the virtualenv
     # every package directory the installed `lookout` imports is copied into the image
     for pkg in ("detectors", "streams"):
@@ -356,8 +374,13 @@ def test_alertmanager_routes_lookout_alerts_as_documented():
         pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
 
     def route(*labels):
-        r = subprocess.run([amtool, "config", "routes", "test", "--config.file=deploy/alertmanager.yml", *labels],
-                           cwd=ROOT, capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [amtool, "config", "routes", "test", "--config.file=deploy/alertmanager.yml", *labels],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return r.stdout.strip()
 
     assert route("alertname=LookoutAnomaly", "severity=critical", "customer=acme") == "oncall"
@@ -487,14 +510,27 @@ def test_panels_do_not_overlap():
 
 def test_every_metric_in_a_query_is_one_the_worker_exposes(exposed):
     known = exposed | SCRAPE_SERIES
-    unknown = sorted({(f, title, name) for f, title, e in exprs() for name in metric_names(e) if name not in known})
+    unknown = sorted(
+        {(f, title, name) for f, title, e in exprs() for name in metric_names(e) if name not in known}
+    )
     assert not unknown, f"metrics the worker does not expose: {unknown}"
     used = {name for _, _, e in exprs() for name in metric_names(e)}
-    assert {"lookout_events_total", "lookout_event_lag_seconds_bucket", "lookout_batch_processing_seconds_bucket",
-            "lookout_alerts_total", "lookout_alerts_firing", "lookout_dlq_messages_total",
-            "lookout_sink_deliveries_total", "lookout_sink_retries_total", "lookout_sink_queue_alerts",
-            "lookout_anomaly_score_bucket", "lookout_anomaly_score_count", "lookout_series",
-            "faust_consumer_commit_latency_bucket", "faust_messages_received_total"} <= used
+    assert {
+        "lookout_events_total",
+        "lookout_event_lag_seconds_bucket",
+        "lookout_batch_processing_seconds_bucket",
+        "lookout_alerts_total",
+        "lookout_alerts_firing",
+        "lookout_dlq_messages_total",
+        "lookout_sink_deliveries_total",
+        "lookout_sink_retries_total",
+        "lookout_sink_queue_alerts",
+        "lookout_anomaly_score_bucket",
+        "lookout_anomaly_score_count",
+        "lookout_series",
+        "faust_consumer_commit_latency_bucket",
+        "faust_messages_received_total",
+    } <= used
 
 
 def test_rate_windows_are_grafana_macros_and_fallbacks_are_explained():
@@ -506,7 +542,9 @@ def test_rate_windows_are_grafana_macros_and_fallbacks_are_explained():
             assert re.search(rf"\b{fn}\([^()]*\[\$__(rate_interval|range)\]\)", e), (f, title, e)
         if re.search(r"\bor\s+vector\(", e):
             desc = panels[(f, title)].get("description", "")
-            assert "vector(0)" in desc or "not exist" in desc, f"{f} / {title}: say why `or vector(0)` is needed"
+            assert "vector(0)" in desc or "not exist" in desc, (
+                f"{f} / {title}: say why `or vector(0)` is needed"
+            )
 
 
 @pytest.mark.prometheus

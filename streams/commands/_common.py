@@ -118,6 +118,8 @@ def require_kafka(settings) -> None:
     from streams.settings import SettingsError
 
     try:
-        wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings))
+        wait_for_kafka(
+            settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings)
+        )
     except (BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -41,12 +41,21 @@ def alerts():
 
 
 @alerts.command(context_settings=CONTEXT)
-@click.option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092].")
+@click.option(
+    "--bootstrap",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092].",
+)
 @click.option("--topic", metavar="TOPIC", help="Alerts topic [env LOOKOUT_ALERTS_TOPIC, default alerts].")
 @click.option("--customer", "customers", multiple=True, metavar="ID", help="Only this customer (repeatable).")
-@click.option("--since", default="1h", show_default=True, metavar="TIME",
-              help="Start with alerts sent since TIME: RFC 3339, epoch seconds, or back from now (2h, 30m, 1d); "
-                   "'now' = only new ones.")
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    metavar="TIME",
+    help="Start with alerts sent since TIME: RFC 3339, epoch seconds, or back from now (2h, 30m, 1d); "
+    "'now' = only new ones.",
+)
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")

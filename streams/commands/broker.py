@@ -27,12 +27,20 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
                      "[env LOOKOUT_BROKER_DATA_DIR, default .lookout/broker]"))
         if ports:
             opts = [
-                click.option("--broker-port", "broker_port", type=click.IntRange(1, 65535),
-                             help="Client (PLAINTEXT) port on 127.0.0.1 [env LOOKOUT_BROKER_PORT, default 9092]"),
+                click.option(
+                    "--broker-port",
+                    "broker_port",
+                    type=click.IntRange(1, 65535),
+                    help="Client (PLAINTEXT) port on 127.0.0.1 [env LOOKOUT_BROKER_PORT, default 9092]",
+                ),
                 deprecated_alias("--port", "--broker-port", type=click.IntRange(1, 65535)),
-                click.option("--controller-port", "broker_controller_port", type=click.IntRange(1, 65535),
-                             help="KRaft controller port [env LOOKOUT_BROKER_CONTROLLER_PORT, default 9094; "
-                                  "9093 is Alertmanager's]"),
+                click.option(
+                    "--controller-port",
+                    "broker_controller_port",
+                    type=click.IntRange(1, 65535),
+                    help="KRaft controller port [env LOOKOUT_BROKER_CONTROLLER_PORT, default 9094; "
+                    "9093 is Alertmanager's]",
+                ),
             ] + opts
         if fresh:
             opts.append(click.option("--fresh", is_flag=True,
@@ -127,7 +135,9 @@ def start(fresh, timeout, **opts):
     was = b.status()
     st = _call(b.start, timeout=timeout, fresh=fresh)
     state = "already running" if was.running and st.pid == was.pid else "running"
-    click.echo(f"Kafka {st.version} {state} on {st.bootstrap} (pid {st.pid}, data {st.data_dir}, log {st.log_file})")
+    click.echo(
+        f"Kafka {st.version} {state} on {st.bootstrap} (pid {st.pid}, data {st.data_dir}, log {st.log_file})"
+    )
 
 
 @broker.command()

@@ -9,9 +9,13 @@ from .kafka_options import kafka_security_options, pop_security
 
 @click.command()
 @click.option("--customers", default=30, show_default=True, help="Simulated customers.")
-@click.option("--days", default=3.0, show_default=True, help="Days of simulated history (models warm up for one day).")
+@click.option(
+    "--days", default=3.0, show_default=True, help="Days of simulated history (models warm up for one day)."
+)
 @click.option("--interval", "interval_s", default=300, show_default=True, help="Seconds per event interval.")
-@click.option("--seed", default=7, show_default=True, help="Simulator seed (same seed, same traffic and incidents).")
+@click.option(
+    "--seed", default=7, show_default=True, help="Simulator seed (same seed, same traffic and incidents)."
+)
 @click.option("--kinds", default=",".join(("origin_outage", "partial_5xx", "latency", "traffic_drop",
                                             "traffic_surge", "cache_collapse")), show_default=True,
               help="Comma-separated incident kinds to inject, one incident each.")

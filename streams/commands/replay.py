@@ -13,19 +13,33 @@ from .kafka_options import kafka_security_options, pop_security
 
 @click.command(context_settings=CONTEXT)
 @click.argument("source")
-@click.option("--config", "config_path", metavar="FILE",
-              help="Detector config (YAML/TOML/JSON, the format the worker reads). Default: built-in defaults.")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Detector config (YAML/TOML/JSON, the format the worker reads). Default: built-in defaults.",
+)
 @click.option("--baseline", "baseline_path", metavar="FILE",
               help="A second config to compare against: alerts gained/lost/changed (diff.json) in one pass.")
-@click.option("--labels", "labels_path", metavar="FILE",
-              help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]): adds recall, precision, "
-                   "time to detect, false alerts per customer-week.")
+@click.option(
+    "--labels",
+    "labels_path",
+    metavar="FILE",
+    help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]): adds recall, precision, "
+    "time to detect, false alerts per customer-week.",
+)
 @click.option("--out", "out_dir", default="replay-out", show_default=True, metavar="DIR",
               help="Output directory (created).")
 @click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]",
               help="CSV only: which column holds each contract field, e.g. --map requests=req_count,ts=time.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True,
-              help="File format (auto: .csv/.csv.gz or --map = CSV, otherwise JSON lines; gzip is detected).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="File format (auto: .csv/.csv.gz or --map = CSV, otherwise JSON lines; gzip is detected).",
+)
 @click.option("--bootstrap", metavar="HOST:PORT",
               help="Kafka bootstrap for kafka:// sources without bootstrap= [env LOOKOUT_BOOTSTRAP].")
 @click.option("--trace", "trace", multiple=True, metavar="CUSTOMER",
@@ -97,10 +111,14 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         from streams.report import choose_customers
 
         # keep a third of the plots for customers with false alerts (traced in a second, cheap pass)
-        labelled, _ = choose_customers(labels, [], limit=max(0, max_plots - len(traced)), labelled_share=2 / 3)
+        labelled, _ = choose_customers(
+            labels, [], limit=max(0, max_plots - len(traced)), labelled_share=2 / 3
+        )
     progress = not quiet
     try:
-        res = run_replay(src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress)
+        res = run_replay(
+            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress
+        )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
@@ -114,8 +132,10 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
             write_atomically(Path(save_state), blob)
         except OSError as exc:
             raise click.ClickException(f"--save-state {save_state}: {exc.strerror or exc}") from None
-        outcome.notes.append(f"saved the learned state of {len(res.engine.customers):,} customers to {save_state} "
-                             f"({len(blob):,} bytes)")
+        outcome.notes.append(
+            f"saved the learned state of {len(res.engine.customers):,} customers to {save_state} "
+            f"({len(blob):,} bytes)"
+        )
     if outcome.diff is not None:
         (out / "diff.json").write_text(json.dumps(outcome.diff, indent=2) + "\n")
 
@@ -123,8 +143,13 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         from streams.report import choose_customers, write_replay_report
 
         false_ids = {r["alert_id"] for r in ev.false_alert_ids} if ev is not None else None
-        _, extra = choose_customers(labels, run.alerts, limit=max(0, max_plots - len(traced)), false_ids=false_ids,
-                                    labelled_share=2 / 3)
+        _, extra = choose_customers(
+            labels,
+            run.alerts,
+            limit=max(0, max_plots - len(traced)),
+            false_ids=false_ids,
+            labelled_share=2 / 3,
+        )
         extra = [c for c in extra if c not in traced]
         traces = dict(res.engine.traces)
         if extra:
@@ -134,8 +159,16 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
                 raise click.ClickException(str(exc)) from None
         thresholds = {s: c.threshold for s, c in config.signals.items()}
         summary["outputs"]["report"] = str(out / "report.html")
-        write_replay_report(out, summary, traces=traces, alerts=run.alerts, labels=labels, thresholds=thresholds,
-                            order=traced + labelled + extra, diff=outcome.diff)
+        write_replay_report(
+            out,
+            summary,
+            traces=traces,
+            alerts=run.alerts,
+            labels=labels,
+            thresholds=thresholds,
+            order=traced + labelled + extra,
+            diff=outcome.diff,
+        )
 
     if save_state:
         summary["outputs"]["state"] = str(save_state)

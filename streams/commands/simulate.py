@@ -48,48 +48,128 @@ def _fail(msg: str) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--customers", default=20, show_default=True, type=click.IntRange(min=1), help="Number of customers.")
+@click.option(
+    "--customers", default=20, show_default=True, type=click.IntRange(min=1), help="Number of customers."
+)
 @click.option("--days", type=float, help="Simulated time span in days (default 14).")
 @click.option("--duration", help="Simulated time span, e.g. 2d, 6h, 1d12h (instead of --days).")
-@click.option("--interval", "interval_s", default=300, show_default=True, type=click.IntRange(min=1),
-              help="Seconds per event interval.")
+@click.option(
+    "--interval",
+    "interval_s",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds per event interval.",
+)
 @click.option("--start", help=f"First interval start, RFC 3339 [default: {DEFAULT_START}, a Monday].")
-@click.option("--end-now", is_flag=True, help="End at the current time (rounded down to the interval) instead.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Same seed and options -> identical events and incidents.")
+@click.option(
+    "--end-now", is_flag=True, help="End at the current time (rounded down to the interval) instead."
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Same seed and options -> identical events and incidents.",
+)
 @click.option("--incidents", type=click.IntRange(min=0), help="Total incidents to inject (kinds balanced).")
-@click.option("--incident-rate", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Incidents per customer per week (used when --incidents is not given).")
+@click.option(
+    "--incident-rate",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Incidents per customer per week (used when --incidents is not given).",
+)
 @click.option("--kinds", help="Comma-separated incident kinds [default: all except error_creep].")
-@click.option("--min-size", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Smallest customer: peak requests per minute.")
-@click.option("--max-size", default=2_000_000.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Largest customer: peak requests per minute.")
-@click.option("--holidays/--no-holidays", default=True, show_default=True, help="Regional holidays (-20..-40%).")
-@click.option("--growth/--no-growth", default=True, show_default=True, help="Slow per-customer growth/decline.")
-@click.option("--level-shifts/--no-level-shifts", default=True, show_default=True,
-              help="Some customers permanently move traffic up/down (not labelled).")
-@click.option("--weekly/--no-weekly", default=True, show_default=True, help="Weekend traffic differs from weekdays.")
+@click.option(
+    "--min-size",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Smallest customer: peak requests per minute.",
+)
+@click.option(
+    "--max-size",
+    default=2_000_000.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest customer: peak requests per minute.",
+)
+@click.option(
+    "--holidays/--no-holidays", default=True, show_default=True, help="Regional holidays (-20..-40%)."
+)
+@click.option(
+    "--growth/--no-growth", default=True, show_default=True, help="Slow per-customer growth/decline."
+)
+@click.option(
+    "--level-shifts/--no-level-shifts",
+    default=True,
+    show_default=True,
+    help="Some customers permanently move traffic up/down (not labelled).",
+)
+@click.option(
+    "--weekly/--no-weekly", default=True, show_default=True, help="Weekend traffic differs from weekdays."
+)
 @click.option("--out", "out", metavar="FILE", help="Write JSON lines here (.gz = gzip, - = stdout).")
-@click.option("--bootstrap", "bootstrap", metavar="HOST:PORT",
-              help="Produce to the Kafka at HOST:PORT instead, e.g. 127.0.0.1:9092.")
+@click.option(
+    "--bootstrap",
+    "bootstrap",
+    metavar="HOST:PORT",
+    help="Produce to the Kafka at HOST:PORT instead, e.g. 127.0.0.1:9092.",
+)
 @deprecated_alias("--kafka", "--bootstrap", metavar="HOST:PORT")
 @click.option("--topic", default="request-metrics", show_default=True, help="Kafka topic (with --bootstrap).")
-@click.option("--labels-out", "labels_path", metavar="FILE",
-              help="Write the injected incidents (JSON lines) here [default with --out: <out>.labels.jsonl].")
+@click.option(
+    "--labels-out",
+    "labels_path",
+    metavar="FILE",
+    help="Write the injected incidents (JSON lines) here [default with --out: <out>.labels.jsonl].",
+)
 @deprecated_alias("--labels", "--labels-out", metavar="FILE")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="EVENTS_PER_S",
-              help="Throttle output to this many events per second (live demos). Default: as fast as possible.")
-@click.option("--batch", type=click.IntRange(min=1, max=5000), metavar="N",
-              help="With --bootstrap: send envelopes {\"events\": [...]} of up to N events of one partition "
-                   "(murmur2 of the customer id, as Kafka's default partitioner), flushed every interval, "
-                   "like an aggregation tier. Default: one event per message.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="EVENTS_PER_S",
+    help="Throttle output to this many events per second (live demos). Default: as fast as possible.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1, max=5000),
+    metavar="N",
+    help='With --bootstrap: send envelopes {"events": [...]} of up to N events of one partition '
+    "(murmur2 of the customer id, as Kafka's default partitioner), flushed every interval, "
+    "like an aggregation tier. Default: one event per message.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @kafka_security_options
-def simulate(customers, days, duration, interval_s, start, end_now, seed, incidents, incident_rate, kinds,
-             min_size, max_size, holidays, growth, level_shifts, weekly, out, bootstrap, topic, labels_path,
-             rate, batch, as_json, quiet, **kafka):
+def simulate(
+    customers,
+    days,
+    duration,
+    interval_s,
+    start,
+    end_now,
+    seed,
+    incidents,
+    incident_rate,
+    kinds,
+    min_size,
+    max_size,
+    holidays,
+    growth,
+    level_shifts,
+    weekly,
+    out,
+    bootstrap,
+    topic,
+    labels_path,
+    rate,
+    batch,
+    as_json,
+    quiet,
+    **kafka,
+):
     """Generate realistic CDN request metrics with labelled incidents.
 
     One event per customer per interval, in timestamp order. Customer sizes span tens to
@@ -105,7 +185,8 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
           (labels go to sim.labels.jsonl)
       lookout simulate --customers 200 --duration 10d --incidents 40 --seed 3 --out out/events.jsonl
       lookout simulate --kinds origin_outage,error_creep --incidents 6 --out sim.jsonl
-      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 --labels-out labels.jsonl
+      lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6 \\
+          --labels-out labels.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 5000 --days 1 --batch 500   # envelopes
     """
@@ -113,8 +194,8 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     labels_path = aliased("--labels-out", labels_path)
     from detectors.events import InvalidEvent, format_ts, parse_ts
     from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig
-    from streams.simfiles import write_labels
     from detectors.synthetic import simulate as make_simulation
+    from streams.simfiles import write_labels
 
     # ---- validate options (one-line errors, exit 1)
     if days is not None and duration is not None:
@@ -165,10 +246,22 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
     try:
-        cfg = SimConfig(customers=customers, start=start_s, duration_s=duration_s, interval_s=interval_s, seed=seed,
-                        incidents_per_customer_week=incident_rate, incidents=incidents, kinds=kind_list,
-                        size_min=min_size, size_max=max_size, holidays=holidays, growth=growth,
-                        level_shifts=level_shifts, weekly=weekly)
+        cfg = SimConfig(
+            customers=customers,
+            start=start_s,
+            duration_s=duration_s,
+            interval_s=interval_s,
+            seed=seed,
+            incidents_per_customer_week=incident_rate,
+            incidents=incidents,
+            kinds=kind_list,
+            size_min=min_size,
+            size_max=max_size,
+            holidays=holidays,
+            growth=growth,
+            level_shifts=level_shifts,
+            weekly=weekly,
+        )
     except ValueError as exc:
         _fail(str(exc))
     sim = make_simulation(cfg)
@@ -185,8 +278,16 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     from tqdm import tqdm
 
     status = sys.stderr if out == "-" else sys.stdout
-    bar = tqdm(total=sim.n_events, unit="ev", unit_scale=True, file=sys.stderr, disable=quiet,
-               mininterval=0.5, dynamic_ncols=True, desc="simulate")
+    bar = tqdm(
+        total=sim.n_events,
+        unit="ev",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=quiet,
+        mininterval=0.5,
+        dynamic_ncols=True,
+        desc="simulate",
+    )
     throttle = _Throttle(rate) if rate else None
     t0 = time.monotonic()
 
@@ -222,18 +323,36 @@ def simulate(customers, days, duration, interval_s, start, end_now, seed, incide
     by_kind = sim.incidents_by_kind()
     kinds_txt = ", ".join(f"{k} {by_kind[k]}" for k in sorted(by_kind)) or "none"
     placed = len(sim.incidents)
-    short = (f" (asked for {sim.requested_incidents}; the window after warm-up is too short for more)"
-             if incidents is not None and placed < incidents else "")
+    short = (
+        f" (asked for {sim.requested_incidents}; the window after warm-up is too short for more)"
+        if incidents is not None and placed < incidents
+        else ""
+    )
     labels_txt = f"labels -> {labels_path}" if labels_path else "labels not written (use --labels-out FILE)"
     if interrupted:
         _fail(f"interrupted after {sent[0]:,} of {sim.n_events:,} events ({where}); {labels_txt}")
     if as_json:
-        click.echo(json.dumps({
-            "events": sim.n_events, "customers": customers, "intervals": sim.n_intervals, "interval_s": interval_s,
-            "start": format_ts(sim.start), "end": format_ts(sim.end), "incidents": placed,
-            "incidents_by_kind": dict(sorted(by_kind.items())), "level_shifts": len(sim.level_shifts),
-            "out": out, "bootstrap": bootstrap, "topic": topic if bootstrap else None, "labels": labels_path,
-            "seconds": round(secs, 3)}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "events": sim.n_events,
+                    "customers": customers,
+                    "intervals": sim.n_intervals,
+                    "interval_s": interval_s,
+                    "start": format_ts(sim.start),
+                    "end": format_ts(sim.end),
+                    "incidents": placed,
+                    "incidents_by_kind": dict(sorted(by_kind.items())),
+                    "level_shifts": len(sim.level_shifts),
+                    "out": out,
+                    "bootstrap": bootstrap,
+                    "topic": topic if bootstrap else None,
+                    "labels": labels_path,
+                    "seconds": round(secs, 3),
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(
         f"{sim.n_events:,} events ({customers} customers x {sim.n_intervals} intervals of {interval_s} s, "
@@ -259,8 +378,13 @@ def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
     return 0  # unreachable
 
 
-def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
-              security: dict[str, Any] | None = None, batch: int | None = None) -> int:
+def _to_kafka(
+    events: Iterator[dict[str, Any]],
+    bootstrap: str,
+    topic: str,
+    security: dict[str, Any] | None = None,
+    batch: int | None = None,
+) -> int:
     try:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
@@ -268,9 +392,15 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
         _fail(f"kafka-python is required for --bootstrap: {exc}")
     try:
         producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024, **(security or {}),
-            compression_type=None, max_block_ms=30_000,
-            request_timeout_ms=30_000, retries=5,
+            bootstrap_servers=bootstrap,
+            acks=1,
+            linger_ms=20,
+            batch_size=512 * 1024,
+            **(security or {}),
+            compression_type=None,
+            max_block_ms=30_000,
+            request_timeout_ms=30_000,
+            retries=5,
         )
     except KafkaError as exc:
         _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
@@ -285,7 +415,9 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
     try:
         if batch is None:
             for ev in events:
-                producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(on_error)
+                producer.send(topic, key=ev["customer_id"].encode(), value=encode(ev).encode()).add_errback(
+                    on_error
+                )
                 n += 1
                 if failures:
                     break
@@ -304,8 +436,15 @@ def _to_kafka(events: Iterator[dict[str, Any]], bootstrap: str, topic: str,
     return n
 
 
-def _send_envelopes(producer: Any, events: Iterator[dict[str, Any]], topic: str, batch: int, encode: Any,
-                    on_error: Any, failures: list) -> int:
+def _send_envelopes(
+    producer: Any,
+    events: Iterator[dict[str, Any]],
+    topic: str,
+    batch: int,
+    encode: Any,
+    on_error: Any,
+    failures: list,
+) -> int:
     """Envelopes of up to ``batch`` events per partition, flushed when full and at every new interval."""
     from ..codecs import ENVELOPE_KEY, partition_of
 

@@ -34,20 +34,32 @@ def create(bootstrap, partitions, as_json, **kafka):
     Example:
       lookout topics create --bootstrap 127.0.0.1:9092 --partitions 8
       LOOKOUT_KAFKA_SASL_PASSWORD=... lookout topics create --bootstrap kafka.example:9093 \\
-          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-username lookout
+          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
+          --kafka-sasl-username lookout
     """
     from ..broker import BrokerError, create_topics
     from ..kafka_security import kafka_python_kwargs
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions, **pop_security(kafka))
-        wanted = {s.input_topic: s.partitions, s.alerts_topic: s.partitions, s.dlq_topic: 1, s.sink_dlq_topic: 1}
-        made = create_topics(s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s))
+        wanted = {
+            s.input_topic: s.partitions,
+            s.alerts_topic: s.partitions,
+            s.dlq_topic: 1,
+            s.sink_dlq_topic: 1,
+        }
+        made = create_topics(
+            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s)
+        )
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps({name: {"partitions": parts, "created": name in made} for name, parts in wanted.items()},
-                              indent=2))
+        click.echo(
+            json.dumps(
+                {name: {"partitions": parts, "created": name in made} for name, parts in wanted.items()},
+                indent=2,
+            )
+        )
         return
     for name, parts in wanted.items():
         click.echo(f"{name:<28} {parts} partition(s)  {'created' if name in made else 'exists'}")

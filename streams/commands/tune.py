@@ -16,19 +16,41 @@ from .kafka_options import kafka_security_options, pop_security
               help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]).")
 @click.option("--space", "space_path", required=True, metavar="FILE",
               help="Search space YAML: dotted config path -> {low, high[, log, step]} or {choices: [...]}.")
-@click.option("--config", "config_path", metavar="FILE", help="Base config; the space overrides it. Default: defaults.")
+@click.option(
+    "--config", "config_path", metavar="FILE", help="Base config; the space overrides it. Default: defaults."
+)
 @click.option("--trials", default=30, show_default=True, type=click.IntRange(min=1), help="Number of trials.")
 @click.option("--budget", default=0.2, show_default=True, type=click.FloatRange(min=0),
               help="Allowed false alerts per customer-week.")
-@click.option("--jobs", type=click.IntRange(min=1), help="Trials in parallel (processes) [default: min(2, cores)].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Sampler seed (same seed + data + --jobs 1 = same search).")
+@click.option(
+    "--jobs", type=click.IntRange(min=1), help="Trials in parallel (processes) [default: min(2, cores)]."
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Sampler seed (same seed + data + --jobs 1 = same search).",
+)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Stop asking for new trials after this long.")
-@click.option("--out", "out_dir", default="tune-out", show_default=True, metavar="DIR", help="Output directory.")
-@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]", help="CSV column mapping (as replay).")
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True,
-              help="File format (as replay).")
-@click.option("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap for kafka:// sources [env LOOKOUT_BOOTSTRAP].")
+@click.option(
+    "--out", "out_dir", default="tune-out", show_default=True, metavar="DIR", help="Output directory."
+)
+@click.option(
+    "--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]", help="CSV column mapping (as replay)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    show_default=True,
+    help="File format (as replay).",
+)
+@click.option(
+    "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap for kafka:// sources [env LOOKOUT_BOOTSTRAP]."
+)
 @click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
               help="Intervals after a labelled incident's end an alert still counts.")
 @click.option("--max-plots", default=8, show_default=True, type=click.IntRange(min=0),
@@ -37,8 +59,27 @@ from .kafka_options import kafka_security_options, pop_security
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no terminal summary.")
 @kafka_security_options
-def tune(source, labels_path, space_path, config_path, trials, budget, jobs, seed, timeout_s, out_dir, maps, fmt,
-         bootstrap, grace, max_plots, as_json, no_report, quiet, **kafka):
+def tune(
+    source,
+    labels_path,
+    space_path,
+    config_path,
+    trials,
+    budget,
+    jobs,
+    seed,
+    timeout_s,
+    out_dir,
+    maps,
+    fmt,
+    bootstrap,
+    grace,
+    max_plots,
+    as_json,
+    no_report,
+    quiet,
+    **kafka,
+):
     """Search detector parameters: maximise incident recall within a false-alert budget.
 
     SOURCE is read like `lookout replay` reads it (JSON lines, CSV, kafka://...), but
@@ -72,12 +113,23 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     Examples:
       lookout simulate --customers 40 --days 10 --out sim.jsonl.gz
       lookout tune sim.jsonl.gz --labels sim.labels.jsonl --space examples/space.yaml --trials 40 --out tune/
-      lookout replay sim.jsonl.gz --labels sim.labels.jsonl --config tune/best.yaml --baseline examples/config.yaml
+      lookout replay sim.jsonl.gz --labels sim.labels.jsonl --config tune/best.yaml \\
+          --baseline examples/config.yaml
     """
     from detectors.config import dump_config
     from streams.replay import SourceError
-    from streams.tuning import SpaceError, baseline_row, default_jobs, format_tune, load_dataset, load_space
-    from streams.tuning import params_table, run_config, trace_config, tune_summary
+    from streams.tuning import (
+        SpaceError,
+        baseline_row,
+        default_jobs,
+        format_tune,
+        load_dataset,
+        load_space,
+        params_table,
+        run_config,
+        trace_config,
+        tune_summary,
+    )
     from streams.tuning import tune as run_tune
 
     out = Path(out_dir)
@@ -88,7 +140,9 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
         raise click.ClickException(str(exc)) from None
     labels = load_labels(labels_path)
     if not labels:
-        raise click.ClickException(f"{labels_path}: no labelled incidents; tuning needs some to measure recall")
+        raise click.ClickException(
+            f"{labels_path}: no labelled incidents; tuning needs some to measure recall"
+        )
     src = open_source_or_fail(source, maps, fmt, bootstrap, pop_security(kafka))
     make_out_dir(out)
     jobs = jobs or default_jobs()
@@ -98,11 +152,15 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     if not data.events:
-        raise click.ClickException(f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)")
+        raise click.ClickException(
+            f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)"
+        )
     labelled = {lab.customer_id for lab in labels}
     if not labelled & data.sizes.keys():
-        raise click.ClickException(f"none of the {len(labelled):,} labelled customer(s) in {labels_path} appears in "
-                                   f"{src.name}; wrong labels file?")
+        raise click.ClickException(
+            f"none of the {len(labelled):,} labelled customer(s) in {labels_path} appears in "
+            f"{src.name}; wrong labels file?"
+        )
 
     result = run_tune(data, base, space, trials=trials, budget=budget, jobs=jobs, seed=seed, grace=grace,
                       progress=progress, timeout_s=timeout_s)
@@ -121,13 +179,24 @@ def tune(source, labels_path, space_path, config_path, trials, budget, jobs, see
         from streams.report import choose_customers, write_tune_report
 
         false_ids = {r["alert_id"] for r in best_ev.false_alert_ids}
-        a, b = choose_customers(labels, best_alerts, limit=max_plots, false_ids=false_ids, labelled_share=2 / 3)
+        a, b = choose_customers(
+            labels, best_alerts, limit=max_plots, false_ids=false_ids, labelled_share=2 / 3
+        )
         traces = trace_config(data, result.best_config, a + b)
         summary["outputs"]["report"] = str(out / "report.html")
-        write_tune_report(out, summary=summary, trials=[t for t in result.trials if "recall" in t],
-                          params_rows=rows, best_eval=best_ev.to_dict(), base_eval=baseline_row(result),
-                          traces=traces, alerts=best_alerts, labels=labels,
-                          thresholds={s: c.threshold for s, c in result.best_config.signals.items()}, order=a + b)
+        write_tune_report(
+            out,
+            summary=summary,
+            trials=[t for t in result.trials if "recall" in t],
+            params_rows=rows,
+            best_eval=best_ev.to_dict(),
+            base_eval=baseline_row(result),
+            traces=traces,
+            alerts=best_alerts,
+            labels=labels,
+            thresholds={s: c.threshold for s, c in result.best_config.signals.items()},
+            order=a + b,
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     if as_json:

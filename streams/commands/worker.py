@@ -14,8 +14,12 @@ from .kafka_options import kafka_security_options
 
 @click.command()
 @click.option("--bootstrap", help="Kafka bootstrap servers [env LOOKOUT_BOOTSTRAP, default 127.0.0.1:9092]")
-@click.option("--web-port", type=int, help="Port of /metrics and /healthz [env LOOKOUT_WEB_PORT, default 6066]")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Worker data dir; one per worker on a machine")
+@click.option(
+    "--web-port", type=int, help="Port of /metrics and /healthz [env LOOKOUT_WEB_PORT, default 6066]"
+)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Worker data dir; one per worker on a machine"
+)
 @click.option("--config", "detector_config", type=click.Path(path_type=Path, dir_okay=False),
               help="Detector config (YAML/TOML), the same format replay reads")
 @click.option("--initial-state", type=click.Path(path_type=Path, dir_okay=False),
@@ -23,7 +27,9 @@ from .kafka_options import kafka_security_options
                    "state in the state topic use that instead [env LOOKOUT_INITIAL_STATE]")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
 @click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
-@click.option("--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)")
+@click.option(
+    "--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)"
+)
 @click.option("--loglevel", "log_level", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               help="Log level [default warn]")
 @kafka_security_options
@@ -47,10 +53,12 @@ def worker(**opts):
     Examples:
       lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
       lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
-      lookout replay history.jsonl.gz --save-state state.lookout && lookout worker --initial-state state.lookout
+      lookout replay history.jsonl.gz --save-state state.lookout
+      lookout worker --initial-state state.lookout
       LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
       LOOKOUT_KAFKA_SASL_PASSWORD=... lookout worker --bootstrap kafka.example:9093 \\
-          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 --kafka-sasl-username lookout
+          --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
+          --kafka-sasl-username lookout
 
     Before starting, the worker checks that the broker answers and, with TLS or SASL settings,
     accepts them: if not it exits at once with one line (unreachable, wrong password,
@@ -92,8 +100,11 @@ def say_when_ready(app, settings: Settings) -> None:
         if said:
             return
         said.append(True)
-        click.echo(f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group {settings.app_id}; "
-                   f"metrics on http://{settings.web_host}:{settings.web_port}/metrics", file=sys.__stderr__)
+        click.echo(
+            f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group {settings.app_id}; "
+            f"metrics on http://{settings.web_host}:{settings.web_port}/metrics",
+            file=sys.__stderr__,
+        )
 
 
 class _CoordinatorNotReady(logging.Filter):

@@ -20,7 +20,10 @@ def diff_alerts(new: Iterable[Mapping[str, Any]], old: Iterable[Mapping[str, Any
     a, b = incidents(new), incidents(old)
 
     def row(inc, matched):
-        r = {k: getattr(inc, k) for k in ("alert_id", "customer_id", "started_at", "signal", "severity", "resolved_at")}
+        r = {
+            k: getattr(inc, k)
+            for k in ("alert_id", "customer_id", "started_at", "signal", "severity", "resolved_at")
+        }
         if matched is not None:
             r["matches_label"] = inc.alert_id in matched
         return r
@@ -36,16 +39,26 @@ def diff_alerts(new: Iterable[Mapping[str, Any]], old: Iterable[Mapping[str, Any
                 r = row(a[k], matched_new)
                 r["changes"] = ch
                 changed.append(r)
-    key = lambda r: (r["started_at"] or "", r["customer_id"])  # noqa: E731
-    return {"gained": sorted(gained, key=key), "lost": sorted(lost, key=key), "changed": sorted(changed, key=key),
-            "unchanged": sum(1 for k in a if k in b) - len(changed),
-            "counts": {"new": len(a), "baseline": len(b)}}
+
+    def key(r):
+        return r["started_at"] or "", r["customer_id"]
+
+    return {
+        "gained": sorted(gained, key=key),
+        "lost": sorted(lost, key=key),
+        "changed": sorted(changed, key=key),
+        "unchanged": sum(1 for k in a if k in b) - len(changed),
+        "counts": {"new": len(a), "baseline": len(b)},
+    }
 
 
 def format_diff(diff: Mapping[str, Any], limit: int = 20) -> str:
     g, l_, c = diff["gained"], diff["lost"], diff["changed"]
-    lines = [f"alerts vs baseline: {len(g)} gained, {len(l_)} lost, {len(c)} changed, {diff['unchanged']} unchanged "
-             f"(incidents: baseline {diff['counts']['baseline']}, new {diff['counts']['new']})"]
+    lines = [
+        f"alerts vs baseline: {len(g)} gained, {len(l_)} lost, {len(c)} changed, "
+        f"{diff['unchanged']} unchanged "
+        f"(incidents: baseline {diff['counts']['baseline']}, new {diff['counts']['new']})"
+    ]
 
     def lab(r):
         if "matches_label" not in r:
@@ -54,7 +67,8 @@ def format_diff(diff: Mapping[str, Any], limit: int = 20) -> str:
 
     for mark, title, rows in (("+", "gained", g), ("-", "lost", l_), ("~", "changed", c)):
         for r in rows[:limit]:
-            text = f"  {mark} {title:<8}{r['customer_id']:<20}{r['started_at']:<22}{r['severity']:<9}{r['signal']:<14}"
+            text = (f"  {mark} {title:<8}{r['customer_id']:<20}{r['started_at']:<22}{r['severity']:<9}"
+                    f"{r['signal']:<14}")
             if "changes" in r:
                 text += "; ".join(f"{f} {o} -> {n}" for f, (o, n) in r["changes"].items())
             lines.append(text.rstrip() + lab(r))

@@ -171,7 +171,9 @@ class CsvSource(Source):
 
     def _resolve(self, header: list[str]) -> list[tuple[str, int]]:
         for f, col in self.mapping.items():
-            if f not in CSV_FIELDS and not (f.startswith("origin_errors.") and f[14:].isdigit() and len(f) == 17):
+            if f not in CSV_FIELDS and not (
+                f.startswith("origin_errors.") and f[14:].isdigit() and len(f) == 17
+            ):
                 raise SourceError(f"--map {f}={col}: unknown field {f!r} "
                                   f"(fields: {', '.join(CSV_FIELDS)}, origin_errors.NNN)")
             if col not in header:
@@ -245,7 +247,12 @@ class CsvSource(Source):
                     continue
                 if len(row) != len(self.header):
                     value = ",".join(row)
-                    yield BadRow(value, f"CSV row has {len(row)} columns, header has {len(self.header)}"), None, None, ln
+                    yield (
+                        BadRow(value, f"CSV row has {len(row)} columns, header has {len(self.header)}"),
+                        None,
+                        None,
+                        ln,
+                    )
                     continue
                 yield json.dumps(self._row(row), separators=(",", ":")), None, None, ln
             if progress is not None:

@@ -18,6 +18,7 @@ from detectors.events import InvalidEvent, format_ts, parse_time
 
 from .sources import Record, Source, SourceError
 
+
 class KafkaSource(Source):
     """A time range of a Kafka topic, read without a consumer group (never commits offsets)."""
 
@@ -26,7 +27,13 @@ class KafkaSource(Source):
 
     def __init__(self, topic: str, bootstrap: str, start: float | None = None, end: float | None = None,
                  timeout_s: float = 10.0, security: Mapping[str, Any] | None = None):
-        self.topic, self.bootstrap, self.start, self.end, self.timeout_s = topic, bootstrap, start, end, timeout_s
+        self.topic, self.bootstrap, self.start, self.end, self.timeout_s = (
+            topic,
+            bootstrap,
+            start,
+            end,
+            timeout_s,
+        )
         #: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs)
         self.security = dict(security or {})
         self.name = f"kafka://{topic}"
@@ -42,7 +49,9 @@ class KafkaSource(Source):
         q = parse_qs(u.query, keep_blank_values=True)
         unknown = sorted(set(q) - set(cls.KNOWN))
         if unknown:
-            raise SourceError(f"{url}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(cls.KNOWN)})")
+            raise SourceError(
+                f"{url}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(cls.KNOWN)})"
+            )
 
         def one(k):
             v = q.get(k)
@@ -89,7 +98,8 @@ class KafkaSource(Source):
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20, max_poll_records=10000,
             **self.security,
         )
-        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms, 2.x with api_version_auto_timeout_ms
+        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms,
+        # 2.x with api_version_auto_timeout_ms
         if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
             kwargs["bootstrap_timeout_ms"] = ms
         else:

@@ -1,9 +1,10 @@
-"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per configuration.
+"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per config.
 
 Nothing here decides whether to alert: every record goes through the live decode -> contract ->
 :class:`~detectors.engine.Engine` path. Memory is bounded by the number of customers, not by the
 source length: sources stream, and the runner keeps per customer a few counters plus the (rare) alerts.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from .kafka import KafkaSource
 from .sources import Source
 from .tracing import ReplayEngine, Trace, compact_alert
 
+
 @dataclass
 class EngineRun:
     """What one detector configuration produced over the source."""
@@ -41,11 +43,15 @@ class EngineRun:
         for inc in opened:
             sev[inc.severity] = sev.get(inc.severity, 0) + 1
             sig[str(inc.signal)] = sig.get(str(inc.signal), 0) + 1
-        return {"alerts": len(self.alerts), "firing": len(firing),
-                "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
-                "opened_incidents": len(opened), "by_severity": dict(sorted(sev.items())),
-                "by_primary_signal": dict(sorted(sig.items())),
-                "customers_alerted": len({a["customer_id"] for a in firing})}
+        return {
+            "alerts": len(self.alerts),
+            "firing": len(firing),
+            "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
+            "opened_incidents": len(opened),
+            "by_severity": dict(sorted(sev.items())),
+            "by_primary_signal": dict(sorted(sig.items())),
+            "customers_alerted": len({a["customer_id"] for a in firing}),
+        }
 
 
 @dataclass
@@ -72,8 +78,16 @@ class Progress:
             from tqdm import tqdm
 
             scale = source.unit == "B"
-            self.bar = tqdm(total=source.total, desc=desc, unit=source.unit, unit_scale=scale,
-                            unit_divisor=1024 if scale else 1000, mininterval=0.5, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=source.total,
+                desc=desc,
+                unit=source.unit,
+                unit_scale=scale,
+                unit_divisor=1024 if scale else 1000,
+                mininterval=0.5,
+                leave=False,
+                dynamic_ncols=True,
+            )
 
     def __call__(self, n: int) -> None:
         if self.bar is not None:
@@ -100,7 +114,9 @@ def run_replay(
     when given.
     """
     engine = ReplayEngine(config, trace)
-    procs: list[tuple[Processor, EngineRun]] = [(Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))]
+    procs: list[tuple[Processor, EngineRun]] = [
+        (Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))
+    ]
     if baseline is not None:
         procs.append((Processor(Engine(baseline), dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
     files = []
@@ -136,8 +152,9 @@ def run_replay(
                 main_out.dlq.append(csv_dlq(value, src_name, offset))
             else:
                 # decoded once; every configuration's processor sees the same events (one, or an envelope's)
-                for event in decode(value, key=key, source=src_name, partition=partition, offset=offset,
-                                    out=main_out):
+                for event in decode(
+                    value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
+                ):
                     process(event, main_out)
                     for (p, run), o, w in rest:
                         p.process_event(event, o)
@@ -170,8 +187,15 @@ def run_replay(
         for f in files:
             f.close()
     seconds = time.perf_counter() - t0
-    return ReplayResult(source.describe(), records, invalid, engine, [r for _, r in procs], seconds,
-                        out_dir / "dlq.jsonl" if out_dir is not None else None)
+    return ReplayResult(
+        source.describe(),
+        records,
+        invalid,
+        engine,
+        [r for _, r in procs],
+        seconds,
+        out_dir / "dlq.jsonl" if out_dir is not None else None,
+    )
 
 
 def csv_dlq(value: BadRow, source: str, line: int | None) -> dict[str, Any]:
@@ -179,8 +203,9 @@ def csv_dlq(value: BadRow, source: str, line: int | None) -> dict[str, Any]:
     return dlq_record(str(value), value.reason, source=source, offset=line)
 
 
-def trace_customers(source: Source, config: DetectorConfig, customers: Iterable[str],
-                    progress: bool = False) -> dict[str, Trace]:
+def trace_customers(
+    source: Source, config: DetectorConfig, customers: Iterable[str], progress: bool = False
+) -> dict[str, Trace]:
     """A second, cheap pass for customers chosen after the first one (e.g. those with false
     alerts): only records mentioning one of them go through a fresh processor."""
     want = set(customers)
@@ -192,7 +217,7 @@ def trace_customers(source: Source, config: DetectorConfig, customers: Iterable[
     out = Output()
     bar = Progress(source, progress, desc="trace")
     try:
-        for value, key, partition, offset in source.records(bar):
+        for value, key, _partition, _offset in source.records(bar):
             if isinstance(value, BadRow):
                 continue
             if key is not None:
@@ -209,4 +234,3 @@ def trace_customers(source: Source, config: DetectorConfig, customers: Iterable[
     finally:
         bar.close()
     return engine.traces
-

@@ -90,7 +90,9 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
             ev_base = evaluate(brun.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                grace_intervals=grace)
             matched_new = {a["alert_id"] for a in run.alerts} - {r["alert_id"] for r in ev.false_alert_ids}
-            matched_old = {a["alert_id"] for a in brun.alerts} - {r["alert_id"] for r in ev_base.false_alert_ids}
+            matched_old = {a["alert_id"] for a in brun.alerts} - {
+                r["alert_id"] for r in ev_base.false_alert_ids
+            }
         diff = diff_alerts(run.alerts, brun.alerts, matched_new, matched_old)
         diff["config"] = _fingerprinted(config_path, config)
         diff["baseline_config"] = _fingerprinted(baseline_path, baseline)
@@ -99,7 +101,9 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         summary["baseline"] = {"path": baseline_path, "fingerprint": baseline.fingerprint(),
                                "alerts": brun.counts(), "alerts_path": str(brun.alerts_path),
                                "evaluation": ev_base.headline() if ev_base is not None else None}
-        summary["diff"] = {k: len(diff[k]) for k in ("gained", "lost", "changed")} | {"unchanged": diff["unchanged"]}
+        summary["diff"] = {k: len(diff[k]) for k in ("gained", "lost", "changed")} | {
+            "unchanged": diff["unchanged"]
+        }
         summary["outputs"]["diff"] = str(out / "diff.json")
         summary["outputs"]["baseline_alerts"] = str(brun.alerts_path)
         outcome.diff, outcome.baseline_evaluation = diff, ev_base
@@ -131,7 +135,9 @@ def problem(outcome: ReplayOutcome) -> str | None:
                 f"(reasons in {s['outputs']['dlq']})")
     lab = s.get("labels")
     if lab and lab["labels"] and not lab["customers_in_data"]:
-        return f"none of the {lab['customers']:,} labelled customer(s) appears in the data; wrong labels file?"
+        return (
+            f"none of the {lab['customers']:,} labelled customer(s) appears in the data; wrong labels file?"
+        )
     return None
 
 
@@ -178,8 +184,11 @@ def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
     c = s["alerts"]
     sev = ", ".join(f"{k} {v:,}" for k, v in c["by_severity"].items()) or "none"
     cfg = s["config"]
-    echo(f"config {cfg['path'] or '(defaults)'} [{cfg['fingerprint']}]: {plural(c['opened_incidents'], 'incident')} "
-         f"opened ({sev}), {plural(c['alerts'], 'alert')} -> {s['outputs']['alerts']}")
+    echo(
+        f"config {cfg['path'] or '(defaults)'} [{cfg['fingerprint']}]: "
+        f"{plural(c['opened_incidents'], 'incident')} "
+        f"opened ({sev}), {plural(c['alerts'], 'alert')} -> {s['outputs']['alerts']}"
+    )
     if outcome.evaluation is not None:
         echo("")
         echo(outcome.evaluation.format_table())

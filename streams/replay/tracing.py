@@ -1,4 +1,6 @@
-"""Replay bookkeeping: :class:`ReplayEngine` (the live Engine plus counters) and per-customer :class:`Trace`s."""
+"""Replay bookkeeping: :class:`ReplayEngine` (the live Engine plus counters) and per-customer
+:class:`Trace`s."""
+
 from __future__ import annotations
 
 import math

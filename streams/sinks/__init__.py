@@ -89,7 +89,9 @@ def register_sinks(lookout: "Lookout") -> list[str]:
                 for e in batch:
                     alert = decode(e.value)
                     if alert is None:
-                        await dead_letter(e.value.decode("utf-8", "replace"), "not a Lookout alert", "webhook")
+                        await dead_letter(
+                            e.value.decode("utf-8", "replace"), "not a Lookout alert", "webhook"
+                        )
                     else:
                         alerts.append(alert)
                 await wh.deliver_all(alerts)

@@ -51,10 +51,13 @@ def labels_of(alert: dict[str, Any]) -> dict[str, str]:
 
 
 def dashboard_url(grafana_url: str, customer_id: str) -> str:
-    return f"{grafana_url.rstrip('/')}/d/{CUSTOMER_DASHBOARD}/lookout-customer?var-customer={quote(customer_id, safe='')}"
+    customer = quote(customer_id, safe="")
+    return f"{grafana_url.rstrip('/')}/d/{CUSTOMER_DASHBOARD}/lookout-customer?var-customer={customer}"
 
 
-def to_alertmanager(alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float) -> dict[str, Any]:
+def to_alertmanager(
+    alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float
+) -> dict[str, Any]:
     """One Lookout alert -> one Alertmanager v2 ``postableAlert``."""
     started = parse_ts(alert["started_at"])
     if alert["status"] == "resolved":
@@ -123,7 +126,9 @@ class AlertmanagerSink:
         if previous is not None and labels_of(previous) != labels_of(alert):
             # escalation changed the label set: end the alert under its old labels
             ended = dict(previous, status="resolved", resolved_at=alert["event_ts"])
-            payload.append(to_alertmanager(ended, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s))
+            payload.append(
+                to_alertmanager(ended, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
+            )
         if alert["status"] == "firing":
             current[aid] = alert
         else:
@@ -145,7 +150,9 @@ class AlertmanagerSink:
             for alerts in list(self.open.values()) for a in alerts.values()
         ]
         pending, self._unsent_resolutions = self._unsent_resolutions, []
-        payload += [to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s) for a in pending]
+        payload += [
+            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s) for a in pending
+        ]
         if payload and not await self._post(payload):
             self._unsent_resolutions.extend(pending)
         return len(payload)
@@ -165,5 +172,7 @@ class AlertmanagerSink:
             ok = False
         if self.metrics is not None:
             self.metrics.sink_request_seconds.labels("alertmanager").observe(time.perf_counter() - t0)
-            self.metrics.sink_deliveries.labels("alertmanager", "delivered" if ok else "failed").inc(len(payload))
+            self.metrics.sink_deliveries.labels("alertmanager", "delivered" if ok else "failed").inc(
+                len(payload)
+            )
         return ok

@@ -145,13 +145,19 @@ class WebhookSink:
                     raise
                 except Exception as exc:  # never let one alert kill the lane, nor vanish
                     log.exception("webhook delivery crashed: %s", exc)
-                    result = await self._dead_letter(d.alert, f"delivery crashed: {type(exc).__name__}: {exc}")
+                    result = await self._dead_letter(
+                        d.alert, f"delivery crashed: {type(exc).__name__}: {exc}"
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # not even dead-lettered: the caller must not acknowledge it
                 error = exc.__cause__ if isinstance(exc, _DeadLetterFailed) and exc.__cause__ else exc
-                log.error("webhook could not dead-letter %s: %s: %s", _key_or_type(d.alert),
-                          type(error).__name__, error)
+                log.error(
+                    "webhook could not dead-letter %s: %s: %s",
+                    _key_or_type(d.alert),
+                    type(error).__name__,
+                    error,
+                )
             finally:
                 self._slots.release()
                 self._gauge()

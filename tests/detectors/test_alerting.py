@@ -7,7 +7,6 @@ import pytest
 from detectors import DetectorConfig, Engine, parse_event
 from detectors.alerting import Finding, Tracker, alert_id, diagnose, passes_gates, severity_for, step
 from detectors.config import AlertingConfig, SignalConfig
-
 from detectors.univariate import Assessment
 
 STEP = 300
@@ -136,7 +135,9 @@ def test_small_counts_do_not_alert_but_a_big_rate_jump_at_volume_does():
     assert passes_gates("error_5xx", many, 1_000_000, sc)
 
 
-@pytest.mark.parametrize("value, expected, ok", [(2100, 1000, True), (1900, 1000, False), (450, 1000, True), (600, 1000, False)])
+@pytest.mark.parametrize(
+    "value, expected, ok", [(2100, 1000, True), (1900, 1000, False), (450, 1000, True), (600, 1000, False)]
+)
 def test_volume_gate_is_symmetric_on_a_log_scale(value, expected, ok):
     a = Assessment(1.0, value, expected, 0, 0)
     assert passes_gates("requests", a, value, SignalConfig(min_rel_change=1.0, min_requests=20)) is ok
@@ -152,7 +153,9 @@ def test_severity_depends_on_magnitude_and_customer_size():
     assert severity_for([g], 50_000, cfg) == "critical"  # major customer: one step up
 
 
-@pytest.mark.parametrize("code, words", [("522", "unreachable"), ("525", "TLS"), ("526", "certificate"), ("521", "refused")])
+@pytest.mark.parametrize(
+    "code, words", [("522", "unreachable"), ("525", "TLS"), ("526", "certificate"), ("521", "refused")]
+)
 def test_diagnosis_names_the_dominant_origin_code(code, words):
     e = ev(0, 1000, 400, {code: 350, "502": 50})
     assert words in diagnose({"origin_errors"}, e, {})
@@ -167,7 +170,10 @@ def test_diagnosis_for_cache_and_traffic():
 def test_tracker_needs_n_of_m():
     cfg = AlertingConfig(open_n=2, open_m=3, recovery_intervals=2)
     tr = Tracker()
-    f = lambda ts: [Finding("latency_p99", ts, Assessment(1.0, 900.0, 200.0, 150.0, 260.0))]
+
+    def f(ts):
+        return [Finding("latency_p99", ts, Assessment(1.0, 900.0, 200.0, 150.0, 260.0))]
+
     pattern = [True, False, False, True, False, True, True, False, False]
     out = []
     for k, bad in enumerate(pattern):
@@ -201,8 +207,16 @@ def test_firing_and_resolved_name_the_same_primary_signal():
     events = []
     for k in range(6):  # origin outage, then a latency rise joins while it is open
         e = outage(n + k, rnd)
-        events.append(ev(e.ts, e.requests, e.status_5xx, dict(e.origin_errors), p99=200.0 if k < 3 else 2000.0,
-                         s4=e.status_4xx))
+        events.append(
+            ev(
+                e.ts,
+                e.requests,
+                e.status_5xx,
+                dict(e.origin_errors),
+                p99=200.0 if k < 3 else 2000.0,
+                s4=e.status_4xx,
+            )
+        )
     events += [normal(n + 6 + k, rnd) for k in range(4)]
     alerts = run(eng, events)
     assert alerts[0]["status"] == "firing" and alerts[-1]["status"] == "resolved"

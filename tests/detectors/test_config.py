@@ -16,21 +16,42 @@ def problems(tmp_path, text, name="cfg.yaml"):
     return str(info.value)
 
 
-@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "a list"), ("just a string\n", "a string"), ("42\n", "int")])
+@pytest.mark.parametrize(
+    "text, kind", [("- a\n- b\n", "a list"), ("just a string\n", "a string"), ("42\n", "int")]
+)
 def test_a_file_that_is_not_a_mapping_says_so(tmp_path, text, kind):
     msg = problems(tmp_path, text)
-    assert msg == f"{tmp_path / 'cfg.yaml'}: the config must be a mapping of sections (model, alerting, signals), got {kind}"
+    assert (
+        msg
+        == f"{tmp_path / 'cfg.yaml'}: the config must be a mapping of sections (model, alerting, signals), "
+        f"got {kind}"
+    )
 
 
-@pytest.mark.parametrize("text, line, expect", [
-    ("signals:\n  error_5xx:\n    threshold: 1.5\n", 3, "signals.error_5xx.threshold must be in (0, 1], got 1.5"),
-    ("model:\n  warmup_s: -5\n", 2, "model.warmup_s must be >= 0, got -5"),
-    ("alerting:\n  open_n: 5\n  open_m: 3\n", 2, "alerting.open_n (5) must not exceed alerting.open_m (3)"),
-    ("alerting:\n  warning_magnitude: 8\n", 2, "alerting.warning_magnitude (8) must not exceed alerting.critical_magnitude (4)"),
-    ("alerting:\n  open_n: many\n", 2, "alerting.open_n must be an integer, got 'many'"),
-    ("model:\n  weekly: 1\n", 2, "model.weekly must be true or false, got 1"),
-    ("model:\n  learn_threshold: .nan\n", 2, "model.learn_threshold must be in (0, 1], got nan"),
-])
+@pytest.mark.parametrize(
+    "text, line, expect",
+    [
+        (
+            "signals:\n  error_5xx:\n    threshold: 1.5\n",
+            3,
+            "signals.error_5xx.threshold must be in (0, 1], got 1.5",
+        ),
+        ("model:\n  warmup_s: -5\n", 2, "model.warmup_s must be >= 0, got -5"),
+        (
+            "alerting:\n  open_n: 5\n  open_m: 3\n",
+            2,
+            "alerting.open_n (5) must not exceed alerting.open_m (3)",
+        ),
+        (
+            "alerting:\n  warning_magnitude: 8\n",
+            2,
+            "alerting.warning_magnitude (8) must not exceed alerting.critical_magnitude (4)",
+        ),
+        ("alerting:\n  open_n: many\n", 2, "alerting.open_n must be an integer, got 'many'"),
+        ("model:\n  weekly: 1\n", 2, "model.weekly must be true or false, got 1"),
+        ("model:\n  learn_threshold: .nan\n", 2, "model.learn_threshold must be in (0, 1], got nan"),
+    ],
+)
 def test_out_of_range_and_inconsistent_values_are_rejected_with_their_line(tmp_path, text, line, expect):
     assert problems(tmp_path, text) == f"{tmp_path / 'cfg.yaml'}: line {line}: {expect}"
 
@@ -75,7 +96,9 @@ def test_the_example_config_is_valid():
 
 
 def test_configs_built_in_code_are_checked_too():
-    with pytest.raises(ConfigError, match=r"AlertingConfig.open_n \(4\) must not exceed AlertingConfig.open_m \(3\)"):
+    with pytest.raises(
+        ConfigError, match=r"AlertingConfig.open_n \(4\) must not exceed AlertingConfig.open_m \(3\)"
+    ):
         AlertingConfig(open_n=4)
     with pytest.raises(ConfigError, match=r"SignalConfig.min_events must be >= 0, got -1"):
         SignalConfig(min_events=-1)

@@ -81,7 +81,13 @@ def test_missing_fields_are_harmless(kind):
     det = make_detector(kind)
     for x, _ in stream(kind, days=1):
         det.learn_one(x)
-    for broken in ({}, {"ts": 5.0}, {"value": 1.0}, {"ts": None, "value": None}, {"ts": 1e9, "value": float("nan")}):
+    for broken in (
+        {},
+        {"ts": 5.0},
+        {"value": 1.0},
+        {"ts": None, "value": None},
+        {"ts": 1e9, "value": float("nan")},
+    ):
         assert det.score_one(broken) == 0.0
         det.learn_one(broken)
     assert 0.0 <= det.score_one(next(stream(kind))[0]) <= 1.0
@@ -125,7 +131,7 @@ def test_labelled_stream_beats_chance_by_a_wide_margin(kind):
 def test_ordinary_points_do_not_saturate(kind):
     det = make_detector(kind)
     top = []
-    for x, bad in stream(kind, anomaly_every=10**9):
+    for x, _bad in stream(kind, anomaly_every=10**9):
         if det.warm:
             top.append(det.score_one(x))
         det.learn_one(x)

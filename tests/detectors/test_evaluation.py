@@ -1,12 +1,11 @@
 """Labelled evaluation: matching alerts to labels, precision, TTD, breakdowns."""
 import json
+from typing import NamedTuple
 
 import pytest
 
 from detectors.evaluation import WEEK_S, evaluate, metric_deltas, quantile
 from detectors.events import format_ts
-from typing import NamedTuple
-
 
 
 class Incident(NamedTuple):  # same shape as detectors.synthetic.Incident
@@ -94,11 +93,17 @@ def test_false_alerts_per_customer_week_and_size_deciles():
     labels = [lab("c10", T0, T0 + 3600, "latency"), lab("c11", T0, T0 + 3600, "traffic_drop")]
     e = evaluate(alerts, labels, customers=customers, span_s=2 * WEEK_S, interval_s=IV)
     assert e.false_alerts == 3 and e.false_per_customer_week == pytest.approx(3 / 40)
-    assert e.recall == 0.5 and e.by_kind["latency"]["recall"] == 1.0 and e.by_kind["traffic_drop"]["recall"] == 0.0
+    assert (
+        e.recall == 0.5
+        and e.by_kind["latency"]["recall"] == 1.0
+        and e.by_kind["traffic_drop"]["recall"] == 0.0
+    )
     deciles = {d["decile"]: d for d in e.by_size_decile}
     assert len(deciles) == 10 and all(d["customers"] == 2 for d in deciles.values())
     assert deciles["D1"]["false_alerts"] == 1 and deciles["D1"]["size_min"] == 1.0
-    assert deciles["D10"]["false_alerts"] == 2 and deciles["D10"]["false_per_customer_week"] == pytest.approx(0.5)
+    assert deciles["D10"]["false_alerts"] == 2 and deciles["D10"]["false_per_customer_week"] == pytest.approx(
+        0.5
+    )
     assert deciles["D6"]["labels"] == 2 and deciles["D6"]["recall"] == 0.5
     text = e.format_table()
     assert "D10" in text and "traffic_drop" in text
@@ -107,15 +112,20 @@ def test_false_alerts_per_customer_week_and_size_deciles():
 
 
 def test_few_customers_and_unknown_customers():
-    e = evaluate([fire("x", "zz", T0)], [], customers={"a": 1.0, "b": 2.0, "c": 3.0}, span_s=WEEK_S, interval_s=IV)
+    e = evaluate(
+        [fire("x", "zz", T0)], [], customers={"a": 1.0, "b": 2.0, "c": 3.0}, span_s=WEEK_S, interval_s=IV
+    )
     names = [d["decile"] for d in e.by_size_decile]
     assert names[-1] == "unsized" and len(names) == 4
     assert e.false_per_customer_week == pytest.approx(1 / 3)
 
 
 def test_labels_as_mappings_and_interval_from_alerts():
-    e = evaluate([fire("x", "a", T0 + 2 * IV)], [{"customer_id": "a", "start": format_ts(T0), "end": T0 + 3600}],
-                 span_s=WEEK_S)
+    e = evaluate(
+        [fire("x", "a", T0 + 2 * IV)],
+        [{"customer_id": "a", "start": format_ts(T0), "end": T0 + 3600}],
+        span_s=WEEK_S,
+    )
     assert e.interval_s == IV and e.ttd == [3.0] and e.n_customers == 1 and e.labels[0].kind == "unknown"
 
 

@@ -42,9 +42,17 @@ def result():
     first = {}
     for a in alerts:
         first.setdefault(a["alert_id"], a)
-    cold = [f for f in ev.false_alert_ids if parse_ts(first[f["alert_id"]]["started_at"]) < sim.start + COLD_S]
-    return {"ev": ev, "sizes": sizes, "cold": len(cold), "cold_cw": len(sizes) * COLD_S / WEEK_S,
-            "late": ev.false_alerts - len(cold), "late_cw": len(sizes) * (span - COLD_S) / WEEK_S}
+    cold = [
+        f for f in ev.false_alert_ids if parse_ts(first[f["alert_id"]]["started_at"]) < sim.start + COLD_S
+    ]
+    return {
+        "ev": ev,
+        "sizes": sizes,
+        "cold": len(cold),
+        "cold_cw": len(sizes) * COLD_S / WEEK_S,
+        "late": ev.false_alerts - len(cold),
+        "late_cw": len(sizes) * (span - COLD_S) / WEEK_S,
+    }
 
 
 def _labels(result, lo=0.0, hi=float("inf")):

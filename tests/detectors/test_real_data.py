@@ -56,8 +56,13 @@ def series():
     bad = set()
     for a, b in WATER_ANOMALIES:
         bad.update(range(a, b + 1 + AFTER_ANOMALY_ROWS))
-    yield "water_flow", [(datetime.fromisoformat(r["Time"]).timestamp(), float(r["Water flow [l/s]"]), i not in bad)
-                         for i, r in enumerate(rows)]
+    yield (
+        "water_flow",
+        [
+            (datetime.fromisoformat(r["Time"]).timestamp(), float(r["Water flow [l/s]"]), i not in bad)
+            for i, r in enumerate(rows)
+        ],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,9 @@ def test_disabled_signals_get_no_model():
     eng = Engine(cfg)
     eng.process(parse_event(EVENT))
     assert "bytes" not in eng.customers["c1"].models
-    assert "bytes" not in build_models(cfg.model, {"requests"}) and "requests" in build_models(cfg.model, {"requests"})
+    assert "bytes" not in build_models(cfg.model, {"requests"}) and "requests" in build_models(
+        cfg.model, {"requests"}
+    )
 
 
 def test_absent_fields_give_no_input():

@@ -12,8 +12,16 @@ import pytest
 from detectors import DetectorConfig, Engine, make_detector, parse_event
 from detectors.alerting import Finding, Incident, Tracker
 from detectors.signals import SIGNALS, build_models
-from detectors.state import (FILE_MAGIC, FORMAT_VERSION, RECORD_MAGIC, StateError, model_state, set_model_state,
-                             tracker_from_state, tracker_state)
+from detectors.state import (
+    FILE_MAGIC,
+    FORMAT_VERSION,
+    RECORD_MAGIC,
+    StateError,
+    model_state,
+    set_model_state,
+    tracker_from_state,
+    tracker_state,
+)
 from detectors.synthetic import SimConfig, simulate
 from detectors.univariate import Assessment
 
@@ -34,7 +42,9 @@ def random_stream(kind, seed, n):
         spike = 8.0 if rnd.random() < 0.01 else 1.0
         if kind == "ratio":
             den = rnd.choice([0, 3, 40, 5000, 200000]) if rnd.random() < 0.1 else int(3000 * daily)
-            num = min(den, int(rnd.gauss(den * 0.01 * shift * spike, math.sqrt(den * 0.01 + 1)))) if den else 0
+            num = (
+                min(den, int(rnd.gauss(den * 0.01 * shift * spike, math.sqrt(den * 0.01 + 1)))) if den else 0
+            )
             yield ts, float(max(num, 0)), float(den)
         else:
             base = {"volume": 2000.0, "latency": 250.0, "generic": 50.0}.get(kind, 500.0)
@@ -66,7 +76,9 @@ def all_models():
     for cfg_name, cfg in (("default", DetectorConfig()),
                           ("no-weekly", DetectorConfig().with_overrides({"model.weekly": False}))):
         for sig, kind in ((name, s.kind) for name, s in SIGNALS.items()):
-            out.append((f"build_models:{cfg_name}:{sig}", lambda c=cfg, s=sig: build_models(c.model)[s], kind))
+            out.append(
+                (f"build_models:{cfg_name}:{sig}", lambda c=cfg, s=sig: build_models(c.model)[s], kind)
+            )
     return out
 
 
@@ -151,7 +163,10 @@ def test_tracker_with_open_incident_round_trips():
 
 def test_dirty_customers_are_those_changed_since_the_last_call():
     eng = Engine()
-    ev = lambda c, ts: parse_event({"customer_id": c, "ts": ts, "requests": 10, "status_4xx": 0, "status_5xx": 0})
+
+    def ev(c, ts):
+        return parse_event({"customer_id": c, "ts": ts, "requests": 10, "status_4xx": 0, "status_5xx": 0})
+
     eng.process(ev("a", 0))
     eng.process(ev("b", 0))
     assert eng.pop_dirty() == {"a", "b"}
@@ -235,8 +250,9 @@ def test_a_truncated_file_loads_nothing(warm_engine):
             eng.load_all(blob[:cut])
     with pytest.raises(StateError, match="more customers"):
         eng.load_all(blob + msgpack.packb(["extra", []]))
-    with pytest.raises(StateError, match="incomplete entry|corrupt customer entry"):  # which depends on the bytes
-        eng.load_all(blob + blob[-len(blob) // 4:])
+    # which message depends on the bytes
+    with pytest.raises(StateError, match="incomplete entry|corrupt customer entry"):
+        eng.load_all(blob + blob[-len(blob) // 4 :])
     assert not eng.customers
     assert eng.load_all(blob) == len(warm_engine.customers)
 
@@ -289,7 +305,7 @@ def test_random_corruption_raises_state_error_and_nothing_else(warm_engine):
             if op < 0.6:
                 b[pos] = rnd.randrange(256)
             elif op < 0.8:
-                del b[pos:pos + rnd.randint(1, 50)]
+                del b[pos : pos + rnd.randint(1, 50)]
             else:
                 b[pos:pos] = rnd.randbytes(rnd.randint(1, 50))
         try:
@@ -300,24 +316,46 @@ def test_random_corruption_raises_state_error_and_nothing_else(warm_engine):
             loaded += 1
         except StateError:
             pass
-    for junk in (b"", b"LKSR", b"LKSF", b"LKSR\xc1", b"LKSF\x91\x01", RECORD_MAGIC + msgpack.packb({"a": 1}),
-                 RECORD_MAGIC + msgpack.packb([FORMAT_VERSION] + [[[]]] * 3000), b"\x00" * 100, "text"):
+    for junk in (
+        b"",
+        b"LKSR",
+        b"LKSF",
+        b"LKSR\xc1",
+        b"LKSF\x91\x01",
+        RECORD_MAGIC + msgpack.packb({"a": 1}),
+        RECORD_MAGIC + msgpack.packb([FORMAT_VERSION] + [[[]]] * 3000),
+        b"\x00" * 100,
+        "text",
+    ):
         with pytest.raises(StateError):
             eng.load_customer(cid, junk)
         with pytest.raises(StateError):
             eng.load_all(junk)
     # whatever loaded is usable: scoring it never crashes
     for c in list(eng.customers):
-        eng.process(parse_event({"customer_id": c, "ts": 4e9, "requests": 100, "status_4xx": 1, "status_5xx": 1}))
+        eng.process(
+            parse_event({"customer_id": c, "ts": 4e9, "requests": 100, "status_4xx": 1, "status_5xx": 1})
+        )
 
 
 def test_the_state_is_plain_data():
     """Every value in a record is a msgpack primitive: no ext types, no maps, nothing to execute."""
     eng = Engine()
     for i in range(400):
-        eng.process(parse_event({"customer_id": "c", "ts": 300 * i, "requests": 1000 + i % 7,
-                                 "status_4xx": 3, "status_5xx": i % 2, "latency_p99_ms": 120.0,
-                                 "cache_hits": 800, "bytes_out": 10 ** 6}))
+        eng.process(
+            parse_event(
+                {
+                    "customer_id": "c",
+                    "ts": 300 * i,
+                    "requests": 1000 + i % 7,
+                    "status_4xx": 3,
+                    "status_5xx": i % 2,
+                    "latency_p99_ms": 120.0,
+                    "cache_hits": 800,
+                    "bytes_out": 10**6,
+                }
+            )
+        )
 
     def walk(v):
         if isinstance(v, list):

@@ -51,7 +51,9 @@ def test_different_seed_different_events():
 
 def test_a_customer_does_not_depend_on_how_many_others_are_simulated():
     few = [e for e in simulate(small(customers=2)).events()]
-    many = [e for e in simulate(small(customers=5)).events() if e["customer_id"] in ("cust-0001", "cust-0002")]
+    many = [
+        e for e in simulate(small(customers=5)).events() if e["customer_id"] in ("cust-0001", "cust-0002")
+    ]
     assert few == many
 
 
@@ -176,7 +178,7 @@ def test_ratios_are_in_realistic_ranges():
         for k in ("requests", "status_4xx", "status_5xx", "cache_hits"):
             a[k] += e[k]
         a["origin"] += sum(e.get("origin_errors", {}).values())
-    for cid, a in agg.items():
+    for a in agg.values():
         assert 0.00003 < a["status_5xx"] / a["requests"] < 0.04
         assert 0.005 < a["status_4xx"] / a["requests"] < 0.12
         assert 0.4 < a["cache_hits"] / a["requests"] < 0.995
@@ -201,7 +203,9 @@ def test_level_shifts_and_holidays_are_recorded_not_labelled():
 
 def test_labels_are_in_range_aligned_non_overlapping_and_after_warmup():
     for duration, warm in ((10 * DAY, 7 * DAY), (3 * DAY, 2 * DAY)):
-        cfg = SimConfig(customers=10, duration_s=duration, interval_s=300, seed=4, incidents=30, kinds=ALL_KINDS)
+        cfg = SimConfig(
+            customers=10, duration_s=duration, interval_s=300, seed=4, incidents=30, kinds=ALL_KINDS
+        )
         sim = simulate(cfg)
         assert warmup_seconds(cfg) == warm
         assert 20 <= len(sim.incidents) <= 30
@@ -251,8 +255,10 @@ def test_each_incident_kind_changes_its_signal_against_the_prior_day():
         events[e["customer_id"]].append(e)
     checked = defaultdict(int)
     for inc in sim.incidents:
-        prior_busy = any(o.customer_id == inc.customer_id and o.start < inc.end - DAY and inc.start - DAY < o.end
-                         for o in sim.incidents)
+        prior_busy = any(
+            o.customer_id == inc.customer_id and o.start < inc.end - DAY and inc.start - DAY < o.end
+            for o in sim.incidents
+        )
         if prior_busy:
             continue
         now = _window_stats(events, inc.customer_id, inc.start, inc.end)
@@ -347,8 +353,24 @@ def test_cli_writes_events_and_labels(tmp_path):
     from streams.commands.simulate import simulate as cmd
 
     out = tmp_path / "sim.jsonl"
-    res = CliRunner().invoke(cmd, ["--customers", "3", "--duration", "3d", "--interval", "600", "--incidents", "2",
-                                   "--seed", "5", "--out", str(out), "--quiet"])
+    res = CliRunner().invoke(
+        cmd,
+        [
+            "--customers",
+            "3",
+            "--duration",
+            "3d",
+            "--interval",
+            "600",
+            "--incidents",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = out.read_text().splitlines()
     assert len(lines) == 3 * 3 * 144
@@ -359,8 +381,26 @@ def test_cli_writes_events_and_labels(tmp_path):
     assert "1,296 events" in res.output and "2 incidents" in res.output and "sim.labels.jsonl" in res.output
     # the same options reproduce the same file
     out2 = tmp_path / "again.jsonl"
-    res2 = CliRunner().invoke(cmd, ["--customers", "3", "--duration", "3d", "--interval", "600", "--incidents", "2",
-                                    "--seed", "5", "--out", str(out2), "--labels-out", str(tmp_path / "l2.jsonl"), "-q"])
+    res2 = CliRunner().invoke(
+        cmd,
+        [
+            "--customers",
+            "3",
+            "--duration",
+            "3d",
+            "--interval",
+            "600",
+            "--incidents",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(out2),
+            "--labels-out",
+            str(tmp_path / "l2.jsonl"),
+            "-q",
+        ],
+    )
     assert res2.exit_code == 0, res2.output
     assert out2.read_text() == out.read_text()
     assert read_labels(tmp_path / "l2.jsonl") == labels
@@ -386,7 +426,9 @@ def test_cli_end_now_ends_at_the_current_interval(tmp_path):
     from streams.commands.simulate import simulate as cmd
 
     out = tmp_path / "now.jsonl"
-    res = CliRunner().invoke(cmd, ["--customers", "1", "--duration", "2h", "--end-now", "--out", str(out), "-q"])
+    res = CliRunner().invoke(
+        cmd, ["--customers", "1", "--duration", "2h", "--end-now", "--out", str(out), "-q"]
+    )
     assert res.exit_code == 0, res.output
     last = parse_ts(json.loads(out.read_text().splitlines()[-1])["ts"])
     now = time.time()

@@ -40,7 +40,18 @@ def send(bootstrap, topic, items, timestamp_ms=None):
 
 
 def tail(bootstrap, topic, *args, **popen):
-    cmd = [sys.executable, "-m", "streams.cli", "alerts", "tail", "--bootstrap", bootstrap, "--topic", topic, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "alerts",
+        "tail",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        *args,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"}, **popen)
 
@@ -53,7 +64,9 @@ def test_since_customer_and_json(kafka_bootstrap, kafka_topics, alerts):
 
     out, err = tail(kafka_bootstrap, topic, "--since", "2h", "--no-follow", "--json").communicate(timeout=60)
     got = [json.loads(line) for line in out.splitlines()]
-    assert sorted(a["alert_id"] + a["status"] for a in got) == sorted(a["alert_id"] + a["status"] for a in new), err
+    assert sorted(a["alert_id"] + a["status"] for a in got) == sorted(
+        a["alert_id"] + a["status"] for a in new
+    ), err
 
     who = new[0]["customer_id"]
     out, err = tail(kafka_bootstrap, topic, "--since", "1d", "--no-follow", "--json", "--customer", who
@@ -80,6 +93,8 @@ def test_follows_new_alerts_readably_and_ctrl_c_exits_0(kafka_bootstrap, kafka_t
     assert lines[0].startswith(f"{when}  FIRING    {firing['customer_id']}")
     assert firing["severity"] in lines[0] and "vs expected" in lines[0]
     assert lines[1].strip() == f"-> {firing['diagnosis']}"
-    assert lines[2].startswith(resolved["event_ts"][5:16].replace("T", " ") + "  RESOLVED  " + resolved["customer_id"])
+    assert lines[2].startswith(
+        resolved["event_ts"][5:16].replace("T", " ") + "  RESOLVED  " + resolved["customer_id"]
+    )
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "\x1b[" not in "".join(lines) + rest

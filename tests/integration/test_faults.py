@@ -80,7 +80,7 @@ def test_sigkill_twice_and_restart_on_the_same_host_loses_repeats_and_adds_nothi
     n = produce(w.bootstrap, w.input_topic, messages)
     warming_after_restart = 0.0
     for kill_at in (0.3, 0.45):  # of the whole stream, counted by each process from its own start
-        wait_until(lambda: events_seen(w) >= kill_at * n, 180, f"{kill_at:.0%} of the events")
+        wait_until(lambda kill_at=kill_at: events_seen(w) >= kill_at * n, 180, f"{kill_at:.0%} of the events")
         wait_until_durably_warm(w)
         if kill_at != 0.3:
             warming_after_restart += w.metric("lookout_events_total", outcome="warming")
@@ -205,7 +205,9 @@ def test_hostile_messages_never_stop_the_stream_and_all_reach_the_dlq(start_work
     rng = random.Random(1)
     mixed = [(k, v) for k, v in messages]
     for key, value, _kind in bad:  # hostile messages land anywhere in the stream, on any partition
-        mixed.insert(rng.randrange(len(mixed) + 1), (key if key is not None else f"h{rng.randrange(100)}", value))
+        mixed.insert(
+            rng.randrange(len(mixed) + 1), (key if key is not None else f"h{rng.randrange(100)}", value)
+        )
     w = start_worker(LOOKOUT_PARTITIONS=PARTITIONS)
     n = produce(w.bootstrap, w.input_topic, mixed)
     w.wait_drained(PARTITIONS, timeout=240)

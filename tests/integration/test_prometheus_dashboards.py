@@ -98,20 +98,40 @@ def test_every_panel_query_returns_data_from_a_real_worker(services, start_worke
     # three days ending about now (shifted by whole weeks, so weekdays stay as simulated)
     week = 7 * 86400
     start = DEFAULT_START + (time.time() - 3 * 86400 - DEFAULT_START) // week * week
-    sim = simulate(SimConfig(customers=4, duration_s=3 * 86400, interval_s=300, seed=21, incidents=2, start=start,
-                             kinds=("origin_outage", "traffic_drop"), size_min=5000, tiny_fraction=0.0,
-                             level_shifts=False, holidays=False))
+    sim = simulate(
+        SimConfig(
+            customers=4,
+            duration_s=3 * 86400,
+            interval_s=300,
+            seed=21,
+            incidents=2,
+            start=start,
+            kinds=("origin_outage", "traffic_drop"),
+            size_min=5000,
+            tiny_fraction=0.0,
+            level_shifts=False,
+            holidays=False,
+        )
+    )
     last = max((i.to_json() for i in sim.incidents), key=lambda j: j["start"])
     # the last incident's customer stops reporting mid-incident, so its alert stays open
     events = [e for e in sim.events() if e["customer_id"] != last["customer_id"] or e["ts"] < last["end"]]
-    n = produce(worker.bootstrap, worker.input_topic, [(e["customer_id"], e) for e in events] + [("bad", b"{oops")])
+    n = produce(
+        worker.bootstrap, worker.input_topic, [(e["customer_id"], e) for e in events] + [("bad", b"{oops")]
+    )
     worker.wait_for_events(n, timeout=90)
     wait_until("Prometheus to see every event and an open alert",
                lambda: scalar(prom, "sum(lookout_events_total)") >= n
                and query(prom, "lookout_customer_alert_score"), 30, worker.log_tail)
     for sink in ("alertmanager", "webhook"):
-        wait_until(f"the {sink} sink to deliver", lambda: scalar(
-            prom, f'sum(lookout_sink_deliveries_total{{sink="{sink}",result="delivered"}})') > 0, 30, worker.log_tail)
+        wait_until(
+            f"the {sink} sink to deliver",
+            lambda sink=sink: (
+                scalar(prom, f'sum(lookout_sink_deliveries_total{{sink="{sink}",result="delivered"}})') > 0
+            ),
+            30,
+            worker.log_tail,
+        )
     time.sleep(3)  # a few more scrapes inside every rate window
 
     customers = get_json(prom.url + "/api/v1/label/customer_id/values?"

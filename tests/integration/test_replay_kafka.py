@@ -6,8 +6,8 @@ from click.testing import CliRunner
 
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.simfiles import write_jsonl
 from streams.cli import cli
+from streams.simfiles import write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,10 @@ def test_kafka_source_time_range_dlq_and_no_group(kafka_bootstrap, kafka_topics,
     assert replay(tmp_path / "events.jsonl", "--out", tmp_path / "file", "--no-report", "-q").exit_code == 0
 
     def alert_set(p):
-        return {(a["alert_id"], a["status"]) for a in map(json.loads, (p / "alerts.jsonl").read_text().splitlines())}
+        return {
+            (a["alert_id"], a["status"])
+            for a in map(json.loads, (p / "alerts.jsonl").read_text().splitlines())
+        }
 
     assert alert_set(out) == alert_set(tmp_path / "file") and alert_set(out)
 

@@ -34,7 +34,9 @@ def test_replay_of_the_input_topic_matches_the_live_alerts(start_worker, tmp_pat
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["records"] == n and summary["invalid"] == 1
-    replayed = {(a["alert_id"], a["status"]) for a in map(json.loads, (out / "alerts.jsonl").read_text().splitlines())}
+    replayed = {
+        (a["alert_id"], a["status"]) for a in map(json.loads, (out / "alerts.jsonl").read_text().splitlines())
+    }
     assert replayed, "the simulation's incidents should produce alerts"
 
     # the worker publishes a batch's alerts right after counting it: allow a moment

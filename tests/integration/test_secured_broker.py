@@ -16,7 +16,6 @@ from streams.broker import BrokerError, KafkaAuthError, LocalBroker, create_topi
 from streams.kafka_security import kafka_python_kwargs
 from streams.settings import Settings
 from tests.conftest import START_TIMEOUT_S, free_ports
-
 from tests.tlsfiles import CLIENT_KEY_PASSWORD, make_tls_files
 
 from .conftest import WorkerProcess, produce, read_topic
@@ -134,8 +133,10 @@ def test_a_wrong_password_fails_fast_with_one_clear_line(sasl_broker, tmp_path, 
     assert res.returncode != 0
     assert took < FAIL_FAST_S
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith(f"Error: Kafka at {sasl_broker.bootstrap} rejected the connection (SASL_PLAINTEXT, "
-                           f"{mechanism} as user 'alice'): Authentication failed"), line
+    assert line.startswith(
+        f"Error: Kafka at {sasl_broker.bootstrap} rejected the connection (SASL_PLAINTEXT, "
+        f"{mechanism} as user 'alice'): Authentication failed"
+    ), line
     assert WRONG not in res.stdout + res.stderr and "Traceback" not in res.stderr
 
 
@@ -144,8 +145,19 @@ def test_password_from_a_file_works_and_the_cli_option_overrides_the_environment
     pw.write_text(PASSWORD + "\n")
     env = {"LOOKOUT_KAFKA_SASL_MECHANISM": "PLAIN", "LOOKOUT_KAFKA_SASL_USERNAME": "bob",
            "LOOKOUT_KAFKA_SASL_PASSWORD": ""}
-    res, _ = run_cli("topics", "create", "--bootstrap", sasl_broker.bootstrap, "--kafka-sasl-username", USER,
-                     "--kafka-sasl-mechanism", "scram-sha-512", "--kafka-sasl-password-file", str(pw), env=env)
+    res, _ = run_cli(
+        "topics",
+        "create",
+        "--bootstrap",
+        sasl_broker.bootstrap,
+        "--kafka-sasl-username",
+        USER,
+        "--kafka-sasl-mechanism",
+        "scram-sha-512",
+        "--kafka-sasl-password-file",
+        str(pw),
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     assert "request-metrics" in res.stdout
 
@@ -159,8 +171,13 @@ def tls_files(tmp_path_factory):
 def tls_env(tls, ca=None, client_cert: bool = True) -> dict[str, str]:
     env = {"LOOKOUT_KAFKA_SSL_CAFILE": str(ca or tls.ca)}
     if client_cert:
-        env.update({"LOOKOUT_KAFKA_SSL_CERTFILE": str(tls.client_cert), "LOOKOUT_KAFKA_SSL_KEYFILE": str(tls.client_key),
-                    "LOOKOUT_KAFKA_SSL_KEY_PASSWORD": CLIENT_KEY_PASSWORD})
+        env.update(
+            {
+                "LOOKOUT_KAFKA_SSL_CERTFILE": str(tls.client_cert),
+                "LOOKOUT_KAFKA_SSL_KEYFILE": str(tls.client_key),
+                "LOOKOUT_KAFKA_SSL_KEY_PASSWORD": CLIENT_KEY_PASSWORD,
+            }
+        )
     return env
 
 
@@ -184,8 +201,14 @@ def test_worker_over_mutual_tls_turns_an_incident_into_an_alert(tls_broker, tls_
     ("untrusted CA", "certificate verify failed"),
     ("no client certificate", "alert"),  # the broker's TLS alert: bad certificate / certificate required
 ])
-def test_tls_the_broker_does_not_accept_stops_the_worker_at_once(tls_broker, tls_files, tmp_path, case, expected):
-    env = tls_env(tls_files, ca=tls_files.other_ca) if case == "untrusted CA" else tls_env(tls_files, client_cert=False)
+def test_tls_the_broker_does_not_accept_stops_the_worker_at_once(
+    tls_broker, tls_files, tmp_path, case, expected
+):
+    env = (
+        tls_env(tls_files, ca=tls_files.other_ca)
+        if case == "untrusted CA"
+        else tls_env(tls_files, client_cert=False)
+    )
     env.update({"LOOKOUT_BOOTSTRAP": tls_broker.bootstrap, "LOOKOUT_DATA_DIR": str(tmp_path / "w"),
                 "LOOKOUT_WEB_PORT": str(free_ports(1)[0])})
     res, took = run_cli("worker", env=env)

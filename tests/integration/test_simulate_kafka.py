@@ -49,5 +49,8 @@ def test_simulate_produces_every_event_to_kafka(kafka_bootstrap, kafka_topics, t
         value = json.loads(msg.value)
         assert msg.key.decode() == value["customer_id"]
         parse_event(value)
-    key = lambda e: (e["customer_id"], e["ts"])  # noqa: E731
+
+    def key(e):
+        return e["customer_id"], e["ts"]
+
     assert sorted((json.loads(m.value) for m in got), key=key) == sorted(expected, key=key)

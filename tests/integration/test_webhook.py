@@ -29,7 +29,9 @@ def test_alerts_survive_a_webhook_outage_and_arrive_once_per_state(start_worker)
             time.sleep(0.5)
         assert hook.refused > 0, "the outage was not exercised"
         assert set(hook.accepted) == states
-        assert worker.metric("lookout_sink_deliveries_total", sink="webhook", result="delivered") >= len(states)
+        assert worker.metric("lookout_sink_deliveries_total", sink="webhook", result="delivered") >= len(
+            states
+        )
         assert worker.metric("lookout_sink_retries_total", sink="webhook") > 0
         assert "tok-123" not in worker.log_path.read_text()
     finally:

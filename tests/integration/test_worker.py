@@ -11,7 +11,10 @@ pytestmark = pytest.mark.integration
 BAD = [
     ("broken", b"{this is not json"),
     ("broken", {"customer_id": "x y", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0}),
-    ("broken", {"customer_id": "c9", "ts": "2026-01-05T00:00:00Z", "requests": 1, "status_4xx": 3, "status_5xx": 0}),
+    (
+        "broken",
+        {"customer_id": "c9", "ts": "2026-01-05T00:00:00Z", "requests": 1, "status_4xx": 3, "status_5xx": 0},
+    ),
 ]
 
 

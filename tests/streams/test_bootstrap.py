@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from detectors import Engine, parse_event
 from detectors.synthetic import SimConfig, simulate
-from streams.simfiles import write_jsonl
 from streams.cli import cli
+from streams.simfiles import write_jsonl
 
 DAY = 86400.0
 HISTORY_DAYS = 3
@@ -61,8 +61,18 @@ def test_saved_state_scores_the_next_day_like_the_engine_that_learned_it(history
 def test_the_commands_as_a_user_runs_them(history, tmp_path):
     d, _, _ = history
     state = tmp_path / "boot.lookout"
-    cmd = [sys.executable, "-m", "streams.cli", "replay", str(d / "history.jsonl"), "--out", str(tmp_path / "o"),
-           "--no-report", "--save-state", str(state)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "replay",
+        str(d / "history.jsonl"),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-report",
+        "--save-state",
+        str(state),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert p.returncode == 0, p.stderr
     (line,) = [ln for ln in p.stdout.splitlines() if ln.startswith("saved the learned state")]
@@ -72,6 +82,10 @@ def test_the_commands_as_a_user_runs_them(history, tmp_path):
     p = subprocess.run(bad, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert p.returncode == 1 and p.stderr.strip() == f"Error: --save-state {tmp_path / 'o'}: is a directory"
 
-    p = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--initial-state", str(tmp_path / "nope")],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--initial-state", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1 and "--initial-state" in p.stderr and "no such file" in p.stderr

@@ -46,7 +46,9 @@ def impostor():
     procs = []
 
     def spawn(props_path: str) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka", props_path])
+        p = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(120)", "kafka.Kafka", props_path]
+        )
         procs.append(p)
         return p
 
@@ -59,7 +61,11 @@ def impostor():
 # ----------------------------------------------------------------- rendering
 def test_properties_single_node_kraft_on_loopback(tmp_path):
     b = make_broker(tmp_path, port=29101, cport=29102)
-    props = dict(line.split("=", 1) for line in b.render_properties().splitlines() if "=" in line and not line.startswith("#"))
+    props = dict(
+        line.split("=", 1)
+        for line in b.render_properties().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:29102"
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:29101,CONTROLLER://127.0.0.1:29102"
@@ -99,7 +105,11 @@ def test_cluster_id_looks_like_kafka_uuid():
 # ------------------------------------------------------------ missing tools
 def test_missing_mvn_is_a_clear_one_line_error(tmp_path, monkeypatch):
     real_which = broker_mod.shutil.which
-    monkeypatch.setattr(broker_mod.shutil, "which", lambda name: None if name == "mvn" else real_which(name) or "/usr/bin/" + name)
+    monkeypatch.setattr(
+        broker_mod.shutil,
+        "which",
+        lambda name: None if name == "mvn" else real_which(name) or "/usr/bin/" + name,
+    )
     with pytest.raises(BrokerError) as exc:
         make_broker(tmp_path).ensure_jars()
     assert "Maven ('mvn') is not on PATH" in str(exc.value)
@@ -180,11 +190,16 @@ def test_stop_escalates_to_sigkill_for_its_own_broker(tmp_path):
     """A process that *is* ours (kafka.Kafka + our server.properties) but ignores SIGTERM."""
     b = make_broker(tmp_path)
     b.data_dir.mkdir(parents=True)
-    code = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
-    p = subprocess.Popen([sys.executable, "-c", code, "kafka.Kafka", str(b.properties_file)], stdout=subprocess.PIPE, text=True)
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(120)")
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "kafka.Kafka", str(b.properties_file)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout.readline().strip() == "ready"
-        b.pid_file.write_text(json.dumps({"pid": p.pid, "port": b.port, "controller_port": b.controller_port}))
+        b.pid_file.write_text(
+            json.dumps({"pid": p.pid, "port": b.port, "controller_port": b.controller_port})
+        )
         assert b.status().running and b.status().pid == p.pid
         t0 = time.monotonic()
         assert b.stop(timeout=1) == p.pid
@@ -198,7 +213,9 @@ def test_stop_escalates_to_sigkill_for_its_own_broker(tmp_path):
 
 def test_start_refuses_a_port_taken_by_something_else(tmp_path, listening_port):
     b = make_broker(tmp_path, port=listening_port, cport=free_port())
-    with pytest.raises(BrokerError, match=f"broker port {listening_port} is already in use by another process"):
+    with pytest.raises(
+        BrokerError, match=f"broker port {listening_port} is already in use by another process"
+    ):
         b.start(timeout=5)
     assert not b.pid_file.exists()
     assert "in use by another process" in b.status().note
@@ -249,7 +266,9 @@ def test_cli_error_is_one_line_without_traceback(tmp_path, listening_port):
 
 def test_cli_status_and_stop_when_not_running(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(broker_cli, ["status", "--data-dir", str(tmp_path / "d"), "--broker-port", str(free_port()), "--json"])
+    res = runner.invoke(
+        broker_cli, ["status", "--data-dir", str(tmp_path / "d"), "--broker-port", str(free_port()), "--json"]
+    )
     assert res.exit_code == 3
     assert json.loads(res.stdout)["running"] is False
     res = runner.invoke(broker_cli, ["stop", "--data-dir", str(tmp_path / "d")])

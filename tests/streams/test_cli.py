@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from detectors.synthetic import Incident, SimConfig, simulate
-from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
+from streams.simfiles import write_jsonl, write_labels
 from tests.conftest import free_ports
 
 
@@ -94,7 +94,10 @@ def test_simulate_kafka_is_a_deprecated_alias_of_bootstrap(tmp_path):
     res = lookout("simulate", "--kafka", "127.0.0.1:9", "--out", tmp_path / "x.jsonl")
     assert res.exit_code == 1
     assert "Warning: --kafka is deprecated; use --bootstrap" in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == "Error: give exactly one of --out FILE or --bootstrap HOST:PORT"
+    assert (
+        res.stderr.strip().splitlines()[-1]
+        == "Error: give exactly one of --out FILE or --bootstrap HOST:PORT"
+    )
 
 
 def test_broker_port_flags_match_the_demo(tmp_path):
@@ -112,8 +115,14 @@ def test_broker_port_flags_match_the_demo(tmp_path):
 
 def run_lookout(*args, **env):
     """``lookout ARGS`` as a separate process, the way a user runs it (stdout/stderr are not a TTY)."""
-    return subprocess.run([sys.executable, "-m", "streams.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("command", [["worker"], ["topics", "create"], ["alerts", "tail"]])
@@ -148,5 +157,7 @@ def test_csv_with_one_row_per_customer_warns_that_it_assumes_60_s(tmp_path):
                                     "a,2026-01-05T00:00:00Z,100,1,0\nb,2026-01-05T00:00:00Z,100,1,0\n")
     res = lookout("replay", tmp_path / "x.csv", "--out", tmp_path / "o", "--no-report")
     assert res.exit_code == 0, res.output
-    assert ("warning: no interval_s column and no customer with two rows to tell it from: every row counts as "
-            "60 s (add the column or --map interval_s=COLUMN)") in res.stdout.splitlines()
+    assert (
+        "warning: no interval_s column and no customer with two rows to tell it from: every row counts as "
+        "60 s (add the column or --map interval_s=COLUMN)"
+    ) in res.stdout.splitlines()

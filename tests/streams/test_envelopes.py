@@ -163,9 +163,8 @@ def test_crashes_mid_envelope_stream_lose_repeat_and_add_nothing():
     from collections import Counter
 
     from tests.streams.test_runtime import PARTITIONS as RT_PARTITIONS
-    from tests.streams.test_runtime import Log, Worker, alert_keys_on_topic
+    from tests.streams.test_runtime import Log, Worker, alert_keys_on_topic, replay, sim_events
     from tests.streams.test_runtime import partition_of as rt_partition_of
-    from tests.streams.test_runtime import replay, sim_events
 
     values = sim_events(seed=8)
     truth, truth_engine = replay(values)

@@ -107,7 +107,9 @@ def test_an_event_from_2099_is_parked_and_does_not_silence_its_customer():
     future = proc.handle(json.dumps(good(ts="2099-01-01T00:00:00Z")))
     later = proc.handle(json.dumps(good(ts=NOW - DAY)))
     assert first.dlq == [] and later.dlq == []
-    assert [d["kind"] for d in future.dlq] == ["future"] and "ahead of the wall clock" in future.dlq[0]["reason"]
+    assert [d["kind"] for d in future.dlq] == ["future"] and "ahead of the wall clock" in future.dlq[0][
+        "reason"
+    ]
     assert proc.engine.customers["cust-0001"].last_ts == NOW - DAY  # the later event was not a duplicate
     assert metrics.events.labels("duplicate")._value.get() == 0
     assert dlq_count(metrics, "future") == 1
@@ -142,7 +144,9 @@ def test_a_decoder_bug_is_one_dead_letter_and_is_logged_once(monkeypatch, caplog
 
     monkeypatch.setattr(processor_module, "decode_message", buggy)
     proc, metrics = processor()
-    records = [(None, json.dumps(good(ts=NOW - DAY + i * 300, boom=True)).encode(), "t", 0, i) for i in range(3)]
+    records = [
+        (None, json.dumps(good(ts=NOW - DAY + i * 300, boom=True)).encode(), "t", 0, i) for i in range(3)
+    ]
     records.insert(1, (None, json.dumps(good(cid="ok")).encode(), "t", 0, 99))
     with caplog.at_level(logging.ERROR, logger="lookout.processor"):
         out = proc.handle_many(records)
@@ -228,7 +232,13 @@ def check_decoded(result):
     assert CUSTOMER_ID_RE.match(result.customer_id) and result.customer_id.isascii()
     assert "\n" not in result.customer_id
     assert math.isfinite(result.ts) and 0 <= result.ts <= MAX_TS
-    for n in (result.requests, result.status_4xx, result.status_5xx, result.cache_hits or 0, result.bytes_out or 0):
+    for n in (
+        result.requests,
+        result.status_4xx,
+        result.status_5xx,
+        result.cache_hits or 0,
+        result.bytes_out or 0,
+    ):
         assert type(n) is int and 0 <= n <= MAX_COUNT
     assert result.status_4xx + result.status_5xx <= result.requests
     for v in (result.latency_p50_ms, result.latency_p99_ms):
@@ -289,8 +299,12 @@ def test_byte_mutations_of_valid_events_decode_to_an_event_or_invalid_event(ev, 
 
 
 @PROPERTY
-@given(valid_events(), st.sampled_from(["\n", "\u0661", "\uff10", "\uff41", " ", "\x00", "/"])
-       | st.characters().filter(lambda c: not re.fullmatch(r"[A-Za-z0-9._:-]", c, re.ASCII)), st.integers(0, 64))
+@given(
+    valid_events(),
+    st.sampled_from(["\n", "\u0661", "\uff10", "\uff41", " ", "\x00", "/"])
+    | st.characters().filter(lambda c: not re.fullmatch(r"[A-Za-z0-9._:-]", c, re.ASCII)),
+    st.integers(0, 64),
+)
 def test_a_customer_id_with_any_other_character_is_rejected(ev, ch, at):
     ev["customer_id"] = ev["customer_id"][:at] + ch + ev["customer_id"][at:]
     with pytest.raises(InvalidEvent, match="customer_id") as exc:
@@ -299,8 +313,11 @@ def test_a_customer_id_with_any_other_character_is_rejected(ev, ch, at):
 
 
 @PROPERTY
-@given(valid_events(), st.sampled_from(["522\n", "\u0665\u0662\u0662", "\uff15\uff12\uff12", " 522", "52", "5220"])
-       | st.text(max_size=5).filter(lambda s: not re.fullmatch(r"[0-9]{3}", s, re.ASCII)))
+@given(
+    valid_events(),
+    st.sampled_from(["522\n", "\u0665\u0662\u0662", "\uff15\uff12\uff12", " 522", "52", "5220"])
+    | st.text(max_size=5).filter(lambda s: not re.fullmatch(r"[0-9]{3}", s, re.ASCII)),
+)
 def test_an_origin_code_other_than_three_ascii_digits_is_rejected(ev, code):
     ev["origin_errors"] = {code: 0}
     with pytest.raises(InvalidEvent, match="3-digit") as exc:

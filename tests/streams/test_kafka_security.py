@@ -9,7 +9,13 @@ from click.testing import CliRunner
 
 from streams.broker import BrokerError, LocalBroker
 from streams.cli import cli
-from streams.kafka_security import aiokafka_kwargs, describe, faust_credentials, kafka_python_kwargs, ssl_context
+from streams.kafka_security import (
+    aiokafka_kwargs,
+    describe,
+    faust_credentials,
+    kafka_python_kwargs,
+    ssl_context,
+)
 from streams.settings import Settings, SettingsError
 from tests.tlsfiles import CLIENT_KEY_PASSWORD, make_tls_files
 
@@ -39,18 +45,38 @@ def test_a_tls_file_makes_the_protocol_ssl_and_sasl_on_top_makes_it_sasl_ssl(tls
     assert s.kafka_protocol == "SASL_SSL"
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"LOOKOUT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
-    ({"LOOKOUT_KAFKA_SASL_MECHANISM": "GSSAPI", "LOOKOUT_KAFKA_SASL_USERNAME": "a"}, "expected one of PLAIN"),
-    ({"LOOKOUT_KAFKA_SASL_MECHANISM": "PLAIN"}, "needs LOOKOUT_KAFKA_SASL_USERNAME"),
-    ({"LOOKOUT_KAFKA_SASL_MECHANISM": "PLAIN", "LOOKOUT_KAFKA_SASL_USERNAME": "a"},
-     "needs LOOKOUT_KAFKA_SASL_PASSWORD"),
-    ({"LOOKOUT_KAFKA_SASL_USERNAME": "a", "LOOKOUT_KAFKA_SASL_PASSWORD": "p"}, "needs LOOKOUT_KAFKA_SASL_MECHANISM"),
-    ({"LOOKOUT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "security protocol SASL_SSL needs LOOKOUT_KAFKA_SASL_MECHANISM"),
-    ({**SASL, "LOOKOUT_KAFKA_SECURITY_PROTOCOL": "SSL"}, "the security protocol is SSL: use SASL_PLAINTEXT or SASL_SSL"),
-    ({"LOOKOUT_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "cannot read /nonexistent/ca.pem"),
-    ({"LOOKOUT_KAFKA_SSL_KEY_PASSWORD": "x"}, "LOOKOUT_KAFKA_SSL_KEYFILE (--kafka-ssl-keyfile) is not"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"LOOKOUT_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        ),
+        (
+            {"LOOKOUT_KAFKA_SASL_MECHANISM": "GSSAPI", "LOOKOUT_KAFKA_SASL_USERNAME": "a"},
+            "expected one of PLAIN",
+        ),
+        ({"LOOKOUT_KAFKA_SASL_MECHANISM": "PLAIN"}, "needs LOOKOUT_KAFKA_SASL_USERNAME"),
+        (
+            {"LOOKOUT_KAFKA_SASL_MECHANISM": "PLAIN", "LOOKOUT_KAFKA_SASL_USERNAME": "a"},
+            "needs LOOKOUT_KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {"LOOKOUT_KAFKA_SASL_USERNAME": "a", "LOOKOUT_KAFKA_SASL_PASSWORD": "p"},
+            "needs LOOKOUT_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {"LOOKOUT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "security protocol SASL_SSL needs LOOKOUT_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {**SASL, "LOOKOUT_KAFKA_SECURITY_PROTOCOL": "SSL"},
+            "the security protocol is SSL: use SASL_PLAINTEXT or SASL_SSL",
+        ),
+        ({"LOOKOUT_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "cannot read /nonexistent/ca.pem"),
+        ({"LOOKOUT_KAFKA_SSL_KEY_PASSWORD": "x"}, "LOOKOUT_KAFKA_SSL_KEYFILE (--kafka-ssl-keyfile) is not"),
+    ],
+)
 def test_unusable_combinations_are_refused_with_a_message_naming_the_setting(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env(env)
@@ -111,8 +137,13 @@ def test_sasl_plaintext_reaches_kafka_python_and_faust():
         "sasl_plain_username": "alice", "sasl_plain_password": "pa55-word-xyz"}
     creds = faust_credentials(s)
     assert isinstance(creds, faust.SASLCredentials)
-    assert (creds.protocol.value, creds.mechanism.value, creds.username, creds.password, creds.ssl_context) == (
-        "SASL_PLAINTEXT", "SCRAM-SHA-512", "alice", "pa55-word-xyz", None)
+    assert (
+        creds.protocol.value,
+        creds.mechanism.value,
+        creds.username,
+        creds.password,
+        creds.ssl_context,
+    ) == ("SASL_PLAINTEXT", "SCRAM-SHA-512", "alice", "pa55-word-xyz", None)
     assert "pa55" not in repr(creds)
     # what Faust hands to aiokafka for its consumer, producer and admin client
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
@@ -152,8 +183,13 @@ def test_sasl_ssl_verifies_the_broker_against_the_given_ca(tls):
 
 
 def test_ssl_with_client_certificate_and_no_hostname_check(tls):
-    s = Settings(kafka_ssl_cafile=tls.ca, kafka_ssl_certfile=tls.client_cert, kafka_ssl_keyfile=tls.client_key,
-                 kafka_ssl_key_password=CLIENT_KEY_PASSWORD, kafka_ssl_check_hostname=False)
+    s = Settings(
+        kafka_ssl_cafile=tls.ca,
+        kafka_ssl_certfile=tls.client_cert,
+        kafka_ssl_keyfile=tls.client_key,
+        kafka_ssl_key_password=CLIENT_KEY_PASSWORD,
+        kafka_ssl_check_hostname=False,
+    )
     kw = kafka_python_kwargs(s)
     assert kw["security_protocol"] == "SSL" and "sasl_mechanism" not in kw
     assert kw["ssl_context"].check_hostname is False and kw["ssl_check_hostname"] is False
@@ -163,8 +199,12 @@ def test_ssl_with_client_certificate_and_no_hostname_check(tls):
 
 
 def test_a_wrong_key_password_or_a_file_that_is_not_pem_is_a_settings_error(tls, tmp_path):
-    s = Settings(kafka_ssl_cafile=tls.ca, kafka_ssl_certfile=tls.client_cert, kafka_ssl_keyfile=tls.client_key,
-                 kafka_ssl_key_password="wrong")
+    s = Settings(
+        kafka_ssl_cafile=tls.ca,
+        kafka_ssl_certfile=tls.client_cert,
+        kafka_ssl_keyfile=tls.client_key,
+        kafka_ssl_key_password="wrong",
+    )
     with pytest.raises(SettingsError, match="cannot load the client certificate") as exc:
         kafka_python_kwargs(s)
     assert "wrong" not in str(exc.value).replace("wrong key password", "")
@@ -223,10 +263,17 @@ def test_local_broker_with_sasl_settings_serves_a_sasl_listener(tmp_path):
 
 
 def test_local_broker_with_tls_settings_serves_tls_and_requires_client_certificates(tmp_path, tls):
-    s = Settings(kafka_ssl_cafile=tls.ca, kafka_ssl_certfile=tls.client_cert, kafka_ssl_keyfile=tls.client_key,
-                 kafka_ssl_key_password=CLIENT_KEY_PASSWORD, broker_ssl_certfile=tls.server_cert,
-                 broker_ssl_keyfile=tls.server_key, broker_port=29321, broker_controller_port=29322,
-                 broker_data_dir=tmp_path / "b")
+    s = Settings(
+        kafka_ssl_cafile=tls.ca,
+        kafka_ssl_certfile=tls.client_cert,
+        kafka_ssl_keyfile=tls.client_key,
+        kafka_ssl_key_password=CLIENT_KEY_PASSWORD,
+        broker_ssl_certfile=tls.server_cert,
+        broker_ssl_keyfile=tls.server_key,
+        broker_port=29321,
+        broker_controller_port=29322,
+        broker_data_dir=tmp_path / "b",
+    )
     b = LocalBroker(s)
     props = b.render_properties()
     assert "listeners=SSL://127.0.0.1:29321,CONTROLLER://127.0.0.1:29322" in props
@@ -239,7 +286,9 @@ def test_local_broker_with_tls_settings_serves_tls_and_requires_client_certifica
     assert b.keystore_file.stat().st_mode & 0o077 == 0
 
 
-def test_local_broker_refuses_tls_without_a_server_certificate_and_credentials_it_cannot_register(tmp_path, tls):
+def test_local_broker_refuses_tls_without_a_server_certificate_and_credentials_it_cannot_register(
+    tmp_path, tls
+):
     tls_broker = LocalBroker(Settings(kafka_ssl_cafile=tls.ca, broker_data_dir=tmp_path / "b"))
     assert not tls_broker.status().running  # status/stop work whatever the client settings say
     with pytest.raises(BrokerError, match="serving SSL needs a server certificate and key: set "

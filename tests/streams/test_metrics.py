@@ -15,17 +15,29 @@ CUSTOMER_METRICS = {"lookout_customer_alert_score", "lookout_customer_signal_obs
                     "lookout_customer_signal_expected"}
 
 
-def alert(status="firing", severity="warning", cid="acme", signals=("error_5xx", "origin_errors"), notification=1):
+def alert(
+    status="firing", severity="warning", cid="acme", signals=("error_5xx", "origin_errors"), notification=1
+):
     return {
-        "alert_id": "a1", "status": status, "customer_id": cid, "signal": signals[0], "severity": severity,
+        "alert_id": "a1",
+        "status": status,
+        "customer_id": cid,
+        "signal": signals[0],
+        "severity": severity,
         "notification": notification,
-        "details": {s: {"observed": 0.2, "expected": 0.001, "score": 0.99999, "unit": "ratio"} for s in signals},
+        "details": {
+            s: {"observed": 0.2, "expected": 0.001, "score": 0.99999, "unit": "ratio"} for s in signals
+        },
     }
 
 
 def samples(reg, name):
-    return {tuple(sorted(s.labels.items())): s.value
-            for fam in reg.collect() for s in fam.samples if s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for fam in reg.collect()
+        for s in fam.samples
+        if s.name == name
+    }
 
 
 def test_names_are_lookout_prefixed_in_base_units_and_labels_never_name_a_customer_except_open_incidents():
@@ -51,9 +63,15 @@ def test_known_label_sets_start_at_zero_so_rate_sees_the_first_increment():
         (("kind", "contract"), ("topic", "request-metrics-dlq")): 0.0,
         (("kind", "undecodable"), ("topic", "request-metrics-dlq")): 0.0,
     }
-    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_deliveries_total")} == {"alertmanager", "webhook"}
+    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_deliveries_total")} == {
+        "alertmanager",
+        "webhook",
+    }
     assert samples(reg, "lookout_sink_queue_alerts") == {(("sink", "webhook"),): 0.0}
-    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_request_seconds_count")} == {"alertmanager", "webhook"}
+    assert {dict(k)["sink"] for k in samples(reg, "lookout_sink_request_seconds_count")} == {
+        "alertmanager",
+        "webhook",
+    }
 
 
 def test_customer_series_exist_exactly_while_the_incident_is_open():
@@ -65,14 +83,19 @@ def test_customer_series_exist_exactly_while_the_incident_is_open():
         (("customer_id", "acme"), ("severity", "warning"), ("signal", "error_5xx")): 0.99999,
         (("customer_id", "acme"), ("severity", "warning"), ("signal", "origin_errors")): 0.99999,
     }
-    assert samples(reg, "lookout_customer_signal_observed")[
-        (("customer_id", "acme"), ("signal", "error_5xx"), ("unit", "ratio"))] == 0.2
+    assert (
+        samples(reg, "lookout_customer_signal_observed")[
+            (("customer_id", "acme"), ("signal", "error_5xx"), ("unit", "ratio"))
+        ]
+        == 0.2
+    )
     assert len(samples(reg, "lookout_customer_signal_expected")) == 2
 
     # escalation: the series move to the new severity and signal set, nothing stale is left
     m.observe_alert(alert(severity="critical", signals=("origin_errors",), notification=2))
     assert list(samples(reg, "lookout_customer_alert_score")) == [
-        (("customer_id", "acme"), ("severity", "critical"), ("signal", "origin_errors"))]
+        (("customer_id", "acme"), ("severity", "critical"), ("signal", "origin_errors"))
+    ]
     assert len(samples(reg, "lookout_customer_signal_observed")) == 1
 
     # another customer is independent
@@ -127,8 +150,15 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
 
     lk = create_app(Settings.from_env({}, data_dir=tmp_path / "a"))
     assert lk.sinks == []
-    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "b", alertmanager_url="http://127.0.0.1:9",
-                                      webhook_url="http://127.0.0.1:9/hook", webhook_token="s3cret"))
+    lk = create_app(
+        Settings.from_env(
+            {},
+            data_dir=tmp_path / "b",
+            alertmanager_url="http://127.0.0.1:9",
+            webhook_url="http://127.0.0.1:9/hook",
+            webhook_token="s3cret",
+        )
+    )
     assert lk.sinks == ["alertmanager", "webhook"]
     assert set(lk.app.agents) >= {"lookout.detect", "lookout.sink.alertmanager", "lookout.sink.webhook"}
     dlq = samples(lk.registry, "lookout_dlq_messages_total")
@@ -136,10 +166,16 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
     assert "s3cret" not in generate_latest(lk.registry).decode()
 
 
-@pytest.mark.parametrize("value, kind", [
-    (b"\xff\xfe", "undecodable"), (b'{"customer_id": "c1"', "undecodable"), (None, "undecodable"),
-    (b"[1, 2]", "contract"), (b'{"customer_id": "c1", "ts": 0, "requests": 1}', "contract"),
-])
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        (b"\xff\xfe", "undecodable"),
+        (b'{"customer_id": "c1"', "undecodable"),
+        (None, "undecodable"),
+        (b"[1, 2]", "contract"),
+        (b'{"customer_id": "c1", "ts": 0, "requests": 1}', "contract"),
+    ],
+)
 def test_dead_letters_are_counted_by_what_went_wrong(value, kind):
     from detectors.engine import Engine
     from streams.processor import Processor

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from detectors.config import DetectorConfig, dump_config
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
 from streams.processor import Processor
 from streams.replay import CsvSource, JsonlSource, SourceError, diff_alerts, open_source, run_replay
+from streams.simfiles import write_jsonl, write_labels
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +57,35 @@ def test_replay_matches_the_processor_path_and_parks_bad_lines(sim_files, tmp_pa
     assert alerts == want and any(a["status"] == "firing" for a in alerts)
     dlq = [json.loads(x) for x in (out / "dlq.jsonl").read_text().splitlines()]
     assert [x["line"] for x in dlq] == [10, 20, 30]
-    assert "invalid JSON" in dlq[0]["reason"] and "exceeds requests" in dlq[1]["reason"] and dlq[0]["raw"] == "{not json"
+    assert (
+        "invalid JSON" in dlq[0]["reason"]
+        and "exceeds requests" in dlq[1]["reason"]
+        and dlq[0]["raw"] == "{not json"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["invalid"] == 3 and summary["records"] == len(events) + 3 and summary["customers"] == 6
     assert summary["source"]["gzip"] is True and summary["source"]["blank_lines"] == 1
     ev = summary["evaluation"]
-    assert ev["labels"] == len(sim.incidents) and 0 <= ev["recall"] <= 1 and ev["by_kind"] and ev["by_size_decile"]
+    assert (
+        ev["labels"] == len(sim.incidents)
+        and 0 <= ev["recall"] <= 1
+        and ev["by_kind"]
+        and ev["by_size_decile"]
+    )
 
 
 def test_json_output_and_text_summary(sim_files, tmp_path):
     d, _, _ = sim_files
-    res = run(d / "sim.jsonl", "--out", tmp_path / "o", "--labels", d / "labels.jsonl", "--json", "--no-report", "-q")
+    res = run(
+        d / "sim.jsonl",
+        "--out",
+        tmp_path / "o",
+        "--labels",
+        d / "labels.jsonl",
+        "--json",
+        "--no-report",
+        "-q",
+    )
     assert res.exit_code == 0
     data = json.loads(res.output)
     assert data["evaluation"]["recall"] is not None and data["alerts"]["opened_incidents"] >= 1
@@ -88,8 +106,17 @@ def test_csv_with_column_mapping(sim_files, tmp_path):
     rows.insert(7, "cust-0001,too,few")
     src = tmp_path / "export.csv"
     src.write_text("\n".join(rows) + "\n")
-    res = run(src, "--map", "customer_id=account,ts=time", "--map", "requests=req_count", "--out", tmp_path / "o",
-              "--no-report", "-q")
+    res = run(
+        src,
+        "--map",
+        "customer_id=account,ts=time",
+        "--map",
+        "requests=req_count",
+        "--out",
+        tmp_path / "o",
+        "--no-report",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["records"] == 3002 and summary["invalid"] == 2 and summary["customers"] == 6
@@ -151,14 +178,37 @@ def test_diff_against_baseline(sim_files, tmp_path):
     base = DetectorConfig()
     dump_config(base, old)
     # a much more sensitive config: surely different incidents
-    dump_config(base.with_overrides({"alerting.open_n": 1, "alerting.recovery_intervals": 6,
-                                     "signals.requests.threshold": 0.9, "signals.requests.min_rel_change": 0.05,
-                                     "signals.latency_p99.threshold": 0.9, "signals.latency_p99.min_abs_change": 1.0,
-                                     "signals.latency_p99.min_rel_change": 0.05}), new)
+    dump_config(
+        base.with_overrides(
+            {
+                "alerting.open_n": 1,
+                "alerting.recovery_intervals": 6,
+                "signals.requests.threshold": 0.9,
+                "signals.requests.min_rel_change": 0.05,
+                "signals.latency_p99.threshold": 0.9,
+                "signals.latency_p99.min_abs_change": 1.0,
+                "signals.latency_p99.min_rel_change": 0.05,
+            }
+        ),
+        new,
+    )
     out = tmp_path / "o"
-    res = CliRunner().invoke(cli, ["replay", str(d / "sim.jsonl"), "--config", str(new), "--baseline",
-                                                   str(old), "--labels", str(d / "labels.jsonl"), "--out", str(out),
-                                                   "--no-report"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(d / "sim.jsonl"),
+            "--config",
+            str(new),
+            "--baseline",
+            str(old),
+            "--labels",
+            str(d / "labels.jsonl"),
+            "--out",
+            str(out),
+            "--no-report",
+        ],
+    )
     assert res.exit_code == 0, res.output
     diff = json.loads((out / "diff.json").read_text())
     assert diff["gained"] and diff["counts"]["new"] > diff["counts"]["baseline"]
@@ -180,7 +230,9 @@ def test_diff_alerts_classifies_gained_lost_changed():
     old = [a("same"), a("chg"), a("gone"), a("gone", status="resolved", resolved="2026-01-05T01:00:00Z")]
     d = diff_alerts(new, old, matched_new={"new"})
     assert [r["alert_id"] for r in d["gained"]] == ["new"] and d["gained"][0]["matches_label"] is True
-    assert [r["alert_id"] for r in d["lost"]] == ["gone"] and d["lost"][0]["resolved_at"] == "2026-01-05T01:00:00Z"
+    assert [r["alert_id"] for r in d["lost"]] == ["gone"] and d["lost"][0][
+        "resolved_at"
+    ] == "2026-01-05T01:00:00Z"
     assert d["changed"][0]["changes"] == {"severity": ["warning", "critical"]} and d["unchanged"] == 1
 
 

@@ -13,8 +13,6 @@ import random
 from collections import Counter, defaultdict
 from types import SimpleNamespace
 
-import pytest
-
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.partition_state import MARKER_KEY, Marker, PartitionBook, alert_key
@@ -301,7 +299,9 @@ def test_snapshot_markers_name_the_offsets_they_cover():
     assert [m.input_offset for m in markers] == [25]
     assert w.rt.book.commit_offset(0) == 25 and w.rt.book.commit_offset(1) is None
     customers = {k for k, _ in log.data["state"][0] if k != MARKER_KEY}
-    assert customers and all(partition_of(json.dumps({"customer_id": c.decode()}).encode()) == 0 for c in customers)
+    assert customers and all(
+        partition_of(json.dumps({"customer_id": c.decode()}).encode()) == 0 for c in customers
+    )
 
 
 def test_an_engine_failure_exits_instead_of_moving_on():

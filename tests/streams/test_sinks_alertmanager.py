@@ -40,7 +40,9 @@ def test_payload_has_routing_labels_ticket_annotations_and_times():
     assert ann["dashboard"] == "http://g:3000/d/lookout-customer/lookout-customer?var-customer=acme%20prod%2Feu"
     assert p["startsAt"] == "2026-01-07T17:15:00Z"
     assert p["endsAt"] == "2027-01-15T08:03:00Z"  # now + expiry: re-sent before that
-    r = to_alertmanager(alert("resolved", resolved_at="2026-01-07T18:00:00Z"), grafana_url="", now=0, expiry_s=1)
+    r = to_alertmanager(
+        alert("resolved", resolved_at="2026-01-07T18:00:00Z"), grafana_url="", now=0, expiry_s=1
+    )
     assert r["endsAt"] == "2026-01-07T18:00:00Z"
 
 
@@ -102,7 +104,10 @@ def test_the_annotation_shows_the_values_the_explanation_shows():
     ann = to_alertmanager(fire, grafana_url="http://g", now=1_800_000_000, expiry_s=180)["annotations"]
     label = {"origin_errors": "origin error rate", "error_5xx": "5xx rate"}[fire["signal"]]
     # same numbers, same format: "<label> <observed> vs expected <expected> (band <lo>-<hi>, score ..."
-    assert f"{label} {ann['observed']} vs expected {ann['expected'].removesuffix(')')}, score" in fire["explanation"]
+    assert (
+        f"{label} {ann['observed']} vs expected {ann['expected'].removesuffix(')')}, score"
+        in fire["explanation"]
+    )
 
 
 def test_dashboard_url_quotes_the_customer():

@@ -60,8 +60,16 @@ def test_nothing_is_lost_while_the_endpoint_is_down_and_each_state_arrives_once(
         async def dlq(a, reason):
             dead.append((a, reason))
 
-        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", token="s3cret", max_attempts=40, base_delay_s=0.01,
-                           max_delay_s=0.05, on_dead_letter=dlq, lanes=3, max_in_flight=5)
+        sink = WebhookSink(
+            f"http://127.0.0.1:{port}/hook",
+            token="s3cret",
+            max_attempts=40,
+            base_delay_s=0.01,
+            max_delay_s=0.05,
+            on_dead_letter=dlq,
+            lanes=3,
+            max_in_flight=5,
+        )
         alerts = []
         for i in range(6):
             alerts += [alert(f"a{i}"), alert(f"a{i}", notification=2), alert(f"a{i}", "resolved", 3)]
@@ -124,7 +132,9 @@ def test_a_permanent_refusal_is_not_retried():
         async def dlq(a, reason):
             dead.append(reason)
 
-        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", max_attempts=5, base_delay_s=0.01, on_dead_letter=dlq)
+        sink = WebhookSink(
+            f"http://127.0.0.1:{port}/hook", max_attempts=5, base_delay_s=0.01, on_dead_letter=dlq
+        )
         await sink.deliver_all([alert("y")])
         await sink.close()
         await runner.cleanup()
@@ -173,7 +183,9 @@ def test_an_alert_whose_delivery_crashes_is_dead_lettered_not_lost():
         async def dlq(a, reason):
             dead.append((a["alert_id"], reason))
 
-        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", max_attempts=3, base_delay_s=0.01, on_dead_letter=dlq)
+        sink = WebhookSink(
+            f"http://127.0.0.1:{port}/hook", max_attempts=3, base_delay_s=0.01, on_dead_letter=dlq
+        )
         res = await sink.deliver_all([alert("ok-1"), alert("bad\r\nX-Injected: 1"), alert("ok-2")])
         await sink.close()
         await runner.cleanup()
@@ -195,7 +207,9 @@ def test_an_alert_that_cannot_be_dead_lettered_either_is_not_reported_done():
         async def broken_dlq(a, reason):
             raise ConnectionError("DLQ topic unreachable")
 
-        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", max_attempts=1, on_dead_letter=broken_dlq, lanes=1)
+        sink = WebhookSink(
+            f"http://127.0.0.1:{port}/hook", max_attempts=1, on_dead_letter=broken_dlq, lanes=1
+        )
         outcomes = []
         for batch in ([alert("refused")], [alert("crashing\n")]):
             try:

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 
 from detectors.config import DetectorConfig, load_config
 from detectors.synthetic import SimConfig, simulate
-from streams.simfiles import write_jsonl, write_labels
 from streams.cli import cli
 from streams.replay import open_source
 from streams.report import pareto_front
+from streams.simfiles import write_jsonl, write_labels
 from streams.tuning import SpaceError, load_dataset, objective_value, parse_space, run_config, tune
 
 
@@ -31,8 +31,13 @@ def files(tmp_path_factory):
 
 
 def test_parse_space_types_and_errors():
-    ps = parse_space({"alerting.open_n": {"low": 1, "high": 3}, "signals.requests.alert": {"choices": [True, False]},
-                      "model.warmup_s": {"low": 3600, "high": 86400, "log": True}})
+    ps = parse_space(
+        {
+            "alerting.open_n": {"low": 1, "high": 3},
+            "signals.requests.alert": {"choices": [True, False]},
+            "model.warmup_s": {"low": 3600, "high": 86400, "log": True},
+        }
+    )
     assert [(p.kind, p.low) for p in ps] == [("int", 1), ("categorical", None), ("float", 3600.0)]
     for bad, msg in [
         ({"alerting.nope": {"low": 1, "high": 2}}, "unknown config path"),
@@ -61,7 +66,10 @@ def test_pareto_front():
 
 def test_tune_api_two_processes_base_first(files):
     d = files
-    data = load_dataset(open_source(str(d / "sim.jsonl")), [json.loads(x) for x in (d / "labels.jsonl").read_text().splitlines()])
+    data = load_dataset(
+        open_source(str(d / "sim.jsonl")),
+        [json.loads(x) for x in (d / "labels.jsonl").read_text().splitlines()],
+    )
     from streams.tuning import load_space
 
     space = load_space(d / "space.yaml")
@@ -76,9 +84,27 @@ def test_tune_api_two_processes_base_first(files):
 def test_tune_cli_writes_best_config_and_report(files, tmp_path):
     d = files
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["tune", str(d / "sim.jsonl"), "--labels", str(d / "labels.jsonl"), "--space",
-                                   str(d / "space.yaml"), "--trials", "3", "--jobs", "1", "--budget", "0.5",
-                                   "--out", str(out), "-q", "--json"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            str(d / "sim.jsonl"),
+            "--labels",
+            str(d / "labels.jsonl"),
+            "--space",
+            str(d / "space.yaml"),
+            "--trials",
+            "3",
+            "--jobs",
+            "1",
+            "--budget",
+            "0.5",
+            "--out",
+            str(out),
+            "-q",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     best = load_config(out / "best.yaml")
@@ -87,8 +113,22 @@ def test_tune_cli_writes_best_config_and_report(files, tmp_path):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and (out / "plots" / "tradeoff.png").is_file()
     # best.yaml is a full config replay accepts
-    r = CliRunner().invoke(cli, ["replay", str(d / "sim.jsonl"), "--config", str(out / "best.yaml"), "--labels",
-                                 str(d / "labels.jsonl"), "--out", str(tmp_path / "r"), "--no-report", "--json", "-q"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            str(d / "sim.jsonl"),
+            "--config",
+            str(out / "best.yaml"),
+            "--labels",
+            str(d / "labels.jsonl"),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-report",
+            "--json",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["evaluation"]["recall"] == summary["best_evaluation"]["recall"]
 
