@@ -2,8 +2,9 @@
 
 The processor owns no I/O: callers (a Faust agent, a file reader) hand it message values and
 send what it returns. Bad input is never raised: it comes back as a DLQ record and is counted.
-That holds for *any* exception one message causes, in decoding or in the engine: a message
-that crashes the worker would crash it again on every restart and stop the stream for good.
+That holds for *any* exception decoding and validating one message causes. A *valid* event
+the engine fails on is a bug, not bad input: that exception propagates, and the worker stops
+without committing (:mod:`streams.runtime`, exit status 70) instead of parking a valid event.
 """
 from __future__ import annotations
 

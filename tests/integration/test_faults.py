@@ -106,12 +106,7 @@ def test_a_killed_worker_s_partitions_move_to_the_other_within_seconds(start_wor
     wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == 1 if _up(w2) else False, 120,
                "the second worker to get a partition")
     wait_until(lambda: events_seen(w1) + events_seen(w2) >= 0.6 * n, 180, "60 % of the events")
-    w1.kill()
-    t_kill = time.monotonic()
-    wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == PARTITIONS, 60,
-               "the survivor to own every partition", poll=0.2)
-    moved_s = time.monotonic() - t_kill
-    print(f"\nfail-over: partitions moved {moved_s:.1f} s after SIGKILL")
+    moved_s = hand_over(w1.kill, w2, "SIGKILL")
     w2.wait_drained(PARTITIONS, timeout=180)
     counts = tally(truth, live_alerts(w2))
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
@@ -145,6 +140,17 @@ def wait_until_durably_warm(worker) -> None:
     wait_until(lambda: (len(now := snapshot_offsets(worker)) == PARTITIONS and all(
         v is not None and (before.get(p) is None or v > before[p]) for p, v in now.items())), 60,
         "a snapshot of every partition taken after that")
+
+
+def hand_over(stop, survivor, how: str) -> float:
+    """Stop one worker with ``stop()``; seconds until ``survivor`` owns every partition."""
+    t0 = time.monotonic()
+    stop()
+    wait_until(lambda: len(survivor.healthz()[1].get("partitions", ())) == PARTITIONS, 60,
+               "the survivor to own every partition", poll=0.2)
+    moved_s = time.monotonic() - t0
+    print(f"\npartitions moved {moved_s:.1f} s after {how}")
+    return moved_s
 
 
 def _up(worker) -> bool:
@@ -234,12 +240,7 @@ def test_a_cleanly_stopped_worker_hands_its_partitions_over_at_once(start_worker
     w2 = start_worker(like=w1)
     wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == 1 if _up(w2) else False, 120,
                "the second worker to get a partition")
-    t_stop = time.monotonic()
-    w1.stop()
-    wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == PARTITIONS, 60,
-               "the survivor to own every partition", poll=0.2)
-    moved_s = time.monotonic() - t_stop
-    print(f"\nclean stop: partitions moved {moved_s:.1f} s after SIGTERM")
+    moved_s = hand_over(w1.stop, w2, "SIGTERM")
     w2.wait_drained(PARTITIONS, timeout=180)
     counts = tally(truth, live_alerts(w2))
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
