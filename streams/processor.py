@@ -148,26 +148,6 @@ class Processor:
         if positions is not None and not events:
             positions.append((partition, offset, None))
 
-    def decode(
-        self,
-        value: bytes | str | None,
-        *,
-        key: Any = None,
-        source: str = "",
-        partition: int | None = None,
-        offset: int | None = None,
-        out: Output,
-    ) -> Event | None:
-        """The event of a single-event message ``value``, or None after parking a dead letter in ``out``.
-
-        An envelope's events are all returned by :meth:`decode_events`; here it yields only its
-        first valid event. Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
-        """
-        events = self.decode_events(
-            value, key=key, source=source, partition=partition, offset=offset, out=out
-        )
-        return events[0] if events else None
-
     def decode_events(
         self,
         value: bytes | str | None,

@@ -162,8 +162,7 @@ def test_crashes_mid_envelope_stream_lose_repeat_and_add_nothing():
     import random
     from collections import Counter
 
-    from tests.streams.test_runtime import PARTITIONS as RT_PARTITIONS
-    from tests.streams.test_runtime import Log, Worker, alert_keys_on_topic, replay, sim_events
+    from tests.streams.test_runtime import Log, alert_keys_on_topic, replay, run_with_crashes, sim_events
     from tests.streams.test_runtime import partition_of as rt_partition_of
 
     values = sim_events(seed=8)
@@ -180,28 +179,8 @@ def test_crashes_mid_envelope_stream_lose_repeat_and_add_nothing():
     for p, evs in pending.items():
         log.append("input", p, None, envelope(evs))
 
-    async def scenario():
-        w = Worker(log, committed)
-        await w.assign(range(RT_PARTITIONS))
-        crashes, rounds = 0, 0
-        while True:
-            rounds += 1
-            moved = 0
-            for p in range(RT_PARTITIONS):
-                moved += await w.step(p, rng.randint(1, 6))
-            if rng.random() < 0.2:
-                await w.rt.snapshot()
-            if rng.random() < 0.3:
-                w.commit()
-            if moved == 0:
-                return crashes, w
-            if rounds in (10, 25, 45):
-                w.pending.clear()  # SIGKILL: the unsent producer buffer is lost
-                crashes += 1
-                w = Worker(log, committed)
-                await w.assign(range(RT_PARTITIONS))
-
-    crashes, w = asyncio.run(scenario())
+    crashes, w = asyncio.run(run_with_crashes(log, committed, rng, step_max=6, snapshot_p=0.2,
+                                              crash_rounds=(10, 25, 45)))
     assert crashes == 3
     for c in truth_engine.customers:
         assert w.rt.engine.dump_customer(c) == truth_engine.dump_customer(c), c

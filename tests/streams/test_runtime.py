@@ -141,6 +141,32 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def run_with_crashes(log: Log, committed: dict, rng: random.Random, *, step_max: int,
+                           snapshot_p: float, crash_rounds: tuple[int, ...]) -> tuple[int, "Worker"]:
+    """Drain the input with random batches, snapshots and commits, SIGKILLing the worker in
+    ``crash_rounds``; return (crashes, the last worker)."""
+    w = Worker(log, committed)
+    await w.assign(range(PARTITIONS))
+    crashes, rounds = 0, 0
+    while True:
+        rounds += 1
+        moved = 0
+        for p in range(PARTITIONS):
+            moved += await w.step(p, rng.randint(1, step_max))
+        if rng.random() < snapshot_p:
+            await w.rt.snapshot()
+        if rng.random() < 0.3:  # the consumer commits on its own schedule, not after snapshots
+            w.commit()
+        if moved == 0:
+            return crashes, w
+        if rounds in crash_rounds:
+            # SIGKILL: the producer's unsent buffer is lost, nothing more is committed
+            w.pending.clear()
+            crashes += 1
+            w = Worker(log, committed)
+            await w.assign(range(PARTITIONS))
+
+
 def test_crashes_between_snapshots_lose_repeat_and_add_nothing():
     values = sim_events()
     truth, truth_engine = replay(values)
@@ -149,30 +175,8 @@ def test_crashes_between_snapshots_lose_repeat_and_add_nothing():
     load_input(log, values)
     rng = random.Random(5)
 
-    async def scenario():
-        w = Worker(log, committed)
-        await w.assign(range(PARTITIONS))
-        crashes, rounds = 0, 0
-        while True:
-            rounds += 1
-            moved = 0
-            for p in range(PARTITIONS):
-                moved += await w.step(p, rng.randint(1, 80))
-            if rng.random() < 0.15:
-                await w.rt.snapshot()
-            if rng.random() < 0.3:  # the consumer commits on its own schedule, not after snapshots
-                w.commit()
-            if moved == 0:
-                break
-            if rounds in (12, 30, 55):
-                # SIGKILL: the producer's unsent buffer is lost, nothing more is committed
-                w.pending.clear()
-                crashes += 1
-                w = Worker(log, committed)
-                await w.assign(range(PARTITIONS))
-        return crashes, w
-
-    crashes, w = run(scenario())
+    crashes, w = run(run_with_crashes(log, committed, rng, step_max=80, snapshot_p=0.15,
+                                      crash_rounds=(12, 30, 55)))
     assert crashes == 3
     # every model learned every event exactly once: the final states are the uninterrupted run's
     assert set(w.rt.engine.customers) == set(truth_engine.customers)
