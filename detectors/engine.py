@@ -16,7 +16,7 @@ at a time, through :class:`streams.processor.Processor`; nothing else decides wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from . import alerting
 from .config import DetectorConfig
@@ -24,7 +24,7 @@ from .events import Event
 from .signals import SIGNALS, build_models
 from .state import StateCodec, StateError
 
-__all__ = ["OUTCOMES", "CustomerState", "Engine", "StateError", "Verdict"]
+__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "StateError", "Verdict"]
 
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
@@ -34,6 +34,14 @@ class Verdict(NamedTuple):
     outcome: str  # one of OUTCOMES
     scores: dict[str, float]  # calibrated score per *warm* signal
     alerts: list[dict[str, Any]]  # alerts to emit (``alerts`` topic schema)
+
+
+class BatchVerdict(NamedTuple):
+    """What :meth:`Engine.process_many` returns for a batch of events."""
+
+    outcomes: list[str]  # one of OUTCOMES per event, in order
+    alerts: list[dict[str, Any]]  # every alert of the batch, in event order
+    scores: dict[str, list[float]]  # signal -> calibrated scores of its warm points (for metrics)
 
 
 @dataclass(slots=True)
@@ -110,6 +118,29 @@ class Engine:
             return Verdict("warming", scores, [])
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
         return Verdict("scored", scores, alerts)
+
+    def process_many(self, events: Sequence[Event]) -> BatchVerdict:
+        """:meth:`process` for every event of ``events``, in order; one result for the batch."""
+        outcomes: list[str] = []
+        alerts: list[dict[str, Any]] = []
+        scores: dict[str, list[float]] = {}
+        for e in events:
+            v = self.process(e)
+            outcomes.append(v.outcome)
+            if v.alerts:
+                alerts.extend(v.alerts)
+            for sig, sc in v.scores.items():
+                lst = scores.get(sig)
+                if lst is None:
+                    scores[sig] = [sc]
+                else:
+                    lst.append(sc)
+        return BatchVerdict(outcomes, alerts, scores)
+
+    def models_of(self, cid: str) -> dict[str, Any] | None:
+        """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""
+        st = self.customers.get(cid)
+        return None if st is None else st.models
 
     # -- introspection (metrics) ------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:
