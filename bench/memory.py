@@ -32,8 +32,8 @@ def main() -> None:
     from detectors.synthetic import SimConfig, simulate
 
     warm = Engine()
-    for ev in simulate(SimConfig(customers=TEMPLATES, duration_s=HISTORY_S, interval_s=300, seed=5)).events():
-        warm.process(parse_event(ev))
+    sim = simulate(SimConfig(customers=TEMPLATES, duration_s=HISTORY_S, interval_s=300, seed=5))
+    warm.process_many([parse_event(ev) for ev in sim.events()])
     blobs = [warm.dump_customer(cid) for cid in sorted(warm.customers)]
     del warm
     gc.collect()

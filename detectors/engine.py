@@ -24,7 +24,7 @@ from .events import Event
 from .signals import SIGNALS, build_models
 from .state import StateCodec, StateError
 
-__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "StateError", "Verdict"]
+__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "ReferenceEngine", "StateError", "Verdict"]
 
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
@@ -52,8 +52,12 @@ class CustomerState:
     interval_s: int = 60
 
 
-class Engine:
-    """Per-customer models + alert lifecycle, for any number of customers.
+class ReferenceEngine:
+    """Per-customer models + alert lifecycle, one event at a time: the reference.
+
+    Every customer has its own River detectors (:func:`~detectors.signals.build_models`).
+    :class:`Engine` (the fleet engine, :mod:`detectors.fleet`) does exactly this on per-fleet
+    arrays, a batch at a time; ``tests/detectors/test_fleet.py`` holds the two equal.
 
     Events of one customer must arrive in event-time order (Kafka's per-key ordering gives
     that); an event not newer than the customer's last one is a ``duplicate`` and is ignored,
@@ -137,6 +141,11 @@ class Engine:
                     lst.append(sc)
         return BatchVerdict(outcomes, alerts, scores)
 
+    def last_ts_of(self, cid: str) -> float | None:
+        """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
+        st = self.customers.get(cid)
+        return None if st is None else st.last_ts
+
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""
         st = self.customers.get(cid)
@@ -199,3 +208,9 @@ class Engine:
         for cid, (models, tracker, last_ts, interval_s) in loaded.items():
             self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
         return len(loaded)
+
+
+from .fleet import FleetEngine  # noqa: E402  (imports this module's Verdict lazily)
+
+#: the engine every code path uses: the fleet engine (same interface as ReferenceEngine)
+Engine = FleetEngine

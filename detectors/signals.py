@@ -75,6 +75,11 @@ class Signal:
         Ratios: what the numerator counts, in explanations ("57 errors in 480 requests").
     defaults : mapping
         Default :class:`~detectors.config.SignalConfig` values that differ from the class defaults.
+    inputs : tuple
+        ``args`` in declarative form, for the fleet engine (which reads whole columns of events):
+        ``(value attribute, support attribute or None, absent when the support is 0)``; the
+        signal is absent from an event whose value attribute is None. ``tests/detectors`` checks
+        that it agrees with ``args`` on random events.
     """
 
     name: str
@@ -87,6 +92,7 @@ class Signal:
     indirect: bool = False
     events: str = "events"
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    inputs: tuple[str, str | None, bool] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -114,17 +120,20 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         "requests", "traffic", "requests", "requests / interval", "volume", "both",
         lambda e: (e.ts, float(e.requests), None),
         defaults={"min_rel_change": 1.0, "min_requests": 8},
+        inputs=("requests", None, False),
     ),
     Signal(
         "error_5xx", "5xx rate", "ratio", "5xx rate", "ratio", "up",
         lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
         events="errors",
+        inputs=("status_5xx", "requests", False),
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
     ),
     Signal(
         "error_4xx", "4xx rate", "ratio", "4xx rate", "ratio", "up",
         lambda e: (e.ts, float(e.status_4xx), float(e.requests)),
         indirect=True,
+        inputs=("status_4xx", "requests", False),
         events="4xx responses",
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.05},
     ),
@@ -132,11 +141,13 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         "origin_errors", "origin error rate", "ratio", "origin error rate", "ratio", "up",
         lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
         events="origin errors",
+        inputs=("origin_errors_total", "requests", False),
         defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
     ),
     Signal(
         "latency_p99", "p99 latency", "ms", "p99 latency (ms)", "latency", "up",
         _latency_args,
+        inputs=("latency_p99_ms", "requests", True),
         defaults={"min_rel_change": 0.5, "min_abs_change": 50.0, "min_requests": 20},
     ),
     Signal(
@@ -144,12 +155,14 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         lambda e: None if e.cache_hits is None else (e.ts, float(e.cache_hits), float(e.requests)),
         indirect=True,
         events="cache hits",
+        inputs=("cache_hits", "requests", False),
         defaults={"min_rel_change": 0.25, "min_abs_change": 0.1},
     ),
     Signal(
         "bytes", "bytes served", "bytes", "bytes served", "volume", "both",
         lambda e: None if e.bytes_out is None else (e.ts, float(e.bytes_out), None),
         indirect=True,
+        inputs=("bytes_out", None, False),
         defaults={"alert": False, "min_rel_change": 1.0},
     ),
 ))

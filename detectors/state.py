@@ -66,7 +66,7 @@ import json
 import math
 import sys
 from array import array
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import msgpack
 
@@ -495,6 +495,19 @@ class StateCodec:
 
     def from_customer(self, cid: str, v: Any) -> tuple[dict[str, Any], Tracker, float | None, int]:
         """``(models, tracker, last_ts, interval_s)`` from :meth:`customer`'s values, validated."""
+        decoded, tracker, last_ts, interval_s = self.decode_customer(cid, v)
+        models = self.make_models()  # only once everything is valid
+        for m, (_, names, _, _), values in zip(models.values(), self._slots, decoded):
+            for a, val in zip(names, values):
+                setattr(m, a, val)
+        return models, tracker, last_ts, interval_s
+
+    def decode_customer(self, cid: str, v: Any) -> tuple[list[list], Tracker, float | None, int]:
+        """``(per-model state values, tracker, last_ts, interval_s)``, validated, no models built.
+
+        The values of each model are in its ``_STATE`` order (arrays as ``array('d')``): what
+        the fleet engine writes into its arrays.
+        """
         if not isinstance(v, list) or len(v) != 4:
             raise StateError(f"customer {cid}: expected [last_ts, interval_s, models, tracker]")
         last_ts, interval_s, states, tracker = v
@@ -513,11 +526,7 @@ class StateCodec:
             except StateError as exc:
                 raise StateError(f"customer {cid}, signal {name}: {exc}") from None
         tracker = tracker_from_state(tracker, cid)
-        models = self.make_models()  # only once everything is valid
-        for m, (_, names, _, _), values in zip(models.values(), self._slots, decoded):
-            for a, v in zip(names, values):
-                setattr(m, a, v)
-        return models, tracker, last_ts, interval_s
+        return decoded, tracker, last_ts, interval_s
 
     def _check_head(self, head: Any, what: str) -> None:
         if not (isinstance(head, list) and len(head) >= 3 and type(head[0]) is int):
@@ -550,9 +559,20 @@ class StateCodec:
 
     # -- one record (Kafka snapshots)
     def dump_record(self, st: Any) -> bytes:
-        return RECORD_MAGIC + _pack(self._head + [self.customer(st)])
+        return self.dump_values(self.customer(st))
+
+    def dump_values(self, values: list) -> bytes:
+        """A record of one customer's :meth:`customer` values (arrays may be raw float64 bytes)."""
+        return RECORD_MAGIC + _pack(self._head + [values])
 
     def load_record(self, cid: str, blob: bytes) -> tuple[dict[str, Any], Tracker, float | None, int]:
+        return _guarded(self.from_customer, cid, self._record_body(cid, blob))
+
+    def load_values(self, cid: str, blob: bytes) -> tuple[list[list], Tracker, float | None, int]:
+        """:meth:`load_record` without building models (:meth:`decode_customer`'s result)."""
+        return _guarded(self.decode_customer, cid, self._record_body(cid, blob))
+
+    def _record_body(self, cid: str, blob: bytes) -> Any:
         what = f"state of {cid!r}"[:100]
         self._check_magic(blob, RECORD_MAGIC, what)
         if len(blob) > MAX_RECORD_BYTES:
@@ -561,18 +581,23 @@ class StateCodec:
         self._check_head(v, what)
         if len(v) != 4:
             raise StateError(f"{what}: corrupt record")
-        return _guarded(self.from_customer, cid, v[3])
+        return v[3]
 
     # -- files (data-dir checkpoint, --initial-state)
     def dump_file(self, customers: Mapping[str, Any]) -> Iterator[bytes]:
         """The file in chunks: header, then one ``[cid, customer]`` per customer."""
-        pack = msgpack.Packer(use_bin_type=True, default=_pack_default).pack
-        yield FILE_MAGIC + pack(self._head + [len(customers)])
-        for cid, st in customers.items():
-            yield pack([cid, self.customer(st)])
+        return self.dump_file_values(len(customers), ((c, self.customer(st)) for c, st in customers.items()))
 
-    def load_file(self, blob: bytes) -> dict[str, tuple]:
-        """Every customer of a file, all validated (nothing partial): ``cid -> from_customer``.
+    def dump_file_values(self, count: int, items: Iterable[tuple[str, list]]) -> Iterator[bytes]:
+        """:meth:`dump_file` from ``count`` ``(customer id, customer values)`` pairs."""
+        pack = msgpack.Packer(use_bin_type=True, default=_pack_default).pack
+        yield FILE_MAGIC + pack(self._head + [count])
+        for cid, values in items:
+            yield pack([cid, values])
+
+    def load_file(self, blob: bytes, decode: Callable[[str, Any], tuple] | None = None) -> dict[str, tuple]:
+        """Every customer of a file, all validated (nothing partial): ``cid -> from_customer``
+        (or ``decode``, e.g. :meth:`decode_customer`).
 
         The cyclic garbage collector is paused meanwhile: the models hold no cycles, and its
         passes over a heap that grows by millions of objects would double the time.
@@ -580,12 +605,12 @@ class StateCodec:
         paused = gc.isenabled()
         gc.disable()
         try:
-            return self._load_file(blob)
+            return self._load_file(blob, decode or self.from_customer)
         finally:
             if paused:
                 gc.enable()
 
-    def _load_file(self, blob: bytes) -> dict[str, tuple]:
+    def _load_file(self, blob: bytes, decode: Callable[[str, Any], tuple]) -> dict[str, tuple]:
         what = "state file"
         self._check_magic(blob, FILE_MAGIC, what)
         unp = _unpacker()
@@ -609,7 +634,7 @@ class StateCodec:
                     raise StateError(f"{what}: customer {cid} appears twice")
                 if len(out) >= count:
                     raise StateError(f"{what}: more customers than the {count} in its header")
-                out[cid] = _guarded(self.from_customer, cid, item[1])
+                out[cid] = _guarded(decode, cid, item[1])
         except StateError:
             raise
         except Exception as exc:  # msgpack's errors on garbage (and any slip in the checks above)

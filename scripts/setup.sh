@@ -43,6 +43,13 @@ else
   took "$t0"
 fi
 
+# the fleet engine's compiled kernel: compile once now (cached next to the module) rather than
+# in the first worker or test that needs it
+t0=$SECONDS
+step "compiling the fleet engine's kernel (numba, cached)"
+.venv/bin/python -c 'from detectors.fleet import warm_up; warm_up()'
+took "$t0"
+
 # 3. Kafka jars for the local broker (prints their directory)
 t0=$SECONDS
 step "Kafka jars (lookout broker fetch)"

@@ -8,6 +8,7 @@ raw messages, hand it to the :class:`~streams.processor.Processor` (which calls
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from detectors.config import load_config
 from detectors.engine import Engine
+from detectors.fleet import warm_up
 
 from .checkpoint import discard_legacy, load_initial_state
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
@@ -31,6 +33,8 @@ from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
+
+log = logging.getLogger("lookout.app")
 
 
 @dataclass
@@ -58,6 +62,9 @@ def create_app(
 ) -> Lookout:
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
+    # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
+    # batch must not wait for it while its partitions' session clock runs
+    log.info("fleet engine kernel ready in %.2f s", warm_up())
     discard_legacy(Path(settings.data_dir), settings.state_topic_name)
     load_initial_state(engine, settings.initial_state)
     metrics = WorkerMetrics(registry)

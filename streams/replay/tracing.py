@@ -87,12 +87,12 @@ class ReplayEngine(Engine):
             self.t_max = end
         self.intervals[e.interval_s] = self.intervals.get(e.interval_s, 0) + 1
         if cid in self.trace_customers:
-            st = self.customers.get(cid)
-            if st is None or st.last_ts is None or ts > st.last_ts:
+            last = self.last_ts_of(cid)
+            if last is None or ts > last:
                 tr = self.traces.get(cid)
                 if tr is None:
                     tr = self.traces[cid] = Trace(cid, self._enabled_order())
-                tr.add(e, st.models if st is not None else None)
+                tr.add(e, self.models_of(cid))
         v = Engine.process(self, e)
         self.outcomes[v.outcome] = self.outcomes.get(v.outcome, 0) + 1
         return v

@@ -30,7 +30,7 @@ def test_disabled_signals_get_no_model():
     cfg = DetectorConfig.from_mapping({"signals": {"bytes": {"enabled": False}}})
     eng = Engine(cfg)
     eng.process(parse_event(EVENT))
-    assert "bytes" not in eng.customers["c1"].models
+    assert "bytes" not in eng.models_of("c1")
     assert "bytes" not in build_models(cfg.model, {"requests"}) and "requests" in build_models(
         cfg.model, {"requests"}
     )

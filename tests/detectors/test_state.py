@@ -179,7 +179,7 @@ def test_dirty_customers_are_those_changed_since_the_last_call():
     assert eng.pop_dirty() == {"b"} and "a" not in eng.customers
     eng.drop_customer("never-seen")
     eng.load_customer("c", eng.dump_customer("b"))  # loading is not a change
-    assert eng.pop_dirty() == set() and eng.customers["c"].last_ts == 300.0
+    assert eng.pop_dirty() == set() and eng.last_ts_of("c") == 300.0
 
 
 # -- refusals ------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_an_event_from_2099_is_parked_and_does_not_silence_its_customer():
     assert [d["kind"] for d in future.dlq] == ["future"] and "ahead of the wall clock" in future.dlq[0][
         "reason"
     ]
-    assert proc.engine.customers["cust-0001"].last_ts == NOW - DAY  # the later event was not a duplicate
+    assert proc.engine.last_ts_of("cust-0001") == NOW - DAY  # the later event was not a duplicate
     assert metrics.events.labels("duplicate")._value.get() == 0
     assert dlq_count(metrics, "future") == 1
 
