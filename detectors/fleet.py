@@ -227,6 +227,14 @@ class FleetEngine:
         for j, s in enumerate(ratio):
             self._write_model(self._fresh_rs[j], None, probe[s], _RATIO_FIELDS)
             self._fresh_rs[j, K.R_DT], self._fresh_rs[j, K.R_DEC] = probe[s]._dt, probe[s]._dec
+        # what a state record holds, per signal: (seasonal?, index in its family, [(kind, where)]
+        # in the class's _STATE order); an idle lifecycle's values (most customers have one)
+        self._dump_plan = [
+            (True, seasonal.index(s), [_SEASONAL_FIELDS[a] for a in SeasonalDetector._STATE]) if s in seasonal
+            else (False, ratio.index(s), [_RATIO_FIELDS[a] for a in RatioDetector._STATE])
+            for s in self._signals
+        ]
+        self._idle_tracker_state = tracker_state(alerting.Tracker())
         # customers
         self.customers: dict[str, int] = {}  # customer id -> slot
         self._cid: list[str | None] = []  # slot -> customer id (None: free)
@@ -497,20 +505,34 @@ class FleetEngine:
 
     # -- persistence (the reference's format, see detectors.state) ----------------------------
     def _customer_values(self, slot: int) -> list:
+        """The codec's values of one customer (:meth:`StateCodec.customer`'s layout), read
+        straight from the arrays: one ``tolist``/``tobytes`` per array, then plain lists."""
+        ss, rs = self.ss[slot].tolist(), self.rs[slot].tolist()
+        prof = {"hod": (self.hod[slot].tobytes(), 24 * 8), "hodw": (self.hodw[slot].tobytes(), 24 * 8),
+                "dow": (self.dow[slot].tobytes(), 7 * 8), "doww": (self.doww[slot].tobytes(), 7 * 8)}
         states = []
-        for s in self._signals:
-            if s in self._seasonal:
-                j = self._seasonal.index(s)
-                names = SeasonalDetector._STATE
-                states.append(self._model_values(self.ss[slot, j], self._profiles(slot, j), names,
-                                                 _SEASONAL_FIELDS, raw=True))
-            else:
-                j = self._ratio.index(s)
-                states.append(self._model_values(self.rs[slot, j], {}, RatioDetector._STATE,
-                                                 _RATIO_FIELDS, raw=True))
+        for seasonal, j, plan in self._dump_plan:
+            row = ss[j] if seasonal else rs[j]
+            vals: list[Any] = []
+            for kind, where in plan:
+                if kind == "arr":
+                    raw, size = prof[where]
+                    vals.append(raw[j * size:(j + 1) * size])
+                    continue
+                x = row[where]
+                if kind == "float":
+                    vals.append(x)
+                elif kind == "int":
+                    vals.append(int(x))
+                elif kind == "bool":
+                    vals.append(x != 0.0)
+                else:
+                    vals.append(None if x != x else x)
+            states.append(vals)
         lt = float(self.last_ts[slot])
-        tr = self._trackers.get(slot) or alerting.Tracker()
-        return [None if math.isnan(lt) else lt, int(self.interval[slot]), states, tracker_state(tr)]
+        tr = self._trackers.get(slot)
+        return [None if lt != lt else lt, int(self.interval[slot]), states,
+                self._idle_tracker_state if tr is None else tracker_state(tr)]
 
     def _load_decoded(self, cid: str, decoded: tuple) -> None:
         states, tracker, last_ts, interval_s = decoded
