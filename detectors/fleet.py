@@ -69,6 +69,7 @@ _RATIO_FIELDS: dict[str, tuple[str, Any]] = {
     "_cs_den": ("float", K.R_CS_DEN),
 }
 _DIR = {"up": K.UP, "down": K.DOWN, "both": K.BOTH}
+_ORIGIN_ERRORS = attrgetter("origin_errors")
 
 
 def _constants() -> np.ndarray:
@@ -209,7 +210,7 @@ class FleetEngine:
             family, pos = (K.F_SEASONAL, seasonal.index(s)) if s in seasonal else (K.F_RATIO, ratio.index(s))
             spec.append((family, pos, self._columns.index(value),
                          -1 if support is None else self._columns.index(support), 1 if skip_zero else 0))
-        self._getters = [attrgetter(c) for c in self._columns]
+        self._getters = [None if c == "origin_errors_total" else attrgetter(c) for c in self._columns]
         self._spec = np.array(spec, dtype=np.int64).reshape(len(spec), K.G_N)
         self._gate = np.array([min(self.config.signals[s].threshold, sustain) if s in alerting_on else 2.0
                                for s in self._signals])
@@ -303,7 +304,10 @@ class FleetEngine:
     def _columns_of(self, events: Sequence[Event]) -> np.ndarray:
         ev = np.empty((len(events), len(self._columns)))
         for c, get in enumerate(self._getters):
-            ev[:, c] = list(map(get, events))  # (None -> NaN: the signal is absent)
+            if get is None:  # origin_errors_total, without a property call per event
+                ev[:, c] = [sum(d.values()) if d else 0 for d in map(_ORIGIN_ERRORS, events)]
+            else:
+                ev[:, c] = list(map(get, events))  # (None -> NaN: the signal is absent)
         return ev
 
     def _run(self, events: Sequence[Event]):
