@@ -164,7 +164,10 @@ class AlertingConfig(_Checked):
 
     open_n / open_m: an incident opens when at least ``open_n`` of the last ``open_m``
         intervals were anomalous on some signal.
-    recovery_intervals: consecutive normal intervals before an incident resolves.
+    recovery_intervals: consecutive normal intervals before an incident resolves (its
+        ``resolved_at`` is the first of them). Long enough that a change flickering around
+        its gates -- a small customer's noisy counts after a level shift, the echo of an
+        incident -- stays one incident instead of resolving and opening again.
     sustain_threshold / sustain_factor: while an incident is open, a signal keeps it open at
         this score and at this fraction of its opening magnitude gates (hysteresis: a change
         hovering around the gate is one incident, not a flapping series of them).
@@ -175,7 +178,7 @@ class AlertingConfig(_Checked):
 
     open_n: int = _in(2, AT_LEAST_ONE)
     open_m: int = _in(3, Range(1, MAX_OPEN_M))
-    recovery_intervals: int = _in(3, AT_LEAST_ONE)
+    recovery_intervals: int = _in(6, AT_LEAST_ONE)
     sustain_threshold: float = _in(0.999, SCORE)
     sustain_factor: float = _in(0.5, Range(0, 1))
     major_customer_requests: float = _in(10000.0, NON_NEGATIVE)

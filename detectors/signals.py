@@ -119,7 +119,9 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
     Signal(
         "requests", "traffic", "requests", "requests / interval", "volume", "both",
         lambda e: (e.ts, float(e.requests), None),
-        defaults={"min_rel_change": 1.0, "min_requests": 8},
+        # 2.5x up or 0.4x down: weekends, holidays, campaigns and lasting level changes of
+        # ordinary traffic stay within that; outages and attacks go beyond it
+        defaults={"min_rel_change": 1.5, "min_requests": 8},
         inputs=("requests", None, False),
     ),
     Signal(

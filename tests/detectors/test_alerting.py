@@ -11,6 +11,8 @@ from detectors.univariate import Assessment
 
 STEP = 300
 DAY = 86400
+#: normal intervals after which the default lifecycle resolves an incident
+RECOVERY = DetectorConfig().alerting.recovery_intervals
 
 
 def ev(ts, requests=10_000, s5=10, origin=None, cid="acme", p99=200.0, hits=None, s4=100):
@@ -54,7 +56,8 @@ def run(engine, events):
 def test_an_outage_opens_one_incident_explains_it_and_resolves():
     eng = Engine()
     n, rnd = history(eng)
-    alerts = run(eng, [outage(n + k, rnd) for k in range(6)] + [normal(n + 6 + k, rnd) for k in range(5)])
+    alerts = run(eng, [outage(n + k, rnd) for k in range(6)]
+                 + [normal(n + 6 + k, rnd) for k in range(RECOVERY + 2)])
     assert [a["status"] for a in alerts] == ["firing", "resolved"]
     fire, res = alerts
     assert fire["alert_id"] == res["alert_id"] == alert_id("acme", n * STEP)
@@ -186,10 +189,14 @@ def test_tracker_needs_n_of_m():
 def test_a_change_hovering_around_the_gate_is_one_incident_not_a_flapping_series():
     eng = Engine()
     n, rnd = history(eng, days=8)  # every weekday seen: 2x is not a possible day-of-week effect
+    cfg = eng.config
+    opening = 1.0 + cfg.signals["requests"].min_rel_change  # 2.5x: opens an incident
+    sustaining = 1.0 + cfg.signals["requests"].min_rel_change * cfg.alerting.sustain_factor  # 1.75x
     alerts = []
-    for k in range(48):  # 4 h of traffic alternating between 2.2x and 1.7x of normal
+    period = 2 + RECOVERY + 2  # under the opening gate for longer than it takes to resolve
+    for k in range(48):  # 4 h of traffic alternating above the opening gate and just under it
         e = normal(n + k, rnd)
-        factor = 2.2 if k % 4 < 2 else 1.7
+        factor = 1.1 * opening if k % period < 2 else 0.5 * (opening + sustaining)
         alerts += eng.process(ev(e.ts, int(e.requests * factor), e.status_5xx, s4=e.status_4xx)).alerts
     assert [a["status"] for a in alerts] == ["firing"]
 
@@ -217,7 +224,7 @@ def test_firing_and_resolved_name_the_same_primary_signal():
                 s4=e.status_4xx,
             )
         )
-    events += [normal(n + 6 + k, rnd) for k in range(4)]
+    events += [normal(n + 6 + k, rnd) for k in range(RECOVERY + 1)]
     alerts = run(eng, events)
     assert alerts[0]["status"] == "firing" and alerts[-1]["status"] == "resolved"
     assert len({a["signal"] for a in alerts}) == 1
