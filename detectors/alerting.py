@@ -104,6 +104,10 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
         return diff >= absolute and diff >= rel * max(e, MIN_RATE)
     if abs(v - e) < absolute:
         return False
+    if sc.count_slack > 0.0:
+        # the count's own Poisson noise does not count towards the change
+        slack = sc.count_slack * math.sqrt(v if v > 1.0 else 1.0)
+        v = v + slack if v < e else (v - slack if v - slack > e else e)
     # multiplicative gate, symmetric on a log scale: min_rel_change=1 means 2x up or 0.5x down
     if direction == "up" or (direction == "both" and v >= e):
         return v >= e * (1.0 + rel)

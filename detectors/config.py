@@ -119,6 +119,10 @@ class SignalConfig(_Checked):
         e.g. 0.02 = 2 percentage points; latency: milliseconds; volume: unused).
     min_requests: volume gate -- intervals with fewer requests are scored but never counted.
     min_events: ratio gate -- the numerator must exceed its expectation by at least this many events.
+    count_slack: magnitude gate of a count (traffic): the observed count is first moved this many
+        Poisson standard deviations (its square root) towards the expected one, so a small
+        customer's interval must clear ``min_rel_change`` by more than its own counting noise
+        (4 requests where 14 are expected are not yet a drop below 0.4x). 0 = off.
     alert: whether this signal may open an incident at all (otherwise it is scored and exported only).
     """
 
@@ -129,6 +133,7 @@ class SignalConfig(_Checked):
     min_abs_change: float = _in(0.0, NON_NEGATIVE)
     min_requests: int = _in(50, NON_NEGATIVE)
     min_events: int = _in(10, NON_NEGATIVE)
+    count_slack: float = _in(0.0, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         lambda e: (e.ts, float(e.requests), None),
         # 2.5x up or 0.4x down: weekends, holidays, campaigns and lasting level changes of
         # ordinary traffic stay within that; outages and attacks go beyond it
-        defaults={"min_rel_change": 1.5, "min_requests": 8},
+        defaults={"min_rel_change": 1.5, "min_requests": 8, "count_slack": 0.5},
         inputs=("requests", None, False),
     ),
     Signal(
@@ -150,7 +150,8 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         "latency_p99", "p99 latency", "ms", "p99 latency (ms)", "latency", "up",
         _latency_args,
         inputs=("latency_p99_ms", "requests", True),
-        defaults={"min_rel_change": 0.5, "min_abs_change": 50.0, "min_requests": 20},
+        # 1.8x: a heavy-tailed p99 of one interval easily reaches 1.5x of its usual value
+        defaults={"min_rel_change": 0.8, "min_abs_change": 50.0, "min_requests": 20},
     ),
     Signal(
         "cache_hit", "cache-hit ratio", "ratio", "cache-hit ratio", "ratio", "down",

@@ -146,6 +146,19 @@ def test_volume_gate_is_symmetric_on_a_log_scale(value, expected, ok):
     assert passes_gates("requests", a, value, SignalConfig(min_rel_change=1.0, min_requests=20)) is ok
 
 
+@pytest.mark.parametrize("scale", [1, 1000])
+def test_a_traffic_change_must_clear_the_gate_by_more_than_its_counting_noise(scale):
+    # 0.36x and 2.6x of the usual traffic: beyond a 0.4x / 2.5x gate at any size, but with 14
+    # requests expected, 5 or 37 are within half a Poisson standard deviation of the gate
+    sc = DetectorConfig().signals["requests"]
+    assert sc.count_slack > 0 and sc.min_rel_change == 1.5
+    for value in (5, 37):
+        a = Assessment(1.0, value * scale, 14 * scale, 0, 0)
+        assert passes_gates("requests", a, 14 * scale, sc) is (scale > 1)
+        plain = SignalConfig(min_rel_change=sc.min_rel_change, min_requests=sc.min_requests)
+        assert passes_gates("requests", a, 14 * scale, plain)
+
+
 def test_severity_depends_on_magnitude_and_customer_size():
     cfg = AlertingConfig()
     f = Finding("error_5xx", 0.0, Assessment(1.0, 0.05, 0.01, 0, 0, 500))  # 5x
