@@ -4,11 +4,12 @@ The full measurement is ``scripts/evaluate_detectors.py`` (150 customers x 21 da
 this runs a CI-sized simulation with another seed the defaults were not tuned on (tuning used
 seed 11). Half the customers are small (under 100 requests per 5 minutes), weekends are 40 %
 to 120 % of weekdays in local time, noise is heavy-tailed: see :mod:`detectors.synthetic`.
-The floors are regression guards a little under what this seed measured when they were set
-(recall 0.91 overall, 0.87 under 100 requests, 0.97 at >= 1,000; 0.0875 false alerts per
-customer-week in the first two weeks, 0.2 after; median delay 1 and 2 intervals). The issue's
-false-alert target (0.05) is met on the tuning seed but not on this one: see the report of
-scripts/evaluate_detectors.py for the full figures.
+The floors are regression guards a little under what this seed measures (recall 0.90 overall,
+0.87 under 100 requests, 0.93 at >= 1,000 -- 28 of 30 labels; false alerts per customer-week
+0.025 in the first two weeks, 0.075 after, 0.042 overall; median delay 1 and 2 intervals).
+The issue's false-alert target (0.05) holds on the held-out seeds of
+scripts/evaluate_detectors.py; with 40 customers one false alert in the third week alone is
+0.025 per customer-week, so this seed's bounds carry one or two false alerts of margin.
 """
 import statistics
 from collections import defaultdict
@@ -84,9 +85,9 @@ def test_recall_for_customers_with_at_least_1000_requests_per_interval(result):
 def test_false_alerts_per_customer_week_in_the_first_two_weeks_and_after(result):
     # issue target: 0.05 in both; with 40 customers one false alert is 0.0125 (first two weeks)
     # or 0.025 (third week) per customer-week
-    assert result["cold"] / result["cold_cw"] <= 0.1
-    assert result["late"] / result["late_cw"] <= 0.25
-    assert result["ev"].false_per_customer_week <= 0.15, result["ev"].format_table()
+    assert result["cold"] / result["cold_cw"] <= 0.05
+    assert result["late"] / result["late_cw"] <= 0.1
+    assert result["ev"].false_per_customer_week <= 0.06, result["ev"].format_table()
 
 
 def test_time_to_detect(result):
