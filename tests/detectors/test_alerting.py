@@ -241,3 +241,30 @@ def test_firing_and_resolved_name_the_same_primary_signal():
     alerts = run(eng, events)
     assert alerts[0]["status"] == "firing" and alerts[-1]["status"] == "resolved"
     assert len({a["signal"] for a in alerts}) == 1
+
+
+def test_a_cache_hit_collapse_at_a_large_customer_opens_an_incident():
+    # a cache-hit ratio that wanders by a few points has a wide learned spread: falling from
+    # ~54 % to ~17 % is a rare point under heavy tails (~1e-3.4), not a 1e-4 one; the
+    # magnitude gates (a quarter and 10 points down) keep the lower threshold precise
+    def traffic(i, rnd, ratio):
+        e = normal(i, rnd, scale=350_000)
+        return ev(e.ts, e.requests, e.status_5xx, hits=int(e.requests * ratio), s4=e.status_4xx,
+                  p99=e.latency_p99_ms)
+
+    rnd = random.Random(3)
+    n = int(4 * DAY / STEP)
+    wander = [0.54 + 0.04 * math.sin(2 * math.pi * i * STEP / (7 * 3600)) + rnd.gauss(0, 0.01)
+              for i in range(n)]
+    history_events = [traffic(i, rnd, wander[i]) for i in range(n)]
+    collapse = [traffic(n + k, rnd, 0.17) for k in range(6)]
+    for threshold, opens in ((None, True), (0.9999, False)):
+        cfg = DetectorConfig()
+        if threshold is not None:
+            cfg = cfg.with_overrides({"signals.cache_hit.threshold": threshold})
+        eng = Engine(cfg)
+        run(eng, history_events)
+        alerts = run(eng, collapse)
+        assert bool(alerts) is opens
+        if opens:
+            assert alerts[0]["signals"] == ["cache_hit"] and "cache-hit collapse" in alerts[0]["diagnosis"]

@@ -4,8 +4,8 @@ The full measurement is ``scripts/evaluate_detectors.py`` (150 customers x 21 da
 this runs a CI-sized simulation with another seed the defaults were not tuned on (tuning used
 seed 11). Half the customers are small (under 100 requests per 5 minutes), weekends are 40 %
 to 120 % of weekdays in local time, noise is heavy-tailed: see :mod:`detectors.synthetic`.
-The floors are regression guards a little under what this seed measures (recall 0.90 overall,
-0.87 under 100 requests, 0.93 at >= 1,000 -- 28 of 30 labels; false alerts per customer-week
+The floors are regression guards a little under what this seed measures (recall 0.92 overall,
+0.87 under 100 requests, 1.0 at >= 1,000 (30 labels); false alerts per customer-week
 0.025 in the first two weeks, 0.075 after, 0.042 overall; median delay 1 and 2 intervals).
 The issue's false-alert target (0.05) holds on the held-out seeds of
 scripts/evaluate_detectors.py; with 40 customers one false alert in the third week alone is
@@ -67,7 +67,7 @@ def test_most_customers_are_small(result):
 
 def test_recall_overall(result):
     assert result["ev"].n_labels >= 80
-    assert result["ev"].recall >= 0.88, result["ev"].format_table()
+    assert result["ev"].recall >= 0.9, result["ev"].format_table()
 
 
 def test_recall_for_small_customers(result):
@@ -79,7 +79,7 @@ def test_recall_for_small_customers(result):
 def test_recall_for_customers_with_at_least_1000_requests_per_interval(result):
     big = _labels(result, lo=BIG)
     assert len(big) >= 20
-    assert sum(r.detected for r in big) / len(big) >= 0.93  # issue target: 0.97 (30 labels here)
+    assert sum(r.detected for r in big) / len(big) >= 0.96  # issue target: 0.97 (30 labels here)
 
 
 def test_false_alerts_per_customer_week_in_the_first_two_weeks_and_after(result):
