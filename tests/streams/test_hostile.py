@@ -160,10 +160,10 @@ def test_a_decoder_bug_is_one_dead_letter_and_is_logged_once(monkeypatch, caplog
 def test_an_engine_bug_is_not_bad_input_it_propagates_to_stop_the_worker():
     """A valid event the engine fails on is not parked as bad input: the worker must stop (exit 70)."""
     class Fragile(Engine):
-        def process(self, e):
-            if e.customer_id == "poison":
+        def process_many(self, events):
+            if any(e.customer_id == "poison" for e in events):
                 raise ZeroDivisionError("float division by zero")
-            return super().process(e)
+            return super().process_many(events)
 
     proc = Processor(Fragile(), clock=lambda: NOW)
     values = [json.dumps(good(cid=c, ts=NOW - DAY + i * 300)) for i in range(3) for c in ("a", "poison", "b")]
