@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Iterable, Mapping
+from collections import Counter
+from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.config import DetectorConfig
-from detectors.engine import Engine, Verdict
+from detectors.engine import BatchVerdict, Engine, Verdict
 from detectors.events import Event
 from detectors.signals import derive
 
@@ -57,10 +58,15 @@ class Trace:
 
 
 class ReplayEngine(Engine):
-    """:class:`Engine` plus bookkeeping for reports. Every decision is ``Engine.process``'s own:
-    this subclass only counts (customer sizes, time span, outcomes) and, for a few traced
-    customers, peeks at the models' assessment *before* the event is processed (``assess``
-    does not learn)."""
+    """:class:`Engine` plus bookkeeping for reports. Every decision is the engine's own: this
+    subclass only counts (customer sizes, time span, outcomes), per batch of
+    :meth:`process_many`, and, for a few traced customers, peeks at the models' assessment
+    *before* their event is learned (``assess`` does not learn).
+
+    A batch is handed to :meth:`Engine.process_many` whole, except that it is split just before
+    each event of a traced customer (the models must be looked at in the state that event
+    meets). Untraced, a batch is one engine call.
+    """
 
     def __init__(self, config: DetectorConfig | None = None, trace: Iterable[str] = ()):
         super().__init__(config)
@@ -71,31 +77,68 @@ class ReplayEngine(Engine):
         self.t_max = -math.inf
         self.trace_customers = set(trace)
         self.traces: dict[str, Trace] = {}
+        self._in_batch = False
 
     def process(self, e: Event) -> Verdict:
-        cid = e.customer_id
-        s = self.sizes.get(cid)
-        if s is None:
-            s = self.sizes[cid] = [0, 0]
-        s[0] += 1
-        s[1] += e.requests
-        ts = e.ts
-        if ts < self.t_min:
-            self.t_min = ts
-        end = ts + e.interval_s
-        if end > self.t_max:
-            self.t_max = end
-        self.intervals[e.interval_s] = self.intervals.get(e.interval_s, 0) + 1
-        if cid in self.trace_customers:
-            last = self.last_ts_of(cid)
-            if last is None or ts > last:
-                tr = self.traces.get(cid)
-                if tr is None:
-                    tr = self.traces[cid] = Trace(cid, self._enabled_order())
-                tr.add(e, self.models_of(cid))
-        v = Engine.process(self, e)
-        self.outcomes[v.outcome] = self.outcomes.get(v.outcome, 0) + 1
+        """One event, with the same bookkeeping as :meth:`process_many`."""
+        if self._in_batch:  # Engine.process_many calling back per event: counted already
+            return Engine.process(self, e)
+        b = self.process_many((e,))
+        return Verdict(b.outcomes[0], {s: v[0] for s, v in b.scores.items()}, b.alerts)
+
+    def process_many(self, events: Sequence[Event]) -> BatchVerdict:
+        self._count(events)
+        traced = self.trace_customers
+        cuts = [i for i, e in enumerate(events) if e.customer_id in traced] if traced else []
+        if not cuts:
+            v = self._engine_many(events)
+        else:
+            v = BatchVerdict([], [], {})
+            bounds = [0, *cuts, len(events)] if cuts[0] else [*cuts, len(events)]
+            for lo, hi in zip(bounds, bounds[1:]):
+                if events[lo].customer_id in traced:
+                    self._trace_before(events[lo])
+                _extend(v, self._engine_many(events[lo:hi]))
+        by = self.outcomes
+        for outcome, n in Counter(v.outcomes).items():
+            by[outcome] = by.get(outcome, 0) + n
         return v
+
+    def _engine_many(self, events: Sequence[Event]) -> BatchVerdict:
+        self._in_batch = True
+        try:
+            return Engine.process_many(self, events)
+        finally:
+            self._in_batch = False
+
+    def _count(self, events: Sequence[Event]) -> None:
+        sizes, intervals = self.sizes, self.intervals
+        t_min, t_max = self.t_min, self.t_max
+        for e in events:
+            s = sizes.get(e.customer_id)
+            if s is None:
+                s = sizes[e.customer_id] = [0, 0]
+            s[0] += 1
+            s[1] += e.requests
+            ts = e.ts
+            if ts < t_min:
+                t_min = ts
+            end = ts + e.interval_s
+            if end > t_max:
+                t_max = end
+            intervals[e.interval_s] = intervals.get(e.interval_s, 0) + 1
+        self.t_min, self.t_max = t_min, t_max
+
+    def _trace_before(self, e: Event) -> None:
+        """Add ``e`` to its customer's trace, assessed by the models as they are before learning
+        it -- unless the engine will ignore it as a duplicate."""
+        cid = e.customer_id
+        last = self.last_ts_of(cid)
+        if last is None or e.ts > last:
+            tr = self.traces.get(cid)
+            if tr is None:
+                tr = self.traces[cid] = Trace(cid, self._enabled_order())
+            tr.add(e, self.models_of(cid))
 
     def _enabled_order(self) -> list[str]:
         return [s for s in self.config.signals if s in self._enabled]
@@ -117,3 +160,14 @@ class ReplayEngine(Engine):
 def compact_alert(a: Mapping[str, Any]) -> dict[str, Any]:
     return {k: a.get(k) for k in ALERT_FIELDS}
 
+
+def _extend(into: BatchVerdict, part: BatchVerdict) -> None:
+    """Append batch ``part``'s results to ``into`` (the batch before it)."""
+    into.outcomes.extend(part.outcomes)
+    into.alerts.extend(part.alerts)
+    for sig, values in part.scores.items():
+        lst = into.scores.get(sig)
+        if lst is None:
+            into.scores[sig] = list(values)
+        else:
+            lst.extend(values)
