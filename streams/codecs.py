@@ -69,6 +69,10 @@ def _parse_constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_parse_constant)
 #: otherwise (the run may also be inside a string): every integer literal is checked before int()
 _CHECKING_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
+#: the C scanner behind ``_DECODER.decode`` (a JSON value starting at an index)
+_SCAN = _DECODER.scan_once
+#: what JSON counts as whitespace (``str.strip()`` alone would take Unicode spaces too)
+_JSON_SPACE = " \t\n\r"
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
 
@@ -174,6 +178,17 @@ def decode_json(value: bytes | str | None, max_bytes: int = MAX_MESSAGE_BYTES) -
     if text.count("{") + text.count("[") > MAX_DEPTH and json_depth(text) > MAX_DEPTH:
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels", KIND_OVERSIZED)
     decoder = _CHECKING_DECODER if _TOO_MANY_DIGITS in raw.translate(_DIGITS_TO_ZERO) else _DECODER
+    if decoder is _DECODER and text[:1] == "{":
+        # the common case, without JSONDecoder.decode's two whitespace regex matches: one JSON
+        # object, maybe followed by whitespace (the newline of a JSON line). Anything else --
+        # an error included -- is decoded again below, which gives the reason.
+        try:
+            obj, end = _SCAN(text, 0)
+        except Exception:
+            pass
+        else:
+            if end == len(text) or not text[end:].strip(_JSON_SPACE):
+                return obj
     try:
         obj = decoder.decode(text)
     except _Reject as exc:

@@ -94,6 +94,22 @@ def test_limits_are_inclusive_and_a_valid_event_at_the_limits_decodes():
         decode_event(raw + b" ")
 
 
+@pytest.mark.parametrize("tail, ok", [
+    ("\n", True), (" \t\r\n", True), ("", True),
+    (" x", False), ("{}", False), ("\u00a0", False),  # a no-break space is not JSON whitespace
+    ("\n\n{", False),
+])
+def test_an_event_is_one_json_value_and_json_whitespace(tail, ok):
+    """Only JSON's own whitespace may follow the object (the newline of a JSON line)."""
+    text = json.dumps(good()) + tail
+    if ok:
+        assert decode_event(text) == decode_event(text.encode()) == decode_event(json.dumps(good()))
+    else:
+        with pytest.raises(InvalidEvent, match="invalid JSON: Extra data") as exc:
+            decode_event(text.encode())
+        assert exc.value.kind == "undecodable"
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting():
     assert decode_event(json.dumps(good(note="[{" * 1000)).encode()).requests == 1000
 
