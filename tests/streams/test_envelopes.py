@@ -9,6 +9,8 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 from prometheus_client import CollectorRegistry
 
@@ -100,6 +102,30 @@ def test_single_event_messages_keep_the_64_kib_limit_envelopes_may_be_larger():
 def test_depth_is_measured_outside_strings_only():
     assert json_depth(json.dumps({"a": ['x\\"[[', [[{}]]]})) == 5
     assert json_depth(json.dumps({"events": [{"a": "]]]]{{{{"}] * 100})) == 3
+
+
+def _depth(v):
+    if isinstance(v, list):
+        return 1 + max(map(_depth, v), default=0)
+    if isinstance(v, dict):
+        return 1 + max(map(_depth, v.values()), default=0)
+    return 0
+
+
+_brackety = st.text(alphabet='[]{}"\\\n aé', max_size=8)
+_nested = st.recursive(
+    st.none() | st.integers() | _brackety,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_brackety, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_nested, st.booleans(), st.booleans())
+def test_depth_of_any_json_text_is_the_nesting_of_its_value(value, ascii_only, as_bytes):
+    """Strings with brackets, quotes and escapes of every kind do not count."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_depth(text.encode() if as_bytes else text) == _depth(value)
 
 
 def test_envelopes_give_the_alerts_of_the_same_events_one_per_message():
