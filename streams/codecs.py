@@ -23,6 +23,8 @@ import re
 import time
 from typing import Any
 
+import orjson
+
 from detectors.events import KIND_CONTRACT, KIND_OVERSIZED, KIND_UNDECODABLE, Event, InvalidEvent, parse_event
 
 #: raw payloads longer than this are truncated in the DLQ record (the reason is what matters)
@@ -69,12 +71,10 @@ def _parse_constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_parse_constant)
 #: otherwise (the run may also be inside a string): every integer literal is checked before int()
 _CHECKING_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
-#: the C scanner behind ``_DECODER.decode`` (a JSON value starting at an index)
-_SCAN = _DECODER.scan_once
-#: what JSON counts as whitespace (``str.strip()`` alone would take Unicode spaces too)
-_JSON_SPACE = " \t\n\r"
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TOO_MANY_DIGITS = b"0" * (MAX_INT_DIGITS + 1)
+#: a run of digits that may be an integer beyond 64 bits (every 18-digit integer fits)
+_LONG_DIGITS = b"0" * 19
 
 
 #: a JSON string literal (the unrolled form: linear time even on an unterminated string)
@@ -191,18 +191,19 @@ def decode_json(value: bytes | str | None, max_bytes: int = MAX_MESSAGE_BYTES) -
     # cheap bound first: depth can only exceed MAX_DEPTH if there are more opening brackets than that
     if text.count("{") + text.count("[") > MAX_DEPTH and json_depth(raw) > MAX_DEPTH:
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels", KIND_OVERSIZED)
-    decoder = _CHECKING_DECODER if _TOO_MANY_DIGITS in raw.translate(_DIGITS_TO_ZERO) else _DECODER
-    if decoder is _DECODER and text[:1] == "{":
-        # the common case, without JSONDecoder.decode's two whitespace regex matches: one JSON
-        # object, maybe followed by whitespace (the newline of a JSON line). Anything else --
-        # an error included -- is decoded again below, which gives the reason.
-        try:
-            obj, end = _SCAN(text, 0)
-        except Exception:
-            pass
-        else:
-            if end == len(text) or not text[end:].strip(_JSON_SPACE):
-                return obj
+    digits = raw.translate(_DIGITS_TO_ZERO)
+    if _TOO_MANY_DIGITS in digits:
+        decoder = _CHECKING_DECODER
+    else:
+        decoder = _DECODER
+        if _LONG_DIGITS not in digits:
+            # Every integer fits 64 bits, where orjson gives exactly what json gives (beyond,
+            # it would give a float); anything orjson refuses (errors, NaN, lone surrogates,
+            # a BOM, 1e400) is decoded again by json below, which gives json's result or reason.
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass
     try:
         obj = decoder.decode(text)
     except _Reject as exc:

@@ -16,7 +16,14 @@ from prometheus_client import CollectorRegistry
 from detectors.engine import Engine
 from detectors.events import CUSTOMER_ID_RE, INVALID_KINDS, MAX_COUNT, MAX_TS, Event, InvalidEvent, parse_ts
 from streams import processor as processor_module
-from streams.codecs import MAX_DEPTH, MAX_INT_DIGITS, MAX_MESSAGE_BYTES, decode_event, encode_json
+from streams.codecs import (
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    MAX_MESSAGE_BYTES,
+    decode_event,
+    decode_json,
+    encode_json,
+)
 from streams.metrics import WorkerMetrics
 from streams.processor import Processor
 from tests.hostile import KINDS, TEMPLATES, _event, hostile_messages
@@ -271,6 +278,70 @@ def decode_totally(value):
         return None
     check_decoded(result)
     return result
+
+
+class _Constant(Exception):
+    pass
+
+
+def _refuse_constant(name):
+    raise _Constant(name)
+
+
+REFUSED = object()
+
+
+def json_reference(raw):
+    """The standard library's decoder on the UTF-8 text (the semantics decode_json keeps), or REFUSED."""
+    try:
+        return json.JSONDecoder(parse_constant=_refuse_constant).decode(raw.decode("utf-8"))
+    except (ValueError, _Constant):
+        return REFUSED
+
+
+def same(a, b):
+    """Equal values of equal types all the way down (1 is not 1.0; -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return a == b
+
+
+#: integers of up to MAX_INT_DIGITS digits, of both sizes: those within 64 bits and those beyond
+_ints_within_limit = st.integers(-(2**70), 2**70) | st.integers(
+    -(10**MAX_INT_DIGITS) + 1, 10**MAX_INT_DIGITS - 1
+)
+_values_within_limits = st.recursive(
+    st.none() | st.booleans() | st.text(max_size=20) | _ints_within_limit | st.floats(),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
+    max_leaves=20,
+)
+
+
+@PROPERTY
+@given(_values_within_limits, st.booleans(), st.data())
+def test_decode_json_gives_the_standard_decoders_value_or_refuses_what_it_refuses(value, ascii_only, data):
+    """The fast JSON path changes no value (ints of any size stay ints, -0.0, duplicate keys,
+    lone surrogates, a BOM, 1e400); what the standard decoder refuses is refused."""
+    text = json.dumps(value, ensure_ascii=ascii_only, allow_nan=True)
+    raw = bytearray(text.encode("utf-8", "surrogatepass"))
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at:at] = data.draw(st.sampled_from(
+            [b'"a": 1, "a": 2, ', b"\\ud800", b"\xef\xbb\xbf", b" ", b"\n", b"-0", b"1e400", b"\x00", b",",
+             b"12345678901234567890", b"-9223372036854775809", b"0.1", b'"', b"NaN", b"\xed\xa0\x80"]))
+    want = json_reference(bytes(raw))
+    try:
+        got = decode_json(bytes(raw), MAX_MESSAGE_BYTES)
+    except InvalidEvent:
+        assert want is REFUSED
+    else:
+        assert want is not REFUSED and same(got, want)
 
 
 @PROPERTY
