@@ -19,7 +19,7 @@ from detectors.evaluation import incidents
 from detectors.events import Event
 
 from ..codecs import dlq_record, encode_json
-from ..processor import Output, Processor
+from ..processor import Output, Processor, cyclic_gc_paused
 from .files import BadRow
 from .kafka import KafkaSource
 from .sources import Source
@@ -168,28 +168,35 @@ def run_replay(
                 o.alerts.clear()
             chunk.clear()
 
-        for value, key, partition, offset in source.records(bar):
-            records += 1
-            if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
-                main_out.dlq.append(csv_dlq(value, src_name, offset))
-            else:
-                chunk += decode(
-                    value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
-                )
-                if len(chunk) >= chunk_events:
-                    run_chunk()
-            if main_out.dlq:
-                for d in main_out.dlq:
-                    invalid += 1
-                    if is_file:
-                        d["line"] = offset
-                        d["offset"] = None
-                        if isinstance(d.get("raw"), str):
-                            d["raw"] = d["raw"].rstrip("\r\n")
-                    if dlq_file is not None:
-                        dlq_file.write(encode_json(d) + b"\n")
-                main_out.dlq.clear()
-        run_chunk()
+        recs = iter(source.records(bar))
+        more = True
+        while more:
+            # one chunk at a time, so that the collector runs between chunks (cyclic_gc_paused)
+            with cyclic_gc_paused():
+                more = False
+                for value, key, partition, offset in recs:
+                    records += 1
+                    if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
+                        main_out.dlq.append(csv_dlq(value, src_name, offset))
+                    else:
+                        chunk += decode(
+                            value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
+                        )
+                    if main_out.dlq:
+                        for d in main_out.dlq:
+                            invalid += 1
+                            if is_file:
+                                d["line"] = offset
+                                d["offset"] = None
+                                if isinstance(d.get("raw"), str):
+                                    d["raw"] = d["raw"].rstrip("\r\n")
+                            if dlq_file is not None:
+                                dlq_file.write(encode_json(d) + b"\n")
+                        main_out.dlq.clear()
+                    if len(chunk) >= chunk_events or not records % chunk_events:
+                        more = True
+                        break
+                run_chunk()
     finally:
         bar.close()
         for f in files:

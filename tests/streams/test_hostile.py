@@ -3,6 +3,7 @@
 Unit tests for each named kind of hostile message (tests/hostile.py), the wall-clock check,
 the safety net for bugs, and Hypothesis properties of the decoder and of ``handle_many``.
 """
+import gc
 import json
 import logging
 import math
@@ -192,6 +193,26 @@ def test_an_engine_bug_is_not_bad_input_it_propagates_to_stop_the_worker():
     values = [json.dumps(good(cid=c, ts=NOW - DAY + i * 300)) for i in range(3) for c in ("a", "poison", "b")]
     with pytest.raises(ZeroDivisionError):
         proc.handle_many((None, v, "t", 0, i) for i, v in enumerate(values))
+    assert gc.isenabled()  # the collector, paused for the batch, runs again
+
+
+def test_the_garbage_collector_is_paused_for_a_batch_only():
+    seen = []
+
+    class Watching(Engine):
+        def process_many(self, events):
+            seen.append(gc.isenabled())
+            return super().process_many(events)
+
+    proc = Processor(Watching(), clock=lambda: NOW)
+    proc.handle_many([(None, json.dumps(good()), "t", 0, 1), (None, b"{", "t", 0, 2)])
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        proc.handle_many([(None, json.dumps(good(ts=NOW - DAY + 300)), "t", 0, 3)])
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
 
 
 def test_every_kind_is_a_pre_declared_metric_label():
