@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.config import DetectorConfig
-from detectors.engine import BatchVerdict, Engine, Verdict
+from detectors.engine import BatchVerdict, Engine, ReferenceEngine, Verdict
 from detectors.events import Event
 from detectors.signals import derive
 
@@ -60,12 +60,14 @@ class Trace:
 class ReplayEngine(Engine):
     """:class:`Engine` plus bookkeeping for reports. Every decision is the engine's own: this
     subclass only counts (customer sizes, time span, outcomes), per batch of
-    :meth:`process_many`, and, for a few traced customers, peeks at the models' assessment
-    *before* their event is learned (``assess`` does not learn).
+    :meth:`process_many`, and, for a few traced customers, records how their models assessed
+    each event *before* learning it (``assess`` does not learn).
 
-    A batch is handed to :meth:`Engine.process_many` whole, except that it is split just before
-    each event of a traced customer (the models must be looked at in the state that event
-    meets). Untraced, a batch is one engine call.
+    Batches go to :meth:`Engine.process_many` whole. The traced customers' events also go, one
+    at a time, to a :class:`~detectors.engine.ReferenceEngine` of their own, whose River
+    detectors are looked at before each event: the fleet engine holds exactly the same state
+    (``tests/detectors/test_fleet.py``), but would have to build the detectors from its arrays
+    and split the batch at every traced event.
     """
 
     def __init__(self, config: DetectorConfig | None = None, trace: Iterable[str] = ()):
@@ -78,6 +80,8 @@ class ReplayEngine(Engine):
         self.trace_customers = set(trace)
         self.traces: dict[str, Trace] = {}
         self._in_batch = False
+        #: the traced customers' events, one at a time, for their models before each event
+        self._mirror = ReferenceEngine(self.config) if self.trace_customers else None
 
     def process(self, e: Event) -> Verdict:
         """One event, with the same bookkeeping as :meth:`process_many`."""
@@ -88,17 +92,12 @@ class ReplayEngine(Engine):
 
     def process_many(self, events: Sequence[Event]) -> BatchVerdict:
         self._count(events)
-        traced = self.trace_customers
-        cuts = [i for i, e in enumerate(events) if e.customer_id in traced] if traced else []
-        if not cuts:
-            v = self._engine_many(events)
-        else:
-            v = BatchVerdict([], [], {})
-            bounds = [0, *cuts, len(events)] if cuts[0] else [*cuts, len(events)]
-            for lo, hi in zip(bounds, bounds[1:]):
-                if events[lo].customer_id in traced:
-                    self._trace_before(events[lo])
-                _extend(v, self._engine_many(events[lo:hi]))
+        if self._mirror is not None:
+            traced = self.trace_customers
+            for e in events:
+                if e.customer_id in traced:
+                    self._trace(e, self._mirror)
+        v = self._engine_many(events)
         by = self.outcomes
         for outcome, n in Counter(v.outcomes).items():
             by[outcome] = by.get(outcome, 0) + n
@@ -129,16 +128,34 @@ class ReplayEngine(Engine):
             intervals[e.interval_s] = intervals.get(e.interval_s, 0) + 1
         self.t_min, self.t_max = t_min, t_max
 
-    def _trace_before(self, e: Event) -> None:
+    def _trace(self, e: Event, mirror: ReferenceEngine) -> None:
         """Add ``e`` to its customer's trace, assessed by the models as they are before learning
-        it -- unless the engine will ignore it as a duplicate."""
+        it (unless it is a duplicate, which the engine ignores); then the mirror learns it."""
         cid = e.customer_id
-        last = self.last_ts_of(cid)
+        last = mirror.last_ts_of(cid)
         if last is None or e.ts > last:
             tr = self.traces.get(cid)
             if tr is None:
                 tr = self.traces[cid] = Trace(cid, self._enabled_order())
-            tr.add(e, self.models_of(cid))
+            tr.add(e, mirror.models_of(cid))
+        mirror.process(e)
+
+    # state loaded or dropped reaches the traced customers' mirror too
+    def load_customer(self, cid: str, blob: bytes) -> None:
+        super().load_customer(cid, blob)
+        if self._mirror is not None and cid in self.trace_customers:
+            self._mirror.load_customer(cid, blob)
+
+    def load_all(self, blob: bytes) -> int:
+        n = super().load_all(blob)
+        if self._mirror is not None:
+            self._mirror.load_all(blob)
+        return n
+
+    def drop_customer(self, cid: str) -> None:
+        super().drop_customer(cid)
+        if self._mirror is not None:
+            self._mirror.drop_customer(cid)
 
     def _enabled_order(self) -> list[str]:
         return [s for s in self.config.signals if s in self._enabled]
@@ -160,14 +177,3 @@ class ReplayEngine(Engine):
 def compact_alert(a: Mapping[str, Any]) -> dict[str, Any]:
     return {k: a.get(k) for k in ALERT_FIELDS}
 
-
-def _extend(into: BatchVerdict, part: BatchVerdict) -> None:
-    """Append batch ``part``'s results to ``into`` (the batch before it)."""
-    into.outcomes.extend(part.outcomes)
-    into.alerts.extend(part.alerts)
-    for sig, values in part.scores.items():
-        lst = into.scores.get(sig)
-        if lst is None:
-            into.scores[sig] = list(values)
-        else:
-            lst.extend(values)

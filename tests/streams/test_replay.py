@@ -317,3 +317,27 @@ def test_chunked_replay_traces_and_counts_equal_one_event_at_a_time(sim_files, t
                 a, b = list(got.series[sig][f]), list(exp.series[sig][f])
                 assert [x if x == x else "nan" for x in a] == [x if x == x else "nan" for x in b], (c, sig, f)
         assert any(x == x for x in got.series["requests"]["score"])  # warm points were assessed
+
+
+def test_traces_continue_from_loaded_state(sim_files):
+    """A ReplayEngine given saved state traces the next events as the uninterrupted one does."""
+    from detectors.events import parse_event
+    from streams.replay import ReplayEngine
+
+    _, events, _ = sim_files
+    evs = [parse_event(e) for e in events]
+    half = len(evs) // 2
+    whole = ReplayEngine(DetectorConfig(), ["cust-0003"])
+    whole.process_many(evs[:half])
+    first = ReplayEngine(DetectorConfig(), ["cust-0003"])
+    first.process_many(evs[:half])
+    resumed = ReplayEngine(DetectorConfig(), ["cust-0003"])
+    resumed.load_all(first.dump_all())
+    for eng in (whole, resumed):
+        for i in range(half, len(evs), 50):
+            eng.process_many(evs[i:i + 50])
+    got, want = resumed.traces["cust-0003"], whole.traces["cust-0003"]
+    n = len(got)
+    assert n == len(evs) // 12 and list(got.ts) == list(want.ts)[-n:]
+    scores = list(got.series["requests"]["score"])
+    assert scores == list(want.series["requests"]["score"])[-n:] and all(x == x for x in scores)
