@@ -2,7 +2,8 @@
 """Benchmark ``lookout replay``: events/s and peak RSS for N simulated events.
 
 Generates N events with the simulator into a temporary JSONL file (or reuses --file), then
-runs ``lookout replay FILE --no-report -q --json`` in a child process and reports:
+runs ``lookout replay FILE --no-report -q --json`` in a child process (``--report``: with the
+report, labelled customers traced in the same pass) and reports:
 
 * events/s of the replay loop (from summary.json: records / replay seconds, single core),
 * wall time of the whole command (imports, writing outputs included),
@@ -38,14 +39,17 @@ sys.path.insert(0, str(ROOT))
 
 
 def generate(path: Path, events: int, customers: int, interval_s: int, seed: int) -> int:
+    """Write the simulated events to ``path`` and their incidents to ``labels.jsonl`` beside it."""
     from detectors.synthetic import SimConfig, simulate
-    from streams.simfiles import write_jsonl
+    from streams.simfiles import write_jsonl, write_labels
 
     n_int = max(2, events // customers)
     sim = simulate(
         SimConfig(customers=customers, duration_s=n_int * interval_s, interval_s=interval_s, seed=seed)
     )
-    return write_jsonl(sim.events(), path)
+    n = write_jsonl(sim.events(), path)
+    write_labels(sim.incidents, path.with_name("labels.jsonl"))
+    return n
 
 
 def run_child(path: Path, out: Path, extra: list[str]) -> dict:
@@ -57,11 +61,12 @@ def run_child(path: Path, out: Path, extra: list[str]) -> dict:
         str(path),
         "--out",
         str(out),
-        "--no-report",
         "-q",
         "--json",
         *extra,
     ]
+    if "--labels" not in extra:
+        cmd.append("--no-report")
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -104,7 +109,7 @@ def profile(path: Path, n: int, top: int) -> None:
     st = pstats.Stats(prof)
     total = sum(v[2] for v in st.stats.values())  # own time
     groups = {
-        "json decode (json.loads)": 0.0,
+        "json decode (orjson / json)": 0.0,
         "contract validation (detectors/events.py)": 0.0,
         "signal derivation (detectors/signals.py)": 0.0,
         "models (detectors/univariate.py, stats.py)": 0.0,
@@ -117,8 +122,8 @@ def profile(path: Path, n: int, top: int) -> None:
     }
     for (fname, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
         f = fname.replace("\\", "/")
-        if func in ("loads", "decode", "raw_decode") and ("json" in f or f == "~"):
-            g = "json decode (json.loads)"
+        if (func in ("loads", "decode", "raw_decode") and ("json" in f or f == "~")) or "orjson" in func:
+            g = "json decode (orjson / json)"
         elif f.endswith("detectors/events.py"):
             g = "contract validation (detectors/events.py)"
         elif f.endswith("detectors/signals.py"):
@@ -158,6 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--scaling", action="store_true", help="also run N/4 events: peak RSS should not grow with N"
     )
+    ap.add_argument("--report", action="store_true",
+                    help="replay with the HTML report (labelled customers traced, plots): needs labels")
+    ap.add_argument("--labels", type=Path, help="labels for --report (default: labels.jsonl beside the file)")
     ap.add_argument("--profile", action="store_true", help="cProfile the replay loop (in-process)")
     ap.add_argument("--profile-events", type=int, default=100_000)
     ap.add_argument("--top", type=int, default=25)
@@ -173,6 +181,11 @@ def main(argv=None) -> int:
         print(f"generated {n:,} events ({args.customers} customers, {args.interval} s interval, "
               f"{path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s -> {path}")
     extra = ["--config", args.config] if args.config else []
+    if args.report:
+        labels = args.labels or path.with_name("labels.jsonl")
+        if not labels.exists():
+            raise SystemExit(f"--report needs labels: {labels} does not exist (pass --labels)")
+        extra += ["--labels", str(labels)]
     runs = []
     if args.scaling:
         quarter = tmp / "quarter.jsonl"

@@ -42,6 +42,7 @@ from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
 
 from .codecs import decode_event
 from .replay import BadRow, Progress, ReplayEngine, Source, compact_alert
+from .replay.runner import CHUNK_EVENTS
 
 
 class SpaceError(ValueError):
@@ -225,10 +226,11 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
 def run_config(data: Dataset, config: DetectorConfig, grace: float = 2.0):
     """All alerts (compact) of ``config`` over the dataset, and their evaluation."""
     eng = Engine(config)
-    process = eng.process
+    process_many = eng.process_many
+    events = data.events
     alerts: list[dict[str, Any]] = []
-    for e in data.events:
-        v = process(e)
+    for i in range(0, len(events), CHUNK_EVENTS):
+        v = process_many(events[i:i + CHUNK_EVENTS])
         if v.alerts:
             alerts.extend(compact_alert(a) for a in v.alerts)
     ev = evaluate(alerts, data.labels, customers=data.sizes, span_s=data.span_s, interval_s=data.interval_s,
@@ -381,9 +383,7 @@ def trace_config(data: Dataset, config: DetectorConfig, customers: Sequence[str]
     """Traces (for plots) of ``config`` for a few customers: only their events are replayed."""
     want = set(customers)
     eng = ReplayEngine(config, want)
-    for e in data.events:
-        if e.customer_id in want:
-            eng.process(e)
+    eng.process_many([e for e in data.events if e.customer_id in want])
     return eng.traces
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Iterable, Mapping
+from collections import Counter
+from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.config import DetectorConfig
-from detectors.engine import Engine, Verdict
+from detectors.engine import BatchVerdict, Engine, ReferenceEngine, Verdict
 from detectors.events import Event
 from detectors.signals import derive
 
@@ -57,10 +58,17 @@ class Trace:
 
 
 class ReplayEngine(Engine):
-    """:class:`Engine` plus bookkeeping for reports. Every decision is ``Engine.process``'s own:
-    this subclass only counts (customer sizes, time span, outcomes) and, for a few traced
-    customers, peeks at the models' assessment *before* the event is processed (``assess``
-    does not learn)."""
+    """:class:`Engine` plus bookkeeping for reports. Every decision is the engine's own: this
+    subclass only counts (customer sizes, time span, outcomes), per batch of
+    :meth:`process_many`, and, for a few traced customers, records how their models assessed
+    each event *before* learning it (``assess`` does not learn).
+
+    Batches go to :meth:`Engine.process_many` whole. The traced customers' events also go, one
+    at a time, to a :class:`~detectors.engine.ReferenceEngine` of their own, whose River
+    detectors are looked at before each event: the fleet engine holds exactly the same state
+    (``tests/detectors/test_fleet.py``), but would have to build the detectors from its arrays
+    and split the batch at every traced event.
+    """
 
     def __init__(self, config: DetectorConfig | None = None, trace: Iterable[str] = ()):
         super().__init__(config)
@@ -71,31 +79,83 @@ class ReplayEngine(Engine):
         self.t_max = -math.inf
         self.trace_customers = set(trace)
         self.traces: dict[str, Trace] = {}
+        self._in_batch = False
+        #: the traced customers' events, one at a time, for their models before each event
+        self._mirror = ReferenceEngine(self.config) if self.trace_customers else None
 
     def process(self, e: Event) -> Verdict:
-        cid = e.customer_id
-        s = self.sizes.get(cid)
-        if s is None:
-            s = self.sizes[cid] = [0, 0]
-        s[0] += 1
-        s[1] += e.requests
-        ts = e.ts
-        if ts < self.t_min:
-            self.t_min = ts
-        end = ts + e.interval_s
-        if end > self.t_max:
-            self.t_max = end
-        self.intervals[e.interval_s] = self.intervals.get(e.interval_s, 0) + 1
-        if cid in self.trace_customers:
-            last = self.last_ts_of(cid)
-            if last is None or ts > last:
-                tr = self.traces.get(cid)
-                if tr is None:
-                    tr = self.traces[cid] = Trace(cid, self._enabled_order())
-                tr.add(e, self.models_of(cid))
-        v = Engine.process(self, e)
-        self.outcomes[v.outcome] = self.outcomes.get(v.outcome, 0) + 1
+        """One event, with the same bookkeeping as :meth:`process_many`."""
+        if self._in_batch:  # Engine.process_many calling back per event: counted already
+            return Engine.process(self, e)
+        b = self.process_many((e,))
+        return Verdict(b.outcomes[0], {s: v[0] for s, v in b.scores.items()}, b.alerts)
+
+    def process_many(self, events: Sequence[Event]) -> BatchVerdict:
+        self._count(events)
+        if self._mirror is not None:
+            traced = self.trace_customers
+            for e in events:
+                if e.customer_id in traced:
+                    self._trace(e, self._mirror)
+        v = self._engine_many(events)
+        by = self.outcomes
+        for outcome, n in Counter(v.outcomes).items():
+            by[outcome] = by.get(outcome, 0) + n
         return v
+
+    def _engine_many(self, events: Sequence[Event]) -> BatchVerdict:
+        self._in_batch = True
+        try:
+            return Engine.process_many(self, events)
+        finally:
+            self._in_batch = False
+
+    def _count(self, events: Sequence[Event]) -> None:
+        sizes, intervals = self.sizes, self.intervals
+        t_min, t_max = self.t_min, self.t_max
+        for e in events:
+            s = sizes.get(e.customer_id)
+            if s is None:
+                s = sizes[e.customer_id] = [0, 0]
+            s[0] += 1
+            s[1] += e.requests
+            ts = e.ts
+            if ts < t_min:
+                t_min = ts
+            end = ts + e.interval_s
+            if end > t_max:
+                t_max = end
+            intervals[e.interval_s] = intervals.get(e.interval_s, 0) + 1
+        self.t_min, self.t_max = t_min, t_max
+
+    def _trace(self, e: Event, mirror: ReferenceEngine) -> None:
+        """Add ``e`` to its customer's trace, assessed by the models as they are before learning
+        it (unless it is a duplicate, which the engine ignores); then the mirror learns it."""
+        cid = e.customer_id
+        last = mirror.last_ts_of(cid)
+        if last is None or e.ts > last:
+            tr = self.traces.get(cid)
+            if tr is None:
+                tr = self.traces[cid] = Trace(cid, self._enabled_order())
+            tr.add(e, mirror.models_of(cid))
+        mirror.process(e)
+
+    # state loaded or dropped reaches the traced customers' mirror too
+    def load_customer(self, cid: str, blob: bytes) -> None:
+        super().load_customer(cid, blob)
+        if self._mirror is not None and cid in self.trace_customers:
+            self._mirror.load_customer(cid, blob)
+
+    def load_all(self, blob: bytes) -> int:
+        n = super().load_all(blob)
+        if self._mirror is not None:
+            self._mirror.load_all(blob)
+        return n
+
+    def drop_customer(self, cid: str) -> None:
+        super().drop_customer(cid)
+        if self._mirror is not None:
+            self._mirror.drop_customer(cid)
 
     def _enabled_order(self) -> list[str]:
         return [s for s in self.config.signals if s in self._enabled]

@@ -102,3 +102,18 @@ def test_optional_fields_may_be_absent():
 def test_not_an_object():
     with pytest.raises(InvalidEvent, match="JSON object"):
         parse_event([1, 2])
+
+
+def test_a_valid_id_seen_before_does_not_vouch_for_an_equal_string_of_another_type():
+    parse_event(GOOD | {"customer_id": "cust-7"})
+
+    class Sneaky(str):
+        def __hash__(self):
+            return hash("cust-7")
+
+        def __eq__(self, other):
+            return True
+
+    with pytest.raises(InvalidEvent, match="customer_id"):
+        parse_event(GOOD | {"customer_id": Sneaky("bad id")})
+    assert parse_event(GOOD | {"customer_id": "cust-7"}).customer_id == "cust-7"

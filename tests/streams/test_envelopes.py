@@ -9,6 +9,8 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 from prometheus_client import CollectorRegistry
 
@@ -102,6 +104,30 @@ def test_depth_is_measured_outside_strings_only():
     assert json_depth(json.dumps({"events": [{"a": "]]]]{{{{"}] * 100})) == 3
 
 
+def _depth(v):
+    if isinstance(v, list):
+        return 1 + max(map(_depth, v), default=0)
+    if isinstance(v, dict):
+        return 1 + max(map(_depth, v.values()), default=0)
+    return 0
+
+
+_brackety = st.text(alphabet='[]{}"\\\n aé', max_size=8)
+_nested = st.recursive(
+    st.none() | st.integers() | _brackety,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_brackety, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_nested, st.booleans(), st.booleans())
+def test_depth_of_any_json_text_is_the_nesting_of_its_value(value, ascii_only, as_bytes):
+    """Strings with brackets, quotes and escapes of every kind do not count."""
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_depth(text.encode() if as_bytes else text) == _depth(value)
+
+
 def test_envelopes_give_the_alerts_of_the_same_events_one_per_message():
     sim = simulate(SimConfig(customers=12, duration_s=4 * 86400, interval_s=300, seed=4, incidents=4))
     events = list(sim.events())
@@ -187,3 +213,56 @@ def test_crashes_mid_envelope_stream_lose_repeat_and_add_nothing():
     live = alert_keys_on_topic(log)
     assert [k for k, n in Counter(live).items() if n > 1] == []
     assert set(live) == set(truth)
+
+
+def samples(registry):
+    """Every sample of the worker's registry, by (name, labels): the metrics a dashboard sees."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect() for s in m.samples if not s.name.endswith("_created")}
+
+
+def test_a_batch_gives_what_its_messages_give_one_at_a_time_with_one_engine_call():
+    """handle_many decodes the whole batch first and runs its valid events through ONE
+    process_many: alerts, dead letters, positions and every metric value are those of handling
+    each message on its own, in order."""
+    sim = simulate(SimConfig(customers=8, duration_s=3 * 86400, interval_s=300, seed=6, incidents=3,
+                             size_min=2000, tiny_fraction=0.0))
+    events = [e for e in sim.events() if partition_of(e["customer_id"], PARTITIONS) == 1]
+    records = []
+    for i in range(0, len(events), 7):  # envelopes of 7, every 5th as single messages instead
+        chunk = events[i:i + 7]
+        if i // 7 % 5 == 0:
+            records += [(None, json.dumps(e).encode(), "t", 1, 0) for e in chunk]
+        else:
+            records.append((None, envelope(chunk), "t", 1, 0))
+    records[3] = (None, b"{", "t", 1, 0)  # undecodable
+    records.insert(9, records[8])  # redelivered: its events are duplicates
+    wrong = good(customers_of(2, 1)[0], NOW - 3600)  # another partition's customer
+    records.insert(20, (None, envelope([events[0], {"customer_id": "c1"}, wrong]), "t", 1, 0))
+    records = [(k, v, s, p, off) for off, (k, v, s, p, _) in enumerate(records)]
+
+    calls = []
+
+    class Counting(Engine):
+        def process_many(self, evs):
+            calls.append(len(evs))
+            return super().process_many(evs)
+
+    reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
+    single = Processor(Engine(), WorkerMetrics(reg_a), clock=lambda: NOW, partitions=PARTITIONS)
+    batched = Processor(Counting(), WorkerMetrics(reg_b), clock=lambda: NOW, partitions=PARTITIONS)
+    a = None
+    for k, v, s, p, off in records:
+        a = single.handle(v, key=k, source=s, partition=p, offset=off, out=a)
+    b = batched.handle_many(records)
+    valid = len(b.positions) - sum(1 for *_, c in b.positions if c is None)
+    assert calls == [valid]
+    assert b.alerts and b.alerts == a.alerts
+    assert b.dlq == a.dlq and len(b.dlq) == 3
+    assert b.positions == a.positions and b.events == a.events
+    got, want = samples(reg_b), samples(reg_a)
+    assert want[("lookout_events_total", (("outcome", "duplicate"),))] == 8
+    batch_only = "lookout_batch_"  # one batch vs one per message: these differ by design
+    want = {k: v for k, v in want.items() if not k[0].startswith(batch_only)}
+    # (sums of scores and lags: equal up to the order of the float additions)
+    assert {k: v for k, v in got.items() if not k[0].startswith(batch_only)} == pytest.approx(want, rel=1e-12)

@@ -3,6 +3,7 @@
 Unit tests for each named kind of hostile message (tests/hostile.py), the wall-clock check,
 the safety net for bugs, and Hypothesis properties of the decoder and of ``handle_many``.
 """
+import gc
 import json
 import logging
 import math
@@ -16,7 +17,14 @@ from prometheus_client import CollectorRegistry
 from detectors.engine import Engine
 from detectors.events import CUSTOMER_ID_RE, INVALID_KINDS, MAX_COUNT, MAX_TS, Event, InvalidEvent, parse_ts
 from streams import processor as processor_module
-from streams.codecs import MAX_DEPTH, MAX_INT_DIGITS, MAX_MESSAGE_BYTES, decode_event, encode_json
+from streams.codecs import (
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    MAX_MESSAGE_BYTES,
+    decode_event,
+    decode_json,
+    encode_json,
+)
 from streams.metrics import WorkerMetrics
 from streams.processor import Processor
 from tests.hostile import KINDS, TEMPLATES, _event, hostile_messages
@@ -94,6 +102,22 @@ def test_limits_are_inclusive_and_a_valid_event_at_the_limits_decodes():
         decode_event(raw + b" ")
 
 
+@pytest.mark.parametrize("tail, ok", [
+    ("\n", True), (" \t\r\n", True), ("", True),
+    (" x", False), ("{}", False), ("\u00a0", False),  # a no-break space is not JSON whitespace
+    ("\n\n{", False),
+])
+def test_an_event_is_one_json_value_and_json_whitespace(tail, ok):
+    """Only JSON's own whitespace may follow the object (the newline of a JSON line)."""
+    text = json.dumps(good()) + tail
+    if ok:
+        assert decode_event(text) == decode_event(text.encode()) == decode_event(json.dumps(good()))
+    else:
+        with pytest.raises(InvalidEvent, match="invalid JSON: Extra data") as exc:
+            decode_event(text.encode())
+        assert exc.value.kind == "undecodable"
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting():
     assert decode_event(json.dumps(good(note="[{" * 1000)).encode()).requests == 1000
 
@@ -160,15 +184,35 @@ def test_a_decoder_bug_is_one_dead_letter_and_is_logged_once(monkeypatch, caplog
 def test_an_engine_bug_is_not_bad_input_it_propagates_to_stop_the_worker():
     """A valid event the engine fails on is not parked as bad input: the worker must stop (exit 70)."""
     class Fragile(Engine):
-        def process(self, e):
-            if e.customer_id == "poison":
+        def process_many(self, events):
+            if any(e.customer_id == "poison" for e in events):
                 raise ZeroDivisionError("float division by zero")
-            return super().process(e)
+            return super().process_many(events)
 
     proc = Processor(Fragile(), clock=lambda: NOW)
     values = [json.dumps(good(cid=c, ts=NOW - DAY + i * 300)) for i in range(3) for c in ("a", "poison", "b")]
     with pytest.raises(ZeroDivisionError):
         proc.handle_many((None, v, "t", 0, i) for i, v in enumerate(values))
+    assert gc.isenabled()  # the collector, paused for the batch, runs again
+
+
+def test_the_garbage_collector_is_paused_for_a_batch_only():
+    seen = []
+
+    class Watching(Engine):
+        def process_many(self, events):
+            seen.append(gc.isenabled())
+            return super().process_many(events)
+
+    proc = Processor(Watching(), clock=lambda: NOW)
+    proc.handle_many([(None, json.dumps(good()), "t", 0, 1), (None, b"{", "t", 0, 2)])
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        proc.handle_many([(None, json.dumps(good(ts=NOW - DAY + 300)), "t", 0, 3)])
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
 
 
 def test_every_kind_is_a_pre_declared_metric_label():
@@ -255,6 +299,70 @@ def decode_totally(value):
         return None
     check_decoded(result)
     return result
+
+
+class _Constant(Exception):
+    pass
+
+
+def _refuse_constant(name):
+    raise _Constant(name)
+
+
+REFUSED = object()
+
+
+def json_reference(raw):
+    """The standard library's decoder on the UTF-8 text (the semantics decode_json keeps), or REFUSED."""
+    try:
+        return json.JSONDecoder(parse_constant=_refuse_constant).decode(raw.decode("utf-8"))
+    except (ValueError, _Constant):
+        return REFUSED
+
+
+def same(a, b):
+    """Equal values of equal types all the way down (1 is not 1.0; -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return a == b
+
+
+#: integers of up to MAX_INT_DIGITS digits, of both sizes: those within 64 bits and those beyond
+_ints_within_limit = st.integers(-(2**70), 2**70) | st.integers(
+    -(10**MAX_INT_DIGITS) + 1, 10**MAX_INT_DIGITS - 1
+)
+_values_within_limits = st.recursive(
+    st.none() | st.booleans() | st.text(max_size=20) | _ints_within_limit | st.floats(),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
+    max_leaves=20,
+)
+
+
+@PROPERTY
+@given(_values_within_limits, st.booleans(), st.data())
+def test_decode_json_gives_the_standard_decoders_value_or_refuses_what_it_refuses(value, ascii_only, data):
+    """The fast JSON path changes no value (ints of any size stay ints, -0.0, duplicate keys,
+    lone surrogates, a BOM, 1e400); what the standard decoder refuses is refused."""
+    text = json.dumps(value, ensure_ascii=ascii_only, allow_nan=True)
+    raw = bytearray(text.encode("utf-8", "surrogatepass"))
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at:at] = data.draw(st.sampled_from(
+            [b'"a": 1, "a": 2, ', b"\\ud800", b"\xef\xbb\xbf", b" ", b"\n", b"-0", b"1e400", b"\x00", b",",
+             b"12345678901234567890", b"-9223372036854775809", b"0.1", b'"', b"NaN", b"\xed\xa0\x80"]))
+    want = json_reference(bytes(raw))
+    try:
+        got = decode_json(bytes(raw), MAX_MESSAGE_BYTES)
+    except InvalidEvent:
+        assert want is REFUSED
+    else:
+        assert want is not REFUSED and same(got, want)
 
 
 @PROPERTY
