@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=500, help="events per envelope")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the throughput contenders")
     p.add_argument("--latency-s", type=float, default=20.0, help="seconds of the latency run")
+    p.add_argument("--latency-rate", type=float, default=None,
+                   help="events/s of the latency run (default: half the worker's measured single-event rate)")
     p.add_argument("--memory-customers", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--replay-events", type=int, default=600_000)
     p.add_argument("--timeout", type=float, default=240.0, help="give up on one step after this many seconds")
@@ -446,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                 eps = fn()
                 runs[name].append(eps)
                 print(f"  round {r + 1} {name:15s} {eps:10,.0f} events/s", flush=True)
-        half = statistics.median(runs["worker_single"]) / 2
+        half = a.latency_rate or statistics.median(runs["worker_single"]) / 2
         p50, p99, probes = b.latency(half)
         print(
             f"  latency at {half:,.0f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s ({probes} probes)",
