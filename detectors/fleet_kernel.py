@@ -63,6 +63,21 @@ F_SEASONAL, F_RATIO = 0, 1
 
 
 @njit(cache=True, nogil=True)
+def _put(out, score, value, expected, lo, hi, excess, surprise, window, count, support):
+    """Write one Assessment (its fields in order) into ``out``."""
+    out[A_SCORE] = score
+    out[A_VALUE] = value
+    out[A_EXPECTED] = expected
+    out[A_LO] = lo
+    out[A_HI] = hi
+    out[A_EXCESS] = excess
+    out[A_SURPRISE] = surprise
+    out[A_WINDOW] = window
+    out[A_COUNT] = count
+    out[A_SUPPORT] = support
+
+
+@njit(cache=True, nogil=True)
 def _normal_sf(z, C):
     return 0.5 * math.erfc(z / C[C_SQRT2])
 
@@ -130,16 +145,7 @@ def _seasonal_step(st, hod, hw, dow, dww, P, ts, v, n, has_n, out, C, KT, TU):
     else:
         y = v
     if st[S_N] == 0.0:
-        out[A_SCORE] = 0.0
-        out[A_VALUE] = v
-        out[A_EXPECTED] = v
-        out[A_LO] = v
-        out[A_HI] = v
-        out[A_EXCESS] = 0.0
-        out[A_SURPRISE] = 0.0
-        out[A_WINDOW] = 0.0
-        out[A_COUNT] = 0.0
-        out[A_SUPPORT] = 0.0
+        _put(out, 0.0, v, v, v, v, 0.0, 0.0, 0.0, 0.0, 0.0)
         # _learn of the first point
         if math.isnan(st[S_LAST]) or ts > st[S_LAST]:
             st[S_N] = 1.0
@@ -257,16 +263,7 @@ def _seasonal_step(st, hod, hw, dow, dww, P, ts, v, n, has_n, out, C, KT, TU):
         exp_v = mu
         lo = mu - k
         hi = mu + k
-    out[A_SCORE] = score
-    out[A_VALUE] = v
-    out[A_EXPECTED] = exp_v
-    out[A_LO] = lo
-    out[A_HI] = hi
-    out[A_EXCESS] = 0.0
-    out[A_SURPRISE] = surprise
-    out[A_WINDOW] = window
-    out[A_COUNT] = 0.0
-    out[A_SUPPORT] = 0.0
+    _put(out, score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0)
     # ---- step: learn only a point after the last learned one
     if not (math.isnan(st[S_LAST]) or ts > st[S_LAST]):
         return
@@ -442,16 +439,7 @@ def _ratio_step(st, P, ts, num, den, out, C, KT):
     prior = P[Q_PRIOR]
     p0 = (st[R_A] + prior) / (st[R_B] + 2.0 * prior)
     if den <= 0:
-        out[A_SCORE] = 0.0
-        out[A_VALUE] = np.nan
-        out[A_EXPECTED] = p0
-        out[A_LO] = p0
-        out[A_HI] = p0
-        out[A_EXCESS] = 0.0
-        out[A_SURPRISE] = 0.0
-        out[A_WINDOW] = 0.0
-        out[A_COUNT] = 0.0
-        out[A_SUPPORT] = 0.0
+        _put(out, 0.0, np.nan, p0, p0, p0, 0.0, 0.0, 0.0, 0.0, 0.0)
         return
     rate = num / den
     if rate > 1.0:
@@ -499,28 +487,11 @@ def _ratio_step(st, P, ts, num, den, out, C, KT):
         window = (ts - st[R_CS_T0] if carry > 0.0 else 0.0) + (dt_old if dt_old > 0.0 else 0.0)
         run_excess = run_num - run_den * p0
         excess = -run_excess if direction == DOWN else run_excess
-        out[A_SCORE] = _score_from_surprise(seq, C)
-        out[A_VALUE] = run_num / run_den
-        out[A_EXPECTED] = p0
-        out[A_LO] = lo
-        out[A_HI] = hi
-        out[A_EXCESS] = excess
-        out[A_SURPRISE] = seq
-        out[A_WINDOW] = window
-        out[A_COUNT] = run_num
-        out[A_SUPPORT] = run_den
+        _put(out, _score_from_surprise(seq, C), run_num / run_den, p0, lo, hi, excess, seq, window,
+             run_num, run_den)
     else:
         score = 1.0 - p if p >= C[C_EXACT_P_MIN] else _score_from_surprise(surprise, C)
-        out[A_SCORE] = score
-        out[A_VALUE] = rate
-        out[A_EXPECTED] = p0
-        out[A_LO] = lo
-        out[A_HI] = hi
-        out[A_EXCESS] = excess
-        out[A_SURPRISE] = surprise
-        out[A_WINDOW] = 0.0
-        out[A_COUNT] = num
-        out[A_SUPPORT] = den
+        _put(out, score, rate, p0, lo, hi, excess, surprise, 0.0, num, den)
     cs_ret = cs if carry == cs_old or cs == 0.0 else -cs
     # ---- step: learn a point with requests, after the last learned one
     if not (math.isnan(st[R_LAST]) or ts > st[R_LAST]):
