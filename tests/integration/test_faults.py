@@ -77,15 +77,22 @@ def test_sigkill_twice_and_restart_on_the_same_host_loses_repeats_and_adds_nothi
     messages = workload(seed=31)
     truth = replay_truth(messages)
     w = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
-    n = produce(w.bootstrap, w.input_topic, messages)
+    n = len(messages)
+    # The stream arrives in parts, so that each kill lands mid-stream however fast the worker is
+    # (it can run through all of it in seconds): part k is produced before kill k, the rest after.
+    parts = [0, int(0.4 * n), int(0.7 * n), n]
     warming_after_restart = 0.0
-    for kill_at in (0.3, 0.45):  # of the whole stream, counted by each process from its own start
+    # kill when each process has seen this much of the whole stream, counted from its own start
+    # (a restarted one re-runs from its last snapshot: at most 40 % in, with 70 % produced)
+    for k, kill_at in enumerate((0.3, 0.15)):
+        produce(w.bootstrap, w.input_topic, messages[parts[k]:parts[k + 1]])
         wait_until(lambda kill_at=kill_at: events_seen(w) >= kill_at * n, 180, f"{kill_at:.0%} of the events")
         wait_until_durably_warm(w)
-        if kill_at != 0.3:
+        if k > 0:
             warming_after_restart += w.metric("lookout_events_total", outcome="warming")
         w.kill()
         w.start()
+    produce(w.bootstrap, w.input_topic, messages[parts[2]:])
     w.wait_drained(PARTITIONS, timeout=180)
     warming_after_restart += w.metric("lookout_events_total", outcome="warming")
     counts = tally(truth, live_alerts(w))
@@ -100,13 +107,16 @@ def test_a_killed_worker_s_partitions_move_to_the_other_within_seconds(start_wor
     messages = workload(seed=32)
     truth = replay_truth(messages)
     w1 = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
-    n = produce(w1.bootstrap, w1.input_topic, messages)
+    n = len(messages)
+    # 60 % now, the rest after the kill: the kill lands mid-stream however fast the workers are
+    produce(w1.bootstrap, w1.input_topic, messages[: int(0.6 * n)])
     wait_until(lambda: events_seen(w1) >= 0.25 * n, 180, "a quarter of the events")
     w2 = start_worker(like=w1)  # another host: its own data dir and port
     wait_until(lambda: len(w2.healthz()[1].get("partitions", ())) == 1 if _up(w2) else False, 120,
                "the second worker to get a partition")
     wait_until(lambda: events_seen(w1) + events_seen(w2) >= 0.6 * n, 180, "60 % of the events")
     moved_s = hand_over(w1.kill, w2, "SIGKILL")
+    produce(w1.bootstrap, w1.input_topic, messages[int(0.6 * n):])
     w2.wait_drained(PARTITIONS, timeout=180)
     counts = tally(truth, live_alerts(w2))
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
