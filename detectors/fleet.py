@@ -432,13 +432,6 @@ class FleetEngine:
     def open_incidents(self) -> list[alerting.Incident]:
         return [tr.incident for tr in self._trackers.values() if tr.incident is not None]
 
-    def tracker_of(self, cid: str) -> alerting.Tracker | None:
-        """``cid``'s alert lifecycle (read-only), or None for a customer the engine does not track."""
-        slot = self.customers.get(cid)
-        if slot is None:
-            return None
-        return self._trackers.get(slot) or alerting.Tracker()
-
     def last_ts_of(self, cid: str) -> float | None:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
         slot = self.customers.get(cid)
@@ -452,46 +445,21 @@ class FleetEngine:
         if slot is None:
             return None
         models = self._new_models()
+        _, _, states, _ = self._customer_values(slot)  # the state a record of it would hold
+        for m, values in zip(models.values(), states):
+            for name, v in zip(state_names(m), values):
+                setattr(m, name, array("d", v) if isinstance(v, bytes) else v)
+        # and the step-length caches, which the reference's assessments read too
         for j, s in enumerate(self._seasonal):
-            m = models[s]
-            self._read_model(slot, j, m, _SEASONAL_FIELDS, self.ss[slot, j])
-            dt = float(self.ss[slot, j, K.S_DT])
-            m._dt = dt
-            m._rates = tuple(float(x) for x in self.ss[slot, j, K.S_R0:K.S_R3 + 1])
+            models[s]._dt = float(self.ss[slot, j, K.S_DT])
+            models[s]._rates = tuple(float(x) for x in self.ss[slot, j, K.S_R0:K.S_R3 + 1])
         for j, s in enumerate(self._ratio):
-            m = models[s]
-            self._read_model(slot, j, m, _RATIO_FIELDS, self.rs[slot, j])
-            m._dt, m._dec = float(self.rs[slot, j, K.R_DT]), float(self.rs[slot, j, K.R_DEC])
+            models[s]._dt, models[s]._dec = float(self.rs[slot, j, K.R_DT]), float(self.rs[slot, j, K.R_DEC])
         return models
 
     def _profiles(self, slot: int, j: int) -> dict[str, np.ndarray]:
         return {"hod": self.hod[slot, j], "hodw": self.hodw[slot, j], "dow": self.dow[slot, j],
                 "doww": self.doww[slot, j]}
-
-    def _read_model(self, slot: int, j: int, m: Any, fields: dict, row: np.ndarray) -> None:
-        prof = self._profiles(slot, j) if fields is _SEASONAL_FIELDS else {}
-        for name, v in zip(state_names(m), self._model_values(row, prof, state_names(m), fields, raw=False)):
-            setattr(m, name, v)
-
-    @staticmethod
-    def _model_values(row: np.ndarray, prof: dict, names: Sequence[str], fields: dict, raw: bool) -> list:
-        out: list[Any] = []
-        for name in names:
-            kind, where = fields[name]
-            if kind == "arr":
-                a = prof[where]
-                out.append(a.tobytes() if raw else array("d", a.tobytes()))
-                continue
-            x = float(row[where])
-            if kind == "int":
-                out.append(int(x))
-            elif kind == "bool":
-                out.append(x != 0.0)
-            elif kind == "opt":
-                out.append(None if math.isnan(x) else x)
-            else:
-                out.append(x)
-        return out
 
     def _write_model(self, row: np.ndarray, prof: dict | None, m: Any, fields: dict) -> None:
         self._write_values(row, prof, [getattr(m, a) for a in state_names(m)], state_names(m), fields)
