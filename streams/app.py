@@ -32,6 +32,7 @@ from .partition_state import PartitionBook, StateReader, cap_input_commits
 from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
+from .state_producer import StateProducer
 from .sinks import register_sinks
 
 log = logging.getLogger("lookout.app")
@@ -103,7 +104,8 @@ def create_app(
         processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
-        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s))
+        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
+        state_sink=StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings)))
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
@@ -150,7 +152,10 @@ def create_app(
 
     @app.on_before_shutdown.connect
     async def final_snapshot(app, **kwargs):
-        await runtime.snapshot(reason="shutdown")
+        try:
+            await runtime.snapshot(reason="shutdown")
+        finally:
+            await runtime.state_sink.stop()
 
     outage = OutageFilter(settings.bootstrap)
 

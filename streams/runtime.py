@@ -96,7 +96,7 @@ class WorkerRuntime:
                  input_topic: Any, alerts_topic: Any, dlq_topic: Any, state_topic: Any,
                  flush: Callable[[], Any], highwater: Callable[[int], int | None] | None = None,
                  metrics: Any = None, health: Health | None = None,
-                 exit: Callable[[int], Any] = os._exit):
+                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None):
         self.processor = processor
         self.engine = processor.engine
         self.book = book
@@ -104,8 +104,12 @@ class WorkerRuntime:
         self.input_topic = input_topic
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
-        self.state_topic = state_topic
-        self.flush = flush
+        self.state_topic = state_topic  # read back on restore
+        self.flush = flush  # the producer of alerts and dead letters
+        # where snapshots write: a producer of their own (streams.state_producer), so megabytes of
+        # state never queue ahead of alerts; default: the state topic through the main producer
+        self.state_sink = state_sink if state_sink is not None else state_topic
+        self._own_state_producer = state_sink is not None
         self.highwater = highwater or (lambda p: None)
         self.metrics = metrics
         self.health = health or Health()
@@ -349,7 +353,7 @@ class WorkerRuntime:
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
                         for cid, blob in blobs:
-                            await self.state_topic.send(
+                            await self.state_sink.send(
                                 key=cid.encode(), value=blob, partition=plan.partition
                             )
                             written += 1
@@ -359,12 +363,14 @@ class WorkerRuntime:
                                 await asyncio.sleep(0)
                                 t_yield = time.perf_counter() + SLICE_S / 4
                         await asyncio.sleep(0)
-                await self.flush()  # customer records, and every alert and dead letter before the markers
+                # customer records, and every alert and dead letter before the markers
+                await self.flush_state()
+                await self.flush()
                 for plan in plans.values():
                     m = Marker(plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
                                self.fingerprint)
-                    await self.state_topic.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
-                await self.flush()
+                    await self.state_sink.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
+                await self.flush_state()
             except Exception as exc:
                 for plan in plans.values():
                     self.book.snapshot_failed(plan)
@@ -384,6 +390,10 @@ class WorkerRuntime:
                 "%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took
             )
             return True
+
+    async def flush_state(self) -> None:
+        """Wait until every state record sent so far is acknowledged."""
+        await (self.state_sink.flush() if self._own_state_producer else self.flush())
 
     # -- health ---------------------------------------------------------------------------
     def lag(self) -> int:

@@ -13,6 +13,8 @@ import random
 from collections import Counter, defaultdict
 from types import SimpleNamespace
 
+import pytest
+
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.partition_state import MARKER_KEY, Marker, PartitionBook, alert_key
@@ -58,17 +60,37 @@ class Reader:
         return len(self.log.data[topic][p])
 
 
-class Worker:
-    """One worker process: a runtime over the shared log, its producer buffer lost on a crash."""
+class StateSink:
+    """The worker's own producer for state records (streams.state_producer): a second buffer."""
 
-    def __init__(self, log: Log, committed: dict[int, int]):
+    def __init__(self, log: Log):
+        self.log, self.pending = log, []
+
+    async def send(self, key=None, value=None, partition=None):
+        self.pending.append((partition or 0, key, value))
+
+    async def flush(self):
+        while self.pending:
+            p, key, value = self.pending.pop(0)
+            self.log.append("state", p, key, value)
+
+
+class Worker:
+    """One worker process: a runtime over the shared log, its producer buffers lost on a crash.
+
+    ``separate_state``: state records go through a producer of their own (as the real worker's
+    do), so a crash can lose either buffer independently of the other.
+    """
+
+    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False):
         self.log, self.committed, self.pending = log, committed, []
         topics = {n: Topic(log, n, self.pending) for n in ("alerts", "dlq", "state")}
+        self.state_sink = StateSink(log) if separate_state else None
         self.rt = WorkerRuntime(
             processor=Processor(Engine()), book=PartitionBook(), reader=Reader(log),
             input_topic=SimpleNamespace(get_topic_name=lambda: "input"), alerts_topic=topics["alerts"],
             dlq_topic=topics["dlq"], state_topic=topics["state"], flush=self.flush,
-            health=Health(), exit=self._exit)
+            health=Health(), exit=self._exit, state_sink=self.state_sink)
         self.position: dict[int, int] = {}
         self.exited = None
 
@@ -142,10 +164,11 @@ def run(coro):
 
 
 async def run_with_crashes(log: Log, committed: dict, rng: random.Random, *, step_max: int,
-                           snapshot_p: float, crash_rounds: tuple[int, ...]) -> tuple[int, "Worker"]:
+                           snapshot_p: float, crash_rounds: tuple[int, ...],
+                           separate_state: bool = False) -> tuple[int, "Worker"]:
     """Drain the input with random batches, snapshots and commits, SIGKILLing the worker in
     ``crash_rounds``; return (crashes, the last worker)."""
-    w = Worker(log, committed)
+    w = Worker(log, committed, separate_state)
     await w.assign(range(PARTITIONS))
     crashes, rounds = 0, 0
     while True:
@@ -162,12 +185,15 @@ async def run_with_crashes(log: Log, committed: dict, rng: random.Random, *, ste
         if rounds in crash_rounds:
             # SIGKILL: the producer's unsent buffer is lost, nothing more is committed
             w.pending.clear()
+            if w.state_sink is not None:
+                w.state_sink.pending.clear()
             crashes += 1
-            w = Worker(log, committed)
+            w = Worker(log, committed, separate_state)
             await w.assign(range(PARTITIONS))
 
 
-def test_crashes_between_snapshots_lose_repeat_and_add_nothing():
+@pytest.mark.parametrize("separate_state", [False, True], ids=["one-producer", "state-producer"])
+def test_crashes_between_snapshots_lose_repeat_and_add_nothing(separate_state):
     values = sim_events()
     truth, truth_engine = replay(values)
     assert truth, "the simulation's incidents should produce alerts"
@@ -176,7 +202,7 @@ def test_crashes_between_snapshots_lose_repeat_and_add_nothing():
     rng = random.Random(5)
 
     crashes, w = run(run_with_crashes(log, committed, rng, step_max=80, snapshot_p=0.15,
-                                      crash_rounds=(12, 30, 55)))
+                                      crash_rounds=(12, 30, 55), separate_state=separate_state))
     assert crashes == 3
     # every model learned every event exactly once: the final states are the uninterrupted run's
     assert set(w.rt.engine.customers) == set(truth_engine.customers)
@@ -306,6 +332,44 @@ def test_snapshot_markers_name_the_offsets_they_cover():
     assert customers and all(
         partition_of(json.dumps({"customer_id": c.decode()}).encode()) == 0 for c in customers
     )
+
+
+@pytest.mark.parametrize("failing", ["state", "alerts"])
+def test_with_a_state_producer_no_marker_is_written_unless_both_producers_flushed(failing):
+    """The marker lets the consumer commit: it must follow the customers' records *and* every
+    alert and dead letter of the events below it, which now travel through two producers."""
+    values = sim_events(seed=2, customers=3, days=2)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        w = Worker(log, committed, separate_state=True)
+        await w.assign([0])
+        await w.step(0, 300)
+        n_customers = len(w.rt.engine.customers)
+        broken = w.state_sink if failing == "state" else w
+
+        async def down():
+            raise ConnectionError("broker unreachable")
+
+        good, broken.flush = broken.flush, down
+        if failing == "alerts":
+            w.rt.flush = down
+        assert await w.rt.snapshot() is False
+        assert w.rt.book.commit_offset(0) is None
+        assert not any(k == MARKER_KEY for k, _ in log.data["state"][0])
+        broken.flush = good  # the broker is back: the next snapshot writes every customer again
+        if failing == "alerts":
+            w.rt.flush = good
+        assert await w.rt.snapshot() is True
+        return w, n_customers
+
+    w, n_customers = run(scenario())
+    assert w.rt.book.commit_offset(0) == 300
+    state = log.data["state"][0]
+    assert state[-1][0] == MARKER_KEY  # the marker comes after the records it covers
+    assert Marker.decode(state[-1][1]).input_offset == 300
+    assert len({k for k, _ in state if k != MARKER_KEY}) == n_customers > 0
 
 
 def test_an_engine_failure_exits_instead_of_moving_on():
