@@ -32,8 +32,8 @@ from .partition_state import PartitionBook, StateReader, cap_input_commits
 from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
-from .state_producer import StateProducer
 from .sinks import register_sinks
+from .state_producer import StateProducer
 
 log = logging.getLogger("lookout.app")
 
