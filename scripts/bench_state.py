@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgpack
 
 from detectors import Engine, parse_event
+from detectors.engine import ReferenceEngine
 from detectors.synthetic import SimConfig, simulate
 
 #: issue 8's budget for one customer's serialised state
@@ -39,6 +40,10 @@ def best(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+#: events per engine call while building the fleet (replay's chunk size)
+CHUNK = 4096
 
 
 def as_json(v):
@@ -61,8 +66,9 @@ def main() -> int:
 
     sim = simulate(SimConfig(customers=a.customers, duration_s=a.days * 86400, interval_s=a.interval, seed=5))
     eng = Engine()
-    for e in sim.events():
-        eng.process(parse_event(e))
+    events = [parse_event(e) for e in sim.events()]
+    for i in range(0, len(events), CHUNK):  # the fleet engine learns a batch at a time, as replay does
+        eng.process_many(events[i:i + CHUNK])
     cids = list(eng.customers)
     n = len(cids)
     records = [eng.dump_customer(c) for c in cids]
@@ -77,7 +83,10 @@ def main() -> int:
 
     blob = eng.dump_all()
     print(f"file (dump_all): {len(blob):,} B = {len(blob) / n:,.0f} B per customer")
-    pickled = len(pickle.dumps(eng.customers, protocol=pickle.HIGHEST_PROTOCOL))
+    ref = ReferenceEngine(eng.config)  # the old format pickled the per-customer River objects
+    for c, r in zip(cids, records):
+        ref.load_customer(c, r)
+    pickled = len(pickle.dumps(ref.customers, protocol=pickle.HIGHEST_PROTOCOL))
     jsoned = sum(len(json.dumps(as_json(msgpack.unpackb(r[4:])), separators=(",", ":"))) for r in records)
     print(f"same state as a pickle (old format): {pickled / n:,.0f} B per customer; "
           f"as JSON (arrays base64): {jsoned / n:,.0f} B per customer")
