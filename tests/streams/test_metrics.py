@@ -3,6 +3,7 @@ on the same registry without duplicate registration. Every test has its own Coll
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -143,6 +144,32 @@ def test_faust_sensors_are_on_the_workers_registry_and_two_apps_do_not_clash(tmp
     assert received() == 0
     lk.app.monitor.received(500)  # the agent counts once per batch
     assert received() == 500
+
+
+def test_lean_monitor_end_offsets_follow_records_and_rebalances():
+    """The lag panel (end offset - committed offset) reads what Faust reports per record, and a
+    rebalance drops the partitions it reported before (the full monitor does the same)."""
+    from faust.sensors.prometheus import FaustMetrics
+    from faust.types import TP
+
+    from streams.faust_tuning import LeanMonitor
+
+    reg = CollectorRegistry()
+    mon = LeanMonitor(FaustMetrics.create(reg, "faust"))
+
+    def ends():
+        return {dict(k)["partition"]: v for k, v in samples(reg, "faust_topic_partition_end_offset").items()}
+
+    for offset in range(100, 110):
+        mon.track_tp_end_offset(TP("in", 0), offset)
+    mon.track_tp_end_offset(TP("in", 3), 42)
+    assert ends() == {"0": 109, "3": 42}
+    mon.track_tp_end_offset(TP("in", 0), 250)  # a later record: the scrape sees the newest value
+    assert ends() == {"0": 250, "3": 42}
+    mon.on_rebalance_start(SimpleNamespace(rebalancing_count=1))
+    assert ends() == {}
+    mon.track_tp_end_offset(TP("in", 3), 43)
+    assert ends() == {"3": 43}
 
 
 def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at_zero(tmp_path):
