@@ -6,7 +6,8 @@ Run as a child process by :mod:`bench.__main__`::
 
 ``noop`` decodes each message with ``json.loads`` and counts it; ``gauss`` also scores and
 learns five River ``GaussianScorer``s per customer (one per signal). When ``N`` events are
-consumed it writes ``{"events", "seconds"}`` (first to last message) to ``FILE`` and exits.
+consumed it writes ``{"events", "seconds", "cpu_seconds"}`` (wall and process CPU time, all threads,
+first to last message) to ``FILE`` and exits.
 """
 from __future__ import annotations
 
@@ -44,14 +45,14 @@ def main() -> None:
     )
     topic = app.topic(a.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     models: dict[str, list] = {}
-    state = {"n": 0, "t0": 0.0}
+    state = {"n": 0, "t0": 0.0, "cpu0": 0.0}
 
     @app.agent(topic)
     async def agent(stream):
         async for value in stream:
             ev = json.loads(value)
             if state["n"] == 0:
-                state["t0"] = time.perf_counter()
+                state["t0"], state["cpu0"] = time.perf_counter(), time.process_time()
             if a.mode == "gauss":
                 ms = models.get(ev["customer_id"])
                 if ms is None:
@@ -63,8 +64,9 @@ def main() -> None:
             state["n"] += 1
             if state["n"] >= a.events:
                 secs = time.perf_counter() - state["t0"]
+                cpu = time.process_time() - state["cpu0"]
                 with open(a.result, "w") as f:
-                    json.dump({"events": state["n"], "seconds": secs}, f)
+                    json.dump({"events": state["n"], "seconds": secs, "cpu_seconds": cpu}, f)
                 sys.stdout.flush()
                 os._exit(0)
 
