@@ -20,7 +20,7 @@ does not count. The no-op agent and the single-event worker (the pair of the iss
 target) get ``--single-rounds`` alternating rounds, the others ``--rounds``; every round's
 figure is printed and kept in ``runs``, the table shows medians (min – max), and for that pair
 also events per CPU-second of the whole process (all threads), which a shared machine
-disturbs much less than events per wall-clock second.
+disturbs less than events per wall-clock second.
 Then: produce-to-output latency of a worker at half its measured single-event maximum,
 resident and serialised bytes per customer (:mod:`bench.memory`), and replay events/s of a
 600k-event JSONL file (``lookout replay --no-report``, whole process). Prints a table and
