@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Literal, Mapping, overload
+from operator import attrgetter
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, overload
 
 #: the whole id, ASCII only (``\Z``: ``$`` would also match before a trailing newline)
 CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z", re.ASCII)
@@ -288,6 +289,17 @@ def parse_event(obj: Any) -> Event:
     range); anything else takes the full check, and fields are checked in a fixed order, so
     the reason names the first bad field.
     """
+    return _new_event(*event_fields(obj))
+
+
+def event_fields(obj: Any) -> tuple[Any, ...]:
+    """The checks of :func:`parse_event`; the event's fields as a tuple, in :data:`EVENT_FIELDS` order.
+
+    For callers that keep events as columns (:func:`parse_batch`) rather than objects.
+
+    >>> event_fields({"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1, "status_5xx": 0})
+    ('c1', 60.0, 60, 3, 1, 0, None, None, None, None, {})
+    """
     if not isinstance(obj, (dict, Mapping)):  # dict first: the ABC check is slow
         raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
     get = obj.get
@@ -353,7 +365,7 @@ def parse_event(obj: Any) -> Event:
                 total += n
         if total > requests:
             raise InvalidEvent(f"origin_errors total ({total}) exceeds requests ({requests})")
-    return _new_event(cid, ts, interval, requests, s4, s5, p50, p99, cache_hits, bytes_out, origin)
+    return cid, ts, interval, requests, s4, s5, p50, p99, cache_hits, bytes_out, origin
 
 
 def _event_maker() -> Any:
@@ -393,3 +405,95 @@ def _event_maker() -> Any:
 
 
 _new_event = _event_maker()
+
+
+#: the fields of an event in :class:`Event`'s order: the columns of an :class:`EventBatch`
+EVENT_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
+                "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors")
+
+
+class EventBatch(Sequence[Event]):
+    """Valid events held as columns (one list per field of :data:`EVENT_FIELDS`).
+
+    What :func:`parse_batch` returns. It is a sequence of :class:`Event` (each built when it is
+    looked at, equal to what :func:`parse_event` gives), and the engine reads its columns
+    directly (:meth:`column`), so a batch that only goes through the engine builds no event
+    objects.
+
+    >>> b = parse_batch([{"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1, "status_5xx": 0}])
+    >>> len(b), b.column("requests"), b[0] == parse_event(
+    ...     {"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1, "status_5xx": 0})
+    (1, [3], True)
+    """
+
+    __slots__ = ("_cols",)
+
+    def __init__(self, columns: Sequence[list[Any]]):
+        if len(columns) != len(EVENT_FIELDS) or len({len(c) for c in columns}) > 1:
+            raise ValueError(f"an EventBatch needs {len(EVENT_FIELDS)} columns of one length")
+        self._cols = tuple(columns)
+
+    @classmethod
+    def of(cls, parts: Iterable[Sequence[Event]]) -> "EventBatch":
+        """One batch of ``parts`` in order: batches, or sequences of :class:`Event`."""
+        cols: list[list[Any]] = [[] for _ in EVENT_FIELDS]
+        for part in parts:
+            if isinstance(part, EventBatch):
+                for col, more in zip(cols, part._cols):
+                    col += more
+            elif part:
+                for col, get in zip(cols, _EVENT_GETTERS):
+                    col += map(get, part)
+        return cls(cols)
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    @overload
+    def __getitem__(self, k: int) -> Event: ...
+    @overload
+    def __getitem__(self, k: slice) -> "EventBatch": ...
+
+    def __getitem__(self, k: int | slice) -> "Event | EventBatch":
+        if isinstance(k, slice):
+            return EventBatch([c[k] for c in self._cols])
+        *fields_, origin = (c[k] for c in self._cols)
+        return _new_event(*fields_, dict(origin) if origin else {})
+
+    def __iter__(self) -> Iterator[Event]:
+        for k in range(len(self)):
+            yield self[k]
+
+    def __repr__(self) -> str:
+        return f"<EventBatch of {len(self)} events>"
+
+    def column(self, name: str) -> list[Any]:
+        """The values of field ``name`` (of :data:`EVENT_FIELDS`, or ``origin_errors_total``), in order.
+
+        A column is the batch's own list: read it, do not change it.
+        """
+        if name == "origin_errors_total":
+            return [sum(d.values()) if d else 0 for d in self._cols[-1]]
+        return self._cols[EVENT_FIELDS.index(name)]
+
+
+_EVENT_GETTERS = tuple(attrgetter(n) for n in EVENT_FIELDS)
+
+
+def parse_batch(objs: Iterable[Any]) -> EventBatch:
+    """Validate decoded JSON values as :func:`parse_event` does, into one :class:`EventBatch`.
+
+    Raises the :class:`InvalidEvent` of the first bad value (then check them one by one to
+    find every bad one and its reason).
+
+    >>> parse_batch([{"customer_id": "c1", "ts": 60, "requests": 1, "status_4xx": 0, "status_5xx": 0}])[0].ts
+    60.0
+    >>> parse_batch([{"customer_id": "c1", "ts": 60, "requests": 1, "status_4xx": 2, "status_5xx": 0}])
+    Traceback (most recent call last):
+    ...
+    detectors.events.InvalidEvent: status_4xx + status_5xx (2) exceeds requests (1)
+    """
+    rows = list(map(event_fields, objs))
+    if not rows:
+        return EventBatch([[] for _ in EVENT_FIELDS])
+    return EventBatch(list(map(list, zip(*rows))))

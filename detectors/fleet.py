@@ -6,7 +6,8 @@ detectors, one event at a time) reorganised for speed, behind the same interface
 * the learned state of every series lives in a few numpy arrays indexed by customer *slot*
   (structure of arrays: ~2.6 kB per customer for the 7 signals, no Python object per series);
 * :meth:`FleetEngine.process_many` turns a batch of events into columns and runs the compiled
-  kernel (:mod:`detectors.fleet_kernel`) over all of them, in order;
+  kernel (:mod:`detectors.fleet_kernel`) over all of them, in order (an
+  :class:`~detectors.events.EventBatch` is read as the columns it already is);
 * only events that matter to the alert lifecycle come back to Python: a warm signal reached its
   gate, or the customer has an open incident or recent anomalous intervals. Everything that
   decides an alert (gates, lifecycle, explanations) is the reference's own code
@@ -38,7 +39,7 @@ import numpy as np
 from . import alerting, stats, univariate
 from . import fleet_kernel as K
 from .config import DetectorConfig
-from .events import Event
+from .events import Event, EventBatch
 from .signals import SIGNALS, build_models
 from .state import StateCodec, state_names, tracker_state
 from .univariate import Assessment, RatioDetector, SeasonalDetector
@@ -303,6 +304,10 @@ class FleetEngine:
     # -- processing ----------------------------------------------------------------------
     def _columns_of(self, events: Sequence[Event]) -> np.ndarray:
         ev = np.empty((len(events), len(self._columns)))
+        if isinstance(events, EventBatch):  # columns already: no attribute reads per event
+            for c, name in enumerate(self._columns):
+                ev[:, c] = events.column(name)
+            return ev
         for c, get in enumerate(self._getters):
             if get is None:  # origin_errors_total, without a property call per event
                 ev[:, c] = [sum(d.values()) if d else 0 for d in map(_ORIGIN_ERRORS, events)]
@@ -313,11 +318,15 @@ class FleetEngine:
     def _run(self, events: Sequence[Event]):
         n = len(events)
         get = self.customers.get
-        slot_list = [get(e.customer_id) for e in events]
+        if isinstance(events, EventBatch):
+            cids = events.column("customer_id")
+        else:
+            cids = [e.customer_id for e in events]
+        slot_list = list(map(get, cids))
         if None in slot_list:
             for k, s in enumerate(slot_list):
                 if s is None:
-                    cid = events[k].customer_id
+                    cid = cids[k]
                     s = get(cid)
                     slot_list[k] = s if s is not None else self._new_slot(cid)
         slots = np.array(slot_list, dtype=np.int64)
