@@ -11,12 +11,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from detectors.config import DetectorConfig
 from detectors.engine import Engine
 from detectors.evaluation import incidents
-from detectors.events import Event
+from detectors.events import Event, EventBatch
 
 from ..codecs import dlq_record, encode_json
 from ..processor import Output, Processor, cyclic_gc_paused
@@ -156,10 +156,15 @@ def run_replay(
         sinks = [(p.process_events, o, w, run.alerts.append) for (p, run), o, w in zip(procs, outs, writers)]
         chunk: list[Event] = []
 
-        def run_chunk() -> None:
+        def run_chunk(parts: list[Sequence[Event]] | None = None) -> None:
             # decoded once; every configuration's processor sees the same events, as one batch
+            events: Sequence[Event] = chunk
+            if parts is not None:
+                one = len(parts) == 1 and isinstance(parts[0], EventBatch)
+                events = parts[0] if one else EventBatch.of(parts)
+                parts.clear()
             for process, o, w, keep in sinks:
-                process(chunk, o)
+                process(events, o)
                 for a in o.alerts:
                     if w is not None:
                         w(encode_json(a) + b"\n")
@@ -167,6 +172,41 @@ def run_replay(
                         keep(compact_alert(a))
                 o.alerts.clear()
             chunk.clear()
+
+        def park(dlq: list[dict[str, Any]]) -> None:
+            nonlocal invalid
+            for d in dlq:
+                invalid += 1
+                if is_file:
+                    d["line"] = d["offset"]
+                    d["offset"] = None
+                    if isinstance(d.get("raw"), str):
+                        d["raw"] = d["raw"].rstrip("\r\n")
+                if dlq_file is not None:
+                    dlq_file.write(encode_json(d) + b"\n")
+            dlq.clear()
+
+        blocks = getattr(source, "blocks", None)
+        if blocks is not None:  # lines a block at a time; runs of plain events checked as a whole
+            decode_values = main_proc.decode_values
+            parts: list[Sequence[Event]] = []
+            pending = 0
+            for values, lines in blocks(bar, max_lines=chunk_events):
+                records += len(values)
+                with cyclic_gc_paused():
+                    for part in decode_values(values, lines, source=src_name, out=main_out):
+                        if main_out.dlq:
+                            park(main_out.dlq)
+                        if part:
+                            parts.append(part)
+                            pending += len(part)
+                            if pending >= chunk_events:
+                                run_chunk(parts)
+                                pending = 0
+                    if pending:
+                        run_chunk(parts)
+                        pending = 0
+            return _result(source, records, invalid, engine, procs, t0, out_dir)
 
         recs = iter(source.records(bar))
         more = True
@@ -183,16 +223,7 @@ def run_replay(
                             value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
                         )
                     if main_out.dlq:
-                        for d in main_out.dlq:
-                            invalid += 1
-                            if is_file:
-                                d["line"] = offset
-                                d["offset"] = None
-                                if isinstance(d.get("raw"), str):
-                                    d["raw"] = d["raw"].rstrip("\r\n")
-                            if dlq_file is not None:
-                                dlq_file.write(encode_json(d) + b"\n")
-                        main_out.dlq.clear()
+                        park(main_out.dlq)
                     if len(chunk) >= chunk_events or not records % chunk_events:
                         more = True
                         break
@@ -201,14 +232,18 @@ def run_replay(
         bar.close()
         for f in files:
             f.close()
-    seconds = time.perf_counter() - t0
+    return _result(source, records, invalid, engine, procs, t0, out_dir)
+
+
+def _result(source: Source, records: int, invalid: int, engine: ReplayEngine, procs: list, t0: float,
+            out_dir: Path | None) -> ReplayResult:
     return ReplayResult(
         source.describe(),
         records,
         invalid,
         engine,
         [r for _, r in procs],
-        seconds,
+        time.perf_counter() - t0,
         out_dir / "dlq.jsonl" if out_dir is not None else None,
     )
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from detectors.config import DetectorConfig
 from detectors.engine import BatchVerdict, Engine, ReferenceEngine, Verdict
-from detectors.events import Event
+from detectors.events import Event, EventBatch
 from detectors.signals import derive
 
 #: compact alert fields kept in memory (evaluation, diff, report)
@@ -94,9 +94,14 @@ class ReplayEngine(Engine):
         self._count(events)
         if self._mirror is not None:
             traced = self.trace_customers
-            for e in events:
-                if e.customer_id in traced:
-                    self._trace(e, self._mirror)
+            if isinstance(events, EventBatch):  # only the traced customers' events become objects
+                cids = events.column("customer_id")
+                for k in [k for k, c in enumerate(cids) if c in traced]:
+                    self._trace(events[k], self._mirror)
+            else:
+                for e in events:
+                    if e.customer_id in traced:
+                        self._trace(e, self._mirror)
         v = self._engine_many(events)
         by = self.outcomes
         for outcome, n in Counter(v.outcomes).items():
@@ -111,6 +116,9 @@ class ReplayEngine(Engine):
             self._in_batch = False
 
     def _count(self, events: Sequence[Event]) -> None:
+        if isinstance(events, EventBatch):
+            self._count_columns(events)
+            return
         sizes, intervals = self.sizes, self.intervals
         t_min, t_max = self.t_min, self.t_max
         for e in events:
@@ -127,6 +135,24 @@ class ReplayEngine(Engine):
                 t_max = end
             intervals[e.interval_s] = intervals.get(e.interval_s, 0) + 1
         self.t_min, self.t_max = t_min, t_max
+
+    def _count_columns(self, batch: EventBatch) -> None:
+        """:meth:`_count` of a batch, from its columns (the same sums, in the same order)."""
+        if not batch:
+            return
+        sizes = self.sizes
+        for cid, req in zip(batch.column("customer_id"), batch.column("requests")):
+            s = sizes.get(cid)
+            if s is None:
+                s = sizes[cid] = [0, 0]
+            s[0] += 1
+            s[1] += req
+        ts, iv = batch.column("ts"), batch.column("interval_s")
+        self.t_min = min(self.t_min, min(ts))
+        self.t_max = max(self.t_max, max(map(float.__add__, ts, map(float, iv))))
+        intervals = self.intervals
+        for i, n in Counter(iv).items():
+            intervals[i] = intervals.get(i, 0) + n
 
     def _trace(self, e: Event, mirror: ReferenceEngine) -> None:
         """Add ``e`` to its customer's trace, assessed by the models as they are before learning
