@@ -28,6 +28,7 @@ writes ``bench/results/latest.json``.
 
     .venv/bin/python -m bench                 # ~7 minutes on 2 cores
     .venv/bin/python -m bench --events 40000 --rounds 1 --replay-events 100000   # a quick look
+    .venv/bin/python -m bench --only replay --rounds 3                            # the replay round alone
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -374,7 +376,33 @@ class Bench:
         return json.loads(out.stdout)
 
     def replay(self) -> float:
+        """Events/s of ``lookout replay --no-report`` over the replay file, the whole process timed."""
+        f = self.replay_file()
+        lines = sum(1 for _ in open(f, "rb"))
+        t0 = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "replay",
+                str(f),
+                "--out",
+                str(self.tmp / "replay-out"),
+                "--no-report",
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=self.a.timeout,
+        )
+        return lines / (time.perf_counter() - t0)
+
+    def replay_file(self) -> Path:
+        """``--replay-events`` simulated events (500 customers, 5-minute intervals) as JSONL, made once."""
         f = self.tmp / "replay.jsonl"
+        if f.exists():
+            return f
         customers = 500
         days = self.a.replay_events / customers * 300 / 86400
         subprocess.run(
@@ -395,25 +423,7 @@ class Bench:
             capture_output=True,
             timeout=self.a.timeout,
         )
-        lines = sum(1 for _ in open(f, "rb"))
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "replay",
-                str(f),
-                "--out",
-                str(self.tmp / "replay-out"),
-                "--no-report",
-                "-q",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=self.a.timeout,
-        )
-        return lines / (time.perf_counter() - t0)
+        return f
 
     def close(self) -> None:
         for p in self.procs:
@@ -473,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay-events", type=int, default=600_000)
     p.add_argument("--timeout", type=float, default=240.0, help="give up on one step after this many seconds")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--only", choices=["replay"],
+                   help="run only this round, --rounds times (no broker; prints, writes no results file)")
     a = p.parse_args(argv)
+    if a.only == "replay":
+        return replay_only(a)
     load_before = os.getloadavg()
     t_start = time.monotonic()
     b = Bench(a)
@@ -559,6 +573,23 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     print(f"written {a.out} in {result['seconds']:.0f} s")
+    return 0
+
+
+def replay_only(a: argparse.Namespace) -> int:
+    """``--only replay``: the replay round, ``--rounds`` times over one file, with the machine's load."""
+    b = Bench(a)
+    try:
+        b.replay_file()
+        for r in range(a.rounds):
+            load = os.getloadavg()[0]
+            eps = b.replay()
+            print(f"  round {r + 1} replay {a.replay_events:,} events: {eps:,.0f} events/s (whole process; "
+                  f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} CPUs)",
+                  flush=True)
+    finally:
+        b.close()
+        shutil.rmtree(b.tmp, ignore_errors=True)
     return 0
 
 
