@@ -120,6 +120,10 @@ def run_replay(
     in batches of ``chunk_events`` (:meth:`~detectors.engine.Engine.process_many`), so alerts
     come out in event order, exactly as one event at a time would give them. Writes
     ``alerts.jsonl`` (and ``baseline_alerts.jsonl``) and ``dlq.jsonl`` into ``out_dir`` when given.
+
+    A source with a ``blocks`` method (:class:`JsonlSource`) is read a block of ``chunk_events``
+    lines at a time through :meth:`Processor.decode_values`: the same events and dead letters as
+    record by record, with runs of plain lines checked as a whole.
     """
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
