@@ -434,6 +434,13 @@ class EventBatch(Sequence[Event]):
         self._cols = tuple(columns)
 
     @classmethod
+    def of_fields(cls, rows: Sequence[tuple[Any, ...]]) -> "EventBatch":
+        """A batch of validated field tuples (:func:`event_fields`), one per event."""
+        if not rows:
+            return cls([[] for _ in EVENT_FIELDS])
+        return cls(list(map(list, zip(*rows))))
+
+    @classmethod
     def of(cls, parts: Iterable[Sequence[Event]]) -> "EventBatch":
         """One batch of ``parts`` in order: batches, or sequences of :class:`Event`."""
         cols: list[list[Any]] = [[] for _ in EVENT_FIELDS]
@@ -493,7 +500,4 @@ def parse_batch(objs: Iterable[Any]) -> EventBatch:
     ...
     detectors.events.InvalidEvent: status_4xx + status_5xx (2) exceeds requests (1)
     """
-    rows = list(map(event_fields, objs))
-    if not rows:
-        return EventBatch([[] for _ in EVENT_FIELDS])
-    return EventBatch(list(map(list, zip(*rows))))
+    return EventBatch.of_fields(list(map(event_fields, objs)))

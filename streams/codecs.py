@@ -244,12 +244,7 @@ def decode_plain(values: Sequence[bytes]) -> EventBatch | None:
     """
     if not values:
         return parse_batch(())
-    if set(map(type, values)) != {bytes} or max(map(len, values)) >= MAX_MESSAGE_BYTES:
-        return None
-    text = b"".join(values)
-    if b"[" in text or _LONG_DIGITS in text.translate(_DIGITS_TO_ZERO):
-        return None
-    if max(map(bytes.count, values, repeat(b"{"))) > MAX_DEPTH:
+    if not plain_text(values):
         return None
     try:
         objs = list(map(orjson.loads, values))
@@ -257,6 +252,37 @@ def decode_plain(values: Sequence[bytes]) -> EventBatch | None:
             return None
         return parse_batch(objs)
     except Exception:  # not JSON, not an event, or a validator bug: decode_message says which
+        return None
+
+
+def plain_text(values: Sequence[Any]) -> bool:
+    """Do ``values`` pass the limit checks of :func:`decode_plain` (all but JSON and the contract)?
+
+    Checked over all of them at once; each value that passes alone passes too.
+    """
+    if set(map(type, values)) != {bytes} or max(map(len, values)) >= MAX_MESSAGE_BYTES:
+        return False
+    text = b"".join(values)
+    if b"[" in text or _LONG_DIGITS in text.translate(_DIGITS_TO_ZERO):
+        return False
+    return max(map(bytes.count, values, repeat(b"{"))) <= MAX_DEPTH
+
+
+def plain_object(value: Any) -> Any:
+    """The JSON value ``orjson`` makes of one ``value`` that passes :func:`plain_text`, else None.
+
+    With :func:`~detectors.events.event_fields` of that object, :func:`decode_plain` for one value.
+
+    >>> plain_object(b'{"customer_id": "c1", "ts": 60}'), plain_object(b'{"x": [1]}'), plain_object(b"{")
+    ({'customer_id': 'c1', 'ts': 60}, None, None)
+    """
+    if type(value) is not bytes or len(value) >= MAX_MESSAGE_BYTES or b"[" in value:
+        return None
+    if value.count(b"{") > MAX_DEPTH or _LONG_DIGITS in value.translate(_DIGITS_TO_ZERO):
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
         return None
 
 

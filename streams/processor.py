@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import orjson
+
 from detectors.engine import Engine
 from detectors.events import (
     DEFAULT_MAX_FUTURE_S,
@@ -24,12 +26,23 @@ from detectors.events import (
     KIND_FUTURE,
     KIND_INTERNAL,
     Event,
+    EventBatch,
     InvalidEvent,
+    event_fields,
     format_ts,
+    parse_batch,
     parse_event,
 )
 
-from .codecs import KIND_WRONG_PARTITION, STREAM_KINDS, decode_message, decode_plain, dlq_record, partition_of
+from .codecs import (
+    KIND_WRONG_PARTITION,
+    STREAM_KINDS,
+    decode_message,
+    dlq_record,
+    partition_of,
+    plain_object,
+    plain_text,
+)
 from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
 
 log = logging.getLogger("lookout.processor")
@@ -38,9 +51,6 @@ log = logging.getLogger("lookout.processor")
 PARTITION_CACHE_SIZE = 200_000
 #: the engine outcome of an event not newer than its customer's last one (it has no lag)
 DUPLICATE = "duplicate"
-#: a run of values that is not all plain events (:func:`streams.codecs.decode_plain`) is halved
-#: until it is this short, then decoded value by value (one bad line costs a few dozen slow ones)
-MIN_PLAIN_RUN = 32
 
 
 @dataclass
@@ -246,25 +256,49 @@ class Processor:
         """The valid events of message ``values`` without key or partition (e.g. a file's lines), in order.
 
         Yields what :meth:`decode_events` would give value by value (the same events, and the
-        same dead letters in ``out`` with ``offsets`` as their offsets), but a run of plain
-        single events (:func:`~streams.codecs.decode_plain`) is checked as a whole and comes
-        out as one :class:`~detectors.events.EventBatch`. A run that is not all plain is halved
-        until :data:`MIN_PLAIN_RUN` values, then decoded one by one.
+        same dead letters in ``out`` with ``offsets`` as their offsets), but plain single events
+        (:func:`~streams.codecs.decode_plain`) come out in :class:`~detectors.events.EventBatch` runs:
+        all ``values`` checked as a whole when they are all plain and none is too far ahead of
+        the clock; otherwise value by value, the plain ones still without an event object each,
+        every other one through :meth:`decode_events`.
         """
-        batch = decode_plain(values)
-        if batch is not None and self.max_future_s is not None and batch:
-            if max(batch.column("ts")) - self.clock() > self.max_future_s:
-                batch = None  # too far ahead: decode_events parks it
-        if batch is not None:
-            out.events += len(batch)
-            yield batch
-        elif len(values) <= MIN_PLAIN_RUN:
-            for value, offset in zip(values, offsets):
-                yield self.decode_events(value, source=source, offset=offset, out=out)
-        else:
-            mid = len(values) // 2
-            yield from self.decode_values(values[:mid], offsets[:mid], source=source, out=out)
-            yield from self.decode_values(values[mid:], offsets[mid:], source=source, out=out)
+        objs: list[Any] | None = None
+        if plain_text(values):  # the common case: every value plain, checked as a whole
+            try:
+                objs = list(map(orjson.loads, values))
+                if set(map(type, objs)) == {dict}:
+                    batch = parse_batch(objs)
+                    limit = self.max_future_s
+                    if limit is None or not batch or max(batch.column("ts")) - self.clock() <= limit:
+                        out.events += len(batch)
+                        yield batch
+                        return
+            except orjson.JSONDecodeError:
+                objs = None
+            except Exception:  # a bad event (or a validator bug): the objects serve below
+                pass
+        # value by value: plain events still go into batches, anything else through decode_events
+        rows: list[tuple[Any, ...]] = []
+        limit = self.max_future_s
+        for k, value in enumerate(values):
+            obj = objs[k] if objs is not None else plain_object(value)
+            fields = None
+            if type(obj) is dict:
+                try:
+                    fields = event_fields(obj)
+                except Exception:  # decode_events says why
+                    fields = None
+            if fields is not None and (limit is None or fields[1] - self.clock() <= limit):
+                rows.append(fields)
+                continue
+            if rows:
+                out.events += len(rows)
+                yield EventBatch.of_fields(rows)
+                rows = []
+            yield self.decode_events(value, source=source, offset=offsets[k], out=out)
+        if rows:
+            out.events += len(rows)
+            yield EventBatch.of_fields(rows)
 
     def _check_future(self, event: Event) -> None:
         if self.max_future_s is not None:

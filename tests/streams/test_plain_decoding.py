@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from detectors.engine import Engine
 from detectors.events import EventBatch, InvalidEvent, parse_ts
 from streams.codecs import MAX_DEPTH, MAX_MESSAGE_BYTES, decode_message, decode_plain
-from streams.processor import MIN_PLAIN_RUN, Output, Processor
+from streams.processor import Output, Processor
 from tests.hostile import TEMPLATES, _event
 
 NOW = parse_ts("2026-06-01T00:00:00Z")
+#: plain lines around the others in the tests
+RUN = 32
 
 
 def good(i: int, **fields) -> dict:
@@ -85,7 +87,7 @@ def other_line():
 @st.composite
 def lines(draw):
     """Plain lines with a few others among them (each in its own, mostly plain, run)."""
-    values = draw(st.lists(plain_line(), min_size=1, max_size=3 * MIN_PLAIN_RUN))
+    values = draw(st.lists(plain_line(), min_size=1, max_size=3 * RUN))
     for _ in range(draw(st.integers(0, 4))):
         values.insert(draw(st.integers(0, len(values))), draw(other_line()))
     return [v + b"\n" for v in values]
@@ -120,23 +122,24 @@ def test_runs_of_lines_give_what_line_by_line_decoding_gives(values):
 
 @pytest.mark.parametrize("other", TRICKY + [hostile(i) for i in range(len(TEMPLATES))])
 def test_each_other_line_among_plain_ones_gives_what_line_by_line_decoding_gives(other):
-    values = [js(good(i)) + b"\n" for i in range(2 * MIN_PLAIN_RUN)]
-    values.insert(MIN_PLAIN_RUN + 3, other + b"\n")
+    values = [js(good(i)) + b"\n" for i in range(2 * RUN)]
+    values.insert(RUN + 3, other + b"\n")
     want, want_out = one_by_one(values)
     got, got_out, _ = in_runs(values)
     assert got == want and got_out.dlq == want_out.dlq and got_out.events == want_out.events
 
 
-def test_plain_lines_come_out_as_one_batch_and_a_bad_one_costs_only_its_neighbourhood():
-    values = [js(good(i)) + b"\n" for i in range(8 * MIN_PLAIN_RUN)]
+def test_plain_lines_come_out_as_one_batch_and_a_bad_one_costs_only_itself():
+    values = [js(good(i)) + b"\n" for i in range(8 * RUN)]
     got, out, parts = in_runs(values)
     assert len(parts) == 1 and isinstance(parts[0], EventBatch) and len(got) == len(values) and not out.dlq
     values[100] = b'{"customer_id": "cust-0001"}\n'
+    values[101] = js(good(101, ts="2099-01-01T00:00:00Z")) + b"\n"
     got, out, parts = in_runs(values)
-    assert [d["offset"] for d in out.dlq] == [101] and "missing required field" in out.dlq[0]["reason"]
-    assert len(got) == len(values) - 1
-    slow = [p for p in parts if not isinstance(p, EventBatch)]
-    assert len(slow) == MIN_PLAIN_RUN  # the bad line's run of MIN_PLAIN_RUN lines, line by line
+    assert [d["offset"] for d in out.dlq] == [101, 102] and "missing required field" in out.dlq[0]["reason"]
+    assert [d["kind"] for d in out.dlq] == ["contract", "future"] and len(got) == len(values) - 2
+    # the lines around them are still batches: only the two went through decode_events
+    assert [isinstance(p, EventBatch) for p in parts] == [True, False, False, True]
 
 
 def test_lines_only_the_per_line_limits_refuse_are_never_plain():
