@@ -312,10 +312,19 @@ def _refuse_constant(name):
 REFUSED = object()
 
 
+def _refuse_long_int(text):
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:  # decode_json's documented limit
+        raise _Constant(text)
+    return int(text)
+
+
 def json_reference(raw):
-    """The standard library's decoder on the UTF-8 text (the semantics decode_json keeps), or REFUSED."""
+    """The standard library's decoder on the UTF-8 text (the semantics decode_json keeps), or
+    REFUSED; integers of more than MAX_INT_DIGITS digits are refused, as decode_json documents
+    (two inserted 20-digit runs side by side make one of 40 or more)."""
     try:
-        return json.JSONDecoder(parse_constant=_refuse_constant).decode(raw.decode("utf-8"))
+        return json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_refuse_long_int).decode(
+            raw.decode("utf-8"))
     except (ValueError, _Constant):
         return REFUSED
 
