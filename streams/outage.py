@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import Callable
 
@@ -56,6 +57,8 @@ class OutageFilter(logging.Filter):
         self.last_error = 0.0
         self.suppressed = 0
         self.outages = 0
+        # Faust's consumer runs in its own thread: two first errors of one outage may arrive at once
+        self._lock = threading.Lock()
 
     def _is_connection_error(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith(self.loggers):
@@ -72,17 +75,18 @@ class OutageFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._is_connection_error(record):
             return True
-        now = self.clock()
-        if self.down_since is not None:
+        with self._lock:
+            now = self.clock()
+            if self.down_since is not None:
+                self.last_error = now
+                self.suppressed += 1
+                return False
+            if self.probe():
+                return True  # the broker answers: an ordinary client warning (a rebalance), not an outage
             self.last_error = now
-            self.suppressed += 1
-            return False
-        if self.probe():
-            return True  # the broker answers: an ordinary client warning (a rebalance, say), not an outage
-        self.last_error = now
-        self.down_since = now
-        self.suppressed = 0
-        self.outages += 1
+            self.down_since = now
+            self.suppressed = 0
+            self.outages += 1
         first = (
             record.getMessage().strip().splitlines()[0][:200]
             if record.msg

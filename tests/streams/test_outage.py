@@ -43,3 +43,32 @@ def test_other_loggers_and_info_records_pass_untouched():
     assert f.filter(record("connection refused somewhere", name="lookout.sinks.webhook"))
     assert f.filter(record("Unable connect to node", level=logging.INFO))
     assert f.down_since is None
+
+
+def test_first_errors_from_two_threads_at_once_are_still_one_line():
+    """Faust's consumer thread and the event loop both log the broker going away, often within
+    the same millisecond; the probe (a TCP connect) takes time, so both saw "not down yet"."""
+    import threading
+    import time
+
+    def slow_probe():
+        time.sleep(0.05)
+        return False
+
+    f = OutageFilter("127.0.0.1:1", probe=slow_probe)
+    start = threading.Barrier(4)
+    passed = []
+
+    def log_one():
+        r = record("Unable connect to node with id 1", level=logging.ERROR)
+        start.wait()
+        if f.filter(r):
+            passed.append(r.getMessage())
+
+    threads = [threading.Thread(target=log_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(passed) == 1 and "is unreachable" in passed[0]
+    assert f.outages == 1 and f.suppressed == 3
