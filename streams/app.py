@@ -100,12 +100,13 @@ def create_app(
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
     book = PartitionBook()
+    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings))
     runtime = WorkerRuntime(
         processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings)))
+        state_sink=state_producer)
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
@@ -141,6 +142,7 @@ def create_app(
         cap_input_commits(app.consumer, settings.input_topic, book)
         await _check_topics(runtime, settings)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
+        state_producer.connect_soon()
 
     @app.on_partitions_revoked.connect
     async def revoked(app, revoked, **kwargs):
@@ -155,7 +157,7 @@ def create_app(
         try:
             await runtime.snapshot(reason="shutdown")
         finally:
-            await runtime.state_sink.stop()
+            await state_producer.stop()
 
     outage = OutageFilter(settings.bootstrap)
 

@@ -41,6 +41,7 @@ class StateProducer:
         self._producer: Any = None
         self._starting: asyncio.Lock | None = None
         self._pending: list[asyncio.Future] = []
+        self._connecting: asyncio.Future | None = None
 
     def get_topic_name(self) -> str:
         return self.topic
@@ -66,6 +67,19 @@ class StateProducer:
                 self._producer = producer
         return self._producer
 
+    def connect_soon(self) -> None:
+        """Start connecting in the background (the worker calls this on assignment), so the first
+        snapshot does not also pay for the connection and metadata requests. A failure here is
+        left to :meth:`send`, which tries again and fails that snapshot (retried by the next one)."""
+        if self._producer is None and self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._started())
+            self._connecting.add_done_callback(self._connected)
+
+    def _connected(self, fut: asyncio.Future) -> None:
+        self._connecting = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a failed background start is not an unhandled error
+
     async def send(self, key: bytes, value: bytes, partition: int) -> None:
         """Queue one record (returns once it is in the producer's buffer; :meth:`flush` waits for it)."""
         producer = await self._started()
@@ -81,6 +95,8 @@ class StateProducer:
             fut.result()  # a record the producer gave up on fails the snapshot (retried by the next one)
 
     async def stop(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
         producer, self._producer = self._producer, None
         self._pending = []
         if producer is not None:
