@@ -60,7 +60,6 @@ detectors.state.StateError: SeasonalDetector: 3 state values, expected 17
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import json
 import math
@@ -72,6 +71,7 @@ import msgpack
 
 from .alerting import Finding, Incident, Tracker
 from .events import CUSTOMER_ID_RE
+from .gcpause import cyclic_gc_paused
 from .signals import SIGNALS
 from .univariate import Assessment
 
@@ -602,13 +602,8 @@ class StateCodec:
         The cyclic garbage collector is paused meanwhile: the models hold no cycles, and its
         passes over a heap that grows by millions of objects would double the time.
         """
-        paused = gc.isenabled()
-        gc.disable()
-        try:
+        with cyclic_gc_paused():
             return self._load_file(blob, decode or self.from_customer)
-        finally:
-            if paused:
-                gc.enable()
 
     def _load_file(self, blob: bytes, decode: Callable[[str, Any], tuple]) -> dict[str, tuple]:
         what = "state file"

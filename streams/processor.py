@@ -8,12 +8,10 @@ without committing (:mod:`streams.runtime`, exit status 70) instead of parking a
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -33,6 +31,7 @@ from detectors.events import (
     parse_batch,
     parse_event,
 )
+from detectors.gcpause import cyclic_gc_paused
 
 from .codecs import (
     KIND_WRONG_PARTITION,
@@ -454,25 +453,6 @@ class Processor:
         for inc in self.engine.open_incidents():
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
         return counts
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector out of one batch (its previous state is restored).
-
-    A batch's messages, decoded JSON and events live until the batch ends: thousands of young
-    objects, which the collector would scan every 700 allocations and promote, bringing on full
-    collections over the whole heap (~10 % of a replay). They hold no reference cycles and are
-    freed by reference counting; what cyclic garbage a batch does make (e.g. a rejected
-    message's exception) is collected after it, by the collector's usual schedule.
-    """
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _raw_of(obj: Any) -> str:

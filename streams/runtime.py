@@ -24,6 +24,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from detectors.gcpause import cyclic_gc_paused
+
 from .codecs import encode_json
 from .partition_state import MARKER_KEY, SLICE_S, Marker, PartitionBook, StateReader, alert_key
 from .processor import Output, Processor
@@ -260,9 +262,8 @@ class WorkerRuntime:
         while i < len(items):
             async with self.lock:
                 t_end = time.perf_counter() + SLICE_S
-                gc_was_on = gc.isenabled()
-                gc.disable()  # decoding allocates many small objects: no cyclic GC pass mid-slice
-                try:
+                # decoding allocates many small objects: no cyclic GC pass mid-slice
+                with cyclic_gc_paused():
                     while i < len(items):
                         k, v = items[i]
                         i += 1
@@ -279,9 +280,6 @@ class WorkerRuntime:
                         loaded += 1
                         if time.perf_counter() > t_end:
                             break
-                finally:
-                    if gc_was_on:
-                        gc.enable()
             await asyncio.sleep(0)
         if bad:
             log.warning(

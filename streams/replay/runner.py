@@ -17,9 +17,10 @@ from detectors.config import DetectorConfig
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
+from detectors.gcpause import cyclic_gc_paused
 
 from ..codecs import dlq_record, encode_json
-from ..processor import Output, Processor, cyclic_gc_paused
+from ..processor import Output, Processor
 from .files import BadRow
 from .kafka import KafkaSource
 from .sources import Source
