@@ -244,14 +244,27 @@ def decode_plain(values: Sequence[bytes]) -> EventBatch | None:
     """
     if not values:
         return parse_batch(())
+    objs = plain_objects(values)
+    if objs is None or set(map(type, objs)) != {dict}:
+        return None
+    try:
+        return parse_batch(objs)
+    except Exception:  # not an event, or a validator bug: decode_message says which
+        return None
+
+
+def plain_objects(values: Sequence[Any]) -> list[Any] | None:
+    """The JSON values ``orjson`` makes of ``values`` when they pass :func:`plain_text` and all
+    are JSON; else None.
+
+    >>> plain_objects([b'{"a": 1}', b"2"]), plain_objects([b'{"x": [1]}']), plain_objects([b"{"])
+    ([{'a': 1}, 2], None, None)
+    """
     if not plain_text(values):
         return None
     try:
-        objs = list(map(orjson.loads, values))
-        if set(map(type, objs)) != {dict}:
-            return None
-        return parse_batch(objs)
-    except Exception:  # not JSON, not an event, or a validator bug: decode_message says which
+        return list(map(orjson.loads, values))
+    except orjson.JSONDecodeError:
         return None
 
 
@@ -276,14 +289,8 @@ def plain_object(value: Any) -> Any:
     >>> plain_object(b'{"customer_id": "c1", "ts": 60}'), plain_object(b'{"x": [1]}'), plain_object(b"{")
     ({'customer_id': 'c1', 'ts': 60}, None, None)
     """
-    if type(value) is not bytes or len(value) >= MAX_MESSAGE_BYTES or b"[" in value:
-        return None
-    if value.count(b"{") > MAX_DEPTH or _LONG_DIGITS in value.translate(_DIGITS_TO_ZERO):
-        return None
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
+    objs = plain_objects((value,))
+    return None if objs is None else objs[0]
 
 
 def encode_json(obj: Any) -> bytes:

@@ -15,8 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import orjson
-
 from detectors.engine import Engine
 from detectors.events import (
     DEFAULT_MAX_FUTURE_S,
@@ -40,7 +38,7 @@ from .codecs import (
     dlq_record,
     partition_of,
     plain_object,
-    plain_text,
+    plain_objects,
 )
 from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
 
@@ -261,21 +259,18 @@ class Processor:
         the clock; otherwise value by value, the plain ones still without an event object each,
         every other one through :meth:`decode_events`.
         """
-        objs: list[Any] | None = None
-        if plain_text(values):  # the common case: every value plain, checked as a whole
+        objs = plain_objects(values)  # the common case: every value plain, checked as a whole
+        if objs is not None and set(map(type, objs)) == {dict}:
             try:
-                objs = list(map(orjson.loads, values))
-                if set(map(type, objs)) == {dict}:
-                    batch = parse_batch(objs)
-                    limit = self.max_future_s
-                    if limit is None or not batch or max(batch.column("ts")) - self.clock() <= limit:
-                        out.events += len(batch)
-                        yield batch
-                        return
-            except orjson.JSONDecodeError:
-                objs = None
+                batch = parse_batch(objs)
             except Exception:  # a bad event (or a validator bug): the objects serve below
                 pass
+            else:
+                limit = self.max_future_s
+                if limit is None or not batch or max(batch.column("ts")) - self.clock() <= limit:
+                    out.events += len(batch)
+                    yield batch
+                    return
         # value by value: plain events still go into batches, anything else through decode_events
         rows: list[tuple[Any, ...]] = []
         limit = self.max_future_s
