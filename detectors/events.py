@@ -368,6 +368,11 @@ def event_fields(obj: Any) -> tuple[Any, ...]:
     return cid, ts, interval, requests, s4, s5, p50, p99, cache_hits, bytes_out, origin
 
 
+#: the fields of an event in :class:`Event`'s order: the columns of an :class:`EventBatch`
+EVENT_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
+                "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors")
+
+
 def _event_maker() -> Any:
     """An :class:`Event` constructor for validated fields, without the dataclass ``__init__``.
 
@@ -377,10 +382,9 @@ def _event_maker() -> Any:
     >>> _new_event("c", 0.0, 60, 1, 0, 0, None, None, None, None, {}) == Event("c", 0.0, 60, 1, 0, 0)
     True
     """
-    names = [f.name for f in fields(Event)]
-    if names != ["customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
-                 "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors"]:
-        raise AssertionError(f"Event fields changed ({names}): update _event_maker")
+    names = tuple(f.name for f in fields(Event))
+    if names != EVENT_FIELDS:
+        raise AssertionError(f"Event fields changed ({names}): update EVENT_FIELDS and _event_maker")
     s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = (getattr(Event, n).__set__ for n in names)
     new = object.__new__
 
@@ -405,11 +409,6 @@ def _event_maker() -> Any:
 
 
 _new_event = _event_maker()
-
-
-#: the fields of an event in :class:`Event`'s order: the columns of an :class:`EventBatch`
-EVENT_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
-                "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors")
 
 
 class EventBatch(Sequence[Event]):
