@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
@@ -116,30 +117,10 @@ class ReplayEngine(Engine):
             self._in_batch = False
 
     def _count(self, events: Sequence[Event]) -> None:
-        if isinstance(events, EventBatch):
-            self._count_columns(events)
+        """Customer sizes, time span and intervals of ``events``, from their columns."""
+        if not events:
             return
-        sizes, intervals = self.sizes, self.intervals
-        t_min, t_max = self.t_min, self.t_max
-        for e in events:
-            s = sizes.get(e.customer_id)
-            if s is None:
-                s = sizes[e.customer_id] = [0, 0]
-            s[0] += 1
-            s[1] += e.requests
-            ts = e.ts
-            if ts < t_min:
-                t_min = ts
-            end = ts + e.interval_s
-            if end > t_max:
-                t_max = end
-            intervals[e.interval_s] = intervals.get(e.interval_s, 0) + 1
-        self.t_min, self.t_max = t_min, t_max
-
-    def _count_columns(self, batch: EventBatch) -> None:
-        """:meth:`_count` of a batch, from its columns (the same sums, in the same order)."""
-        if not batch:
-            return
+        batch = events if isinstance(events, EventBatch) else EventBatch.of([events])
         sizes = self.sizes
         for cid, req in zip(batch.column("customer_id"), batch.column("requests")):
             s = sizes.get(cid)
@@ -149,7 +130,7 @@ class ReplayEngine(Engine):
             s[1] += req
         ts, iv = batch.column("ts"), batch.column("interval_s")
         self.t_min = min(self.t_min, min(ts))
-        self.t_max = max(self.t_max, max(map(float.__add__, ts, map(float, iv))))
+        self.t_max = max(self.t_max, max(map(operator.add, ts, iv)))
         intervals = self.intervals
         for i, n in Counter(iv).items():
             intervals[i] = intervals.get(i, 0) + n
