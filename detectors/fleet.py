@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from operator import attrgetter
 from typing import Any, Sequence
 
 import numpy as np
@@ -70,7 +69,6 @@ _RATIO_FIELDS: dict[str, tuple[str, Any]] = {
     "_cs_den": ("float", K.R_CS_DEN),
 }
 _DIR = {"up": K.UP, "down": K.DOWN, "both": K.BOTH}
-_ORIGIN_ERRORS = attrgetter("origin_errors")
 
 
 def _constants() -> np.ndarray:
@@ -211,7 +209,6 @@ class FleetEngine:
             family, pos = (K.F_SEASONAL, seasonal.index(s)) if s in seasonal else (K.F_RATIO, ratio.index(s))
             spec.append((family, pos, self._columns.index(value),
                          -1 if support is None else self._columns.index(support), 1 if skip_zero else 0))
-        self._getters = [None if c == "origin_errors_total" else attrgetter(c) for c in self._columns]
         self._spec = np.array(spec, dtype=np.int64).reshape(len(spec), K.G_N)
         self._gate = np.array([min(self.config.signals[s].threshold, sustain) if s in alerting_on else 2.0
                                for s in self._signals])
@@ -302,26 +299,18 @@ class FleetEngine:
         self._trackers.pop(slot, None)
 
     # -- processing ----------------------------------------------------------------------
-    def _columns_of(self, events: Sequence[Event]) -> np.ndarray:
-        ev = np.empty((len(events), len(self._columns)))
-        if isinstance(events, EventBatch):  # columns already: no attribute reads per event
-            for c, name in enumerate(self._columns):
-                ev[:, c] = events.column(name)
-            return ev
-        for c, get in enumerate(self._getters):
-            if get is None:  # origin_errors_total, without a property call per event
-                ev[:, c] = [sum(d.values()) if d else 0 for d in map(_ORIGIN_ERRORS, events)]
-            else:
-                ev[:, c] = list(map(get, events))  # (None -> NaN: the signal is absent)
+    def _columns_of(self, batch: EventBatch) -> np.ndarray:
+        ev = np.empty((len(batch), len(self._columns)))
+        for c, name in enumerate(self._columns):
+            ev[:, c] = batch.column(name)  # (None -> NaN: the signal is absent)
         return ev
 
     def _run(self, events: Sequence[Event]):
         n = len(events)
         get = self.customers.get
-        if isinstance(events, EventBatch):
-            cids = events.column("customer_id")
-        else:
-            cids = [e.customer_id for e in events]
+        # the kernel reads columns: an EventBatch is them already, a list of events is read once
+        batch = events if isinstance(events, EventBatch) else EventBatch.of([events])
+        cids = batch.column("customer_id")
         slot_list = list(map(get, cids))
         if None in slot_list:
             for k, s in enumerate(slot_list):
@@ -330,7 +319,7 @@ class FleetEngine:
                     s = get(cid)
                     slot_list[k] = s if s is not None else self._new_slot(cid)
         slots = np.array(slot_list, dtype=np.int64)
-        ev = self._columns_of(events)
+        ev = self._columns_of(batch)
         n_sig = len(self._signals)
         o = np.empty((n, n_sig, K.A_N))
         warm = np.empty((n, n_sig), dtype=np.int8)
