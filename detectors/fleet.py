@@ -6,7 +6,7 @@ detectors, one event at a time) reorganised for speed, behind the same interface
 * the learned state of every series lives in a few numpy arrays indexed by customer *slot*
   (structure of arrays: ~2.6 kB per customer for the 7 signals, no Python object per series);
 * :meth:`FleetEngine.process_many` turns a batch of events into columns and runs the compiled
-  kernel (:mod:`detectors.fleet_kernel`) over all of them, in order (an
+  kernel (:mod:`detectors.kernel`) over all of them, in order (an
   :class:`~detectors.events.EventBatch` is read as the columns it already is);
 * only events that matter to the alert lifecycle come back to Python: a warm signal reached its
   gate, or the customer has an open incident or recent anomalous intervals. Everything that
@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import alerting, stats, univariate
-from . import fleet_kernel as K
+from . import kernel as K
 from .config import DetectorConfig
 from .events import Event, EventBatch
 from .signals import SIGNALS, build_models
@@ -72,7 +72,7 @@ _DIR = {"up": K.UP, "down": K.DOWN, "both": K.BOTH}
 
 
 def _constants() -> np.ndarray:
-    """The constants of the reference modules, computed by Python (see fleet_kernel)."""
+    """The constants of the reference modules, computed by Python (see detectors.kernel)."""
     c = np.zeros(K.C_N)
     c[K.C_HALF], c[K.C_TEN], c[K.C_TWO] = 0.5, 10.0, 2.0
     c[K.C_LN10] = univariate._LN10
