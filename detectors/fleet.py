@@ -42,12 +42,12 @@ from .events import Event, EventBatch
 from .signals import SIGNALS, build_models
 from .state import StateCodec, state_names, tracker_state
 from .univariate import Assessment, RatioDetector, SeasonalDetector
+from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
 
 __all__ = ["FleetEngine"]
 
 #: first capacity (customers) of the arrays; they double when full
 INITIAL_CAPACITY = 1024
-_OUTCOMES = ("scored", "warming", "duplicate")  # indexed by the kernel's outcome codes
 
 # learned state (``_STATE``) of each model class -> where the fleet keeps it: a scalar field of
 # the class's state array (and how it is written: int, bool, float, or None-able float) or one
@@ -174,9 +174,6 @@ class FleetEngine:
     """
 
     def __init__(self, config: DetectorConfig | None = None, capacity: int = INITIAL_CAPACITY):
-        from .engine import Verdict  # (engine imports this module)
-
-        self._verdict = Verdict
         self.config = config or DetectorConfig()
         self._enabled = {s for s, c in self.config.signals.items() if c.enabled}
         alerting_on = {s for s, c in self.config.signals.items() if c.enabled and c.alert}
@@ -389,18 +386,17 @@ class FleetEngine:
                 self.active[slot] = 1
                 if slot not in woke and (active_start is None or not active_start[k]):
                     woke.add(slot)
-                    later = np.flatnonzero((slots[k + 1:] == slot) & (outcome[k + 1:] == K.SCORED)) + k + 1
+                    scored = outcome[k + 1:] == Outcome.SCORED
+                    later = np.flatnonzero((slots[k + 1:] == slot) & scored) + k + 1
                     for kk in later.tolist():
                         heapq.heappush(extra, kk)
 
     def process_many(self, events: Sequence[Event]):
-        """Every event of ``events`` in order; one :class:`~detectors.engine.BatchVerdict`."""
-        from .engine import BatchVerdict
-
+        """Every event of ``events`` in order; one :class:`~detectors.verdict.BatchVerdict`."""
         if not events:
             return BatchVerdict([], [], {})
         o, warm, outcome, alerts_at = self._run(events)
-        names = _OUTCOMES
+        names = OUTCOMES
         outcomes = [names[c] for c in outcome.tolist()]
         alerts: list[dict[str, Any]] = []
         for k in sorted(alerts_at):
@@ -417,7 +413,7 @@ class FleetEngine:
         o, warm, outcome, alerts_at = self._run([e])
         code = int(outcome[0])
         scores = {name: float(o[0, s, K.A_SCORE]) for s, name in enumerate(self._signals) if warm[0, s] == 1}
-        return self._verdict(_OUTCOMES[code], scores, alerts_at.get(0, []))
+        return Verdict(OUTCOMES[code], scores, alerts_at.get(0, []))
 
     # -- introspection ----------------------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:

@@ -25,6 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .verdict import Outcome
+
 # -- constants array C (filled by detectors.fleet from the reference modules) ------------------
 (C_HALF, C_TEN, C_TWO, C_LN10, C_SEQ_STEP_MAX, C_2_PI, C_SQRT2, C_PI, C_DAY, C_HOUR, C_MAX_STEP,
  C_SCALE_CLIP, C_DOW_PRIOR, C_SHIFT_RATE, C_NORMAL_DOF, C_MAX_SURPRISE, C_SEQ_Z_CLIP,
@@ -53,8 +55,6 @@ UP, DOWN, BOTH = 0, 1, 2
 #: Assessment fields in the output array O[k, s, :]
 (A_SCORE, A_VALUE, A_EXPECTED, A_LO, A_HI, A_EXCESS, A_SURPRISE, A_WINDOW, A_COUNT, A_SUPPORT,
  A_N) = range(11)
-#: outcome codes
-SCORED, WARMING, DUPLICATE = 0, 1, 2
 #: signal spec columns SPEC[s, :]: model family (0 seasonal, 1 ratio), index in its family,
 #: event column of the value / numerator, of the support / denominator (-1: none), and whether
 #: the signal is absent when its support is 0
@@ -593,7 +593,7 @@ def run_batch(slots, EV, col_ts, col_interval, col_requests, requests_signal, SP
               O, warm_out, outcome, exp_req, need):  # noqa: E741  (O: the output array)
     """One batch of events (rows of ``EV``, customer ``slots``), in order.
 
-    Writes per event: ``outcome`` (SCORED/WARMING/DUPLICATE), ``exp_req`` (the requests model's
+    Writes per event: ``outcome`` (an :class:`~detectors.verdict.Outcome`), ``exp_req`` (the requests model's
     expectation, else the observed requests), ``need`` (1: the alert lifecycle must look at it:
     a warm signal reached its gate, or the customer's lifecycle is not idle), and per event and
     signal the assessment ``O[k, s, :]`` and ``warm_out[k, s]`` (-1: the event lacks the signal).
@@ -604,7 +604,7 @@ def run_batch(slots, EV, col_ts, col_interval, col_requests, requests_signal, SP
         ts = EV[k, col_ts]
         lt = last_ts[slot]
         if not math.isnan(lt) and ts <= lt:
-            outcome[k] = DUPLICATE
+            outcome[k] = Outcome.DUPLICATE
             need[k] = 0
             for s in range(n_sig):
                 warm_out[k, s] = -1
@@ -649,8 +649,8 @@ def run_batch(slots, EV, col_ts, col_interval, col_requests, requests_signal, SP
                 cand = True
         exp_req[k] = expected_requests
         if warm_any:
-            outcome[k] = SCORED
+            outcome[k] = Outcome.SCORED
             need[k] = 1 if (cand or active[slot] != 0) else 0
         else:
-            outcome[k] = WARMING
+            outcome[k] = Outcome.WARMING
             need[k] = 0

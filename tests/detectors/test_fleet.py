@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.config import DetectorConfig
-from detectors.engine import Engine, ReferenceEngine
+from detectors.engine import Engine
 from detectors.events import Event, parse_event
 from detectors.fleet import FleetEngine
+from detectors.reference import ReferenceEngine
 from detectors.signals import SIGNALS
 from detectors.state import model_state
 from detectors.synthetic import SimConfig, simulate
