@@ -1,9 +1,10 @@
 """The reference engine: per-customer River detectors, one event at a time.
 
 :class:`ReferenceEngine` is what :class:`~detectors.engine.Engine` (the fleet engine,
-:mod:`detectors.fleet`) does on per-fleet arrays, a batch at a time; ``tests/detectors/test_fleet.py``
-holds them equal bit for bit. Replay traces (``streams.replay.tracing``) use it to show a
-customer's models.
+:mod:`detectors.fleet`) does on per-fleet arrays, a batch at a time; both run the same compiled
+arithmetic (:mod:`detectors.kernel`), and ``tests/detectors/test_fleet.py`` holds them equal bit
+for bit, so this is the plain statement of the fleet's batching, gating and Python paths. Replay
+traces (``streams.replay.tracing``) use it to show a customer's models.
 
 >>> from detectors.events import parse_event
 >>> eng = ReferenceEngine()
@@ -20,7 +21,7 @@ from . import alerting
 from .config import DetectorConfig
 from .events import Event
 from .signals import SIGNALS, build_models
-from .state import StateCodec
+from .state import CustomerRecord, StateCodec, customer_values, model_state, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
 
 __all__ = ["CustomerState", "ReferenceEngine"]
@@ -61,7 +62,8 @@ class ReferenceEngine:
         self._args = {name: sig.args for name, sig in SIGNALS.items()}
         self.customers: dict[str, CustomerState] = {}
         self._dirty: set[str] = set()
-        self._codec = StateCodec(self.config.model_fingerprint(), self._new_models)
+        self._codec = StateCodec(self.config.model_fingerprint(),
+                                 {s: m.family for s, m in self._new_models().items()})
 
     def _new_models(self) -> dict[str, Any]:
         return build_models(self.config.model, self._enabled)
@@ -90,7 +92,7 @@ class ReferenceEngine:
             if args is None:
                 continue
             a = model.step(*args)  # scores first, then learns
-            if not model._warm:
+            if not model.warm:
                 continue
             warm_any = True
             scores[name] = a.score
@@ -159,7 +161,7 @@ class ReferenceEngine:
 
         Raises ``KeyError`` for a customer the engine does not track.
         """
-        return self._codec.dump_record(self.customers[cid])
+        return self._codec.dump_record(self._values(self.customers[cid]))
 
     def load_customer(self, cid: str, blob: bytes) -> None:
         """Replace ``cid``'s state by one written by :meth:`dump_customer`.
@@ -167,8 +169,7 @@ class ReferenceEngine:
         Raises :class:`~detectors.state.StateError` (and changes nothing) for another format
         version, another model fingerprint ("written with other model settings"), or garbage.
         """
-        models, tracker, last_ts, interval_s = self._codec.load_record(cid, blob)
-        self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
+        self.customers[cid] = self._restore(self._codec.load_record(cid, blob))
 
     def drop_customer(self, cid: str) -> None:
         """Forget a customer (e.g. its partition moved to another worker); no-op if unknown."""
@@ -182,7 +183,8 @@ class ReferenceEngine:
 
     def dump_all(self) -> bytes:
         """Every customer's state as one file (header: format version, fingerprint, count)."""
-        return b"".join(self._codec.dump_file(self.customers))
+        items = ((cid, self._values(st)) for cid, st in self.customers.items())
+        return b"".join(self._codec.dump_file(len(self.customers), items))
 
     def load_all(self, blob: bytes) -> int:
         """Load a :meth:`dump_all` file, all or nothing; return the number of customers loaded.
@@ -191,6 +193,17 @@ class ReferenceEngine:
         :class:`~detectors.state.StateError` (and changes nothing) if any part is unusable.
         """
         loaded = self._codec.load_file(blob)
-        for cid, (models, tracker, last_ts, interval_s) in loaded.items():
-            self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
+        for cid, record in loaded.items():
+            self.customers[cid] = self._restore(record)
         return len(loaded)
+
+    @staticmethod
+    def _values(st: CustomerState) -> list:
+        states = [model_state(m) for m in st.models.values()]
+        return customer_values(st.last_ts, st.interval_s, states, tracker_state(st.tracker))
+
+    def _restore(self, record: CustomerRecord) -> CustomerState:
+        models = self._new_models()
+        for m, row in zip(models.values(), record.rows):
+            m.state[:] = row
+        return CustomerState(models, record.tracker, record.last_ts, record.interval_s)

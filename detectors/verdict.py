@@ -23,7 +23,7 @@ class Outcome(IntEnum):
 
 
 #: outcome names, indexed by code (also the ``outcome`` label of the worker's events counter)
-OUTCOMES = tuple(o.name.lower() for o in Outcome)
+OUTCOMES = tuple(o.name.lower() for o in sorted(Outcome))
 
 
 class Verdict(NamedTuple):
