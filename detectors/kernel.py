@@ -23,8 +23,9 @@ Rules that keep the results exact and reproducible:
   LLVM keeps libm's ``pow``;
 * the Student-t tail's ``lgamma`` terms come precomputed per degree of freedom (CPython's
   ``math.lgamma`` is its own implementation, not libm's);
-* the small functions are inlined by numba (``inline="always"``): as calls that pass the rows
-  (arrays: reference counts), they cost about a tenth of the kernel's time;
+* all but the step functions are inlined by numba (``inline="always"``): as calls that pass
+  the rows (arrays: reference counts) and return named structures, they made the kernel a
+  quarter slower (compiling takes longer: ~20 s of CPU once per installation);
 * numba caches the compiled code keyed on *this file* alone, and freezes the ints and named
   structures it reads from other modules (:mod:`detectors.layout`'s offsets, the outcome codes
   of :mod:`detectors.verdict`): :func:`_check_cache` drops the cache when any of them changed.
@@ -588,7 +589,7 @@ def _seasonal_evidence(row, P, C, z, r_eff, var, dow_var):
     return up if up > 0.0 and up >= dn else (-dn if dn > 0.0 else 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _seasonal_score(row, P, C, ts, v, n):
     """Score one point against the model (learns nothing)."""
     if P[P_LOG] != 0.0:
@@ -931,7 +932,7 @@ def _run_assessment(row, P, C, ts, num, den, p0, lo, hi, seq, carry):
                       run_num, run_den)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ratio_score(row, P, C, ts, num, den):
     """Score one point against the model (learns nothing)."""
     prior = P[Q_PRIOR]
@@ -1113,7 +1114,7 @@ F_SEASONAL, F_RATIO = 0, 1
 (G_FAMILY, G_INDEX, G_VALUE_COL, G_SUPPORT_COL, G_SKIP_ZERO, G_N) = range(6)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _score_event(k, slot, ts, EV, col_requests, requests_signal, SPEC, gate, SS, PS, RS, PR, C, OUT,
                  warm_out):
     """Every signal of event ``k``, in order: its assessment ``OUT[k, s]`` and ``warm_out[k, s]``
