@@ -87,6 +87,7 @@ class Family:
         offset = self.width
         self.fields.append(Field(name, kind, offset, size, default))
         self.width += size
+        self.__dict__.pop("persisted", None)  # (derived views are recomputed on next use)
         return offset
 
     def cache(self, name: str, default: float) -> int:
@@ -109,6 +110,7 @@ class Family:
 
     def _slot(self) -> int:
         self.n_packed += 1
+        self.__dict__.pop("keywords", None)
         return self.n_packed - 1
 
     # -- using
