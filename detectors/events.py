@@ -561,10 +561,24 @@ def _check_lines(i: int, row: FieldSpec) -> list[str]:
                 "else:",
                 f"    {v} = _time(obj, {name}, {v})"]
     if row.kind == CODE_COUNTS:
-        lines = [f"{v} = get({name})"]
-        if not row.required:  # absent: no call
-            lines += [f"if {v} is None:", f"    {v}, t{i} = {{}}, 0", "else:"]
-        return lines + [f"{'    ' * (not row.required)}{v}, t{i} = _code_counts({v}, {name}, {row.required})"]
+        check = f"_code_counts({v}, {name}, {row.required})"
+        return [f"{v} = get({name})",
+                f"t{i} = 0",
+                f"if {v} is None:",
+                f"    {v} = {{}}" if not row.required else f"    {check}",
+                f"elif type({v}) is dict:  # the loop of _code_counts, inline; anything else: its call",
+                "    counts = {}",
+                f"    for code, n in {v}.items():",
+                f"        if type(code) is not str or code not in _STATUS_CODES or type(n) is not int or not "
+                f"0 <= n <= {_literal(row.hi)}:",
+                f"            counts, t{i} = {check}",
+                "            break",
+                "        if n:",
+                "            counts[code] = n",
+                f"            t{i} += n",
+                f"    {v} = counts",
+                "else:",
+                f"    {v}, t{i} = {check}"]
     lo, hi = _literal(row.lo), _literal(row.hi)
     if row.kind == NUMBER:
         lo, hi = _literal(float(cast(float, row.lo))), _literal(float(cast(float, row.hi)))
