@@ -161,9 +161,10 @@ class FieldSpec:
     required : bool
         An event without it is rejected.
     default : Any
-        The value of an optional field that is absent. ``None`` (the usual) means absent: the
-        event holds ``None`` and :meth:`Event.to_json` leaves the field out, and an explicit JSON
-        ``null`` counts as absent too. Code counts are absent as ``{}``.
+        The value of an optional field that is absent (an explicit JSON ``null`` is then a bad
+        value). ``None`` (the usual) means absent: the event holds ``None``,
+        :meth:`Event.to_json` leaves the field out, and a ``null`` counts as absent too. Code
+        counts are absent as ``{}``.
     lo, hi : float
         The range of a value (of each count, for code counts).
     within : str or None
@@ -214,6 +215,8 @@ def spec(kind: str, *, required: bool = False, default: Any = None, lo: float | 
     """
     if kind not in FIELD_KINDS:
         raise ValueError(f"unknown field kind {kind!r} (known: {', '.join(FIELD_KINDS)})")
+    if kind in (ID, TIME) and not required:
+        raise ValueError(f"the {kind} field is required: an event is nothing without it")
     if kind in FIXED_RANGES:
         if lo is not None or hi is not None:
             raise ValueError(f"a {kind} field has the range {FIXED_RANGES[kind]} of its kind")
@@ -687,8 +690,10 @@ def event_fields(obj: Any) -> tuple[Any, ...]:
 
     For callers that keep events as columns (:func:`parse_batch`) rather than objects.
 
-    >>> event_fields({"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1, "status_5xx": 0})
-    ('c1', 60.0, 60, 3, 1, 0, None, None, None, None, {})
+    >>> values = event_fields({"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1,
+    ...                        "status_5xx": 0})
+    >>> values[:6], values[EVENT_FIELDS.index("cache_hits")], values[EVENT_FIELDS.index("origin_errors")]
+    (('c1', 60.0, 60, 3, 1, 0), None, {})
     """
     raise AssertionError("replaced by the code generated from the table")
 
@@ -700,7 +705,8 @@ def _new_event(*values: Any) -> Event:
     The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` by name,
     which is more than half of validating an event; this sets the slots directly.
 
-    >>> _new_event("c", 0.0, 60, 1, 0, 0, None, None, None, None, {}) == Event("c", 0.0, 60, 1, 0, 0)
+    >>> obj = {"customer_id": "c", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0}
+    >>> _new_event(*event_fields(obj)) == parse_event(obj) == Event("c", 0.0, 60, 1, 0, 0)
     True
     """
     raise AssertionError("replaced by the code generated from the table")
