@@ -64,7 +64,7 @@ def warm_template(days: int = 3) -> bytes:
 async def bench(bootstrap: str, customers: int, partitions: int) -> dict:
     from aiokafka import AIOKafkaProducer
 
-    from streams.kafka_security import aiokafka_kwargs
+    from streams.kafka.security import aiokafka_kwargs
     from streams.settings import Settings
 
     security = aiokafka_kwargs(Settings.from_env())  # LOOKOUT_KAFKA_* TLS/SASL, as the worker uses

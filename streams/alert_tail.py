@@ -31,7 +31,7 @@ class AlertTail:
     since: float | None = None
     customers: frozenset[str] = frozenset()
     timeout_s: float = 10.0
-    #: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs); not in repr (password)
+    #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs); not in repr (password)
     security: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _consumer(self):

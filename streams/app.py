@@ -22,10 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from streams.kafka.security import aiokafka_kwargs, faust_credentials
 
 from .checkpoint import discard_legacy, load_initial_state
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
-from .kafka_security import aiokafka_kwargs, faust_credentials
 from .metrics import WorkerMetrics
 from .outage import OutageFilter, reachable
 from .partition_state import PartitionBook, StateReader, cap_input_commits

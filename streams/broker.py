@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from streams.kafka_security import is_auth_error, kafka_python_kwargs, rejection
+from streams.kafka.security import is_auth_error, kafka_python_kwargs, rejection
 from streams.settings import Settings
 
 __all__ = [
@@ -716,7 +716,7 @@ def _connect_admin(bootstrap: str, timeout: float, security: Mapping | None = No
     """An admin client; :class:`KafkaAuthError` at once if the broker rejects our credentials/certificate.
 
     (kafka-python would retry a rejected login until ``timeout`` and then call the broker
-    unreachable, so a secured broker is asked first: :func:`streams.kafka_security.rejection`.)
+    unreachable, so a secured broker is asked first: :func:`streams.kafka.security.rejection`.)
     """
     reason = rejection(bootstrap, security, min(timeout, AUTH_CHECK_S))
     if reason:
@@ -773,7 +773,7 @@ def _answers(bootstrap: str, timeout: float, security: Mapping | None = None) ->
 def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | None = None) -> None:
     """Block until a broker at ``bootstrap`` answers a metadata request; BrokerError on timeout.
 
-    ``security`` are kafka-python security arguments (:func:`streams.kafka_security.kafka_python_kwargs`);
+    ``security`` are kafka-python security arguments (:func:`streams.kafka.security.kafka_python_kwargs`);
     a broker that rejects them raises BrokerError at once instead of being waited for.
     """
     deadline = time.monotonic() + timeout

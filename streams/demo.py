@@ -22,8 +22,8 @@ from typing import Any, Callable, TextIO
 from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
+from streams.kafka.security import kafka_python_kwargs, security_env
 
-from .kafka_security import kafka_python_kwargs, security_env
 from .settings import Settings
 
 SEVERITY_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}

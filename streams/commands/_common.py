@@ -61,7 +61,7 @@ def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka:
 
     ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
     """
-    from streams.kafka_security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
     from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
     from streams.settings import Settings, SettingsError
 
@@ -114,7 +114,7 @@ def require_kafka(settings) -> None:
     """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
     answers in time; at once with one line if it rejects their TLS/SASL credentials."""
     from streams.broker import BrokerError, wait_for_kafka
-    from streams.kafka_security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
     from streams.settings import SettingsError
 
     try:

@@ -234,7 +234,8 @@ def simulate(
         _fail("--min-size must not exceed --max-size")
     security: dict[str, Any] = {}
     if bootstrap is not None:
-        from ..kafka_security import kafka_python_kwargs
+        from streams.kafka.security import kafka_python_kwargs
+
         from ..settings import Settings, SettingsError
 
         try:

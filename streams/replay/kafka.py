@@ -34,7 +34,7 @@ class KafkaSource(Source):
             end,
             timeout_s,
         )
-        #: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs)
+        #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs)
         self.security = dict(security or {})
         self.name = f"kafka://{topic}"
         self._ranges: dict[Any, tuple[int, int]] | None = None
@@ -106,8 +106,9 @@ class KafkaSource(Source):
             kwargs["api_version_auto_timeout_ms"] = ms
         unreachable = tuple(c for c in (getattr(kerr, "NoBrokersAvailable", None), kerr.KafkaTimeoutError,
                                          getattr(kerr, "KafkaConnectionError", None)) if c is not None)
+        from streams.kafka.security import rejection
+
         from ..broker import AUTH_CHECK_S, auth_failure
-        from ..kafka_security import rejection
 
         # kafka-python retries a rejected login like an unreachable broker: ask a secured one first
         reason = rejection(self.bootstrap, self.security, min(self.timeout_s, AUTH_CHECK_S))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from streams.broker import BrokerError, LocalBroker
 from streams.cli import cli
-from streams.kafka_security import (
+from streams.kafka.security import (
     aiokafka_kwargs,
     describe,
     faust_credentials,

@@ -32,7 +32,7 @@ import re
 import ssl
 from typing import Any, Mapping
 
-from .settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError
 
 __all__ = [
     "aiokafka_kwargs",
