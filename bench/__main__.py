@@ -50,8 +50,9 @@ import uuid
 from pathlib import Path
 
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker, create_topics
+from streams.broker import LocalBroker
 from streams.codecs import ENVELOPE_KEY, partition_of
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 PARTITIONS = 4

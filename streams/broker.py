@@ -31,7 +31,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -43,18 +42,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator
 
-from streams.kafka.security import is_auth_error, kafka_python_kwargs, rejection
+from streams.kafka.admin import BrokerError, answers, can_connect, clip
+from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings
 
 __all__ = [
-    "BrokerError",
     "BrokerStatus",
-    "KafkaAuthError",
     "LocalBroker",
-    "create_topics",
-    "wait_for_kafka",
 ]
 
 LOG4J_VERSION = "2.24.3"
@@ -77,26 +73,6 @@ JVM_OPTS = (
     "-XX:MaxGCPauseMillis=20",
     "-Djava.awt.headless=true",
 )
-
-
-class BrokerError(RuntimeError):
-    """Something about the local broker failed.
-
-    ``str(exc)`` is one line (safe to show as a CLI error); ``exc.detail``
-    holds extra context such as the tail of the broker log.
-    """
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return self.message
-
-    def full(self) -> str:
-        """Message plus detail (e.g. the broker log tail), for test output."""
-        return f"{self.message}\n{self.detail}" if self.detail else self.message
 
 
 @dataclass(frozen=True)
@@ -404,7 +380,7 @@ class LocalBroker:
             shutil.rmtree(tmp, ignore_errors=True)
             reason = _first_maven_error(mvn_log) or f"exit code {rc}"
             raise BrokerError(
-                f"downloading Kafka {self.version} jars with Maven failed: {_clip(reason)} "
+                f"downloading Kafka {self.version} jars with Maven failed: {clip(reason)} "
                 f"(full output: {mvn_log})",
                 detail=_tail(mvn_log, 30),
             )
@@ -582,7 +558,7 @@ class LocalBroker:
             out = res.stdout.replace(s.kafka_sasl_password, "***") if s.kafka_sasl_password else res.stdout
             lines = [ln for ln in out.splitlines() if ln.strip()]
             raise BrokerError(f"formatting Kafka storage in {self.log_dirs} failed: "
-                              f"{_clip(lines[-1] if lines else f'exit code {res.returncode}')}",
+                              f"{clip(lines[-1] if lines else f'exit code {res.returncode}')}",
                               detail="\n".join(lines[-20:]))
 
     def _check_formatted_credentials(self) -> None:
@@ -616,7 +592,7 @@ class LocalBroker:
                 raise self._startup_error(
                     f"the broker did not answer on {self.bootstrap} within {timeout:.0f}s"
                 )
-            if _can_connect(HOST, self.port) and _answers(self.bootstrap, min(10.0, max(remaining, 1.0)),
+            if can_connect(HOST, self.port) and answers(self.bootstrap, min(10.0, max(remaining, 1.0)),
                                                           self.client_kwargs()):
                 return
             time.sleep(0.25)
@@ -627,7 +603,7 @@ class LocalBroker:
         out = _tail(self.stdout_file, 400, offsets.get(self.stdout_file, 0))
         reason = (_last_matching(log, ("ERROR", "FATAL", "Exception"))
                   or _last_matching(out, ("Error", "ERROR", "Exception")))
-        msg = what + (f": {_clip(reason)}" if reason else "") + f" (log: {self.log_file})"
+        msg = what + (f": {clip(reason)}" if reason else "") + f" (log: {self.log_file})"
         detail = "\n".join([
             f"--- last lines of {self.log_file}", *log.splitlines()[-25:],
             f"--- last lines of {self.stdout_file}", *out.splitlines()[-10:],
@@ -671,185 +647,6 @@ class LocalBroker:
                 time.sleep(0.1)
         if _alive(pid):
             raise BrokerError(f"broker pid {pid} did not exit after SIGKILL")
-
-
-# ---------------------------------------------------------------- clients
-@contextlib.contextmanager
-def _quiet_kafka_logs() -> Iterator[None]:
-    """kafka-python logs every refused connection at ERROR; we expect those while waiting."""
-    lg = logging.getLogger("kafka")
-    old = lg.level
-    lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        lg.setLevel(old)
-
-
-#: how long the authentication check of a secured broker waits for a connection
-AUTH_CHECK_S = 5.0
-
-
-class KafkaAuthError(BrokerError):
-    """The broker rejected our credentials or certificate: retrying cannot help."""
-
-
-def _admin(bootstrap: str, timeout: float, security: Mapping | None = None):
-    from kafka.admin import KafkaAdminClient
-
-    ms = max(int(timeout * 1000), 1000)
-    kwargs = {
-        "bootstrap_servers": bootstrap.split(","),
-        "request_timeout_ms": ms,
-        "client_id": "lookout-admin",
-        **(security or {}),
-    }
-    # kafka-python >= 3 bounds the bootstrap separately; 2.x uses api_version_auto_timeout_ms
-    if "bootstrap_timeout_ms" in getattr(KafkaAdminClient, "DEFAULT_CONFIG", {}):
-        kwargs["bootstrap_timeout_ms"] = ms
-    else:
-        kwargs["api_version_auto_timeout_ms"] = ms
-    return KafkaAdminClient(**kwargs)
-
-
-def _connect_admin(bootstrap: str, timeout: float, security: Mapping | None = None):
-    """An admin client; :class:`KafkaAuthError` at once if the broker rejects our credentials/certificate.
-
-    (kafka-python would retry a rejected login until ``timeout`` and then call the broker
-    unreachable, so a secured broker is asked first: :func:`streams.kafka.security.rejection`.)
-    """
-    reason = rejection(bootstrap, security, min(timeout, AUTH_CHECK_S))
-    if reason:
-        raise auth_failure(bootstrap, security, reason)
-    with _quiet_kafka_logs():
-        try:
-            return _admin(bootstrap, timeout, security)
-        except Exception:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s") from None
-
-
-def auth_failure(bootstrap: str, security: Mapping | None, reason: str) -> KafkaAuthError:
-    """One line for a broker that rejected our credentials or certificate (never with a secret)."""
-    reason = " ".join(reason.split()) or "authentication failed"
-    for secret in _secrets(security):
-        reason = reason.replace(secret, "***")
-    return KafkaAuthError(f"Kafka at {bootstrap} rejected the connection ({_describe_kwargs(security)}): "
-                          f"{_clip(reason, 200)}")
-
-
-def _secrets(security: Mapping | None) -> list[str]:
-    return [v for k, v in (security or {}).items() if "password" in k and isinstance(v, str) and v]
-
-
-def _describe_kwargs(security: Mapping | None) -> str:
-    sec = dict(security or {})
-    proto = sec.get("security_protocol", "PLAINTEXT")
-    if proto.startswith("SASL_"):
-        return f"{proto}, {sec.get('sasl_mechanism')} as user {sec.get('sasl_plain_username')!r}"
-    return proto
-
-
-def _answers(bootstrap: str, timeout: float, security: Mapping | None = None) -> bool:
-    """True if the broker answers a metadata request; KafkaAuthError at once if it rejects who we are."""
-    try:
-        admin = _connect_admin(bootstrap, timeout, security)
-    except KafkaAuthError:
-        raise
-    except BrokerError:
-        return False
-    with _quiet_kafka_logs():
-        try:
-            admin.list_topics()
-            return True
-        except Exception as exc:
-            if is_auth_error(exc):
-                raise auth_failure(bootstrap, security, str(exc)) from None
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                admin.close()
-
-
-def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | None = None) -> None:
-    """Block until a broker at ``bootstrap`` answers a metadata request; BrokerError on timeout.
-
-    ``security`` are kafka-python security arguments (:func:`streams.kafka.security.kafka_python_kwargs`);
-    a broker that rejects them raises BrokerError at once instead of being waited for.
-    """
-    deadline = time.monotonic() + timeout
-    first = bootstrap.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g} s")
-        if ((not port.isdigit() or _can_connect(host or HOST, int(port)))
-                and _answers(bootstrap, min(10.0, max(remaining, 1.0)), security)):
-            return
-        time.sleep(0.25)
-
-
-def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
-                  connect_timeout: float | None = None, security: Mapping | None = None) -> list[str]:
-    """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
-
-    ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
-    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
-
-    Idempotent: existing topics (including ones created concurrently) are
-    left alone, whatever their partition count. Returns once every requested
-    topic has a leader for each partition.
-    """
-    from kafka.errors import TopicAlreadyExistsError
-
-    if not topics:
-        return []
-    admin = _connect_admin(bootstrap, timeout if connect_timeout is None else connect_timeout, security)
-    created: list[str] = []
-    try:
-        existing = set(admin.list_topics())
-        missing = {name: int(n) for name, n in topics.items() if name not in existing}
-        for name, partitions in missing.items():
-            try:
-                admin.create_topics(
-                    _new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000)
-                )
-                created.append(name)
-            except TopicAlreadyExistsError:
-                pass
-        _wait_for_leaders(admin, list(topics), timeout)
-    finally:
-        with contextlib.suppress(Exception):
-            admin.close()
-    return created
-
-
-def _new_topics_arg(admin, topics: Mapping[str, int]):
-    import inspect
-
-    if "wait_for_metadata" in inspect.signature(admin.create_topics).parameters:  # kafka-python >= 3
-        return {name: {"num_partitions": n, "replication_factor": 1} for name, n in topics.items()}
-    from kafka.admin import NewTopic
-
-    return [NewTopic(name=name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
-
-
-def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            desc = admin.describe_topics(names)
-            if len(desc) == len(names) and all(
-                t.get("error_code", 0) == 0 and t.get("partitions")
-                and all(p.get("leader", p.get("leader_id", -1)) >= 0 for p in t["partitions"])
-                for t in desc
-            ):
-                return
-        except Exception:
-            pass
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topics {', '.join(names)} have no leaders after {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- helpers
@@ -930,14 +727,6 @@ def _cmdline(pid: int) -> list[str]:
     return out.split()
 
 
-def _can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _port_busy(port: int, host: str = HOST) -> bool:
     """True if something already listens on ``host:port`` (bind test, then connect test)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -945,7 +734,7 @@ def _port_busy(port: int, host: str = HOST) -> bool:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, port))
     except OSError as exc:
-        return exc.errno in (errno.EADDRINUSE, errno.EACCES) or _can_connect(host, port)
+        return exc.errno in (errno.EADDRINUSE, errno.EACCES) or can_connect(host, port)
     finally:
         s.close()
     return False
@@ -990,11 +779,6 @@ def _first_maven_error(path: Path) -> str:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _clip(s: str, n: int = 300) -> str:
-    s = " ".join(s.split())
-    return s if len(s) <= n else s[: n - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience: python -m streams.broker

@@ -151,7 +151,9 @@ class Demo:
             self.broker = None
 
     def _broker(self) -> str:
-        from .broker import LocalBroker, wait_for_kafka
+        from streams.kafka.admin import wait_for_kafka
+
+        from .broker import LocalBroker
 
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
@@ -173,7 +175,7 @@ class Demo:
         return broker.bootstrap
 
     def _create_topics(self, bootstrap: str) -> None:
-        from .broker import create_topics
+        from streams.kafka.admin import create_topics
 
         p = self.settings.partitions
         create_topics(bootstrap, {self.topics["input"]: p, self.topics["alerts"]: p, self.topics["dlq"]: 1},

@@ -113,7 +113,7 @@ def aliased(new: str, value):
 def require_kafka(settings) -> None:
     """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
     answers in time; at once with one line if it rejects their TLS/SASL credentials."""
-    from streams.broker import BrokerError, wait_for_kafka
+    from streams.kafka.admin import BrokerError, wait_for_kafka
     from streams.kafka.security import kafka_python_kwargs
     from streams.settings import SettingsError
 

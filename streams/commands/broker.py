@@ -74,7 +74,7 @@ def _broker(opts: dict):
 
 def _call(fn, *args, **kwargs):
     """Run ``fn``; turn BrokerError into a one-line CLI error (exit code 1, no traceback)."""
-    from ..broker import BrokerError
+    from streams.kafka.admin import BrokerError
 
     try:
         return fn(*args, **kwargs)

@@ -16,7 +16,8 @@ import pytest
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker, create_topics
+from streams.broker import LocalBroker
+from streams.kafka.admin import create_topics
 from streams.partition_state import alert_key
 from streams.processor import Processor
 from streams.settings import Settings

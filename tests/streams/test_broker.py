@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 import streams.broker as broker_mod
-from streams.broker import BrokerError, LocalBroker, create_topics, wait_for_kafka
+from streams.broker import LocalBroker
 from streams.commands.broker import broker as broker_cli
+from streams.kafka.admin import BrokerError, wait_for_kafka
 from streams.settings import Settings
 
 
@@ -296,14 +297,6 @@ def test_produce_and_consume_through_the_broker(kafka_bootstrap, kafka_topics):
     finally:
         consumer.close()
     assert got == [payload]
-
-
-@pytest.mark.integration
-def test_create_topics_is_idempotent(kafka_bootstrap):
-    name = f"idem-{uuid.uuid4().hex[:8]}"
-    assert create_topics(kafka_bootstrap, {name: 3}) == [name]
-    assert create_topics(kafka_bootstrap, {name: 3}) == []
-    assert create_topics(kafka_bootstrap, {name: 1, name + "-b": 1}) == [name + "-b"]
 
 
 @pytest.mark.integration
