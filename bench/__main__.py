@@ -51,8 +51,8 @@ from pathlib import Path
 
 from detectors.synthetic import SimConfig, simulate
 from streams.broker import LocalBroker
-from streams.codecs import ENVELOPE_KEY, partition_of
 from streams.kafka.admin import create_topics
+from streams.pipeline.codecs import ENVELOPE_KEY, partition_of
 from streams.settings import Settings
 
 PARTITIONS = 4

@@ -115,7 +115,7 @@ def profile(path: Path, n: int, top: int) -> None:
         "models (detectors/univariate.py, stats.py)": 0.0,
         "alerting (detectors/alerting.py)": 0.0,
         "engine loop (detectors/engine.py)": 0.0,
-        "processor + codecs (streams/processor.py, codecs.py)": 0.0,
+        "processor + codecs (streams/pipeline/processor.py, codecs.py)": 0.0,
         "replay loop + file reading (streams/replay/)": 0.0,
         "builtins (min/max/isinstance/math..., mostly called by the models)": 0.0,
         "other": 0.0,
@@ -134,8 +134,8 @@ def profile(path: Path, n: int, top: int) -> None:
             g = "alerting (detectors/alerting.py)"
         elif f.endswith("detectors/engine.py"):
             g = "engine loop (detectors/engine.py)"
-        elif f.endswith(("streams/processor.py", "streams/codecs.py")):
-            g = "processor + codecs (streams/processor.py, codecs.py)"
+        elif f.endswith(("streams/pipeline/processor.py", "streams/pipeline/codecs.py")):
+            g = "processor + codecs (streams/pipeline/processor.py, codecs.py)"
         elif "streams/replay/" in f:
             g = "replay loop + file reading (streams/replay/)"
         elif f == "~":

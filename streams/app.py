@@ -2,7 +2,7 @@
 
 Built by :func:`create_app` from a :class:`~streams.settings.Settings`; the engine, registry
 and clock are injectable so tests control them. The agent is a few lines: take a batch of
-raw messages, hand it to the :class:`~streams.processor.Processor` (which calls
+raw messages, hand it to the :class:`~streams.pipeline.processor.Processor` (which calls
 :mod:`detectors`), send what comes back.
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ from detectors.config import load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.processor import Processor
 
 from .checkpoint import discard_legacy, load_initial_state
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
-from .metrics import WorkerMetrics
 from .outage import OutageFilter, reachable
 from .partition_state import PartitionBook, StateReader, cap_input_commits
-from .processor import Processor
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks

@@ -2,7 +2,7 @@
 
 :mod:`streams.app` wires this to Faust (the agent body calls :meth:`WorkerRuntime.handle_batch`);
 everything that decides *whether* to alert stays in :mod:`detectors` (through the
-:class:`~streams.processor.Processor`). What lives here is what makes the worker lose nothing:
+:class:`~streams.pipeline.processor.Processor`). What lives here is what makes the worker lose nothing:
 
 * a batch is processed and its alerts and dead letters are handed to the producer under one
   lock, so a snapshot never contains state whose outputs were not yet sent;
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from detectors.gcpause import cyclic_gc_paused
+from streams.pipeline.codecs import encode_json
+from streams.pipeline.processor import Output, Processor
 
-from .codecs import encode_json
 from .partition_state import MARKER_KEY, SLICE_S, Marker, PartitionBook, StateReader, alert_key
-from .processor import Output, Processor
 
 log = logging.getLogger("lookout.worker")
 

@@ -1,6 +1,6 @@
 """Detector parameter search with Optuna (TPE): maximise recall within a false-alert budget.
 
-The events are decoded once (with the worker's own decoder, :func:`streams.codecs.decode_event`)
+The events are decoded once (with the worker's own decoder, :func:`streams.pipeline.codecs.decode_event`)
 into a list of :class:`~detectors.events.Event` held in memory; each trial builds a fresh
 :class:`~detectors.engine.Engine` from the base config plus the trial's overrides and feeds it
 every event -- exactly what the live Processor does after decoding. Trials run in worker
@@ -39,8 +39,8 @@ from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
 from detectors.evaluation import evaluate, format_delay
 from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
+from streams.pipeline.codecs import decode_event
 
-from .codecs import decode_event
 from .replay import BadRow, Progress, ReplayEngine, Source, compact_alert
 from .replay.runner import CHUNK_EVENTS
 

@@ -447,7 +447,7 @@ def _send_envelopes(
     failures: list,
 ) -> int:
     """Envelopes of up to ``batch`` events per partition, flushed when full and at every new interval."""
-    from ..codecs import ENVELOPE_KEY, partition_of
+    from streams.pipeline.codecs import ENVELOPE_KEY, partition_of
 
     partitions = producer.partitions_for(topic)
     if not partitions:

@@ -1,9 +1,9 @@
 """Replay: historical events through the live code path, "would it have fired?".
 
 Sources yield raw message values exactly as the worker would receive them; the runner hands
-them to :class:`~streams.processor.Processor` (decode -> contract -> :class:`~detectors.engine.Engine`
--> alerts / dead letters), the very object the Faust agent uses. Nothing here decides whether
-to alert. One job per module:
+them to :class:`~streams.pipeline.processor.Processor` (decode -> contract ->
+:class:`~detectors.engine.Engine` -> alerts / dead letters), the very object the Faust agent
+uses. Nothing here decides whether to alert. One job per module:
 
 * :mod:`.sources` -- the :class:`Source` interface and :func:`open_source` for a command-line spec;
 * :mod:`.files` -- :class:`JsonlSource` and :class:`CsvSource` (gzip detected from the magic bytes);

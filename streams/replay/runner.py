@@ -1,4 +1,5 @@
-"""The replay runner: one pass over a source through a :class:`~streams.processor.Processor` per config.
+"""The replay runner: one pass over a source through a :class:`~streams.pipeline.processor.Processor`
+per config.
 
 Nothing here decides whether to alert: every record goes through the live decode -> contract ->
 :class:`~detectors.engine.Engine` path. Memory is bounded by the number of customers, not by the
@@ -18,9 +19,9 @@ from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
 from detectors.gcpause import cyclic_gc_paused
+from streams.pipeline.codecs import dlq_record, encode_json
+from streams.pipeline.processor import Output, Processor
 
-from ..codecs import dlq_record, encode_json
-from ..processor import Output, Processor
 from .files import BadRow
 from .kafka import KafkaSource
 from .sources import Source

@@ -1,7 +1,7 @@
 """Replay sources: what a source is, file helpers, and :func:`open_source` for a command-line spec.
 
 A source yields :data:`Record` tuples -- raw message values exactly as the worker would receive
-them -- so that the runner can hand them to the live :class:`~streams.processor.Processor`.
+them -- so that the runner can hand them to the live :class:`~streams.pipeline.processor.Processor`.
 
 >>> parse_mapping(["requests=req_count,ts=time", "customer_id=cust"])
 {'requests': 'req_count', 'ts': 'time', 'customer_id': 'cust'}

@@ -11,7 +11,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..codecs import encode_json
+from streams.pipeline.codecs import encode_json
+
 from .alertmanager import AlertmanagerSink
 from .webhook import WebhookSink
 

@@ -9,7 +9,7 @@ from detectors.config import DetectorConfig, dump_config
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
-from streams.processor import Processor
+from streams.pipeline.processor import Processor
 from streams.replay import CsvSource, JsonlSource, SourceError, diff_alerts, open_source, run_replay
 from streams.simfiles import write_jsonl, write_labels
 

@@ -18,7 +18,7 @@ import pytest
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.partition_state import MARKER_KEY, Marker, PartitionBook, alert_key
-from streams.processor import Processor
+from streams.pipeline.processor import Processor
 from streams.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
 
 PARTITIONS = 2

@@ -17,9 +17,15 @@ from prometheus_client import CollectorRegistry
 from detectors.engine import Engine
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.codecs import KIND_WRONG_PARTITION, MAX_ENVELOPE_EVENTS, json_depth, murmur2, partition_of
-from streams.metrics import EVENT_OUTCOMES, WorkerMetrics
-from streams.processor import Processor
+from streams.pipeline.codecs import (
+    KIND_WRONG_PARTITION,
+    MAX_ENVELOPE_EVENTS,
+    json_depth,
+    murmur2,
+    partition_of,
+)
+from streams.pipeline.metrics import EVENT_OUTCOMES, WorkerMetrics
+from streams.pipeline.processor import Processor
 
 NOW = parse_ts("2026-06-01T00:00:00Z")
 PARTITIONS = 4
@@ -166,9 +172,9 @@ def test_the_envelope_schema_and_the_decoder_agree():
     import jsonschema
     from referencing import Registry, Resource
 
-    from streams.codecs import decode_message
+    from streams.pipeline.codecs import decode_message
 
-    root = Path(__file__).parents[2] / "schemas"
+    root = Path(__file__).parents[3] / "schemas"
     event_schema = json.loads((root / "request-metrics.schema.json").read_text())
     env_schema = json.loads((root / "request-metrics-envelope.schema.json").read_text())
     registry = Registry().with_resource(event_schema["$id"], Resource.from_contents(event_schema))

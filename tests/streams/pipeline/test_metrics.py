@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.metrics import WorkerMetrics
+from streams.pipeline.metrics import WorkerMetrics
 from streams.settings import Settings
 
 BASE_UNIT_SUFFIXES = ("_total", "_seconds", "_events", "_alerts", "_score")  # score: unitless, 0..1
@@ -205,7 +205,7 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
 )
 def test_dead_letters_are_counted_by_what_went_wrong(value, kind):
     from detectors.engine import Engine
-    from streams.processor import Processor
+    from streams.pipeline.processor import Processor
 
     reg = CollectorRegistry()
     out = Processor(Engine(), WorkerMetrics(reg), clock=lambda: 0.0).handle(value)

@@ -76,7 +76,7 @@ class Processor:
     """Decode, validate and process raw messages; bad ones become dead letters.
 
     A message is one event, or an *envelope* ``{"events": [...]}`` of many events of one input
-    partition (see :func:`streams.codecs.decode_message`). Each event of an envelope is checked on
+    partition (see :func:`streams.pipeline.codecs.decode_message`). Each event of an envelope is checked on
     its own: a bad one is one dead letter (with its ``index`` in the envelope), its neighbours are
     processed. Metrics are applied once per :meth:`handle_many` batch, not per event.
 
@@ -97,7 +97,7 @@ class Processor:
         customer a duplicate. ``None`` turns the check off.
     partitions : int or None, optional
         Partition count of the input topic. When given, an envelope event whose customer id
-        does not hash (Kafka's default partitioner, :func:`streams.codecs.partition_of`) to the
+        does not hash (Kafka's default partitioner, :func:`streams.pipeline.codecs.partition_of`) to the
         message's partition is dead-lettered (kind ``wrong_partition``): its customer's state
         lives with another partition. ``None`` (replay of files) skips the check.
     """
@@ -254,10 +254,10 @@ class Processor:
 
         Yields what :meth:`decode_events` would give value by value (the same events, and the
         same dead letters in ``out`` with ``offsets`` as their offsets), but plain single events
-        (:func:`~streams.codecs.decode_plain`) come out in :class:`~detectors.events.EventBatch` runs:
-        all ``values`` checked as a whole when they are all plain and none is too far ahead of
-        the clock; otherwise value by value, the plain ones still without an event object each,
-        every other one through :meth:`decode_events`.
+        (:func:`~streams.pipeline.codecs.decode_plain`) come out in
+        :class:`~detectors.events.EventBatch` runs: all ``values`` checked as a whole when they
+        are all plain and none is too far ahead of the clock; otherwise value by value, the plain
+        ones still without an event object each, every other one through :meth:`decode_events`.
         """
         objs = plain_objects(values)  # the common case: every value plain, checked as a whole
         if objs is not None and set(map(type, objs)) == {dict}:

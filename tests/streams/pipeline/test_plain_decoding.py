@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from detectors.engine import Engine
 from detectors.events import EventBatch, InvalidEvent, parse_ts
-from streams.codecs import MAX_DEPTH, MAX_MESSAGE_BYTES, decode_message, decode_plain
-from streams.processor import Output, Processor
+from streams.pipeline.codecs import MAX_DEPTH, MAX_MESSAGE_BYTES, decode_message, decode_plain
+from streams.pipeline.processor import Output, Processor
 from tests.hostile import TEMPLATES, _event
 
 NOW = parse_ts("2026-06-01T00:00:00Z")

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from detectors.engine import Engine
 from detectors.events import CUSTOMER_ID_RE, INVALID_KINDS, MAX_COUNT, MAX_TS, Event, InvalidEvent, parse_ts
-from streams import processor as processor_module
-from streams.codecs import (
+from streams.pipeline import processor as processor_module
+from streams.pipeline.codecs import (
     MAX_DEPTH,
     MAX_INT_DIGITS,
     MAX_MESSAGE_BYTES,
@@ -25,8 +25,8 @@ from streams.codecs import (
     decode_json,
     encode_json,
 )
-from streams.metrics import WorkerMetrics
-from streams.processor import Processor
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.processor import Processor
 from tests.hostile import KINDS, TEMPLATES, _event, hostile_messages
 
 #: a fixed wall clock for the tests: 2026-06-01T00:00:00Z, later than every event below but 2099's
