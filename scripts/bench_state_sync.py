@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.partition_state import PartitionBook, StateReader
 from streams.pipeline.processor import Processor
 from streams.runtime import WorkerRuntime
+from streams.state.book import PartitionBook
+from streams.state.reader import StateReader
 
 
 class AioTopic:

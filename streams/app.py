@@ -25,15 +25,17 @@ from detectors.fleet import warm_up
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
+from streams.state.book import PartitionBook
+from streams.state.checkpoint import discard_legacy, load_initial_state
+from streams.state.commit_cap import cap_input_commits
+from streams.state.producer import StateProducer
+from streams.state.reader import StateReader
 
-from .checkpoint import discard_legacy, load_initial_state
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
-from .partition_state import PartitionBook, StateReader, cap_input_commits
 from .runtime import Health, WorkerRuntime
 from .settings import Settings
 from .sinks import register_sinks
-from .state_producer import StateProducer
 
 log = logging.getLogger("lookout.app")
 

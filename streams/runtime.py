@@ -6,7 +6,7 @@ everything that decides *whether* to alert stays in :mod:`detectors` (through th
 
 * a batch is processed and its alerts and dead letters are handed to the producer under one
   lock, so a snapshot never contains state whose outputs were not yet sent;
-* snapshots, restores and the commit cap of :mod:`streams.partition_state`;
+* snapshots, restores and the commit cap of :mod:`streams.state`;
 * alerts the re-run after a restore reproduces are not sent again;
 * a failure that is not bad input stops the process (exit code :data:`EXIT_AGENT_FAILED`)
   instead of letting Faust restart the agent and move past the failed batch.
@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable
 from detectors.gcpause import cyclic_gc_paused
 from streams.pipeline.codecs import encode_json
 from streams.pipeline.processor import Output, Processor
-
-from .partition_state import MARKER_KEY, SLICE_S, Marker, PartitionBook, StateReader, alert_key
+from streams.state.book import MARKER_KEY, SLICE_S, Marker, PartitionBook, alert_key
+from streams.state.reader import StateReader
 
 log = logging.getLogger("lookout.worker")
 
@@ -108,7 +108,7 @@ class WorkerRuntime:
         self.dlq_topic = dlq_topic
         self.state_topic = state_topic  # read back on restore
         self.flush = flush  # the producer of alerts and dead letters
-        # where snapshots write: a producer of their own (streams.state_producer), so megabytes of
+        # where snapshots write: a producer of their own (streams.state.producer), so megabytes of
         # state never queue ahead of alerts; default: the state topic through the main producer
         self.state_sink = state_sink if state_sink is not None else state_topic
         self._own_state_producer = state_sink is not None

@@ -125,7 +125,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
                         baseline=baseline, baseline_path=baseline_path)
     summary, ev, run = outcome.summary, outcome.evaluation, res.runs[0]
     if save_state:
-        from streams.checkpoint import write_atomically
+        from streams.state.checkpoint import write_atomically
 
         blob = res.engine.dump_all()
         try:

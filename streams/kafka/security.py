@@ -6,7 +6,7 @@ Every Kafka client Lookout creates gets its security arguments from here, so one
 * :func:`faust_credentials` -- Faust's ``broker_credentials=`` (the worker; Faust hands it to
   aiokafka for its consumer, producer and admin client);
 * :func:`aiokafka_kwargs` -- the same for the aiokafka clients the worker creates itself
-  (the state-topic reader in :mod:`streams.partition_state`);
+  (the state-topic reader, :mod:`streams.state.reader`, and the state producer);
 * :func:`kafka_python_kwargs` -- keyword arguments for kafka-python's ``KafkaProducer``,
   ``KafkaConsumer`` and ``KafkaAdminClient`` (topics, replay, simulate, demo, broker helpers);
 * :func:`ssl_context` -- the one :class:`ssl.SSLContext` both of them use.

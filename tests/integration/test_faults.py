@@ -18,9 +18,9 @@ from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.broker import LocalBroker
 from streams.kafka.admin import create_topics
-from streams.partition_state import alert_key
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
+from streams.state.book import alert_key
 from tests.conftest import free_ports
 
 from .conftest import produce, read_topic

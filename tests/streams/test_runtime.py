@@ -17,9 +17,9 @@ import pytest
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.partition_state import MARKER_KEY, Marker, PartitionBook, alert_key
 from streams.pipeline.processor import Processor
 from streams.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
+from streams.state.book import MARKER_KEY, Marker, PartitionBook, alert_key
 
 PARTITIONS = 2
 
@@ -61,7 +61,7 @@ class Reader:
 
 
 class StateSink:
-    """The worker's own producer for state records (streams.state_producer): a second buffer."""
+    """The worker's own producer for state records (streams.state.producer): a second buffer."""
 
     def __init__(self, log: Log):
         self.log, self.pending = log, []

@@ -7,7 +7,7 @@ import pytest
 
 from detectors import DetectorConfig, Engine, parse_event
 from detectors.state import FILE_MAGIC
-from streams.checkpoint import LEGACY_FILENAMES, discard_legacy, load_initial_state, write_atomically
+from streams.state.checkpoint import LEGACY_FILENAMES, discard_legacy, load_initial_state, write_atomically
 
 
 def engine_with_data(cfg=None):

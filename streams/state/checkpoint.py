@@ -1,7 +1,7 @@
 """State files: the worker's start-up state (``--initial-state``) and what older versions left.
 
 A running worker keeps its detector state in Kafka (per input partition, see
-:mod:`streams.partition_state`), so a restart on any host resumes warm. Files are for two
+:mod:`streams.state`), so a restart on any host resumes warm. Files are for two
 things only:
 
 * ``lookout replay --save-state FILE`` writes the learned state of a replay (the format of

@@ -1,40 +1,15 @@
-"""Detector state that follows input partitions, consistent with the committed offsets.
+"""Per-partition bookkeeping of the state that follows input partitions (see :mod:`streams.state`).
 
-Why: a crash, restart or rebalance must not restart a customer's models cold, and must not
-lose or repeat an alert. Faust's tables write one changelog record per update (far too costly
-per event) and their recovery has known hangs, so the worker keeps its own, much simpler,
-per-partition snapshots in a compacted Kafka topic (``<app id>-state`` by default):
-
-* **Snapshot** (every ``snapshot_interval_s``, on revocation and on clean shutdown). For each
-  owned input partition ``p``: note ``S`` = the next input offset to process and the customers
-  changed since the last snapshot; write each such customer's state (key = customer id) to
-  partition ``p`` of the state topic, in slices of at most ``SLICE_S`` of event-loop time so
-  processing never stalls; flush the producer (so every alert and dead letter of the events
-  below ``S`` is acknowledged too); then write the partition's *marker* (input offset ``S`` and
-  the alerts offset where the re-run may start producing alerts). Only then may the consumer
-  commit ``S`` for ``p``: :class:`PartitionBook` is the only source of the input topic's commit
-  offsets (see :func:`cap_input_commits`).
-* **Restore** (on assignment, before the first event of ``p`` is processed): read partition
-  ``p`` of the state topic to its end, load every customer (the newest record per key), and read
-  the alerts partition from the marker's alerts offset to its end. The consumer resumes at the
-  committed offset, which is never above the marker, so the events after the snapshot are
-  learned again. Customers whose restored state is newer than an event ignore it (event-time
-  dedup); alerts the re-run reproduces (deterministic ids) are found in the set read back from
-  the alerts topic and not sent again.
-* Alerts of input partition ``p`` are written to partition ``p`` of the alerts topic, so the
-  read-back covers exactly one partition.
-
-The bookkeeping (:class:`PartitionBook`) is plain Python and unit-tested without Kafka; the
-Kafka reads are in :class:`StateReader`; the worker wires both in :mod:`streams.app`.
+Plain Python, no I/O: :class:`PartitionBook` holds positions, dirty customers, the commit offset
+each written marker allows, and the alerts a re-run after a restore must not send again;
+:class:`Marker` is the record that closes a partition's snapshot.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 log = logging.getLogger("lookout.state")
 
@@ -216,117 +191,3 @@ class SnapshotPlan:
     input_offset: int
     alerts_offset: int
     customers: list[str]
-
-
-def cap_input_commits(consumer: Any, input_topic: str, book: PartitionBook) -> None:
-    """Make the Faust consumer commit the input topic only at snapshot markers.
-
-    Faust commits the highest contiguous offset its streams have acknowledged. For the input
-    topic that would run ahead of the detector state in Kafka: after a crash the models would be
-    restored older than the offset the consumer resumes at, and events in between would never be
-    learned. So for the input topic the commit offset is the one :class:`PartitionBook` says the
-    last written snapshot covers; every other topic (the sinks' ``alerts`` consumers) keeps
-    Faust's own acknowledgement-based offsets. Idempotent.
-    """
-    if getattr(consumer, "_lookout_commit_cap", None) is book:
-        return
-    original = type(consumer)._new_offset
-
-    def _new_offset(tp):  # same signature as faust.transport.consumer.Consumer._new_offset
-        if tp.topic != input_topic:
-            return original(consumer, tp)
-        consumer._acked[tp].clear()  # Faust's own acks of the input topic are not used
-        consumer._acked_index[tp].clear()
-        return book.commit_offset(tp.partition)
-
-    consumer._new_offset = _new_offset
-    consumer._lookout_commit_cap = book
-
-
-class StateReader:
-    """Reads one partition of the state topic and of the alerts topic (no consumer group)."""
-
-    def __init__(self, bootstrap: str, client_kwargs: dict[str, Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic, timeout_s: float = 30.0):
-        self.bootstrap = bootstrap
-        self.client_kwargs = client_kwargs or {}
-        self.clock = clock
-        self.timeout_s = timeout_s
-
-    async def ensure_topics(self, wanted: dict[str, tuple[int, bool]]) -> dict[str, int]:
-        """Create missing topics (``name -> (partitions, compacted)``); return every one's partition count."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            for name, (n, compact) in wanted.items():
-                if name in existing:
-                    continue
-                cfg = {"cleanup.policy": "compact"} if compact else {}
-                try:
-                    await admin.create_topics([NewTopic(name, n, 1, topic_configs=cfg)])
-                except TopicAlreadyExistsError:
-                    pass
-            counts: dict[str, int] = {}
-            deadline = self.clock() + self.timeout_s
-            while True:
-                meta = await admin.describe_topics(list(wanted))
-                counts = {t["topic"]: len(t.get("partitions") or []) for t in meta if not t.get("error_code")}
-                if all(counts.get(n) for n in wanted) or self.clock() > deadline:
-                    return counts
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
-
-    async def end_offset(self, topic: str, partition: int) -> int:
-        """The offset the next message of ``topic``/``partition`` will get."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                    enable_auto_commit=False, **self.client_kwargs)
-        await consumer.start()
-        try:
-            return (await consumer.end_offsets([tp]))[tp]
-        finally:
-            await consumer.stop()
-
-    async def read_partition(self, topic: str, partition: int, start: int | None = None
-                             ) -> tuple[list[tuple[bytes | None, bytes | None]], int]:
-        """All (key, value) records of ``topic``/``partition`` from ``start`` (default: the beginning)
-        up to the end offset seen when the read started; and that end offset."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_bytes=64 * 1024 * 1024,
-                                    max_partition_fetch_bytes=16 * 1024 * 1024,
-                                    **self.client_kwargs)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            begin = (await consumer.beginning_offsets([tp]))[tp]
-            first = max(begin, start or 0)
-            records: list[tuple[bytes | None, bytes | None]] = []
-            if first >= end:
-                return records, end
-            consumer.seek(tp, first)
-            deadline = self.clock() + self.timeout_s
-            pos = first
-            while pos < end:
-                if self.clock() > deadline:
-                    raise TimeoutError(f"reading {topic}[{partition}] stalled at offset {pos} of {end}")
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for msg in batch.get(tp, []):
-                    if msg.offset >= end:
-                        break
-                    records.append((msg.key, msg.value))
-                pos = await consumer.position(tp)
-            return records, end
-        finally:
-            await consumer.stop()
