@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.pipeline.processor import Processor
-from streams.runtime import WorkerRuntime
 from streams.state.book import PartitionBook
 from streams.state.reader import StateReader
+from streams.worker.runtime import WorkerRuntime
 
 
 class AioTopic:

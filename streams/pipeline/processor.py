@@ -4,7 +4,7 @@ The processor owns no I/O: callers (a Faust agent, a file reader) hand it messag
 send what it returns. Bad input is never raised: it comes back as a DLQ record and is counted.
 That holds for *any* exception decoding and validating one message causes. A *valid* event
 the engine fails on is a bug, not bad input: that exception propagates, and the worker stops
-without committing (:mod:`streams.runtime`, exit status 70) instead of parking a valid event.
+without committing (:mod:`streams.worker.runtime`, exit status 70) instead of parking a valid event.
 """
 from __future__ import annotations
 
@@ -371,7 +371,7 @@ class Processor:
         """Run decoded ``events`` through the engine in one batch; collect alerts (and metrics) in ``out``.
 
         A valid event the engine fails on is not bad input but a bug: the exception propagates,
-        and the worker stops without committing (:mod:`streams.runtime`) rather than park a
+        and the worker stops without committing (:mod:`streams.worker.runtime`) rather than park a
         valid event.
         """
         if not events:

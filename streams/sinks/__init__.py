@@ -17,7 +17,7 @@ from .alertmanager import AlertmanagerSink
 from .webhook import WebhookSink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import Lookout
+    from streams.worker.app import Lookout
 
 log = logging.getLogger("lookout.sinks")
 

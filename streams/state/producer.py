@@ -30,7 +30,7 @@ class StateProducer:
     """Writes state records to the state topic over a dedicated aiokafka producer.
 
     Same call shape as a Faust topic's ``send`` (``key``, ``value``, ``partition``) plus
-    ``flush`` and ``stop``, so :class:`~streams.runtime.WorkerRuntime` takes either.
+    ``flush`` and ``stop``, so :class:`~streams.worker.runtime.WorkerRuntime` takes either.
     ``acks="all"``: a marker is only written after its customers' records are durable.
     """
 

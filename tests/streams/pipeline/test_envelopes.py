@@ -194,8 +194,14 @@ def test_crashes_mid_envelope_stream_lose_repeat_and_add_nothing():
     import random
     from collections import Counter
 
-    from tests.streams.test_runtime import Log, alert_keys_on_topic, replay, run_with_crashes, sim_events
-    from tests.streams.test_runtime import partition_of as rt_partition_of
+    from tests.streams.worker.test_runtime import (
+        Log,
+        alert_keys_on_topic,
+        replay,
+        run_with_crashes,
+        sim_events,
+    )
+    from tests.streams.worker.test_runtime import partition_of as rt_partition_of
 
     values = sim_events(seed=8)
     truth, truth_engine = replay(values)

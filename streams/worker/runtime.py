@@ -1,6 +1,6 @@
 """The worker's run-time: batches in, alerts out, state snapshots and restores, health.
 
-:mod:`streams.app` wires this to Faust (the agent body calls :meth:`WorkerRuntime.handle_batch`);
+:mod:`streams.worker.app` wires this to Faust (the agent body calls :meth:`WorkerRuntime.handle_batch`);
 everything that decides *whether* to alert stays in :mod:`detectors` (through the
 :class:`~streams.pipeline.processor.Processor`). What lives here is what makes the worker lose nothing:
 

@@ -18,8 +18,8 @@ import pytest
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.pipeline.processor import Processor
-from streams.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
 from streams.state.book import MARKER_KEY, Marker, PartitionBook, alert_key
+from streams.worker.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
 
 PARTITIONS = 2
 

@@ -25,6 +25,8 @@ from detectors.fleet import warm_up
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
+from streams.settings import Settings
+from streams.sinks import register_sinks
 from streams.state.book import PartitionBook
 from streams.state.checkpoint import discard_legacy, load_initial_state
 from streams.state.commit_cap import cap_input_commits
@@ -34,8 +36,6 @@ from streams.state.reader import StateReader
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
 from .runtime import Health, WorkerRuntime
-from .settings import Settings
-from .sinks import register_sinks
 
 log = logging.getLogger("lookout.app")
 
@@ -114,7 +114,7 @@ def create_app(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
     )
     # Faust's own sensor metrics, on our registry (so two apps in one process never clash); by default
-    # only the dashboards' series, from hooks that do not run per message (see streams.faust_tuning)
+    # only the dashboards' series, from hooks that do not run per message (see streams.worker.faust_tuning)
     faust_metrics = FaustMetrics.create(registry, "faust")
     monitor = (
         PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)

@@ -1,7 +1,7 @@
 """A broker outage is one line when it starts and one when it ends; rebalance warnings pass through."""
 import logging
 
-from streams.outage import OutageFilter
+from streams.worker.outage import OutageFilter
 
 
 def record(msg, name="aiokafka.consumer.group_coordinator", level=logging.WARNING):
