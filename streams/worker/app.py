@@ -26,7 +26,6 @@ from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
-from streams.sinks import register_sinks
 from streams.state.book import PartitionBook
 from streams.state.checkpoint import discard_legacy, load_initial_state
 from streams.state.commit_cap import cap_input_commits
@@ -36,6 +35,7 @@ from streams.state.reader import StateReader
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
 from .runtime import Health, WorkerRuntime
+from .sinks import register_sinks
 
 log = logging.getLogger("lookout.app")
 
@@ -121,7 +121,7 @@ def create_app(
     )
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
-    lookout.sinks = register_sinks(lookout)
+    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
