@@ -29,6 +29,9 @@ Where each part lives (one module, one job):
 * :mod:`.book` -- :class:`~streams.state.book.PartitionBook`, the per-partition bookkeeping
   (positions, dirty customers, commit offsets, alerts to suppress), and the marker record;
   plain Python, no I/O, unit-tested without Kafka;
+* :mod:`.sync` -- :class:`~streams.state.sync.StateSync`: writing snapshots and restoring
+  partitions, in event-loop slices, against the book, the engine and the two Kafka ends below
+  (the worker's runtime decides *when*);
 * :mod:`.reader` -- :class:`~streams.state.reader.StateReader`, the Kafka reads (a partition of
   the state or alerts topic to its end, end offsets, creating the state topic);
 * :mod:`.producer` -- :class:`~streams.state.producer.StateProducer`, the snapshots' own

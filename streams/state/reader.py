@@ -1,7 +1,8 @@
 """The state machinery's Kafka reads: a partition of the state or alerts topic, end offsets, topics.
 
-No consumer group, nothing committed: a restore reads partition ``p`` of the state topic
-to its end and the alerts partition ``p`` from the marker's alerts offset.
+No consumer group, nothing committed: a restore (:mod:`streams.state.sync`) reads partition
+``p`` of the state topic to its end and the alerts partition ``p`` from the marker's alerts
+offset.
 """
 from __future__ import annotations
 

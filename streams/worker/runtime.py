@@ -1,12 +1,16 @@
-"""The worker's run-time: batches in, alerts out, state snapshots and restores, health.
+"""The worker's run-time: batches in, alerts out, partitions assigned and revoked, health.
 
-:mod:`streams.worker.app` wires this to Faust (the agent body calls :meth:`WorkerRuntime.handle_batch`);
-everything that decides *whether* to alert stays in :mod:`detectors` (through the
-:class:`~streams.pipeline.processor.Processor`). What lives here is what makes the worker lose nothing:
+:mod:`streams.worker.app` wires this to Faust (the agent body calls
+:meth:`WorkerRuntime.handle_batch`); everything that decides *whether* to alert stays in
+:mod:`detectors` (through the :class:`~streams.pipeline.processor.Processor`). What lives here is
+what makes the worker lose nothing:
 
 * a batch is processed and its alerts and dead letters are handed to the producer under one
   lock, so a snapshot never contains state whose outputs were not yet sent;
-* snapshots, restores and the commit cap of :mod:`streams.state`;
+* *when* state moves: a partition is restored before its first event, and gets a final
+  snapshot before it is revoked (its models are kept in case it comes back); the snapshots and
+  restores themselves are :class:`~streams.state.sync.StateSync` (the design:
+  :mod:`streams.state`);
 * alerts the re-run after a restore reproduces are not sent again;
 * a failure that is not bad input stops the process (exit code :data:`EXIT_AGENT_FAILED`)
   instead of letting Faust restart the agent and move past the failed batch.
@@ -14,8 +18,6 @@ everything that decides *whether* to alert stays in :mod:`detectors` (through th
 from __future__ import annotations
 
 import asyncio
-import gc
-import json
 import logging
 import os
 import sys
@@ -24,11 +26,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from detectors.gcpause import cyclic_gc_paused
 from streams.pipeline.codecs import encode_json
 from streams.pipeline.processor import Output, Processor
-from streams.state.book import MARKER_KEY, SLICE_S, Marker, PartitionBook, alert_key
+from streams.state.book import PartitionBook
 from streams.state.reader import StateReader
+from streams.state.sync import StateSync
 
 log = logging.getLogger("lookout.worker")
 
@@ -71,26 +73,6 @@ class Health:
         return True, "ok"
 
 
-#: at most one GC freeze per this many seconds after snapshots (restores always freeze)
-GC_FREEZE_EVERY_S = 600.0
-
-
-def _settle_gc() -> None:
-    """Move the long-lived objects that exist now out of the cyclic GC's sight.
-
-    At 100,000 customers the detector state is ~10 million long-lived objects; a full cyclic
-    collection over them stalls the event loop for 100-200 ms whenever allocation happens to
-    trigger one. Customer state holds no reference cycles (it is freed by reference counting
-    when a customer is dropped), so freezing it keeps collections to what was allocated since
-    (bench_state_sync.py, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
-    garbage is collected first; what is frozen and later becomes *cyclic* garbage (a few
-    transient asyncio objects) is never reclaimed, which is why snapshots freeze at most every
-    :data:`GC_FREEZE_EVERY_S`.
-    """
-    gc.collect(1)
-    gc.freeze()
-
-
 class WorkerRuntime:
     """One worker's processing loop state (one instance per Faust app)."""
 
@@ -103,31 +85,20 @@ class WorkerRuntime:
         self.engine = processor.engine
         self.book = book
         self.reader = reader
-        self.input_topic = input_topic
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
-        self.state_topic = state_topic  # read back on restore
-        self.flush = flush  # the producer of alerts and dead letters
-        # where snapshots write: a producer of their own (streams.state.producer), so megabytes of
-        # state never queue ahead of alerts; default: the state topic through the main producer
-        self.state_sink = state_sink if state_sink is not None else state_topic
-        self._own_state_producer = state_sink is not None
         self.highwater = highwater or (lambda p: None)
         self.metrics = metrics
         self.health = health or Health()
         self.exit = exit
         self.lock = asyncio.Lock()  # processing + publishing vs. snapshot slices
-        self.snapshot_mutex = asyncio.Lock()  # one snapshot at a time
+        # snapshots and restores (streams.state.sync), under the same lock
+        self.state = StateSync(engine=self.engine, book=book, reader=reader, lock=self.lock,
+                               input_topic=input_topic, alerts_topic=alerts_topic, state_topic=state_topic,
+                               flush=flush, state_sink=state_sink, metrics=metrics)
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
-        self.fingerprint = self.engine.config.model_fingerprint()
-        self._last_freeze = float("-inf")
         self.topics_checked = False  # state/alerts topics exist with the input's partition count
-
-    # -- names ----------------------------------------------------------------------------
-    @staticmethod
-    def _name(topic: Any) -> str:
-        return topic.get_topic_name() if hasattr(topic, "get_topic_name") else str(topic)
 
     # -- processing -----------------------------------------------------------------------
     async def handle_batch(self, records: list[tuple[Any, Any, str, int | None, int | None]]) -> Output:
@@ -234,164 +205,12 @@ class WorkerRuntime:
 
     async def restore(self, p: int) -> None:
         """Load partition ``p``'s snapshot and the alerts already sent after it."""
-        t0 = time.monotonic()
-        state_name, alerts_name = self._name(self.state_topic), self._name(self.alerts_topic)
-        records, _ = await self.reader.read_partition(state_name, p)
-        latest: dict[bytes, bytes | None] = {}
-        marker_blob = None
-        for k, v in records:
-            if k == MARKER_KEY:
-                marker_blob = v
-            elif k is not None:
-                latest[k] = v
-        marker = None
-        if marker_blob is not None:
-            try:
-                marker = Marker.decode(marker_blob)
-            except ValueError as exc:
-                log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
-        if marker is not None and marker.fingerprint != self.fingerprint:
-            log.warning(
-                "state of input partition %d was written with other model settings; starting it cold", p
-            )
-            marker, latest = None, {}
-        loaded = bad = 0
-        first_error = ""
-        items = list(latest.items())
-        i = 0
-        while i < len(items):
-            async with self.lock:
-                t_end = time.perf_counter() + SLICE_S
-                # decoding allocates many small objects: no cyclic GC pass mid-slice
-                with cyclic_gc_paused():
-                    while i < len(items):
-                        k, v = items[i]
-                        i += 1
-                        if v is None:
-                            continue
-                        try:
-                            cid = k.decode("ascii")
-                            self.engine.load_customer(cid, v)
-                        except Exception as exc:  # StateError or a key that is no customer id
-                            bad += 1
-                            first_error = first_error or f"{k[:64]!r}: {exc}"
-                            continue
-                        self.book.owner[cid] = p
-                        loaded += 1
-                        if time.perf_counter() > t_end:
-                            break
-            await asyncio.sleep(0)
-        if bad:
-            log.warning(
-                "state of input partition %d: %d customer records unusable, those start cold (first: %s)",
-                p,
-                bad,
-                first_error,
-            )
-        alerts_from = marker.alerts_offset if marker is not None else 0
-        alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
-        rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
-        suppress = set()
-        for _, v in alert_records:
-            try:
-                suppress.add(alert_key(json.loads(v)))
-            except (TypeError, ValueError):
-                continue
-        async with self.lock:
-            self.book.assign(p, committable=marker.input_offset if marker else None,
-                             alerts_next=alerts_end, suppress=suppress,
-                             restored_alerts_offset=alerts_from, rerun_until=rerun_until)
-        _settle_gc()
-        self._last_freeze = time.monotonic()
-        took = time.monotonic() - t0
-        if self.metrics is not None:
-            self.metrics.restore_seconds.observe(took)
-            self.metrics.restored_customers.inc(loaded)
-        log.info(
-            "input partition %d: restored %d customers (snapshot up to offset %s) "
-            "and %d sent alerts in %.2f s",
-            p,
-            loaded,
-            marker.input_offset if marker else "-",
-            len(suppress),
-            took,
-        )
+        await self.state.restore(p)
 
     # -- snapshots ------------------------------------------------------------------------
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
         """Write the changed customers and a marker for each partition; True if all were written."""
-        async with self.snapshot_mutex:
-            t0 = time.monotonic()
-            async with self.lock:
-                self.book.mark_dirty(self.engine.pop_dirty())
-                wanted = sorted(self.book.assigned) if partitions is None else sorted(partitions)
-                plans = self.book.begin_snapshot(wanted)
-            if not plans:
-                return True
-            written = 0
-            try:
-                for plan in plans.values():
-                    cids, i = plan.customers, 0
-                    while i < len(cids):
-                        blobs = []
-                        async with self.lock:  # encode between batches, at most SLICE_S at a time
-                            t_end = time.perf_counter() + SLICE_S
-                            while i < len(cids):
-                                cid = cids[i]
-                                i += 1
-                                if (
-                                    self.book.owner.get(cid) != plan.partition
-                                    or cid not in self.engine.customers
-                                ):
-                                    continue
-                                blobs.append((cid, self.engine.dump_customer(cid)))
-                                if time.perf_counter() > t_end:
-                                    break
-                        # send outside the lock: a full producer buffer must not hold up processing;
-                        # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
-                        t_yield = time.perf_counter() + SLICE_S / 4
-                        for cid, blob in blobs:
-                            await self.state_sink.send(
-                                key=cid.encode(), value=blob, partition=plan.partition
-                            )
-                            written += 1
-                            if self.metrics is not None:
-                                self.metrics.state_bytes.inc(len(blob))
-                            if time.perf_counter() > t_yield:
-                                await asyncio.sleep(0)
-                                t_yield = time.perf_counter() + SLICE_S / 4
-                        await asyncio.sleep(0)
-                # customer records, and every alert and dead letter before the markers
-                await self.flush_state()
-                await self.flush()
-                for plan in plans.values():
-                    m = Marker(plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
-                               self.fingerprint)
-                    await self.state_sink.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
-                await self.flush_state()
-            except Exception as exc:
-                for plan in plans.values():
-                    self.book.snapshot_failed(plan)
-                log.warning("%s snapshot of partitions %s not written (%s); retrying with the next one",
-                            reason, sorted(plans), exc)
-                return False
-            for plan in plans.values():
-                self.book.snapshot_written(plan.partition, plan.input_offset)
-            if time.monotonic() - self._last_freeze > GC_FREEZE_EVERY_S:
-                _settle_gc()
-                self._last_freeze = time.monotonic()
-            took = time.monotonic() - t0
-            if self.metrics is not None:
-                self.metrics.snapshot_seconds.observe(took)
-                self.metrics.snapshot_customers.inc(written)
-            log.info(
-                "%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took
-            )
-            return True
-
-    async def flush_state(self) -> None:
-        """Wait until every state record sent so far is acknowledged."""
-        await (self.state_sink.flush() if self._own_state_producer else self.flush())
+        return await self.state.snapshot(partitions, reason)
 
     # -- health ---------------------------------------------------------------------------
     def lag(self) -> int:

@@ -354,13 +354,13 @@ def test_with_a_state_producer_no_marker_is_written_unless_both_producers_flushe
 
         good, broken.flush = broken.flush, down
         if failing == "alerts":
-            w.rt.flush = down
+            w.rt.state.flush = down
         assert await w.rt.snapshot() is False
         assert w.rt.book.commit_offset(0) is None
         assert not any(k == MARKER_KEY for k, _ in log.data["state"][0])
         broken.flush = good  # the broker is back: the next snapshot writes every customer again
         if failing == "alerts":
-            w.rt.flush = good
+            w.rt.state.flush = good
         assert await w.rt.snapshot() is True
         return w, n_customers
 
