@@ -36,7 +36,7 @@ def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from streams.simfiles import read_labels
+    from streams.offline.simfiles import read_labels
 
     try:
         return read_labels(path)
@@ -62,7 +62,7 @@ def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka:
     ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
     """
     from streams.kafka.security import kafka_python_kwargs
-    from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
+    from streams.offline import KafkaSource, SourceError, open_source, parse_mapping
     from streams.settings import Settings, SettingsError
 
     try:

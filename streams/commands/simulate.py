@@ -195,7 +195,7 @@ def simulate(
     from detectors.events import InvalidEvent, format_ts, parse_ts
     from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig
     from detectors.synthetic import simulate as make_simulation
-    from streams.simfiles import write_labels
+    from streams.offline.simfiles import write_labels
 
     # ---- validate options (one-line errors, exit 1)
     if days is not None and duration is not None:
@@ -365,7 +365,7 @@ def simulate(
 
 
 def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
-    from streams.simfiles import write_jsonl
+    from streams.offline.simfiles import write_jsonl
 
     if out != "-":
         try:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from detectors import Engine, parse_event
 from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
-from streams.simfiles import write_jsonl
+from streams.offline.simfiles import write_jsonl
 
 DAY = 86400.0
 HISTORY_DAYS = 3

@@ -41,8 +41,10 @@ from detectors.evaluation import evaluate, format_delay
 from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
 from streams.pipeline.codecs import decode_event
 
-from .replay import BadRow, Progress, ReplayEngine, Source, compact_alert
-from .replay.runner import CHUNK_EVENTS
+from .files import BadRow
+from .runner import CHUNK_EVENTS, Progress
+from .sources import Source
+from .tracing import ReplayEngine, compact_alert
 
 
 class SpaceError(ValueError):

@@ -23,7 +23,7 @@ from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.processor import Output, Processor
 
 from .files import BadRow
-from .kafka import KafkaSource
+from .kafka_source import KafkaSource
 from .sources import Source
 from .tracing import ReplayEngine, Trace, compact_alert
 

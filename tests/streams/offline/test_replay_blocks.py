@@ -10,8 +10,8 @@ import pytest
 
 from detectors.config import DetectorConfig
 from detectors.synthetic import SimConfig, simulate
-from streams.replay import JsonlSource, Source, run_replay
-from streams.simfiles import write_jsonl
+from streams.offline import JsonlSource, Source, run_replay
+from streams.offline.simfiles import write_jsonl
 from tests.hostile import TEMPLATES, _event
 
 

@@ -2,8 +2,8 @@
 from detectors.config import DetectorConfig
 from detectors.events import parse_event
 from detectors.synthetic import SimConfig, simulate
-from streams.replay import ReplayEngine
-from streams.report import Report, choose_customers, customer_figure, signals_for, tradeoff_figure
+from streams.offline import ReplayEngine
+from streams.offline.report import Report, choose_customers, customer_figure, signals_for, tradeoff_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -56,7 +56,7 @@ def test_report_html_inlines_images_and_writes_files(tmp_path):
 
 
 def test_report_pages_show_numbers_for_people(tmp_path):
-    from streams.report import write_replay_report
+    from streams.offline.report import write_replay_report
 
     summary = {
         "source": {"path": "x.csv", "type": "csv", "inferred_interval_s": 300},

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from detectors.config import DetectorConfig, load_config
 from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
-from streams.replay import open_source
-from streams.report import pareto_front
-from streams.simfiles import write_jsonl, write_labels
-from streams.tuning import SpaceError, load_dataset, objective_value, parse_space, run_config, tune
+from streams.offline import open_source
+from streams.offline.report import pareto_front
+from streams.offline.simfiles import write_jsonl, write_labels
+from streams.offline.tuning import SpaceError, load_dataset, objective_value, parse_space, run_config, tune
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_tune_api_two_processes_base_first(files):
         open_source(str(d / "sim.jsonl")),
         [json.loads(x) for x in (d / "labels.jsonl").read_text().splitlines()],
     )
-    from streams.tuning import load_space
+    from streams.offline.tuning import load_space
 
     space = load_space(d / "space.yaml")
     res = tune(data, DetectorConfig(), space, trials=4, budget=0.5, jobs=2, seed=1)

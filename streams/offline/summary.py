@@ -1,6 +1,6 @@
 """What a replay found, as data (``summary.json``, ``diff.json``) and as text for a terminal.
 
-:func:`summarize` turns a :class:`~streams.replay.runner.ReplayResult` (plus labels and an
+:func:`summarize` turns a :class:`~streams.offline.runner.ReplayResult` (plus labels and an
 optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it. The
 ``lookout replay`` command only parses options, calls these and writes the files.
 

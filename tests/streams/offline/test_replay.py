@@ -9,9 +9,9 @@ from detectors.config import DetectorConfig, dump_config
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
+from streams.offline import CsvSource, JsonlSource, SourceError, diff_alerts, open_source, run_replay
+from streams.offline.simfiles import write_jsonl, write_labels
 from streams.pipeline.processor import Processor
-from streams.replay import CsvSource, JsonlSource, SourceError, diff_alerts, open_source, run_replay
-from streams.simfiles import write_jsonl, write_labels
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +282,7 @@ def test_chunked_replay_traces_and_counts_equal_one_event_at_a_time(sim_files, t
     import math
 
     from detectors.events import parse_event
-    from streams.replay import Trace
+    from streams.offline import Trace
 
     _, events, _ = sim_files
     lines = [json.dumps(e) for e in events]
@@ -322,7 +322,7 @@ def test_chunked_replay_traces_and_counts_equal_one_event_at_a_time(sim_files, t
 def test_traces_continue_from_loaded_state(sim_files):
     """A ReplayEngine given saved state traces the next events as the uninterrupted one does."""
     from detectors.events import parse_event
-    from streams.replay import ReplayEngine
+    from streams.offline import ReplayEngine
 
     _, events, _ = sim_files
     evs = [parse_event(e) for e in events]

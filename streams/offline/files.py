@@ -7,15 +7,17 @@ Bad lines are not dropped: a JSON line that does not decode goes to the DLQ with
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from detectors.events import MAX_INTERVAL_S, InvalidEvent, parse_ts
 
-from .sources import Record, Source, SourceError, _check_file, _open_binary
+from .sources import Record, Source, SourceError
 
 #: contract fields a CSV column can map to (``origin_errors.NNN`` too, one column per status code)
 CSV_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
@@ -329,3 +331,22 @@ class BadRow(str):
         return s
 
 
+def _open_binary(path: Path) -> tuple[Any, Any, bool]:
+    """(line reader, raw file for position, is_gzip)."""
+    raw = open(path, "rb")
+    gz = raw.read(2) == b"\x1f\x8b"
+    raw.seek(0)
+    if gz:
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw), buffer_size=1 << 20), raw, True
+    return io.BufferedReader(raw, buffer_size=1 << 20), raw, False
+
+
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file")
+    if not p.is_file():
+        raise SourceError(f"{p}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise SourceError(f"{p}: permission denied")
+    return p
