@@ -23,12 +23,9 @@ from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
 from streams.kafka.security import kafka_python_kwargs, security_env
+from streams.sinks.alert_tail import SEVERITY_COLOURS, Console, format_alert
 
 from .settings import Settings
-
-SEVERITY_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
-RESOLVED_COLOUR = "\033[32m"
-RESET = "\033[0m"
 
 
 @dataclass
@@ -55,43 +52,6 @@ class DemoResult:
     events_per_s: float = 0.0
     history_events: int = 0
     history_events_per_s: float = 0.0  # worker throughput while the history was sent unthrottled
-
-
-class Console:
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-        self.colour = stream.isatty() and os.environ.get("NO_COLOR") is None
-        self._status = False
-
-    def paint(self, text: str, colour: str) -> str:
-        return f"{colour}{text}{RESET}" if self.colour else text
-
-    def line(self, text: str) -> None:
-        self.clear_status()
-        print(text, file=self.stream, flush=True)
-
-    def status(self, text: str) -> None:
-        if self.colour:
-            print("\r\033[K" + text, end="", file=self.stream, flush=True)
-            self._status = True
-
-    def clear_status(self) -> None:
-        if self._status:
-            print("\r\033[K", end="", file=self.stream, flush=True)
-            self._status = False
-
-
-def format_alert(a: dict[str, Any], con: Console) -> str:
-    """One readable line per alert notification."""
-    when = a["event_ts"][5:16].replace("T", " ")
-    if a["status"] == "resolved":
-        head = con.paint("RESOLVED ", RESOLVED_COLOUR)
-        return f"{when}  {head} {a['customer_id']:<10} {a['summary'].split(': ', 1)[-1]}"
-    sev = a["severity"]
-    tag = "ESCALATED" if a.get("notification", 1) > 1 else "FIRING"
-    head = con.paint(f"{tag:<9}", SEVERITY_COLOURS.get(sev, ""))
-    return (f"{when}  {head} {a['customer_id']:<10} {sev:<8} {a['explanation'].removeprefix('Since ')}\n"
-            f"{'':19}-> {a['diagnosis']}")
 
 
 def metrics_events(url: str) -> int:

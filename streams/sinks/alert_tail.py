@@ -3,18 +3,22 @@
 :class:`AlertTail` reads the topic without a consumer group (it never commits, so it never
 disturbs anyone), starting at the first message at or after ``since`` (Kafka message time),
 and yields alerts in message-time order, optionally only those of some customers. Lines are
-formatted like the demo's live view (:func:`streams.demo.format_alert`) or as JSON lines.
+formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, TextIO
 
 #: how long one poll waits for new messages before checking whether to stop
 POLL_MS = 500
+SEVERITY_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
+RESOLVED_COLOUR = "\033[32m"
+RESET = "\033[0m"
 
 
 class TailError(Exception):
@@ -114,11 +118,49 @@ def format_line(alert: dict[str, Any], as_json: bool, console: Any = None) -> st
     one compact JSON line."""
     if as_json:
         return json.dumps(alert, separators=(",", ":"), sort_keys=True)
-    from .demo import Console, format_alert
-
     return format_alert(alert, console if console is not None else Console(_NoTty()))
 
 
 class _NoTty:
     def isatty(self) -> bool:
         return False
+
+
+class Console:
+    """A terminal: colours only when it is a TTY and ``NO_COLOR`` is unset, and one status line
+    that the next line replaces."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.colour = stream.isatty() and os.environ.get("NO_COLOR") is None
+        self._status = False
+
+    def paint(self, text: str, colour: str) -> str:
+        return f"{colour}{text}{RESET}" if self.colour else text
+
+    def line(self, text: str) -> None:
+        self.clear_status()
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        if self.colour:
+            print("\r\033[K" + text, end="", file=self.stream, flush=True)
+            self._status = True
+
+    def clear_status(self) -> None:
+        if self._status:
+            print("\r\033[K", end="", file=self.stream, flush=True)
+            self._status = False
+
+
+def format_alert(a: dict[str, Any], con: Console) -> str:
+    """One readable line per alert notification."""
+    when = a["event_ts"][5:16].replace("T", " ")
+    if a["status"] == "resolved":
+        head = con.paint("RESOLVED ", RESOLVED_COLOUR)
+        return f"{when}  {head} {a['customer_id']:<10} {a['summary'].split(': ', 1)[-1]}"
+    sev = a["severity"]
+    tag = "ESCALATED" if a.get("notification", 1) > 1 else "FIRING"
+    head = con.paint(f"{tag:<9}", SEVERITY_COLOURS.get(sev, ""))
+    return (f"{when}  {head} {a['customer_id']:<10} {sev:<8} {a['explanation'].removeprefix('Since ')}\n"
+            f"{'':19}-> {a['diagnosis']}")
