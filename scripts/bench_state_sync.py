@@ -145,7 +145,7 @@ def main() -> None:
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from streams.broker import LocalBroker
+        from streams.devtools.broker import LocalBroker
         from streams.settings import Settings
         from tests.conftest import free_ports
 

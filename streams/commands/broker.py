@@ -53,7 +53,7 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
 
 
 def _broker(opts: dict):
-    from ..broker import LocalBroker
+    from streams.devtools.broker import LocalBroker
 
     opts = dict(opts, broker_port=aliased("--broker-port", opts.get("broker_port")),
                 kafka_version=aliased("--kafka-version", opts.get("kafka_version")))

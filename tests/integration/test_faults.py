@@ -16,7 +16,7 @@ import pytest
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker
+from streams.devtools.broker import LocalBroker
 from streams.kafka.admin import create_topics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings

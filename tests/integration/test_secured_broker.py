@@ -12,7 +12,7 @@ import pytest
 
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker
+from streams.devtools.broker import LocalBroker
 from streams.kafka.admin import BrokerError, KafkaAuthError, create_topics, wait_for_kafka
 from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings

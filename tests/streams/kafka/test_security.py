@@ -7,8 +7,8 @@ import faust
 import pytest
 from click.testing import CliRunner
 
-from streams.broker import LocalBroker
 from streams.cli import cli
+from streams.devtools.broker import LocalBroker
 from streams.kafka.admin import BrokerError
 from streams.kafka.security import (
     aiokafka_kwargs,

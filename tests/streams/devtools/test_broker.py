@@ -1,4 +1,4 @@
-"""streams.broker / ``lookout broker``: unit tests without Kafka, integration tests with it."""
+"""streams.devtools.broker / ``lookout broker``: unit tests without Kafka, integration tests with it."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-import streams.broker as broker_mod
-from streams.broker import LocalBroker
+import streams.devtools.broker as broker_mod
 from streams.commands.broker import broker as broker_cli
+from streams.devtools.broker import LocalBroker
 from streams.kafka.admin import BrokerError, wait_for_kafka
 from streams.settings import Settings
 

@@ -23,9 +23,8 @@ from detectors.evaluation import format_delay
 from detectors.events import format_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
 from streams.kafka.security import kafka_python_kwargs, security_env
+from streams.settings import Settings
 from streams.sinks.alert_tail import SEVERITY_COLOURS, Console, format_alert
-
-from .settings import Settings
 
 
 @dataclass

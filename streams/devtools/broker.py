@@ -244,7 +244,7 @@ class LocalBroker:
             props.update(self._sasl_properties())
         if self.tls:
             props.update(self._tls_properties())
-        lines = ["# Written by lookout (streams/broker.py) on every start; edits are overwritten."]
+        lines = ["# Written by lookout (streams/devtools/broker.py) on every start; edits are overwritten."]
         lines += [f"{k}={v}" for k, v in props.items()]
         return "\n".join(lines) + "\n"
 
@@ -288,7 +288,7 @@ class LocalBroker:
         """log4j2 config: INFO to ``logs/server.log`` (rolled at 20 MB, 3 kept)."""
         log = self.log_file.as_posix()
         return "\n".join([
-            "# Written by lookout (streams/broker.py).",
+            "# Written by lookout (streams/devtools/broker.py).",
             "status = warn",
             "name = lookout-broker",
             # let Kafka log its own shutdown (its hook runs after log4j's otherwise)
@@ -314,7 +314,7 @@ class LocalBroker:
 
     def render_pom(self) -> str:
         return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <!-- Written by lookout (streams/broker.py): the runtime classpath of a Kafka broker. -->
+  <!-- Written by lookout (streams/devtools/broker.py): the runtime classpath of a Kafka broker. -->
   <modelVersion>4.0.0</modelVersion>
   <groupId>lookout</groupId>
   <artifactId>kafka-runtime</artifactId>
@@ -500,7 +500,8 @@ class LocalBroker:
         d.mkdir(parents=True, exist_ok=True)
         marker = d / MARKER
         if not marker.exists():
-            marker.write_text("data dir of a local Kafka broker managed by lookout (streams/broker.py)\n")
+            marker.write_text("data dir of a local Kafka broker managed by lookout "
+                              "(streams/devtools/broker.py)\n")
 
     def _wipe_data_dir(self) -> None:
         """Delete everything in the (claimed) data dir but the marker."""
@@ -781,6 +782,6 @@ def _first_maven_error(path: Path) -> str:
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-if __name__ == "__main__":  # pragma: no cover - convenience: python -m streams.broker
+if __name__ == "__main__":  # pragma: no cover - convenience: python -m streams.devtools.broker
     st = LocalBroker(Settings.from_env(), progress=lambda m: print(m, file=sys.stderr)).status()
     print(json.dumps(st.as_dict(), indent=2))
