@@ -73,13 +73,13 @@ def test_the_commands_as_a_user_runs_them(history, tmp_path):
         "--save-state",
         str(state),
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[3])
     assert p.returncode == 0, p.stderr
     (line,) = [ln for ln in p.stdout.splitlines() if ln.startswith("saved the learned state")]
     assert line == f"saved the learned state of 8 customers to {state} ({state.stat().st_size:,} bytes)"
 
     bad = cmd[:-1] + [str(tmp_path / "o")]  # a directory: cannot be written as a file
-    p = subprocess.run(bad, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    p = subprocess.run(bad, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[3])
     assert p.returncode == 1 and p.stderr.strip() == f"Error: --save-state {tmp_path / 'o'}: is a directory"
 
     p = subprocess.run(
