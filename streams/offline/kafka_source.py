@@ -15,6 +15,8 @@ from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from detectors.events import InvalidEvent, format_ts, parse_time
+from streams.kafka.admin import AUTH_CHECK_S, auth_failure
+from streams.kafka.security import rejection
 
 from .sources import Record, Source, SourceError
 
@@ -106,9 +108,6 @@ class KafkaSource(Source):
             kwargs["api_version_auto_timeout_ms"] = ms
         unreachable = tuple(c for c in (getattr(kerr, "NoBrokersAvailable", None), kerr.KafkaTimeoutError,
                                          getattr(kerr, "KafkaConnectionError", None)) if c is not None)
-        from streams.kafka.admin import AUTH_CHECK_S, auth_failure
-        from streams.kafka.security import rejection
-
         # kafka-python retries a rejected login like an unreachable broker: ask a secured one first
         reason = rejection(self.bootstrap, self.security, min(self.timeout_s, AUTH_CHECK_S))
         if reason:
