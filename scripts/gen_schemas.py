@@ -5,10 +5,10 @@
     .venv/bin/python scripts/gen_schemas.py --check    # exit 1 if a committed schema is stale
 
 The table is :class:`detectors.events.Event` (one :func:`~detectors.events.spec` per field:
-kind, range, required or default) with the cross-field rules
-:data:`detectors.events.RULES`; the message limits come from :mod:`streams.codecs`. Change
-those, run this, commit the schemas with them: ``tests/detectors/test_schema.py`` fails while
-a committed file differs from what this writes.
+kind, range, required or default) with the cross-field rules :data:`detectors.events.RULES`;
+the message limits come from :mod:`streams.pipeline.codecs`. Change those, run this, commit
+the schemas with them: ``tests/detectors/test_event_table.py`` fails while a committed file
+differs from what this writes.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from detectors.events import (
     AtMost,
     FieldSpec,
 )
-from streams.codecs import (
+from streams.pipeline.codecs import (
     ENVELOPE_KEY,
     MAX_DEPTH,
     MAX_ENVELOPE_BYTES,
@@ -103,10 +103,10 @@ def event_schema(table: Sequence[FieldSpec] = CONTRACT, rules: Sequence[AtMost] 
             f"fields are ignored. Cross-field rules ({', '.join(map(str, rules))}) and ts at most "
             "max_future_s (default "
             f"{DEFAULT_MAX_FUTURE_S:g} s) ahead of the wall clock are enforced by the decoder "
-            "(streams.codecs.decode_event, detectors.events.parse_event, the worker). Patterns end in "
-            "(?![\\s\\S]) rather than $ because in some regex dialects $ also matches before a trailing "
-            "newline; character classes are ASCII. Generated from the table in detectors/events.py by "
-            "scripts/gen_schemas.py."
+            "(streams.pipeline.codecs.decode_event, detectors.events.parse_event, the worker). Patterns "
+            "end in (?![\\s\\S]) rather than $ because in some regex dialects $ also matches before a "
+            "trailing newline; character classes are ASCII. Generated from the table in "
+            "detectors/events.py by scripts/gen_schemas.py."
         ),
         "type": "object",
         "required": [row.name for row in table if row.required],
