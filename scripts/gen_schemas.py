@@ -7,8 +7,8 @@
 The table is :class:`detectors.events.Event` (one :func:`~detectors.events.spec` per field:
 kind, range, required or default) with the cross-field rules
 :data:`detectors.events.RULES`; the message limits come from :mod:`streams.codecs`. Change
-those, run this, commit the schemas with them: ``tests/detectors/test_schema.py`` fails while
-a committed file differs from what this writes.
+those, run this, commit the schemas with them: ``tests/detectors/test_event_table.py`` fails
+while a committed file differs from what this writes.
 """
 from __future__ import annotations
 
