@@ -1,6 +1,6 @@
 """``python -m bench``: Lookout's throughput, latency, memory and replay speed, in one run.
 
-Starts a throw-away Kafka 4 broker (:class:`streams.broker.LocalBroker`, free ports), produces
+Starts a throw-away Kafka 4 broker (:class:`streams.devtools.broker.LocalBroker`, free ports), produces
 the same simulated events once as single-event messages and once as envelopes of up to
 ``--batch`` events per partition, then measures in alternating rounds (the machine is shared:
 alternating spreads the noise over every contender):
@@ -50,8 +50,9 @@ import uuid
 from pathlib import Path
 
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker, create_topics
-from streams.codecs import ENVELOPE_KEY, partition_of
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import create_topics
+from streams.pipeline.codecs import ENVELOPE_KEY, partition_of
 from streams.settings import Settings
 
 PARTITIONS = 4

@@ -1,7 +1,7 @@
 """The one detection code path: validated events in, per-signal scores and alerts out.
 
 The live Faust worker and ``lookout replay`` both feed batches of events to
-:meth:`Engine.process_many` through :class:`streams.processor.Processor`; nothing else decides
+:meth:`Engine.process_many` through :class:`streams.pipeline.processor.Processor`; nothing else decides
 whether to alert. :data:`Engine` is the fleet engine (:mod:`detectors.fleet`: per-fleet arrays,
 a compiled kernel); :class:`~detectors.reference.ReferenceEngine` is the same engine on
 per-customer River detectors, one event at a time, which the fleet engine is tested to equal

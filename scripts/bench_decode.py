@@ -7,7 +7,7 @@
 Prints CPU nanoseconds per valid event (``time.process_time``, best of ``--repeat`` passes, so
 other load on a shared machine disturbs them less than wall time) for:
 
-* ``json``: :func:`streams.codecs.decode_json` (size, depth and digit guards + JSON);
+* ``json``: :func:`streams.pipeline.codecs.decode_json` (size, depth and digit guards + JSON);
 * ``validate``: :func:`detectors.events.parse_event` on the decoded objects (the contract);
 * ``decode_event``: both, as one single-event message;
 * ``processor decode``: :meth:`Processor.decode_events` of single-event messages and of
@@ -34,9 +34,9 @@ from prometheus_client import CollectorRegistry
 from detectors import Engine
 from detectors.events import parse_event
 from detectors.synthetic import SimConfig, simulate
-from streams.codecs import decode_event, decode_json, partition_of
-from streams.metrics import WorkerMetrics
-from streams.processor import Output, Processor
+from streams.pipeline.codecs import decode_event, decode_json, partition_of
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.processor import Output, Processor
 
 PARTITIONS = 4
 

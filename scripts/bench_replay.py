@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 def generate(path: Path, events: int, customers: int, interval_s: int, seed: int) -> int:
     """Write the simulated events to ``path`` and their incidents to ``labels.jsonl`` beside it."""
     from detectors.synthetic import SimConfig, simulate
-    from streams.simfiles import write_jsonl, write_labels
+    from streams.offline.simfiles import write_jsonl, write_labels
 
     n_int = max(2, events // customers)
     sim = simulate(
@@ -96,7 +96,7 @@ def head(path: Path, n: int, dest: Path) -> None:
 
 def profile(path: Path, n: int, top: int) -> None:
     from detectors.config import DetectorConfig
-    from streams.replay import open_source, run_replay
+    from streams.offline import open_source, run_replay
 
     sample = path.with_suffix(".head.jsonl")
     head(path, n, sample)
@@ -115,8 +115,8 @@ def profile(path: Path, n: int, top: int) -> None:
         "models (detectors/univariate.py, stats.py)": 0.0,
         "alerting (detectors/alerting.py)": 0.0,
         "engine loop (detectors/engine.py)": 0.0,
-        "processor + codecs (streams/processor.py, codecs.py)": 0.0,
-        "replay loop + file reading (streams/replay/)": 0.0,
+        "processor + codecs (streams/pipeline/processor.py, codecs.py)": 0.0,
+        "replay loop + file reading (streams/offline/)": 0.0,
         "builtins (min/max/isinstance/math..., mostly called by the models)": 0.0,
         "other": 0.0,
     }
@@ -134,10 +134,10 @@ def profile(path: Path, n: int, top: int) -> None:
             g = "alerting (detectors/alerting.py)"
         elif f.endswith("detectors/engine.py"):
             g = "engine loop (detectors/engine.py)"
-        elif f.endswith(("streams/processor.py", "streams/codecs.py")):
-            g = "processor + codecs (streams/processor.py, codecs.py)"
-        elif "streams/replay/" in f:
-            g = "replay loop + file reading (streams/replay/)"
+        elif f.endswith(("streams/pipeline/processor.py", "streams/pipeline/codecs.py")):
+            g = "processor + codecs (streams/pipeline/processor.py, codecs.py)"
+        elif "streams/offline/" in f:
+            g = "replay loop + file reading (streams/offline/)"
         elif f == "~":
             g = "builtins (min/max/isinstance/math..., mostly called by the models)"
         else:

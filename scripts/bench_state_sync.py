@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.partition_state import PartitionBook, StateReader
-from streams.processor import Processor
-from streams.runtime import WorkerRuntime
+from streams.pipeline.processor import Processor
+from streams.state.book import PartitionBook
+from streams.state.reader import StateReader
+from streams.worker.runtime import WorkerRuntime
 
 
 class AioTopic:
@@ -64,7 +65,7 @@ def warm_template(days: int = 3) -> bytes:
 async def bench(bootstrap: str, customers: int, partitions: int) -> dict:
     from aiokafka import AIOKafkaProducer
 
-    from streams.kafka_security import aiokafka_kwargs
+    from streams.kafka.security import aiokafka_kwargs
     from streams.settings import Settings
 
     security = aiokafka_kwargs(Settings.from_env())  # LOOKOUT_KAFKA_* TLS/SASL, as the worker uses
@@ -144,7 +145,7 @@ def main() -> None:
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from streams.broker import LocalBroker
+        from streams.devtools.broker import LocalBroker
         from streams.settings import Settings
         from tests.conftest import free_ports
 

@@ -24,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker, create_topics
-from streams.kafka_security import kafka_python_kwargs
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import create_topics
+from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings
 
 

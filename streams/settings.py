@@ -63,7 +63,7 @@ class Settings:
     partitions: int = 4
     #: how long every command waits for Kafka to answer before it says "cannot reach Kafka at ..."
     kafka_timeout_s: float = 10.0
-    # Kafka security (TLS and SASL); every Kafka client gets these via streams/kafka_security.py
+    # Kafka security (TLS and SASL); every Kafka client gets these via streams/kafka/security.py
     kafka_security_protocol: str | None = None  # None = derived from the settings below
     kafka_ssl_cafile: Path | None = None  # CA bundle (PEM) that signed the broker's certificate
     kafka_ssl_certfile: Path | None = None  # client certificate (PEM), for brokers requiring mutual TLS

@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from streams.broker import BrokerError, LocalBroker, create_topics, wait_for_kafka
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import BrokerError, create_topics, wait_for_kafka
 from streams.settings import Settings
 
 EXTERNAL_ENV = "LOOKOUT_TEST_BOOTSTRAP"

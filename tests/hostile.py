@@ -2,7 +2,7 @@
 
 :func:`hostile_messages` returns ``(key, value, kind)`` triples: ``kind`` is the dead-letter
 kind the worker must give the message (``lookout_dlq_messages_total{kind=...}``). Every message
-is rejected by :func:`streams.codecs.decode_event` or, for kind ``future``, by the processor's
+is rejected by :func:`streams.pipeline.codecs.decode_event` or, for kind ``future``, by the processor's
 wall-clock check (a unit test checks both). Customer ids and keys are the simulator's
 (``cust-0001`` ...), so a message that slipped through would land on a real customer: e.g. an
 accepted event from 2099 would make every later event of that customer a duplicate.

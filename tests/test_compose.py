@@ -435,7 +435,7 @@ def exposed(tmp_path_factory) -> set[str]:
     """Every metric name a worker exposes on /metrics: the app built as `lookout worker` builds it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from streams.app import create_app
+    from streams.worker.app import create_app
 
     registry = CollectorRegistry()
     create_app(Settings(data_dir=tmp_path_factory.mktemp("worker")), registry=registry)

@@ -36,7 +36,7 @@ def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from streams.simfiles import read_labels
+    from streams.offline.simfiles import read_labels
 
     try:
         return read_labels(path)
@@ -61,8 +61,8 @@ def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka:
 
     ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
     """
-    from streams.kafka_security import kafka_python_kwargs
-    from streams.replay import KafkaSource, SourceError, open_source, parse_mapping
+    from streams.kafka.security import kafka_python_kwargs
+    from streams.offline import KafkaSource, SourceError, open_source, parse_mapping
     from streams.settings import Settings, SettingsError
 
     try:
@@ -113,8 +113,8 @@ def aliased(new: str, value):
 def require_kafka(settings) -> None:
     """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
     answers in time; at once with one line if it rejects their TLS/SASL credentials."""
-    from streams.broker import BrokerError, wait_for_kafka
-    from streams.kafka_security import kafka_python_kwargs
+    from streams.kafka.admin import BrokerError, wait_for_kafka
+    from streams.kafka.security import kafka_python_kwargs
     from streams.settings import SettingsError
 
     try:

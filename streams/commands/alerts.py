@@ -72,9 +72,8 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
       lookout alerts tail --since now --json | jq -r .summary
       lookout alerts tail --since 1d --no-follow       # what fired today, then exit
     """
-    from ..alert_tail import AlertTail, TailError, format_line
-    from ..demo import Console
-    from ..kafka_security import kafka_python_kwargs
+    from streams.kafka.security import kafka_python_kwargs
+    from streams.sinks.alert_tail import AlertTail, Console, TailError, format_line
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))

@@ -53,7 +53,7 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
 
 
 def _broker(opts: dict):
-    from ..broker import LocalBroker
+    from streams.devtools.broker import LocalBroker
 
     opts = dict(opts, broker_port=aliased("--broker-port", opts.get("broker_port")),
                 kafka_version=aliased("--kafka-version", opts.get("kafka_version")))
@@ -74,7 +74,7 @@ def _broker(opts: dict):
 
 def _call(fn, *args, **kwargs):
     """Run ``fn``; turn BrokerError into a one-line CLI error (exit code 1, no traceback)."""
-    from ..broker import BrokerError
+    from streams.kafka.admin import BrokerError
 
     try:
         return fn(*args, **kwargs)

@@ -90,8 +90,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
     """
-    from streams.replay import SourceError, run_replay, trace_customers
-    from streams.replay.summary import format_outcome, problem, summarize
+    from streams.offline import SourceError, run_replay, trace_customers
+    from streams.offline.summary import format_outcome, problem, summarize
 
     out = Path(out_dir)
     config = load_detector_config(config_path)
@@ -108,7 +108,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     traced: list[str] = list(dict.fromkeys(trace))
     labelled: list[str] = []
     if report and labels:
-        from streams.report import choose_customers
+        from streams.offline.report import choose_customers
 
         # keep a third of the plots for customers with false alerts (traced in a second, cheap pass)
         labelled, _ = choose_customers(
@@ -125,7 +125,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
                         baseline=baseline, baseline_path=baseline_path)
     summary, ev, run = outcome.summary, outcome.evaluation, res.runs[0]
     if save_state:
-        from streams.checkpoint import write_atomically
+        from streams.state.checkpoint import write_atomically
 
         blob = res.engine.dump_all()
         try:
@@ -140,7 +140,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         (out / "diff.json").write_text(json.dumps(outcome.diff, indent=2) + "\n")
 
     if report:
-        from streams.report import choose_customers, write_replay_report
+        from streams.offline.report import choose_customers, write_replay_report
 
         false_ids = {r["alert_id"] for r in ev.false_alert_ids} if ev is not None else None
         _, extra = choose_customers(

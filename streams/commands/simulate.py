@@ -195,7 +195,7 @@ def simulate(
     from detectors.events import InvalidEvent, format_ts, parse_ts
     from detectors.synthetic import ALL_KINDS, INCIDENT_KINDS, SimConfig
     from detectors.synthetic import simulate as make_simulation
-    from streams.simfiles import write_labels
+    from streams.offline.simfiles import write_labels
 
     # ---- validate options (one-line errors, exit 1)
     if days is not None and duration is not None:
@@ -234,7 +234,8 @@ def simulate(
         _fail("--min-size must not exceed --max-size")
     security: dict[str, Any] = {}
     if bootstrap is not None:
-        from ..kafka_security import kafka_python_kwargs
+        from streams.kafka.security import kafka_python_kwargs
+
         from ..settings import Settings, SettingsError
 
         try:
@@ -364,7 +365,7 @@ def simulate(
 
 
 def _to_file(events: Iterator[dict[str, Any]], out: str) -> int:
-    from streams.simfiles import write_jsonl
+    from streams.offline.simfiles import write_jsonl
 
     if out != "-":
         try:
@@ -446,7 +447,7 @@ def _send_envelopes(
     failures: list,
 ) -> int:
     """Envelopes of up to ``batch`` events per partition, flushed when full and at every new interval."""
-    from ..codecs import ENVELOPE_KEY, partition_of
+    from streams.pipeline.codecs import ENVELOPE_KEY, partition_of
 
     partitions = producer.partitions_for(topic)
     if not partitions:

@@ -37,8 +37,8 @@ def create(bootstrap, partitions, as_json, **kafka):
           --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
           --kafka-sasl-username lookout
     """
-    from ..broker import BrokerError, create_topics
-    from ..kafka_security import kafka_python_kwargs
+    from streams.kafka.admin import BrokerError, create_topics
+    from streams.kafka.security import kafka_python_kwargs
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions, **pop_security(kafka))

@@ -117,8 +117,8 @@ def tune(
           --baseline examples/config.yaml
     """
     from detectors.config import dump_config
-    from streams.replay import SourceError
-    from streams.tuning import (
+    from streams.offline import SourceError
+    from streams.offline.tuning import (
         SpaceError,
         baseline_row,
         default_jobs,
@@ -130,7 +130,7 @@ def tune(
         trace_config,
         tune_summary,
     )
-    from streams.tuning import tune as run_tune
+    from streams.offline.tuning import tune as run_tune
 
     out = Path(out_dir)
     base = load_detector_config(config_path)
@@ -176,7 +176,7 @@ def tune(
                            best_path=best_path, out=out, trials=trials, jobs=jobs, seed=seed)
     rows = params_table(base, result.best_config, space)
     if not no_report:
-        from streams.report import choose_customers, write_tune_report
+        from streams.offline.report import choose_customers, write_tune_report
 
         false_ids = {r["alert_id"] for r in best_ev.false_alert_ids}
         a, b = choose_customers(

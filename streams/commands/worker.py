@@ -77,7 +77,7 @@ def worker(**opts):
     require_kafka(settings)
     from faust import Worker
 
-    from ..app import create_app
+    from streams.worker.app import create_app
 
     logging.getLogger("lookout").info("settings: %s", settings.masked())
     quiet_coordinator_search()

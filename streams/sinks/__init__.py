@@ -1,105 +1,16 @@
-"""Sinks that take alerts from the ``alerts`` topic to where support works.
+"""Where alerts go to people: Alertmanager, a webhook (ticketing), the terminal.
 
-:func:`register_sinks` wires the configured ones into the worker's Faust app: one agent per
-sink on the alerts topic (concurrency 1), plus a timer that re-sends open alerts to
-Alertmanager. The sink logic itself is plain asyncio (see the modules), testable without Faust.
+* :mod:`.alertmanager` -- :class:`~streams.sinks.alertmanager.AlertmanagerSink`: open alerts
+  posted and re-sent until resolved, with labels, annotations and a Grafana link;
+* :mod:`.webhook` -- :class:`~streams.sinks.webhook.WebhookSink`: a JSON POST per alert state,
+  retried with backoff, idempotency keys, bounded, never lost (the rest is dead-lettered);
+* :mod:`.alert_tail` -- :class:`~streams.sinks.alert_tail.AlertTail`, what ``lookout alerts
+  tail`` prints: the alerts topic followed without a consumer group, one readable line per
+  alert (:func:`~streams.sinks.alert_tail.format_alert`, also the demo's live view) or JSON.
+
+Plain asyncio and kafka-python, no Faust: the worker wires the first two to the alerts topic
+(:mod:`streams.worker.sinks`). Import the modules themselves (this file imports none, so
+``alerts tail`` does not load the HTTP client). May import :mod:`detectors`,
+:mod:`streams.settings`, :mod:`streams.kafka` and :mod:`streams.pipeline`; never the worker,
+state, offline tools or commands.
 """
-from __future__ import annotations
-
-import json
-import logging
-import time
-from typing import TYPE_CHECKING, Any
-
-from ..codecs import encode_json
-from .alertmanager import AlertmanagerSink
-from .webhook import WebhookSink
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..app import Lookout
-
-log = logging.getLogger("lookout.sinks")
-
-__all__ = ["AlertmanagerSink", "WebhookSink", "register_sinks"]
-
-
-def register_sinks(lookout: "Lookout") -> list[str]:
-    """Add an agent for every sink configured in settings; return their names."""
-    s, app, metrics = lookout.settings, lookout.app, lookout.metrics
-    sink_dlq = app.topic(s.sink_dlq_topic, partitions=1, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw")
-
-    async def dead_letter(alert: Any, reason: str, sink: str) -> None:
-        key = alert.get("customer_id", "").encode() if isinstance(alert, dict) else None
-        record = {"reason": reason, "sink": sink, "alert": alert, "failed_at": time.time()}
-        await sink_dlq.send(key=key, value=encode_json(record))
-        metrics.dlq.labels(s.sink_dlq_topic, sink).inc()
-
-    def decode(value: bytes) -> dict[str, Any] | None:
-        try:
-            alert = json.loads(value)
-            if isinstance(alert, dict) and {"alert_id", "status", "customer_id"} <= alert.keys():
-                return alert
-        except ValueError:
-            pass
-        return None
-
-    names: list[str] = []
-    if s.alertmanager_url:
-        # open alerts per customer, changelog-backed: they survive a worker restart
-        table = app.Table("alertmanager-open", default=None, partitions=s.partitions,
-                          key_type=str, value_type=dict)
-        auth = (s.alertmanager_user, s.alertmanager_password or "") if s.alertmanager_user else None
-        am = AlertmanagerSink(s.alertmanager_url, table, grafana_url=s.grafana_url,
-                              resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics)
-
-        @app.agent(lookout.alerts_topic, name="lookout.sink.alertmanager", concurrency=1)
-        async def to_alertmanager(stream):
-            async for value in stream:
-                alert = decode(value)
-                if alert is None:
-                    await dead_letter(value.decode("utf-8", "replace"), "not a Lookout alert", "alertmanager")
-                    continue
-                await am.handle(alert)
-
-        @app.timer(s.alertmanager_resend_s)
-        async def resend_to_alertmanager():
-            await am.resend()
-
-        @app.on_before_shutdown.connect
-        async def close_alertmanager(app, **kwargs):
-            await am.close()
-
-        names.append("alertmanager")
-
-    if s.webhook_url:
-        async def webhook_dead_letter(alert, reason):
-            await dead_letter(alert, reason, "webhook")
-
-        wh = WebhookSink(s.webhook_url, token=s.webhook_token, max_attempts=s.webhook_max_attempts,
-                         max_in_flight=s.webhook_max_in_flight, on_dead_letter=webhook_dead_letter,
-                         metrics=metrics, base_delay_s=s.webhook_base_delay_s)
-
-        @app.agent(lookout.alerts_topic, name="lookout.sink.webhook", concurrency=1)
-        async def to_webhook(stream):
-            # a batch is acked only once every alert in it is delivered or dead-lettered:
-            # a crash mid-way redelivers, and the idempotency key makes that harmless
-            async for batch in stream.take_events(s.webhook_max_in_flight, within=1.0):
-                alerts = []
-                for e in batch:
-                    alert = decode(e.value)
-                    if alert is None:
-                        await dead_letter(
-                            e.value.decode("utf-8", "replace"), "not a Lookout alert", "webhook"
-                        )
-                    else:
-                        alerts.append(alert)
-                await wh.deliver_all(alerts)
-
-        @app.on_before_shutdown.connect
-        async def close_webhook(app, **kwargs):
-            await wh.close()
-
-        names.append("webhook")
-    metrics.expect_dlq(s.sink_dlq_topic, names)
-    return names

@@ -20,7 +20,7 @@ from detectors.synthetic import (
     simulate,
     warmup_seconds,
 )
-from streams.simfiles import read_labels, write_jsonl, write_labels
+from streams.offline.simfiles import read_labels, write_jsonl, write_labels
 
 DAY = 86400
 

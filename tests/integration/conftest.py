@@ -164,7 +164,7 @@ def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[.
 def read_topic(bootstrap: str, topic: str, timeout_ms: int = 3000, **security) -> list[dict]:
     """All JSON values on ``topic`` (from the beginning, no consumer group).
 
-    ``security``: kafka-python TLS/SASL arguments (streams.kafka_security.kafka_python_kwargs).
+    ``security``: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs).
     """
     from kafka import KafkaConsumer
 

@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 from detectors.engine import Engine
 from detectors.events import format_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.processor import Processor
+from streams.pipeline.processor import Processor
 
 pytestmark = pytest.mark.integration
 

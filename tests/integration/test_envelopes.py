@@ -5,7 +5,7 @@ import pytest
 
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.codecs import partition_of
+from streams.pipeline.codecs import partition_of
 
 from .conftest import read_topic
 

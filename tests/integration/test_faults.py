@@ -1,6 +1,6 @@
 """Nothing lost: crashes, fail-over, a broker outage and hostile input, on the real broker.
 
-Ground truth is the replay code path (one :class:`~streams.processor.Processor` over the same
+Ground truth is the replay code path (one :class:`~streams.pipeline.processor.Processor` over the same
 messages, as ``lookout replay`` runs it). After each fault the ``alerts`` topic must hold every
 (alert_id, status, notification) of the replay exactly once: lost, duplicate and extra all zero.
 """
@@ -16,10 +16,11 @@ import pytest
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import LocalBroker, create_topics
-from streams.partition_state import alert_key
-from streams.processor import Processor
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import create_topics
+from streams.pipeline.processor import Processor
 from streams.settings import Settings
+from streams.state.book import alert_key
 from tests.conftest import free_ports
 
 from .conftest import produce, read_topic

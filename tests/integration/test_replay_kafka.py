@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
-from streams.simfiles import write_jsonl
+from streams.offline.simfiles import write_jsonl
 
 pytestmark = pytest.mark.integration
 

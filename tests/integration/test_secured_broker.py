@@ -12,8 +12,9 @@ import pytest
 
 from detectors.events import parse_ts
 from detectors.synthetic import SimConfig, simulate
-from streams.broker import BrokerError, KafkaAuthError, LocalBroker, create_topics, wait_for_kafka
-from streams.kafka_security import kafka_python_kwargs
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import BrokerError, KafkaAuthError, create_topics, wait_for_kafka
+from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings
 from tests.conftest import START_TIMEOUT_S, free_ports
 from tests.tlsfiles import CLIENT_KEY_PASSWORD, make_tls_files

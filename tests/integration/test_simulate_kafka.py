@@ -8,7 +8,7 @@ import pytest
 
 from detectors.events import parse_event
 from detectors.synthetic import SimConfig, simulate
-from streams.simfiles import read_labels
+from streams.offline.simfiles import read_labels
 
 pytestmark = pytest.mark.integration
 

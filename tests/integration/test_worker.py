@@ -80,7 +80,7 @@ def test_a_worker_started_from_a_replays_state_needs_no_warm_up(start_worker, tm
     import subprocess
     import sys
 
-    from streams.simfiles import write_jsonl
+    from streams.offline.simfiles import write_jsonl
 
     sim = simulate(SimConfig(customers=3, duration_s=4 * 86400, interval_s=300, seed=8, incidents=0,
                              size_min=2000, tiny_fraction=0.0, holidays=False))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from detectors.synthetic import Incident, SimConfig, simulate
 from streams.cli import cli
-from streams.simfiles import write_jsonl, write_labels
+from streams.offline.simfiles import write_jsonl, write_labels
 from tests.conftest import free_ports
 
 

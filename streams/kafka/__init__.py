@@ -1,0 +1,10 @@
+"""Kafka clients' common ground: security settings and the admin helpers production code uses.
+
+* :mod:`.security` -- TLS/SASL: :class:`~streams.settings.Settings` -> the arguments of every
+  Kafka client (Faust, aiokafka, kafka-python), and the check that a broker rejects us;
+* :mod:`.admin` -- kafka-python admin helpers: wait until a broker answers, create topics,
+  one-line errors (:class:`~streams.kafka.admin.BrokerError`) for an unreachable broker or
+  rejected credentials.
+
+May import :mod:`detectors` and :mod:`streams.settings`; nothing else of :mod:`streams`.
+"""

@@ -1,0 +1,236 @@
+"""Kafka source: ``kafka://TOPIC?from=..&to=..&bootstrap=..``, a time range of a topic.
+
+Offsets come from ``offsets_for_times`` per partition; the consumer has no group id and never
+commits, so it never touches the live consumer group. Partitions are merged by message timestamp
+(approximately event time); per-customer order -- all the detectors need -- is Kafka's per-key order.
+
+>>> KafkaSource.from_url("kafka://request-metrics?from=2026-01-01T00:00:00Z&bootstrap=h:9092").describe()["from"]
+'2026-01-01T00:00:00Z'
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Iterator, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from detectors.events import InvalidEvent, format_ts, parse_time
+from streams.kafka.admin import AUTH_CHECK_S, auth_failure
+from streams.kafka.security import rejection
+
+from .sources import Record, Source, SourceError
+
+
+class KafkaSource(Source):
+    """A time range of a Kafka topic, read without a consumer group (never commits offsets)."""
+
+    unit = "msg"
+    KNOWN = ("from", "to", "bootstrap", "timeout")
+
+    def __init__(self, topic: str, bootstrap: str, start: float | None = None, end: float | None = None,
+                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None):
+        self.topic, self.bootstrap, self.start, self.end, self.timeout_s = (
+            topic,
+            bootstrap,
+            start,
+            end,
+            timeout_s,
+        )
+        #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs)
+        self.security = dict(security or {})
+        self.name = f"kafka://{topic}"
+        self._ranges: dict[Any, tuple[int, int]] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, default_bootstrap: str | None = None,
+                 default_timeout_s: float = 10.0, security: Mapping[str, Any] | None = None) -> "KafkaSource":
+        u = urlsplit(url)
+        topic = (u.netloc + u.path).strip("/")
+        if not topic or "/" in topic:
+            raise SourceError(f"{url}: expected kafka://TOPIC?from=...&to=...&bootstrap=HOST:PORT")
+        q = parse_qs(u.query, keep_blank_values=True)
+        unknown = sorted(set(q) - set(cls.KNOWN))
+        if unknown:
+            raise SourceError(
+                f"{url}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(cls.KNOWN)})"
+            )
+
+        def one(k):
+            v = q.get(k)
+            return v[-1] if v else None
+
+        def when(k):
+            v = one(k)
+            if v in (None, ""):
+                return None
+            try:
+                return parse_time(v)
+            except InvalidEvent as exc:
+                raise SourceError(f"{url}: {k}={v}: {str(exc).replace('ts ', '', 1)}") from None
+
+        start, end = when("from"), when("to")
+        if start is not None and end is not None and end <= start:
+            raise SourceError(f"{url}: 'to' must be after 'from'")
+        try:
+            timeout = float(one("timeout") or default_timeout_s)
+        except ValueError:
+            raise SourceError(f"{url}: timeout must be seconds") from None
+        bootstrap = one("bootstrap") or default_bootstrap or "127.0.0.1:9092"
+        return cls(topic, bootstrap, start, end, timeout, security)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "kafka", "topic": self.topic, "bootstrap": self.bootstrap,
+                             "from": format_ts(self.start) if self.start is not None else None,
+                             "to": format_ts(self.end) if self.end is not None else None}
+        if self._ranges:
+            d["offsets"] = {str(tp.partition): [a, b] for tp, (a, b) in self._ranges.items()}
+        return d
+
+    def _consumer(self):
+        import logging
+
+        import kafka.errors as kerr
+        from kafka import KafkaConsumer
+
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        ms = max(int(self.timeout_s * 1000), 100)
+        kwargs: dict[str, Any] = dict(
+            bootstrap_servers=self.bootstrap.split(","), group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", client_id="lookout-replay", request_timeout_ms=max(ms, 5000) + 1000,
+            fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20, max_poll_records=10000,
+            **self.security,
+        )
+        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms,
+        # 2.x with api_version_auto_timeout_ms
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
+            kwargs["bootstrap_timeout_ms"] = ms
+        else:
+            kwargs["api_version_auto_timeout_ms"] = ms
+        unreachable = tuple(c for c in (getattr(kerr, "NoBrokersAvailable", None), kerr.KafkaTimeoutError,
+                                         getattr(kerr, "KafkaConnectionError", None)) if c is not None)
+        # kafka-python retries a rejected login like an unreachable broker: ask a secured one first
+        reason = rejection(self.bootstrap, self.security, min(self.timeout_s, AUTH_CHECK_S))
+        if reason:
+            raise SourceError(str(auth_failure(self.bootstrap, self.security, reason)))
+        try:
+            return KafkaConsumer(**kwargs)
+        except unreachable:
+            raise SourceError(f"cannot reach Kafka at {self.bootstrap} within {self.timeout_s:g} s") from None
+        except (kerr.KafkaError, OSError, ValueError) as exc:
+            raise SourceError(f"Kafka at {self.bootstrap}: {exc}") from None
+
+    def _plan(self, consumer) -> dict[Any, tuple[int, int]]:
+        """Per partition [start, stop) offsets for the time range (fixed once, so re-reads match)."""
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        if self._ranges is not None:
+            return self._ranges
+        try:
+            topics = consumer.topics()
+            if self.topic not in topics:
+                raise SourceError(f"topic {self.topic!r} not found on {self.bootstrap}")
+            parts = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            first = consumer.beginning_offsets(tps)
+            last = consumer.end_offsets(tps)
+            starts = dict(first)
+            stops = dict(last)
+            if self.start is not None:
+                found = consumer.offsets_for_times({tp: int(self.start * 1000) for tp in tps})
+                for tp in tps:
+                    starts[tp] = found[tp].offset if found.get(tp) is not None else last[tp]
+            if self.end is not None:
+                found = consumer.offsets_for_times({tp: int(self.end * 1000) for tp in tps})
+                for tp in tps:
+                    if found.get(tp) is not None:
+                        stops[tp] = found[tp].offset
+        except SourceError:
+            raise
+        except KafkaError as exc:
+            raise SourceError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
+        self._ranges = {tp: (starts[tp], max(starts[tp], stops[tp])) for tp in tps}
+        self.total = sum(b - a for a, b in self._ranges.values())
+        return self._ranges
+
+    def prepare(self) -> None:
+        """Connect and fix the offset ranges now (so errors surface before any work starts)."""
+        c = self._consumer()
+        try:
+            self._plan(c)
+        finally:
+            c.close()
+
+    def records(self, progress=None) -> Iterator[Record]:
+        from kafka.errors import KafkaError
+
+        consumer = self._consumer()
+        try:
+            ranges = self._plan(consumer)
+            active = [tp for tp, (a, b) in ranges.items() if b > a]
+            consumer.assign(active)
+            for tp in active:
+                consumer.seek(tp, ranges[tp][0])
+            bufs: dict[Any, deque] = {tp: deque() for tp in active}
+            paused: set = set()
+            live = set(active)
+            idle_since = time.monotonic()
+            n = 0
+            while live or any(bufs.values()):
+                hungry = [tp for tp in live if not bufs[tp]]
+                if hungry:
+                    for tp in list(paused):
+                        if len(bufs[tp]) < 2000:
+                            consumer.resume(tp)
+                            paused.discard(tp)
+                    try:
+                        batch = consumer.poll(timeout_ms=500)
+                    except KafkaError as exc:
+                        raise SourceError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
+                    got = False
+                    for tp, msgs in batch.items():
+                        if tp not in live:
+                            continue
+                        stop = ranges[tp][1]
+                        buf = bufs[tp]
+                        for m in msgs:
+                            if m.offset >= stop:
+                                break
+                            buf.append(m)
+                            got = True
+                        if (msgs and msgs[-1].offset + 1 >= stop) or consumer.position(tp) >= stop:
+                            live.discard(tp)
+                            consumer.pause(tp)
+                        elif len(buf) > 20000:
+                            consumer.pause(tp)
+                            paused.add(tp)
+                    if got:
+                        idle_since = time.monotonic()
+                    else:
+                        for tp in list(live):
+                            if consumer.position(tp) >= ranges[tp][1]:
+                                live.discard(tp)
+                        if live and time.monotonic() - idle_since > self.timeout_s:
+                            raise SourceError(
+                                f"Kafka at {self.bootstrap}: no data from {self.topic} partition(s) "
+                                f"{sorted(tp.partition for tp in live)} for {self.timeout_s:g} s")
+                    if any(not bufs[tp] for tp in live):
+                        continue
+                # every live partition has buffered messages: emit in timestamp order until one runs dry
+                while True:
+                    heads = [(bufs[tp][0].timestamp, tp.partition, tp) for tp in bufs if bufs[tp]]
+                    if not heads:
+                        break
+                    _, _, tp = min(heads)
+                    m = bufs[tp].popleft()
+                    n += 1
+                    if progress is not None and not n & 1023:
+                        progress(1024)
+                    yield m.value, m.key, tp.partition, m.offset
+                    if not bufs[tp] and tp in live:
+                        break
+            if progress is not None:
+                progress(n & 1023)
+        finally:
+            consumer.close()
+

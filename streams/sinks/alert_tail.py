@@ -1,0 +1,166 @@
+"""Follow the ``alerts`` topic: what ``lookout alerts tail`` prints.
+
+:class:`AlertTail` reads the topic without a consumer group (it never commits, so it never
+disturbs anyone), starting at the first message at or after ``since`` (Kafka message time),
+and yields alerts in message-time order, optionally only those of some customers. Lines are
+formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator, TextIO
+
+#: how long one poll waits for new messages before checking whether to stop
+POLL_MS = 500
+SEVERITY_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m"}
+RESOLVED_COLOUR = "\033[32m"
+RESET = "\033[0m"
+
+
+class TailError(Exception):
+    """The topic cannot be followed; ``str(exc)`` is one line for the user."""
+
+
+@dataclass
+class AlertTail:
+    """Alerts on ``topic`` from ``since`` (epoch seconds; None = only new ones), for ``customers``
+    (all if empty)."""
+
+    bootstrap: str
+    topic: str = "alerts"
+    since: float | None = None
+    customers: frozenset[str] = frozenset()
+    timeout_s: float = 10.0
+    #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs); not in repr (password)
+    security: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _consumer(self):
+        import kafka.errors as kerr
+        from kafka import KafkaConsumer
+
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        ms = max(int(self.timeout_s * 1000), 100)
+        kwargs: dict[str, Any] = dict(bootstrap_servers=self.bootstrap.split(","), group_id=None,
+                                      enable_auto_commit=False, client_id="lookout-alerts-tail",
+                                      request_timeout_ms=max(ms, 5000) + 1000, **self.security)
+        # kafka-python >= 3 bounds the bootstrap with bootstrap_timeout_ms,
+        # 2.x with api_version_auto_timeout_ms
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:
+            kwargs["bootstrap_timeout_ms"] = ms
+        else:
+            kwargs["api_version_auto_timeout_ms"] = ms
+        try:
+            return KafkaConsumer(**kwargs)
+        except (kerr.KafkaError, OSError, ValueError):
+            raise TailError(f"cannot reach Kafka at {self.bootstrap} within {self.timeout_s:g} s") from None
+
+    def alerts(self, follow: bool = True, stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        """Yield alerts; with ``follow`` wait for new ones until ``stop`` is set, else end at the
+        messages that were on the topic when it started."""
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        consumer = self._consumer()
+        try:
+            try:
+                parts = consumer.partitions_for_topic(self.topic)
+                if not parts:
+                    raise TailError(f"topic {self.topic!r} not found on {self.bootstrap}")
+                tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+                consumer.assign(tps)
+                ends = consumer.end_offsets(tps)
+                if self.since is None:
+                    for tp in tps:
+                        consumer.seek(tp, ends[tp])
+                else:
+                    found = consumer.offsets_for_times({tp: max(0, int(self.since * 1000)) for tp in tps})
+                    for tp in tps:
+                        consumer.seek(tp, found[tp].offset if found.get(tp) is not None else ends[tp])
+            except KafkaError as exc:
+                raise TailError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
+            while stop is None or not stop.is_set():
+                if not follow and all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    return
+                try:
+                    batch = consumer.poll(timeout_ms=POLL_MS)
+                except KafkaError as exc:
+                    raise TailError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
+                msgs = sorted(
+                    (m for ms in batch.values() for m in ms), key=lambda m: (m.timestamp, m.partition)
+                )
+                for m in msgs:
+                    if not follow and m.offset >= ends[TopicPartition(m.topic, m.partition)]:
+                        continue
+                    alert = _decode(m.value)
+                    if alert is not None and self._wanted(alert):
+                        yield alert
+        finally:
+            consumer.close()
+
+    def _wanted(self, alert: dict[str, Any]) -> bool:
+        return not self.customers or alert.get("customer_id") in self.customers
+
+
+def _decode(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and "status" in obj and "customer_id" in obj else None
+
+
+def format_line(alert: dict[str, Any], as_json: bool, console: Any = None) -> str:
+    """One alert as the demo shows it (two lines when firing; ``console`` decides colours), or as
+    one compact JSON line."""
+    if as_json:
+        return json.dumps(alert, separators=(",", ":"), sort_keys=True)
+    return format_alert(alert, console if console is not None else Console(_NoTty()))
+
+
+class _NoTty:
+    def isatty(self) -> bool:
+        return False
+
+
+class Console:
+    """A terminal: colours only when it is a TTY and ``NO_COLOR`` is unset, and one status line
+    that the next line replaces."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.colour = stream.isatty() and os.environ.get("NO_COLOR") is None
+        self._status = False
+
+    def paint(self, text: str, colour: str) -> str:
+        return f"{colour}{text}{RESET}" if self.colour else text
+
+    def line(self, text: str) -> None:
+        self.clear_status()
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        if self.colour:
+            print("\r\033[K" + text, end="", file=self.stream, flush=True)
+            self._status = True
+
+    def clear_status(self) -> None:
+        if self._status:
+            print("\r\033[K", end="", file=self.stream, flush=True)
+            self._status = False
+
+
+def format_alert(a: dict[str, Any], con: Console) -> str:
+    """One readable line per alert notification."""
+    when = a["event_ts"][5:16].replace("T", " ")
+    if a["status"] == "resolved":
+        head = con.paint("RESOLVED ", RESOLVED_COLOUR)
+        return f"{when}  {head} {a['customer_id']:<10} {a['summary'].split(': ', 1)[-1]}"
+    sev = a["severity"]
+    tag = "ESCALATED" if a.get("notification", 1) > 1 else "FIRING"
+    head = con.paint(f"{tag:<9}", SEVERITY_COLOURS.get(sev, ""))
+    return (f"{when}  {head} {a['customer_id']:<10} {sev:<8} {a['explanation'].removeprefix('Since ')}\n"
+            f"{'':19}-> {a['diagnosis']}")

@@ -1,0 +1,15 @@
+"""The detection worker (``lookout worker``): Faust wiring around the pipeline and the state.
+
+* :mod:`.app` -- :func:`~streams.worker.app.create_app`: topics, the detection agent (a few
+  lines), partition callbacks, timers, ``/metrics`` and ``/healthz``;
+* :mod:`.runtime` -- :class:`~streams.worker.runtime.WorkerRuntime`: a batch under a lock,
+  alerts and dead letters to the producer, partitions assigned and revoked, fail loudly (exit
+  70), health;
+* :mod:`.faust_tuning` -- the fetch-wait hook and the lean Faust monitor (per batch, not per
+  message);
+* :mod:`.outage` -- one WARNING per broker outage instead of thousands of client error lines.
+
+May import :mod:`detectors`, :mod:`streams.settings`, :mod:`streams.kafka`,
+:mod:`streams.pipeline`, :mod:`streams.state` and :mod:`streams.sinks`; nothing imports the
+worker except the commands (offline tools never do: replay runs the pipeline, not the worker).
+"""

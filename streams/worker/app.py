@@ -1,0 +1,215 @@
+"""The Faust app: topics, the detection agent, and the ``/metrics`` page. Wiring only.
+
+Built by :func:`create_app` from a :class:`~streams.settings.Settings`; the engine, registry
+and clock are injectable so tests control them. The agent is a few lines: take a batch of
+raw messages, hand it to the :class:`~streams.pipeline.processor.Processor` (which calls
+:mod:`detectors`), send what comes back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from detectors.config import load_config
+from detectors.engine import Engine
+from detectors.fleet import warm_up
+from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.metrics import WorkerMetrics
+from streams.pipeline.processor import Processor
+from streams.settings import Settings
+from streams.state.book import PartitionBook
+from streams.state.checkpoint import discard_legacy, load_initial_state
+from streams.state.commit_cap import cap_input_commits
+from streams.state.producer import StateProducer
+from streams.state.reader import StateReader
+
+from .faust_tuning import LeanMonitor, set_fetch_max_wait
+from .outage import OutageFilter, reachable
+from .runtime import Health, WorkerRuntime
+from .sinks import register_sinks
+
+log = logging.getLogger("lookout.app")
+
+
+@dataclass
+class Lookout:
+    """Everything a running worker is made of (handy for tests and sinks)."""
+
+    settings: Settings
+    app: faust.App
+    processor: Processor
+    metrics: WorkerMetrics
+    registry: CollectorRegistry
+    input_topic: Any
+    alerts_topic: Any
+    dlq_topic: Any
+    runtime: WorkerRuntime
+    sinks: list[str] = field(default_factory=list)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Lookout:
+    registry = registry or CollectorRegistry()
+    engine = engine or Engine(load_config(settings.detector_config))
+    # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
+    # batch must not wait for it while its partitions' session clock runs
+    log.info("fleet engine kernel ready in %.2f s", warm_up())
+    discard_legacy(Path(settings.data_dir), settings.state_topic_name)
+    load_initial_state(engine, settings.initial_state)
+    metrics = WorkerMetrics(registry)
+    processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
+                          max_future_s=settings.max_future_s)
+    metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
+
+    app = faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        datadir=str(settings.data_dir),
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        processing_guarantee="at_least_once",
+        broker_commit_every=1000,
+        broker_commit_interval=2.0,
+        # a killed member's partitions move after the session timeout (Kafka's default would be 45-60 s)
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        producer_linger=0.005,
+        web_in_thread=False,
+    )
+    set_fetch_max_wait(app, settings.fetch_max_wait_s)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
+    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
+    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
+    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
+    book = PartitionBook()
+    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings))
+    runtime = WorkerRuntime(
+        processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
+        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
+        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
+        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
+        state_sink=state_producer)
+    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
+    lookout = Lookout(
+        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
+    )
+    # Faust's own sensor metrics, on our registry (so two apps in one process never clash); by default
+    # only the dashboards' series, from hooks that do not run per message (see streams.worker.faust_tuning)
+    faust_metrics = FaustMetrics.create(registry, "faust")
+    monitor = (
+        PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)
+    )
+    app.monitor = monitor
+    count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
+    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+
+    @app.agent(input_topic, name="lookout.detect", concurrency=1)
+    async def detect(stream):
+        runtime.health.agent_running = True
+        try:
+            async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                count_received(len(batch))
+                await runtime.handle_batch(
+                    [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]
+                )
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # not bad input (that never raises): do not let Faust skip the batch
+            runtime.fail(exc)
+        finally:
+            runtime.health.agent_running = False
+
+    @app.on_partitions_assigned.connect
+    async def assigned(app, assigned, **kwargs):
+        cap_input_commits(app.consumer, settings.input_topic, book)
+        await _check_topics(runtime, settings)
+        await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
+        state_producer.connect_soon()
+
+    @app.on_partitions_revoked.connect
+    async def revoked(app, revoked, **kwargs):
+        await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == settings.input_topic)
+
+    @app.timer(settings.snapshot_interval_s)
+    async def periodic_snapshot():
+        await runtime.snapshot()
+
+    @app.on_before_shutdown.connect
+    async def final_snapshot(app, **kwargs):
+        try:
+            await runtime.snapshot(reason="shutdown")
+        finally:
+            await state_producer.stop()
+
+    outage = OutageFilter(settings.bootstrap)
+
+    @app.task
+    async def quiet_outages():
+        outage.install()  # Faust configured logging by now
+
+    @app.timer(1.0)
+    async def outage_over():
+        if outage.down_since is not None:
+            outage.check_recovered(await asyncio.to_thread(reachable, settings.bootstrap))
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def health(web, request):
+        ok, body = runtime.healthz()
+        return web.json(body, status=200 if ok else 503)
+
+    return lookout
+
+
+async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
+    """Create the state topic if missing; alerts and state must have the input's partitions."""
+    if runtime.topics_checked:
+        return
+    counts = await runtime.reader.ensure_topics(
+        {
+            settings.input_topic: (settings.partitions, False),
+            settings.state_topic_name: (settings.partitions, True),
+            settings.alerts_topic: (settings.partitions, False),
+        }
+    )
+    need = counts.pop(settings.input_topic, None) or settings.partitions
+    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
+    runtime.processor.partitions = need
+    short = {t: n for t, n in counts.items() if n < need}
+    if short:
+        raise RuntimeError(
+            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
+            f"and state of input partition p go to partition p; recreate them with {need}"
+        )
+    runtime.topics_checked = True
+
+
+def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    try:
+        hw = app.consumer.highwater(TP(topic, partition))
+    except Exception:  # consumer not started, or partition not (yet) assigned
+        return None
+    return hw if isinstance(hw, int) and hw >= 0 else None

@@ -1,0 +1,84 @@
+"""The worker's Faust app: Faust sensors on the worker's registry without duplicate registration,
+the lean monitor, sinks registered only when configured. Every test has its own CollectorRegistry."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from streams.settings import Settings
+from tests.streams.conftest import samples
+
+
+def test_faust_sensors_are_on_the_workers_registry_and_two_apps_do_not_clash(tmp_path):
+    from streams.worker.app import create_app
+
+    regs = []
+    for i in range(2):
+        s = Settings.from_env({}, data_dir=tmp_path / f"w{i}", app_id=f"metrics-test-{i}")
+        lk = create_app(s)
+        regs.append(lk.registry)
+        text = generate_latest(lk.registry).decode()
+        assert "faust_messages_received_total" in text
+        assert "lookout_events_total" in text
+    assert regs[0] is not regs[1]
+    # and with an injected registry and Faust's full monitor, plus the default lean one
+    reg = CollectorRegistry()
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w3", faust_metrics=True), registry=reg)
+    assert lk.registry is reg and "faust_total_events_total" in generate_latest(reg).decode()
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "w4"), registry=CollectorRegistry())
+
+    def received():
+        return lk.registry.get_sample_value("faust_messages_received_total")
+
+    lk.app.monitor.on_message_in(None, 0, None)  # per message: no work, nothing counted
+    assert received() == 0
+    lk.app.monitor.received(500)  # the agent counts once per batch
+    assert received() == 500
+
+
+def test_lean_monitor_end_offsets_follow_records_and_rebalances():
+    """The lag panel (end offset - committed offset) reads what Faust reports per record, and a
+    rebalance drops the partitions it reported before (the full monitor does the same)."""
+    from faust.sensors.prometheus import FaustMetrics
+    from faust.types import TP
+
+    from streams.worker.faust_tuning import LeanMonitor
+
+    reg = CollectorRegistry()
+    mon = LeanMonitor(FaustMetrics.create(reg, "faust"))
+
+    def ends():
+        return {dict(k)["partition"]: v for k, v in samples(reg, "faust_topic_partition_end_offset").items()}
+
+    for offset in range(100, 110):
+        mon.track_tp_end_offset(TP("in", 0), offset)
+    mon.track_tp_end_offset(TP("in", 3), 42)
+    assert ends() == {"0": 109, "3": 42}
+    mon.track_tp_end_offset(TP("in", 0), 250)  # a later record: the scrape sees the newest value
+    assert ends() == {"0": 250, "3": 42}
+    mon.on_rebalance_start(SimpleNamespace(rebalancing_count=1))
+    assert ends() == {}
+    mon.track_tp_end_offset(TP("in", 3), 43)
+    assert ends() == {"3": 43}
+
+
+def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at_zero(tmp_path):
+    from streams.worker.app import create_app
+
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "a"))
+    assert lk.sinks == []
+    lk = create_app(
+        Settings.from_env(
+            {},
+            data_dir=tmp_path / "b",
+            alertmanager_url="http://127.0.0.1:9",
+            webhook_url="http://127.0.0.1:9/hook",
+            webhook_token="s3cret",
+        )
+    )
+    assert lk.sinks == ["alertmanager", "webhook"]
+    assert set(lk.app.agents) >= {"lookout.detect", "lookout.sink.alertmanager", "lookout.sink.webhook"}
+    dlq = samples(lk.registry, "lookout_dlq_messages_total")
+    assert (("kind", "webhook"), ("topic", "alerts-dlq")) in dlq
+    assert "s3cret" not in generate_latest(lk.registry).decode()
