@@ -10,6 +10,7 @@ per file. Nothing is tuned per file.
     .venv/bin/python scripts/evaluate_real.py                          # make_detector("generic")
     .venv/bin/python scripts/evaluate_real.py --kind volume             # another preset
     .venv/bin/python scripts/evaluate_real.py --param accept_shift_after_s=7200
+    .venv/bin/python scripts/evaluate_real.py --files 'realTweets/*'   # one part of the corpus
     .venv/bin/python scripts/evaluate_real.py --json > real.json
     .venv/bin/python scripts/evaluate_real.py --plots plots/    # a PNG per file: series, windows, detections
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import json
 import sys
 import time
@@ -41,9 +43,13 @@ def _param(text: str) -> tuple[str, object]:
         return name, value
 
 
-def evaluate(data: Path, kind: str, params: dict, progress: bool = True) -> dict:
-    """Run the detector over every file and score it; returns a JSON-ready dict."""
+def evaluate(data: Path, kind: str, params: dict, progress: bool = True, only: str | None = None) -> dict:
+    """Run the detector over every file (or those matching ``only``) and score it."""
     corpus = nab.load_corpus(data)
+    if only:
+        corpus = [s for s in corpus if fnmatch.fnmatch(s.name, only)]
+        if not corpus:
+            raise ValueError(f"no file matches --files {only!r}")
     make_detector(kind, **params)  # a bad kind or parameter fails here, before any work
     files = corpus
     if progress:
@@ -122,6 +128,8 @@ def main() -> int:
     p.add_argument("--kind", default="generic", help="make_detector preset (default: generic)")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="override a detector parameter (repeatable)")
+    p.add_argument("--files", metavar="GLOB", help="only files whose name matches, e.g. 'realTweets/*' "
+                   "(to check on one half what was tuned on the other)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--plots", type=Path, metavar="DIR", help="write a PNG per file into DIR")
     args = p.parse_args()
@@ -129,7 +137,7 @@ def main() -> int:
         print(f"evaluate_real: no windows.json in {args.data} (use --data)", file=sys.stderr)
         return 2
     try:
-        out = evaluate(args.data, args.kind, dict(args.param), progress=not args.json)
+        out = evaluate(args.data, args.kind, dict(args.param), progress=not args.json, only=args.files)
     except (TypeError, ValueError) as e:
         print(f"evaluate_real: {e}", file=sys.stderr)
         return 2
