@@ -59,16 +59,37 @@ DAY = 86400.0
 HOUR = 3600.0
 #: largest gap between two points that still counts as one step for the learning rates
 MAX_STEP_S = 7 * DAY
-#: residuals are clipped to this many standard deviations before they update the noise scale
-SCALE_CLIP_SIGMAS = 4.0
+#: every residual updates the noise scale, clipped to this many standard deviations: a new
+#: regime grows the scale at a bounded rate, one outlier moves it little
+SCALE_CLIP_SIGMAS = 3.0
+#: the calibrated tail (peaks over threshold): |z| above this many (model) standard deviations
+#: is an exceedance; below it the normal body, rescaled to meet the learned exceedance rate
+TAIL_THRESHOLD = 2.0
+#: the tail's shape is estimated from the first two moments of the log-excess ``log(|z| / u)``
+#: over the exceedances (Dekkers, Einmahl & de Haan's moment estimator: a Pareto tail of index
+#: ``xi`` when the tail is heavy, an exponential one when it is as light as a normal's); its prior
+#: is a Pareto tail of this shape ...
+TAIL_SHAPE_PRIOR = 0.15
+#: ... with this weight, in exceedances
+TAIL_PRIOR_WEIGHT = 5.0
+
+#: memory of the exceedance rate, in points, and of the shape, in exceedances
+TAIL_RATE_MEMORY = 5000.0
+TAIL_SHAPE_MEMORY = 500.0
+#: Newton steps of the inverse normal tail, at most (quadratic convergence: a few suffice) ...
+ISF_STEPS = 8
+#: ... until a step is this small
+ISF_TOLERANCE = 1e-12
+#: the normal score of a probability that underflowed to 0 (beyond the smallest double's, 37.5)
+ISF_MAX = 40.0
 #: pseudo-days at offset 0 behind every day-of-week bin (slows the first weeks' learning)
 DOW_PRIOR_DAYS = 1.0
 #: how fast the shadow level follows an ongoing shift (per point)
 SHIFT_TRACK_RATE = 0.3
 #: above this many effective degrees of freedom the Student-t tail is replaced by the normal one
 NORMAL_DOF = 30
-#: surprise reported for a tail probability that underflows to 0
-MAX_SURPRISE = 300.0
+#: surprise reported for a tail probability that underflows to 0, and the largest one
+MAX_SURPRISE = 1e6
 #: standardised residuals are clipped here before they feed the sequential test, so that one
 #: heavy-tailed outlier adds a bounded amount of evidence
 SEQ_Z_CLIP = 4.0
@@ -95,6 +116,7 @@ SURPRISE_COMPRESS = 8.0
 
 C_HALF, C_TEN, C_TWO = _constant(0.5), _constant(10.0), _constant(2.0)
 C_LN10 = _constant(math.log(10.0))
+C_LN2 = _constant(math.log(2.0))
 C_SEQ_STEP_MAX = _constant(SEQ_STEP_MAX_DECADES * math.log(10.0))
 C_2_PI, C_SQRT2, C_PI = _constant(2.0 / math.pi), _constant(math.sqrt(2.0)), _constant(math.pi)
 C_DAY, C_HOUR, C_MAX_STEP = _constant(DAY), _constant(HOUR), _constant(MAX_STEP_S)
@@ -111,6 +133,18 @@ C_POISSON_MAX_K = _constant(POISSON_EXACT_MAX_K)
 C_T_ASYMPT_PHI = _constant(T_ASYMPTOTIC_PHI)
 C_SURPRISE_EXACT_MAX = _constant(SURPRISE_EXACT_MAX)
 C_SURPRISE_COMPRESS = _constant(SURPRISE_COMPRESS)
+C_TAIL_U = _constant(TAIL_THRESHOLD)
+C_TAIL_LOG_U = _constant(math.log(TAIL_THRESHOLD))
+#: the normal body's share below the threshold, 1 - P(|Z| > u)
+C_TAIL_BODY = _constant(1.0 - math.erfc(TAIL_THRESHOLD / math.sqrt(2.0)))
+C_TAIL_RATE_MIN = _constant(1.0 / TAIL_RATE_MEMORY)
+C_TAIL_SHAPE_MIN_RATE = _constant(1.0 / TAIL_SHAPE_MEMORY)
+C_SQRT_2PI = _constant(math.sqrt(2.0 * math.pi))
+C_ISF_TOL = _constant(ISF_TOLERANCE)
+C_ISF_MAX = _constant(ISF_MAX)
+C_LOG_2PI = _constant(math.log(2.0 * math.pi))
+#: the fresh tail: a normal one (exceedance rate P(|Z| > u)) with the prior shape
+TAIL_RATE_PRIOR = math.erfc(TAIL_THRESHOLD / math.sqrt(2.0))
 #: the Student-t tables cover every odd degree of freedom the models use (up to NORMAL_DOF + 1)
 T_TABLE_SIZE = NORMAL_DOF + 2
 #: ``C[C_T_LOG_NORM + nu]``: the lgamma part of the Student-t log density
@@ -143,10 +177,13 @@ def _direction(p: Mapping[str, Any]) -> str | None:
     return None if d in DIRECTIONS else f"direction must be one of {DIRECTIONS}, got {d!r}"
 
 
-def _tail_dof(p: Mapping[str, Any]) -> str | None:
-    v = p["tail_dof"]
-    ok = isinstance(v, int) and v >= 3 and v % 2 == 1
-    return None if ok else f"tail_dof must be an odd integer >= 3, got {v!r}"
+def _log_excess_max(p: Mapping[str, Any]) -> float:
+    return math.log(p["tail_learn_max_sigmas"] / TAIL_THRESHOLD)
+
+
+def _above_threshold(p: Mapping[str, Any]) -> str | None:
+    v = p["tail_learn_max_sigmas"]
+    return None if v > TAIL_THRESHOLD else f"tail_learn_max_sigmas must be > {TAIL_THRESHOLD}, got {v!r}"
 
 
 def _weekday_range(p: Mapping[str, Any]) -> str | None:
@@ -180,6 +217,10 @@ S_ANOM_SIGN = SEASONAL.state("_anom_sign", Kind.INT)  # ... which way (-1, 0, 1)
 S_WARM = SEASONAL.state("_warm", Kind.BOOL)
 S_CS = SEASONAL.state("_cs", Kind.FLOAT)  # sequential test: CUSUM, > 0 upwards, < 0 downwards
 S_CS_T0 = SEASONAL.state("_cs_t0", Kind.FLOAT)  # ... and when its run started
+S_TAIL_PI = SEASONAL.state("_tail_pi", Kind.FLOAT, TAIL_RATE_PRIOR)  # calibrated tail: exceedance rate
+S_TAIL_M1 = SEASONAL.state("_tail_m1", Kind.FLOAT, TAIL_SHAPE_PRIOR)  # ... mean log-excess
+S_TAIL_M2 = SEASONAL.state("_tail_m2", Kind.FLOAT, 2 * TAIL_SHAPE_PRIOR ** 2)  # ... and its square's
+S_TAIL_W = SEASONAL.state("_tail_w", Kind.FLOAT, TAIL_PRIOR_WEIGHT)  # ... and their weight
 # caches: the step the learning rates are for, and the rates
 S_DT = SEASONAL.cache("dt", -1.0)
 S_RATE_LEVEL = SEASONAL.cache("rate_level", 0.0)
@@ -206,7 +247,6 @@ P_MIN_ABS = SEASONAL.param("min_abs_scale", 1e-9)
 P_COUNT_NOISE = SEASONAL.param("count_noise", False)
 P_SUPPORT_NOISE = SEASONAL.param("support_noise", 0.0)
 P_BAND = SEASONAL.param("band_sigmas", 3.0)
-P_TAIL_DOF = SEASONAL.param("tail_dof", 3, check=_tail_dof)
 P_DOW_DN = SEASONAL.param("dow_low", 1.0, pack=lambda p: _weekday_log(p, "dow_low", -1.0))
 P_DOW_UP = SEASONAL.param("dow_high", 1.0, pack=lambda p: _weekday_log(p, "dow_high", 1.0),
                           check=_weekday_range)
@@ -214,6 +254,10 @@ P_DOW_SEEN = SEASONAL.param("dow_seen_days", 4.0)
 P_SEQ_SHIFT = SEASONAL.param("seq_shift", 3.0)
 P_SEQ_PENALTY = SEASONAL.param("seq_penalty", 1.0)
 P_SCALE_MIN_N = SEASONAL.param("scale_min_points", 30)
+P_SCALE_ALL = SEASONAL.param("scale_from_anomalies", True)
+P_SEQ_CALIBRATED = SEASONAL.param("seq_calibrated", True)
+P_TAIL_LEARN_MAX = SEASONAL.param("tail_learn_max_sigmas", math.inf, pack=_log_excess_max,
+                                  check=_above_threshold)
 
 # -- RatioDetector --------------------------------------------------------------------------------
 RATIO = Family("RatioDetector")
@@ -233,6 +277,10 @@ R_CS = RATIO.state("_cs", Kind.FLOAT)  # sequential test: CUSUM of "rate x seq_r
 R_CS_T0 = RATIO.state("_cs_t0", Kind.FLOAT)  # ... its run: start,
 R_CS_NUM = RATIO.state("_cs_num", Kind.FLOAT)  # events
 R_CS_DEN = RATIO.state("_cs_den", Kind.FLOAT)  # and requests
+R_TAIL_PI = RATIO.state("_tail_pi", Kind.FLOAT, TAIL_RATE_PRIOR)  # calibrated tail, as S_TAIL_*
+R_TAIL_M1 = RATIO.state("_tail_m1", Kind.FLOAT, TAIL_SHAPE_PRIOR)
+R_TAIL_M2 = RATIO.state("_tail_m2", Kind.FLOAT, 2 * TAIL_SHAPE_PRIOR ** 2)
+R_TAIL_W = RATIO.state("_tail_w", Kind.FLOAT, TAIL_PRIOR_WEIGHT)
 # caches: the step the decay is for, and the decay
 R_DT = RATIO.cache("dt", -1.0)
 R_DEC = RATIO.cache("dec", 1.0)
@@ -252,7 +300,9 @@ Q_SEQ_RATIO = RATIO.param("seq_ratio", 3.0, check=lambda p: None if p["seq_ratio
 Q_SEQ_PENALTY = RATIO.param("seq_penalty", 1.0)
 Q_SEQ_WINDOW = RATIO.param("seq_window_s", 2 * HOUR)
 Q_SEQ_ABS = RATIO.param("seq_abs", 0.01)
-Q_TAIL_DOF = RATIO.param("tail_dof", 3, check=_tail_dof)
+Q_SCALE_ALL = RATIO.param("scale_from_anomalies", True)
+Q_TAIL_LEARN_MAX = RATIO.param("tail_learn_max_sigmas", math.inf, pack=_log_excess_max,
+                               check=_above_threshold)
 Q_Z_LEARN = RATIO.derived(lambda p: two_sided_z(p["learn_threshold"]))
 
 
@@ -297,13 +347,6 @@ class TimeBins(NamedTuple):
     d: int
 
 
-class Noise(NamedTuple):
-    """A seasonal point's variance: the heavy-tailed part and the total (without the weekday's)."""
-
-    heavy: float
-    var: float
-
-
 class WeekdayDoubt(NamedTuple):
     """The range ``[lo, hi]`` of plausible errors of the day-of-week offset, and its variance."""
 
@@ -322,6 +365,7 @@ class SeasonalPoint(NamedTuple):
     var: float  # its variance
     cs: float  # the sequential test's evidence after it
     r_eff: float  # the residual beyond a plausible day-of-week error (only it is noise)
+    z: float  # the standardised residual (what the calibrated tail scores and learns from)
 
 
 class RatioPoint(NamedTuple):
@@ -331,6 +375,15 @@ class RatioPoint(NamedTuple):
     p0: float  # the baseline rate
     var_rate: float  # the variance of the observed rate
     cs: float  # the sequential test's evidence after it (< 0: a new run, the old one expired)
+    z: float  # the model's normal score of the point (what the calibrated tail learns from)
+
+
+class ModelTail(NamedTuple):
+    """A count's tail under the model (no calibration): P(count >= num), and its normal score."""
+
+    p: float
+    z: float
+    floor: float  # the least two-sided tail calibration may give it (exact small counts: 2 p)
 
 
 class Evidence(NamedTuple):
@@ -404,18 +457,101 @@ def student_t_sf2(t, nu, C):
 
 
 @njit(cache=True, nogil=True)
+def normal_isf(p, C):
+    """The ``z`` with P(Z > z) = ``p`` for a standard normal Z (Newton steps on the log tail
+    from its asymptotic expansion: accurate far into the tail)."""
+    if p >= 1.0:
+        return -C[C_ISF_MAX]
+    if p <= 0.0:
+        return C[C_ISF_MAX]
+    lower = p > 0.5
+    lp = math.log(1.0 - p if lower else p)
+    z = math.sqrt(-2.0 * lp - math.log(-C[C_TWO] * lp * C[C_PI])) if lp < -1.5 else 0.5
+    for _ in range(ISF_STEPS):
+        sf = normal_sf(z, C)
+        step = (math.log(sf) - lp) * sf * C[C_SQRT_2PI] / math.exp(-0.5 * z * z)
+        z += step
+        if -C[C_ISF_TOL] < step < C[C_ISF_TOL]:
+            break
+    return -z if lower else z
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _calibrated_score(z, pi, m1, m2, C):
+    """The calibrated normal score of ``z``: the normal quantile of its calibrated two-sided tail,
+    signed (what the sequential tests accumulate: one heavy-tailed burst adds a bounded amount)."""
+    a = z if z > 0 else -z
+    g = normal_isf(0.5 * calibrated_tail(a, pi, m1, m2, C), C)
+    return g if z > 0 else -g
+
+
+@njit(cache=True, nogil=True)
+def calibrated_tail(a, pi, m1, m2, C):
+    """:func:`calibrated_log_tail` as a probability."""
+    return math.exp(calibrated_log_tail(a, pi, m1, m2, C))
+
+
+@njit(cache=True, nogil=True)
+def calibrated_log_tail(a, pi, m1, m2, C):
+    """The log of P(|z| >= a) (so that far tails never underflow to ties) under a series'
+    calibrated tail: above the threshold ``u`` a generalised
+    Pareto tail (exceedance rate ``pi``; shape and scale from the moments ``m1``, ``m2`` of the
+    log-excess); below it the normal body, rescaled to meet ``1 - pi`` at ``u``.
+
+    A heavy (Pareto) tail of index ``xi`` has ``m1 = xi``, ``m2 = 2 xi**2``: then this is
+    ``pi * (a / u) ** (-1 / xi)``; a light one gets an exponential tail (shape floored at 0:
+    the surprise stays unbounded).
+    """
+    u = C[C_TAIL_U]
+    if a <= u:
+        return math.log(1.0 - (1.0 - pi) * (1.0 - math.erfc(a / C[C_SQRT2])) / C[C_TAIL_BODY])
+    ratio = m1 * m1 / m2 if m2 > 0.0 else 0.5
+    ratio = ratio if ratio < 0.99 else 0.99
+    xi = m1 + 1.0 - 0.5 / (1.0 - ratio)
+    light = xi if xi < 0.0 else 0.0
+    sigma = u * m1 * (1.0 - light)
+    if xi <= 0.0:
+        return math.log(pi) - (a - u) / sigma
+    return math.log(pi) - math.log1p(xi * (a - u) / sigma) / xi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _learn_tail(row, at_pi, at_m1, at_w, n, z, le_max, C):
+    """The calibrated tail learns from a point's standardised residual ``z``: the exceedance
+    rate over (at most) TAIL_RATE_MEMORY points, the log-excess moments (at ``at_m1`` and the
+    next field) over TAIL_SHAPE_MEMORY exceedances."""
+    a = z if z > 0 else -z
+    rate = 1.0 / n
+    if rate < C[C_TAIL_RATE_MIN]:
+        rate = C[C_TAIL_RATE_MIN]
+    hit = a > C[C_TAIL_U]
+    row[at_pi] += rate * ((1.0 if hit else 0.0) - row[at_pi])
+    if hit:
+        row[at_w] += 1.0
+        h = 1.0 / row[at_w]
+        if h < C[C_TAIL_SHAPE_MIN_RATE]:
+            h = C[C_TAIL_SHAPE_MIN_RATE]
+        le = math.log(a) - C[C_TAIL_LOG_U]
+        le = le if le < le_max else le_max
+        row[at_m1] += h * (le - row[at_m1])
+        row[at_m1 + 1] += h * (le * le - row[at_m1 + 1])
+
+
+@njit(cache=True, nogil=True)
 def score_from_surprise(s, C):
     """Score in [0, 1) from a surprise (``-log10`` tail probability), monotone in the surprise.
 
-    Exact (``1 - 10**-s``) up to SURPRISE_EXACT_MAX, compressed beyond it so that two different
-    surprises up to about 60 never round to the same score.
+    Exact (``1 - 10**-s``) up to SURPRISE_EXACT_MAX, compressed beyond it (rationally: calibrated
+    light tails give surprises in the hundreds) so that two surprises up to about a thousand
+    that differ by a decade never round to the same score.
     """
     if s <= 0.0:
         return 0.0
     ex = C[C_SURPRISE_EXACT_MAX]
     if s > ex:
         comp = C[C_SURPRISE_COMPRESS]
-        s = ex + comp * (1.0 - math.exp(-(s - ex) / comp))
+        d = s - ex
+        s = ex + comp * d / (d + comp)
     return 1.0 - C[C_TEN] ** -s
 
 
@@ -482,8 +618,8 @@ def _expected(row, P, b):
 
 @njit(cache=True, nogil=True, inline="always")
 def _noise(row, P, mu, n):
-    """The heavy-tailed part of the variance (learned noise above its floor, low-support
-    percentiles) and the parts that are not: the Poisson noise of a count."""
+    """The variance of a point: learned noise above its floor, low-support percentiles, the
+    Poisson noise of a count."""
     log_t = P[P_LOG] != 0.0
     if log_t:
         floor = P[P_MIN_REL]
@@ -497,7 +633,7 @@ def _noise(row, P, mu, n):
     var = heavy
     if P[P_COUNT_NOISE] != 0.0 and log_t:
         var += math.exp(-mu) if mu > 0 else 1.0
-    return Noise(heavy, var)
+    return var
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -541,22 +677,21 @@ def _weekday_doubt(row, P, C, b, y, mu):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _seasonal_tail(P, C, z, var, heavy):
-    """Tail probability of ``z`` in the alerting direction: Student-t, its degrees of freedom
-    growing with the light-tailed share of the variance."""
-    nu_f = P[P_TAIL_DOF] * (var / heavy) ** C[C_TWO]
-    za = z if z > 0 else -z
-    if nu_f > C[C_NORMAL_DOF]:
-        q = math.erfc(za / C[C_SQRT2])  # two-sided: 2 * P(Z > |z|)
-    else:
-        nu = int(nu_f) | 1
-        q = student_t_sf2(za * C[C_T_UNIT + nu], nu, C)
-    direction = int(P[P_DIR])
+def _directed(lnq, z, direction, C):
+    """The log of a two-sided tail probability (its log ``lnq``) of ``z``, in the alerting
+    ``direction``."""
     if direction == BOTH:
-        return q
+        return lnq
     if (z > 0) == (direction == UP):
-        return 0.5 * q
-    return 1.0 - 0.5 * q
+        return lnq - C[C_LN2]
+    return math.log(1.0 - 0.5 * math.exp(lnq))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _log_surprise(lnp, C):
+    """The surprise (``-log10 p``) of a tail probability's log."""
+    s = -lnp / C[C_LN10]
+    return 0.0 if s <= 0.0 else (s if s < C[C_MAX_SURPRISE] else C[C_MAX_SURPRISE])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -574,6 +709,9 @@ def _seasonal_evidence(row, P, C, z, r_eff, var, dow_var):
         # a day-of-week error is one persistent offset, not independent noise: forgive the
         # plausible range, or a whole unseen weekend adds up to an alert
         zc = r_eff / math.sqrt(var - dow_var)
+    if P[P_SEQ_CALIBRATED] != 0.0:
+        # on the calibrated score: a series with heavy tails does not accumulate evidence faster
+        zc = _calibrated_score(zc, row[S_TAIL_PI], row[S_TAIL_M1], row[S_TAIL_M2], C)
     zc = C[C_SEQ_Z_CLIP] * math.tanh(zc / C[C_SEQ_Z_CLIP])  # soft clip: bounded, still no ties
     half = 0.5 * delta * delta
     # the evidence carried over is capped (so a long incident is forgotten quickly)
@@ -598,20 +736,21 @@ def _seasonal_score(row, P, C, ts, v, n):
         y = v
     if row[S_N] == 0.0:
         first = Assessment(0.0, v, v, v, v, 0.0, 0.0, 0.0, 0.0, 0.0)
-        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0)
+        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0)
     b = _time_bins(ts, C)
     mu = _expected(row, P, b)
-    noise = _noise(row, P, mu, n)
     doubt = _weekday_doubt(row, P, C, b, y, mu)
-    var = noise.var + doubt.var
+    var = _noise(row, P, mu, n) + doubt.var
     # the residual beyond the plausible day-of-week error (what is left to noise or anomaly)
     r_eff = y - mu
     if doubt.var > 0.0:
         r_eff = r_eff - doubt.hi if r_eff > doubt.hi else (r_eff - doubt.lo if r_eff < doubt.lo else 0.0)
     sd = math.sqrt(var)
     z = (y - mu) / sd
-    p = _seasonal_tail(P, C, z, var, noise.heavy)
-    surprise = _surprise(p, C)
+    lnq = calibrated_log_tail(z if z > 0 else -z, row[S_TAIL_PI], row[S_TAIL_M1], row[S_TAIL_M2], C)
+    lnp = _directed(lnq, z, int(P[P_DIR]), C)
+    p = math.exp(lnp)
+    surprise = _log_surprise(lnp, C)
     cs = _seasonal_evidence(row, P, C, z, r_eff, var, doubt.var)
     window = 0.0
     seq_won = False
@@ -641,7 +780,7 @@ def _seasonal_score(row, P, C, ts, v, n):
         lo = mu - k
         hi = mu + k
     a = Assessment(score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0)
-    return SeasonalPoint(a, y, mu, b, var, cs, r_eff)
+    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, z)
 
 
 # -- SeasonalDetector: learning -----------------------------------------------------------------
@@ -796,8 +935,11 @@ def _seasonal_learn(row, P, C, ts, pt):
         _learn_hour(row, b.j, b.w, u, row[S_RATE_HOD], target, clip)
     if P[P_WEEKLY] != 0.0 and not first_day:
         _learn_weekday(row, C, b, y, dt, row[S_RATE_DOW], clip)
-    if shift == ORDINARY:  # anomalies stay out of the noise scale
+    # every point teaches the noise scale (clipped): a new regime is followed, not excluded
+    if shift == ORDINARY or P[P_SCALE_ALL] != 0.0:
         _learn_scale(row, P, C, pt)
+    if warm and row[S_N] >= P[P_SCALE_MIN_N]:
+        _learn_tail(row, S_TAIL_PI, S_TAIL_M1, S_TAIL_W, row[S_N], pt.z, P[P_TAIL_LEARN_MAX], C)
     row[S_LAST] = ts
 
 
@@ -840,47 +982,40 @@ def seasonal_assess(row, P, C, ts, v, n, out):
 
 # -- RatioDetector: scoring -------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _one_tail(num, den, p0, tau2, nu, C):
-    """P(count >= num) for count ~ overdispersed Binomial(den, p0).
+def _one_tail(num, den, p0, tau2, C):
+    """P(count >= num) for count ~ overdispersed Binomial(den, p0), and its normal score.
 
-    The binomial part is light-tailed; the overdispersion (the rate itself wandering) is
-    Student-t with ``nu`` degrees of freedom, more of them the smaller its share.
+    Exact Poisson for small counts, else normal (binomial noise plus the rate's own wandering);
+    how heavy the tail really is, the series' calibrated tail learns from the normal score.
     """
     lam = den * p0
-    if num <= lam:
-        if num <= 0:
-            return 1.0
-        x = 0.5 + 0.5 * (lam - num + 1.0) / (lam + 1.0)
-        return 1.0 if 1.0 <= x else x
     over = den * den * tau2
-    if num <= C[C_POISSON_MAX_K] and over < lam:
-        return poisson_sf(int(math.ceil(num)), lam + over, C)
     var = lam * (1.0 - p0) + over
-    z = (num - 0.5 - lam) / math.sqrt(var if var > 0 else 1e-12)
-    if over > 0.0:
-        nu_eff = nu * (var / over) ** C[C_TWO]
-        if nu_eff > C[C_NORMAL_DOF]:
-            return normal_sf(z, C)
-    else:
-        return normal_sf(z, C)
-    nn = int(nu_eff) | 1
-    return 0.5 * student_t_sf2(z * math.sqrt(nn / (nn - 2.0)), nn, C)
+    sd = math.sqrt(var if var > 0 else 1e-12)
+    if num <= 0:
+        return ModelTail(1.0, -lam / sd, 0.0)
+    if lam < num <= C[C_POISSON_MAX_K] and over < lam:
+        p = poisson_sf(int(math.ceil(num)), lam + over, C)
+        return ModelTail(p, normal_isf(p, C), 2.0 * p)
+    z = (num - 0.5 - lam) / sd
+    return ModelTail(normal_sf(z, C), z, 0.0)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ratio_tail(num, den, p0, tau2, P, C):
-    nu = int(P[Q_TAIL_DOF])
+    """The model's tail of a point in the alerting direction, and its normal score (> 0: the
+    alerting side; "both": the rarer side's, signed, > 0 upwards)."""
     direction = int(P[Q_DIR])
     if direction == BOTH:
-        up = _one_tail(num, den, p0, tau2, nu, C)
-        down = _one_tail(den - num, den, 1.0 - p0, tau2, nu, C)
-        m = down if down < up else up
-        x = 2.0 * m
-        return x if x < 1.0 else 1.0
+        up = _one_tail(num, den, p0, tau2, C)
+        down = _one_tail(den - num, den, 1.0 - p0, tau2, C)
+        if down.p < up.p:
+            return ModelTail(down.p, -down.z, down.floor)
+        return up
     if direction == DOWN:
         num = den - num
         p0 = 1.0 - p0
-    return _one_tail(num, den, p0, tau2, nu, C)
+    return _one_tail(num, den, p0, tau2, C)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -899,10 +1034,15 @@ def _ratio_evidence(row, P, C, ts, num, den, p0):
     q0 = (1.0 - p0) if down else p0
     kk = (den - num) if down else num
     if q0 > 0.0:
-        # the alternative: seq_ratio times the baseline, and at least seq_abs above it
+        # the alternative: seq_ratio times the baseline, and at least seq_abs above it; but a
+        # probability: at most 1 - (1 - q0) / seq_ratio (the misses of a hit ratio of 30 %
+        # cannot triple)
         q1 = q0 * P[Q_SEQ_RATIO]
         if q1 < q0 + P[Q_SEQ_ABS]:
             q1 = q0 + P[Q_SEQ_ABS]
+        top = 1.0 - (1.0 - q0) / P[Q_SEQ_RATIO]
+        if q1 > top:
+            q1 = top
         cap = (P[Q_SEQ_PENALTY] + C[C_SEQ_MAX_DECADES]) * C[C_LN10]
         # one interval adds at most SEQ_STEP_MAX_DECADES: a single burst of errors cannot make
         # a run on its own, it takes at least two bad intervals in seq_window_s
@@ -939,15 +1079,26 @@ def _ratio_score(row, P, C, ts, num, den):
     p0 = (row[R_A] + prior) / (row[R_B] + 2.0 * prior)
     if den <= 0:
         none = Assessment(0.0, np.nan, p0, p0, p0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        return RatioPoint(none, p0, 0.0, 0.0)
+        return RatioPoint(none, p0, 0.0, 0.0, 0.0)
     rate = num / den
     if rate > 1.0:
         rate = 1.0
     spread = P[Q_MIN_REL] * (p0 if p0 < 0.5 else 1.0 - p0)
     tau2 = row[R_TAU2] if row[R_TAU2] > spread * spread else spread * spread
     var_rate = p0 * (1.0 - p0) / den + tau2
-    p = 1.0 if row[R_N] == 0.0 else _ratio_tail(num, den, p0, tau2, P, C)
-    surprise = _surprise(p, C)
+    z = 0.0
+    lnp = 0.0
+    if row[R_N] != 0.0:
+        tail = _ratio_tail(num, den, p0, tau2, P, C)
+        z = tail.z
+        lnq = calibrated_log_tail(z if z > 0 else -z, row[R_TAIL_PI], row[R_TAIL_M1], row[R_TAIL_M2], C)
+        # (small counts: the exact Poisson tail is the least it can be; a tail learned from
+        # large counts must not make 3 errors in 10 requests rarer than their own model says)
+        if tail.floor > 0.0 and lnq < math.log(tail.floor):
+            lnq = math.log(tail.floor)
+        lnp = lnq if int(P[Q_DIR]) == BOTH else _directed(lnq, z, UP, C)
+    p = math.exp(lnp)
+    surprise = _log_surprise(lnp, C)
     k = P[Q_BAND] * math.sqrt(var_rate)
     excess = num - den * p0
     if int(P[Q_DIR]) == DOWN:
@@ -966,7 +1117,7 @@ def _ratio_score(row, P, C, ts, num, den):
         score = 1.0 - p if p >= C[C_EXACT_P_MIN] else score_from_surprise(surprise, C)
         a = Assessment(score, rate, p0, lo, hi, excess, surprise, 0.0, num, den)
     cs = ev.cs if ev.carry == row[R_CS] or ev.cs == 0.0 else -ev.cs
-    return RatioPoint(a, p0, var_rate, cs)
+    return RatioPoint(a, p0, var_rate, cs, z)
 
 
 # -- RatioDetector: learning --------------------------------------------------------------------
@@ -1035,12 +1186,18 @@ def _ratio_learn(row, P, C, ts, num, den, pt):
         hit = pt.assessment.score >= P[Q_LEARN_THR]
     else:
         hit = (dev if dev > 0 else -dev) >= P[Q_Z_LEARN] * sd
+    first = row[R_B] == 0.0
+    if warm:
+        _learn_tail(row, R_TAIL_PI, R_TAIL_M1, R_TAIL_W, row[R_N], pt.z, P[Q_TAIL_LEARN_MAX], C)
     if warm and hit:
+        # kept out of the baseline rate, but not out of its spread (clipped): a new regime is
+        # followed, not excluded
         _ratio_anomaly(row, P, ts, num, den, p0)
+        if P[Q_SCALE_ALL] != 0.0:
+            _learn_spread(row, P, den, dev, p0, pt.var_rate)
         row[R_LAST] = ts
         return
     row[R_ANOM_SINCE] = np.nan
-    first = row[R_B] == 0.0
     if not first:
         # Huber: the baseline moves as if the rate were at most learn_clip_sigmas away from it,
         # so a slow creep towards an incident is not absorbed on the way up (in counts, and

@@ -71,11 +71,24 @@ from .alerting import Finding, Incident, Tracker
 from .events import CUSTOMER_ID_RE
 from .gcpause import cyclic_gc_paused
 from .kernel import Assessment
-from .layout import Family, Kind
+from .layout import Family, Field, Kind
 from .signals import SIGNALS
 
-#: version of the container format (bump on any incompatible change of this module)
-FORMAT_VERSION = 1
+#: version of the format (bump on any incompatible change of this module or of a model's fields)
+FORMAT_VERSION = 2
+#: what the records of each older version still readable hold: model family -> its fields in
+#: record order. On load each field a record holds goes to the field of the same name (they
+#: mean the same), the others start from their defaults: an upgrade does not send a fleet back
+#: to warming. Version 1: before the calibrated tail (issue 17), whose fields start from its prior.
+MIGRATIONS: Mapping[int, Mapping[str, tuple[str, ...]]] = {
+    1: {
+        "SeasonalDetector": ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2",
+                             "_s2_w", "_centred", "_shift", "_anom_since", "_anom_sign", "_warm", "_cs",
+                             "_cs_t0"),
+        "RatioDetector": ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
+                          "_anom_a", "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den"),
+    },
+}
 RECORD_MAGIC = b"LKSR"
 FILE_MAGIC = b"LKSF"
 #: bounds that keep a hostile record from costing memory or time
@@ -149,11 +162,13 @@ def row_values(family: Family, row: Sequence[float], raw: bytes) -> list:
     return out
 
 
-def write_row(family: Family, row: np.ndarray, values: Any, wheres: Sequence[str]) -> None:
+def write_row(family: Family, row: np.ndarray, values: Any, wheres: Sequence[str],
+              fields: Sequence[Field] | None = None) -> None:
     """Write a record's values into a state row (its caches untouched), all checked first:
-    a bad value raises :class:`StateError` and leaves ``row`` as it was."""
+    a bad value raises :class:`StateError` and leaves ``row`` as it was. ``fields``: those the
+    record holds (an older version's, :data:`MIGRATIONS`), by default the family's."""
     out = row.tolist()
-    for f, v, where in zip(family.persisted, values, wheres):
+    for f, v, where in zip(family.persisted if fields is None else fields, values, wheres):
         if f.kind is Kind.PROFILE:
             out[f.offset:f.offset + f.size] = _doubles(v, where, f.size).tolist()
         else:
@@ -350,15 +365,28 @@ def tracker_from_state(v: Any, customer_id: str) -> Tracker:
     return tr
 
 
-def layout_digest(families: Mapping[str, Family]) -> str:
-    """Digest of what a record's positions mean: signals, families, their fields, lifecycle fields."""
+def layout_digest(families: Mapping[str, Family], version: int = FORMAT_VERSION) -> str:
+    """Digest of what a record's positions mean: signals, families, their fields (as records of
+    format ``version`` hold them), lifecycle fields."""
     desc = {
-        "models": [[s, f.name, [x.name for x in f.persisted]] for s, f in families.items()],
+        "models": [[s, f.name, list(_field_names(f, version))] for s, f in families.items()],
         "lifecycle": {cls.__name__: [name for name, _, _ in _FIELDS[cls]] for cls in _DATACLASSES},
         "assessment": list(Assessment._fields),
         "customer": ["last_ts", "interval_s", "models", "tracker"],
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _field_names(family: Family, version: int) -> tuple[str, ...]:
+    if version == FORMAT_VERSION:
+        return tuple(x.name for x in family.persisted)
+    return MIGRATIONS[version][family.name]
+
+
+def _record_fields(family: Family, version: int) -> tuple[Field, ...]:
+    """The fields a record of ``version`` holds, as this version's fields of the same names."""
+    by_name = {f.name: f for f in family.persisted}
+    return tuple(by_name[n] for n in _field_names(family, version))
 
 
 # -- records and files ----------------------------------------------------------------------
@@ -418,10 +446,16 @@ class StateCodec:
         self.families = dict(families)
         self.layout = layout_digest(families)
         self._head = [FORMAT_VERSION, fingerprint, self.layout]
-        self._slots = [(name, family, _wheres(family)) for name, family in families.items()]
+        #: per readable version: its layout digest, and per signal the fields its records hold
+        self._versions = {
+            version: (layout_digest(families, version),
+                      [(name, family, _record_fields(family, version)) for name, family in families.items()])
+            for version in (FORMAT_VERSION, *MIGRATIONS)
+        }
 
-    def decode_customer(self, cid: str, v: Any) -> CustomerRecord:
-        """A customer's :func:`customer_values`, validated, as state rows."""
+    def decode_customer(self, cid: str, v: Any, version: int = FORMAT_VERSION) -> CustomerRecord:
+        """A customer's :func:`customer_values` (as format ``version`` writes them), validated,
+        as state rows of this version (fields it lacks at their defaults)."""
         if not isinstance(v, list) or len(v) != 4:
             raise StateError(f"customer {cid}: expected [last_ts, interval_s, models, tracker]")
         last_ts, interval_s, states, tracker = v
@@ -429,34 +463,39 @@ class StateCodec:
             last_ts = _num(last_ts, f"customer {cid}: last_ts")
         if type(interval_s) is not int or interval_s <= 0:
             raise StateError(f"customer {cid}: interval_s must be a positive int, got {interval_s!r}"[:200])
-        if not isinstance(states, list) or len(states) != len(self._slots):
-            raise StateError(f"customer {cid}: expected {len(self._slots)} models")
+        slots = self._versions[version][1]
+        if not isinstance(states, list) or len(states) != len(slots):
+            raise StateError(f"customer {cid}: expected {len(slots)} models")
         rows = []
-        for (name, family, wheres), values in zip(self._slots, states):
+        for (name, family, fields), values in zip(slots, states):
+            wheres = [f"{family.name}.{f.name}" for f in fields]
             if not isinstance(values, list) or len(values) != len(wheres):
                 raise StateError(f"customer {cid}, signal {name}: expected {len(wheres)} state values")
             row = family.fresh_row()
             try:
-                write_row(family, row, values, wheres)
+                write_row(family, row, values, wheres, fields)
             except StateError as exc:
                 raise StateError(f"customer {cid}, signal {name}: {exc}") from None
             rows.append(row)
         return CustomerRecord(rows, tracker_from_state(tracker, cid), last_ts, interval_s)
 
-    def _check_head(self, head: Any, what: str) -> None:
+    def _check_head(self, head: Any, what: str) -> int:
+        """The format version of a valid header (else StateError)."""
         if not (isinstance(head, list) and len(head) >= 3 and type(head[0]) is int):
             raise StateError(f"{what}: corrupt header")
         version, fingerprint, layout = head[:3]
-        if version != FORMAT_VERSION:
-            raise StateError(
-                f"{what}: state format version {version}, this Lookout reads version {FORMAT_VERSION}"
-            )
+        if version not in self._versions:
+            readable = ", ".join(str(v) for v in sorted(self._versions))
+            raise StateError(f"{what}: state format version {version}, "
+                             f"this Lookout reads versions {readable}")
         if fingerprint != self.fingerprint:
             raise StateError(f"{what}: written with other model settings "
                              f"(model fingerprint {fingerprint!r}, ours {self.fingerprint!r})"[:300])
-        if layout != self.layout:
+        ours = self._versions[version][0]
+        if layout != ours:
             raise StateError(f"{what}: written by a Lookout whose models keep other state "
-                             f"(layout {layout!r}, ours {self.layout!r})"[:300])
+                             f"(layout {layout!r}, ours {ours!r})"[:300])
+        return version
 
     @staticmethod
     def _check_magic(blob: Any, magic: bytes, what: str) -> None:
@@ -479,18 +518,18 @@ class StateCodec:
 
     def load_record(self, cid: str, blob: bytes) -> CustomerRecord:
         """A record of :meth:`dump_record`, validated."""
-        return _guarded(self.decode_customer, cid, self._record_body(cid, blob))
+        return _guarded(self.decode_customer, cid, *self._record_body(cid, blob))
 
-    def _record_body(self, cid: str, blob: bytes) -> Any:
+    def _record_body(self, cid: str, blob: bytes) -> tuple[Any, int]:
         what = f"state of {cid!r}"[:100]
         self._check_magic(blob, RECORD_MAGIC, what)
         if len(blob) > MAX_RECORD_BYTES:
             raise StateError(f"{what}: {len(blob)} bytes (max {MAX_RECORD_BYTES})")
         v = _unpack_one(bytes(blob[4:]), what)
-        self._check_head(v, what)
+        version = self._check_head(v, what)
         if len(v) != 4:
             raise StateError(f"{what}: corrupt record")
-        return v[3]
+        return v[3], version
 
     # -- files (data-dir checkpoint, --initial-state)
     def dump_file(self, count: int, items: Iterable[tuple[str, list]]) -> Iterator[bytes]:
@@ -519,7 +558,7 @@ class StateCodec:
             unp.feed(data)
             items = iter(unp)
             head: Any = next(items, None)  # untrusted until _check_head passes
-            self._check_head(head, what)
+            version = self._check_head(head, what)
             count = head[3] if len(head) == 4 else None
             if type(count) is not int or count < 0:
                 raise StateError(f"{what}: corrupt header")
@@ -534,7 +573,7 @@ class StateCodec:
                     raise StateError(f"{what}: customer {cid} appears twice")
                 if len(out) >= count:
                     raise StateError(f"{what}: more customers than the {count} in its header")
-                out[cid] = _guarded(self.decode_customer, cid, item[1])
+                out[cid] = _guarded(self.decode_customer, cid, item[1], version)
         except StateError:
             raise
         except Exception as exc:  # msgpack's errors on garbage (and any slip in the checks above)

@@ -10,7 +10,11 @@ Two model families cover every Lookout signal:
 
 Both follow River's :class:`~river.base.AnomalyDetector` contract (``learn_one`` /
 ``score_one``; hyper-parameters only in ``__init__``) and return a score in [0, 1] which is
-``1 - tail probability``: the same score means the same rarity on every series. Seasonality is
+``1 - tail probability``: the same score means the same rarity on every series. The tail is
+*calibrated* per series: the model's standardised residual is scored against a
+peaks-over-threshold tail (exceedance rate and Hill shape above 2 standard deviations) that
+each series learns from its own residuals, so 0.9999 means about 1 in 10,000 on that series,
+whatever its units, cycle or noise (:func:`detectors.kernel.calibrated_tail`). Seasonality is
 keyed on *event time* (``x["ts"]``), never on the number of points seen, so the same defaults
 work at any interval length.
 
@@ -52,6 +56,13 @@ _new = tuple.__new__
 _C = K.CONSTANTS
 _seasonal_update, _seasonal_assess = K.seasonal_update, K.seasonal_assess
 _ratio_update, _ratio_assess = K.ratio_update, K.ratio_assess
+
+#: customer signals' ``tail_learn_max_sigmas``
+CUSTOMER_TAIL_LEARN_MAX = 10.0
+
+#: what customer signals' presets change of the defaults
+_CUSTOMER = {"tail_learn_max_sigmas": CUSTOMER_TAIL_LEARN_MAX, "scale_from_anomalies": False}
+_CUSTOMER_SEASONAL = {**_CUSTOMER, "seq_calibrated": False}
 
 NO_ASSESSMENT = Assessment(0.0, float("nan"), float("nan"), float("nan"), float("nan"), 0.0)
 
@@ -184,8 +195,8 @@ class SeasonalDetector(_OnlineDetector):
         The series is *warm* (see :attr:`warm`) once it has seen this much event time and
         this many points. Scores are computed before that, but callers should not alert.
     learn_threshold
-        Points scoring at or above this are kept out of the noise scale and start the
-        level-shift clock.
+        Points scoring at or above this start the level-shift clock (every point, clipped,
+        teaches the noise scale: a new regime is followed, not excluded).
     learn_clip_sigmas
         Residuals are clipped at this many standard deviations before they move the level and
         the seasonal profile, so an anomaly weighs no more than an ordinary extreme point.
@@ -202,9 +213,6 @@ class SeasonalDetector(_OnlineDetector):
         p99 latency computed from ``n`` requests is noisier when ``n`` is small).
     band_sigmas
         Width of the reported expected band.
-    tail_dof
-        Degrees of freedom (odd, >= 3) of the Student-t tail of the learned noise; more as
-        Poisson or support noise takes over the variance.
     dow_low, dow_high
         The range of an unseen weekday's effect (``0 < dow_low <= 1 <= dow_high``, as factors
         of the value): a weekday seen fewer than ``dow_seen_days`` times may lie that far from
@@ -214,8 +222,22 @@ class SeasonalDetector(_OnlineDetector):
     seq_shift, seq_penalty
         The sequential test: a CUSUM for a shift of ``seq_shift`` standard deviations, whose
         evidence competes with the single point's surprise after ``seq_penalty`` decades.
+    seq_calibrated
+        The CUSUM accumulates the *calibrated* normal score of each point (so a heavy-tailed
+        series does not build evidence faster than a normal one); False: the model's own
+        standardised residual (customer signals, whose noise scale excludes anomalies).
     scale_min_points
         The noise scale is never learned from fewer than this many points.
+    scale_from_anomalies
+        Every point, clipped at 3 standard deviations, teaches the noise scale (a new regime is
+        followed instead of staying "anomalous" for hours); False: points at or above
+        ``learn_threshold`` are kept out of it (customer signals: an incident or a young model's
+        first weekend must not widen the band for days).
+    tail_learn_max_sigmas
+        The calibrated tail's shape learns from an exceedance as if it were at most this many
+        standard deviations (default: as it is). Customer signals use
+        :data:`CUSTOMER_TAIL_LEARN_MAX`: a young model's misfit (a first weekend) or one
+        incident must not make every later incident unremarkable.
 
     Examples
     --------
@@ -282,8 +304,8 @@ class RatioDetector(_OnlineDetector):
         The sequential test: a Poisson CUSUM of "the rate is ``seq_ratio`` times the baseline,
         and at least ``seq_abs`` above it", whose evidence (less ``seq_penalty`` decades)
         competes with the single interval's surprise; it must build up within ``seq_window_s``.
-    tail_dof
-        As for :class:`SeasonalDetector`, for the wandering of the rate itself.
+    scale_from_anomalies, tail_learn_max_sigmas
+        As for :class:`SeasonalDetector` (for the rate's extra-binomial spread).
 
     Examples
     --------
@@ -339,7 +361,7 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     ``volume``: log-scale seasonal model of a count with Poisson noise, both directions.
     ``latency``: log-scale seasonal model, increases are bad, noisier at low support.
     ``ratio``: :class:`RatioDetector`, increases are bad.
-    ``generic``: seasonal model of a raw value, both directions.
+    ``generic``: seasonal model of a raw value, both directions, no sequential test.
     Keyword ``params`` override the kind's defaults.
 
     >>> make_detector("latency").direction
@@ -354,7 +376,8 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     presets: dict[str, tuple[type, dict[str, Any]]] = {
         "volume": (
             SeasonalDetector,
-            {"transform": "log", "direction": "both", "count_noise": True, "dow_low": 0.35, "dow_high": 2.5},
+            {"transform": "log", "direction": "both", "count_noise": True, "dow_low": 0.35, "dow_high": 2.5,
+             **_CUSTOMER_SEASONAL},
         ),
         "latency": (
             SeasonalDetector,
@@ -365,10 +388,13 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
                 "support_noise": 2.0,
                 "dow_low": 0.8,
                 "dow_high": 1.25,
+                **_CUSTOMER_SEASONAL,
             },
         ),
-        "ratio": (RatioDetector, {"direction": "up"}),
-        "generic": (SeasonalDetector, {"transform": "identity", "direction": "both"}),
+        "ratio": (RatioDetector, {"direction": "up", **_CUSTOMER}),
+        # (no sequential test: until a lasting change is accepted within the hour, its evidence
+        # would call every point of a new regime rare for a day)
+        "generic": (SeasonalDetector, {"transform": "identity", "direction": "both", "seq_shift": 0.0}),
     }
     if kind not in presets:
         raise ValueError(f"unknown detector kind {kind!r} (known: {', '.join(sorted(presets))})")

@@ -1,10 +1,12 @@
 """The state format: encode -> decode -> continue gives identical results; bad input -> StateError only."""
 import dataclasses
+import json
 import math
 import os
 import pickle
 import random
 import zlib
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -380,3 +382,41 @@ def test_the_state_is_plain_data():
 
     walk(msgpack.unpackb(eng.dump_customer("c")[4:]))
     assert dataclasses.is_dataclass(Tracker)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_state_file_of_format_version_1_loads_warm_with_its_incident_open():
+    # written by the model before the calibrated tail (format version 1; the fixture's .json says
+    # what that Lookout had: customers, the open incident); an upgrade must not go back to warming
+    meta = json.loads((FIXTURES / "state-v1.json").read_text())
+    blob = (FIXTURES / "state-v1.lksf").read_bytes()
+    assert blob[:4] == FILE_MAGIC
+    eng = Engine()
+    assert eng.load_all(blob) == len(meta["customers"])
+    assert sorted(eng.customers) == meta["customers"]
+    assert [i.customer_id for i in eng.open_incidents()] == meta["open"]
+    for cid in meta["customers"]:
+        for name, model in eng.models_of(cid).items():
+            # carried over: warm flag, level, profiles, scale; new fields: their priors
+            assert model.warm, (cid, name)
+            fresh = model.family.fresh_row()
+            for f in model.family.persisted:
+                if f.name.startswith("_tail"):
+                    assert model.state[f.offset] == fresh[f.offset]
+    # the next event of each customer is scored, not warming
+    ts = meta["next"][meta["customers"][1]]["ts"]
+    e = parse_event({"customer_id": meta["customers"][1], "ts": ts, "interval_s": 300, "requests": 900,
+                     "status_4xx": 5, "status_5xx": 1})
+    assert eng.process(e).outcome == "scored"
+
+
+def test_a_version_1_record_with_other_model_settings_is_still_refused():
+    blob = (FIXTURES / "state-v1.lksf").read_bytes()
+    with pytest.raises(StateError, match="written with other model settings"):
+        Engine(DetectorConfig().with_overrides({"model.warmup_s": 3600.0})).load_all(blob)
+    v = msgpack.Unpacker()
+    v.feed(blob[4:])
+    head = next(iter(v))
+    assert head[0] == 1

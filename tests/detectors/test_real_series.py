@@ -1,0 +1,39 @@
+"""Calibration on the shared real series (``../shared/data/real-series`` beside the repository).
+
+Every file (38 real and artificial series with labelled anomaly windows, see its README) is fed
+point by point to ``make_detector("generic")`` with its defaults, as ``scripts/evaluate_real.py``
+does. A score of 0.9999 claims "1 in 10,000": on *ordinary* points (after the benchmark's
+probation, outside every labelled window) it may be reached at most 0.03 % of the time overall
+(issue 17's target), and on no file more than 1 % (the target is 0.5 %; today's worst file is at
+0.54 %, a network series whose regime changes are not accepted within the hour yet). Before the
+calibrated tail: 3.9 % overall, 22 % on the worst file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from detectors import nab
+from detectors.univariate import make_detector
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-series"
+MAX_SHARE = 0.0003
+MAX_FILE_SHARE = 0.01
+
+
+@pytest.fixture(scope="module")
+def runs():
+    if not DATA.is_dir():
+        pytest.skip(f"the shared real series are not at {DATA} (a checkout without ../shared)")
+    corpus = nab.load_corpus(DATA)
+    return corpus, [nab.run_detector(lambda: make_detector("generic"), s)[0] for s in corpus]
+
+
+def test_a_score_of_0_9999_is_about_1_in_10000_on_ordinary_real_points(runs):
+    corpus, scores = runs
+    assert len(corpus) >= 30
+    overall, worst, worst_share = nab.rare_share(corpus, scores)
+    assert overall <= MAX_SHARE, f"{overall:.4%} of ordinary points >= 0.9999"
+    assert worst_share <= MAX_FILE_SHARE, f"{worst}: {worst_share:.3%}"
+
