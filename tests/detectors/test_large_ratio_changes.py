@@ -1,0 +1,85 @@
+"""Large ratio changes at high volume alert at once (issue 17).
+
+Under the old fixed Student-t(3) tails a customer with 200k requests per interval whose cache-hit
+ratio fell from 27 % to 13 % got no alert: a ~9-sigma move of a ratio was "1 in 1,000". With a
+calibrated tail a ratio whose residuals are close to normal keeps a thin tail. Simulated
+customers with at least 10,000 requests per interval (the simulator's noise, weekly pattern,
+bursts and holidays) see, after a week, a cache-hit ratio halving or a 5xx rate five times
+higher, sustained 30 minutes: every one must open an incident on that signal within 2 intervals.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from detectors import Engine, parse_event
+from detectors.synthetic import SimConfig, simulate
+
+STEP = 300
+DAY = 86400.0
+CUSTOMERS = 24
+SUSTAIN = 6  # intervals: 30 minutes
+WITHIN = 2  # intervals from the onset
+
+
+def _changed(e: dict, kind: str) -> dict:
+    e = dict(e)
+    if kind == "cache_hit":
+        e["cache_hits"] = e["cache_hits"] // 2
+    else:
+        e["status_5xx"] = min(e["requests"], e["status_5xx"] * 5)
+    return e
+
+
+@pytest.fixture(scope="module")
+def cases():
+    sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=10 * DAY, interval_s=STEP, seed=17,
+                             size_min=4000, small_fraction=0.0, tiny_fraction=0.0, incidents=0,
+                             level_shifts=False))
+    rnd = random.Random(17)
+    onset = {}
+    for k in range(CUSTOMERS):
+        cid = f"cust-{k + 1:04d}"
+        when = (sim.start + rnd.uniform(7.0, 9.5) * DAY) // STEP * STEP
+        onset[cid] = when, ("cache_hit", "error_5xx")[k % 2]
+    eng = Engine()
+    first_alert: dict[str, tuple[float, list]] = {}
+    sizes: dict[str, int] = {}
+    for raw in sim.events():
+        cid = raw["customer_id"]
+        t0, kind = onset[cid]
+        e = parse_event(raw)
+        if t0 <= e.ts < t0 + SUSTAIN * STEP:
+            sizes[cid] = min(sizes.get(cid, 1 << 62), e.requests)
+            e = parse_event(_changed(raw, kind))
+        for a in eng.process(e).alerts:
+            if a["status"] == "firing" and cid not in first_alert and e.ts >= t0:
+                first_alert[cid] = (e.ts, a["signals"])
+    return onset, first_alert, sizes
+
+
+def _late(cases, which):
+    onset, first_alert, sizes = cases
+    big = [c for c in onset if sizes.get(c, 0) >= 10_000 and onset[c][1] == which]
+    assert len(big) >= 6
+    late = {}
+    for cid in big:
+        t0, kind = onset[cid]
+        got = first_alert.get(cid)
+        if got is None or got[0] >= t0 + WITHIN * STEP or kind not in got[1]:
+            late[cid] = (kind, sizes[cid], got and ((got[0] - t0) / STEP, got[1]))
+    return late
+
+
+def test_every_cache_hit_halving_alerts_within_two_intervals(cases):
+    late = _late(cases, "cache_hit")
+    assert not late, late
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17, open: the simulator's 5xx rate has Student-t noise, so its "
+                   "calibrated tail is heavy and 0.08 % -> 0.4 % scores 0.9998-0.99997; the magnitude gate "
+                   "(0.5 points) refuses it too")
+def test_every_5xx_rate_five_times_higher_alerts_within_two_intervals(cases):
+    late = _late(cases, "error_5xx")
+    assert not late, late
