@@ -76,6 +76,15 @@ TAIL_PRIOR_WEIGHT = 5.0
 #: memory of the exceedance rate, in points, and of the shape, in exceedances
 TAIL_RATE_MEMORY = 5000.0
 TAIL_SHAPE_MEMORY = 500.0
+#: a pending change (seasonal): cancelled once the baseline explains this many points in a row
+#: (a spike is not a shift) ...
+CHANGE_CANCEL_POINTS = 3
+#: ... each within this many standard deviations of it, and closer to it than to the shadow
+CHANGE_CANCEL_SIGMAS = 2.0
+#: its shadow level is a running (then exponential, over this many points) Huber mean ...
+CHANGE_SHADOW_MEMORY = 12.0
+#: ... of the residuals clipped at this many standard deviations from it
+CHANGE_SHADOW_CLIP = 4.0
 #: Newton steps of the inverse normal tail, at most (quadratic convergence: a few suffice) ...
 ISF_STEPS = 8
 #: ... until a step is this small
@@ -142,6 +151,10 @@ C_TAIL_SHAPE_MIN_RATE = _constant(1.0 / TAIL_SHAPE_MEMORY)
 C_SQRT_2PI = _constant(math.sqrt(2.0 * math.pi))
 C_ISF_TOL = _constant(ISF_TOLERANCE)
 C_ISF_MAX = _constant(ISF_MAX)
+C_CHG_CANCEL_N = _constant(CHANGE_CANCEL_POINTS)
+C_CHG_CANCEL_Z = _constant(CHANGE_CANCEL_SIGMAS)
+C_CHG_MEMORY = _constant(CHANGE_SHADOW_MEMORY)
+C_CHG_CLIP = _constant(CHANGE_SHADOW_CLIP)
 C_LOG_2PI = _constant(math.log(2.0 * math.pi))
 #: the fresh tail: a normal one (exceedance rate P(|Z| > u)) with the prior shape
 TAIL_RATE_PRIOR = math.erfc(TAIL_THRESHOLD / math.sqrt(2.0))
@@ -221,6 +234,11 @@ S_TAIL_PI = SEASONAL.state("_tail_pi", Kind.FLOAT, TAIL_RATE_PRIOR)  # calibrate
 S_TAIL_M1 = SEASONAL.state("_tail_m1", Kind.FLOAT, TAIL_SHAPE_PRIOR)  # ... mean log-excess
 S_TAIL_M2 = SEASONAL.state("_tail_m2", Kind.FLOAT, 2 * TAIL_SHAPE_PRIOR ** 2)  # ... and its square's
 S_TAIL_W = SEASONAL.state("_tail_w", Kind.FLOAT, TAIL_PRIOR_WEIGHT)  # ... and their weight
+S_CHG = SEASONAL.state("_chg", Kind.BOOL)  # a change of level is pending
+S_CHG_T0 = SEASONAL.state("_chg_t0", Kind.FLOAT)  # ... since (its onset)
+S_CHG_OFF = SEASONAL.state("_chg_off", Kind.FLOAT)  # ... its shadow level, as an offset from the level
+S_CHG_N = SEASONAL.state("_chg_n", Kind.INT)  # ... points in it
+S_CHG_OK = SEASONAL.state("_chg_ok", Kind.INT)  # ... the last of which the baseline explained
 # caches: the step the learning rates are for, and the rates
 S_DT = SEASONAL.cache("dt", -1.0)
 S_RATE_LEVEL = SEASONAL.cache("rate_level", 0.0)
@@ -258,6 +276,8 @@ P_SCALE_ALL = SEASONAL.param("scale_from_anomalies", True)
 P_SEQ_CALIBRATED = SEASONAL.param("seq_calibrated", True)
 P_TAIL_LEARN_MAX = SEASONAL.param("tail_learn_max_sigmas", math.inf, pack=_log_excess_max,
                                   check=_above_threshold)
+P_CHANGE_DEC = SEASONAL.param("change_decades", math.inf)
+P_ADAPT = SEASONAL.param("adapt_s", HOUR)
 
 # -- RatioDetector --------------------------------------------------------------------------------
 RATIO = Family("RatioDetector")
@@ -365,7 +385,8 @@ class SeasonalPoint(NamedTuple):
     var: float  # its variance
     cs: float  # the sequential test's evidence after it
     r_eff: float  # the residual beyond a plausible day-of-week error (only it is noise)
-    z: float  # the standardised residual (what the calibrated tail scores and learns from)
+    z: float  # the standardised residual (vs the pending change's shadow if that explains it better)
+    evidence: float  # no change pending: the point's surprise or the sequential evidence, in decades
 
 
 class RatioPoint(NamedTuple):
@@ -378,12 +399,19 @@ class RatioPoint(NamedTuple):
     z: float  # the model's normal score of the point (what the calibrated tail learns from)
 
 
-class ModelTail(NamedTuple):
-    """A count's tail under the model (no calibration): P(count >= num), and its normal score."""
+class TailP(NamedTuple):
+    """A calibrated tail probability and its surprise (``-log10 p``, also where ``p`` underflows)."""
 
     p: float
+    surprise: float
+
+
+class ModelTail(NamedTuple):
+    """A count's tail under the model (no calibration): its normal score, and for small counts
+    the least two-sided tail calibration may give it (2 x the exact Poisson tail; else 0)."""
+
     z: float
-    floor: float  # the least two-sided tail calibration may give it (exact small counts: 2 p)
+    floor: float
 
 
 class Evidence(NamedTuple):
@@ -688,6 +716,29 @@ def _directed(lnq, z, direction, C):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _calibrated(z, pi, m1, m2, direction, floor, C):
+    """The calibrated tail probability of ``z`` in the alerting ``direction`` (its two-sided
+    tail at least ``floor``), and its surprise. In the body (the common case) plainly, beyond
+    the threshold in log space."""
+    a = z if z > 0 else -z
+    if a <= C[C_TAIL_U]:
+        q = 1.0 - (1.0 - pi) * (1.0 - math.erfc(a / C[C_SQRT2])) / C[C_TAIL_BODY]
+        q = q if q > floor else floor
+        if direction == BOTH:
+            p = q
+        elif (z > 0) == (direction == UP):
+            p = 0.5 * q
+        else:
+            p = 1.0 - 0.5 * q
+        return TailP(p, -math.log10(p) if p < 1.0 else 0.0)
+    lnq = calibrated_log_tail(a, pi, m1, m2, C)
+    if floor > 0.0 and lnq < math.log(floor):
+        lnq = math.log(floor)
+    lnp = _directed(lnq, z, direction, C)
+    return TailP(math.exp(lnp), _log_surprise(lnp, C))
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _log_surprise(lnp, C):
     """The surprise (``-log10 p``) of a tail probability's log."""
     s = -lnp / C[C_LN10]
@@ -736,7 +787,7 @@ def _seasonal_score(row, P, C, ts, v, n):
         y = v
     if row[S_N] == 0.0:
         first = Assessment(0.0, v, v, v, v, 0.0, 0.0, 0.0, 0.0, 0.0)
-        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0)
+        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0, 0.0)
     b = _time_bins(ts, C)
     mu = _expected(row, P, b)
     doubt = _weekday_doubt(row, P, C, b, y, mu)
@@ -747,11 +798,19 @@ def _seasonal_score(row, P, C, ts, v, n):
         r_eff = r_eff - doubt.hi if r_eff > doubt.hi else (r_eff - doubt.lo if r_eff < doubt.lo else 0.0)
     sd = math.sqrt(var)
     z = (y - mu) / sd
-    lnq = calibrated_log_tail(z if z > 0 else -z, row[S_TAIL_PI], row[S_TAIL_M1], row[S_TAIL_M2], C)
-    lnp = _directed(lnq, z, int(P[P_DIR]), C)
-    p = math.exp(lnp)
-    surprise = _log_surprise(lnp, C)
-    cs = _seasonal_evidence(row, P, C, z, r_eff, var, doubt.var)
+    zb = z
+    cs = 0.0
+    if row[S_CHG] != 0.0:
+        # a change is pending: a point is as surprising as the likelier of "baseline" and "the
+        # change" say (a level shift is one detection, at the change)
+        z1 = (y - mu - row[S_CHG_OFF]) / sd
+        if (z1 if z1 > 0 else -z1) < (z if z > 0 else -z):
+            zb = z1
+    else:
+        cs = _seasonal_evidence(row, P, C, z, r_eff, var, doubt.var)
+    tp = _calibrated(zb, row[S_TAIL_PI], row[S_TAIL_M1], row[S_TAIL_M2], int(P[P_DIR]), 0.0, C)
+    p = tp.p
+    surprise = tp.surprise
     window = 0.0
     seq_won = False
     if cs != 0.0:
@@ -765,6 +824,7 @@ def _seasonal_score(row, P, C, ts, v, n):
             dt_old = row[S_DT]
             window = (ts - row[S_CS_T0] if same else 0.0) + (dt_old if dt_old > 0.0 else 0.0)
     # (score = 1 - p exactly where that is representable: the common case, and cheap)
+    evidence = surprise if row[S_CHG] == 0.0 else 0.0
     if not seq_won and p >= C[C_EXACT_P_MIN]:
         score = 1.0 - p
     else:
@@ -780,7 +840,7 @@ def _seasonal_score(row, P, C, ts, v, n):
         lo = mu - k
         hi = mu + k
     a = Assessment(score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0)
-    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, z)
+    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, zb, evidence)
 
 
 # -- SeasonalDetector: learning -----------------------------------------------------------------
@@ -943,6 +1003,45 @@ def _seasonal_learn(row, P, C, ts, pt):
     row[S_LAST] = ts
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _track_change(row, P, C, ts, pt):
+    """Change handling: evidence of ``change_decades`` (the point's surprise or the sequential
+    test's) opens a pending change of level, whose shadow follows the points; it is cancelled
+    once the baseline explains CHANGE_CANCEL_POINTS points in a row, and accepted after
+    ``adapt_s``: then the level moves by the shadow's offset, which is returned (else 0)."""
+    if row[S_WARM] == 0.0:
+        return 0.0
+    r = pt.y - pt.mu
+    if row[S_CHG] == 0.0:
+        if pt.evidence >= P[P_CHANGE_DEC]:
+            row[S_CHG] = 1.0
+            # (opened by the sequential test: the change began with its run)
+            row[S_CHG_T0] = row[S_CS_T0] if pt.cs != 0.0 and row[S_CS] != 0.0 else ts
+            row[S_CHG_OFF] = r
+            row[S_CHG_N] = 1.0
+            row[S_CHG_OK] = 0.0
+        return 0.0
+    sd = math.sqrt(pt.var)
+    row[S_CHG_N] += 1.0
+    n = row[S_CHG_N]
+    off = row[S_CHG_OFF] + _clipped(r - row[S_CHG_OFF], C[C_CHG_CLIP] * sd) / (
+        n if n < C[C_CHG_MEMORY] else C[C_CHG_MEMORY])
+    row[S_CHG_OFF] = off
+    za = r / sd if r > 0 else -r / sd
+    explained = za < C[C_CHG_CANCEL_Z] and (r - off if r > off else off - r) > (r if r > 0 else -r)
+    row[S_CHG_OK] = row[S_CHG_OK] + 1.0 if explained else 0.0
+    if row[S_CHG_OK] >= C[C_CHG_CANCEL_N]:
+        row[S_CHG] = 0.0
+        return 0.0
+    if ts - row[S_CHG_T0] < P[P_ADAPT]:
+        return 0.0
+    row[S_CHG] = 0.0
+    row[S_LEVEL] += off
+    row[S_ANOM_SINCE] = np.nan  # (the 24 h ceiling's clock starts again from the new level)
+    row[S_ANOM_SIGN] = 0.0
+    return off
+
+
 @njit(cache=True, nogil=True)
 def _seasonal_step(row, P, C, ts, v, n):
     """SeasonalDetector: score a point, then learn from it if it is after the last learned one."""
@@ -955,9 +1054,13 @@ def _seasonal_step(row, P, C, ts, v, n):
         row[S_LAST] = ts
         row[S_LEVEL] = pt.y
         return pt.assessment
+    accepted = _track_change(row, P, C, ts, pt)
+    if accepted != 0.0:  # (the point is learned as the new level sees it)
+        pt = SeasonalPoint(pt.assessment, pt.y, pt.mu + accepted, pt.bins, pt.var, 0.0, pt.r_eff - accepted,
+                           pt.z, pt.evidence)
     _seasonal_learn(row, P, C, ts, pt)
     if row[S_WARM] != 0.0:
-        cs = pt.cs
+        cs = pt.cs if row[S_CHG] == 0.0 else 0.0
         if cs == 0.0 or (cs > 0.0) != (row[S_CS] > 0.0) or row[S_CS] == 0.0:
             row[S_CS_T0] = ts
         row[S_CS] = cs
@@ -983,7 +1086,7 @@ def seasonal_assess(row, P, C, ts, v, n, out):
 # -- RatioDetector: scoring -------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def _one_tail(num, den, p0, tau2, C):
-    """P(count >= num) for count ~ overdispersed Binomial(den, p0), and its normal score.
+    """The normal score of "count >= num" for count ~ overdispersed Binomial(den, p0).
 
     Exact Poisson for small counts, else normal (binomial noise plus the rate's own wandering);
     how heavy the tail really is, the series' calibrated tail learns from the normal score.
@@ -993,24 +1096,23 @@ def _one_tail(num, den, p0, tau2, C):
     var = lam * (1.0 - p0) + over
     sd = math.sqrt(var if var > 0 else 1e-12)
     if num <= 0:
-        return ModelTail(1.0, -lam / sd, 0.0)
+        return ModelTail(-lam / sd, 0.0)
     if lam < num <= C[C_POISSON_MAX_K] and over < lam:
         p = poisson_sf(int(math.ceil(num)), lam + over, C)
-        return ModelTail(p, normal_isf(p, C), 2.0 * p)
-    z = (num - 0.5 - lam) / sd
-    return ModelTail(normal_sf(z, C), z, 0.0)
+        return ModelTail(normal_isf(p, C), 2.0 * p)
+    return ModelTail((num - 0.5 - lam) / sd, 0.0)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ratio_tail(num, den, p0, tau2, P, C):
-    """The model's tail of a point in the alerting direction, and its normal score (> 0: the
-    alerting side; "both": the rarer side's, signed, > 0 upwards)."""
+    """The model's normal score of a point (> 0: the alerting side; "both": the rarer side's,
+    signed, > 0 upwards), and its floor for small counts."""
     direction = int(P[Q_DIR])
     if direction == BOTH:
         up = _one_tail(num, den, p0, tau2, C)
         down = _one_tail(den - num, den, 1.0 - p0, tau2, C)
-        if down.p < up.p:
-            return ModelTail(down.p, -down.z, down.floor)
+        if down.z > up.z:
+            return ModelTail(-down.z, down.floor)
         return up
     if direction == DOWN:
         num = den - num
@@ -1087,18 +1189,17 @@ def _ratio_score(row, P, C, ts, num, den):
     tau2 = row[R_TAU2] if row[R_TAU2] > spread * spread else spread * spread
     var_rate = p0 * (1.0 - p0) / den + tau2
     z = 0.0
-    lnp = 0.0
+    p = 1.0
+    surprise = 0.0
     if row[R_N] != 0.0:
         tail = _ratio_tail(num, den, p0, tau2, P, C)
         z = tail.z
-        lnq = calibrated_log_tail(z if z > 0 else -z, row[R_TAIL_PI], row[R_TAIL_M1], row[R_TAIL_M2], C)
         # (small counts: the exact Poisson tail is the least it can be; a tail learned from
         # large counts must not make 3 errors in 10 requests rarer than their own model says)
-        if tail.floor > 0.0 and lnq < math.log(tail.floor):
-            lnq = math.log(tail.floor)
-        lnp = lnq if int(P[Q_DIR]) == BOTH else _directed(lnq, z, UP, C)
-    p = math.exp(lnp)
-    surprise = _log_surprise(lnp, C)
+        tp = _calibrated(z, row[R_TAIL_PI], row[R_TAIL_M1], row[R_TAIL_M2],
+                         BOTH if int(P[Q_DIR]) == BOTH else UP, tail.floor, C)
+        p = tp.p
+        surprise = tp.surprise
     k = P[Q_BAND] * math.sqrt(var_rate)
     excess = num - den * p0
     if int(P[Q_DIR]) == DOWN:

@@ -57,6 +57,9 @@ _C = K.CONSTANTS
 _seasonal_update, _seasonal_assess = K.seasonal_update, K.seasonal_assess
 _ratio_update, _ratio_assess = K.ratio_update, K.ratio_assess
 
+#: the generic detector's ``change_decades`` (customer signals: no pending changes yet -- their
+#: alert lifecycle needs the deviation from the accepted baseline, which novelty would hide)
+GENERIC_CHANGE_DECADES = 3.0
 #: customer signals' ``tail_learn_max_sigmas``
 CUSTOMER_TAIL_LEARN_MAX = 10.0
 
@@ -228,6 +231,13 @@ class SeasonalDetector(_OnlineDetector):
         standardised residual (customer signals, whose noise scale excludes anomalies).
     scale_min_points
         The noise scale is never learned from fewer than this many points.
+    change_decades, adapt_s
+        Change handling: a point's surprise or the sequential evidence reaching
+        ``change_decades`` opens a *pending change* of level, whose shadow level follows the
+        points; while it is pending a point scores the likelier of "baseline" and "the change"
+        (a lasting shift is one detection, at the change). It is cancelled when the baseline
+        explains 3 points in a row, and accepted (the level moves) after ``adapt_s`` of event
+        time. Default: off (``inf``); ``accept_shift_after_s`` stays the ceiling.
     scale_from_anomalies
         Every point, clipped at 3 standard deviations, teaches the noise scale (a new regime is
         followed instead of staying "anomalous" for hours); False: points at or above
@@ -361,7 +371,8 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
     ``volume``: log-scale seasonal model of a count with Poisson noise, both directions.
     ``latency``: log-scale seasonal model, increases are bad, noisier at low support.
     ``ratio``: :class:`RatioDetector`, increases are bad.
-    ``generic``: seasonal model of a raw value, both directions, no sequential test.
+    ``generic``: seasonal model of a raw value, both directions; a lasting change is one
+    detection, at the change, and accepted after ``adapt_s`` (1 h).
     Keyword ``params`` override the kind's defaults.
 
     >>> make_detector("latency").direction
@@ -392,9 +403,8 @@ def make_detector(kind: str, **params: Any) -> base.AnomalyDetector:
             },
         ),
         "ratio": (RatioDetector, {"direction": "up", **_CUSTOMER}),
-        # (no sequential test: until a lasting change is accepted within the hour, its evidence
-        # would call every point of a new regime rare for a day)
-        "generic": (SeasonalDetector, {"transform": "identity", "direction": "both", "seq_shift": 0.0}),
+        "generic": (SeasonalDetector, {"transform": "identity", "direction": "both",
+                                       "change_decades": GENERIC_CHANGE_DECADES}),
     }
     if kind not in presets:
         raise ValueError(f"unknown detector kind {kind!r} (known: {', '.join(sorted(presets))})")
