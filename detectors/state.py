@@ -54,7 +54,7 @@ True
 >>> set_model_state(copy, ["not", "a", "state"])
 Traceback (most recent call last):
 ...
-detectors.state.StateError: SeasonalDetector: 3 state values, expected 17
+detectors.state.StateError: SeasonalDetector: 3 state values, expected 26
 """
 from __future__ import annotations
 
