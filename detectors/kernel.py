@@ -998,7 +998,7 @@ def _seasonal_learn(row, P, C, ts, pt):
     # every point teaches the noise scale (clipped): a new regime is followed, not excluded
     if shift == ORDINARY or P[P_SCALE_ALL] != 0.0:
         _learn_scale(row, P, C, pt)
-    if warm and row[S_N] >= P[P_SCALE_MIN_N]:
+    if row[S_N] >= P[P_SCALE_MIN_N]:
         _learn_tail(row, S_TAIL_PI, S_TAIL_M1, S_TAIL_W, row[S_N], pt.z, P[P_TAIL_LEARN_MAX], C)
     row[S_LAST] = ts
 
@@ -1009,7 +1009,7 @@ def _track_change(row, P, C, ts, pt):
     test's) opens a pending change of level, whose shadow follows the points; it is cancelled
     once the baseline explains CHANGE_CANCEL_POINTS points in a row, and accepted after
     ``adapt_s``: then the level moves by the shadow's offset, which is returned (else 0)."""
-    if row[S_WARM] == 0.0:
+    if row[S_N] < P[P_SCALE_MIN_N]:
         return 0.0
     r = pt.y - pt.mu
     if row[S_CHG] == 0.0:
