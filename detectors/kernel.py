@@ -584,11 +584,6 @@ def score_from_surprise(s, C):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _surprise(p, C):
-    return -math.log10(p) if p > 0.0 else C[C_MAX_SURPRISE]
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _clipped(e, clip):
     return e if -clip < e < clip else (clip if e > 0 else -clip)
 
