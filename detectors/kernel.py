@@ -278,6 +278,7 @@ P_TAIL_LEARN_MAX = SEASONAL.param("tail_learn_max_sigmas", math.inf, pack=_log_e
                                   check=_above_threshold)
 P_CHANGE_DEC = SEASONAL.param("change_decades", math.inf)
 P_ADAPT = SEASONAL.param("adapt_s", HOUR)
+P_NOVELTY = SEASONAL.param("novelty", True)
 
 # -- RatioDetector --------------------------------------------------------------------------------
 RATIO = Family("RatioDetector")
@@ -795,7 +796,8 @@ def _seasonal_score(row, P, C, ts, v, n):
     z = (y - mu) / sd
     zb = z
     cs = 0.0
-    if row[S_CHG] != 0.0:
+    novelty = row[S_CHG] != 0.0 and P[P_NOVELTY] != 0.0
+    if novelty:
         # a change is pending: a point is as surprising as the likelier of "baseline" and "the
         # change" say (a level shift is one detection, at the change)
         z1 = (y - mu - row[S_CHG_OFF]) / sd
@@ -1055,7 +1057,7 @@ def _seasonal_step(row, P, C, ts, v, n):
                            pt.z, pt.evidence)
     _seasonal_learn(row, P, C, ts, pt)
     if row[S_WARM] != 0.0:
-        cs = pt.cs if row[S_CHG] == 0.0 else 0.0
+        cs = pt.cs if row[S_CHG] == 0.0 or P[P_NOVELTY] == 0.0 else 0.0
         if cs == 0.0 or (cs > 0.0) != (row[S_CS] > 0.0) or row[S_CS] == 0.0:
             row[S_CS_T0] = ts
         row[S_CS] = cs

@@ -57,15 +57,19 @@ _C = K.CONSTANTS
 _seasonal_update, _seasonal_assess = K.seasonal_update, K.seasonal_assess
 _ratio_update, _ratio_assess = K.ratio_update, K.ratio_assess
 
-#: the generic detector's ``change_decades`` (customer signals: no pending changes yet -- their
-#: alert lifecycle needs the deviation from the accepted baseline, which novelty would hide)
+#: ``change_decades`` of the presets
 GENERIC_CHANGE_DECADES = 3.0
+#: customer volume and latency: a lasting change is accepted after this long (on the simulator's
+#: tuning seed 11, 1 h added false alerts -- the end of an outage accepted after 1 h is a
+#: change back --, 4 h removed some: unlabelled level shifts no longer wait 24 h)
+CUSTOMER_ADAPT_S = 4 * 3600.0
 #: customer signals' ``tail_learn_max_sigmas``
 CUSTOMER_TAIL_LEARN_MAX = 10.0
 
 #: what customer signals' presets change of the defaults
 _CUSTOMER = {"tail_learn_max_sigmas": CUSTOMER_TAIL_LEARN_MAX, "scale_from_anomalies": False}
-_CUSTOMER_SEASONAL = {**_CUSTOMER, "seq_calibrated": False}
+_CUSTOMER_SEASONAL = {**_CUSTOMER, "seq_calibrated": False, "change_decades": GENERIC_CHANGE_DECADES,
+                      "novelty": False, "adapt_s": CUSTOMER_ADAPT_S}
 
 NO_ASSESSMENT = Assessment(0.0, float("nan"), float("nan"), float("nan"), float("nan"), 0.0)
 
@@ -238,6 +242,11 @@ class SeasonalDetector(_OnlineDetector):
         (a lasting shift is one detection, at the change). It is cancelled when the baseline
         explains 3 points in a row, and accepted (the level moves) after ``adapt_s`` of event
         time. Default: off (``inf``); ``accept_shift_after_s`` stays the ceiling.
+    novelty
+        While a change is pending, score the likelier of baseline and change (the default);
+        False: keep scoring the deviation from the accepted baseline, sequential evidence
+        included (customer signals: their alert lifecycle opens one incident at a lasting change
+        and resolves it once the change is accepted).
     scale_from_anomalies
         Every point, clipped at 3 standard deviations, teaches the noise scale (a new regime is
         followed instead of staying "anomalous" for hours); False: points at or above

@@ -99,3 +99,25 @@ def test_one_bad_interval_of_a_small_customer_does_not_open_an_incident():
     for k in range(1, 13):
         alerts += eng.process(ev(MONDAY + (n + k) * STEP, 40, int(rnd.random() < 0.3), "small")).alerts
     assert alerts == []
+
+
+def test_a_lasting_drop_is_one_incident_resolved_once_the_new_level_is_accepted():
+    # a customer's traffic falls to 40 % for good (a migration, a lost client): one incident at
+    # the change, resolved once the new level is accepted (CUSTOMER_ADAPT_S, then the recovery
+    # intervals), and none after it
+    from detectors.univariate import CUSTOMER_ADAPT_S
+
+    eng, rnd = Engine(), random.Random(5)
+    n = int(8 * DAY / STEP)
+    for i in range(n):
+        ts = MONDAY + i * STEP
+        assert not eng.process(ev(ts, business_day(rnd, ts, 5000, 1.0))).alerts
+    alerts = []
+    for i in range(n, n + int(2 * DAY / STEP)):
+        ts = MONDAY + i * STEP
+        for a in eng.process(ev(ts, int(business_day(rnd, ts, 5000, 1.0) * 0.4))).alerts:
+            alerts.append((ts - (MONDAY + n * STEP), a))
+    assert [a["status"] for _, a in alerts] == ["firing", "resolved"], alerts
+    (t_open, opened), (t_resolved, _) = alerts
+    assert opened["signal"] == "requests" and t_open <= 2 * STEP
+    assert t_resolved <= CUSTOMER_ADAPT_S + 12 * STEP
