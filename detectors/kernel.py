@@ -95,7 +95,8 @@ ISF_MAX = 40.0
 DOW_PRIOR_DAYS = 1.0
 #: how fast the shadow level follows an ongoing shift (per point)
 SHIFT_TRACK_RATE = 0.3
-#: above this many effective degrees of freedom the Student-t tail is replaced by the normal one
+#: the Student-t tail (:func:`student_t_sf2`, for :mod:`detectors.stats`) has tables up to this
+#: many degrees of freedom
 NORMAL_DOF = 30
 #: surprise reported for a tail probability that underflows to 0, and the largest one
 MAX_SURPRISE = 1e6
@@ -132,7 +133,6 @@ C_DAY, C_HOUR, C_MAX_STEP = _constant(DAY), _constant(HOUR), _constant(MAX_STEP_
 C_SCALE_CLIP = _constant(SCALE_CLIP_SIGMAS)
 C_DOW_PRIOR = _constant(DOW_PRIOR_DAYS)
 C_SHIFT_RATE = _constant(SHIFT_TRACK_RATE)
-C_NORMAL_DOF = _constant(NORMAL_DOF)
 C_MAX_SURPRISE = _constant(MAX_SURPRISE)
 C_SEQ_Z_CLIP = _constant(SEQ_Z_CLIP)
 C_SEQ_MAX_DECADES = _constant(SEQ_MAX_DECADES)
@@ -155,20 +155,15 @@ C_CHG_CANCEL_N = _constant(CHANGE_CANCEL_POINTS)
 C_CHG_CANCEL_Z = _constant(CHANGE_CANCEL_SIGMAS)
 C_CHG_MEMORY = _constant(CHANGE_SHADOW_MEMORY)
 C_CHG_CLIP = _constant(CHANGE_SHADOW_CLIP)
-C_LOG_2PI = _constant(math.log(2.0 * math.pi))
 #: the fresh tail: a normal one (exceedance rate P(|Z| > u)) with the prior shape
 TAIL_RATE_PRIOR = math.erfc(TAIL_THRESHOLD / math.sqrt(2.0))
-#: the Student-t tables cover every odd degree of freedom the models use (up to NORMAL_DOF + 1)
+#: the Student-t tables cover every odd degree of freedom up to NORMAL_DOF + 1
 T_TABLE_SIZE = NORMAL_DOF + 2
 #: ``C[C_T_LOG_NORM + nu]``: the lgamma part of the Student-t log density
 C_T_LOG_NORM = len(_CONSTANTS)
 for _nu in range(T_TABLE_SIZE):
     _constant(0.0 if _nu == 0 else math.lgamma((_nu + 1) / 2.0) - math.lgamma(_nu / 2.0)
               - 0.5 * math.log(_nu * math.pi))
-#: ``C[C_T_UNIT + nu]``: the quantile scale of a Student-t to unit variance, sqrt(nu / (nu - 2))
-C_T_UNIT = len(_CONSTANTS)
-for _nu in range(T_TABLE_SIZE):
-    _constant(math.sqrt(_nu / (_nu - 2.0)) if _nu > 2 else 0.0)
 #: every constant of the arithmetic, in index order (pass it as ``C``)
 CONSTANTS = np.array(_CONSTANTS)
 
