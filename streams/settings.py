@@ -26,7 +26,9 @@ TLS files -> ``*SSL``):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,6 +48,55 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
+
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_duration(text: str) -> float:
+    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
+
+    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
+    (129600.0, 5400.0, 3600.0)
+    """
+    s = text.strip().lower().replace(" ", "")
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
+    return total
+
+
+def rebuild_seconds(text: str | None) -> float | None:
+    """How far back a rebuild reads (``--rebuild-from``), in seconds; None when not set.
+
+    >>> rebuild_seconds("7d"), rebuild_seconds("36h"), rebuild_seconds(None), rebuild_seconds("")
+    (604800.0, 129600.0, None, None)
+    >>> rebuild_seconds("7 days")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid duration '7 days' (use e.g. 2d, 6h, 1d12h, 90m)
+    >>> rebuild_seconds("0h")
+    Traceback (most recent call last):
+    ...
+    ValueError: duration '0h' must be more than 0 s
+    """
+    if text is None or not str(text).strip():
+        return None
+    seconds = parse_duration(str(text))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration {text!r} must be more than 0 s" if math.isfinite(seconds)
+                         else f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
+    return seconds
 
 
 def _default_home() -> Path:
@@ -83,6 +134,9 @@ class Settings:
     initial_state: Path | None = (
         None  # `lookout replay --save-state` file: customers the state topic lacks start from it
     )
+    #: e.g. "7d": partitions whose saved state is refused (model change) or missing are rebuilt from
+    #: this much of the input topic's retained history before going live ("" = start them cold)
+    rebuild_from: str = ""
     state_topic: str = ""  # compacted per-partition detector state; "" = "<app_id>-state"
     snapshot_interval_s: float = 10.0  # how much input a crash makes the worker re-run, at most
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
@@ -134,6 +188,15 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)
+        try:
+            rebuild_seconds(self.rebuild_from)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}REBUILD_FROM (--rebuild-from): {exc}") from None
+
+    @property
+    def rebuild_from_s(self) -> float | None:
+        """:attr:`rebuild_from` in seconds (None: no rebuild)."""
+        return rebuild_seconds(self.rebuild_from)
 
     @property
     def kafka_protocol(self) -> str:

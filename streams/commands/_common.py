@@ -1,35 +1,12 @@
 """What several commands share: loading their inputs with one-line errors (``click.ClickException``)."""
 from __future__ import annotations
 
-import re
-
 import click
 
+# re-exported: the commands parse durations too (it lives with the settings, which parse LOOKOUT_REBUILD_FROM)
+from ..settings import parse_duration as parse_duration
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> float:
-    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
-
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
-    (129600.0, 5400.0, 3600.0)
-    """
-    s = text.strip().lower().replace(" ", "")
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
-    return total
 
 
 def load_labels(path: str | None) -> list:

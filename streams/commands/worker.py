@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..settings import Settings, SettingsError
+from ..settings import Settings, SettingsError, rebuild_seconds
 from ._common import require_kafka
 from .kafka_options import kafka_security_options
 
@@ -25,6 +25,11 @@ from .kafka_options import kafka_security_options
 @click.option("--initial-state", type=click.Path(path_type=Path, dir_okay=False),
               help="Start from this learned state (`lookout replay --save-state FILE`); customers with "
                    "state in the state topic use that instead [env LOOKOUT_INITIAL_STATE]")
+@click.option("--rebuild-from", envvar="LOOKOUT_REBUILD_FROM", callback=lambda ctx, param, v: _duration(v),
+              metavar="DURATION",
+              help="After a model change (or with no saved state): rebuild the partitions whose saved state "
+                   "is refused or missing from this much of the input topic's history, e.g. 7d, 36h, "
+                   "before going live [env LOOKOUT_REBUILD_FROM]")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
 @click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
 @click.option(
@@ -49,12 +54,19 @@ def worker(**opts):
     up on the `alerts-dlq` topic after the last retry). --initial-state bootstraps a new
     deployment from history, so it is neither blind nor noisy for its first weeks.
 
+    After an upgrade that changes the models (their fingerprint), the saved state is refused;
+    --rebuild-from 7d rebuilds each assigned partition's customers from the input topic's last
+    7 days (replay's code path, no alerts for the past) before its first live event, keeps what
+    the state format could carry over, snapshots the result and goes live where the old worker
+    stopped. Progress is in the log; /healthz answers 503 "rebuilding partition N: x %" meanwhile.
+
     \b
     Examples:
       lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
       lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
       lookout replay history.jsonl.gz --save-state state.lookout
       lookout worker --initial-state state.lookout
+      lookout worker --config detectors-v2.yaml --rebuild-from 7d     # upgrade across a model change
       LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
       LOOKOUT_KAFKA_SASL_PASSWORD=... lookout worker --bootstrap kafka.example:9093 \\
           --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
@@ -81,11 +93,32 @@ def worker(**opts):
 
     logging.getLogger("lookout").info("settings: %s", settings.masked())
     quiet_coordinator_search()
-    lookout = create_app(settings)
+    lookout = create_app(settings, history=_history(settings))
     say_when_ready(lookout.app, settings)
     w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
     w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
     w.execute_from_commandline()
+
+
+def _duration(value: str | None) -> str | None:
+    """--rebuild-from checked now: a bad duration is a usage error (exit status 2)."""
+    try:
+        rebuild_seconds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _history(settings: Settings):
+    """What a rebuild reads the input's history with: replay's Kafka source (see streams.offline.history)."""
+    from streams.kafka.security import kafka_python_kwargs
+    from streams.offline.history import PartitionHistory
+
+    def make(processor):
+        return PartitionHistory(settings.input_topic, settings.bootstrap, processor,
+                                security=kafka_python_kwargs(settings), timeout_s=settings.kafka_timeout_s)
+
+    return make
 
 
 def say_when_ready(app, settings: Settings) -> None:

@@ -49,6 +49,22 @@ class StateReader:
         finally:
             await admin.close()
 
+    async def committed_offset(self, group: str, topic: str, partition: int) -> int | None:
+        """The offset consumer group ``group`` committed for ``topic``/``partition`` (None: none)."""
+        from aiokafka import TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        tp = TopicPartition(topic, partition)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
+        await admin.start()
+        try:
+            found = await admin.list_consumer_group_offsets(group, partitions=[tp])
+        finally:
+            await admin.close()
+        meta = found.get(tp)
+        offset = getattr(meta, "offset", -1)
+        return offset if isinstance(offset, int) and offset >= 0 else None
+
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next message of ``topic``/``partition`` will get."""
         from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
@@ -30,6 +31,30 @@ log = logging.getLogger("lookout.worker")
 
 #: at most one GC freeze per this many seconds after snapshots (restores always freeze)
 GC_FREEZE_EVERY_S = 600.0
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a partition's restore found: its marker, whether that was written under other model
+    settings (``stale``), the customers loaded and how many records were refused."""
+
+    partition: int
+    marker: Marker | None
+    stale: bool
+    loaded: set[str]
+    refused: list[bytes]  # keys of the customer records the engine refused
+
+    @property
+    def incomplete(self) -> bool:
+        """Is some of the partition's state missing or refused (so a rebuild has work to do)?
+
+        >>> Restored(0, None, False, set(), []).incomplete      # no snapshot at all
+        True
+        >>> m = Marker(10, 0, 0.0, 2, "f")
+        >>> Restored(0, m, False, {"a", "b"}, []).incomplete, Restored(0, m, True, set(), [b"a"]).incomplete
+        (False, True)
+        """
+        return self.marker is None or self.stale or bool(self.refused)
 
 
 def _settle_gc() -> None:
@@ -80,8 +105,13 @@ class StateSync:
     def _name(topic: Any) -> str:
         return topic.get_topic_name() if hasattr(topic, "get_topic_name") else str(topic)
 
-    async def restore(self, p: int) -> None:
-        """Load partition ``p``'s snapshot and the alerts already sent after it."""
+    async def restore(self, p: int) -> "Restored":
+        """Load partition ``p``'s snapshot and the alerts already sent after it; say what was found.
+
+        A marker written under other model settings still names valid offsets (of the input and
+        alerts topics, not of a model), so they are kept; its customers' records are each offered
+        to the engine, whose state format refuses those it cannot read (or migrates them).
+        """
         t0 = time.monotonic()
         state_name, alerts_name = self._name(self.state_topic), self._name(self.alerts_topic)
         records, _ = await self.reader.read_partition(state_name, p)
@@ -98,42 +128,17 @@ class StateSync:
                 marker = Marker.decode(marker_blob)
             except ValueError as exc:
                 log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
-        if marker is not None and marker.fingerprint != self.fingerprint:
-            log.warning(
-                "state of input partition %d was written with other model settings; starting it cold", p
-            )
-            marker, latest = None, {}
-        loaded = bad = 0
-        first_error = ""
-        items = list(latest.items())
-        i = 0
-        while i < len(items):
-            async with self.lock:
-                t_end = time.perf_counter() + SLICE_S
-                # decoding allocates many small objects: no cyclic GC pass mid-slice
-                with cyclic_gc_paused():
-                    while i < len(items):
-                        k, v = items[i]
-                        i += 1
-                        if v is None:
-                            continue
-                        try:
-                            cid = k.decode("ascii")
-                            self.engine.load_customer(cid, v)
-                        except Exception as exc:  # StateError or a key that is no customer id
-                            bad += 1
-                            first_error = first_error or f"{k[:64]!r}: {exc}"
-                            continue
-                        self.book.owner[cid] = p
-                        loaded += 1
-                        if time.perf_counter() > t_end:
-                            break
-            await asyncio.sleep(0)
-        if bad:
+        stale = marker is not None and marker.fingerprint != self.fingerprint
+        loaded, bad, first_error = await self.load_records(p, list(latest.items()))
+        if stale:
+            log.warning("state of input partition %d was written with other model settings: %d of %d "
+                        "customers carried over, the others start cold or are rebuilt (first refusal: %s)",
+                        p, len(loaded), len(loaded) + len(bad), first_error or "-")
+        elif bad:
             log.warning(
                 "state of input partition %d: %d customer records unusable, those start cold (first: %s)",
                 p,
-                bad,
+                len(bad),
                 first_error,
             )
         alerts_from = marker.alerts_offset if marker is not None else 0
@@ -154,16 +159,49 @@ class StateSync:
         took = time.monotonic() - t0
         if self.metrics is not None:
             self.metrics.restore_seconds.observe(took)
-            self.metrics.restored_customers.inc(loaded)
+            self.metrics.restored_customers.inc(len(loaded))
         log.info(
             "input partition %d: restored %d customers (snapshot up to offset %s) "
             "and %d sent alerts in %.2f s",
             p,
-            loaded,
+            len(loaded),
             marker.input_offset if marker else "-",
             len(suppress),
             took,
         )
+        return Restored(p, marker, stale, loaded, bad)
+
+    async def load_records(self, p: int, items: list[tuple[bytes, bytes | None]]
+                           ) -> tuple[set[str], list[bytes], str]:
+        """Load customer records (key = customer id) of partition ``p`` into the engine, in slices of
+        event-loop time; return (customers loaded, keys of the records refused, the first reason)."""
+        loaded: set[str] = set()
+        bad: list[bytes] = []
+        first_error = ""
+        i = 0
+        while i < len(items):
+            async with self.lock:
+                t_end = time.perf_counter() + SLICE_S
+                # decoding allocates many small objects: no cyclic GC pass mid-slice
+                with cyclic_gc_paused():
+                    while i < len(items):
+                        k, v = items[i]
+                        i += 1
+                        if v is None:
+                            continue
+                        try:
+                            cid = k.decode("ascii")
+                            self.engine.load_customer(cid, v)
+                        except Exception as exc:  # StateError or a key that is no customer id
+                            bad.append(k)
+                            first_error = first_error or f"{k[:64]!r}: {exc}"
+                            continue
+                        self.book.owner[cid] = p
+                        loaded.add(cid)
+                        if time.perf_counter() > t_end:
+                            break
+            await asyncio.sleep(0)
+        return loaded, bad, first_error
 
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
         """Write the changed customers and a marker for each partition; True if all were written."""
@@ -235,6 +273,12 @@ class StateSync:
                 "%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took
             )
             return True
+
+    async def forget(self, p: int, keys: list[bytes]) -> None:
+        """Delete customer records of partition ``p`` from the state topic (tombstones, written
+        before the next marker), e.g. refused records a rebuild did not replace."""
+        for k in keys:
+            await self.state_sink.send(key=k, value=None, partition=p)
 
     async def flush_state(self) -> None:
         """Wait until every state record sent so far is acknowledged."""

@@ -31,6 +31,7 @@ from streams.state.checkpoint import discard_legacy, load_initial_state
 from streams.state.commit_cap import cap_input_commits
 from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
+from streams.state.rebuild import History, Rebuilder
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
@@ -62,7 +63,11 @@ def create_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    history: Callable[[Processor], History] | None = None,
 ) -> Lookout:
+    """The worker for ``settings``. ``history`` makes the reader of the input's history that a
+    rebuild (``settings.rebuild_from``) replays, given the worker's processor to configure it like;
+    the command passes :class:`streams.offline.history.PartitionHistory`."""
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
     # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
@@ -102,9 +107,11 @@ def create_app(
     dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
     state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
     book = PartitionBook()
+    reader = StateReader(settings.bootstrap, aiokafka_kwargs(settings))
+    rebuilder = _rebuilder(settings, processor, reader, history)
     state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings))
     runtime = WorkerRuntime(
-        processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
+        processor=processor, book=book, reader=reader, rebuilder=rebuilder,
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
@@ -182,6 +189,24 @@ def create_app(
         return web.json(body, status=200 if ok else 503)
 
     return lookout
+
+
+def _rebuilder(settings: Settings, processor: Processor, reader: StateReader,
+               history: Callable[[Processor], History] | None) -> Rebuilder | None:
+    """The rebuilds ``settings.rebuild_from`` asks for (None: partitions without usable state start cold)."""
+    duration_s = settings.rebuild_from_s
+    if duration_s is None:
+        return None
+    if history is None:
+        raise ValueError("rebuild_from is set but no history reader was given (create_app(history=...))")
+    if settings.log_level in ("warn", "warning"):
+        # a rebuild is rare and long: its start, progress and end show at the default log level too
+        logging.getLogger("lookout.rebuild").setLevel(logging.INFO)
+
+    async def committed(p: int) -> int | None:
+        return await reader.committed_offset(settings.app_id, settings.input_topic, p)
+
+    return Rebuilder(history(processor), duration_s, committed)
 
 
 async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:

@@ -11,6 +11,9 @@ what makes the worker lose nothing:
   snapshot before it is revoked (its models are kept in case it comes back); the snapshots and
   restores themselves are :class:`~streams.state.sync.StateSync` (the design:
   :mod:`streams.state`);
+* a partition whose saved state is refused (a model change) or missing is rebuilt from the
+  input's history first, when the worker has a :class:`~streams.state.rebuild.Rebuilder`, and
+  snapshotted before its first live event;
 * alerts the re-run after a restore reproduces are not sent again;
 * a failure that is not bad input stops the process (exit code :data:`EXIT_AGENT_FAILED`)
   instead of letting Faust restart the agent and move past the failed batch.
@@ -30,6 +33,7 @@ from streams.pipeline.codecs import encode_json
 from streams.pipeline.processor import Output, Processor
 from streams.state.book import PartitionBook
 from streams.state.reader import StateReader
+from streams.state.rebuild import Rebuilder
 from streams.state.sync import StateSync
 
 log = logging.getLogger("lookout.worker")
@@ -80,7 +84,8 @@ class WorkerRuntime:
                  input_topic: Any, alerts_topic: Any, dlq_topic: Any, state_topic: Any,
                  flush: Callable[[], Any], highwater: Callable[[int], int | None] | None = None,
                  metrics: Any = None, health: Health | None = None,
-                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None):
+                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None,
+                 rebuilder: Rebuilder | None = None):
         self.processor = processor
         self.engine = processor.engine
         self.book = book
@@ -96,6 +101,7 @@ class WorkerRuntime:
         self.state = StateSync(engine=self.engine, book=book, reader=reader, lock=self.lock,
                                input_topic=input_topic, alerts_topic=alerts_topic, state_topic=state_topic,
                                flush=flush, state_sink=state_sink, metrics=metrics)
+        self.rebuilder = rebuilder  # relearns partitions whose state is refused or missing (None: cold)
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
         self.topics_checked = False  # state/alerts topics exist with the input's partition count
@@ -204,8 +210,22 @@ class WorkerRuntime:
             self.engine.drop_customer(cid)
 
     async def restore(self, p: int) -> None:
-        """Load partition ``p``'s snapshot and the alerts already sent after it."""
-        await self.state.restore(p)
+        """Load partition ``p``'s snapshot and the alerts already sent after it; rebuild what it lacks.
+
+        A rebuilt partition is snapshotted before its first live event, so a restart finds it
+        complete (if that snapshot fails, the periodic one retries it).
+        """
+        found = await self.state.restore(p)
+        if self.rebuilder is not None and found.incomplete:
+            try:
+                if await self.rebuilder.rebuild(found, self.state):
+                    await self.snapshot([p], reason="rebuilt")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the history cannot be read: go live cold rather than not at all
+                log.warning("input partition %d: rebuild from history failed (%s: %s); its customers "
+                            "without saved state start cold", p, type(exc).__name__, exc)
+        self.health.progress()  # the time spent restoring is not a stall
 
     # -- snapshots ------------------------------------------------------------------------
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
@@ -223,6 +243,9 @@ class WorkerRuntime:
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         lag = self.lag()
         ok, reason = self.health.check(lag)
+        rebuilding = self.rebuilder.status() if self.rebuilder is not None else None
+        if rebuilding:  # not live yet: its partitions' events wait for the rebuild
+            ok, reason = False, rebuilding
         tracked, warming = self.engine.series_counts()
         return ok, {
             "status": "ok" if ok else "unhealthy",

@@ -82,15 +82,20 @@ class Worker:
     do), so a crash can lose either buffer independently of the other.
     """
 
-    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False):
+    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False,
+                 config=None, rebuilder=None):
+        """``config``: the detector config (default: the defaults); ``rebuilder(processor)``: the
+        runtime's :class:`~streams.state.rebuild.Rebuilder` (default: none)."""
         self.log, self.committed, self.pending = log, committed, []
         topics = {n: Topic(log, n, self.pending) for n in ("alerts", "dlq", "state")}
         self.state_sink = StateSink(log) if separate_state else None
+        processor = Processor(Engine(config))
         self.rt = WorkerRuntime(
-            processor=Processor(Engine()), book=PartitionBook(), reader=Reader(log),
+            processor=processor, book=PartitionBook(), reader=Reader(log),
             input_topic=SimpleNamespace(get_topic_name=lambda: "input"), alerts_topic=topics["alerts"],
             dlq_topic=topics["dlq"], state_topic=topics["state"], flush=self.flush,
-            health=Health(), exit=self._exit, state_sink=self.state_sink)
+            health=Health(), exit=self._exit, state_sink=self.state_sink,
+            rebuilder=rebuilder(processor) if rebuilder is not None else None)
         self.position: dict[int, int] = {}
         self.exited = None
 
