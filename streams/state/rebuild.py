@@ -42,6 +42,9 @@ log = logging.getLogger("lookout.rebuild")
 
 #: at most one progress line per this many seconds
 PROGRESS_EVERY_S = 5.0
+#: a rebuild is rare (an upgrade), long, and holds partitions back: its start, progress and end are
+#: logged at the worker's default level (warn), which Faust's handler applies to every logger
+LEVEL = logging.WARNING
 
 
 class RebuildCancelled(Exception):
@@ -167,36 +170,38 @@ class Rebuilder:
         range stopped, so the caller's next snapshot writes them and a marker there.
         """
         p = found.partition
-        stop = await self.stop_offset(found)
-        if stop is None:
-            log.warning("input partition %d: no snapshot and no committed offset, nothing to rebuild "
-                        "(the consumer starts where the group's offset reset says)", p)
-            return 0
-        since = self.clock() - self.duration_s
-        planned = await asyncio.to_thread(self.history.plan, p, since)
-        start, stop = clip_range(planned, stop)
-        pr = self.running[p] = RebuildProgress(p, start, stop)
-        log.info("input partition %d: saved state %s; rebuilding it from the input's history since %s "
-                 "(offsets %d to %d, %d messages) before going live", p, _why(found), format_ts(since),
-                 start, stop, stop - start)
+        # health says "rebuilding" from now on: the partition is assigned but not live yet
+        pr = self.running[p] = RebuildProgress(p, 0, 0)
         try:
+            stop = await self.stop_offset(found)
+            if stop is None:
+                log.warning("input partition %d: no snapshot and no committed offset, nothing to rebuild "
+                            "(the consumer starts where the group's offset reset says)", p)
+                return 0
+            since = self.clock() - self.duration_s
+            planned = await asyncio.to_thread(self.history.plan, p, since)
+            pr.start, pr.stop = clip_range(planned, stop)
+            pr.position = pr.start
+            log.log(LEVEL, "input partition %d: saved state %s; rebuilding it from the input's history "
+                    "since %s (offsets %d to %d, %d messages) before going live", p, _why(found),
+                    format_ts(since), pr.start, pr.stop, pr.stop - pr.start)
             states = await self._replay(pr, since)
+            items = [(cid.encode(), blob) for cid, blob in states.items() if cid not in found.loaded]
+            rebuilt, bad, first_error = await sync.load_records(p, items)
+            if bad:
+                log.warning("input partition %d: %d rebuilt customers could not be loaded (first: %s)",
+                            p, len(bad), first_error)
+            # refused records nobody replaced (customers silent for the whole range): deleted, or every
+            # later restart would find the partition's state partly refused and rebuild again
+            await sync.forget(p, [k for k in found.refused if _cid(k) not in rebuilt])
+            async with sync.lock:
+                _rebuilt_until(sync.book, p, pr.stop, rebuilt)
         finally:
             self.running.pop(p, None)
-        items = [(cid.encode(), blob) for cid, blob in states.items() if cid not in found.loaded]
-        rebuilt, bad, first_error = await sync.load_records(p, items)
-        if bad:
-            log.warning("input partition %d: %d rebuilt customers could not be loaded (first: %s)",
-                        p, len(bad), first_error)
-        # refused records nobody replaced (customers silent for the whole range): deleted, or every
-        # later restart would find the partition's state partly refused and rebuild again
-        await sync.forget(p, [k for k in found.refused if _cid(k) not in rebuilt])
-        async with sync.lock:
-            _rebuilt_until(sync.book, p, stop, rebuilt)
         took = time.monotonic() - pr.started
-        log.info("input partition %d: rebuilt %d customers (%d kept their saved state) from %d events in "
-                 "%.1f s (%.0f events/s); live from offset %d", p, len(rebuilt), len(found.loaded),
-                 pr.events, took, pr.events / max(took, 1e-9), stop)
+        log.log(LEVEL, "input partition %d: rebuilt %d customers (%d kept their saved state) from %d "
+                "events in %.1f s (%.0f events/s); live from offset %d", p, len(rebuilt), len(found.loaded),
+                pr.events, took, pr.events / max(took, 1e-9), pr.stop)
         return len(rebuilt)
 
     async def _replay(self, pr: RebuildProgress, since: float) -> dict[str, bytes]:
@@ -210,8 +215,8 @@ class Rebuilder:
                 done, _ = await asyncio.wait({task}, timeout=PROGRESS_EVERY_S)
                 if done:
                     return task.result()
-                log.info("rebuilding input partition %d: %d events, %d customers, %.0f %% of the range, "
-                         "%.0f events/s", pr.partition, pr.events, pr.customers, pr.percent, pr.rate())
+                log.log(LEVEL, "rebuilding input partition %d: %d events, %d customers, %.0f %% of the "
+                        "range, %.0f events/s", pr.partition, pr.events, pr.customers, pr.percent, pr.rate())
         except asyncio.CancelledError:
             pr.cancelled.set()  # the thread stops at its next message
             raise

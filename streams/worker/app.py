@@ -199,10 +199,6 @@ def _rebuilder(settings: Settings, processor: Processor, reader: StateReader,
         return None
     if history is None:
         raise ValueError("rebuild_from is set but no history reader was given (create_app(history=...))")
-    if settings.log_level in ("warn", "warning"):
-        # a rebuild is rare and long: its start, progress and end show at the default log level too
-        logging.getLogger("lookout.rebuild").setLevel(logging.INFO)
-
     async def committed(p: int) -> int | None:
         return await reader.committed_offset(settings.app_id, settings.input_topic, p)
 

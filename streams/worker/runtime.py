@@ -218,8 +218,8 @@ class WorkerRuntime:
         found = await self.state.restore(p)
         if self.rebuilder is not None and found.incomplete:
             try:
-                if await self.rebuilder.rebuild(found, self.state):
-                    await self.snapshot([p], reason="rebuilt")
+                await self.rebuilder.rebuild(found, self.state)
+                await self.snapshot([p], reason="rebuilt")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the history cannot be read: go live cold rather than not at all

@@ -1,0 +1,105 @@
+"""An upgrade across a model change on the real broker: the new worker starts warm, nothing lost.
+
+How the model changes: the new worker runs with a detector config whose model section differs
+(``model.level_half_life_s`` 12 h instead of 24 h), as an upgrade whose model changed does. Its
+model fingerprint differs, so every record the old worker saved is refused by the state format
+(one WARNING), exactly what a new Lookout version sees. No test-only switch is involved.
+
+The old worker (default model) runs the first 60 % of five simulated days and is stopped
+cleanly; the new one starts with ``LOOKOUT_REBUILD_FROM=7d``, rebuilds both partitions from the
+input topic's history, and then gets the remaining 40 % (with their incidents). Ground truth is
+the replay code path with the new model over the same messages: its alerts for the last 40 %
+must be on the alerts topic exactly once (0 lost, 0 duplicate, 0 extra), and no event of the new
+worker may meet a warming model. A restart of the new version then restores its own snapshot
+and rebuilds nothing.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from detectors.config import load_config
+from detectors.engine import Engine
+from streams.pipeline.processor import Processor
+from streams.state.book import alert_key
+
+from .conftest import produce, read_topic
+from .test_faults import PARTITIONS, tally, wait_until, workload
+
+pytestmark = pytest.mark.integration
+
+NEW_MODEL_YAML = "model:\n  level_half_life_s: 43200\n"
+
+
+def new_model_truth(config_path, head, tail) -> list[tuple]:
+    """The new model replayed over every message: the alerts it sends for ``tail``."""
+    proc = Processor(Engine(load_config(config_path)))
+    proc.handle_many((None, v, "file", None, None) for _, v in head)
+    return [alert_key(a) for a in proc.handle_many((None, v, "file", None, None) for _, v in tail).alerts]
+
+
+def test_a_worker_upgraded_across_a_model_change_rebuilds_and_no_customer_warms_again(start_worker, tmp_path):
+    messages = workload(seed=41)
+    cut = int(0.6 * len(messages))
+    head, tail = messages[:cut], messages[cut:]
+    config = tmp_path / "new-model.yaml"
+    config.write_text(NEW_MODEL_YAML)
+    truth = new_model_truth(config, head, tail)
+    assert truth, "the last 40 % of the simulation should alert"
+
+    old = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
+    produce(old.bootstrap, old.input_topic, head)
+    old.wait_drained(PARTITIONS, timeout=180)
+    old.stop()  # a clean stop writes the final snapshot: the upgrade's starting point
+    before = Counter(alert_key(a) for a in read_topic(old.bootstrap, old.alerts_topic))
+
+    new = start_worker(like=old, LOOKOUT_DETECTOR_CONFIG=config, LOOKOUT_REBUILD_FROM="7d")
+    t0 = time.monotonic()
+    seen_rebuilding = wait_for_live(new)
+    body = new.wait_drained(PARTITIONS, timeout=180)
+    live_after_s = time.monotonic() - t0
+    log = new.log_path.read_text(errors="replace")
+    assert "written with other model settings" in log, new.log_tail()
+    assert log.count(": rebuilt ") == PARTITIONS, new.log_tail()
+    assert body["warming"] == 0 and body["customers"] == 24, body
+
+    produce(new.bootstrap, new.input_topic, tail)
+    new.wait_for_events(len(tail), timeout=180)
+    new.wait_drained(PARTITIONS, timeout=180)
+    after = Counter(alert_key(a) for a in read_topic(new.bootstrap, new.alerts_topic))
+    counts = tally(truth, list((after - before).elements()))
+    warming = new.metric("lookout_events_total", outcome="warming")
+    polled = "503 'rebuilding' seen" if seen_rebuilding else "rebuild too fast to poll"
+    print(f"\nupgrade across a model change: {counts}, warming events {warming:.0f}, "
+          f"live {live_after_s:.1f} s after start ({polled})\n"
+          + "\n".join(line for line in log.splitlines() if "rebuil" in line))
+    assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
+    assert warming == 0, "a customer of the upgraded worker started cold"
+
+    new.stop()  # the new version restarts: its own snapshot is complete, nothing is rebuilt
+    again = start_worker(like=new)
+    again.wait_drained(PARTITIONS, timeout=180)
+    assert "rebuilding it from" not in again.log_path.read_text(errors="replace"), again.log_tail()
+    assert again.metric("lookout_state_restored_customers_total") == 24
+
+
+def wait_for_live(worker, timeout: float = 120.0) -> bool:
+    """Until ``/healthz`` stops saying "rebuilding"; whether it was seen saying so."""
+    seen = False
+
+    def live():
+        nonlocal seen
+        try:
+            status, body = worker.healthz()
+        except OSError:
+            return False
+        if str(body.get("reason", "")).startswith("rebuilding partition"):
+            assert status == 503, body
+            seen = True
+            return False
+        return len(body.get("partitions", ())) == PARTITIONS
+
+    wait_until(live, timeout, "the upgraded worker to go live", poll=0.05)
+    return seen
