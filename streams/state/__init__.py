@@ -23,6 +23,10 @@ per-partition snapshots in a compacted Kafka topic (``<app id>-state`` by defaul
   the alerts topic and not sent again.
 * Alerts of input partition ``p`` are written to partition ``p`` of the alerts topic, so the
   read-back covers exactly one partition.
+* **Rebuild** (with ``--rebuild-from``, after a restore that found the state missing, written
+  under other model settings or partly refused): the partition's recent history up to the
+  marker is replayed into an engine of its own, the customers the restore lacked take that
+  state, and the partition is snapshotted before its first live event (:mod:`.rebuild`).
 
 Where each part lives (one module, one job):
 
@@ -38,7 +42,11 @@ Where each part lives (one module, one job):
   producer (state never queues ahead of alerts);
 * :mod:`.commit_cap` -- :func:`~streams.state.commit_cap.cap_input_commits`, which makes Faust
   commit the input topic only at markers;
-* :mod:`.checkpoint` -- state *files*: ``--initial-state`` and the files older versions left.
+* :mod:`.checkpoint` -- state *files*: ``--initial-state`` and the files older versions left;
+* :mod:`.rebuild` -- :class:`~streams.state.rebuild.Rebuilder`: a partition whose saved state is
+  refused (a model change) or missing relearns from the input's history before going live
+  (``--rebuild-from``); the history is read by what the worker is given
+  (:mod:`streams.offline.history`).
 
 The state *format* (what a customer's record holds) is :mod:`detectors.state`; the worker
 (:mod:`streams.worker`) wires this package to Faust.

@@ -194,8 +194,9 @@ class Rebuilder:
             # refused records nobody replaced (customers silent for the whole range): deleted, or every
             # later restart would find the partition's state partly refused and rebuild again
             await sync.forget(p, [k for k in found.refused if _cid(k) not in rebuilt])
+            # customers carried over from a stale snapshot are written again too, in today's format
             async with sync.lock:
-                _rebuilt_until(sync.book, p, pr.stop, rebuilt)
+                _rebuilt_until(sync.book, p, pr.stop, rebuilt | (found.loaded if found.stale else set()))
         finally:
             self.running.pop(p, None)
         took = time.monotonic() - pr.started
