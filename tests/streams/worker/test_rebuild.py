@@ -153,6 +153,47 @@ def test_after_a_model_change_the_rebuilt_worker_is_warm_and_alerts_like_a_repla
     assert replays == [] and warming == 0
 
 
+def test_a_partly_refused_partition_rebuilds_only_what_was_refused_and_keeps_the_rest():
+    """Customers whose saved state loads (the same model here; a migrated format alike) keep it,
+    alert lifecycle included; a refused one is rebuilt; a refused record of a customer without
+    history is deleted, so the next restart finds the partition complete."""
+    values = sim_events(seed=9, customers=6, days=4)
+    log, committed = Log(), {}
+    load_input(log, values)
+    run(old_model_runs_two_thirds(log, committed))
+    saved = {k.decode(): v for p in range(PARTITIONS) for k, v in log.data["state"][p] if k != MARKER_KEY}
+    victim = sorted(saved)[0]
+    vp = next(p for p in range(PARTITIONS) for k, _ in log.data["state"][p] if k == victim.encode())
+    log.append("state", vp, victim.encode(), b"LKSR garbage")
+    log.append("state", vp, b"cust-ghost", b"LKSR garbage")
+    truth = Processor(Engine())
+    for p in range(PARTITIONS):
+        head = log.data["input"][p][:committed[p]]
+        truth.handle_many((k, v, "input", p, i) for i, (k, v) in enumerate(head))
+    made: list = []
+
+    async def restart():
+        w = Worker(log, committed, rebuilder=rebuilder_over(log, committed, made))
+        await w.assign(range(PARTITIONS))
+        return w
+
+    w = run(restart())
+    assert [p for p, _ in made[0].replays] == [vp]
+    assert w.rt.engine.dump_customer(victim) == truth.engine.dump_customer(victim)
+    for cid, blob in saved.items():
+        if cid != victim:
+            assert w.rt.engine.dump_customer(cid) == blob, cid  # kept exactly as saved
+    assert (b"cust-ghost", None) in log.data["state"][vp]  # deleted from the compacted topic
+    again: list = []
+
+    async def restart_again():
+        w2 = Worker(log, committed, rebuilder=rebuilder_over(log, committed, again))
+        await w2.assign(range(PARTITIONS))
+
+    run(restart_again())
+    assert again[0].replays == []
+
+
 def test_without_a_rebuild_the_new_model_starts_cold():
     values = sim_events(seed=8, customers=6, days=4)
     log, committed = Log(), {}
