@@ -55,6 +55,7 @@ __all__ = [
     "LevelShift",
     "SimConfig",
     "Simulation",
+    "incident_from_fields",
     "simulate",
     "warmup_seconds",
 ]
@@ -131,7 +132,7 @@ class Incident:
     def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
         """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
         get = obj.get
-        return _incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
+        return incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -837,7 +838,8 @@ def simulate(cfg: SimConfig) -> Simulation:
 # --------------------------------------------------------------------------- label parsing
 
 
-def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
+def incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
+    """An :class:`Incident` from a label's raw fields (JSON or CSV); ValueError says what is wrong."""
     if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
         raise ValueError(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
     if start is None or end is None:
