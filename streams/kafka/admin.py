@@ -27,6 +27,7 @@ __all__ = [
     "can_connect",
     "clip",
     "create_topics",
+    "reachable",
     "wait_for_kafka",
 ]
 
@@ -239,6 +240,21 @@ def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def reachable(bootstrap: str, timeout: float = 0.5) -> bool:
+    """Does any server of ``bootstrap`` (``HOST:PORT[,...]``) accept a TCP connection right now?
+
+    Blocking, at most ``timeout`` per server; a server that is not ``HOST:PORT`` counts as down.
+
+    >>> reachable("127.0.0.1:notaport,:0", timeout=0.1)
+    False
+    """
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit() and can_connect(host or DEFAULT_HOST, int(port), timeout):
+            return True
+    return False
 
 
 def clip(s: str, n: int = 300) -> str:

@@ -33,7 +33,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
-from .outage import OutageFilter, reachable
+from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
 
@@ -170,7 +170,7 @@ def create_app(
     @app.timer(1.0)
     async def outage_over():
         if outage.down_since is not None:
-            outage.check_recovered(await asyncio.to_thread(reachable, settings.bootstrap))
+            outage.check_recovered(await asyncio.to_thread(outage.probe))
 
     @app.page("/metrics")
     async def metrics_page(web, request):
