@@ -56,37 +56,6 @@ def load_detector_config(path: str | None, what: str = "config"):
         raise click.ClickException(f"--{what}: {exc}") from None
 
 
-def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka: dict | None = None):
-    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work.
-
-    ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
-    """
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.offline import KafkaSource, SourceError, open_source, parse_mapping
-    from streams.settings import Settings, SettingsError
-
-    try:
-        mapping = parse_mapping(maps)
-        settings = Settings.from_env(**(kafka or {}))
-        security = kafka_python_kwargs(settings) if spec.startswith("kafka://") else None
-        src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
-                          default_timeout_s=settings.kafka_timeout_s, kafka_security=security)
-        if isinstance(src, KafkaSource):
-            src.prepare()
-        return src
-    except (SourceError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def make_out_dir(out):
-    """Create the output directory ``out`` (a Path) or fail in one line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
-    return out
-
-
 def deprecated_alias(old: str, new: str, **attrs):
     """A hidden option ``old`` kept working for ``new`` (warns on stderr); read it with :func:`aliased`.
 

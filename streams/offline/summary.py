@@ -1,8 +1,8 @@
 """What a replay found, as data (``summary.json``, ``diff.json``) and as text for a terminal.
 
 :func:`summarize` turns a :class:`~streams.offline.runner.ReplayResult` (plus labels and an
-optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it. The
-``lookout replay`` command only parses options, calls these and writes the files.
+optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it.
+:func:`streams.offline.jobs.replay_job` calls these and writes the files.
 
 >>> format_cell(0.12345), format_cell(-3, sign=True), format_cell(None)
 ('0.123', '-3', 'n/a')
@@ -34,6 +34,8 @@ class ReplayOutcome:
     diff: dict[str, Any] | None = None
     #: lines printed before the list of files written (e.g. where the learned state went)
     notes: list[str] = field(default_factory=list)
+    #: the source as the user named it (a path, ``kafka://TOPIC``)
+    source_name: str = ""
 
     @property
     def interval_s(self) -> int:
@@ -164,9 +166,10 @@ def format_metric_deltas(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
-    """The terminal summary of a replay."""
+def format_outcome(outcome: ReplayOutcome, source_name: str | None = None) -> str:
+    """The terminal summary of a replay (of ``source_name``, default the outcome's)."""
     s = outcome.summary
+    source_name = source_name or outcome.source_name
     out: list[str] = []
     echo = out.append
     dlq = s["outputs"]["dlq"]
