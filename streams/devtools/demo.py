@@ -19,12 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from kafka import KafkaConsumer
+
 from detectors.evaluation import format_delay
-from detectors.events import format_ts
+from detectors.events import format_ts, parse_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
+from streams.kafka.admin import create_topics, wait_for_kafka
 from streams.kafka.security import kafka_python_kwargs, security_env
 from streams.settings import Settings
 from streams.sinks.alert_tail import SEVERITY_COLOURS, Console, format_alert
+
+from .broker import LocalBroker
+from .producer import EventProducer
 
 
 @dataclass
@@ -110,10 +116,6 @@ class Demo:
             self.broker = None
 
     def _broker(self) -> str:
-        from streams.kafka.admin import wait_for_kafka
-
-        from .broker import LocalBroker
-
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
             wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s, security=self.security)
@@ -134,8 +136,6 @@ class Demo:
         return broker.bootstrap
 
     def _create_topics(self, bootstrap: str) -> None:
-        from streams.kafka.admin import create_topics
-
         p = self.settings.partitions
         create_topics(bootstrap, {self.topics["input"]: p, self.topics["alerts"]: p, self.topics["dlq"]: 1},
                       security=self.security)
@@ -164,8 +164,6 @@ class Demo:
 
     # -- the show -----------------------------------------------------------------------------
     def _stream(self, bootstrap: str) -> DemoResult:
-        from kafka import KafkaConsumer, KafkaProducer
-
         o = self.opts
         sim = simulate(SimConfig(
             customers=o.customers, duration_s=o.days * 86400, interval_s=o.interval_s, seed=o.seed,
@@ -190,27 +188,20 @@ class Demo:
 
         def produce():
             try:
-                producer = KafkaProducer(
-                    bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1, **self.security
-                )
-                last_ts = None
-                for ev in sim.events():
-                    ts = ev["ts"]
-                    if ts != last_ts:
-                        last_ts = ts
-                        if _epoch(ts) >= live_from:
-                            producer.flush()
-                            time.sleep(1.0 / o.live_intervals_per_s)
-                    producer.send(
-                        self.topics["input"], key=ev["customer_id"].encode(), value=json.dumps(ev).encode()
-                    )
+                with EventProducer(bootstrap, self.topics["input"], self.security) as producer:
+                    last_ts = None
+                    for ev in sim.events():
+                        ts = ev["ts"]
+                        if ts != last_ts:
+                            last_ts = ts
+                            if parse_ts(ts) >= live_from:
+                                producer.flush()
+                                time.sleep(1.0 / o.live_intervals_per_s)
+                        producer.send(ev)
+                        res.produced += 1
+                    producer.send_raw(b'{"customer_id": "demo", "oops": true}', key=b"demo")
                     res.produced += 1
-                producer.send(
-                    self.topics["input"], key=b"demo", value=b'{"customer_id": "demo", "oops": true}'
-                )
-                res.produced += 1
-                producer.flush()
-                producer.close()
+                    producer.flush()
             except BaseException as exc:  # surfaced in the main thread
                 error.append(exc)
             finally:
@@ -278,10 +269,10 @@ class Demo:
         hits = 0
         for inc in res.incidents:
             match = next((a for a in firing if a["customer_id"] == inc.customer_id
-                          and inc.start - inc_interval(a) <= _epoch(a["started_at"]) <= inc.end), None)
+                          and inc.start - inc_interval(a) <= parse_ts(a["started_at"]) <= inc.end), None)
             if match:
                 hits += 1
-                ttd = (_epoch(match["event_ts"]) - inc.start) / match["interval_s"]
+                ttd = (parse_ts(match["event_ts"]) - inc.start) / match["interval_s"]
                 found = (f"{match['alert_id']} {match['signal']} ({match['severity']}), "
                          f"{format_delay(round(ttd), match['interval_s'])} after onset")
             else:
@@ -294,7 +285,3 @@ def inc_interval(a: dict[str, Any]) -> float:
     return float(a.get("interval_s", 60))
 
 
-def _epoch(ts: str) -> float:
-    from detectors.events import parse_ts
-
-    return parse_ts(ts)
