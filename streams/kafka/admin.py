@@ -16,7 +16,9 @@ import socket
 import time
 from typing import Iterator, Mapping
 
-from .security import is_auth_error, rejection
+from streams.settings import Settings
+
+from .security import is_auth_error, kafka_python_kwargs, rejection
 
 __all__ = [
     "AUTH_CHECK_S",
@@ -26,6 +28,7 @@ __all__ = [
     "auth_failure",
     "can_connect",
     "clip",
+    "create_lookout_topics",
     "create_topics",
     "reachable",
     "wait_for_kafka",
@@ -231,6 +234,24 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise BrokerError(f"topics {', '.join(names)} have no leaders after {timeout:.0f}s")
         time.sleep(0.2)
+
+
+def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
+    """Create the input, alerts and dead-letter topics of ``settings`` (``lookout topics create``);
+    ``{name: (partitions, created now)}``, existing ones left alone.
+
+    Raises :class:`BrokerError` or :class:`~streams.settings.SettingsError` (bad TLS/SASL
+    settings), one line each.
+    """
+    wanted = {
+        settings.input_topic: settings.partitions,
+        settings.alerts_topic: settings.partitions,
+        settings.dlq_topic: 1,
+        settings.sink_dlq_topic: 1,
+    }
+    made = create_topics(settings.bootstrap, wanted, connect_timeout=settings.kafka_timeout_s,
+                         security=kafka_python_kwargs(settings))
+    return {name: (partitions, name in made) for name, partitions in wanted.items()}
 
 
 def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
