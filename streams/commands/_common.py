@@ -77,18 +77,3 @@ def aliased(new: str, value):
     if value is not None:
         return value
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
-
-
-def require_kafka(settings) -> None:
-    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
-    answers in time; at once with one line if it rejects their TLS/SASL credentials."""
-    from streams.kafka.admin import BrokerError, wait_for_kafka
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.settings import SettingsError
-
-    try:
-        wait_for_kafka(
-            settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings)
-        )
-    except (BrokerError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
