@@ -44,8 +44,11 @@ from .alerting import SEVERITIES
 from .events import format_ts, time_or_none
 
 WEEK_S = 604800.0
+#: an alert up to this many intervals after a labelled incident's end still detects it (default)
+GRACE_INTERVALS = 2.0
 
 __all__ = [
+    "GRACE_INTERVALS",
     "Evaluation",
     "LabelResult",
     "OpenedIncident",
@@ -314,7 +317,7 @@ def evaluate(
     customers: Mapping[str, float] | None = None,
     span_s: float,
     interval_s: float | None = None,
-    grace_intervals: float = 2,
+    grace_intervals: float = GRACE_INTERVALS,
     n_customers: int | None = None,
 ) -> Evaluation:
     """Score ``alerts`` (dicts of the ``alerts`` topic schema) against ``labels``.

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..offline.jobs import JOB_ERRORS, replay_job
+from detectors.evaluation import GRACE_INTERVALS
+
+from ..offline.jobs import JOB_ERRORS, REPLAY_PLOTS, replay_job
 from ..offline.source_spec import SourceSpec
 from ..offline.summary import format_outcome, problem
 from ._common import CONTEXT, load_detector_config, load_labels
@@ -33,9 +35,9 @@ from .source_options import source_options
               help="Output directory (created).")
 @click.option("--trace", "trace", multiple=True, metavar="CUSTOMER",
               help="Also plot this customer in the report (repeatable).")
-@click.option("--max-plots", default=12, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-plots", default=REPLAY_PLOTS, show_default=True, type=click.IntRange(min=0),
               help="At most this many customers plotted (labelled first, then false alerts).")
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--grace", default=GRACE_INTERVALS, show_default=True, type=click.FloatRange(min=0),
               help="An alert up to this many intervals after a labelled incident's end still detects it.")
 @click.option("--save-state", "save_state", metavar="FILE",
               help="Write the learned detector state after the replay (start a worker from it with "

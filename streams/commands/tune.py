@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..offline.jobs import JOB_ERRORS, tune_job
+from detectors.evaluation import GRACE_INTERVALS
+
+from ..offline.jobs import FALSE_ALERT_BUDGET, JOB_ERRORS, TUNE_PLOTS, TUNE_TRIALS, tune_job
 from ..offline.source_spec import SourceSpec
 from ..offline.tuning import load_space
 from ._common import CONTEXT, load_detector_config, load_labels
@@ -21,8 +23,9 @@ from .source_options import source_options
 @click.option(
     "--config", "config_path", metavar="FILE", help="Base config; the space overrides it. Default: defaults."
 )
-@click.option("--trials", default=30, show_default=True, type=click.IntRange(min=1), help="Number of trials.")
-@click.option("--budget", default=0.2, show_default=True, type=click.FloatRange(min=0),
+@click.option("--trials", default=TUNE_TRIALS, show_default=True, type=click.IntRange(min=1),
+              help="Number of trials.")
+@click.option("--budget", default=FALSE_ALERT_BUDGET, show_default=True, type=click.FloatRange(min=0),
               help="Allowed false alerts per customer-week.")
 @click.option(
     "--jobs", type=click.IntRange(min=1), help="Trials in parallel (processes) [default: min(2, cores)]."
@@ -39,9 +42,9 @@ from .source_options import source_options
 @click.option(
     "--out", "out_dir", default="tune-out", show_default=True, metavar="DIR", help="Output directory."
 )
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--grace", default=GRACE_INTERVALS, show_default=True, type=click.FloatRange(min=0),
               help="Intervals after a labelled incident's end an alert still counts.")
-@click.option("--max-plots", default=8, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-plots", default=TUNE_PLOTS, show_default=True, type=click.IntRange(min=0),
               help="Customers plotted with the best config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from detectors.config import DetectorConfig, dump_config
-from detectors.evaluation import Evaluation
+from detectors.evaluation import GRACE_INTERVALS, Evaluation
 from streams.state.checkpoint import write_atomically
 
 from .report import choose_customers, write_replay_report, write_tune_report
@@ -39,6 +39,14 @@ from .tuning import (
 
 __all__ = ["JOB_ERRORS", "JobError", "Plots", "TuneOutcome", "replay_job", "tune_job", "write_outputs"]
 
+#: customers a replay report plots at most (besides those asked for by name)
+REPLAY_PLOTS = 12
+#: customers a tuning report plots with the best config
+TUNE_PLOTS = 8
+#: trials of a search
+TUNE_TRIALS = 30
+#: false alerts per customer-week a search may spend
+FALSE_ALERT_BUDGET = 0.2
 #: share of a report's plots that goes to labelled customers once alerts are known (the rest:
 #: customers with false alerts)
 LABELLED_SHARE = 2 / 3
@@ -148,9 +156,9 @@ def replay_job(
     baseline: DetectorConfig | None = None,
     baseline_path: str | None = None,
     labels: Sequence[Any] = (),
-    grace: float = 2.0,
+    grace: float = GRACE_INTERVALS,
     trace: Sequence[str] = (),
-    max_plots: int = 12,
+    max_plots: int = REPLAY_PLOTS,
     report: bool = True,
     save_state: Path | None = None,
     progress: bool = False,
@@ -221,13 +229,13 @@ def tune_job(
     *,
     config_path: str | None = None,
     labels_name: str = "the labels",
-    trials: int = 30,
-    budget: float = 0.2,
+    trials: int = TUNE_TRIALS,
+    budget: float = FALSE_ALERT_BUDGET,
     jobs: int | None = None,
     seed: int = 0,
     timeout_s: float | None = None,
-    grace: float = 2.0,
-    max_plots: int = 8,
+    grace: float = GRACE_INTERVALS,
+    max_plots: int = TUNE_PLOTS,
     report: bool = True,
     progress: bool = False,
 ) -> TuneOutcome:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from detectors.config import DetectorConfig
-from detectors.evaluation import Evaluation, evaluate, metric_deltas
+from detectors.evaluation import GRACE_INTERVALS, Evaluation, evaluate, metric_deltas
 from detectors.events import DEFAULT_INTERVAL_S, format_ts
 
 from .diff import diff_alerts, format_diff
@@ -47,8 +47,8 @@ def _fingerprinted(path: str | None, config: DetectorConfig) -> str:
 
 
 def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_path: str | None = None,
-              labels: Sequence[Any] = (), grace: float = 2.0, baseline: DetectorConfig | None = None,
-              baseline_path: str | None = None) -> ReplayOutcome:
+              labels: Sequence[Any] = (), grace: float = GRACE_INTERVALS,
+              baseline: DetectorConfig | None = None, baseline_path: str | None = None) -> ReplayOutcome:
     """The summary of one replay (``summary.json``), its evaluation against ``labels`` and the
     diff against the ``baseline`` run when there is one."""
     eng = res.engine

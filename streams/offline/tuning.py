@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
-from detectors.evaluation import evaluate, format_delay
+from detectors.evaluation import GRACE_INTERVALS, evaluate, format_delay
 from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
 from streams.pipeline.codecs import decode_event
 
@@ -225,7 +225,7 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
     )
 
 
-def run_config(data: Dataset, config: DetectorConfig, grace: float = 2.0):
+def run_config(data: Dataset, config: DetectorConfig, grace: float = GRACE_INTERVALS):
     """All alerts (compact) of ``config`` over the dataset, and their evaluation."""
     eng = Engine(config)
     process_many = eng.process_many
@@ -284,7 +284,7 @@ def tune(
     budget: float,
     jobs: int = 1,
     seed: int = 0,
-    grace: float = 2.0,
+    grace: float = GRACE_INTERVALS,
     progress: bool = False,
     timeout_s: float | None = None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
