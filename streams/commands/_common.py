@@ -5,6 +5,10 @@ import re
 
 import click
 
+from detectors.config import ConfigError, load_config
+
+from ..offline.simfiles import read_labels
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
@@ -36,8 +40,6 @@ def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from streams.offline.simfiles import read_labels
-
     try:
         return read_labels(path)
     except FileNotFoundError:
@@ -48,8 +50,6 @@ def load_labels(path: str | None) -> list:
 
 def load_detector_config(path: str | None, what: str = "config"):
     """The detector config at ``path`` (defaults without one); errors name the option ``--what``."""
-    from detectors.config import ConfigError, load_config
-
     try:
         return load_config(path)
     except ConfigError as exc:
