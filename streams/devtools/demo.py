@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from kafka import KafkaConsumer
-
 from detectors.evaluation import format_delay
 from detectors.events import format_ts, parse_ts
 from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
@@ -164,6 +162,9 @@ class Demo:
 
     # -- the show -----------------------------------------------------------------------------
     def _stream(self, bootstrap: str) -> DemoResult:
+        # not at the top: `lookout demo --help` need not load kafka-python (0.1-0.3 s)
+        from kafka import KafkaConsumer
+
         o = self.opts
         sim = simulate(SimConfig(
             customers=o.customers, duration_s=o.days * 86400, interval_s=o.interval_s, seed=o.seed,

@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator, Mapping
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
 from streams.pipeline.codecs import ENVELOPE_KEY, partition_of
 
 __all__ = ["EventProducer", "ProduceError", "envelopes"]
@@ -62,6 +59,11 @@ class EventProducer:
 
     def __init__(self, bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
                  envelope: int | None = None):
+        # kafka-python is imported here, not at the top: `lookout simulate --out FILE` and every
+        # `--help` that imports this module would pay for it (0.1-0.3 s) without producing anything
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
         self.bootstrap, self.topic, self.envelope = bootstrap, topic, envelope
         try:
             self.producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS,
@@ -91,6 +93,8 @@ class EventProducer:
 
     def send_all(self, events: Iterable[Mapping[str, Any]]) -> int:
         """Send every event (stopping at the first failure), wait until they are sent; how many."""
+        from kafka.errors import KafkaError  # see __init__
+
         n = 0
         try:
             if self.envelope is None:
