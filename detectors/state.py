@@ -141,58 +141,81 @@ def _scalar(v: Any, where: str) -> Any:
     raise StateError(f"{where}: unexpected {type(v).__name__}")
 
 
+_isfinite = math.isfinite
+
+
+def _check_bool(v: Any, where: str) -> bool:
+    if type(v) is not bool:
+        raise StateError(f"{where}: expected bool, got {type(v).__name__}")
+    return v
+
+
+def _check_int(v: Any, where: str) -> int:
+    if type(v) is not int:
+        raise StateError(f"{where}: expected int, got {type(v).__name__}")
+    return v
+
+
+def _check_float(v: Any, where: str) -> float:
+    if type(v) is float and _isfinite(v):
+        return v
+    if type(v) is int:
+        return float(v)
+    raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
+
+
+def _check_optional_number(v: Any, where: str) -> Any:
+    if v is None or (type(v) in (float, int) and _isfinite(v)):
+        return v
+    raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
+
+
+def _check_str(v: Any, where: str) -> str:
+    if not isinstance(v, str) or len(v) > MAX_STR:
+        raise StateError(f"{where}: expected a string of at most {MAX_STR} chars")
+    return v
+
+
+def _doubles_checker(n: int) -> Callable[[Any, str], Any]:
+    def check(v: Any, where: str) -> array:
+        if not isinstance(v, bytes):
+            raise StateError(f"{where}: expected packed doubles, got {type(v).__name__}")
+        return _doubles(v, where, n)
+
+    return check
+
+
+def _list_checker(kind: type) -> Callable[[Any, str], Any]:
+    def check(v: Any, where: str) -> Any:
+        if not isinstance(v, list) or len(v) > MAX_ITEMS:
+            raise StateError(f"{where}: expected a list of at most {MAX_ITEMS} items")
+        items = [_scalar(x, f"{where}[{k}]") for k, x in enumerate(v)]
+        return tuple(items) if kind is tuple else items
+
+    return check
+
+
 def _checker(fresh: Any) -> Callable[[Any, str], Any]:
     """A validator for the values of a slot whose freshly built value is ``fresh``.
 
     It returns the decoded value or raises :class:`StateError`: same type (a ``None`` slot takes
     ``None`` or a number), arrays of the same length, finite floats, bounded lists.
     """
-    isfinite = math.isfinite
     if isinstance(fresh, bool):
-        def check(v, where):
-            if type(v) is not bool:
-                raise StateError(f"{where}: expected bool, got {type(v).__name__}")
-            return v
-    elif isinstance(fresh, int):
-        def check(v, where):
-            if type(v) is not int:
-                raise StateError(f"{where}: expected int, got {type(v).__name__}")
-            return v
-    elif isinstance(fresh, float):
-        def check(v, where):
-            if type(v) is float and isfinite(v):
-                return v
-            if type(v) is int:
-                return float(v)
-            raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
-    elif fresh is None:  # an optional number (a timestamp not seen yet, ...)
-        def check(v, where):
-            if v is None or (type(v) in (float, int) and isfinite(v)):
-                return v
-            raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
-    elif isinstance(fresh, str):
-        def check(v, where):
-            if not isinstance(v, str) or len(v) > MAX_STR:
-                raise StateError(f"{where}: expected a string of at most {MAX_STR} chars")
-            return v
-    elif isinstance(fresh, array):
-        n = len(fresh)
-
-        def check(v, where):
-            if not isinstance(v, bytes):
-                raise StateError(f"{where}: expected packed doubles, got {type(v).__name__}")
-            return _doubles(v, where, n)
-    elif isinstance(fresh, (list, tuple)):
-        kind = type(fresh)
-
-        def check(v, where):
-            if not isinstance(v, list) or len(v) > MAX_ITEMS:
-                raise StateError(f"{where}: expected a list of at most {MAX_ITEMS} items")
-            items = [_scalar(x, f"{where}[{k}]") for k, x in enumerate(v)]
-            return tuple(items) if kind is tuple else items
-    else:
-        raise StateError(f"no state codec for {type(fresh).__name__}")
-    return check
+        return _check_bool
+    if isinstance(fresh, int):
+        return _check_int
+    if isinstance(fresh, float):
+        return _check_float
+    if fresh is None:  # an optional number (a timestamp not seen yet, ...)
+        return _check_optional_number
+    if isinstance(fresh, str):
+        return _check_str
+    if isinstance(fresh, array):
+        return _doubles_checker(len(fresh))
+    if isinstance(fresh, (list, tuple)):
+        return _list_checker(type(fresh))
+    raise StateError(f"no state codec for {type(fresh).__name__}")
 
 
 def _like(fresh: Any, v: Any, where: str) -> Any:
