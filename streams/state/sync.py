@@ -39,7 +39,7 @@ def _settle_gc() -> None:
     collection over them stalls the event loop for 100-200 ms whenever allocation happens to
     trigger one. Customer state holds no reference cycles (it is freed by reference counting
     when a customer is dropped), so freezing it keeps collections to what was allocated since
-    (bench_state_sync.py, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
+    (`python -m bench state-sync`, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
     garbage is collected first; what is frozen and later becomes *cyclic* garbage (a few
     transient asyncio objects) is never reclaimed, which is why snapshots freeze at most every
     :data:`GC_FREEZE_EVERY_S`.
