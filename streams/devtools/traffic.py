@@ -64,7 +64,7 @@ class TrafficOptions:
     weekly: bool = True
     out: str | None = None  # a JSON-lines file, ``-`` = stdout
     bootstrap: str | None = None  # ... or this Kafka
-    topic: str = "request-metrics"
+    topic: str = Settings.input_topic  # the worker's default input topic
     labels_out: str | None = None  # default with ``out``: <out>.labels.jsonl
     rate: float | None = None
     batch: int | None = None  # envelopes of up to this many events (Kafka only)

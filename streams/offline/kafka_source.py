@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from detectors.events import InvalidEvent, format_ts, parse_time
 from streams.kafka.admin import AUTH_CHECK_S, auth_failure
 from streams.kafka.security import rejection
+from streams.settings import Settings
 
 from .sources import Record, Source, SourceError
 
@@ -75,7 +76,7 @@ class KafkaSource(Source):
             timeout = float(one("timeout") or default_timeout_s)
         except ValueError:
             raise SourceError(f"{url}: timeout must be seconds") from None
-        bootstrap = one("bootstrap") or default_bootstrap or "127.0.0.1:9092"
+        bootstrap = one("bootstrap") or default_bootstrap or Settings.bootstrap
         return cls(topic, bootstrap, start, end, timeout, security)
 
     def describe(self) -> dict[str, Any]:
