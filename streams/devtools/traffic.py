@@ -32,8 +32,8 @@ from .producer import EventProducer, ProduceError
 
 __all__ = ["TrafficError", "TrafficOptions", "TrafficResult", "default_labels_path", "simulate_traffic"]
 
-#: simulated days when neither ``days`` nor ``duration`` is given
-DEFAULT_DAYS = 14.0
+#: simulated days when neither ``days`` nor ``duration`` is given (the simulator's default)
+DEFAULT_DAYS = SimConfig.duration_s / 86400
 #: the throttle checks its pace this many times per second of events
 THROTTLE_CHECKS_PER_S = 50
 
@@ -44,24 +44,24 @@ class TrafficError(Exception):
 
 @dataclass
 class TrafficOptions:
-    """What ``lookout simulate`` is asked for (its options, same names and defaults)."""
+    """What ``lookout simulate`` is asked for (its options, same names; defaults: the simulator's)."""
 
-    customers: int = 20
+    customers: int = SimConfig.customers
     days: float | None = None
     duration_s: float | None = None  # instead of ``days``
-    interval_s: int = 300
+    interval_s: int = SimConfig.interval_s
     start: str | None = None  # RFC 3339; default :data:`detectors.synthetic.DEFAULT_START`
     end_now: bool = False
-    seed: int = 0
-    incidents: int | None = None
-    incident_rate: float = 1.0
-    kinds: str | None = None  # comma-separated
-    min_size: float = 10.0
-    max_size: float = 2_000_000.0
-    holidays: bool = True
-    growth: bool = True
-    level_shifts: bool = True
-    weekly: bool = True
+    seed: int = SimConfig.seed
+    incidents: int | None = SimConfig.incidents
+    incident_rate: float = SimConfig.incidents_per_customer_week
+    kinds: str | None = None  # comma-separated; default :data:`detectors.synthetic.INCIDENT_KINDS`
+    min_size: float = SimConfig.size_min
+    max_size: float = SimConfig.size_max
+    holidays: bool = SimConfig.holidays
+    growth: bool = SimConfig.growth
+    level_shifts: bool = SimConfig.level_shifts
+    weekly: bool = SimConfig.weekly
     out: str | None = None  # a JSON-lines file, ``-`` = stdout
     bootstrap: str | None = None  # ... or this Kafka
     topic: str = Settings.input_topic  # the worker's default input topic
