@@ -3,35 +3,19 @@ import json
 import re
 
 import pytest
-import yaml
 
 from detectors.config import DetectorConfig, load_config
 from detectors.engine import Engine
-from detectors.synthetic import SimConfig, simulate
 from streams.offline import JsonlSource, SourceError
 from streams.offline.jobs import JobError, Plots, replay_job, tune_job, write_outputs
-from streams.offline.simfiles import read_labels, write_jsonl, write_labels
+from streams.offline.simfiles import read_labels
 from streams.offline.source_spec import SourceSpec
 from streams.offline.summary import format_outcome, problem
 from streams.offline.tuning import load_space
 
 
-@pytest.fixture(scope="module")
-def sim_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("jobs")
-    sim = simulate(SimConfig(customers=5, duration_s=2.5 * 86400, interval_s=300, seed=11, incidents=3,
-                             size_min=2000, tiny_fraction=0.0, holidays=False))
-    write_jsonl(sim.events(), d / "sim.jsonl")
-    write_labels(sim.incidents, d / "labels.jsonl")
-    (d / "space.yaml").write_text(yaml.safe_dump({
-        "signals.error_5xx.threshold": {"low": 0.99, "high": 0.99999},
-        "alerting.open_n": {"choices": [1, 2, 3]},
-    }))
-    return d
-
-
-def test_replay_job_writes_every_output_and_plots_the_traced_customer_first(sim_files, tmp_path):
-    d = sim_files
+def test_replay_job_writes_every_output_and_plots_the_traced_customer_first(files, tmp_path):
+    d = files
     labels = read_labels(d / "labels.jsonl")
     out = tmp_path / "out"
     outcome = replay_job(SourceSpec(str(d / "sim.jsonl")), DetectorConfig(), out, labels=labels,
@@ -63,8 +47,8 @@ def test_replay_job_checks_the_state_path_before_reading_the_source(tmp_path):
         replay_job(never, DetectorConfig(), tmp_path / "out")
 
 
-def test_replay_job_with_a_baseline_writes_the_diff(sim_files, tmp_path):
-    d = sim_files
+def test_replay_job_with_a_baseline_writes_the_diff(files, tmp_path):
+    d = files
     out = tmp_path / "out"
     strict = DetectorConfig().with_overrides({"alerting.open_n": 3})
     outcome = replay_job(JsonlSource(str(d / "sim.jsonl")), DetectorConfig(), out, baseline=strict,
@@ -108,8 +92,8 @@ def test_source_spec_errors_are_source_errors(tmp_path, monkeypatch):
         SourceSpec(str(tmp_path / "x.jsonl")).open()
 
 
-def test_tune_job_writes_the_best_config_and_says_what_it_found(sim_files, tmp_path):
-    d = sim_files
+def test_tune_job_writes_the_best_config_and_says_what_it_found(files, tmp_path):
+    d = files
     labels = read_labels(d / "labels.jsonl")
     space = load_space(d / "space.yaml")
     out = tmp_path / "tune"
@@ -125,8 +109,8 @@ def test_tune_job_writes_the_best_config_and_says_what_it_found(sim_files, tmp_p
     assert "best trial" in outcome.text()
 
 
-def test_tune_job_refuses_what_cannot_measure_recall(sim_files, tmp_path):
-    d = sim_files
+def test_tune_job_refuses_what_cannot_measure_recall(files, tmp_path):
+    d = files
     space = load_space(d / "space.yaml")
     with pytest.raises(JobError, match="empty.jsonl: no labelled incidents"):
         tune_job(SourceSpec(str(d / "sim.jsonl")), [], space, DetectorConfig(), tmp_path,
