@@ -5,6 +5,7 @@ import json
 
 import click
 
+from ..kafka.admin import BrokerError, create_lookout_topics
 from ..settings import Settings, SettingsError
 from .kafka_options import kafka_security_options, pop_security
 
@@ -37,29 +38,14 @@ def create(bootstrap, partitions, as_json, **kafka):
           --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
           --kafka-sasl-username lookout
     """
-    from streams.kafka.admin import BrokerError, create_topics
-    from streams.kafka.security import kafka_python_kwargs
-
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions, **pop_security(kafka))
-        wanted = {
-            s.input_topic: s.partitions,
-            s.alerts_topic: s.partitions,
-            s.dlq_topic: 1,
-            s.sink_dlq_topic: 1,
-        }
-        made = create_topics(
-            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s)
-        )
+        topics = create_lookout_topics(s)
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(
-            json.dumps(
-                {name: {"partitions": parts, "created": name in made} for name, parts in wanted.items()},
-                indent=2,
-            )
-        )
+        as_dict = {name: {"partitions": parts, "created": made} for name, (parts, made) in topics.items()}
+        click.echo(json.dumps(as_dict, indent=2))
         return
-    for name, parts in wanted.items():
-        click.echo(f"{name:<28} {parts} partition(s)  {'created' if name in made else 'exists'}")
+    for name, (parts, made) in topics.items():
+        click.echo(f"{name:<28} {parts} partition(s)  {'created' if made else 'exists'}")

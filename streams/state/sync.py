@@ -36,7 +36,7 @@ GC_FREEZE_EVERY_S = 600.0
 @dataclass(frozen=True)
 class Restored:
     """What a partition's restore found: its marker, whether that was written under other model
-    settings (``stale``), the customers loaded and how many records were refused."""
+    settings (``stale``), the customers loaded and the keys of the records refused."""
 
     partition: int
     marker: Marker | None
@@ -64,7 +64,7 @@ def _settle_gc() -> None:
     collection over them stalls the event loop for 100-200 ms whenever allocation happens to
     trigger one. Customer state holds no reference cycles (it is freed by reference counting
     when a customer is dropped), so freezing it keeps collections to what was allocated since
-    (bench_state_sync.py, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
+    (`python -m bench state-sync`, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
     garbage is collected first; what is frozen and later becomes *cyclic* garbage (a few
     transient asyncio objects) is never reclaimed, which is why snapshots freeze at most every
     :data:`GC_FREEZE_EVERY_S`.
@@ -105,7 +105,7 @@ class StateSync:
     def _name(topic: Any) -> str:
         return topic.get_topic_name() if hasattr(topic, "get_topic_name") else str(topic)
 
-    async def restore(self, p: int) -> "Restored":
+    async def restore(self, p: int) -> Restored:
         """Load partition ``p``'s snapshot and the alerts already sent after it; say what was found.
 
         A marker written under other model settings still names valid offsets (of the input and
@@ -113,34 +113,11 @@ class StateSync:
         to the engine, whose state format refuses those it cannot read (or migrates them).
         """
         t0 = time.monotonic()
-        state_name, alerts_name = self._name(self.state_topic), self._name(self.alerts_topic)
-        records, _ = await self.reader.read_partition(state_name, p)
-        latest: dict[bytes, bytes | None] = {}
-        marker_blob = None
-        for k, v in records:
-            if k == MARKER_KEY:
-                marker_blob = v
-            elif k is not None:
-                latest[k] = v
-        marker = None
-        if marker_blob is not None:
-            try:
-                marker = Marker.decode(marker_blob)
-            except ValueError as exc:
-                log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
+        alerts_name = self._name(self.alerts_topic)
+        marker, latest = await self._read_snapshot(p)
         stale = marker is not None and marker.fingerprint != self.fingerprint
         loaded, bad, first_error = await self.load_records(p, list(latest.items()))
-        if stale:
-            log.warning("state of input partition %d was written with other model settings: %d of %d "
-                        "customers carried over, the others start cold or are rebuilt (first refusal: %s)",
-                        p, len(loaded), len(loaded) + len(bad), first_error or "-")
-        elif bad:
-            log.warning(
-                "state of input partition %d: %d customer records unusable, those start cold (first: %s)",
-                p,
-                len(bad),
-                first_error,
-            )
+        _report_refused(p, stale, len(loaded), bad, first_error)
         alerts_from = marker.alerts_offset if marker is not None else 0
         alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
         rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
@@ -170,6 +147,24 @@ class StateSync:
             took,
         )
         return Restored(p, marker, stale, loaded, bad)
+
+    async def _read_snapshot(self, p: int) -> tuple[Marker | None, dict[bytes, bytes | None]]:
+        """Partition ``p``'s marker (None if missing or unreadable) and latest record per customer."""
+        records, _ = await self.reader.read_partition(self._name(self.state_topic), p)
+        latest: dict[bytes, bytes | None] = {}
+        marker_blob = None
+        for k, v in records:
+            if k == MARKER_KEY:
+                marker_blob = v
+            elif k is not None:
+                latest[k] = v
+        marker = None
+        if marker_blob is not None:
+            try:
+                marker = Marker.decode(marker_blob)
+            except ValueError as exc:
+                log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
+        return marker, latest
 
     async def load_records(self, p: int, items: list[tuple[bytes, bytes | None]]
                            ) -> tuple[set[str], list[bytes], str]:
@@ -283,3 +278,14 @@ class StateSync:
     async def flush_state(self) -> None:
         """Wait until every state record sent so far is acknowledged."""
         await (self.state_sink.flush() if self._own_state_producer else self.flush())
+
+
+def _report_refused(p: int, stale: bool, loaded: int, bad: list[bytes], first_error: str) -> None:
+    """One WARNING for a restore that found records written under other model settings or unusable."""
+    if stale:
+        log.warning("state of input partition %d was written with other model settings: %d of %d "
+                    "customers carried over, the others start cold or are rebuilt (first refusal: %s)",
+                    p, loaded, loaded + len(bad), first_error or "-")
+    elif bad:
+        log.warning("state of input partition %d: %d customer records unusable, those start cold (first: %s)",
+                    p, len(bad), first_error)

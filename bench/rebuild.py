@@ -1,5 +1,6 @@
-#!/usr/bin/env python
-"""How fast a worker rebuilds a partition from the input's history (``lookout worker --rebuild-from``).
+"""``python -m bench rebuild``: how fast a worker rebuilds a partition from the input's history.
+
+What ``lookout worker --rebuild-from`` does after a model change.
 
 Produces simulated traffic (one event per message, keyed by customer, as producers send it) into
 a one-partition topic on a real broker, then times what a rebuild does for that partition: plan
@@ -8,21 +9,19 @@ the range (``now - DURATION`` to the end), replay it through the worker's
 processor, an engine of its own), and load the rebuilt customers into a fresh engine. Prints
 events per second and the time for the whole range.
 
-    .venv/bin/python scripts/bench_rebuild.py                         # starts its own broker
-    .venv/bin/python scripts/bench_rebuild.py --customers 500 --days 7 --bootstrap 127.0.0.1:9092
+    .venv/bin/python -m bench rebuild                                 # starts its own broker
+    .venv/bin/python -m bench rebuild --customers 500 --days 7 --bootstrap 127.0.0.1:9092
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.common import free_port
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.kafka.admin import create_topics
@@ -74,20 +73,20 @@ def bench(bootstrap: str, customers: int, days: float) -> dict:
             "series_warming_after": warming}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench rebuild", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="an existing broker (default: start a throwaway local one)")
     ap.add_argument("--customers", type=int, default=200)
     ap.add_argument("--days", type=float, default=7.0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
         from streams.devtools.broker import LocalBroker
         from streams.settings import Settings
-        from tests.conftest import free_ports
 
-        port, cport = free_ports(2)
+        port, cport = free_port(), free_port()
         broker = LocalBroker(Settings.from_env(broker_port=port, broker_controller_port=cport,
                                                broker_data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-"))))
         broker.start(timeout=120)
@@ -99,6 +98,7 @@ def main() -> None:
             broker.stop()
     for k, v in res.items():
         print(f"{k:<24} {v}")
+    return 0
 
 
 if __name__ == "__main__":
