@@ -1,5 +1,7 @@
 """An upgrade across a model change on the real broker: the new worker starts warm, nothing lost.
 
+(The second test covers a worker without any snapshot: the rebuild ends at the group's committed offset.)
+
 How the model changes: the new worker runs with a detector config whose model section differs
 (``model.level_half_life_s`` 12 h instead of 24 h), as an upgrade whose model changed does. Its
 model fingerprint differs, so every record the old worker saved is refused by the state format
@@ -103,3 +105,24 @@ def wait_for_live(worker, timeout: float = 120.0) -> bool:
 
     wait_until(live, timeout, "the upgraded worker to go live", poll=0.05)
     return seen
+
+
+def test_a_worker_whose_state_topic_is_gone_rebuilds_up_to_the_groups_committed_offset(start_worker):
+    """No snapshot at all (here: a new state topic name, as after losing the old topic): the range
+    ends at the consumer group's committed offset, and the worker comes up warm there."""
+    messages = workload(seed=42)
+    cut = int(0.6 * len(messages))
+    old = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
+    produce(old.bootstrap, old.input_topic, messages[:cut])
+    old.wait_drained(PARTITIONS, timeout=180)
+    old.stop()
+
+    new = start_worker(like=old, LOOKOUT_STATE_TOPIC=f"{old.app_id}-state-new", LOOKOUT_REBUILD_FROM="36h")
+    wait_for_live(new)
+    body = new.wait_drained(PARTITIONS, timeout=180)
+    log = new.log_path.read_text(errors="replace")
+    assert log.count("saved state missing; rebuilding") == PARTITIONS, new.log_tail()
+    assert body["customers"] == 24 and body["warming"] == 0, body
+    produce(new.bootstrap, new.input_topic, messages[cut:])
+    new.wait_for_events(len(messages) - cut, timeout=180)
+    assert new.metric("lookout_events_total", outcome="warming") == 0
