@@ -7,13 +7,14 @@ How the model changes: the new worker runs with a detector config whose model se
 model fingerprint differs, so every record the old worker saved is refused by the state format
 (one WARNING), exactly what a new Lookout version sees. No test-only switch is involved.
 
-The old worker (default model) runs the first 60 % of five simulated days and is stopped
-cleanly; the new one starts with ``LOOKOUT_REBUILD_FROM=7d``, rebuilds both partitions from the
-input topic's history, and then gets the remaining 40 % (with their incidents). Ground truth is
-the replay code path with the new model over the same messages: its alerts for the last 40 %
-must be on the alerts topic exactly once (0 lost, 0 duplicate, 0 extra), and no event of the new
-worker may meet a warming model. A restart of the new version then restores its own snapshot
-and rebuilds nothing.
+The old worker (default model) runs the first 75 % of five simulated days -- two incidents are
+open then, their FIRING alerts sent -- and is stopped cleanly; the new one starts with
+``LOOKOUT_REBUILD_FROM=7d``, rebuilds both partitions from the input topic's history, and then
+gets the remaining 25 % (with more incidents). Ground truth is the replay code path with the new
+model over the same messages: its alerts for the last 25 % must be on the alerts topic exactly
+once (0 lost, 0 duplicate, 0 extra), the incidents open across the upgrade are resolved by the
+new worker, and no event of the new worker may meet a warming model. A restart of the new
+version then restores its own snapshot and rebuilds nothing.
 """
 from __future__ import annotations
 
@@ -44,18 +45,21 @@ def new_model_truth(config_path, head, tail) -> list[tuple]:
 
 def test_a_worker_upgraded_across_a_model_change_rebuilds_and_no_customer_warms_again(start_worker, tmp_path):
     messages = workload(seed=41)
-    cut = int(0.6 * len(messages))
+    cut = int(0.75 * len(messages))
     head, tail = messages[:cut], messages[cut:]
     config = tmp_path / "new-model.yaml"
     config.write_text(NEW_MODEL_YAML)
     truth = new_model_truth(config, head, tail)
-    assert truth, "the last 40 % of the simulation should alert"
+    assert truth, "the last 25 % of the simulation should alert"
 
     old = start_worker(LOOKOUT_PARTITIONS=PARTITIONS, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
     produce(old.bootstrap, old.input_topic, head)
     old.wait_drained(PARTITIONS, timeout=180)
     old.stop()  # a clean stop writes the final snapshot: the upgrade's starting point
     before = Counter(alert_key(a) for a in read_topic(old.bootstrap, old.alerts_topic))
+    statuses = {(alert_id, status) for alert_id, status, _ in before}
+    open_at_upgrade = {i for i, st in statuses if st == "firing" and (i, "resolved") not in statuses}
+    assert open_at_upgrade, "the upgrade should happen with incidents open"
 
     new = start_worker(like=old, LOOKOUT_DETECTOR_CONFIG=config, LOOKOUT_REBUILD_FROM="7d")
     t0 = time.monotonic()
@@ -79,6 +83,8 @@ def test_a_worker_upgraded_across_a_model_change_rebuilds_and_no_customer_warms_
           + "\n".join(line for line in log.splitlines() if "rebuil" in line))
     assert counts == {**counts, "lost": 0, "duplicate": 0, "extra": 0}, counts
     assert warming == 0, "a customer of the upgraded worker started cold"
+    resolved = {alert_id for alert_id, status, _ in after - before if status == "resolved"}
+    assert open_at_upgrade <= resolved, "an incident open across the upgrade was never resolved"
 
     new.stop()  # the new version restarts: its own snapshot is complete, nothing is rebuilt
     again = start_worker(like=new)
