@@ -194,6 +194,31 @@ def test_a_partly_refused_partition_rebuilds_only_what_was_refused_and_keeps_the
     assert again[0].replays == []
 
 
+def test_a_history_that_cannot_be_read_leaves_the_partition_live_and_cold_with_a_warning(caplog):
+    values = sim_events(seed=8, customers=6, days=4)
+    log, committed = Log(), {}
+    load_input(log, values)
+    run(old_model_runs_two_thirds(log, committed))
+
+    class Unreadable(LogHistory):
+        def replay(self, partition, since, stop, progress):
+            raise OSError("broker went away")
+
+    def make(processor):
+        async def committed_offset(p):
+            return committed.get(p)
+        return Rebuilder(Unreadable(log, processor), 86400.0, committed_offset)
+
+    async def upgrade():
+        w = Worker(log, committed, config=NEW_MODEL, rebuilder=make)
+        await w.assign(range(PARTITIONS))  # ready: the partitions go live rather than not at all
+        return w
+
+    w = run(upgrade())
+    assert w.rt.engine.customers == {} and w.rt.rebuilder.status() is None
+    assert "rebuild from history failed (OSError: broker went away)" in caplog.text
+
+
 def test_without_a_rebuild_the_new_model_starts_cold():
     values = sim_events(seed=8, customers=6, days=4)
     log, committed = Log(), {}
