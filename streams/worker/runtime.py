@@ -43,20 +43,34 @@ class Health:
     """Is the worker doing its job? Unhealthy when the agent is not running, or when messages
     are waiting and nothing was processed for ``stall_after_s``.
 
-    >>> t = [0.0]
+    The idle time is counted from the latest of: the last processed batch, the worker's start,
+    and the moment messages were first seen waiting (a worker idle for an hour with nothing to
+    do is not "stalled for an hour" the moment a backlog arrives).
+
+    >>> t = [2203.0]  # a monotonic clock starts at the host's boot, not at zero
     >>> h = Health(stall_after_s=30, clock=lambda: t[0])
     >>> h.check(lag=0)
     (False, 'detection agent is not running')
-    >>> h.agent_running = True; h.progress()
-    >>> t[0] = 100.0
-    >>> h.check(lag=0), h.check(lag=5)[0]
-    ((True, 'ok'), False)
+    >>> h.agent_running = True
+    >>> h.check(lag=5)       # a backlog at start-up: nothing processed yet, but not for 2203 s
+    (True, 'ok')
+    >>> t[0] += 31
+    >>> h.check(lag=5)
+    (False, 'consumption stalled: nothing processed for 31 s with 5 messages waiting')
+    >>> h.progress(); t[0] += 100
+    >>> h.check(lag=0), h.check(lag=5)   # idle without work, then work arrives: not stalled yet
+    ((True, 'ok'), (True, 'ok'))
     """
 
     stall_after_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     agent_running: bool = False
-    last_progress: float = field(default=0.0)
+    last_progress: float | None = None  # None: since the worker started (set on construction)
+    waiting_since: float | None = None  # first check that saw messages waiting (None: none wait)
+
+    def __post_init__(self) -> None:
+        if self.last_progress is None:
+            self.last_progress = self.clock()
 
     def progress(self) -> None:
         self.last_progress = self.clock()
@@ -64,8 +78,14 @@ class Health:
     def check(self, lag: int | None) -> tuple[bool, str]:
         if not self.agent_running:
             return False, "detection agent is not running"
-        idle = self.clock() - self.last_progress
-        if lag and idle > self.stall_after_s:
+        now = self.clock()
+        if not lag:
+            self.waiting_since = None
+            return True, "ok"
+        if self.waiting_since is None:
+            self.waiting_since = now
+        idle = now - max(self.last_progress or 0.0, self.waiting_since)
+        if idle > self.stall_after_s:
             return (
                 False,
                 f"consumption stalled: nothing processed for {idle:.0f} s with {lag} messages waiting",

@@ -391,3 +391,14 @@ def test_an_engine_failure_exits_instead_of_moving_on():
     run(scenario())
     assert w.exited == EXIT_AGENT_FAILED
     assert w.rt.healthz()[0] is False
+
+
+def test_a_backlog_at_start_up_is_not_a_stall_of_the_host_s_uptime():
+    """A monotonic clock counts from boot: the idle timer must start when the worker does."""
+    t = [2203.0]
+    h = Health(stall_after_s=60, clock=lambda: t[0])
+    h.agent_running = True
+    assert h.check(lag=10_000) == (True, "ok")
+    t[0] += 61
+    ok, reason = h.check(lag=10_000)
+    assert not ok and "nothing processed for 61 s" in reason
