@@ -89,6 +89,7 @@ class Settings:
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
     heartbeat_interval_s: float = 2.0
     batch_size: int = 500  # messages per agent batch (an envelope is one message)
+    batch_events: int = 5000  # a batch is processed in chunks of about this many events (envelopes' count)
     batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
     fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
     log_level: str = "warn"

@@ -16,8 +16,12 @@ from detectors.signals import SIGNALS
 
 #: outcome of a message that never reached the engine (it was parked on the dead-letter topic)
 INVALID_OUTCOME = "invalid"
+#: outcome of a duplicate that is a re-read after a restore, not a duplicate the producer sent: an
+#: event of a message below the offset up to which the partition's previous owner may have
+#: processed it (the restored state already has it)
+REREAD = "reread"
 #: every value of the ``outcome`` label of ``lookout_events_total``
-EVENT_OUTCOMES = (*OUTCOMES, INVALID_OUTCOME)
+EVENT_OUTCOMES = (*OUTCOMES, REREAD, INVALID_OUTCOME)
 #: alert notification statuses (the ``status`` label of ``lookout_alerts_total``)
 STATUSES = ("firing", "resolved")
 

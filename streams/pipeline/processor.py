@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from detectors.engine import Engine
 from detectors.events import (
@@ -40,7 +41,7 @@ from .codecs import (
     plain_object,
     plain_objects,
 )
-from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
+from .metrics import INVALID_OUTCOME, REREAD, WorkerMetrics, observe_many
 
 log = logging.getLogger("lookout.processor")
 
@@ -118,6 +119,9 @@ class Processor:
         self._partition_of: dict[str, int] = {}
         self.partitions = partitions
         self._logged_errors: set[tuple[str, str]] = set()
+        #: partition -> input offset below which the partition's events are re-read after a restore
+        #: (the worker shares its book's bounds here): their duplicates count as ``reread``
+        self.rerun_below: Mapping[int, int] = {}
         if metrics is not None:
             metrics.expect_dlq(dlq_topic, (*INVALID_KINDS, *STREAM_KINDS))
 
@@ -367,8 +371,12 @@ class Processor:
             t.outcomes[INVALID_OUTCOME] = t.outcomes.get(INVALID_OUTCOME, 0) + 1
             t.dlq[kind] = t.dlq.get(kind, 0) + 1
 
-    def process_events(self, events: Sequence[Event], out: Output) -> None:
+    def process_events(self, events: Sequence[Event], out: Output,
+                       spans: Sequence[tuple[int, int, int]] = ()) -> None:
         """Run decoded ``events`` through the engine in one batch; collect alerts (and metrics) in ``out``.
+
+        ``spans``: (index of a message's first event, its partition, its offset), in order, for
+        telling re-read events (see :attr:`rerun_below`) from real duplicates.
 
         A valid event the engine fails on is not bad input but a bug: the exception propagates,
         and the worker stops without committing (:mod:`streams.worker.runtime`) rather than park a
@@ -386,10 +394,17 @@ class Processor:
         counts = t.outcomes
         outcomes = verdict.outcomes
         by_outcome = Counter(outcomes)
+        duplicates = by_outcome.get(DUPLICATE)
+        if duplicates and spans and self.rerun_below:
+            reread = self._rereads(outcomes, spans)
+            if reread:
+                by_outcome[DUPLICATE] -= reread
+                by_outcome[REREAD] = reread
         for outcome, n in by_outcome.items():
-            counts[outcome] = counts.get(outcome, 0) + n
+            if n:
+                counts[outcome] = counts.get(outcome, 0) + n
         # event ends, turned into lags at flush time (one clock read); duplicates have no lag
-        if by_outcome.get(DUPLICATE):
+        if duplicates:
             t.lags.extend([e.ts + e.interval_s for e, o in zip(events, outcomes) if o != DUPLICATE])
         else:
             t.lags.extend([e.ts + e.interval_s for e in events])
@@ -402,6 +417,18 @@ class Processor:
                 lst.extend(values)
         if alerts:
             t.alerts.extend(alerts)
+
+    def _rereads(self, outcomes: Sequence[str], spans: Sequence[tuple[int, int, int]]) -> int:
+        """How many of the duplicates are events of messages below their partition's re-run bound."""
+        starts = [s[0] for s in spans]
+        below = self.rerun_below
+        n = 0
+        for k, o in enumerate(outcomes):
+            if o == DUPLICATE:
+                _, p, offset = spans[bisect_right(starts, k) - 1]
+                if offset < below.get(p, 0):
+                    n += 1
+        return n
 
     def flush_metrics(self, out: Output) -> None:
         """Apply what ``out`` tallied to the metrics, once (a batch's label lookups, not an event's)."""
@@ -429,19 +456,54 @@ class Processor:
         :meth:`~detectors.engine.Engine.process_many` call (alerts in event order), then the
         metrics are applied once.
         """
-        out = Output()
-        t0 = time.perf_counter()
+        outs = list(self.handle_chunks(records))
+        return outs[0] if outs else Output()
+
+    def handle_chunks(self, records: Iterable[tuple[Any, Any, str, int | None, int | None]],
+                      max_events: int | None = None) -> Iterator[Output]:
+        """:meth:`handle_many` in chunks of about ``max_events`` events: one :class:`Output` each.
+
+        A chunk takes messages until it holds ``max_events`` events or more (an envelope counts
+        as its events; a message is never split, so one envelope may exceed it); its valid
+        events go to the engine in one call. The caller publishes a chunk's alerts before
+        asking for the next one, so no chunk's work waits for the whole batch. ``None``: one
+        chunk (what :meth:`handle_many` returns). Yields nothing for no records.
+
+        >>> p = Processor(Engine())
+        >>> msg = lambda c: (None, f'{{"customer_id": "{c}", "ts": 0, "requests": 1, '
+        ...                        f'"status_4xx": 0, "status_5xx": 0}}', "t", 0, 0)
+        >>> [o.events for o in p.handle_chunks([msg(c) for c in "abcde"], max_events=2)]
+        [2, 2, 1]
+        """
+        it = iter(records)
         decode = self._decode
-        events: list[Event] = []
-        with cyclic_gc_paused():
-            for key, value, source, partition, offset in records:
-                events += decode(value, key, source, partition, offset, out)
-            self.process_events(events, out)
-        self.flush_metrics(out)
-        if self.metrics is not None and out.events:
-            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-            self.metrics.batch_events.observe(out.events)
-        return out
+        limit = max_events if max_events is not None and max_events > 0 else None
+        more = True
+        while more:
+            out = Output()
+            t0 = time.perf_counter()
+            events: list[Event] = []
+            #: (index of the message's first event, partition, offset) of messages with events
+            spans: list[tuple[int, int, int]] = []
+            more = False
+            with cyclic_gc_paused():
+                for key, value, source, partition, offset in it:
+                    got = decode(value, key, source, partition, offset, out)
+                    if got:
+                        if partition is not None and offset is not None:
+                            spans.append((len(events), partition, offset))
+                        events += got
+                    if limit is not None and out.events >= limit:
+                        more = True
+                        break
+                self.process_events(events, out, spans)
+            if not (out.events or out.positions or out.dlq):
+                return
+            self.flush_metrics(out)
+            if self.metrics is not None and out.events:
+                self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+                self.metrics.batch_events.observe(out.events)
+            yield out
 
     def open_by_severity(self) -> dict[str, int]:
         counts: dict[str, int] = {}

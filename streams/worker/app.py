@@ -73,7 +73,6 @@ def create_app(
     metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
-    metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
     app = faust.App(
         settings.app_id,
@@ -108,7 +107,10 @@ def create_app(
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=state_producer)
+        state_sink=state_producer, chunk_events=settings.batch_events)
+    # gauges read what the runtime last saw of the engine: a scrape never waits for a batch
+    metrics.bind_engine_gauges(lambda: runtime.engine_stats()[:2],
+                               lambda: runtime.engine_stats().open_by_severity)
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime

@@ -23,8 +23,8 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from streams.pipeline.codecs import encode_json
 from streams.pipeline.processor import Output, Processor
@@ -36,6 +36,21 @@ log = logging.getLogger("lookout.worker")
 
 #: exit status when the detection agent fails for a reason that is not bad input (EX_SOFTWARE)
 EXIT_AGENT_FAILED = 70
+#: events per chunk of a batch (an envelope counts as its events): ~50 ms of processing
+DEFAULT_CHUNK_EVENTS = 5000
+#: longest stretch of sends to the producer between two yields to the event loop
+YIELD_EVERY_S = 0.005
+#: the engine's gauges (series, customers, open incidents) are recomputed at most this often
+STATS_EVERY_S = 1.0
+
+
+class EngineStats(NamedTuple):
+    """What the engine holds, as /metrics and /healthz report it."""
+
+    tracked: int  # series
+    warming: int  # series still warming up
+    customers: int
+    open_by_severity: dict[str, int]
 
 
 @dataclass
@@ -100,10 +115,12 @@ class WorkerRuntime:
                  input_topic: Any, alerts_topic: Any, dlq_topic: Any, state_topic: Any,
                  flush: Callable[[], Any], highwater: Callable[[int], int | None] | None = None,
                  metrics: Any = None, health: Health | None = None,
-                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None):
+                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None,
+                 chunk_events: int | None = DEFAULT_CHUNK_EVENTS):
         self.processor = processor
         self.engine = processor.engine
         self.book = book
+        processor.rerun_below = book.rerun_until  # duplicates of re-read messages count as "reread"
         self.reader = reader
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
@@ -119,25 +136,63 @@ class WorkerRuntime:
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
         self.topics_checked = False  # state/alerts topics exist with the input's partition count
+        self.chunk_events = chunk_events
+        self.stats = EngineStats(0, 0, 0, {})
+        self._stats_at = float("-inf")
 
     # -- processing -----------------------------------------------------------------------
     async def handle_batch(self, records: list[tuple[Any, Any, str, int | None, int | None]]) -> Output:
-        """Process (key, value, topic, partition, offset) records; send alerts and dead letters."""
+        """Process (key, value, topic, partition, offset) records; send alerts and dead letters.
+
+        The batch is cut into chunks of about :attr:`chunk_events` events (an envelope counts as
+        its events); each chunk is decoded and run through the engine in a worker thread, off the
+        event loop (the web port keeps answering; the numba kernel releases the GIL), then its
+        alerts and dead letters are handed to the producer. A chunk is one unit under the lock:
+        processed, accounted for and published, even if the agent is cancelled meanwhile, so a
+        snapshot never holds state whose outputs were not handed to the producer.
+        """
         for p in {r[3] for r in records if r[3] is not None}:
             await self.wait_ready(p)
+        chunks = self.processor.handle_chunks(records, self.chunk_events)
+        merged = Output()
+        while True:
+            # shielded: a cancelled agent lets the chunk finish (it runs in a thread anyway)
+            out = await asyncio.shield(asyncio.ensure_future(self._chunk(chunks)))
+            if out is None:
+                return merged
+            merged.events += out.events
+            merged.alerts += out.alerts
+            merged.dlq += out.dlq
+            merged.positions += out.positions
+
+    async def _chunk(self, chunks: Iterator[Output]) -> Output | None:
         async with self.lock:
-            out = self.processor.handle_many(records)
-            book = self.book
-            for p, offset, customer in out.positions:
-                book.processed(p, offset, customer)
-            book.mark_dirty(self.engine.pop_dirty())
-            await self.publish(out)
-            self.health.progress()
+            out = await asyncio.to_thread(self._process_next, chunks)
+            if out is not None:
+                await self.publish(out)
+                self.health.progress()
+            return out
+
+    def _process_next(self, chunks: Iterator[Output]) -> Output | None:
+        """In the worker thread, under the lock: the next chunk through the processor, and its books."""
+        out = next(chunks, None)
+        if out is None:
+            return None
+        book = self.book
+        for p, offset, customer in out.positions:
+            book.processed(p, offset, customer)
+        book.mark_dirty(self.engine.pop_dirty())
+        self._refresh_stats(force=False)
         return out
 
     async def publish(self, out: Output) -> None:
-        """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit)."""
+        """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit).
+
+        Yields to the event loop every :data:`YIELD_EVERY_S` (thousands of dead letters are
+        thousands of sends).
+        """
         book = self.book
+        t_yield = time.perf_counter() + YIELD_EVERY_S
         for a in out.alerts:
             cid = a["customer_id"]
             p = book.owner.get(cid)
@@ -147,9 +202,37 @@ class WorkerRuntime:
                 continue
             await self.alerts_topic.send(key=cid.encode(), value=encode_json(a), partition=p,
                                          callback=self._alert_acked(p))
+            if time.perf_counter() > t_yield:
+                await asyncio.sleep(0)
+                t_yield = time.perf_counter() + YIELD_EVERY_S
         for d in out.dlq:
             key = d["key"].encode() if isinstance(d.get("key"), str) else None
             await self.dlq_topic.send(key=key, value=encode_json(d))
+            if time.perf_counter() > t_yield:
+                await asyncio.sleep(0)
+                t_yield = time.perf_counter() + YIELD_EVERY_S
+
+    # -- what the engine holds, for /metrics and /healthz -----------------------------------
+    def _refresh_stats(self, force: bool) -> None:
+        """Recompute :attr:`stats` (at most every :data:`STATS_EVERY_S` unless ``force``).
+
+        Only whoever holds the lock may read the engine (a chunk may be changing it in the
+        worker thread): the processing thread after each chunk, the loop when the lock is free.
+        """
+        now = time.monotonic()
+        if not force and now - self._stats_at < STATS_EVERY_S:
+            return
+        tracked, warming = self.engine.series_counts()
+        self.stats = EngineStats(tracked, warming, len(self.engine.customers),
+                                 self.processor.open_by_severity())
+        self._stats_at = now
+
+    def engine_stats(self) -> "EngineStats":
+        """The engine's series, customers and open incidents: fresh when nothing is processing,
+        else as of the last chunk (at most :data:`STATS_EVERY_S` old)."""
+        if not self.lock.locked():
+            self._refresh_stats(force=False)
+        return self.stats
 
     def _alert_acked(self, p: int | None) -> Callable[[Any], None]:
         def acked(fut: Any) -> None:
@@ -243,14 +326,14 @@ class WorkerRuntime:
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         lag = self.lag()
         ok, reason = self.health.check(lag)
-        tracked, warming = self.engine.series_counts()
+        stats = self.engine_stats()
         return ok, {
             "status": "ok" if ok else "unhealthy",
             "reason": reason,
             "lag": lag,
             "partitions": sorted(self.book.assigned),
-            "customers": len(self.engine.customers),
+            "customers": stats.customers,
             "snapshot_offsets": {str(p): self.book.commit_offset(p) for p in sorted(self.book.assigned)},
-            "series": tracked,
-            "warming": warming,
+            "series": stats.tracked,
+            "warming": stats.warming,
         }

@@ -14,9 +14,11 @@ from collections import Counter, defaultdict
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
+from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.state.book import MARKER_KEY, Marker, PartitionBook, alert_key
 from streams.worker.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
@@ -82,12 +84,13 @@ class Worker:
     do), so a crash can lose either buffer independently of the other.
     """
 
-    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False):
+    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False,
+                 metrics: WorkerMetrics | None = None):
         self.log, self.committed, self.pending = log, committed, []
         topics = {n: Topic(log, n, self.pending) for n in ("alerts", "dlq", "state")}
         self.state_sink = StateSink(log) if separate_state else None
         self.rt = WorkerRuntime(
-            processor=Processor(Engine()), book=PartitionBook(), reader=Reader(log),
+            processor=Processor(Engine(), metrics), book=PartitionBook(), reader=Reader(log),
             input_topic=SimpleNamespace(get_topic_name=lambda: "input"), alerts_topic=topics["alerts"],
             dlq_topic=topics["dlq"], state_topic=topics["state"], flush=self.flush,
             health=Health(), exit=self._exit, state_sink=self.state_sink)
@@ -376,15 +379,17 @@ def test_an_engine_failure_exits_instead_of_moving_on():
     log, committed = Log(), {}
     w = Worker(log, committed)
 
-    def boom(records):
+    def boom(events, out, spans=()):
         raise RuntimeError("bug in a detector")
 
-    w.rt.processor.handle_many = boom
+    w.rt.processor.process_events = boom
 
     async def scenario():
         await w.assign([0])
         try:
-            await w.rt.handle_batch([(b"c", b"{}", "input", 0, 0)])
+            await w.rt.handle_batch([(b"c", json.dumps({"customer_id": "c", "ts": 0, "requests": 1,
+                                                        "status_4xx": 0, "status_5xx": 0}).encode(),
+                                     "input", 0, 0)])
         except RuntimeError as exc:
             w.rt.fail(exc)
 
@@ -402,3 +407,39 @@ def test_a_backlog_at_start_up_is_not_a_stall_of_the_host_s_uptime():
     t[0] += 61
     ok, reason = h.check(lag=10_000)
     assert not ok and "nothing processed for 61 s" in reason
+
+
+def test_events_re_read_after_a_restore_are_counted_apart_from_real_duplicates():
+    """After a crash the events since the marker are read again; those the restored state already
+    has are "reread", not "duplicate" (which would read like a producer bug); a message the
+    producer really sent twice after that is still a duplicate."""
+    values = sim_events(seed=4, customers=4, days=2)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    def outcome(w, name):
+        return w.rt.processor.metrics.events.labels(name)._value.get()
+
+    async def scenario():
+        w = Worker(log, committed, separate_state=True)
+        await w.assign([0])
+        await w.step(0, 100)
+        await w.rt.snapshot()
+        w.commit()
+        await w.step(0, 60)
+        await w.rt.snapshot()  # state written past the committed offset (the commit lags), then killed
+        w2 = Worker(log, committed, separate_state=True,
+                    metrics=WorkerMetrics(CollectorRegistry()))
+        await w2.assign([0])
+        assert w2.position[0] == 100
+        await w2.step(0, 60)  # the re-run: the restored state already has these events
+        reread, duplicate = outcome(w2, "reread"), outcome(w2, "duplicate")
+        k, v = log.data["input"][0][130]  # the producer sends an old message again
+        log.append("input", 0, k, v)
+        while await w2.step(0, 50):
+            pass
+        return reread, duplicate, outcome(w2, "reread"), outcome(w2, "duplicate")
+
+    reread, duplicate, reread_end, duplicate_end = run(scenario())
+    assert (reread, duplicate) == (60, 0)
+    assert (reread_end, duplicate_end) == (60, 1)
