@@ -194,6 +194,12 @@ class StateSync:
                                 blobs.append((cid, self.engine.dump_customer(cid)))
                                 if time.perf_counter() > t_end:
                                     break
+                        # every alert and dead letter of the events these states reflect is
+                        # acknowledged before they are sent: a restore may load a record newer than
+                        # its partition's marker (a snapshot that never finished) and then skip those
+                        # events as re-reads, so their alerts must not be still in a buffer a crash loses
+                        if blobs:
+                            await self.flush()
                         # send outside the lock: a full producer buffer must not hold up processing;
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
