@@ -11,6 +11,20 @@ import time
 from typing import Any, Callable
 
 
+def _led(topic: dict[str, Any]) -> bool:
+    """Does every partition of an admin client's topic description have a leader in sync?
+
+    >>> _led({"partitions": [{"partition": 0, "leader": 1, "isr": [1], "error_code": 0}]})
+    True
+    >>> _led({"partitions": [{"partition": 0, "leader": -1, "isr": [], "error_code": 5}]})
+    False
+    """
+    parts = topic.get("partitions") or []
+    return bool(parts) and all(
+        not p.get("error_code") and p.get("leader", -1) >= 0 and p.get("isr") for p in parts
+    )
+
+
 class StateReader:
     """Reads one partition of the state topic and of the alerts topic (no consumer group)."""
 
@@ -28,6 +42,7 @@ class StateReader:
 
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
         await admin.start()
+        created = []
         try:
             existing = set(await admin.list_topics())
             for name, (n, compact) in wanted.items():
@@ -36,18 +51,41 @@ class StateReader:
                 cfg = {"cleanup.policy": "compact"} if compact else {}
                 try:
                     await admin.create_topics([NewTopic(name, n, 1, topic_configs=cfg)])
+                    created.append(name)
                 except TopicAlreadyExistsError:
                     pass
             counts: dict[str, int] = {}
             deadline = self.clock() + self.timeout_s
             while True:
                 meta = await admin.describe_topics(list(wanted))
-                counts = {t["topic"]: len(t.get("partitions") or []) for t in meta if not t.get("error_code")}
+                counts = {t["topic"]: len(t.get("partitions") or []) for t in meta
+                          if not t.get("error_code") and _led(t)}
                 if all(counts.get(n) for n in wanted) or self.clock() > deadline:
-                    return counts
+                    break
                 await asyncio.sleep(0.2)
         finally:
             await admin.close()
+        # a topic just created has leaders in the metadata a little before they answer: reading it
+        # then makes the clients log NotLeaderForPartition ERRORs (a fresh app id's state topic),
+        # while asking for end offsets retries quietly until every partition answers
+        if created and all(counts.get(n) for n in created):
+            await self.end_offsets([(n, p) for n in created for p in range(counts[n])])
+        return counts
+
+    async def end_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The end offset of every (topic, partition), retried until each leader answers or the timeout."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False, request_timeout_ms=int(self.timeout_s * 1000),
+                                    **self.client_kwargs)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+            return {(tp.topic, tp.partition): ends[tp] for tp in tps}
+        finally:
+            await consumer.stop()
 
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next message of ``topic``/``partition`` will get."""
