@@ -97,10 +97,12 @@ class Processor:
         ``future``) and never reaches the engine, where it would make every later event of its
         customer a duplicate. ``None`` turns the check off.
     partitions : int or None, optional
-        Partition count of the input topic. When given, an envelope event whose customer id
-        does not hash (Kafka's default partitioner, :func:`streams.pipeline.codecs.partition_of`) to the
-        message's partition is dead-lettered (kind ``wrong_partition``): its customer's state
-        lives with another partition. ``None`` (replay of files) skips the check.
+        Partition count of the input topic. When given, an event (single or in an envelope)
+        whose customer id does not hash (Kafka's default partitioner,
+        :func:`streams.pipeline.codecs.partition_of`) to the message's partition is
+        dead-lettered (kind ``wrong_partition``): its customer's state lives with another
+        partition (the worker takes one as a sign the topic may have grown, and checks).
+        ``None`` (replay of files) skips the check.
     """
 
     def __init__(self, engine: Engine, metrics: WorkerMetrics | None = None,
@@ -185,11 +187,16 @@ class Processor:
         Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
         """
         decoded: Event | list[Any] | None = None
+        check_partition = partition is not None and self.partitions is not None
         try:
             decoded = decode_message(value)
             if isinstance(decoded, Event):
                 out.events += 1
                 self._check_future(decoded)
+                wrong = self._wrong_partition(decoded.customer_id, partition) if check_partition else None
+                if wrong is not None:
+                    self._park(value, wrong, KIND_WRONG_PARTITION, key, source, partition, offset, out)
+                    return []
                 return [decoded]
         except InvalidEvent as exc:
             if not isinstance(decoded, Event):
@@ -205,7 +212,6 @@ class Processor:
             return []
         events = []
         out.events += len(decoded)
-        check_partition = partition is not None and self.partitions is not None
         for i, obj in enumerate(decoded):
             try:
                 event = parse_event(obj)

@@ -29,8 +29,15 @@ def alert_key(alert: dict[str, Any]) -> tuple[str, str, int]:
 class Marker:
     """What a partition's snapshot covers.
 
-    >>> m = Marker(input_offset=120, alerts_offset=7, written_at=1.5, customers=3, fingerprint="f")
+    ``partitions`` is the input topic's partition count the snapshot was written for (its
+    customers hash to this partition under that count); ``None`` in markers written before
+    Lookout recorded it.
+
+    >>> m = Marker(input_offset=120, alerts_offset=7, written_at=1.5, customers=3, fingerprint="f",
+    ...            partitions=8)
     >>> Marker.decode(m.encode()) == m
+    True
+    >>> Marker.decode(b'{"format":1,"input_offset":5,"alerts_offset":0}').partitions is None
     True
     """
 
@@ -39,12 +46,15 @@ class Marker:
     written_at: float
     customers: int  # customers written by this snapshot (not the partition's total)
     fingerprint: str
+    partitions: int | None = None  # the input topic's partition count (the layout) it was written for
 
     def encode(self) -> bytes:
-        return json.dumps({"format": MARKER_FORMAT, "input_offset": self.input_offset,
-                           "alerts_offset": self.alerts_offset, "written_at": self.written_at,
-                           "customers": self.customers, "fingerprint": self.fingerprint},
-                          separators=(",", ":")).encode()
+        d: dict[str, Any] = {"format": MARKER_FORMAT, "input_offset": self.input_offset,
+                             "alerts_offset": self.alerts_offset, "written_at": self.written_at,
+                             "customers": self.customers, "fingerprint": self.fingerprint}
+        if self.partitions is not None:
+            d["partitions"] = self.partitions
+        return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, blob: bytes) -> "Marker":
@@ -52,11 +62,13 @@ class Marker:
         d = json.loads(blob)
         if not isinstance(d, dict) or d.get("format") != MARKER_FORMAT:
             raise ValueError("unknown marker format")
-        io, ao = d.get("input_offset"), d.get("alerts_offset")
+        io, ao, n = d.get("input_offset"), d.get("alerts_offset"), d.get("partitions")
         if type(io) is not int or type(ao) is not int or io < 0 or ao < 0:
             raise ValueError("marker offsets must be non-negative integers")
+        if n is not None and (type(n) is not int or n < 1):
+            raise ValueError("marker partitions must be a positive integer")
         return cls(io, ao, float(d.get("written_at") or 0.0), int(d.get("customers") or 0),
-                   str(d.get("fingerprint") or ""))
+                   str(d.get("fingerprint") or ""), n)
 
 
 @dataclass
