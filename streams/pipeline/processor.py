@@ -314,14 +314,20 @@ class Processor:
                     KIND_FUTURE,
                 )
 
-    def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
-        """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
+    def home_of(self, customer_id: str) -> int:
+        """The input partition ``customer_id`` hashes to under :attr:`partitions` (which must be set)."""
         home = self._partition_of.get(customer_id)
         if home is None:
+            assert self.partitions is not None
             home = partition_of(customer_id, self.partitions)
             if len(self._partition_of) >= PARTITION_CACHE_SIZE:  # ids need not be customers we know
                 self._partition_of.clear()
             self._partition_of[customer_id] = home
+        return home
+
+    def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
+        """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
+        home = self.home_of(customer_id)
         if home == partition:
             return None
         return (

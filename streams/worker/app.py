@@ -33,6 +33,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
+from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter, reachable
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
@@ -112,6 +113,10 @@ def create_app(
     metrics.bind_engine_gauges(lambda: runtime.engine_stats()[:2],
                                lambda: runtime.engine_stats().open_by_severity)
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
+    # the partition layout (streams.worker.layout): checked at assignments, periodically and on strays
+    layout = runtime.layout = LayoutGuard(
+        reader=runtime.reader, input_topic=settings.input_topic, alerts_topic=settings.alerts_topic,
+        state_topic=settings.state_topic_name, group=settings.app_id, stop=runtime.stop_for_layout)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
     )
@@ -144,9 +149,18 @@ def create_app(
     @app.on_partitions_assigned.connect
     async def assigned(app, assigned, **kwargs):
         cap_input_commits(app.consumer, settings.input_topic, book)
-        await _check_topics(runtime, settings)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
         state_producer.connect_soon()
+
+    @app.timer(settings.partition_check_s)
+    async def partition_check():
+        # the consumer refreshes its metadata every 5 minutes: a grown input topic is noticed here
+        try:
+            await layout.verify()
+        except LayoutChanged:
+            raise
+        except Exception as exc:  # the broker is away: the outage filter says so, try again later
+            log.debug("partition check failed: %s", exc)
 
     @app.on_partitions_revoked.connect
     async def revoked(app, revoked, **kwargs):
@@ -184,29 +198,6 @@ def create_app(
         return web.json(body, status=200 if ok else 503)
 
     return lookout
-
-
-async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Create the state topic if missing; alerts and state must have the input's partitions."""
-    if runtime.topics_checked:
-        return
-    counts = await runtime.reader.ensure_topics(
-        {
-            settings.input_topic: (settings.partitions, False),
-            settings.state_topic_name: (settings.partitions, True),
-            settings.alerts_topic: (settings.partitions, False),
-        }
-    )
-    need = counts.pop(settings.input_topic, None) or settings.partitions
-    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
-    runtime.processor.partitions = need
-    short = {t: n for t, n in counts.items() if n < need}
-    if short:
-        raise RuntimeError(
-            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-            f"and state of input partition p go to partition p; recreate them with {need}"
-        )
-    runtime.topics_checked = True
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

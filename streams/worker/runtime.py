@@ -26,11 +26,13 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from streams.pipeline.codecs import encode_json
+from streams.pipeline.codecs import KIND_WRONG_PARTITION, encode_json
 from streams.pipeline.processor import Output, Processor
 from streams.state.book import PartitionBook
 from streams.state.reader import StateReader
-from streams.state.sync import StateSync
+from streams.state.sync import StaleLayout, StateSync
+
+from .layout import EXIT_LAYOUT, LayoutChanged, LayoutGuard
 
 log = logging.getLogger("lookout.worker")
 
@@ -81,6 +83,7 @@ class Health:
     clock: Callable[[], float] = time.monotonic
     agent_running: bool = False
     last_progress: float | None = None  # None: since the worker started (set on construction)
+    problem: str | None = None  # a reason the worker cannot work (a partition change): always unhealthy
     waiting_since: float | None = None  # first check that saw messages waiting (None: none wait)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,8 @@ class Health:
         self.last_progress = self.clock()
 
     def check(self, lag: int | None) -> tuple[bool, str]:
+        if self.problem is not None:
+            return False, self.problem
         if not self.agent_running:
             return False, "detection agent is not running"
         now = self.clock()
@@ -116,7 +121,7 @@ class WorkerRuntime:
                  flush: Callable[[], Any], highwater: Callable[[int], int | None] | None = None,
                  metrics: Any = None, health: Health | None = None,
                  exit: Callable[[int], Any] = os._exit, state_sink: Any = None,
-                 chunk_events: int | None = DEFAULT_CHUNK_EVENTS):
+                 chunk_events: int | None = DEFAULT_CHUNK_EVENTS, layout: LayoutGuard | None = None):
         self.processor = processor
         self.engine = processor.engine
         self.book = book
@@ -135,8 +140,10 @@ class WorkerRuntime:
                                flush=flush, state_sink=state_sink, metrics=metrics)
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
-        self.topics_checked = False  # state/alerts topics exist with the input's partition count
         self.chunk_events = chunk_events
+        #: checks the input topic's partition count (None: not checked, as in tests without Kafka)
+        self.layout = layout
+        self.restoring_since: dict[int, float] = {}  # partition -> when its restore started
         self.stats = EngineStats(0, 0, 0, {})
         self._stats_at = float("-inf")
 
@@ -169,6 +176,10 @@ class WorkerRuntime:
         async with self.lock:
             out = await asyncio.to_thread(self._process_next, chunks)
             if out is not None:
+                if self.layout is not None and any(d.get("kind") == KIND_WRONG_PARTITION for d in out.dlq):
+                    # a customer that hashes elsewhere: the input topic may have grown (its first
+                    # moved event); nothing of this chunk may go out if so (stops the worker)
+                    await self.layout.verify()
                 await self.publish(out)
                 self.health.progress()
             return out
@@ -244,19 +255,33 @@ class WorkerRuntime:
                 self.book.alert_sent(p, md.offset)
         return acked
 
+    def stop_for_layout(self, message: str) -> None:
+        """The input topic's partition count does not match the layout: stop, one CRITICAL line
+        (see :mod:`streams.worker.layout`); no snapshot, nothing more committed."""
+        self.health.problem = message
+        log.critical("%s", message)
+        self._flush_logs()
+        self.exit(EXIT_LAYOUT)
+
     def fail(self, exc: BaseException) -> None:
         """The agent failed for a reason that is not bad input: stop now, commit nothing more."""
+        if isinstance(exc, LayoutChanged):  # stopped already, with its own line and status
+            return
         self.health.agent_running = False
         log.critical("detection agent failed; exiting with status %d so the supervisor restarts the worker "
                      "at the last snapshot's offsets (nothing after them was committed):\n%s",
                      EXIT_AGENT_FAILED, "".join(traceback.format_exception(exc)))
+        self._flush_logs()
+        self.exit(EXIT_AGENT_FAILED)
+
+    @staticmethod
+    def _flush_logs() -> None:
         for h in logging.getLogger().handlers:
             try:
                 h.flush()
             except Exception:  # pragma: no cover - best effort before exiting
                 pass
         sys.stderr.flush()
-        self.exit(EXIT_AGENT_FAILED)
 
     # -- partitions -----------------------------------------------------------------------
     async def wait_ready(self, p: int) -> None:
@@ -271,6 +296,8 @@ class WorkerRuntime:
     async def on_assigned(self, partitions: Iterable[int]) -> None:
         """New assignment (Faust passes the whole of it): start restores of partitions we lack."""
         now = set(partitions)
+        if self.layout is not None:
+            self.use_layout(await self.layout.on_assigned(now))
         async with self.lock:
             for p in sorted(self.held - now):  # handed over: forget what we kept
                 self._drop(p)
@@ -306,9 +333,25 @@ class WorkerRuntime:
         for cid in self.book.revoke(p):
             self.engine.drop_customer(cid)
 
+    def use_layout(self, partitions: int) -> None:
+        """Run with the input topic's partition count: envelope and single events are checked
+        against it, markers name it, restores load only records in their customer's home."""
+        if self.processor.partitions != partitions:
+            self.processor.partitions = partitions
+        self.state.partitions = partitions
+        self.state.home = self.processor.home_of
+
     async def restore(self, p: int) -> None:
         """Load partition ``p``'s snapshot and the alerts already sent after it."""
-        await self.state.restore(p)
+        self.restoring_since[p] = time.monotonic()
+        try:
+            await self.state.restore(p)
+        except StaleLayout as exc:
+            assert self.layout is not None
+            self.stop_for_layout(self.layout.message(str(exc), self.state.partitions or 0))
+            raise LayoutChanged(str(exc)) from None
+        finally:
+            self.restoring_since.pop(p, None)
 
     # -- snapshots ------------------------------------------------------------------------
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
@@ -326,6 +369,11 @@ class WorkerRuntime:
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         lag = self.lag()
         ok, reason = self.health.check(lag)
+        restoring = sorted(self.restoring_since)
+        if ok and restoring:
+            took = time.monotonic() - min(self.restoring_since.values())
+            ok, reason = False, (f"input partitions {restoring} are not consumed yet: restoring their state "
+                                 f"({took:.0f} s)")
         stats = self.engine_stats()
         return ok, {
             "status": "ok" if ok else "unhealthy",
