@@ -10,9 +10,10 @@ alternating spreads the noise over every contender):
 * ``naive_gauss``    the same + five River ``GaussianScorer``s per customer;
 * ``worker_single``  ``lookout worker`` on single-event messages;
 * ``worker_batched`` ``lookout worker`` on envelopes;
-* ``ceiling_dense``, ``worker_dense``  the ceiling and the worker on envelopes of the
-  *incident-dense fleet* (:mod:`bench.dense`: warm models started from ``--initial-state``, the
-  simulator's evaluation incident density; the share of its events that reach Python is shown).
+* ``ceiling_dense``, ``worker_dense``  the ceiling (single-event messages) and the worker
+  (envelopes) on the *incident-dense fleet* (:mod:`bench.dense`: warm models started from
+  ``--initial-state``, the simulator's evaluation incident density; the share of its events that
+  reach Python is shown).
 
 Each contender's events/s is counted from its first to its last message (start-up excluded).
 The worker is watched through its ``/metrics`` page, polled at intervals growing from 0.1 s to
@@ -185,8 +186,9 @@ class Bench:
         prod.close()
         return n
 
-    def produce_dense(self, topic: str, events_file: Path) -> int:
-        """The incident-dense fleet's measured events as envelopes (as :meth:`produce` makes them)."""
+    def produce_dense(self, single: str, topic: str, events_file: Path) -> int:
+        """The incident-dense fleet's measured events, singly (for its ceiling) and as envelopes (as
+        :meth:`produce` makes them)."""
         from kafka import KafkaProducer
 
         prod = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20, batch_size=1024 * 1024,
@@ -206,6 +208,7 @@ class Bench:
                         flush(p)
                     ts = ev["ts"]
                 p = partition_of(ev["customer_id"], PARTITIONS)
+                prod.send(single, key=ev["customer_id"].encode(), value=enc(ev).encode(), partition=p)
                 pending.setdefault(p, []).append(ev)
                 if len(pending[p]) >= self.a.batch:
                     flush(p)
@@ -230,8 +233,11 @@ class Bench:
             )
             await c.start()
             seen, t0 = 0, 0.0
+            deadline = time.monotonic() + self.a.timeout
             try:
                 while seen < n:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"the plain consumer read {seen:,} of {n:,} messages in {self.a.timeout} s")
                     batches = await c.getmany(timeout_ms=1000, max_records=5000)
                     for msgs in batches.values():
                         if seen == 0 and msgs:
@@ -534,8 +540,8 @@ def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
         from bench.dense import prepare
 
         fleet = prepare(a.events)
-        dense = b.topic("dense")
-        made["dense_events"] = nd = b.produce_dense(dense, fleet.events)
+        dense_single, dense = b.topic("dense-single"), b.topic("dense")
+        made["dense_events"] = nd = b.produce_dense(dense_single, dense, fleet.events)
         made["dense"] = fleet.meta
         print(f"produced {nd:,} events of the incident-dense fleet in envelopes of up to {a.batch}: "
               f"{fleet.meta['python_share']:.2%} of them reach Python (the alert lifecycle), "
@@ -546,7 +552,7 @@ def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
         "naive_gauss": lambda: b.naive(single, n, "gauss"),
         "worker_single": lambda: b.worker(single, n, "worker_single")[:2],
         "worker_batched": lambda: b.worker(batched, n, "worker_batched")[:2],
-        "ceiling_dense": lambda: (b.ceiling(dense, nd), None),
+        "ceiling_dense": lambda: (b.ceiling(dense_single, nd), None),
         "worker_dense": lambda: b.worker(dense, nd, "worker_dense", LOOKOUT_INITIAL_STATE=str(fleet.state))[:2],
     }
     return {k: f for k, f in all_.items() if k in names}, made
