@@ -74,6 +74,8 @@ TARGETS = {"single_vs_noop": 0.9, "batched_vs_ceiling": 0.5, "latency_p99_s": 0.
 PROBES_PER_S = 20
 #: the worker's /metrics is polled every FIRST_POLL_S at first, the interval doubling up to MAX_POLL_S
 FIRST_POLL_S, MAX_POLL_S = 0.1, 1.0
+#: a scrape that takes longer counts as this long (and its sample is skipped)
+SCRAPE_TIMEOUT_S = 10.0
 
 
 def busy_rate(samples: list[tuple[float, float, float | None]], n_events: int) -> tuple[float, float | None]:
@@ -318,7 +320,7 @@ class Bench:
         if n_events == 0:
             return 0.0, None, proc, port
         deadline = time.monotonic() + self.a.timeout
-        while (c := consumed(port)) == 0:
+        while not (c := consumed(port)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"worker did not start; see {self.tmp / name}.log")
             time.sleep(0.05)
@@ -331,12 +333,15 @@ class Bench:
             time.sleep(poll)
             poll = min(MAX_POLL_S, 2 * poll)
             t0 = time.perf_counter()
-            c = consumed(port)
+            got = consumed(port, timeout=SCRAPE_TIMEOUT_S)
             t1 = time.perf_counter()
-            samples.append((t1, c, process_cpu_s(proc.pid)))
-            _healthz_partitions(port)
-            if c < n_events:  # answers while it consumed
+            _healthz_partitions(port, timeout=SCRAPE_TIMEOUT_S)
+            if got is None or got < n_events:  # answers while it consumed (or none in time)
                 scrapes += [t1 - t0, time.perf_counter() - t1]
+            if got is None:
+                continue
+            c = got
+            samples.append((t1, c, process_cpu_s(proc.pid)))
         stop(proc)
         if samples[0][1] >= n_events:
             raise SystemExit(f"the worker consumed all {n_events} events of {topic} before its first scrape: "
@@ -485,21 +490,22 @@ class Bench:
             self.broker.stop()
 
 
-def consumed(port: int) -> float:
+def consumed(port: int, timeout: float = 2.0) -> float | None:
+    """Events the worker on ``port`` consumed so far (None: its /metrics did not answer in time)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
             return sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in r.read().decode().splitlines()
                 if line.startswith("lookout_events_total{")
             )
     except OSError:
-        return 0.0
+        return None
 
 
-def _healthz_partitions(port: int) -> int:
+def _healthz_partitions(port: int, timeout: float = 2.0) -> int:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as r:
             return len(json.loads(r.read()).get("partitions", ()))
     except urllib.error.HTTPError as exc:
         try:
