@@ -136,6 +136,7 @@ class Processor:
     def partitions(self, n: int | None) -> None:
         self._partitions = n
         self._partition_of.clear()
+        self._homed: dict[int, set[str]] = {}  # partition -> customers known to hash to it
 
     def handle(
         self,
@@ -160,14 +161,16 @@ class Processor:
 
     def _decode(
         self, value: Any, key: Any, source: str, partition: int | None, offset: int | None, out: Output
-    ) -> list[Event]:
+    ) -> Sequence[Event]:
         """:meth:`decode_events`, and the message's positions recorded in ``out``."""
         events = self.decode_events(
             value, key=key, source=source, partition=partition, offset=offset, out=out
         )
         if partition is not None and offset is not None:
             if events:
-                out.positions.extend([(partition, offset, e.customer_id) for e in events])
+                cids = events.column("customer_id") if isinstance(events, EventBatch) else [
+                    e.customer_id for e in events]
+                out.positions.extend([(partition, offset, c) for c in cids])
             else:
                 out.positions.append((partition, offset, None))
         return events
@@ -181,8 +184,10 @@ class Processor:
         partition: int | None = None,
         offset: int | None = None,
         out: Output,
-    ) -> list[Event]:
+    ) -> Sequence[Event]:
         """The valid events of message ``value`` (one, or an envelope's); each bad one becomes a dead letter.
+
+        An envelope whose events are all valid comes back as one :class:`~detectors.events.EventBatch`.
 
         Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
         """
@@ -210,8 +215,11 @@ class Processor:
                 value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out
             )
             return []
-        events = []
         out.events += len(decoded)
+        batch = self._envelope_batch(decoded, partition if check_partition else None)
+        if batch is not None:
+            return batch
+        events = []
         for i, obj in enumerate(decoded):
             try:
                 event = parse_event(obj)
@@ -256,6 +264,29 @@ class Processor:
                     index=i,
                 )
         return events
+
+    def _envelope_batch(self, objs: list[Any], partition: int | None) -> EventBatch | None:
+        """An envelope's events validated as a whole into columns (no event object each), or None
+        when any of them is refused (then they are checked one by one, for each one's reason)."""
+        try:
+            batch = EventBatch.of_fields([event_fields(obj) for obj in objs])
+        except Exception:  # a bad event (or a validator bug): one by one says which and why
+            return None
+        if not len(batch):
+            return batch
+        if self.max_future_s is not None and max(batch.column("ts")) - self.clock() > self.max_future_s:
+            return None
+        if partition is not None:
+            known = self._homed.get(partition)
+            cids = set(batch.column("customer_id"))
+            if known is None or not cids <= known:  # (a C-speed check for customers seen before)
+                home = self.home_of
+                if any(home(c) != partition for c in cids):
+                    return None
+                if known is None or len(known) >= PARTITION_CACHE_SIZE:
+                    known = self._homed[partition] = set()
+                known |= cids
+        return batch
 
     def decode_values(
         self, values: Sequence[Any], offsets: Sequence[int | None], *, source: str = "", out: Output
@@ -416,10 +447,14 @@ class Processor:
             if n:
                 counts[outcome] = counts.get(outcome, 0) + n
         # event ends, turned into lags at flush time (one clock read); duplicates have no lag
-        if duplicates:
-            t.lags.extend([e.ts + e.interval_s for e, o in zip(events, outcomes) if o != DUPLICATE])
+        if isinstance(events, EventBatch):
+            ends = map(float.__add__, events.column("ts"), map(float, events.column("interval_s")))
         else:
-            t.lags.extend([e.ts + e.interval_s for e in events])
+            ends = (e.ts + e.interval_s for e in events)
+        if duplicates:
+            t.lags.extend([end for end, o in zip(ends, outcomes) if o != DUPLICATE])
+        else:
+            t.lags.extend(ends)
         scores = t.scores
         for sig, values in verdict.scores.items():
             lst = scores.get(sig)
@@ -494,7 +529,8 @@ class Processor:
         while more:
             out = Output()
             t0 = time.perf_counter()
-            events: list[Event] = []
+            parts: list[Sequence[Event]] = []  # each message's valid events (envelopes: a batch)
+            n = 0
             #: (index of the message's first event, partition, offset) of messages with events
             spans: list[tuple[int, int, int]] = []
             more = False
@@ -503,12 +539,16 @@ class Processor:
                     got = decode(value, key, source, partition, offset, out)
                     if got:
                         if partition is not None and offset is not None:
-                            spans.append((len(events), partition, offset))
-                        events += got
+                            spans.append((n, partition, offset))
+                        parts.append(got)
+                        n += len(got)
                     if limit is not None and out.events >= limit:
                         more = True
                         break
+                one = len(parts) == 1 and isinstance(parts[0], EventBatch)
+                events = parts[0] if one else EventBatch.of(parts)
                 self.process_events(events, out, spans)
+                del parts, events
             if not (out.events or out.positions or out.dlq):
                 return
             self.flush_metrics(out)
