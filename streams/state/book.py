@@ -141,6 +141,21 @@ class PartitionBook:
         if customer is not None:
             self.owner[customer] = p
 
+    def processed_many(self, positions: Iterable[tuple[int, int, str | None]]) -> None:
+        """:meth:`processed` for every (partition, offset, customer or None), in order.
+
+        >>> b = PartitionBook()
+        >>> b.processed_many([(0, 7, "a"), (0, 7, "b"), (1, 3, None), (0, 8, "a")])
+        >>> b.next_offset, b.owner
+        ({0: 9, 1: 4}, {'a': 0, 'b': 0})
+        """
+        nxt, owner = self.next_offset, self.owner
+        for p, offset, customer in positions:
+            if customer is not None:
+                owner[customer] = p
+            if offset >= nxt.get(p, -1):
+                nxt[p] = offset + 1
+
     def mark_dirty(self, customers: Iterable[str]) -> None:
         owner, dirty = self.owner, self.dirty
         for c in customers:

@@ -190,8 +190,7 @@ class WorkerRuntime:
         if out is None:
             return None
         book = self.book
-        for p, offset, customer in out.positions:
-            book.processed(p, offset, customer)
+        book.processed_many(out.positions)
         book.mark_dirty(self.engine.pop_dirty())
         self._refresh_stats(force=False)
         return out
