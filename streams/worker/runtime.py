@@ -293,10 +293,24 @@ class WorkerRuntime:
         fut.result()  # re-raises a failed restore: the worker must not run with cold state
 
     async def on_assigned(self, partitions: Iterable[int]) -> None:
-        """New assignment (Faust passes the whole of it): start restores of partitions we lack."""
+        """New assignment (Faust passes the whole of it): start restores of partitions we lack.
+
+        Faust may resume the stream while this runs: a message of a new partition that reaches the
+        agent during the layout check waits for the restore started here (registered before the
+        check, started after it), not for one of its own.
+        """
         now = set(partitions)
-        if self.layout is not None:
-            self.use_layout(await self.layout.on_assigned(now))
+        checked = asyncio.get_running_loop().create_future()
+        for p in sorted(now - self.held):
+            if p not in self.ready:
+                self.ready[p] = asyncio.ensure_future(self._restore_when(checked, p))
+        ok = False
+        try:
+            if self.layout is not None:
+                self.use_layout(await self.layout.on_assigned(now))
+            ok = True
+        finally:
+            checked.set_result(ok)
         async with self.lock:
             for p in sorted(self.held - now):  # handed over: forget what we kept
                 self._drop(p)
@@ -339,6 +353,11 @@ class WorkerRuntime:
             self.processor.partitions = partitions
         self.state.partitions = partitions
         self.state.home = self.processor.home_of
+
+    async def _restore_when(self, checked: asyncio.Future, p: int) -> None:
+        if not await checked:  # the layout check stopped the worker
+            raise LayoutChanged(f"input partition {p} not restored: the partition layout changed")
+        await self.restore(p)
 
     async def restore(self, p: int) -> None:
         """Load partition ``p``'s snapshot and the alerts already sent after it."""
