@@ -7,7 +7,8 @@
 Events are generated and parsed before timing, so the numbers are the engine's own (decode and
 transport are measured by scripts/bench_decode.py, scripts/bench_replay.py and ``python -m bench``).
 It measures the fleet engine (:class:`detectors.Engine`, batches of ``--batch`` events) and the
-reference it is proven equal to (:class:`detectors.engine.ReferenceEngine`, one event at a time).
+reference it is proven equal to (:class:`detectors.reference.ReferenceEngine`, one event at a time:
+the River detectors, each a call of the compiled kernel per point).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors import Engine, parse_event
-from detectors.engine import ReferenceEngine
 from detectors.fleet import warm_up
+from detectors.reference import ReferenceEngine
 from detectors.synthetic import SimConfig, simulate
 
 

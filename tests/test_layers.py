@@ -36,11 +36,7 @@ ALLOWED: dict[str, set[str]] = {
 
 #: import cycles that exist today and are being removed on another branch. Delete an entry when
 #: its fix lands (test_known_cycles_still_exist says when).
-KNOWN_CYCLES = {
-    # engine.py imports fleet.py at its bottom (noqa: E402) and fleet.py imports engine's verdict
-    # types back inside functions: issue 16 part 4 moves those types to a leaf module
-    frozenset({"detectors.engine", "detectors.fleet"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:
