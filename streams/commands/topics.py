@@ -5,7 +5,10 @@ import json
 
 import click
 
+from ..kafka.admin import BrokerError, create_lookout_topics
 from ..settings import Settings, SettingsError
+from ..worker.repartition import RepartitionError, repartition_topics
+from ._common import load_detector_config
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -38,32 +41,17 @@ def create(bootstrap, partitions, as_json, **kafka):
           --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
           --kafka-sasl-username lookout
     """
-    from streams.kafka.admin import BrokerError, create_topics
-    from streams.kafka.security import kafka_python_kwargs
-
     try:
         s = Settings.from_env(bootstrap=bootstrap, partitions=partitions, **pop_security(kafka))
-        wanted = {
-            s.input_topic: s.partitions,
-            s.alerts_topic: s.partitions,
-            s.dlq_topic: 1,
-            s.sink_dlq_topic: 1,
-        }
-        made = create_topics(
-            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s)
-        )
+        topics = create_lookout_topics(s)
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(
-            json.dumps(
-                {name: {"partitions": parts, "created": name in made} for name, parts in wanted.items()},
-                indent=2,
-            )
-        )
+        as_dict = {name: {"partitions": parts, "created": made} for name, (parts, made) in topics.items()}
+        click.echo(json.dumps(as_dict, indent=2))
         return
-    for name, parts in wanted.items():
-        click.echo(f"{name:<28} {parts} partition(s)  {'created' if name in made else 'exists'}")
+    for name, (parts, made) in topics.items():
+        click.echo(f"{name:<28} {parts} partition(s)  {'created' if made else 'exists'}")
 
 
 @topics.command("repartition")
@@ -94,24 +82,16 @@ def repartition(partitions, bootstrap, app_id, detector_config, as_json, **kafka
       lookout topics repartition --partitions 12 --bootstrap 127.0.0.1:9092
       lookout topics repartition --partitions 12 --app-id lookout --config detectors.yaml
     """
-    import asyncio
-
-    from streams.worker.repartition import RepartitionError
-    from streams.worker.repartition import repartition as run
-
-    from ._common import load_detector_config, require_kafka
-
     try:
         s = Settings.from_env(bootstrap=bootstrap, app_id=app_id, detector_config=detector_config,
                               **pop_security(kafka))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     load_detector_config(s.detector_config)  # one line on a bad config, before any change
-    require_kafka(s)
     progress = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     try:
-        report = asyncio.run(run(s, partitions, progress=progress))
-    except RepartitionError as exc:
+        report = repartition_topics(s, partitions, progress=progress)
+    except (RepartitionError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2))

@@ -41,7 +41,8 @@ from typing import Any, Callable
 from detectors.config import load_config
 from detectors.engine import Engine, StateError
 from detectors.events import Event
-from streams.kafka.security import aiokafka_kwargs
+from streams.kafka.admin import wait_for_kafka
+from streams.kafka.security import aiokafka_kwargs, kafka_python_kwargs
 from streams.pipeline.codecs import encode_json, partition_of
 from streams.pipeline.processor import Output, Processor
 from streams.settings import Settings
@@ -131,6 +132,15 @@ class _Kafka:
     async def ends(self, topic: str, n: int) -> dict[int, int]:
         got = await self.reader.end_offsets([(topic, p) for p in range(n)])
         return {p: got[(topic, p)] for p in range(n)}
+
+
+def repartition_topics(settings: Settings, partitions: int, *,
+                       progress: Callable[[str], Any] = lambda line: None) -> Report:
+    """``lookout topics repartition``: :func:`repartition` once the broker answers (one line if
+    not: :class:`~streams.kafka.admin.BrokerError`)."""
+    wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s,
+                   security=kafka_python_kwargs(settings))
+    return asyncio.run(repartition(settings, partitions, progress=progress))
 
 
 async def repartition(settings: Settings, partitions: int, *, engine: Engine | None = None,
