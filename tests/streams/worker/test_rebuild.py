@@ -244,6 +244,7 @@ def test_healthz_says_which_partition_is_rebuilding_and_how_far():
 
     async def upgrade():
         w = Worker(log, committed, config=NEW_MODEL, rebuilder=rebuilder_over(log, committed, [], gate))
+        w.rt.health.agent_running = True  # the agent runs; its batches of partition 0 wait for the rebuild
         await w.rt.on_assigned([0])
         for _ in range(100):
             await asyncio.sleep(0.01)
@@ -253,7 +254,6 @@ def test_healthz_says_which_partition_is_rebuilding_and_how_far():
         during = w.rt.healthz()
         gate.set()
         await w.rt.wait_ready(0)
-        w.rt.health.agent_running = True
         return during, w.rt.healthz()
 
     (ok, body), (ok_after, after) = run(upgrade())
