@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, Sequence
 from . import alerting
 from .config import DetectorConfig
 from .events import Event
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import StateCodec, StateError
 
@@ -37,6 +39,7 @@ class Verdict(NamedTuple):
     outcome: str  # one of OUTCOMES
     scores: dict[str, float]  # calibrated score per *warm* signal
     alerts: list[dict[str, Any]]  # alerts to emit (``alerts`` topic schema)
+    onsets: Sequence[Onset] = ()  # a family newly anomalous (the correlator's input)
 
 
 class BatchVerdict(NamedTuple):
@@ -45,6 +48,7 @@ class BatchVerdict(NamedTuple):
     outcomes: list[str]  # one of OUTCOMES per event, in order
     alerts: list[dict[str, Any]]  # every alert of the batch, in event order
     scores: dict[str, list[float]]  # signal -> calibrated scores of its warm points (for metrics)
+    onsets: Sequence[Onset] = ()  # every onset of the batch, in event order (detectors.onsets)
 
 
 @dataclass(slots=True)
@@ -123,26 +127,30 @@ class ReferenceEngine:
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict("warming", scores, [])
+        new = detect_onsets(st.tracker, e, findings, self.config.alerting) if findings else ()
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
-        return Verdict("scored", scores, alerts)
+        return Verdict("scored", scores, alerts, new)
 
     def process_many(self, events: Sequence[Event]) -> BatchVerdict:
         """:meth:`process` for every event of ``events``, in order; one result for the batch."""
         outcomes: list[str] = []
         alerts: list[dict[str, Any]] = []
+        new: list[Onset] = []
         scores: dict[str, list[float]] = {}
         for e in events:
             v = self.process(e)
             outcomes.append(v.outcome)
             if v.alerts:
                 alerts.extend(v.alerts)
+            if v.onsets:
+                new.extend(v.onsets)
             for sig, sc in v.scores.items():
                 lst = scores.get(sig)
                 if lst is None:
                     scores[sig] = [sc]
                 else:
                     lst.append(sc)
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def last_ts_of(self, cid: str) -> float | None:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""

@@ -39,6 +39,8 @@ from . import alerting, stats, univariate
 from . import fleet_kernel as K
 from .config import DetectorConfig
 from .events import Event, EventBatch
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import StateCodec, state_names, tracker_state
 from .univariate import Assessment, RatioDetector, SeasonalDetector
@@ -332,11 +334,14 @@ class FleetEngine:
                     self.ss, self.hod, self.hodw, self.dow, self.doww, self._ps, self.rs, self._pr,
                     self._c, self._kt, self._tu, o, warm, outcome, exp_req, need)
         alerts_at: dict[int, list[dict[str, Any]]] = {}
+        onsets_at: dict[int, list[Onset]] = {}
         if need.any():
-            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at)
-        return o, warm, outcome, alerts_at
+            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                            onsets_at)
+        return o, warm, outcome, alerts_at, onsets_at
 
-    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at) -> None:
+    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                   onsets_at) -> None:
         """The alert lifecycle (reference code) for the events that need it, in event order.
 
         A customer whose lifecycle leaves idle in this batch has its later scored events of the
@@ -378,6 +383,10 @@ class FleetEngine:
                     volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
                     if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
                         findings.append(alerting.Finding(name, e.ts, a))
+            if findings:
+                new = detect_onsets(tr, e, findings, acfg)
+                if new:
+                    onsets_at[k] = new
             out = alerting.step(tr, e, findings, float(exp_req[k]), acfg)
             if out:
                 alerts_at[k] = out
@@ -399,25 +408,26 @@ class FleetEngine:
 
         if not events:
             return BatchVerdict([], [], {})
-        o, warm, outcome, alerts_at = self._run(events)
+        o, warm, outcome, alerts_at, onsets_at = self._run(events)
         names = _OUTCOMES
         outcomes = [names[c] for c in outcome.tolist()]
         alerts: list[dict[str, Any]] = []
         for k in sorted(alerts_at):
             alerts.extend(alerts_at[k])
+        new = [x for k in sorted(onsets_at) for x in onsets_at[k]]
         scores: dict[str, list[float]] = {}
         for s, name in enumerate(self._signals):
             mask = warm[:, s] == 1
             if mask.any():
                 scores[name] = o[mask, s, K.A_SCORE].tolist()
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def process(self, e: Event):
         """One event (a batch of one: use :meth:`process_many` for speed)."""
-        o, warm, outcome, alerts_at = self._run([e])
+        o, warm, outcome, alerts_at, onsets_at = self._run([e])
         code = int(outcome[0])
         scores = {name: float(o[0, s, K.A_SCORE]) for s, name in enumerate(self._signals) if warm[0, s] == 1}
-        return self._verdict(_OUTCOMES[code], scores, alerts_at.get(0, []))
+        return self._verdict(_OUTCOMES[code], scores, alerts_at.get(0, []), onsets_at.get(0, ()))
 
     # -- introspection ----------------------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:
