@@ -164,6 +164,7 @@ class Catalogue:
     def __init__(self, entries: Mapping[str, Mapping[str, str]] | None = None):
         self._attrs: dict[str, dict[str, str]] = {}
         self._sizes: dict[tuple[str, ...], dict[str, int]] = {}
+        self._members: dict[str, frozenset[str]] = {}
         for cid, attrs in (entries or {}).items():
             self.set(cid, attrs)
 
@@ -190,11 +191,13 @@ class Catalogue:
         """Add or replace one customer (attributes already validated, e.g. by :func:`parse_attributes`)."""
         self._attrs[cid] = dict(attrs)
         self._sizes.clear()
+        self._members.clear()
 
     def remove(self, cid: str) -> None:
         """Forget one customer (a tombstone); no-op if unknown."""
         if self._attrs.pop(cid, None) is not None:
             self._sizes.clear()
+            self._members.clear()
 
     def groups_of(self, cid: str, group_by: Sequence[str]) -> tuple[str, ...]:
         """The groups of ``cid``: one per grouping attribute it has (``group_by`` order), then the fleet."""
@@ -226,6 +229,15 @@ class Catalogue:
                         sizes[g] = sizes.get(g, 0) + 1
             self._sizes[key] = sizes
         return sizes
+
+    def members(self, group: str) -> frozenset[str]:
+        """The customers of ``group`` (every known customer for the fleet); cached until the next update."""
+        cached = self._members.get(group)
+        if cached is None:
+            attr, value = split_group(group)
+            cached = frozenset(c for c, a in self._attrs.items() if attr is None or a.get(attr) == value)
+            self._members[group] = cached
+        return cached
 
     def size_of(self, group: str, group_by: Sequence[str]) -> int:
         """Customers in ``group`` (0 for a group nobody is in)."""
