@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from .catalogue import FLEET, Catalogue
 from .config import CorrelatorConfig, DetectorConfig
-from .events import time_or_none
+from .events import DEFAULT_INTERVAL_S, time_or_none
 from .group_counts import GroupCounter, GroupTest
 from .onsets import Onset
 from .parents import ParentBook
@@ -138,7 +138,8 @@ class Correlator:
             self.counter.add(o, self.groups_of(o.customer_id))
 
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> CorrelatorOutput:
-        """Take the engine's alerts; those whose route is known come back at once, the rest are held."""
+        """Take the engine's alerts. They come back from :meth:`advance` when their interval closes
+        (a new one after the hold); with the correlator inactive, at once."""
         out = CorrelatorOutput()
         for a in alerts:
             if not self.active:
@@ -147,15 +148,16 @@ class Correlator:
             ts, iv = time_or_none(a.get("event_ts")), a.get("interval_s")
             if ts is not None and isinstance(iv, int) and iv > 0:
                 self.clock.see(ts, iv)
-            out.alerts.extend(self.book.offer(a, self.clock.iv or 60))
+            self.book.offer(a, self.clock.iv or DEFAULT_INTERVAL_S)
         return out
 
     def advance(self, watermark: float) -> CorrelatorOutput:
         """Event time reached ``watermark`` everywhere: close every interval that is complete."""
         out = CorrelatorOutput()
         iv = self.clock.iv
-        if not self.active or iv is None:
+        if not self.active or iv is None or self.clock.next_close is None:
             return out
+        self.counter.start(self.clock.next_close - iv)  # before any skip: exposure from the first interval
         for t in self.clock.due(watermark, skip_to=self._idle_until(watermark)):
             tests = self.counter.close(t, iv, self.size_of)
             self.close(t, tests, out)

@@ -102,11 +102,11 @@ class _Memory:
 
 @dataclass(slots=True)
 class _Group:
-    last: float  # start of the last interval learned
+    last: float | None  # start of the last interval learned (None: the counter's start)
     long: _Memory = field(default_factory=_Memory)  # the background over days (rate_half_life_s)
     recent: _Memory = field(default_factory=_Memory)  # ... and over hours (recent_half_life_s)
-    fresh: dict[str, set[str]] = field(default_factory=dict)  # family -> customers not learned yet
-    window: dict[str, dict[str, float]] = field(default_factory=dict)  # family -> customer -> onset ts
+    fresh: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # family -> onsets to learn
+    window: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # family -> customer -> onsets
 
 
 class GroupCounter:
@@ -131,14 +131,24 @@ class GroupCounter:
         """Count ``onset`` in each of ``groups``."""
         for g in groups:
             st = self._groups.get(g)
-            if st is None:
-                start = self.started if self.started is not None else onset.ts - onset.interval_s
-                st = self._groups[g] = _Group(start)
+            if st is None:  # exposed since the counter started (it is set by the first close)
+                st = self._groups[g] = _Group(self.started)
             fam = onset.family
-            st.fresh.setdefault(fam, set()).add(onset.customer_id)
-            win = st.window.setdefault(fam, {})
-            if win.get(onset.customer_id, -math.inf) < onset.ts:
-                win[onset.customer_id] = onset.ts
+            st.fresh.setdefault(fam, []).append((onset.customer_id, onset.ts))
+            times = st.window.setdefault(fam, {}).setdefault(onset.customer_id, [])
+            if onset.ts not in times:
+                times.append(onset.ts)
+                times.sort()
+
+    def start(self, t: float) -> None:
+        """Count exposure from the end of interval ``t`` on (once: later calls change nothing).
+
+        The first close calls it; a caller that skips quiet intervals calls it with the first
+        interval its clock saw, so the background does not depend on what was skipped."""
+        if self.started is None:
+            self.started = t
+            for st in self._groups.values():
+                st.last = t if st.last is None else st.last
 
     def busy(self) -> bool:
         """Whether any group has onsets in its window or not learned yet."""
@@ -162,6 +172,7 @@ class GroupCounter:
 
     def _catch_up(self, st: _Group, t: float, iv: int, n: int) -> None:
         """Learn the quiet intervals from ``st.last`` to the one before ``t`` (no onsets, ``n`` customers)."""
+        assert st.last is not None, "set by the first close"
         steps = int(round((t - iv - st.last) / iv))
         if steps <= 0:
             return
@@ -176,15 +187,15 @@ class GroupCounter:
         ``size_of(group)`` is the group's customer count (from the catalogue; None or 0 for a
         group nobody is in any more, whose onsets still count: the size is at least them).
         """
-        if self.started is None:
-            self.started = t - iv
+        self.start(t - iv)
         cfg = self.config
         horizon = t - (cfg.window_intervals - 1) * iv
         tests: list[GroupTest] = []
         idle: list[str] = []
         for g, st in self._groups.items():
-            for fam in [f for f, win in st.window.items() if min(win.values()) < horizon]:
-                kept = {c: ts for c, ts in st.window[fam].items() if ts >= horizon}
+            for fam in [f for f, win in st.window.items() if any(ts[0] < horizon for ts in win.values())]:
+                kept = {c: [x for x in ts if x >= horizon] for c, ts in st.window[fam].items()}
+                kept = {c: ts for c, ts in kept.items() if ts}
                 if kept:
                     st.window[fam] = kept
                 else:
@@ -196,7 +207,7 @@ class GroupCounter:
             self._catch_up(st, t, iv, n)
             tests.extend(self._test_and_learn(g, st, t, iv, n))
         for g in idle:  # nothing in the window: learned lazily when the group is next touched...
-            if t - self._groups[g].last > FORGET_HALF_LIVES * cfg.rate_half_life_s:
+            if t - (self._groups[g].last or t) > FORGET_HALF_LIVES * cfg.rate_half_life_s:
                 del self._groups[g]  # ...or forgotten, once its history is worth no more than the prior
         return tests
 
@@ -205,12 +216,16 @@ class GroupCounter:
         W = cfg.window_intervals
         out = []
         expected: dict[str, tuple[float, float]] = {}  # family -> (rate, surprise)
-        for fam, win in st.window.items():
+        for fam, everything in st.window.items():
+            # each customer with an onset in the window (not in intervals still open), at its first
+            win = {c: ts[0] for c, ts in everything.items() if ts[0] <= t}
+            if not win:
+                continue
             size = max(n, len(win))
             r = self.rate(g, fam)
             p = -math.expm1(W * math.log1p(-min(r, 0.5)))  # 1 - (1 - r)^W
             surprise = binomial_surprise(len(win), size, p)
-            out.append(GroupTest(g, fam, t, size, p, surprise, dict(win)))
+            out.append(GroupTest(g, fam, t, size, p, surprise, win))
             expected[fam] = (size * r, surprise)
         # learn the interval: its exposure and its onsets -- a surprising count as what the
         # background expected (over days from learn_max_surprise, over hours from min_surprise),
@@ -219,10 +234,11 @@ class GroupCounter:
                                  (cfg.learn_max_surprise, cfg.min_surprise)):
             mem.forget(d, n)
             for fam, who in st.fresh.items():
-                k = float(len(who))
+                k = float(len({c for c, ts in who if ts <= t}))
                 ex, surprise = expected.get(fam, (k, 0.0))
                 mem.counts[fam] = mem.counts.get(fam, 0.0) + (min(k, ex) if surprise >= guard else k)
-        st.fresh = {}
+        later = {f: [(c, ts) for c, ts in who if ts > t] for f, who in st.fresh.items()}
+        st.fresh = {f: who for f, who in later.items() if who}
         st.last = t
         return out
 
@@ -231,14 +247,16 @@ class GroupCounter:
         """Everything learned, as JSON-able data."""
         return {"started": self.started, "groups": {
             g: {"last": st.last, "long": st.long.to_json(), "recent": st.recent.to_json(),
-                "fresh": {f: sorted(c) for f, c in st.fresh.items()}, "window": st.window}
+                "fresh": {f: [list(x) for x in who] for f, who in st.fresh.items()}, "window": st.window}
             for g, st in self._groups.items()}}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace what was learned by :meth:`to_state`'s output."""
         self.started = state.get("started")
         self._groups = {
-            g: _Group(float(v["last"]), _Memory.from_json(v["long"]), _Memory.from_json(v["recent"]),
-                      {f: set(c) for f, c in v["fresh"].items()},
-                      {f: {c: float(ts) for c, ts in w.items()} for f, w in v["window"].items()})
+            g: _Group(None if v["last"] is None else float(v["last"]), _Memory.from_json(v["long"]),
+                      _Memory.from_json(v["recent"]),
+                      {f: [(str(c), float(ts)) for c, ts in who] for f, who in v["fresh"].items()},
+                      {f: {c: [float(x) for x in ts] for c, ts in w.items()}
+                       for f, w in v["window"].items()})
             for g, v in state.get("groups", {}).items()}

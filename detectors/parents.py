@@ -30,6 +30,7 @@ alerts with their ``parent_id``.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -170,6 +171,7 @@ class Parent:
 class _Held:
     decide_at: float
     alert: dict[str, Any]
+    at: float = 0.0  # its own interval (event time)
 
 
 def _baseline(tests: Sequence[GroupTest]) -> float:
@@ -201,27 +203,27 @@ class ParentBook:
         self._held: dict[str, list[_Held]] = {}  # alert id -> its notifications waiting, in order
         self._routes: dict[str, str | None] = {}  # alert id -> parent id (None: pages on its own)
         self._rank = {a: i for i, a in enumerate(config.group_by)}
+        #: what a second explanation (another parent) must add to the likelihood ratio: as much
+        #: evidence as opening a parent needs (``min_surprise`` decades, in nats)
+        self._penalty = config.min_surprise * math.log(10.0)
         #: parents dropped because no child alert ever joined them (a metric)
         self.expired = 0
 
     # -- alerts -------------------------------------------------------------------------------
-    def offer(self, alert: Mapping[str, Any], iv: int) -> list[dict[str, Any]]:
-        """Take one alert; return it routed at once when its route is known (else it is held)."""
+    def offer(self, alert: Mapping[str, Any], iv: int) -> None:
+        """Take one alert. Every alert leaves at a close, so the output depends on event time only:
+        a new one when its hold is over (``hold_intervals`` after its own interval), a later
+        notification of a decided one when its own interval closes, in order behind any earlier."""
         aid = alert.get("alert_id")
-        if not isinstance(aid, str):
-            return [dict(alert, parent_id=None)]
-        queue = self._held.get(aid)
-        if queue is not None:
-            queue.append(_Held(queue[-1].decide_at, dict(alert)))
-            return []
-        if aid in self._routes:
-            return [self._follow(alert, self._routes[aid])]
-        if alert.get("status") != "firing":  # its firing was before our time: nothing to fold into
-            return [dict(alert, parent_id=None)]
         ts = time_or_none(alert.get("event_ts"))
-        decide_at = (ts if ts is not None else 0.0) + self.config.hold_intervals * iv
-        self._held[aid] = [_Held(decide_at, dict(alert))]
-        return []
+        own = ts if ts is not None else 0.0  # (an alert always has one; 0: decide at once)
+        queue = self._held.get(aid) if isinstance(aid, str) else None
+        if queue is not None:
+            queue.append(_Held(max(own, queue[-1].decide_at), dict(alert), own))
+        elif isinstance(aid, str) and aid not in self._routes and alert.get("status") == "firing":
+            self._held[aid] = [_Held(own + self.config.hold_intervals * iv, dict(alert), own)]
+        else:  # decided already (or nothing to decide: no id, or its firing was before our time)
+            self._held[str(aid)] = [_Held(own, dict(alert), own)]
 
     def _follow(self, alert: Mapping[str, Any], pid: str | None) -> dict[str, Any]:
         """Route a later notification of a decided alert the way its first one went."""
@@ -258,10 +260,17 @@ class ParentBook:
         due = sorted((q[0].decide_at, aid) for aid, q in self._held.items() if q[0].decide_at <= t)
         for _, aid in due:
             queue = self._held.pop(aid)
-            pid = self._decide(queue[0].alert, iv)
-            self._routes[aid] = pid
-            out.append(dict(queue[0].alert, parent_id=pid))
-            out.extend(self._follow(h.alert, pid) for h in queue[1:])
+            while queue and queue[0].decide_at <= t:
+                alert = queue.pop(0).alert
+                if aid in self._routes:
+                    out.append(self._follow(alert, self._routes[aid]))
+                elif alert.get("status") == "firing" and alert.get("alert_id") == aid:
+                    pid = self._routes[aid] = self._decide(alert, iv)
+                    out.append(dict(alert, parent_id=pid))
+                else:
+                    out.append(dict(alert, parent_id=None))
+            if queue:
+                self._held[aid] = queue
         return out
 
     def held(self) -> int:
@@ -330,7 +339,9 @@ class ParentBook:
             if test.group == p.group or test.onsets.keys() <= p.members.keys():
                 continue
             union = len(p.members.keys() | test.onsets.keys())
-            apart = mine + max(binomial_llr(len(x.onsets.keys() - p.members.keys()), x.n, p0) for x in tests)
+            # the new ones on their own: background, or a second cause that must earn its own parent
+            extra = max(binomial_llr(len(x.onsets.keys() - p.members.keys()), x.n, p0) for x in tests)
+            apart = mine + max(0.0, extra - self._penalty)
             if binomial_llr(union, test.n, p0) > apart and all(
                     self.catalogue.in_group(c, test.group) for c in p.members):
                 p.group, p.n, p.p, p.surprise = test.group, test.n, test.p, test.surprise
@@ -355,18 +366,16 @@ class ParentBook:
         mostly an open parent's customers (another family of the same cause) joins that parent."""
         taken = {c for p in self.parents.values() if fam in p.families for c in p.members}
         while True:
-            best = None
+            cands = []
             for test in tests:
                 sig = self._significant(test, taken)
-                if sig is None:
-                    continue
-                left, s = sig
-                key = (-binomial_llr(len(left), test.n, p0), self._order(test.group), test.n, test.group)
-                if best is None or key < best[0]:
-                    best = (key, test, left, s)
-            if best is None:
+                if sig is not None:
+                    left, s = sig
+                    cands.append(((-binomial_llr(len(left), test.n, p0), self._order(test.group), test.n,
+                                   test.group), test, left, s))
+            if not cands:
                 return
-            _, test, left, s = best
+            _, test, left, s = self._split(min(cands, key=lambda c: c[0]), cands, tests, p0, self._penalty)
             taken.update(left)
             host = self._host(test, left)
             if host is not None:
@@ -379,6 +388,26 @@ class ParentBook:
             self.parents[pid] = Parent(pid, fam, test.group, test.n, test.p, s, t, dict(left),
                                        self._equivalent(test, tests), last_burst=t, changed=True)
 
+    @staticmethod
+    def _split(best: tuple, cands: list[tuple], tests: list[GroupTest], p0: float, penalty: float) -> tuple:
+        """The best candidate, or a part of it when the part plus the best group for the rest
+        explain its customers better by more than ``penalty`` (two outages at once are not one
+        fleet-wide cause; one provider's outage is not one per region)."""
+        improved = True
+        while improved:
+            improved = False
+            whole = set(best[2])
+            for cand in cands:
+                part = set(cand[2])
+                if not part < whole:
+                    continue
+                rest = whole - part
+                alone = max(binomial_llr(len(rest & x.onsets.keys()), x.n, p0) for x in tests)
+                if -cand[0][0] + max(0.0, alone - penalty) > -best[0][0]:
+                    best, improved = cand, True
+                    break
+        return best
+
     def _host(self, test: GroupTest, left: Mapping[str, float]) -> Parent | None:
         """An open parent a new burst belongs to: same group, or mostly the same customers."""
         for p in self.parents.values():
@@ -390,7 +419,8 @@ class ParentBook:
     def _lifecycle(self, t: float, iv: int) -> list[dict[str, Any]]:
         cfg = self.config
         recent = t - (cfg.window_intervals - 1) * iv
-        waiting = {q[0].alert.get("customer_id") for q in self._held.values()}
+        # customers with an alert of a closed interval still on hold (not of intervals still open)
+        waiting = {q[0].alert.get("customer_id") for q in self._held.values() if q[0].at <= t}
         records: list[dict[str, Any]] = []
         for pid in list(self.parents):
             p = self.parents[pid]
@@ -423,14 +453,14 @@ class ParentBook:
     def to_state(self) -> dict[str, Any]:
         """Open parents, held alerts and decided routes, as JSON-able data."""
         return {"parents": [_state_parent(p) for p in self.parents.values()],
-                "held": {aid: [[h.decide_at, h.alert] for h in q] for aid, q in self._held.items()},
+                "held": {aid: [[h.decide_at, h.alert, h.at] for h in q] for aid, q in self._held.items()},
                 "routes": self._routes, "expired": self.expired}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace everything by :meth:`to_state`'s output."""
         self.parents = {p.parent_id: p for p in map(_load_parent, state.get("parents", []))}
         held = state.get("held", {})
-        self._held = {aid: [_Held(float(d), dict(a)) for d, a in q] for aid, q in held.items()}
+        self._held = {aid: [_Held(float(d), dict(a), float(at)) for d, a, at in q] for aid, q in held.items()}
         self._routes = dict(state.get("routes", {}))
         self.expired = int(state.get("expired", 0))
 
