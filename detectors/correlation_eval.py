@@ -105,7 +105,7 @@ class ParentEvaluation:
         weeks = self.span_s / WEEK_S
         u = self.unrelated
         return {
-            "causes": len(self.causes), "causes_20_plus": n,
+            "causes": len(self.causes), "causes_targeted": n,
             "parent_recall": share("has_parent"),
             "localised_right": share("scope_right"),
             "localised_right_at_publish": share("scope_right_at_publish"),
@@ -136,7 +136,7 @@ class ParentEvaluation:
 
         iv = self.interval_s
         lines = [
-            f"shared causes {h['causes']} ({h['causes_20_plus']} touching >= {self.min_customers} customers)",
+            f"shared causes {h['causes']} ({h['causes_targeted']} touching >= {self.min_customers} customers)",
             f"parent recall {pct(h['parent_recall'])}  localised right {pct(h['localised_right'])} "
             f"(at publication {pct(h['localised_right_at_publish'])})",
             f"time to parent: median {format_delay(h['time_to_parent_median_intervals'], iv)}, "

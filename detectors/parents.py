@@ -319,8 +319,8 @@ class ParentBook:
                 continue
             if own.surprise >= cfg.join_surprise:
                 p.last_burst = t
-                if fam not in p.families:  # its customers show the cause another way too
-                    p.also.add(fam)
+                if fam not in p.families and own.k >= cfg.min_customers:
+                    p.also.add(fam)  # its customers show the cause another way too
             if fam not in p.families:
                 continue
             if not own.onsets.keys() <= p.members.keys():

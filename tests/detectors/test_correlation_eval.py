@@ -62,7 +62,7 @@ def test_every_figure_of_a_small_case():
     ev = evaluate_parents(labels, alerts, routed, incidents, span_s=7 * 86400, interval_s=IV, catalogue=CAT,
                           min_customers=20)
     h = ev.headline()
-    assert h["causes"] == 1 and h["causes_20_plus"] == 1
+    assert h["causes"] == 1 and h["causes_targeted"] == 1
     assert h["parent_recall"] == 1.0 and h["localised_right"] == 1.0
     assert h["time_to_parent_median_intervals"] == 1.0  # first child at T+IV, published at T+2IV
     # per customer: 25 openings + 1 escalation; sent: the parent once + the child that paged alone
