@@ -136,7 +136,8 @@ class ParentEvaluation:
 
         iv = self.interval_s
         lines = [
-            f"shared causes {h['causes']} ({h['causes_targeted']} touching >= {self.min_customers} customers)",
+            f"shared causes {h['causes']} ({h['causes_targeted']} touching >= {self.min_customers} "
+            "customers)",
             f"parent recall {pct(h['parent_recall'])}  localised right {pct(h['localised_right'])} "
             f"(at publication {pct(h['localised_right_at_publish'])})",
             f"time to parent: median {format_delay(h['time_to_parent_median_intervals'], iv)}, "

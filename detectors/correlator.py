@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .catalogue import FLEET, Catalogue
 from .config import CorrelatorConfig, DetectorConfig
@@ -39,7 +39,8 @@ from .group_counts import GroupCounter, GroupTest
 from .onsets import Onset
 from .parents import ParentBook
 
-__all__ = ["STATE_VERSION", "Correlator", "CorrelatorOutput", "IntervalClock", "correlate"]
+__all__ = ["STATE_VERSION", "Correlator", "CorrelatorOutput", "GroupStage", "IntervalClock", "ParentStage",
+           "correlate", "groups_of"]
 
 #: version of :meth:`Correlator.to_state`'s layout (a state of another version starts afresh)
 STATE_VERSION = 1
@@ -96,6 +97,114 @@ class IntervalClock:
             yield t
 
 
+class GroupStage:
+    """Stage one for a set of groups (all of them, or one partition's): onsets in, tests out.
+
+    Parameters
+    ----------
+    config : CorrelatorConfig
+        Window and background settings.
+    size_of : callable
+        Group key -> customers in it (the catalogue).
+    """
+
+    def __init__(self, config: CorrelatorConfig, size_of: Callable[[str], int]):
+        self.config = config
+        self.size_of = size_of
+        self.counter = GroupCounter(config)
+        self.clock = IntervalClock()
+
+    def add(self, onset: Onset, groups: Iterable[str]) -> None:
+        """Count ``onset`` in ``groups`` (any order within the window)."""
+        self.clock.see(onset.ts, onset.interval_s)
+        self.counter.add(onset, groups)
+
+    @property
+    def closed_until(self) -> float | None:
+        """Every interval starting before this is closed (None: none seen yet)."""
+        return self.clock.next_close
+
+    def advance(self, watermark: float) -> list[tuple[float, list[GroupTest]]]:
+        """Close the intervals ``watermark`` completes; (interval, its tests) for those with any."""
+        iv, nxt = self.clock.iv, self.clock.next_close
+        if iv is None or nxt is None:
+            return []
+        # nothing in any window: the quiet intervals change only the exposure, learned lazily
+        skip = None if self.counter.busy() else watermark - iv
+        out = []
+        for t in self.clock.due(watermark, skip_to=skip):
+            tests = self.counter.close(t, iv, self.size_of)
+            if tests:
+                out.append((t, tests))
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {"clock": [self.clock.iv, self.clock.next_close], "counter": self.counter.to_state()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        iv, nxt = state["clock"]
+        self.clock = IntervalClock(iv, nxt)
+        self.counter.load_state(state["counter"])
+
+
+class ParentStage:
+    """Stage two: every group test and every alert in, parent incidents and routed alerts out.
+
+    Parameters
+    ----------
+    config : CorrelatorConfig
+        Thresholds and the hold.
+    catalogue : Catalogue
+        Who is in which group.
+    """
+
+    def __init__(self, config: CorrelatorConfig, catalogue: Catalogue):
+        self.config = config
+        self.book = ParentBook(config, catalogue)
+        self.clock = IntervalClock()
+        self._tests: dict[float, list[GroupTest]] = {}  # interval -> its tests, until it closes
+
+    def add_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        """Hold the detectors' alerts until their interval (and the hold) closes."""
+        for a in alerts:
+            ts, iv = time_or_none(a.get("event_ts")), a.get("interval_s")
+            if ts is not None and isinstance(iv, int) and iv > 0:
+                self.clock.see(ts, iv)
+            self.book.offer(a, self.clock.iv or DEFAULT_INTERVAL_S)
+
+    def add_tests(self, t: float, iv: int, tests: Iterable[GroupTest]) -> None:
+        """Group tests of interval ``t`` (from any number of stage-one instances)."""
+        self.clock.see(t, iv)
+        self._tests.setdefault(t, []).extend(tests)
+
+    def advance(self, watermark: float) -> CorrelatorOutput:
+        """Every stage one closed, and every alert arrived, up to ``watermark``: close those intervals."""
+        out = CorrelatorOutput()
+        iv = self.clock.iv
+        if iv is None:
+            return out
+        skip = None
+        if not (self.book.parents or self.book.held()):  # nothing can change in the quiet intervals
+            skip = min(self._tests, default=watermark - iv)
+        for t in self.clock.due(watermark, skip_to=skip):
+            incidents, alerts = self.book.close(t, iv, self._tests.pop(t, []))
+            out.incidents.extend(incidents)
+            out.alerts.extend(alerts)
+        for t in [t for t in self._tests if t < (self.clock.next_close or t + 1)]:
+            del self._tests[t]  # tests of an interval closed already (a late stage one): too late
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {"clock": [self.clock.iv, self.clock.next_close], "book": self.book.to_state(),
+                "tests": [[t, [x.to_json() for x in xs]] for t, xs in self._tests.items()]}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        iv, nxt = state["clock"]
+        self.clock = IntervalClock(iv, nxt)
+        self.book.load_state(state["book"])
+        self._tests = {float(t): [GroupTest.from_json(x) for x in xs] for t, xs in state.get("tests", [])}
+
+
 class Correlator:
     """Both correlator stages in one process (replay, tests); see the module docstring.
 
@@ -113,9 +222,16 @@ class Correlator:
             config = config.correlator
         self.config = config or CorrelatorConfig()
         self.catalogue = catalogue if catalogue is not None else Catalogue()
-        self.counter = GroupCounter(self.config)
-        self.book = ParentBook(self.config, self.catalogue)
-        self.clock = IntervalClock()
+        self.groups = GroupStage(self.config, self.size_of)
+        self.parents = ParentStage(self.config, self.catalogue)
+
+    @property
+    def book(self) -> ParentBook:
+        return self.parents.book
+
+    @property
+    def counter(self) -> GroupCounter:
+        return self.groups.counter
 
     @property
     def active(self) -> bool:
@@ -123,8 +239,7 @@ class Correlator:
         return self.config.enabled and len(self.catalogue) > 0
 
     def groups_of(self, cid: str) -> tuple[str, ...]:
-        groups = self.catalogue.groups_of(cid, self.config.group_by)
-        return groups if self.config.fleet else tuple(g for g in groups if g != FLEET)
+        return groups_of(self.catalogue, self.config, cid)
 
     def size_of(self, group: str) -> int:
         return self.catalogue.size_of(group, self.config.group_by)
@@ -134,79 +249,67 @@ class Correlator:
         if not self.active:
             return
         for o in onsets:
-            self.clock.see(o.ts, o.interval_s)
-            self.counter.add(o, self.groups_of(o.customer_id))
+            self.groups.add(o, self.groups_of(o.customer_id))
 
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> CorrelatorOutput:
         """Take the engine's alerts. They come back from :meth:`advance` when their interval closes
         (a new one after the hold); with the correlator inactive, at once."""
         out = CorrelatorOutput()
-        for a in alerts:
-            if not self.active:
-                out.alerts.append(dict(a, parent_id=None))
-                continue
-            ts, iv = time_or_none(a.get("event_ts")), a.get("interval_s")
-            if ts is not None and isinstance(iv, int) and iv > 0:
-                self.clock.see(ts, iv)
-            self.book.offer(a, self.clock.iv or DEFAULT_INTERVAL_S)
+        if not self.active:
+            out.alerts.extend(dict(a, parent_id=None) for a in alerts)
+        else:
+            self.parents.add_alerts(alerts)
         return out
 
     def advance(self, watermark: float) -> CorrelatorOutput:
         """Event time reached ``watermark`` everywhere: close every interval that is complete."""
-        out = CorrelatorOutput()
-        iv = self.clock.iv
-        if not self.active or iv is None or self.clock.next_close is None:
-            return out
-        self.counter.start(self.clock.next_close - iv)  # before any skip: exposure from the first interval
-        for t in self.clock.due(watermark, skip_to=self._idle_until(watermark)):
-            tests = self.counter.close(t, iv, self.size_of)
-            self.close(t, tests, out)
-        return out
-
-    def close(self, t: float, tests: list[GroupTest], out: CorrelatorOutput) -> None:
-        """Stage two for interval ``t`` with its tests (the Kafka stage two calls this too)."""
-        assert self.clock.iv is not None
-        incidents, alerts = self.book.close(t, self.clock.iv, tests)
-        out.incidents.extend(incidents)
-        out.alerts.extend(alerts)
-
-    def _idle_until(self, watermark: float) -> float | None:
-        """When nothing is pending anywhere, closing the intervals in between changes nothing
-        but the background's exposure, which the counter learns lazily: skip to the last one."""
-        if self.book.parents or self.book.held() or self.counter.busy():
-            return None
-        assert self.clock.iv is not None
-        return watermark - self.clock.iv
+        if not self.active:
+            return CorrelatorOutput()
+        for t, tests in self.groups.advance(watermark):
+            assert self.groups.clock.iv is not None
+            self.parents.add_tests(t, self.groups.clock.iv, tests)
+        return self.parents.advance(watermark)
 
     # -- state ---------------------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         """Everything the correlator knows, as JSON-able data (:meth:`load_state` reads it back)."""
-        return {"version": STATE_VERSION, "clock": [self.clock.iv, self.clock.next_close],
-                "counter": self.counter.to_state(), "book": self.book.to_state()}
+        return {"version": STATE_VERSION, "groups": self.groups.to_state(),
+                "parents": self.parents.to_state()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`to_state`'s output; ``ValueError`` for another version or a bad record."""
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"correlator state version {got!r} is not {STATE_VERSION}")
+        check_version(state)
         try:
-            iv, nxt = state["clock"]
-            self.clock = IntervalClock(iv, nxt)
-            self.counter.load_state(state["counter"])
-            self.book.load_state(state["book"])
+            self.groups.load_state(state["groups"])
+            self.parents.load_state(state["parents"])
         except (KeyError, TypeError, ValueError) as exc:
-            self.counter, self.book = GroupCounter(self.config), ParentBook(self.config, self.catalogue)
-            self.clock = IntervalClock()
+            self.groups = GroupStage(self.config, self.size_of)
+            self.parents = ParentStage(self.config, self.catalogue)
             raise ValueError(f"unusable correlator state: {exc!r}") from None
 
     def flush(self) -> CorrelatorOutput:
         """End of input (replay): close far enough that every held alert is decided."""
-        if not self.active or self.clock.next_close is None or self.clock.iv is None:
+        clock = self.parents.clock
+        if not self.active or clock.next_close is None or clock.iv is None:
             return CorrelatorOutput()
-        iv = self.clock.iv
-        end = self.clock.next_close + (self.config.hold_intervals + 1) * iv
+        iv = clock.iv
+        last_onset = self.groups.closed_until or clock.next_close
+        end = max(clock.next_close, last_onset) + (self.config.hold_intervals + 1) * iv
         last = self.book.last_decision()
         return self.advance(max(end, last + iv if last is not None else end))
+
+
+def groups_of(catalogue: Catalogue, config: CorrelatorConfig, cid: str) -> tuple[str, ...]:
+    """The groups a customer's onsets count in: its grouping attributes' values, and the fleet."""
+    groups = catalogue.groups_of(cid, config.group_by)
+    return groups if config.fleet else tuple(g for g in groups if g != FLEET)
+
+
+def check_version(state: Any) -> None:
+    """``ValueError`` unless ``state`` is a mapping of :data:`STATE_VERSION`."""
+    if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+        got = state.get("version") if isinstance(state, Mapping) else type(state).__name__
+        raise ValueError(f"correlator state version {got!r} is not {STATE_VERSION}")
 
 
 def correlate(correlator: Correlator, onsets: Iterable[Onset], alerts: Iterable[Mapping[str, Any]],

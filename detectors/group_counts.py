@@ -102,7 +102,7 @@ class _Memory:
 
 @dataclass(slots=True)
 class _Group:
-    last: float | None  # start of the last interval learned (None: the counter's start)
+    last: float  # start of the last interval learned
     long: _Memory = field(default_factory=_Memory)  # the background over days (rate_half_life_s)
     recent: _Memory = field(default_factory=_Memory)  # ... and over hours (recent_half_life_s)
     fresh: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # family -> onsets to learn
@@ -121,8 +121,6 @@ class GroupCounter:
     def __init__(self, config: CorrelatorConfig):
         self.config = config
         self._groups: dict[str, _Group] = {}
-        #: the first interval this counter closed: a group seen later has been exposed since then
-        self.started: float | None = None
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -131,24 +129,14 @@ class GroupCounter:
         """Count ``onset`` in each of ``groups``."""
         for g in groups:
             st = self._groups.get(g)
-            if st is None:  # exposed since the counter started (it is set by the first close)
-                st = self._groups[g] = _Group(self.started)
+            if st is None:  # learned from the interval before its first onset on, whoever else counts
+                st = self._groups[g] = _Group(math.floor(onset.ts / onset.interval_s - 1) * onset.interval_s)
             fam = onset.family
             st.fresh.setdefault(fam, []).append((onset.customer_id, onset.ts))
             times = st.window.setdefault(fam, {}).setdefault(onset.customer_id, [])
             if onset.ts not in times:
                 times.append(onset.ts)
                 times.sort()
-
-    def start(self, t: float) -> None:
-        """Count exposure from the end of interval ``t`` on (once: later calls change nothing).
-
-        The first close calls it; a caller that skips quiet intervals calls it with the first
-        interval its clock saw, so the background does not depend on what was skipped."""
-        if self.started is None:
-            self.started = t
-            for st in self._groups.values():
-                st.last = t if st.last is None else st.last
 
     def busy(self) -> bool:
         """Whether any group has onsets in its window or not learned yet."""
@@ -172,7 +160,6 @@ class GroupCounter:
 
     def _catch_up(self, st: _Group, t: float, iv: int, n: int) -> None:
         """Learn the quiet intervals from ``st.last`` to the one before ``t`` (no onsets, ``n`` customers)."""
-        assert st.last is not None, "set by the first close"
         steps = int(round((t - iv - st.last) / iv))
         if steps <= 0:
             return
@@ -187,7 +174,6 @@ class GroupCounter:
         ``size_of(group)`` is the group's customer count (from the catalogue; None or 0 for a
         group nobody is in any more, whose onsets still count: the size is at least them).
         """
-        self.start(t - iv)
         cfg = self.config
         horizon = t - (cfg.window_intervals - 1) * iv
         tests: list[GroupTest] = []
@@ -203,11 +189,13 @@ class GroupCounter:
             if not st.window and not st.fresh:
                 idle.append(g)
                 continue
+            if st.last >= t:  # its onsets are all of intervals still open (it was learned up to here)
+                continue
             n = size_of(g) or 0
             self._catch_up(st, t, iv, n)
             tests.extend(self._test_and_learn(g, st, t, iv, n))
         for g in idle:  # nothing in the window: learned lazily when the group is next touched...
-            if t - (self._groups[g].last or t) > FORGET_HALF_LIVES * cfg.rate_half_life_s:
+            if t - self._groups[g].last > FORGET_HALF_LIVES * cfg.rate_half_life_s:
                 del self._groups[g]  # ...or forgotten, once its history is worth no more than the prior
         return tests
 
@@ -245,16 +233,15 @@ class GroupCounter:
     # -- state (the Kafka correlator keeps it in a compacted topic) ----------------------------
     def to_state(self) -> dict[str, Any]:
         """Everything learned, as JSON-able data."""
-        return {"started": self.started, "groups": {
+        return {"groups": {
             g: {"last": st.last, "long": st.long.to_json(), "recent": st.recent.to_json(),
                 "fresh": {f: [list(x) for x in who] for f, who in st.fresh.items()}, "window": st.window}
             for g, st in self._groups.items()}}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace what was learned by :meth:`to_state`'s output."""
-        self.started = state.get("started")
         self._groups = {
-            g: _Group(None if v["last"] is None else float(v["last"]), _Memory.from_json(v["long"]),
+            g: _Group(float(v["last"]), _Memory.from_json(v["long"]),
                       _Memory.from_json(v["recent"]),
                       {f: [(str(c), float(ts)) for c, ts in who] for f, who in v["fresh"].items()},
                       {f: {c: [float(x) for x in ts] for c, ts in w.items()}

@@ -287,7 +287,8 @@ class ParentBook:
         """Interval ``t`` is closed and ``tests`` are its group tests: grow and open parents, release the
         held alerts that are due, publish, escalate, resolve. Returns (incident records, routed alerts)."""
         by_family: dict[str, list[GroupTest]] = {}
-        for test in tests:
+        # in a fixed order: however many stage-one instances sent them, in whatever order
+        for test in sorted(tests, key=lambda x: (x.family, x.group)):
             by_family.setdefault(test.family, []).append(test)
         baseline = {fam: _baseline(fam_tests) for fam, fam_tests in by_family.items()}
         for p in self.parents.values():
@@ -333,21 +334,25 @@ class ParentBook:
     def _widen(self, p: Parent, tests: list[GroupTest], p0: float) -> None:
         """Widen ``p`` to a group holding all its customers and new ones, when that explains them
         better than ``p``'s group plus the best group of the new ones on their own (one cause
-        over a whole provider, not two outages at once)."""
+        over a whole provider, not two outages at once). Other parents' customers are theirs."""
+        others = {c for q in self.parents.values() if q is not p and p.family in q.families
+                  for c in q.members}
         mine = binomial_llr(len(p.members), p.n, p0)
         for test in tests:
-            if test.group == p.group or test.onsets.keys() <= p.members.keys():
+            new = test.onsets.keys() - p.members.keys() - others
+            if test.group == p.group or not new:
                 continue
-            union = len(p.members.keys() | test.onsets.keys())
+            union = len(p.members) + len(new)
             # the new ones on their own: background, or a second cause that must earn its own parent
-            extra = max(binomial_llr(len(x.onsets.keys() - p.members.keys()), x.n, p0) for x in tests)
+            extra = max(binomial_llr(len(x.onsets.keys() - p.members.keys() - others), x.n, p0)
+                        for x in tests)
             apart = mine + max(0.0, extra - self._penalty)
             if binomial_llr(union, test.n, p0) > apart and all(
                     self.catalogue.in_group(c, test.group) for c in p.members):
                 p.group, p.n, p.p, p.surprise = test.group, test.n, test.p, test.surprise
                 p.equivalent = self._equivalent(test, tests)
-                for c, ts in test.onsets.items():
-                    p.members.setdefault(c, ts)
+                for c in new:
+                    p.members[c] = test.onsets[c]
                 p.changed = True
                 mine = binomial_llr(len(p.members), p.n, p0)
 
@@ -390,23 +395,24 @@ class ParentBook:
 
     @staticmethod
     def _split(best: tuple, cands: list[tuple], tests: list[GroupTest], p0: float, penalty: float) -> tuple:
-        """The best candidate, or a part of it when the part plus the best group for the rest
-        explain its customers better by more than ``penalty`` (two outages at once are not one
-        fleet-wide cause; one provider's outage is not one per region)."""
-        improved = True
-        while improved:
-            improved = False
+        """The best candidate, or the part of it that, with the best group for the rest, explains
+        its customers best, by more than ``penalty`` (two outages at once are not one fleet-wide
+        cause; one provider's outage is not one per region)."""
+        while True:
             whole = set(best[2])
+            score, chosen = -best[0][0], None
             for cand in cands:
                 part = set(cand[2])
                 if not part < whole:
                     continue
                 rest = whole - part
                 alone = max(binomial_llr(len(rest & x.onsets.keys()), x.n, p0) for x in tests)
-                if -cand[0][0] + max(0.0, alone - penalty) > -best[0][0]:
-                    best, improved = cand, True
-                    break
-        return best
+                s = -cand[0][0] + max(0.0, alone - penalty)
+                if s > score or (chosen is not None and s == score and cand[0] < chosen[0]):
+                    score, chosen = s, cand
+            if chosen is None:
+                return best
+            best = chosen
 
     def _host(self, test: GroupTest, left: Mapping[str, float]) -> Parent | None:
         """An open parent a new burst belongs to: same group, or mostly the same customers."""

@@ -44,6 +44,7 @@ from detectors.events import (
     parse_time,
     parse_ts,
 )
+from detectors.synthetic_shared import SharedCause, make_catalogue, place_shared_causes
 
 __all__ = [
     "ALL_KINDS",
@@ -804,6 +805,58 @@ def _gen_block(
     lat[1] = np.round(p99, 2)
 
 
+def _free(plan: _Plan, i0: int, i1: int, gap_i: int) -> bool:
+    return all(i1 + gap_i <= x.i0 or i0 >= x.i1 + gap_i for x in plan.injected)
+
+
+def _shared_params(rng: np.random.Generator, kind: str, common: dict[str, Any],
+                   prof: CustomerProfile) -> dict[str, Any]:
+    """One customer's part of a shared cause: its own incident, with the cause's code and severity."""
+    q = _incident_params(rng, kind, prof)
+    jitter = rng.uniform(0.85, 1.15)
+    if kind == "origin_outage":
+        w = np.zeros(len(ORIGIN_CODES))
+        w[_CODE_IX[common["main"]]] = 1.0
+        q.update(codes=w, main=common["main"], fail=min(1.0, common["fail"] * jitter))
+    else:
+        q.update(p50=common["p50"] * jitter, p99=common["p99"] * jitter)
+    return q
+
+
+def _injectors(cfg: SimConfig, plans: list[_Plan], gap_i: int):
+    """The callbacks :func:`~detectors.synthetic_shared.place_shared_causes` injects through."""
+    by_id = {p.profile.customer_id: p for p in plans}
+    n, iv = cfg.n_intervals, cfg.interval_s
+
+    def inject(rng, cid, a, b, kind, common, cause_id, scope) -> bool:
+        plan = by_id[cid]
+        q = _shared_params(rng, kind, common, plan.profile)
+        if not _free(plan, a, b, gap_i):
+            return False  # already in another incident then: not part of this cause
+        inc = Incident(cid, cfg.start + a * iv, cfg.start + b * iv, kind, cause_id, scope)
+        plan.injected.append(_Injected(inc, a, b, q))
+        return True
+
+    def inject_unrelated(rng, hit, i0, dur) -> None:
+        """``cfg.unrelated_per_cause`` single-customer incidents during a cause, off its customers."""
+        placed = tries = 0
+        while placed < cfg.unrelated_per_cause and tries < 50 * max(1, cfg.unrelated_per_cause) and cfg.kinds:
+            tries += 1
+            plan = plans[int(rng.integers(len(plans)))]
+            if plan.profile.customer_id in hit:
+                continue
+            kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
+            a = i0 + int(rng.integers(max(1, dur)))
+            b = min(n, a + _duration_intervals(rng, kind, iv))
+            if b <= a or not _free(plan, a, b, gap_i):
+                continue
+            inc = Incident(plan.profile.customer_id, cfg.start + a * iv, cfg.start + b * iv, kind)
+            plan.injected.append(_Injected(inc, a, b, _incident_params(rng, kind, plan.profile)))
+            placed += 1
+
+    return inject, inject_unrelated
+
+
 def simulate(cfg: SimConfig) -> Simulation:
     """Draw profiles, holidays, level shifts and incidents for ``cfg`` (events are generated lazily)."""
     C, n, iv = cfg.customers, cfg.n_intervals, cfg.interval_s
@@ -845,7 +898,7 @@ def simulate(cfg: SimConfig) -> Simulation:
     catalogue = causes = None
     if cfg.shared_causes and n - warm_i >= 1:
         catalogue = make_catalogue(cfg.seed, [p.profile for p in plans])
-        causes = place_shared_causes(cfg, plans, catalogue, warm_i, gap_i)
+        causes = place_shared_causes(cfg, catalogue, warm_i, *_injectors(cfg, plans, gap_i))
 
     # incidents
     requested = 0
@@ -896,5 +949,3 @@ def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident
         raise ValueError(f"kind must be a string, got {kind!r}")
     return Incident(cid, s, e, kind or "unknown")
 
-
-from .synthetic_shared import SharedCause, make_catalogue, place_shared_causes  # noqa: E402  (imports this module)

@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .catalogue import Catalogue, group_key
 from .events import format_ts
-
-if TYPE_CHECKING:
-    from .synthetic import SimConfig, _Plan
 
 __all__ = ["SharedCause", "make_catalogue", "place_shared_causes"]
 
@@ -165,36 +162,22 @@ def _cause_params(rng: np.random.Generator, kind: str) -> dict[str, Any]:
     return {"p50": rng.uniform(1.5, 3.0), "p99": rng.uniform(2.5, 8.0)}
 
 
-def _customer_params(rng: np.random.Generator, kind: str, common: dict[str, Any],
-                     prof: Any) -> dict[str, Any]:
-    from .synthetic import ORIGIN_CODES, _incident_params
-
-    q = _incident_params(rng, kind, prof)
-    jitter = rng.uniform(0.85, 1.15)
-    if kind == "origin_outage":
-        w = np.zeros(len(ORIGIN_CODES))
-        w[ORIGIN_CODES.index(common["main"])] = 1.0
-        q.update(codes=w, main=common["main"], fail=min(1.0, common["fail"] * jitter))
-    else:
-        q.update(p50=common["p50"] * jitter, p99=common["p99"] * jitter)
-    return q
+#: ``inject(rng, customer, first interval, end interval, kind, common params, cause id, scope)``:
+#: put one customer's part of a cause into its plan; False if it is busy then
+Inject = Callable[[np.random.Generator, str, int, int, str, dict, str, str], bool]
+#: ``inject_unrelated(rng, customers hit, first interval, duration)``: the unrelated incidents
+InjectUnrelated = Callable[[np.random.Generator, set, int, int], None]
 
 
-def _free(plan: _Plan, i0: int, i1: int, gap_i: int) -> bool:
-    return all(i1 + gap_i <= x.i0 or i0 >= x.i1 + gap_i for x in plan.injected)
-
-
-def place_shared_causes(cfg: SimConfig, plans: list[_Plan], catalogue: Catalogue, warm_i: int,
-                        gap_i: int) -> list[SharedCause]:
-    """Inject ``cfg.shared_causes`` causes (and their unrelated incidents) into ``plans``; return them."""
-    from .synthetic import Incident, _duration_intervals, _Injected
-
+def place_shared_causes(cfg: Any, catalogue: Catalogue, warm_i: int, inject: Inject,
+                        inject_unrelated: InjectUnrelated) -> list[SharedCause]:
+    """Draw ``cfg.shared_causes`` causes (a :class:`~detectors.synthetic.SimConfig`) and hand each
+    customer's part, then the unrelated incidents, to the simulator's callbacks; return the causes."""
     n, iv = cfg.n_intervals, cfg.interval_s
     rng = _rng(cfg.seed, _GLOBAL, _PURPOSE_CAUSES)
     scopes = _scopes(catalogue)
     providers = sorted(k for k in scopes if k.startswith("origin_provider="))
     regions = sorted(k for k in scopes if k.startswith("origin_region="))
-    by_id = {p.profile.customer_id: p for p in plans}
     lo_i, hi_i = max(3, math.ceil(CAUSE_MIN_S / iv)), max(4, math.ceil(CAUSE_MAX_S / iv))
     causes: list[SharedCause] = []
     for k in range(cfg.shared_causes):
@@ -215,38 +198,11 @@ def place_shared_causes(cfg: SimConfig, plans: list[_Plan], catalogue: Catalogue
         cause_id = f"cause-{k + 1:03d}"
         hit: list[str] = []
         for j in sorted(int(c) for c in chosen):
-            plan = by_id[members[j]]
             delay = min(MAX_ONSET_DELAY, int(rng.geometric(1.0 - ONSET_DELAY_P)) - 1)
             a, b = i0 + delay, i0 + dur + int(rng.integers(MAX_RECOVERY_DELAY + 1))
-            q = _customer_params(rng, kind, common, plan.profile)
-            if not _free(plan, a, b, gap_i):
-                continue  # already in another incident then: not part of this cause
-            inc = Incident(plan.profile.customer_id, cfg.start + a * iv, cfg.start + b * iv, kind,
-                           cause_id, scope)
-            plan.injected.append(_Injected(inc, a, b, q))
-            hit.append(inc.customer_id)
+            if inject(rng, members[j], a, b, kind, common, cause_id, scope):
+                hit.append(members[j])
         causes.append(SharedCause(cause_id, kind, scope, cfg.start + i0 * iv, cfg.start + (i0 + dur) * iv,
                                   len(members), tuple(sorted(hit))))
-        _place_unrelated(rng, cfg, plans, set(hit), i0, dur, gap_i, _duration_intervals, Incident, _Injected)
+        inject_unrelated(rng, set(hit), i0, dur)
     return causes
-
-
-def _place_unrelated(rng, cfg, plans, hit, i0, dur, gap_i, duration_of, Incident, Injected) -> None:
-    """``cfg.unrelated_per_cause`` single-customer incidents starting during a cause, off its customers."""
-    from .synthetic import _incident_params
-
-    n, iv = cfg.n_intervals, cfg.interval_s
-    placed = tries = 0
-    while placed < cfg.unrelated_per_cause and tries < 50 * max(1, cfg.unrelated_per_cause) and cfg.kinds:
-        tries += 1
-        plan = plans[int(rng.integers(len(plans)))]
-        if plan.profile.customer_id in hit:
-            continue
-        kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
-        a = i0 + int(rng.integers(max(1, dur)))
-        b = min(n, a + duration_of(rng, kind, iv))
-        if b <= a or not _free(plan, a, b, gap_i):
-            continue
-        inc = Incident(plan.profile.customer_id, cfg.start + a * iv, cfg.start + b * iv, kind)
-        plan.injected.append(Injected(inc, a, b, _incident_params(rng, kind, plan.profile)))
-        placed += 1

@@ -275,7 +275,7 @@ def test_the_same_input_gives_the_same_parents_however_it_is_cut_or_restarted(ca
         got.extend(correlate(a, ons, als, t))
         t += IV
     got.extend(a.flush())
-    assert got.incidents == want.incidents
+    assert got.incidents == want.incidents, first_difference(got.incidents, want.incidents)
     assert routes(got) == routes(want)
 
 
@@ -307,3 +307,43 @@ def test_simulated_shared_causes_end_to_end():
     assert h["notification_ratio"] <= 0.05 and h["false_parents"] == 0
     assert h["unrelated_notified_share"] >= 0.9
     assert h["orphan_children"] == 0 and h["notifications_lost"] == 0 and h["orphan_parents"] == 0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(1, 4))
+def test_stage_one_split_by_group_gives_the_same_parents(case, n_parts):
+    """The Kafka layout: stage one partitioned by group (any number of partitions), stage two
+    fed every partition's tests, each advanced to the same watermark: the in-process result."""
+    from zlib import crc32
+
+    from detectors.correlator import GroupStage, ParentStage, groups_of
+
+    tl, _, _ = case
+    until = T0 + 70 * IV
+    want = run(Correlator(CorrelatorConfig(), CAT), tl, until)
+    cfg = CorrelatorConfig()
+    stages = [GroupStage(cfg, lambda g: CAT.size_of(g, cfg.group_by)) for _ in range(n_parts)]
+    parent = ParentStage(cfg, CAT)
+    got = CorrelatorOutput()
+    t = T0
+    while t <= until + (cfg.hold_intervals + 2) * IV:
+        ons, als = tl.get(t, ([], []))
+        for o in ons:
+            for g in groups_of(CAT, cfg, o.customer_id):
+                stages[crc32(g.encode()) % n_parts].add(o, [g])
+        parent.add_alerts(als)
+        for stage in stages:
+            for closed, tests in stage.advance(t):
+                parent.add_tests(closed, IV, tests)
+        got.extend(parent.advance(t))
+        t += IV
+    assert got.incidents == want.incidents, first_difference(got.incidents, want.incidents)
+    assert routes(got) == routes(want)
+
+
+def first_difference(got: list[dict], want: list[dict]) -> str:
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a != b:
+            diffs = (f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in b if a.get(k) != b[k])
+            return f"record {i}: " + "; ".join(diffs)
+    return f"{len(got)} records != {len(want)}"
