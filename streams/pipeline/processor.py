@@ -30,6 +30,7 @@ from detectors.events import (
     parse_event,
 )
 from detectors.gcpause import cyclic_gc_paused
+from detectors.onsets import Onset
 
 from .codecs import (
     KIND_WRONG_PARTITION,
@@ -61,6 +62,10 @@ class Output:
     positions: list[tuple[int, int, str | None]] = field(default_factory=list)
     #: metrics not yet applied: outcome -> count, dead-letter kind -> count, lags, signal -> scores
     tally: "_Tally" = field(default_factory=lambda: _Tally())
+    #: families newly anomalous (:mod:`detectors.onsets`), the correlator's input, in event order
+    onsets: list[Onset] = field(default_factory=list)
+    #: input partition -> (latest event time of the batch, its interval): how far each partition got
+    event_time: dict[int, tuple[float, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +167,10 @@ class Processor:
         if partition is not None and offset is not None:
             if events:
                 out.positions.extend([(partition, offset, e.customer_id) for e in events])
+                last = events[-1] if len(events) == 1 else max(events, key=_ts_of)
+                seen = out.event_time.get(partition)
+                if seen is None or last.ts > seen[0]:
+                    out.event_time[partition] = (last.ts, last.interval_s)
             else:
                 out.positions.append((partition, offset, None))
         return events
@@ -380,6 +389,8 @@ class Processor:
         alerts = verdict.alerts
         if alerts:
             out.alerts.extend(alerts)
+        if verdict.onsets:
+            out.onsets.extend(verdict.onsets)
         if self.metrics is None:
             return
         t = out.tally
@@ -448,6 +459,10 @@ class Processor:
         for inc in self.engine.open_incidents():
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
         return counts
+
+
+def _ts_of(e: Event) -> float:
+    return e.ts
 
 
 def _raw_of(obj: Any) -> str:
