@@ -22,7 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
@@ -54,6 +56,7 @@ class Lookout:
     dlq_topic: Any
     runtime: WorkerRuntime
     sinks: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None  # the correlator's topics and stages, when it runs
 
 
 def create_app(
@@ -65,6 +68,7 @@ def create_app(
 ) -> Lookout:
     registry = registry or CollectorRegistry()
     engine = engine or Engine(load_config(settings.detector_config))
+    config = engine.config
     # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
     # batch must not wait for it while its partitions' session clock runs
     log.info("fleet engine kernel ready in %.2f s", warm_up())
@@ -121,7 +125,22 @@ def create_app(
     )
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
-    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    if settings.correlator:
+        async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+            await dlq_topic.send(key=key, value=encode_json(
+                dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+            metrics.dlq.labels(settings.dlq_topic, "contract").inc()
+
+        lookout.correlation = register_correlator(
+            settings, app, config.correlator, registry=registry, reader=runtime.reader,
+            client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up, dead_letter=dead_letter,
+            clock=clock)
+        runtime.correlation = lookout.correlation.publisher
+        runtime.correlation_topics = lookout.correlation.topics
+        lookout.sinks = register_sinks(settings, app, metrics, lookout.correlation.routed_topic,
+                                       lookout.correlation.incidents_topic)
+    else:
+        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
@@ -188,13 +207,15 @@ async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
     """Create the state topic if missing; alerts and state must have the input's partitions."""
     if runtime.topics_checked:
         return
-    counts = await runtime.reader.ensure_topics(
-        {
-            settings.input_topic: (settings.partitions, False),
-            settings.state_topic_name: (settings.partitions, True),
-            settings.alerts_topic: (settings.partitions, False),
-        }
-    )
+    wanted = {
+        settings.input_topic: (settings.partitions, False),
+        settings.state_topic_name: (settings.partitions, True),
+        settings.alerts_topic: (settings.partitions, False),
+    }
+    correlator = runtime.correlation_topics or {}
+    counts = await runtime.reader.ensure_topics({**correlator, **wanted})
+    for name in correlator:
+        counts.pop(name, None)  # (their own counts: created here, or by `lookout topics create`)
     need = counts.pop(settings.input_topic, None) or settings.partitions
     # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
     runtime.processor.partitions = need

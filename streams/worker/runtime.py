@@ -99,6 +99,9 @@ class WorkerRuntime:
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
         self.topics_checked = False  # state/alerts topics exist with the input's partition count
+        #: the correlator's publisher (streams.correlation) and topics, when it runs
+        self.correlation: Any = None
+        self.correlation_topics: dict[str, tuple[int, bool]] | None = None
 
     # -- processing -----------------------------------------------------------------------
     async def handle_batch(self, records: list[tuple[Any, Any, str, int | None, int | None]]) -> Output:
@@ -118,6 +121,7 @@ class WorkerRuntime:
     async def publish(self, out: Output) -> None:
         """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit)."""
         book = self.book
+        sent = []
         for a in out.alerts:
             cid = a["customer_id"]
             p = book.owner.get(cid)
@@ -125,8 +129,12 @@ class WorkerRuntime:
                 if self.metrics is not None:
                     self.metrics.alerts_suppressed.inc()
                 continue
+            sent.append(a)
             await self.alerts_topic.send(key=cid.encode(), value=encode_json(a), partition=p,
                                          callback=self._alert_acked(p))
+        if self.correlation is not None:  # onsets, the alerts sent, watermarks: to the correlator
+            out.alerts = sent
+            await self.correlation.publish(out, self.caught_up)
         for d in out.dlq:
             key = d["key"].encode() if isinstance(d.get("key"), str) else None
             await self.dlq_topic.send(key=key, value=encode_json(d))
@@ -213,6 +221,10 @@ class WorkerRuntime:
         return await self.state.snapshot(partitions, reason)
 
     # -- health ---------------------------------------------------------------------------
+    def caught_up(self, p: int) -> bool:
+        """Nothing of input partition ``p`` waits to be processed (its highwater is known and reached)."""
+        return p in self.book.assigned and self.book.lag(p, self.highwater(p)) == 0
+
     def lag(self) -> int:
         total = 0
         for p in sorted(self.book.assigned):

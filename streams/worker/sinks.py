@@ -17,7 +17,7 @@ import faust
 from streams.pipeline.codecs import encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.sinks.alertmanager import AlertmanagerSink
+from streams.sinks.alertmanager import INCIDENT_SCHEMA, AlertmanagerSink
 from streams.sinks.webhook import WebhookSink
 
 log = logging.getLogger("lookout.sinks")
@@ -25,8 +25,15 @@ log = logging.getLogger("lookout.sinks")
 __all__ = ["register_sinks"]
 
 
-def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_topic: Any) -> list[str]:
-    """Add an agent for every sink configured in settings; return their names."""
+def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_topic: Any,
+                   incidents_topic: Any = None) -> list[str]:
+    """Add an agent for every sink configured in settings; return their names.
+
+    With the correlator, ``alerts_topic`` is its routed alerts (each with ``parent_id``) and
+    ``incidents_topic`` its parent incidents: Alertmanager gets both (children labelled with
+    their parent, which an inhibition rule mutes), the webhook the alerts that page on their
+    own and one POST per parent update.
+    """
     sink_dlq = app.topic(s.sink_dlq_topic, partitions=1, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
 
@@ -39,11 +46,16 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
     def decode(value: bytes) -> dict[str, Any] | None:
         try:
             alert = json.loads(value)
-            if isinstance(alert, dict) and {"alert_id", "status", "customer_id"} <= alert.keys():
+            if isinstance(alert, dict) and ({"alert_id", "status", "customer_id"} <= alert.keys() or (
+                    alert.get("schema") == INCIDENT_SCHEMA and {"parent_id", "status"} <= alert.keys())):
                 return alert
         except ValueError:
             pass
         return None
+
+    inputs = [alerts_topic] if incidents_topic is None else [alerts_topic, incidents_topic]
+    sources = app.topic(*[t.get_topic_name() for t in inputs], key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw") if len(inputs) > 1 else alerts_topic
 
     names: list[str] = []
     if s.alertmanager_url:
@@ -54,7 +66,7 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
         am = AlertmanagerSink(s.alertmanager_url, table, grafana_url=s.grafana_url,
                               resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics)
 
-        @app.agent(alerts_topic, name="lookout.sink.alertmanager", concurrency=1)
+        @app.agent(sources, name="lookout.sink.alertmanager", concurrency=1)
         async def to_alertmanager(stream):
             async for value in stream:
                 alert = decode(value)
@@ -81,7 +93,7 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
                          max_in_flight=s.webhook_max_in_flight, on_dead_letter=webhook_dead_letter,
                          metrics=metrics, base_delay_s=s.webhook_base_delay_s)
 
-        @app.agent(alerts_topic, name="lookout.sink.webhook", concurrency=1)
+        @app.agent(sources, name="lookout.sink.webhook", concurrency=1)
         async def to_webhook(stream):
             # a batch is acked only once every alert in it is delivered or dead-lettered:
             # a crash mid-way redelivers, and the idempotency key makes that harmless
@@ -93,8 +105,8 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
                         await dead_letter(
                             e.value.decode("utf-8", "replace"), "not a Lookout alert", "webhook"
                         )
-                    else:
-                        alerts.append(alert)
+                    elif not alert.get("parent_id") or alert.get("schema") == INCIDENT_SCHEMA:
+                        alerts.append(alert)  # (a child folded under a parent is in the parent's POSTs)
                 await wh.deliver_all(alerts)
 
         @app.on_before_shutdown.connect
