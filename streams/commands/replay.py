@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
+from ._common import (
+    CONTEXT,
+    load_catalogue,
+    load_detector_config,
+    load_labels,
+    make_out_dir,
+    open_source_or_fail,
+)
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -28,6 +35,11 @@ from .kafka_options import kafka_security_options, pop_security
     help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]): adds recall, precision, "
     "time to detect, false alerts per customer-week.",
 )
+@click.option("--customers", "customers_path", metavar="FILE",
+              help="Customer catalogue (JSON lines or CSV: customer_id plus attributes): also run the "
+              "correlator, which finds parent incidents across customers (incidents.jsonl, "
+              "alerts-routed.jsonl; with --labels of shared causes: parent recall, localisation, time "
+              "to parent, notifications, false parents).")
 @click.option("--out", "out_dir", default="replay-out", show_default=True, metavar="DIR",
               help="Output directory (created).")
 @click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]",
@@ -55,8 +67,8 @@ from .kafka_options import kafka_security_options, pop_security
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 @kafka_security_options
-def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, bootstrap, trace, max_plots,
-           grace, save_state, as_json, no_report, quiet, **kafka):
+def replay(source, config_path, baseline_path, labels_path, customers_path, out_dir, maps, fmt, bootstrap,
+           trace, max_plots, grace, save_state, as_json, no_report, quiet, **kafka):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -77,6 +89,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       summary.json      counts, speed and -- with --labels -- recall, precision, time to
                         detect, false alerts per customer-week, by incident kind and size decile
       diff.json         with --baseline: incidents gained, lost, changed; metric deltas
+      incidents.jsonl   with --customers: the parent incidents (lookout.incident/v1 updates)
+      alerts-routed.jsonl  with --customers: every alert with its parent_id (null: pages alone)
       report.html       plots of chosen customers (plus plots/*.png); opens offline
     and with --save-state FILE the learned state (data, not code) for `lookout worker --initial-state`.
 
@@ -89,7 +103,10 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay 'kafka://request-metrics?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&bootstrap=127.0.0.1:9092'
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
+      lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
+      lookout replay sim.jsonl.gz --customers sim.customers.jsonl --labels sim.labels.jsonl --out out/
     """
+    from detectors.correlator import Correlator
     from streams.offline import SourceError, run_replay, trace_customers
     from streams.offline.summary import format_outcome, problem, summarize
 
@@ -97,6 +114,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     config = load_detector_config(config_path)
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
+    catalogue = load_catalogue(customers_path, "--customers")
     if save_state and (Path(save_state).is_dir() or not Path(save_state).resolve().parent.is_dir()):
         # before the replay, not after minutes of it
         what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
@@ -116,13 +134,15 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
         )
     progress = not quiet
     try:
+        correlator = Correlator(config, catalogue) if catalogue is not None else None
         res = run_replay(
-            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress
+            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress,
+            correlator=correlator,
         )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
     outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
-                        baseline=baseline, baseline_path=baseline_path)
+                        baseline=baseline, baseline_path=baseline_path, catalogue=catalogue)
     summary, ev, run = outcome.summary, outcome.evaluation, res.runs[0]
     if save_state:
         from streams.state.checkpoint import write_atomically

@@ -140,6 +140,13 @@ def _fail(msg: str) -> None:
     "(murmur2 of the customer id, as Kafka's default partitioner), flushed every interval, "
     "like an aggregation tier. Default: one event per message.",
 )
+@click.option("--shared-causes", "shared_causes", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Also inject N shared causes: a provider or region outage touching 5-100 %% "
+              "of its customers (uneven onset), with unrelated single-customer incidents during each; "
+              "their customers' labels carry the cause id and scope.")
+@click.option("--customers-out", "customers_path", metavar="FILE",
+              help="Write the customer catalogue (plan, origin provider/region/ASN, account team; JSON "
+              "lines) here [default with --out: <out>.customers.jsonl] (then: lookout customers load FILE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @kafka_security_options
@@ -166,6 +173,8 @@ def simulate(
     labels_path,
     rate,
     batch,
+    shared_causes,
+    customers_path,
     as_json,
     quiet,
     **kafka,
@@ -189,6 +198,8 @@ def simulate(
           --labels-out labels.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 5000 --days 1 --batch 500   # envelopes
+      lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
+          (+ sim.customers.jsonl: replay --customers it, or lookout customers load it)
     """
     bootstrap = aliased("--bootstrap", bootstrap)
     labels_path = aliased("--labels-out", labels_path)
@@ -246,6 +257,8 @@ def simulate(
         require_kafka(settings)  # unreachable, or rejecting the TLS/SASL settings: one line now
     if labels_path is None and out is not None and out != "-":
         labels_path = default_labels_path(out)
+    if customers_path is None and out is not None and out != "-":
+        customers_path = default_labels_path(out).replace(".labels.jsonl", ".customers.jsonl")
     try:
         cfg = SimConfig(
             customers=customers,
@@ -262,6 +275,7 @@ def simulate(
             growth=growth,
             level_shifts=level_shifts,
             weekly=weekly,
+            shared_causes=shared_causes,
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -274,6 +288,14 @@ def simulate(
             write_labels(sim.incidents, labels_path)
         except OSError as exc:
             _fail(f"cannot write labels to {labels_path}: {exc.strerror or exc}")
+    if customers_path is not None:
+        from streams.offline.catalogue_files import write_catalogue
+
+        try:
+            Path(customers_path).parent.mkdir(parents=True, exist_ok=True)
+            write_catalogue(sim.catalogue, customers_path)
+        except OSError as exc:
+            _fail(f"cannot write the customer catalogue to {customers_path}: {exc.strerror or exc}")
 
     # ---- stream
     from tqdm import tqdm
@@ -330,6 +352,11 @@ def simulate(
         else ""
     )
     labels_txt = f"labels -> {labels_path}" if labels_path else "labels not written (use --labels-out FILE)"
+    if customers_path:
+        labels_txt += f"; customers -> {customers_path}"
+    if sim.shared_causes:
+        kinds_txt += f"; {len(sim.shared_causes)} shared causes touching " + ", ".join(
+            str(len(c.customers)) for c in sim.shared_causes) + " customers"
     if interrupted:
         _fail(f"interrupted after {sent[0]:,} of {sim.n_events:,} events ({where}); {labels_txt}")
     if as_json:
@@ -349,6 +376,8 @@ def simulate(
                     "bootstrap": bootstrap,
                     "topic": topic if bootstrap else None,
                     "labels": labels_path,
+                    "customers_file": customers_path,
+                    "shared_causes": [c.to_json() for c in sim.shared_causes],
                     "seconds": round(secs, 3),
                 },
                 indent=2,

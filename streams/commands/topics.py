@@ -11,7 +11,7 @@ from .kafka_options import kafka_security_options, pop_security
 
 @click.group()
 def topics():
-    """Manage Lookout's Kafka topics (input, alerts and dead-letter topics).
+    """Manage Lookout's Kafka topics (input, alerts, dead-letter and correlator topics).
 
     \b
     Example:
@@ -25,10 +25,12 @@ def topics():
 @click.option("--json", "as_json", is_flag=True, help="Print {topic: {partitions, created}} as JSON.")
 @kafka_security_options
 def create(bootstrap, partitions, as_json, **kafka):
-    """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
+    """Create request-metrics, alerts, the dead-letter topics, and the correlator's customers
+    (compacted), incidents and alerts-routed topics (existing ones are left alone).
 
     Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
-    LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC).
+    LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC, LOOKOUT_CUSTOMERS_TOPIC, LOOKOUT_INCIDENTS_TOPIC,
+    LOOKOUT_ROUTED_TOPIC); the worker creates its own internal ones.
 
     \b
     Example:
@@ -47,9 +49,13 @@ def create(bootstrap, partitions, as_json, **kafka):
             s.alerts_topic: s.partitions,
             s.dlq_topic: 1,
             s.sink_dlq_topic: 1,
+            s.customers_topic: s.partitions,
+            s.incidents_topic: 1,
+            s.routed_topic: s.partitions,
         }
         made = create_topics(
-            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s)
+            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s),
+            compacted=[s.customers_topic],
         )
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None

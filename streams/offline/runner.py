@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from detectors.config import DetectorConfig
+from detectors.correlator import Correlator, CorrelatorOutput, correlate
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
@@ -40,6 +41,9 @@ class EngineRun:
     config: DetectorConfig
     alerts: list[dict[str, Any]] = field(default_factory=list)  # compact
     alerts_path: Path | None = None
+    #: with the correlator: its parent incident records and every alert with its ``parent_id``
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    routed: list[dict[str, Any]] = field(default_factory=list)  # compact, plus parent_id
 
     def counts(self) -> dict[str, Any]:
         """Alerts by status; opened incidents by severity (the highest each reached) and primary signal."""
@@ -115,6 +119,7 @@ def run_replay(
     progress: bool = False,
     keep_alerts: bool = True,
     chunk_events: int = CHUNK_EVENTS,
+    correlator: Correlator | None = None,
 ) -> ReplayResult:
     """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
 
@@ -126,6 +131,12 @@ def run_replay(
     A source with a ``blocks`` method (:class:`JsonlSource`) is read a block of ``chunk_events``
     lines at a time through :meth:`Processor.decode_values`: the same events and dead letters as
     record by record, with runs of plain lines checked as a whole.
+
+    With a ``correlator`` (:class:`detectors.correlator.Correlator`, the worker's two stages in
+    one process) the configuration's onsets and alerts go through it after every batch, the
+    batch's latest event time as the watermark (a source in time order, as files and topics
+    are); its parent incidents go to ``incidents.jsonl`` and every alert with its ``parent_id``
+    to ``alerts-routed.jsonl``.
     """
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
@@ -149,6 +160,7 @@ def run_replay(
         files.append(dlq_file)
     else:
         writers = [None] * len(procs)
+    parents = _Parents(correlator, procs[0][1], out_dir, files, keep_alerts)
     is_file = not isinstance(source, KafkaSource)
     src_name = source.name
     bar = Progress(source, progress)
@@ -169,14 +181,17 @@ def run_replay(
                 one = len(parts) == 1 and isinstance(parts[0], EventBatch)
                 events = parts[0] if one else EventBatch.of(parts)
                 parts.clear()
-            for process, o, w, keep in sinks:
+            for i, (process, o, w, keep) in enumerate(sinks):
                 process(events, o)
                 for a in o.alerts:
                     if w is not None:
                         w(encode_json(a) + b"\n")
                     if keep_alerts:
                         keep(compact_alert(a))
+                if i == 0:
+                    parents.feed(o, events)
                 o.alerts.clear()
+                o.onsets.clear()
             chunk.clear()
 
         def park(dlq: list[dict[str, Any]]) -> None:
@@ -212,6 +227,7 @@ def run_replay(
                     if pending:
                         run_chunk(parts)
                         pending = 0
+            parents.finish()
             return _result(source, records, invalid, engine, procs, t0, out_dir)
 
         recs = iter(source.records(bar))
@@ -234,11 +250,49 @@ def run_replay(
                         more = True
                         break
                 run_chunk()
+        parents.finish()
     finally:
         bar.close()
         for f in files:
             f.close()
     return _result(source, records, invalid, engine, procs, t0, out_dir)
+
+
+class _Parents:
+    """Feeds the main configuration's onsets and alerts to the correlator; writes and keeps its output."""
+
+    def __init__(self, correlator: Correlator | None, run: EngineRun, out_dir: Path | None, files: list,
+                 keep: bool):
+        self.correlator = correlator
+        self.run = run
+        self.keep = keep
+        self.incidents_file = self.routed_file = None
+        if correlator is not None and out_dir is not None:
+            self.incidents_file = open(out_dir / "incidents.jsonl", "wb", buffering=1 << 16)
+            self.routed_file = open(out_dir / "alerts-routed.jsonl", "wb", buffering=1 << 16)
+            files += [self.incidents_file, self.routed_file]
+
+    def feed(self, out: Output, events: Sequence[Event]) -> None:
+        if self.correlator is None or not events:
+            return
+        ts = events.column("ts") if isinstance(events, EventBatch) else [e.ts for e in events]
+        self._write(correlate(self.correlator, out.onsets, out.alerts, max(ts)))
+
+    def finish(self) -> None:
+        if self.correlator is not None:
+            self._write(self.correlator.flush())
+
+    def _write(self, step: CorrelatorOutput) -> None:
+        for r in step.incidents:
+            if self.incidents_file is not None:
+                self.incidents_file.write(encode_json(r) + b"\n")
+            if self.keep:
+                self.run.incidents.append(r)
+        for a in step.alerts:
+            if self.routed_file is not None:
+                self.routed_file.write(encode_json(a) + b"\n")
+            if self.keep:
+                self.run.routed.append(dict(compact_alert(a), parent_id=a.get("parent_id")))
 
 
 def _result(source: Source, records: int, invalid: int, engine: ReplayEngine, procs: list, t0: float,
