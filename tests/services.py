@@ -59,11 +59,25 @@ class Service:
                 self.proc.wait()
 
 
-def start_alertmanager(tmp: Path) -> Service:
+def deploy_inhibit_rules() -> list:
+    """The inhibition rules of deploy/alertmanager.yml (what a real deployment runs)."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "alertmanager.yml").read_text())[
+        "inhibit_rules"]
+
+
+def start_alertmanager(tmp: Path, inhibit: bool = False) -> Service:
+    """A real Alertmanager on loopback; ``inhibit``: with deploy/alertmanager.yml's inhibition rules."""
+    import yaml
+
     binary = need("prometheus-alertmanager")
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = tmp / "alertmanager.yml"
-    cfg.write_text('route:\n  receiver: "null"\n  group_by: ["customer"]\nreceivers:\n  - name: "null"\n')
+    conf: dict = {"route": {"receiver": "null", "group_by": ["customer"]}, "receivers": [{"name": "null"}]}
+    if inhibit:
+        conf["inhibit_rules"] = deploy_inhibit_rules()
+    cfg.write_text(yaml.safe_dump(conf))
     port = free_ports(1)[0]
     log = tmp / "alertmanager.log"
     proc = subprocess.Popen(

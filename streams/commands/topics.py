@@ -50,7 +50,7 @@ def create(bootstrap, partitions, as_json, **kafka):
             s.dlq_topic: 1,
             s.sink_dlq_topic: 1,
             s.customers_topic: s.partitions,
-            s.incidents_topic: 1,
+            s.incidents_topic: s.partitions,
             s.routed_topic: s.partitions,
         }
         made = create_topics(

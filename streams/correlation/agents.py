@@ -59,10 +59,11 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
                         dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
                         clock: Callable[[], float] = time.time) -> Correlation:
     """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it."""
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    # internal: Faust creates them (when missing) before it subscribes, with these partitions
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=True)
     onsets = app.topic(s.onsets_topic_name, partitions=s.partitions, **raw)
     parents = app.topic(s.parents_topic_name, partitions=1, **raw)
-    incidents = app.topic(s.incidents_topic, partitions=1, **raw)
+    incidents = app.topic(s.incidents_topic, partitions=s.partitions, **raw)  # keyed by parent_id
     routed = app.topic(s.routed_topic, partitions=s.partitions, **raw)
     state = app.topic(s.correlator_state_topic_name, partitions=1, compacting=True, **raw)
     metrics = CorrelationMetrics(registry)
@@ -75,7 +76,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
                                      onset_partitions=s.partitions, catalogue=table.catalogue, config=config,
                                      grace_s=s.correlator_grace_s, clock=clock)
     topics = {s.customers_topic: (s.partitions, True), s.onsets_topic_name: (s.partitions, False),
-              s.parents_topic_name: (1, False), s.incidents_topic: (1, False),
+              s.parents_topic_name: (1, False), s.incidents_topic: (s.partitions, False),
               s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
     corr = Correlation(table, publisher, routed, incidents, topics)
     lock1, lock2 = asyncio.Lock(), asyncio.Lock()
@@ -129,7 +130,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
 
     async def emit_parents(pp: ParentsPartition, out: StageOutput) -> None:
         for r in out.incidents:
-            await incidents.send(key=r["parent_id"].encode(), value=encode_json(r), partition=0)
+            await incidents.send(key=r["parent_id"].encode(), value=encode_json(r))  # (in order per parent)
         for a in out.alerts:
             await routed.send(key=a["customer_id"].encode(), value=encode_json(a))
         await park(out, s.parents_topic_name)
@@ -160,8 +161,23 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
                 pp = await parent_stage()
                 await emit_parents(pp, pp.handle([(e.message.offset, e.value) for e in batch]))
 
+    follower: list[asyncio.Task] = []
+
+    async def follow_customers() -> None:
+        counts = await reader.ensure_topics({s.customers_topic: (s.partitions, True)})
+        await table.run(counts.get(s.customers_topic) or s.partitions)
+
+    def keep_following() -> None:
+        """The customers topic follower runs for the worker's life (restarted if it ever fails)."""
+        if follower and not follower[0].done():
+            return
+        if follower and not follower[0].cancelled() and follower[0].exception() is not None:
+            log.error("following %s failed, restarting: %r", s.customers_topic, follower[0].exception())
+        follower[:] = [asyncio.ensure_future(follow_customers())]
+
     @app.timer(TICK_S)
     async def correlation_tick():
+        keep_following()
         metrics.customers.set(len(table.catalogue))
         if not table.ready.is_set():
             return
@@ -173,9 +189,10 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
             if corr.parents is not None:
                 await emit_parents(corr.parents, corr.parents.tick())
 
-    @app.task
-    async def follow_customers():
-        await table.run()
+    @app.on_before_shutdown.connect
+    async def stop_following(app, **kwargs):
+        for task in follower:
+            task.cancel()
 
     @app.on_partitions_revoked.connect
     async def correlator_revoked(app, revoked, **kwargs):

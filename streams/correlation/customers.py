@@ -25,6 +25,7 @@ __all__ = ["CustomerTable", "decode_customer", "publish_catalogue"]
 POLL_MS = 1000
 
 
+
 def decode_customer(key: bytes | None, value: bytes | None) -> tuple[str, dict[str, str] | None]:
     """``(customer id, attributes or None for a tombstone)`` of one record; ``ValueError`` with the reason.
 
@@ -82,27 +83,20 @@ class CustomerTable:
         else:
             self.catalogue.set(cid, attrs)
 
-    async def run(self) -> None:
-        """Read the topic from the beginning and follow it until cancelled."""
+    async def run(self, partitions: int) -> None:
+        """Read the topic's ``partitions`` from the beginning and follow them until cancelled."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", **self.client_kwargs)
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(self.topic) or set()
-            if not parts:
-                await consumer.force_metadata_update()
-                parts = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps) if tps else {}
-            if not tps:
-                log.warning("topic %r has no partitions (not created?): no customer catalogue, no parents",
-                            self.topic)
+            end = await consumer.end_offsets(tps)
             while True:
-                if not self.ready.is_set() and all(await _at(consumer, tp) >= end[tp] for tp in tps):
+                if not self.ready.is_set() and all([await consumer.position(tp) >= end[tp] for tp in tps]):
                     self.ready.set()
                     log.info("customer catalogue loaded: %d customers", len(self.catalogue))
                 batches = await consumer.getmany(timeout_ms=POLL_MS)
@@ -111,10 +105,6 @@ class CustomerTable:
                         await self.apply(r.key, r.value)
         finally:
             await consumer.stop()
-
-
-async def _at(consumer: Any, tp: Any) -> int:
-    return await consumer.position(tp)
 
 
 def publish_catalogue(catalogue: Catalogue, topic: str, bootstrap: str, security: dict[str, Any],

@@ -121,20 +121,22 @@ class WorkerRuntime:
     async def publish(self, out: Output) -> None:
         """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit)."""
         book = self.book
-        sent = []
+        fresh = []
         for a in out.alerts:
-            cid = a["customer_id"]
-            p = book.owner.get(cid)
+            p = book.owner.get(a["customer_id"])
             if p is not None and book.is_duplicate_alert(p, a):
                 if self.metrics is not None:
                     self.metrics.alerts_suppressed.inc()
                 continue
-            sent.append(a)
-            await self.alerts_topic.send(key=cid.encode(), value=encode_json(a), partition=p,
-                                         callback=self._alert_acked(p))
-        if self.correlation is not None:  # onsets, the alerts sent, watermarks: to the correlator
-            out.alerts = sent
+            fresh.append((a, p))
+        if self.correlation is not None:
+            # onsets, these alerts and the watermarks to the correlator first: a crash before the
+            # alerts topic has them re-sends both (the correlator takes a repeat), never neither
+            out.alerts = [a for a, _ in fresh]
             await self.correlation.publish(out, self.caught_up)
+        for a, p in fresh:
+            await self.alerts_topic.send(key=a["customer_id"].encode(), value=encode_json(a), partition=p,
+                                         callback=self._alert_acked(p))
         for d in out.dlq:
             key = d["key"].encode() if isinstance(d.get("key"), str) else None
             await self.dlq_topic.send(key=key, value=encode_json(d))
