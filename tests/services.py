@@ -146,3 +146,22 @@ class HookEndpoint:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+#: chromium's flags for a quiet, isolated headless run (no network calls home, no first-run UI)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync")
+
+
+def render_in_chromium(page: Path, profile: Path, timeout: float = 90.0) -> tuple[str, list[str]]:
+    """Open ``page`` in headless Debian chromium (a fresh profile): (the DOM after load, every
+    console message -- errors, uncaught exceptions and resources that failed to load among them)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium not installed (Debian package: apt-get install chromium)")
+    res = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    return res.stdout, console

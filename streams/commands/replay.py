@@ -188,6 +188,7 @@ def replay(source, config_path, baseline_path, labels_path, customers_path, out_
             thresholds=thresholds,
             order=traced + labelled + extra,
             diff=outcome.diff,
+            incidents=run.incidents,
         )
 
     if save_state:
