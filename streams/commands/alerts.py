@@ -37,7 +37,8 @@ def parse_since(text: str, now: float) -> float:
 
 @click.group(context_settings=CONTEXT)
 def alerts():
-    """Watch the alerts the workers send (topic `alerts`)."""
+    """Watch the alerts the workers send (topic `alerts`, or with the correlator its routed alerts
+    and parent incidents)."""
 
 
 @alerts.command(context_settings=CONTEXT)
@@ -58,9 +59,12 @@ def alerts():
 )
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
+@click.option("--parents/--no-parents", default=None,
+              help="Follow the correlator's routed alerts and parent incidents, children folded under "
+              "their parents [default: on unless LOOKOUT_CORRELATOR=false], or the raw alerts topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")
 @kafka_security_options
-def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
+def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
     """Print alerts as they arrive, like the demo does (or as JSON lines for scripts).
 
     Reads without a consumer group and never commits offsets, so it disturbs nobody.
@@ -71,9 +75,14 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
       lookout alerts tail --customer acme-prod --since 2026-01-05T08:00:00Z
       lookout alerts tail --since now --json | jq -r .summary
       lookout alerts tail --since 1d --no-follow       # what fired today, then exit
+      lookout alerts tail --no-parents                 # the raw alerts topic, nothing folded
+
+    With the correlator (the default), it follows the routed alerts and the parent incidents:
+    a parent is shown with its children (two lines) when it opens, escalates and resolves, and
+    each alert folded under it is one short indented line.
     """
     from streams.kafka.security import kafka_python_kwargs
-    from streams.sinks.alert_tail import AlertTail, Console, TailError, format_line
+    from streams.sinks.alert_tail import AlertTail, Console, TailError, fold, format_line
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))
@@ -82,11 +91,14 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
     require_kafka(s)  # also: one line at once if the broker rejects the TLS/SASL settings
-    source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s, security)
+    folded = s.correlator if parents is None else parents
+    topics = (s.routed_topic, s.incidents_topic) if folded and not topic else s.alerts_topic
+    source = AlertTail(s.bootstrap, topics, start, frozenset(customers), s.kafka_timeout_s, security)
     console = Console(sys.stdout)
     stop = threading.Event()
     try:
-        for alert in source.alerts(follow=follow, stop=stop):
+        stream = source.alerts(follow=follow, stop=stop)
+        for alert in (fold(stream) if folded and not as_json else stream):
             click.echo(format_line(alert, as_json, console))
             sys.stdout.flush()
     except TailError as exc:
