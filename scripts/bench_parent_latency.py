@@ -109,12 +109,30 @@ def run(sim, cause, hit, bootstrap, topics, live_from, iv, args, worker) -> int:
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     consumer = KafkaConsumer(topics["incidents"], topics["routed"], bootstrap_servers=bootstrap,
-                             auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=200)
+                             auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=100)
     produced: dict[float, float] = {}
     parent_at = first_child = None
+
+    def watch(until: float) -> None:
+        """Read the routed alerts and incidents until ``until`` (wall clock), noting when the parent came."""
+        nonlocal parent_at, first_child
+        while True:
+            for m in consumer:
+                rec = json.loads(m.value)
+                mine = rec.get("customer_id") in hit and rec.get("status") == "firing"
+                if m.topic == topics["routed"] and mine:
+                    t = parse_ts(rec["event_ts"])
+                    first_child = t if first_child is None else min(first_child, t)
+                elif (m.topic == topics["incidents"] and parent_at is None
+                      and hit & set(rec.get("customers", ()))):
+                    parent_at = time.time()
+                    print(f"parent {rec['parent_id']}: {rec['cause']}", flush=True)
+            if time.time() >= until:
+                return
+
     for i, (ts, batch) in enumerate(sim.intervals()):
-        if i >= live_from:  # live: an interval's events when it ends
-            time.sleep(max(0.0, ts + iv - time.time()))
+        if i >= live_from:  # live: an interval's events when it ends (reading the outputs meanwhile)
+            watch(ts + iv)
         for e in batch:
             producer.send(topics["input"], key=e["customer_id"].encode(), value=json.dumps(e).encode())
         if i >= live_from - 1:
@@ -122,15 +140,6 @@ def run(sim, cause, hit, bootstrap, topics, live_from, iv, args, worker) -> int:
         produced[ts] = time.time()
         if i < live_from:
             continue
-        for m in consumer:
-            rec = json.loads(m.value)
-            mine = rec.get("customer_id") in hit and rec.get("status") == "firing"
-            if m.topic == topics["routed"] and mine:
-                t = parse_ts(rec["event_ts"])
-                first_child = t if first_child is None else min(first_child, t)
-            elif m.topic == topics["incidents"] and parent_at is None and hit & set(rec.get("customers", ())):
-                parent_at = time.time()
-                print(f"parent {rec['parent_id']}: {rec['cause']}", flush=True)
         if parent_at is not None and first_child is not None:
             break
         if ts > cause.start + 40 * iv or worker.poll() is not None:
