@@ -110,10 +110,12 @@ def start_prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s")
 
 class HookEndpoint:
     """A ticketing-system stand-in: refuses (503) for ``down_for_s``, then accepts and dedups by
-    ``Idempotency-Key``."""
+    ``Idempotency-Key``. The outage starts with the first request (whenever the first alert
+    gets through the worker's pipeline), so it is always exercised."""
 
     def __init__(self, down_for_s: float = 0.0):
-        self.down_until = time.monotonic() + down_for_s
+        self.down_for_s = down_for_s
+        self.down_until: float | None = None
         self.accepted: dict[str, dict] = {}
         self.refused = 0
         self.duplicates = 0
@@ -124,6 +126,8 @@ class HookEndpoint:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.lock:
+                    if outer.down_until is None:
+                        outer.down_until = time.monotonic() + outer.down_for_s
                     if time.monotonic() < outer.down_until:
                         outer.refused += 1
                         self.send_response(503)

@@ -54,6 +54,141 @@ class Correlation:
     parents: ParentsPartition | None = None
 
 
+class _Stages:
+    """This worker's stage instances: created (from their saved state) on first use, their output
+    sent, their state written after every batch. Faust-free apart from the topics' ``send``."""
+
+    def __init__(self, s: Settings, config: CorrelatorConfig, corr: Correlation, *, reader: Any,
+                 parents: Any, state: Any, metrics: CorrelationMetrics, dead_letter: Callable[..., Any],
+                 clock: Callable[[], float]):
+        self.s, self.config, self.corr, self.reader = s, config, corr, reader
+        self.parents_topic, self.state_topic, self.metrics = parents, state, metrics
+        self.dead_letter, self.clock = dead_letter, clock
+        self.lock1, self.lock2 = asyncio.Lock(), asyncio.Lock()  # stage one, stage two
+
+    def size_of(self, group: str) -> int:
+        return self.corr.table.catalogue.size_of(group, self.config.group_by)
+
+    async def _saved(self, key: str) -> bytes | None:
+        records, _ = await self.reader.read_partition(self.s.correlator_state_topic_name, 0)
+        latest = None
+        for k, value in records:
+            if k is not None and k.decode("utf-8", "replace") == key:
+                latest = value
+        return latest
+
+    @staticmethod
+    def _load(stage: Any, value: bytes | None, what: str) -> None:
+        if value is None:
+            return
+        try:
+            stage.load_state(json.loads(value))
+        except ValueError as exc:
+            log.warning("%s: starting afresh (%s)", what, exc)
+
+    async def group_stage(self, q: int) -> GroupPartition:
+        gp = self.corr.groups.get(q)
+        if gp is None:
+            gp = GroupPartition(q, self.config, self.size_of, idle_s=self.s.correlator_idle_s,
+                                clock=self.clock)
+            self._load(gp, await self._saved(_group_key(q)), f"correlator stage one, partition {q}")
+            self.corr.groups[q] = gp
+        return gp
+
+    async def parent_stage(self) -> ParentsPartition:
+        if self.corr.parents is None:
+            pp = ParentsPartition(self.config, self.corr.table.catalogue, self.s.partitions,
+                                  idle_s=self.s.correlator_idle_s, clock=self.clock)
+            self._load(pp, await self._saved(PARENTS_STATE_KEY), "correlator stage two")
+            self.corr.parents = pp
+        return self.corr.parents
+
+    async def _park(self, out: StageOutput, topic: str) -> None:
+        for value, reason in out.dead:
+            await self.dead_letter(None, value, reason, topic)
+
+    async def _save(self, key: str, stage: Any) -> None:
+        """The state, acknowledged by the broker before Faust may commit what it covers."""
+        value = encode_json(stage.to_state())
+        await (await self.state_topic.send(key=key.encode(), value=value, partition=0))
+
+    async def emit_groups(self, q: int, gp: GroupPartition, out: StageOutput) -> None:
+        for m in out.messages:
+            await self.parents_topic.send(key=PARENTS_KEY, value=m, partition=0)
+        await self._park(out, self.s.onsets_topic_name)
+        if out.changed:
+            await self._save(_group_key(q), gp)
+
+    async def emit_parents(self, pp: ParentsPartition, out: StageOutput) -> None:
+        for r in out.incidents:  # keyed by parent: in order per parent
+            await self.corr.incidents_topic.send(key=r["parent_id"].encode(), value=encode_json(r))
+        for a in out.alerts:
+            await self.corr.routed_topic.send(key=a["customer_id"].encode(), value=encode_json(a))
+        await self._park(out, self.s.parents_topic_name)
+        self.metrics.observe(out.incidents, out.alerts)
+        lag = None if pp.advanced is None else self.clock() - pp.advanced
+        self.metrics.state(pp.open_parents(), pp.stage.book.held(), lag)
+        if out.changed:
+            await self._save(PARENTS_STATE_KEY, pp)
+
+    async def groups_batch(self, batch: list[Any]) -> None:
+        by_partition: dict[int, list[tuple[int, bytes]]] = {}
+        for e in batch:
+            by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.value))
+        async with self.lock1:
+            for q, records in sorted(by_partition.items()):
+                gp = await self.group_stage(q)
+                await self.emit_groups(q, gp, gp.handle(records))
+
+    async def parents_batch(self, batch: list[Any]) -> None:
+        async with self.lock2:
+            pp = await self.parent_stage()
+            await self.emit_parents(pp, pp.handle([(e.message.offset, e.value) for e in batch]))
+
+    async def tick(self) -> None:
+        async with self.lock1:
+            for q, gp in list(self.corr.groups.items()):
+                await self.emit_groups(q, gp, gp.tick())
+        async with self.lock2:
+            if self.corr.parents is not None:
+                await self.emit_parents(self.corr.parents, self.corr.parents.tick())
+
+    async def revoked(self, tps: Any) -> None:
+        async with self.lock1:
+            for tp in tps:
+                if tp.topic == self.s.onsets_topic_name:
+                    self.corr.groups.pop(tp.partition, None)  # its state is in the topic (every batch)
+        async with self.lock2:
+            if any(tp.topic == self.s.parents_topic_name for tp in tps):
+                self.corr.parents = None
+        for tp in tps:
+            if tp.topic == self.s.input_topic:
+                self.corr.publisher.forget(tp.partition)
+
+
+class _Follower:
+    """Keeps the customers topic followed for the worker's life (restarted if it ever fails)."""
+
+    def __init__(self, s: Settings, table: CustomerTable, reader: Any):
+        self.s, self.table, self.reader = s, table, reader
+        self.task: asyncio.Task | None = None
+
+    async def _follow(self) -> None:
+        counts = await self.reader.ensure_topics({self.s.customers_topic: (self.s.partitions, True)})
+        await self.table.run(counts.get(self.s.customers_topic) or self.s.partitions)
+
+    def keep(self) -> None:
+        if self.task is not None and not self.task.done():
+            return
+        if self.task is not None and not self.task.cancelled() and self.task.exception() is not None:
+            log.error("following %s failed, restarting: %r", self.s.customers_topic, self.task.exception())
+        self.task = asyncio.ensure_future(self._follow())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
 def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *, registry: Any, reader: Any,
                         client_kwargs: dict[str, Any], caught_up: Callable[[int], bool],
                         dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
@@ -79,133 +214,37 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
               s.parents_topic_name: (1, False), s.incidents_topic: (s.partitions, False),
               s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
     corr = Correlation(table, publisher, routed, incidents, topics)
-    lock1, lock2 = asyncio.Lock(), asyncio.Lock()
-
-    def size_of(group: str) -> int:
-        return table.catalogue.size_of(group, config.group_by)
-
-    async def saved() -> dict[str, Any]:
-        records, _ = await reader.read_partition(s.correlator_state_topic_name, 0)
-        latest: dict[str, Any] = {}
-        for key, value in records:
-            if key is not None:
-                latest[key.decode("utf-8", "replace")] = value
-        return latest
-
-    def load(stage: Any, value: bytes | None, what: str) -> None:
-        if value is None:
-            return
-        try:
-            stage.load_state(json.loads(value))
-        except ValueError as exc:
-            log.warning("%s: starting afresh (%s)", what, exc)
-
-    async def group_stage(q: int) -> GroupPartition:
-        gp = corr.groups.get(q)
-        if gp is None:
-            gp = GroupPartition(q, config, size_of, idle_s=s.correlator_idle_s, clock=clock)
-            load(gp, (await saved()).get(_group_key(q)), f"correlator stage one, partition {q}")
-            corr.groups[q] = gp
-        return gp
-
-    async def parent_stage() -> ParentsPartition:
-        if corr.parents is None:
-            pp = ParentsPartition(config, table.catalogue, s.partitions, idle_s=s.correlator_idle_s,
-                                  clock=clock)
-            load(pp, (await saved()).get(PARENTS_STATE_KEY), "correlator stage two")
-            corr.parents = pp
-        return corr.parents
-
-    async def park(out: StageOutput, topic: str) -> None:
-        for value, reason in out.dead:
-            await dead_letter(None, value, reason, topic)
-
-    async def emit_groups(q: int, gp: GroupPartition, out: StageOutput) -> None:
-        for m in out.messages:
-            await parents.send(key=PARENTS_KEY, value=m, partition=0)
-        await park(out, s.onsets_topic_name)
-        if out.changed:
-            key = _group_key(q).encode()
-            await (await state.send(key=key, value=encode_json(gp.to_state()), partition=0))
-
-    async def emit_parents(pp: ParentsPartition, out: StageOutput) -> None:
-        for r in out.incidents:
-            await incidents.send(key=r["parent_id"].encode(), value=encode_json(r))  # (in order per parent)
-        for a in out.alerts:
-            await routed.send(key=a["customer_id"].encode(), value=encode_json(a))
-        await park(out, s.parents_topic_name)
-        metrics.observe(out.incidents, out.alerts)
-        adv = pp.advanced
-        metrics.state(pp.open_parents(), pp.stage.book.held(), None if adv is None else clock() - adv)
-        if out.changed:
-            await (await state.send(key=PARENTS_STATE_KEY.encode(), value=encode_json(pp.to_state()),
-                                    partition=0))
+    stages = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
+                     dead_letter=dead_letter, clock=clock)
+    follower = _Follower(s, table, reader)
 
     @app.agent(onsets, name="lookout.correlate.groups", concurrency=1)
     async def correlate_groups(stream):
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
-            by_partition: dict[int, list[tuple[int, bytes]]] = {}
-            for e in batch:
-                by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.value))
-            async with lock1:
-                for q, records in sorted(by_partition.items()):
-                    gp = await group_stage(q)
-                    await emit_groups(q, gp, gp.handle(records))
+            await stages.groups_batch(batch)
 
     @app.agent(parents, name="lookout.correlate.parents", concurrency=1)
     async def correlate_parents(stream):
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
-            async with lock2:
-                pp = await parent_stage()
-                await emit_parents(pp, pp.handle([(e.message.offset, e.value) for e in batch]))
-
-    follower: list[asyncio.Task] = []
-
-    async def follow_customers() -> None:
-        counts = await reader.ensure_topics({s.customers_topic: (s.partitions, True)})
-        await table.run(counts.get(s.customers_topic) or s.partitions)
-
-    def keep_following() -> None:
-        """The customers topic follower runs for the worker's life (restarted if it ever fails)."""
-        if follower and not follower[0].done():
-            return
-        if follower and not follower[0].cancelled() and follower[0].exception() is not None:
-            log.error("following %s failed, restarting: %r", s.customers_topic, follower[0].exception())
-        follower[:] = [asyncio.ensure_future(follow_customers())]
+            await stages.parents_batch(batch)
 
     @app.timer(TICK_S)
     async def correlation_tick():
-        keep_following()
+        follower.keep()
         metrics.customers.set(len(table.catalogue))
-        if not table.ready.is_set():
-            return
-        await publisher.watermarks(caught_up)
-        async with lock1:
-            for q, gp in list(corr.groups.items()):
-                await emit_groups(q, gp, gp.tick())
-        async with lock2:
-            if corr.parents is not None:
-                await emit_parents(corr.parents, corr.parents.tick())
+        if table.ready.is_set():
+            await publisher.watermarks(caught_up)
+            await stages.tick()
 
     @app.on_before_shutdown.connect
     async def stop_following(app, **kwargs):
-        for task in follower:
-            task.cancel()
+        follower.stop()
 
     @app.on_partitions_revoked.connect
     async def correlator_revoked(app, revoked, **kwargs):
-        async with lock1:
-            for tp in revoked:
-                if tp.topic == s.onsets_topic_name:
-                    corr.groups.pop(tp.partition, None)  # its state is in the topic (every batch)
-        async with lock2:
-            if any(tp.topic == s.parents_topic_name for tp in revoked):
-                corr.parents = None
-        for tp in revoked:
-            if tp.topic == s.input_topic:
-                publisher.forget(tp.partition)
+        await stages.revoked(revoked)
 
     return corr
 

@@ -19,7 +19,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from detectors.config import load_config
+from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
 from streams.correlation.agents import Correlation, register_correlator
@@ -126,19 +126,8 @@ def create_app(
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
     if settings.correlator:
-        async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
-            await dlq_topic.send(key=key, value=encode_json(
-                dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
-            metrics.dlq.labels(settings.dlq_topic, "contract").inc()
-
-        lookout.correlation = register_correlator(
-            settings, app, config.correlator, registry=registry, reader=runtime.reader,
-            client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up, dead_letter=dead_letter,
-            clock=clock)
-        runtime.correlation = lookout.correlation.publisher
-        runtime.correlation_topics = lookout.correlation.topics
-        lookout.sinks = register_sinks(settings, app, metrics, lookout.correlation.routed_topic,
-                                       lookout.correlation.incidents_topic)
+        corr = lookout.correlation = _correlator(lookout, config.correlator, clock)
+        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
     else:
         lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
 
@@ -201,6 +190,23 @@ def create_app(
         return web.json(body, status=200 if ok else 503)
 
     return lookout
+
+
+def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float]) -> Correlation:
+    """The correlator's agents (streams.correlation), fed by the runtime after every batch."""
+    settings, runtime = lk.settings, lk.runtime
+
+    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+        await lk.dlq_topic.send(key=key, value=encode_json(
+            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+        lk.metrics.dlq.labels(settings.dlq_topic, "contract").inc()
+
+    corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
+                               client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
+                               dead_letter=dead_letter, clock=clock)
+    runtime.correlation = corr.publisher
+    runtime.correlation_topics = corr.topics
+    return corr
 
 
 async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
