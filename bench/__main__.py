@@ -9,7 +9,10 @@ alternating spreads the noise over every contender):
 * ``naive_noop``     a Faust agent that decodes and counts (:mod:`bench.naive`);
 * ``naive_gauss``    the same + five River ``GaussianScorer``s per customer;
 * ``worker_single``  ``lookout worker`` on single-event messages;
-* ``worker_batched`` ``lookout worker`` on envelopes.
+* ``worker_batched`` ``lookout worker`` on envelopes;
+* ``worker_single_off``, ``worker_batched_off``: the same with the correlator off
+  (``LOOKOUT_CORRELATOR=false``; ``--correlator on`` leaves them out). The workers with it on
+  read the simulated fleet's customer catalogue from their own customers topic.
 
 Each contender's events/s is counted from its first to its last message (start-up excluded).
 The worker is watched through its ``/metrics`` page, polled at intervals growing from 0.1 s to
@@ -61,7 +64,7 @@ CUSTOMERS = 2000
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 #: the issue's targets, as ratios and absolute figures
 TARGETS = {"single_vs_noop": 0.9, "batched_vs_ceiling": 0.5, "latency_p99_s": 0.5, "replay_eps": 100_000,
-           "rss_bytes_per_customer": 20_000}
+           "rss_bytes_per_customer": 20_000, "correlator_on_vs_off": 0.95}
 #: latency probes (dead letters: they take the worker's batch -> publish path, like alerts) per second
 PROBES_PER_S = 20
 #: the worker's /metrics is polled every FIRST_POLL_S at first, the interval doubling up to MAX_POLL_S
@@ -146,6 +149,10 @@ class Bench:
 
         n_intervals = -(-self.a.events // CUSTOMERS)
         sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=n_intervals * 300, interval_s=300, seed=9))
+        from streams.correlation.customers import publish_catalogue
+
+        self.customers_topic = self.topic("customers")
+        publish_catalogue(sim.catalogue, self.customers_topic, self.bootstrap, {})
         prod = KafkaProducer(
             bootstrap_servers=self.bootstrap,
             linger_ms=20,
@@ -244,11 +251,14 @@ class Bench:
         return r["events"] / r["seconds"], (r["events"] / cpu if cpu else None)
 
     def worker(
-        self, topic: str, n_events: int, **env: str
+        self, topic: str, n_events: int, correlator: bool = True, **env: str
     ) -> tuple[float, float | None, subprocess.Popen, int]:
         port = free_port()
         name = f"w-{uuid.uuid4().hex[:6]}"
         alerts, dlq = self.topic(f"{name}-alerts"), self.topic(f"{name}-dlq", 1)
+        env = {"LOOKOUT_CORRELATOR": "true" if correlator else "false",
+               "LOOKOUT_CUSTOMERS_TOPIC": getattr(self, "customers_topic", f"{name}-customers"),
+               "LOOKOUT_INCIDENTS_TOPIC": f"{name}-incidents", "LOOKOUT_ROUTED_TOPIC": f"{name}-routed", **env}
         e = dict(
             os.environ,
             LOOKOUT_BOOTSTRAP=self.bootstrap,
@@ -484,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay-events", type=int, default=600_000)
     p.add_argument("--timeout", type=float, default=240.0, help="give up on one step after this many seconds")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--correlator", choices=["both", "on", "off"], default="both",
+                   help="the workers' correlator: both = with it (worker_*) and without (worker_*_off)")
     p.add_argument("--only", choices=["replay"],
                    help="run only this round, --rounds times (no broker; prints, writes no results file)")
     a = p.parse_args(argv)
@@ -492,8 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     t_start = time.monotonic()
     b = Bench(a)
+    off = ("worker_single_off", "worker_batched_off") if a.correlator == "both" else ()
     runs: dict[str, list[float]] = {
-        k: [] for k in ("ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched")
+        k: [] for k in ("ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched", *off)
     }
     per_cpu: dict[str, list[float]] = {"naive_noop": [], "worker_single": []}
     try:
@@ -509,9 +522,12 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling": lambda: (b.ceiling(single, n), None),
             "naive_noop": lambda: b.naive(single, n, "noop"),
             "naive_gauss": lambda: b.naive(single, n, "gauss"),
-            "worker_single": lambda: b.worker(single, n)[:2],
-            "worker_batched": lambda: b.worker(batched, n)[:2],
+            "worker_single": lambda: b.worker(single, n, a.correlator != "off")[:2],
+            "worker_batched": lambda: b.worker(batched, n, a.correlator != "off")[:2],
         }
+        if off:
+            contenders["worker_single_off"] = lambda: b.worker(single, n, False)[:2]
+            contenders["worker_batched_off"] = lambda: b.worker(batched, n, False)[:2]
         pair = ["naive_noop", "worker_single"]
         for r in range(max(a.rounds, a.single_rounds)):
             if r < a.rounds:
@@ -550,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         "naive_gauss_eps": med["naive_gauss"],
         "worker_single_eps": med["worker_single"],
         "worker_batched_eps": med["worker_batched"],
+        "correlator": a.correlator,
+        "worker_single_off_eps": med.get("worker_single_off"),
+        "worker_batched_off_eps": med.get("worker_batched_off"),
         "latency_p50_s": p50,
         "latency_p99_s": p99,
         "latency_rate_eps": half,
@@ -631,6 +650,11 @@ def table(r: dict) -> str:
             f"| single events per CPU-second: no-op agent / Lookout worker | {pc['naive_noop']:,.0f} / "
             f"{pc['worker_single']:,.0f} ({pc['worker_single'] / pc['naive_noop']:.2f} ×) | – |",
         )
+    if r.get("worker_single_off_eps"):
+        for kind, what in (("single", "single events"), ("batched", f"envelopes of {r['batch']}")):
+            on, off_ = r[f"worker_{kind}_eps"], r[f"worker_{kind}_off_eps"]
+            rows.append(f"| correlator on / off, {what}, events/s | {on:,.0f} / {off_:,.0f} ({on / off_:.2f} ×) "
+                        f"| within 5 %: {ok(on / off_ >= TARGETS['correlator_on_vs_off'])} |")
     rows.append(
         f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
         f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |"
