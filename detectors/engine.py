@@ -2,9 +2,10 @@
 
 The live Faust worker and ``lookout replay`` both feed batches of events to
 :meth:`Engine.process_many` through :class:`streams.pipeline.processor.Processor`; nothing else decides
-whether to alert. :class:`Engine` is the fleet engine (:mod:`detectors.fleet`: per-fleet arrays,
-a compiled kernel); :class:`ReferenceEngine` is the same engine on per-customer River detectors,
-one event at a time, which the fleet engine is tested to equal bit for bit.
+whether to alert. :data:`Engine` is the fleet engine (:mod:`detectors.fleet`: per-fleet arrays,
+a compiled kernel); :class:`~detectors.reference.ReferenceEngine` is the same engine on
+per-customer River detectors, one event at a time, which the fleet engine is tested to equal
+bit for bit. What they return is in :mod:`detectors.verdict`.
 
 >>> from detectors.events import parse_event
 >>> eng = Engine()
@@ -18,210 +19,12 @@ one event at a time, which the fleet engine is tested to equal bit for bit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from .fleet import FleetEngine
+from .reference import ReferenceEngine
+from .state import StateError
+from .verdict import OUTCOMES, BatchVerdict, Verdict
 
-from . import alerting
-from .config import DetectorConfig
-from .events import Event
-from .onsets import Onset
-from .onsets import detect as detect_onsets
-from .signals import SIGNALS, build_models
-from .state import StateCodec, StateError
-
-__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "ReferenceEngine", "StateError", "Verdict"]
-
-#: outcomes of one event (also the ``outcome`` label of the worker's events counter)
-OUTCOMES = ("scored", "warming", "duplicate")
-
-
-class Verdict(NamedTuple):
-    outcome: str  # one of OUTCOMES
-    scores: dict[str, float]  # calibrated score per *warm* signal
-    alerts: list[dict[str, Any]]  # alerts to emit (``alerts`` topic schema)
-    onsets: Sequence[Onset] = ()  # a family newly anomalous (the correlator's input)
-
-
-class BatchVerdict(NamedTuple):
-    """What :meth:`Engine.process_many` returns for a batch of events."""
-
-    outcomes: list[str]  # one of OUTCOMES per event, in order
-    alerts: list[dict[str, Any]]  # every alert of the batch, in event order
-    scores: dict[str, list[float]]  # signal -> calibrated scores of its warm points (for metrics)
-    onsets: Sequence[Onset] = ()  # every onset of the batch, in event order (detectors.onsets)
-
-
-@dataclass(slots=True)
-class CustomerState:
-    models: dict[str, Any]
-    tracker: alerting.Tracker
-    last_ts: float | None = None
-    interval_s: int = 60
-
-
-class ReferenceEngine:
-    """Per-customer models + alert lifecycle, one event at a time: the reference.
-
-    Every customer has its own River detectors (:func:`~detectors.signals.build_models`).
-    :class:`Engine` (the fleet engine, :mod:`detectors.fleet`) does exactly this on per-fleet
-    arrays, a batch at a time; ``tests/detectors/test_fleet.py`` holds the two equal.
-
-    Events of one customer must arrive in event-time order (Kafka's per-key ordering gives
-    that); an event not newer than the customer's last one is a ``duplicate`` and is ignored,
-    which makes at-least-once redelivery harmless.
-    """
-
-    def __init__(self, config: DetectorConfig | None = None):
-        self.config = config or DetectorConfig()
-        self._enabled = {s for s, c in self.config.signals.items() if c.enabled}
-        self._alerting = {s for s, c in self.config.signals.items() if c.enabled and c.alert}
-        # lowest score that could pass a signal's gates (opening or sustaining); 2.0 = never
-        sustain = self.config.alerting.sustain_threshold
-        self._gate = {s: (min(c.threshold, sustain) if s in self._alerting else 2.0)
-                      for s, c in self.config.signals.items()}
-        self._args = {name: sig.args for name, sig in SIGNALS.items()}
-        self.customers: dict[str, CustomerState] = {}
-        self._dirty: set[str] = set()
-        self._codec = StateCodec(self.config.model_fingerprint(), self._new_models)
-
-    def _new_models(self) -> dict[str, Any]:
-        return build_models(self.config.model, self._enabled)
-
-    # -- processing ----------------------------------------------------------------
-    def process(self, e: Event) -> Verdict:
-        st = self.customers.get(e.customer_id)
-        if st is None:
-            st = CustomerState(self._new_models(), alerting.Tracker())
-            self.customers[e.customer_id] = st
-        elif st.last_ts is not None and e.ts <= st.last_ts:
-            return Verdict("duplicate", {}, [])
-        self._dirty.add(e.customer_id)
-        st.last_ts = e.ts
-        st.interval_s = e.interval_s
-        cfg_signals = self.config.signals
-        scores: dict[str, float] = {}
-        findings: list[alerting.Finding] = []
-        warm_any = False
-        expected_requests = float(e.requests)
-        sustain = self.config.alerting if st.tracker.incident is not None else None
-        gate = self._gate
-        args_of = self._args
-        for name, model in st.models.items():
-            args = args_of[name](e)
-            if args is None:
-                continue
-            a = model.step(*args)  # scores first, then learns
-            if not model._warm:
-                continue
-            warm_any = True
-            scores[name] = a.score
-            if name == "requests":
-                expected_requests = a.expected
-            # the volume gate of a traffic signal looks at the usual volume: a drop to almost
-            # nothing must not be gated out because the *observed* volume is small
-            if a.score >= gate[name]:
-                # (ratios: the requests behind the evidence, more than one interval's when the
-                # sequential test has accumulated it)
-                volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
-                    findings.append(alerting.Finding(name, e.ts, a))
-        if not warm_any:
-            return Verdict("warming", scores, [])
-        new = detect_onsets(st.tracker, e, findings, self.config.alerting) if findings else ()
-        alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
-        return Verdict("scored", scores, alerts, new)
-
-    def process_many(self, events: Sequence[Event]) -> BatchVerdict:
-        """:meth:`process` for every event of ``events``, in order; one result for the batch."""
-        outcomes: list[str] = []
-        alerts: list[dict[str, Any]] = []
-        new: list[Onset] = []
-        scores: dict[str, list[float]] = {}
-        for e in events:
-            v = self.process(e)
-            outcomes.append(v.outcome)
-            if v.alerts:
-                alerts.extend(v.alerts)
-            if v.onsets:
-                new.extend(v.onsets)
-            for sig, sc in v.scores.items():
-                lst = scores.get(sig)
-                if lst is None:
-                    scores[sig] = [sc]
-                else:
-                    lst.append(sc)
-        return BatchVerdict(outcomes, alerts, scores, new)
-
-    def last_ts_of(self, cid: str) -> float | None:
-        """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
-        st = self.customers.get(cid)
-        return None if st is None else st.last_ts
-
-    def models_of(self, cid: str) -> dict[str, Any] | None:
-        """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""
-        st = self.customers.get(cid)
-        return None if st is None else st.models
-
-    # -- introspection (metrics) ------------------------------------------------------
-    def series_counts(self) -> tuple[int, int]:
-        """(tracked series, series still warming up)."""
-        tracked = warming = 0
-        for st in self.customers.values():
-            for m in st.models.values():
-                tracked += 1
-                if not m.warm:
-                    warming += 1
-        return tracked, warming
-
-    def open_incidents(self) -> list[alerting.Incident]:
-        return [st.tracker.incident for st in self.customers.values() if st.tracker.incident is not None]
-
-    # -- persistence -------------------------------------------------------------------
-    # The format (msgpack data, never code) is :mod:`detectors.state`. Loading never marks a
-    # customer dirty: what was loaded is already stored somewhere.
-    def dump_customer(self, cid: str) -> bytes:
-        """One customer's learned state, self-describing (format version, model fingerprint).
-
-        Raises ``KeyError`` for a customer the engine does not track.
-        """
-        return self._codec.dump_record(self.customers[cid])
-
-    def load_customer(self, cid: str, blob: bytes) -> None:
-        """Replace ``cid``'s state by one written by :meth:`dump_customer`.
-
-        Raises :class:`~detectors.state.StateError` (and changes nothing) for another format
-        version, another model fingerprint ("written with other model settings"), or garbage.
-        """
-        models, tracker, last_ts, interval_s = self._codec.load_record(cid, blob)
-        self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
-
-    def drop_customer(self, cid: str) -> None:
-        """Forget a customer (e.g. its partition moved to another worker); no-op if unknown."""
-        self.customers.pop(cid, None)
-        self._dirty.discard(cid)
-
-    def pop_dirty(self) -> set[str]:
-        """Customers whose state changed since the last call (new, or a non-duplicate event)."""
-        dirty, self._dirty = self._dirty, set()
-        return dirty
-
-    def dump_all(self) -> bytes:
-        """Every customer's state as one file (header: format version, fingerprint, count)."""
-        return b"".join(self._codec.dump_file(self.customers))
-
-    def load_all(self, blob: bytes) -> int:
-        """Load a :meth:`dump_all` file, all or nothing; return the number of customers loaded.
-
-        Customers in the file replace those with the same id; others are kept. Raises
-        :class:`~detectors.state.StateError` (and changes nothing) if any part is unusable.
-        """
-        loaded = self._codec.load_file(blob)
-        for cid, (models, tracker, last_ts, interval_s) in loaded.items():
-            self.customers[cid] = CustomerState(models, tracker, last_ts, interval_s)
-        return len(loaded)
-
-
-from .fleet import FleetEngine  # noqa: E402  (imports this module's Verdict lazily)
+__all__ = ["OUTCOMES", "BatchVerdict", "Engine", "ReferenceEngine", "StateError", "Verdict"]
 
 #: the engine every code path uses: the fleet engine (same interface as ReferenceEngine)
 Engine = FleetEngine

@@ -5,6 +5,14 @@ what the detectors rely on and lenient about the rest: unknown extra fields are
 ignored. Every rejection carries a short human-readable reason that ends up on
 the dead-letter topic.
 
+The contract is one table: the fields of :class:`Event`, each written with :func:`spec` (its
+kind, range, whether it is required, its default, the count it is part of), and the
+cross-field rules :data:`SUM_RULES` next to it. Everything else is derived from them:
+:data:`CONTRACT`, :data:`EVENT_FIELDS` (the columns of an :class:`EventBatch`),
+:data:`RULES`, :meth:`Event.to_json`, the CSV cell types (:attr:`FieldSpec.csv`), the
+JSON Schemas in ``schemas/`` (``scripts/gen_schemas.py``) and the validator itself, whose
+fast path is generated from the table once at import (:func:`_fast_path_source`).
+
 >>> e = parse_event({"customer_id": "acme", "ts": "2026-01-05T10:00:00Z",
 ...                  "requests": 1000, "status_4xx": 12, "status_5xx": 3,
 ...                  "origin_errors": {"522": 2}, "latency_p50_ms": 20.5,
@@ -27,12 +35,16 @@ contract - customer_id must be 1-64 chars of [A-Za-z0-9._:-], got 'acme\\n'
 """
 from __future__ import annotations
 
+import ast
+import functools
+import linecache
 import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence, overload
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, cast, overload
 
 #: the whole id, ASCII only (``\Z``: ``$`` would also match before a trailing newline)
 CUSTOMER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z", re.ASCII)
@@ -107,41 +119,232 @@ def show(value: Any, limit: int = MAX_REASON_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# ------------------------------------------------------------------------------- the table
+
+#: field kinds: each says how a value is checked, its Python type, its CSV cell and its JSON Schema.
+#: the customer id: 1-64 characters of :data:`CUSTOMER_ID_RE`
+ID = "id"
+#: the event time: RFC 3339 text with a zone, or epoch seconds, from 0 to :data:`MAX_TS` (kept as
+#: epoch seconds)
+TIME = "time"
+#: an exact integer from ``lo`` to ``hi`` (not a float, not a bool)
+INTEGER = "integer"
+#: a non-negative integer up to :data:`MAX_COUNT`; an integral float is taken as that integer
+COUNT = "count"
+#: a finite number from ``lo`` to ``hi``, kept as a float
+NUMBER = "number"
+#: an object of 3-digit HTTP status code -> count (a count each); zero counts are dropped
+CODE_COUNTS = "code_counts"
+FIELD_KINDS = (ID, TIME, INTEGER, COUNT, NUMBER, CODE_COUNTS)
+#: the Python type of a present value, by kind (:class:`Event`'s annotation; ``X | None`` if optional)
+PY_TYPES = MappingProxyType({ID: "str", TIME: "float", INTEGER: "int", COUNT: "int", NUMBER: "float",
+                             CODE_COUNTS: "Mapping[str, int]"})
+#: what a CSV cell of a field is read as, by kind: ``text`` as it is; ``number`` (text if it is not
+#: one); ``integer`` (a number, integral ones as integers); ``json`` (the cell is a JSON value)
+CSV_TYPES = MappingProxyType({ID: "text", TIME: "number", INTEGER: "integer", COUNT: "integer",
+                              NUMBER: "number", CODE_COUNTS: "json"})
+#: ranges fixed by the kind (of each count, for code counts); the other kinds take theirs from the table
+FIXED_RANGES = MappingProxyType({TIME: (0, MAX_TS), COUNT: (0, MAX_COUNT), CODE_COUNTS: (0, MAX_COUNT)})
+_ROW = "lookout.contract"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One row of the contract's table (written as a field of :class:`Event` with :func:`spec`).
+
+    Parameters
+    ----------
+    name : str
+        The JSON key, the :class:`Event` attribute and the :class:`EventBatch` column.
+    kind : str
+        One of :data:`FIELD_KINDS`.
+    required : bool
+        An event without it is rejected.
+    default : Any
+        The value of an optional field that is absent (an explicit JSON ``null`` is then a bad
+        value). ``None`` (the usual) means absent: the event holds ``None``,
+        :meth:`Event.to_json` leaves the field out, and a ``null`` counts as absent too. Code
+        counts are absent as ``{}``.
+    lo, hi : float
+        The range of a value (of each count, for code counts).
+    within : str or None
+        The field counts some of the events that field ``within`` (e.g. ``requests``) counts, so it
+        is at most that field (its total, for code counts): alone, or summed with the other parts
+        of its rule in :data:`SUM_RULES`.
+    doc : str
+        What the field is, where its name does not say it (the JSON Schema ``description``).
+
+    >>> FIELDS["cache_hits"].kind, FIELDS["cache_hits"].within, FIELDS["cache_hits"].csv
+    ('count', 'requests', 'integer')
+    >>> FIELDS["latency_p99_ms"].py_type, FIELDS["interval_s"].default
+    ('float | None', 60)
+    """
+
+    name: str
+    kind: str
+    required: bool = False
+    default: Any = None
+    lo: float | None = None
+    hi: float | None = None
+    within: str | None = None
+    doc: str = ""
+
+    @property
+    def optional(self) -> bool:
+        """Absent is ``None`` (an optional field without a default)."""
+        return not self.required and self.default is None and self.kind != CODE_COUNTS
+
+    @property
+    def py_type(self) -> str:
+        """The field's type annotation on :class:`Event`."""
+        return f"{PY_TYPES[self.kind]} | None" if self.optional else PY_TYPES[self.kind]
+
+    @property
+    def csv(self) -> str:
+        """How a CSV cell of this field is read (see :data:`CSV_TYPES`)."""
+        return CSV_TYPES[self.kind]
+
+
+def spec(kind: str, *, required: bool = False, default: Any = None, lo: float | None = None,
+         hi: float | None = None, within: str | None = None, doc: str = "") -> Any:
+    """A row of the table, written as the default of an :class:`Event` field (see :class:`FieldSpec`).
+
+    Kinds of :data:`FIXED_RANGES` take their range from there; ``integer`` and ``number`` fields
+    need ``lo`` and ``hi``. The :class:`Event` constructor wants the required fields and those
+    with a default; the others default to ``None`` (code counts to ``{}``).
+    """
+    if kind not in FIELD_KINDS:
+        raise ValueError(f"unknown field kind {kind!r} (known: {', '.join(FIELD_KINDS)})")
+    if kind in (ID, TIME) and not required:
+        raise ValueError(f"the {kind} field is required: an event is nothing without it")
+    if kind in FIXED_RANGES:
+        if lo is not None or hi is not None:
+            raise ValueError(f"a {kind} field has the range {FIXED_RANGES[kind]} of its kind")
+        lo, hi = FIXED_RANGES[kind]
+    elif kind in (INTEGER, NUMBER) and (lo is None or hi is None):
+        raise ValueError(f"a {kind} field needs lo and hi")
+    meta = {_ROW: dict(kind=kind, required=required, default=default, lo=lo, hi=hi, within=within, doc=doc)}
+    if kind == CODE_COUNTS:
+        return field(default_factory=dict, metadata=meta)
+    if required or default is not None:
+        return field(metadata=meta)
+    return field(default=None, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class AtMost:
+    """A cross-field rule: the sum of ``parts`` (of a code-count field: its total) is at most ``bound``.
+
+    >>> str(AtMost(("status_4xx", "status_5xx"), "requests"))
+    'status_4xx + status_5xx <= requests'
+    """
+
+    parts: tuple[str, ...]
+    bound: str
+
+    @property
+    def label(self) -> str:
+        """The parts as a rejection reason names them."""
+        return " + ".join(f"{p} total" if FIELDS[p].kind == CODE_COUNTS else p for p in self.parts)
+
+    def __str__(self) -> str:
+        return f"{self.label} <= {self.bound}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    customer_id: str
-    ts: float  # interval start, epoch seconds (UTC)
-    interval_s: int
-    requests: int
-    status_4xx: int
-    status_5xx: int
-    latency_p50_ms: float | None = None
-    latency_p99_ms: float | None = None
-    cache_hits: int | None = None
-    bytes_out: int | None = None
-    origin_errors: Mapping[str, int] = field(default_factory=dict)
+    """One valid event. Its fields, in order, are the contract's table: one :func:`spec` a row.
+
+    The order is the order of the checks (a rejection names the first bad field), of
+    :data:`EVENT_FIELDS` and of the columns of an :class:`EventBatch`. Required fields and
+    fields with a default come before the optional ones (the constructor takes them in order).
+    A field's annotation is the type its kind gives (:attr:`FieldSpec.py_type`, checked at
+    import). A numeric field with its signal in :mod:`detectors.signals` is one line here.
+    """
+
+    customer_id: str = spec(ID, required=True)
+    ts: float = spec(TIME, required=True, doc="Interval start: RFC 3339 with a time zone "
+                                              "(e.g. 2026-01-05T10:00:00Z) or epoch seconds")
+    interval_s: int = spec(INTEGER, lo=1, hi=MAX_INTERVAL_S, default=DEFAULT_INTERVAL_S)
+    requests: int = spec(COUNT, required=True)
+    status_4xx: int = spec(COUNT, required=True, within="requests")
+    status_5xx: int = spec(COUNT, required=True, within="requests")
+    cache_hits: int | None = spec(COUNT, within="requests")
+    bytes_out: int | None = spec(COUNT)
+    latency_p50_ms: float | None = spec(NUMBER, lo=0.0, hi=MAX_LATENCY_MS)
+    latency_p99_ms: float | None = spec(NUMBER, lo=0.0, hi=MAX_LATENCY_MS)
+    origin_errors: Mapping[str, int] = spec(CODE_COUNTS, within="requests", doc="Errors caused by the "
+                                            "origin, by HTTP status code (also counted in status_5xx)")
 
     @property
     def origin_errors_total(self) -> int:
         return sum(self.origin_errors.values())
 
     def to_json(self) -> dict[str, Any]:
-        """The event back as a contract JSON object (``ts`` as RFC 3339)."""
-        d: dict[str, Any] = {
-            "customer_id": self.customer_id,
-            "ts": format_ts(self.ts),
-            "interval_s": self.interval_s,
-            "requests": self.requests,
-            "status_4xx": self.status_4xx,
-            "status_5xx": self.status_5xx,
-        }
-        if self.origin_errors:
-            d["origin_errors"] = dict(self.origin_errors)
-        for k in ("latency_p50_ms", "latency_p99_ms", "cache_hits", "bytes_out"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = v
+        """The event back as a contract JSON object (``ts`` as RFC 3339, absent fields left out).
+
+        >>> parse_event({"customer_id": "c", "ts": 60, "requests": 2, "status_4xx": 0, "status_5xx": 1,
+        ...              "latency_p99_ms": 20}).to_json()  # doctest: +NORMALIZE_WHITESPACE
+        {'customer_id': 'c', 'ts': '1970-01-01T00:01:00Z', 'interval_s': 60, 'requests': 2,
+         'status_4xx': 0, 'status_5xx': 1, 'latency_p99_ms': 20.0}
+        """
+        d: dict[str, Any] = {}
+        for row in CONTRACT:
+            v = getattr(self, row.name)
+            if row.kind == TIME:
+                v = format_ts(v)
+            elif row.kind == CODE_COUNTS:
+                if not v:
+                    continue
+                v = dict(v)
+            elif v is None:
+                continue
+            d[row.name] = v
         return d
+
+
+#: cross-field rules over more than one field: each part is ``within`` the bound (see
+#: :class:`FieldSpec`); a field ``within`` another and in no rule here is at most it alone
+SUM_RULES = (
+    AtMost(("status_4xx", "status_5xx"), "requests"),  # a response has one status code
+)
+
+
+def _table() -> tuple[FieldSpec, ...]:
+    rows = []
+    for f in fields(Event):
+        row = FieldSpec(f.name, **f.metadata[_ROW])
+        if f.type != row.py_type:
+            raise TypeError(f"Event.{f.name} is annotated {f.type!r}; a {row.kind} field is {row.py_type!r}")
+        rows.append(row)
+    return tuple(rows)
+
+
+def _rules(rows: Mapping[str, FieldSpec], named: Sequence[AtMost]) -> tuple[AtMost, ...]:
+    """:data:`SUM_RULES`, then a rule of its own for each other field that is ``within`` another."""
+    grouped = {p for rule in named for p in rule.parts}
+    alone = (AtMost((r.name,), r.within) for r in rows.values() if r.within and r.name not in grouped)
+    rules = (*named, *alone)
+    for rule in rules:
+        bound = rows.get(rule.bound)
+        if bound is None or not bound.required or bound.kind not in (INTEGER, COUNT):
+            raise ValueError(f"rule {rule}: {rule.bound} is not a required count of the table")
+        for p in rule.parts:
+            if p not in rows or rows[p].within != rule.bound or rows[p].kind not in (COUNT, CODE_COUNTS):
+                raise ValueError(f"rule {rule}: {p} is not a count of the table within {rule.bound}")
+    return rules
+
+
+#: the contract's table: one :class:`FieldSpec` per field of :class:`Event`, in order
+CONTRACT = _table()
+#: field name -> its row
+FIELDS: Mapping[str, FieldSpec] = MappingProxyType({r.name: r for r in CONTRACT})
+#: the fields of an event in :class:`Event`'s order: the columns of an :class:`EventBatch`
+EVENT_FIELDS = tuple(FIELDS)
+#: the fields every event has
+REQUIRED_FIELDS = tuple(r.name for r in CONTRACT if r.required)
+#: every cross-field rule, checked right after the last field it involves
+RULES = _rules(FIELDS, SUM_RULES)
 
 
 def format_ts(ts: float) -> str:
@@ -227,42 +430,6 @@ def _parse_ts_text(value: str) -> float:
     return ts
 
 
-@overload
-def _count(obj: Mapping[str, Any], name: str, required: Literal[True] = ...) -> int: ...
-@overload
-def _count(obj: Mapping[str, Any], name: str, required: Literal[False]) -> int | None: ...
-
-
-def _count(obj: Mapping[str, Any], name: str, required: bool = True) -> int | None:
-    v = obj.get(name)
-    if type(v) is int and 0 <= v <= MAX_COUNT:  # the common case, first
-        return v
-    if v is None:
-        if required:
-            raise InvalidEvent(f"missing required field {name!r}")
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InvalidEvent(f"{name} must be a non-negative integer, got {type(v).__name__}")
-    if v < 0:  # NaN falls through to the checks below
-        raise InvalidEvent(f"{name} must be non-negative, got {show(v)}")
-    if not v <= MAX_COUNT:  # compare before int(): int(1e300) is a 300-digit integer, int(inf) raises
-        raise InvalidEvent(f"{name} {show(v)} exceeds the maximum count {MAX_COUNT}")
-    if isinstance(v, float):
-        if not v.is_integer():
-            raise InvalidEvent(f"{name} must be an integer, got {show(v)}")
-        v = int(v)
-    return v
-
-
-def _ms(obj: Mapping[str, Any], name: str) -> float | None:
-    v = obj.get(name)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_LATENCY_MS:
-        raise InvalidEvent(f"{name} must be a number from 0 to {MAX_LATENCY_MS:.0f}, got {show(v)}")
-    return float(v)
-
-
 #: customer ids already found valid, remembered up to this many (then forgotten all at once)
 KNOWN_IDS_MAX = 100_000
 _known_ids: set[str] = set()
@@ -282,133 +449,274 @@ def _valid_id(cid: Any) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ checks of one field (slow paths)
+# The generated fast path (below) accepts the common valid values itself and calls these for
+# anything else: they convert what the contract allows converting, or raise the reason.
+
+
+def _missing(name: str) -> InvalidEvent:
+    return InvalidEvent(f"missing required field {name!r}")
+
+
+def _not_an_object(obj: Any) -> None:
+    raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
+
+
+def _customer_id(v: Any, name: str) -> str:
+    if not _valid_id(v):
+        raise InvalidEvent(f"{name} must be 1-64 chars of [A-Za-z0-9._:-], got {show(v)}")
+    return cast(str, v)
+
+
+def _time(obj: Mapping[str, Any], name: str, v: Any) -> float:
+    if v is _MISSING and name not in obj:
+        raise _missing(name)
+    return parse_ts(v)
+
+
+def _integer(v: Any, name: str, lo: int, hi: int, required: bool) -> int:
+    if v is None and required:
+        raise _missing(name)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise InvalidEvent(f"{name} must be an integer from {lo} to {hi}, got {show(v)}")
+    return v
+
+
+def _count(v: Any, name: str, required: bool) -> int | None:
+    if v is None:
+        if required:
+            raise _missing(name)
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidEvent(f"{name} must be a non-negative integer, got {type(v).__name__}")
+    if v < 0:  # NaN falls through to the checks below
+        raise InvalidEvent(f"{name} must be non-negative, got {show(v)}")
+    if not v <= MAX_COUNT:  # compare before int(): int(1e300) is a 300-digit integer, int(inf) raises
+        raise InvalidEvent(f"{name} {show(v)} exceeds the maximum count {MAX_COUNT}")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise InvalidEvent(f"{name} must be an integer, got {show(v)}")
+        v = int(v)
+    return v
+
+
+def _plain(x: float) -> str:
+    """A bound as a reason shows it: ``0``, ``86400000``, ``0.5``."""
+    return f"{x:.0f}" if float(x).is_integer() else repr(x)
+
+
+def _number(v: Any, name: str, lo: float, hi: float, required: bool) -> float:
+    if v is None and required:
+        raise _missing(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:  # False for NaN
+        raise InvalidEvent(f"{name} must be a number from {_plain(lo)} to {_plain(hi)}, got {show(v)}")
+    return float(v)
+
+
+def _code_counts(v: Any, name: str, required: bool) -> tuple[dict[str, int], int]:
+    """The non-zero counts of a code-count field, and their total."""
+    if v is None:
+        if required:
+            raise _missing(name)
+        return {}, 0
+    if not isinstance(v, (dict, Mapping)):
+        raise InvalidEvent(f"{name} must be an object of status code -> count")
+    counts: dict[str, int] = {}
+    total = 0
+    for code, n in v.items():
+        # isdigit() alone accepts any Unicode digit ("٥٢٢"): the set holds ASCII ones only
+        if type(code) is not str or code not in _STATUS_CODES:
+            if not (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit()):
+                raise InvalidEvent(f"{name} key {show(code)} is not a 3-digit status code")
+        if type(n) is not int or not 0 <= n <= MAX_COUNT:
+            raise InvalidEvent(f"{name}[{code!r}] must be an integer from 0 to {MAX_COUNT}, got {show(n)}")
+        if n:
+            counts[code] = n
+            total += n
+    return counts, total
+
+
+def _exceeds(label: str, total: int, bound: str, limit: int) -> None:
+    raise InvalidEvent(f"{label} ({total}) exceeds {bound} ({limit})")
+
+
+# ------------------------------------------------------------ the fast path, generated from the table
+
+def _literal(x: Any) -> str:
+    """``x`` as Python source (a bound or a default written into the generated code)."""
+    text = repr(x)
+    if ast.literal_eval(text) != x:
+        raise ValueError(f"{x!r} cannot be written into the generated validator")
+    return text
+
+
+def _check_lines(i: int, row: FieldSpec) -> list[str]:
+    """The statements that leave field ``i`` of the table, valid, in ``v{i}`` (and its total in ``t{i}``)."""
+    v, name = f"v{i}", repr(row.name)
+    if row.kind == ID:
+        return [f"{v} = get({name})",
+                f"if not (type({v}) is str and {v} in _known_ids):",
+                f"    {v} = _customer_id({v}, {name})"]
+    if row.kind == TIME:
+        return [f"{v} = get({name}, _MISSING)",
+                f"if type({v}) is str and len({v}) <= {MAX_TS_CHARS}:",
+                f"    {v} = _parse_ts_text({v})",
+                "else:",
+                f"    {v} = _time(obj, {name}, {v})"]
+    if row.kind == CODE_COUNTS:
+        check = f"_code_counts({v}, {name}, {row.required})"
+        return [f"{v} = get({name})",
+                f"t{i} = 0",
+                f"if {v} is None:",
+                f"    {v} = {{}}" if not row.required else f"    {check}",
+                f"elif type({v}) is dict:  # the loop of _code_counts, inline; anything else: its call",
+                "    counts = {}",
+                f"    for code, n in {v}.items():",
+                f"        if type(code) is not str or code not in _STATUS_CODES or type(n) is not int or not "
+                f"0 <= n <= {_literal(row.hi)}:",
+                f"            counts, t{i} = {check}",
+                "            break",
+                "        if n:",
+                "            counts[code] = n",
+                f"            t{i} += n",
+                f"    {v} = counts",
+                "else:",
+                f"    {v}, t{i} = {check}"]
+    lo, hi = _literal(row.lo), _literal(row.hi)
+    if row.kind == NUMBER:
+        lo, hi = _literal(float(cast(float, row.lo))), _literal(float(cast(float, row.hi)))
+        bad, check = f"type({v}) is not float or not {lo} <= {v} <= {hi}", f"_number({v}, {name}, {lo}, {hi}"
+    elif row.kind == COUNT:
+        bad, check = f"type({v}) is not int or not {lo} <= {v} <= {hi}", f"_count({v}, {name}"
+    else:
+        bad, check = f"type({v}) is not int or not {lo} <= {v} <= {hi}", f"_integer({v}, {name}, {lo}, {hi}"
+    default = "" if row.default is None else f", {_literal(row.default)}"
+    return [f"{v} = get({name}{default})",
+            f"if {v} is not None and ({bad}):" if row.optional else f"if {bad}:",
+            f"    {v} = {check}, {row.required})"]
+
+
+def _rule_lines(rule: AtMost) -> list[str]:
+    """The check of ``rule``, on the ``v{i}``/``t{i}`` of its fields."""
+    index = {name: i for i, name in enumerate(EVENT_FIELDS)}
+    parts = []
+    for p in rule.parts:
+        i, row = index[p], FIELDS[p]
+        parts.append(f"t{i}" if row.kind == CODE_COUNTS else f"(v{i} or 0)" if row.optional else f"v{i}")
+    total, limit = " + ".join(parts), f"v{index[rule.bound]}"
+    return [f"if {total} > {limit}:", f"    _exceeds({rule.label!r}, {total}, {rule.bound!r}, {limit})"]
+
+
+def _fast_path_source() -> str:
+    """Python source of the validator and the :class:`Event` makers, written out from the table.
+
+    One factory, ``_factory(new, Event, s0, s1, ...)`` (``s{i}`` sets slot ``i`` of an event,
+    without the frozen dataclass's ``__init__``), returning :func:`event_fields`,
+    :func:`parse_event`, :func:`_new_event` and :func:`_event_at`. Each field is checked in
+    table order, by a fast test of the common valid value and a call of its kind's check
+    otherwise; each rule of :data:`RULES` right after the last field it involves.
+    """
+    n = len(CONTRACT)
+    after: dict[int, list[AtMost]] = {}
+    for rule in RULES:
+        last = max(EVENT_FIELDS.index(name) for name in (*rule.parts, rule.bound))
+        after.setdefault(last, []).append(rule)
+    checks = ["if not isinstance(obj, (dict, Mapping)):  # dict first: the ABC check is slow",
+              "    _not_an_object(obj)",
+              "get = obj.get"]
+    for i, row in enumerate(CONTRACT):
+        checks += [f"# {row.name}: {row.kind}", *_check_lines(i, row)]
+        for rule in after.get(i, ()):
+            checks += [f"# {rule}", *_rule_lines(rule)]
+    values = ", ".join(f"v{i}" for i in range(n))
+
+    def build(value: Callable[[int, FieldSpec], str]) -> list[str]:
+        sets = (f"s{i}(e, {value(i, row)})" for i, row in enumerate(CONTRACT))
+        return ["e = new(Event)", *sets, "return e"]
+
+    def of_row(i: int, row: FieldSpec) -> str:  # an event's mapping is its own, not the batch's
+        return f"dict(c{i}[k])" if row.kind == CODE_COUNTS else f"c{i}[k]"
+
+    functions = {
+        "event_fields(obj)": [*checks, f"return ({values},)"],
+        "parse_event(obj)": [*checks, *build(lambda i, row: f"v{i}")],
+        f"_new_event({values})": build(lambda i, row: f"v{i}"),
+        "_event_at(columns, k)": [f"{', '.join(f'c{i}' for i in range(n))}, = columns", *build(of_row)],
+    }
+    lines = [f"def _factory(new, Event, {', '.join(f's{i}' for i in range(n))}):"]
+    for signature, body in functions.items():
+        lines += [f"    def {signature}:", *(f"        {line}" for line in body), ""]
+    names = (signature.split("(")[0] for signature in functions)
+    lines.append(f"    return {{{', '.join(f'{name!r}: {name}' for name in names)}}}")
+    return "\n".join(lines) + "\n"
+
+
+#: pseudo file name of the generated code in tracebacks (its lines are in :mod:`linecache`); it ends
+#: like this module's path, so profiles count its time where they count this module's
+FAST_PATH_FILE = "<generated from the contract's table>/" + __name__.replace(".", "/") + ".py"
+
+
+def _compile_fast_path() -> dict[str, Callable[..., Any]]:
+    source = _fast_path_source()
+    linecache.cache[FAST_PATH_FILE] = (len(source), None, source.splitlines(True), FAST_PATH_FILE)
+    scope: dict[str, Any] = {}
+    exec(compile(source, FAST_PATH_FILE, "exec"), globals(), scope)  # globals: the module's own
+    setters = (getattr(Event, name).__set__ for name in EVENT_FIELDS)
+    return cast(dict[str, Callable[..., Any]], scope["_factory"](object.__new__, Event, *setters))
+
+
+_FAST_PATH = _compile_fast_path()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _generated(stub: _F) -> _F:
+    """The generated function named like ``stub``, with ``stub``'s signature and documentation."""
+    return cast(_F, functools.update_wrapper(_FAST_PATH[stub.__name__], stub))
+
+
+@_generated
 def parse_event(obj: Any) -> Event:
     """Validate one decoded JSON value against the contract; raise :class:`InvalidEvent`.
 
     Each field has a fast path for the common valid case (an exact ``int``/``float``/``str`` in
     range); anything else takes the full check, and fields are checked in a fixed order, so
-    the reason names the first bad field.
+    the reason names the first bad field. Generated from the table (:func:`_fast_path_source`).
     """
-    return _new_event(*event_fields(obj))
+    raise AssertionError("replaced by the code generated from the table")
 
 
+@_generated
 def event_fields(obj: Any) -> tuple[Any, ...]:
     """The checks of :func:`parse_event`; the event's fields as a tuple, in :data:`EVENT_FIELDS` order.
 
     For callers that keep events as columns (:func:`parse_batch`) rather than objects.
 
-    >>> event_fields({"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1, "status_5xx": 0})
-    ('c1', 60.0, 60, 3, 1, 0, None, None, None, None, {})
+    >>> values = event_fields({"customer_id": "c1", "ts": 60, "requests": 3, "status_4xx": 1,
+    ...                        "status_5xx": 0})
+    >>> values[:6], values[EVENT_FIELDS.index("cache_hits")], values[EVENT_FIELDS.index("origin_errors")]
+    (('c1', 60.0, 60, 3, 1, 0), None, {})
     """
-    if not isinstance(obj, (dict, Mapping)):  # dict first: the ABC check is slow
-        raise InvalidEvent(f"event must be a JSON object, got {type(obj).__name__}")
-    get = obj.get
-    cid = get("customer_id")
-    if not (type(cid) is str and cid in _known_ids) and not _valid_id(cid):
-        raise InvalidEvent(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {show(cid)}")
-    raw_ts = get("ts", _MISSING)
-    if type(raw_ts) is str and len(raw_ts) <= MAX_TS_CHARS:
-        ts = _parse_ts_text(raw_ts)
-    elif raw_ts is _MISSING and "ts" not in obj:
-        raise InvalidEvent("missing required field 'ts'")
-    else:
-        ts = parse_ts(raw_ts)
-    interval = get("interval_s", DEFAULT_INTERVAL_S)
-    if type(interval) is not int or not 1 <= interval <= MAX_INTERVAL_S:
-        if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= MAX_INTERVAL_S:
-            raise InvalidEvent(
-                f"interval_s must be an integer from 1 to {MAX_INTERVAL_S}, got {show(interval)}"
-            )
-    requests = get("requests")
-    if type(requests) is not int or not 0 <= requests <= MAX_COUNT:
-        requests = _count(obj, "requests")
-    s4 = get("status_4xx")
-    if type(s4) is not int or not 0 <= s4 <= MAX_COUNT:
-        s4 = _count(obj, "status_4xx")
-    s5 = get("status_5xx")
-    if type(s5) is not int or not 0 <= s5 <= MAX_COUNT:
-        s5 = _count(obj, "status_5xx")
-    if s4 + s5 > requests:
-        raise InvalidEvent(f"status_4xx + status_5xx ({s4 + s5}) exceeds requests ({requests})")
-    cache_hits = get("cache_hits")
-    if cache_hits is not None:
-        if type(cache_hits) is not int or not 0 <= cache_hits <= MAX_COUNT:
-            cache_hits = _count(obj, "cache_hits")
-        if cache_hits > requests:
-            raise InvalidEvent(f"cache_hits ({cache_hits}) exceeds requests ({requests})")
-    bytes_out = get("bytes_out")
-    if bytes_out is not None and (type(bytes_out) is not int or not 0 <= bytes_out <= MAX_COUNT):
-        bytes_out = _count(obj, "bytes_out")
-    p50 = get("latency_p50_ms")
-    if p50 is not None and (type(p50) is not float or not 0.0 <= p50 <= MAX_LATENCY_MS):
-        p50 = _ms(obj, "latency_p50_ms")
-    p99 = get("latency_p99_ms")
-    if p99 is not None and (type(p99) is not float or not 0.0 <= p99 <= MAX_LATENCY_MS):
-        p99 = _ms(obj, "latency_p99_ms")
-    raw_origin = get("origin_errors")
-    origin: dict[str, int] = {}
-    if raw_origin is not None:
-        if not isinstance(raw_origin, (dict, Mapping)):
-            raise InvalidEvent("origin_errors must be an object of status code -> count")
-        total = 0
-        for code, n in raw_origin.items():
-            # isdigit() alone accepts any Unicode digit ("٥٢٢"): the set holds ASCII ones only
-            if type(code) is not str or code not in _STATUS_CODES:
-                if not (isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit()):
-                    raise InvalidEvent(f"origin_errors key {show(code)} is not a 3-digit status code")
-            if type(n) is not int or not 0 <= n <= MAX_COUNT:
-                raise InvalidEvent(
-                    f"origin_errors[{code!r}] must be an integer from 0 to {MAX_COUNT}, got {show(n)}"
-                )
-            if n:
-                origin[code] = n
-                total += n
-        if total > requests:
-            raise InvalidEvent(f"origin_errors total ({total}) exceeds requests ({requests})")
-    return cid, ts, interval, requests, s4, s5, p50, p99, cache_hits, bytes_out, origin
+    raise AssertionError("replaced by the code generated from the table")
 
 
-#: the fields of an event in :class:`Event`'s order: the columns of an :class:`EventBatch`
-EVENT_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
-                "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors")
-
-
-def _event_maker() -> Any:
-    """An :class:`Event` constructor for validated fields, without the dataclass ``__init__``.
+@_generated
+def _new_event(*values: Any) -> Event:
+    """An :class:`Event` of validated field values in table order, without the dataclass ``__init__``.
 
     The frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` by name,
-    which is more than half of validating an event; this sets the slots directly, in field order.
+    which is more than half of validating an event; this sets the slots directly.
 
-    >>> _new_event("c", 0.0, 60, 1, 0, 0, None, None, None, None, {}) == Event("c", 0.0, 60, 1, 0, 0)
+    >>> obj = {"customer_id": "c", "ts": 0, "requests": 1, "status_4xx": 0, "status_5xx": 0}
+    >>> _new_event(*event_fields(obj)) == parse_event(obj) == Event("c", 0.0, 60, 1, 0, 0)
     True
     """
-    names = tuple(f.name for f in fields(Event))
-    if names != EVENT_FIELDS:
-        raise AssertionError(f"Event fields changed ({names}): update EVENT_FIELDS and _event_maker")
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = (getattr(Event, n).__set__ for n in names)
-    new = object.__new__
-
-    def make(cid: str, ts: float, interval_s: int, requests: int, status_4xx: int, status_5xx: int,
-             p50: float | None, p99: float | None, cache_hits: int | None, bytes_out: int | None,
-             origin_errors: Mapping[str, int]) -> Event:
-        e = new(Event)
-        s0(e, cid)
-        s1(e, ts)
-        s2(e, interval_s)
-        s3(e, requests)
-        s4(e, status_4xx)
-        s5(e, status_5xx)
-        s6(e, p50)
-        s7(e, p99)
-        s8(e, cache_hits)
-        s9(e, bytes_out)
-        s10(e, origin_errors)
-        return e
-
-    return make
+    raise AssertionError("replaced by the code generated from the table")
 
 
-_new_event = _event_maker()
+@_generated
+def _event_at(columns: Sequence[list[Any]], k: int) -> Event:
+    """The :class:`Event` of row ``k`` of ``columns`` (in table order), its code counts copied."""
+    raise AssertionError("replaced by the code generated from the table")
 
 
 class EventBatch(Sequence[Event]):
@@ -463,8 +771,7 @@ class EventBatch(Sequence[Event]):
     def __getitem__(self, k: int | slice) -> "Event | EventBatch":
         if isinstance(k, slice):
             return EventBatch([c[k] for c in self._cols])
-        *fields_, origin = (c[k] for c in self._cols)
-        return _new_event(*fields_, dict(origin) if origin else {})
+        return _event_at(self._cols, k)
 
     def __iter__(self) -> Iterator[Event]:
         for k in range(len(self)):
@@ -474,16 +781,19 @@ class EventBatch(Sequence[Event]):
         return f"<EventBatch of {len(self)} events>"
 
     def column(self, name: str) -> list[Any]:
-        """The values of field ``name`` (of :data:`EVENT_FIELDS`, or ``origin_errors_total``), in order.
+        """The values of field ``name`` of :data:`EVENT_FIELDS` in order (``origin_errors_total``: totals).
 
         A column is the batch's own list: read it, do not change it.
         """
-        if name == "origin_errors_total":
-            return [sum(d.values()) if d else 0 for d in self._cols[-1]]
+        counts = _TOTALS.get(name)
+        if counts is not None:
+            return [sum(d.values()) if d else 0 for d in self._cols[counts]]
         return self._cols[EVENT_FIELDS.index(name)]
 
 
 _EVENT_GETTERS = tuple(attrgetter(n) for n in EVENT_FIELDS)
+#: ``NAME_total`` -> the index of code-count field ``NAME``: columns of totals
+_TOTALS = {f"{r.name}_total": i for i, r in enumerate(CONTRACT) if r.kind == CODE_COUNTS}
 
 
 def parse_batch(objs: Iterable[Any]) -> EventBatch:

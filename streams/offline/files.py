@@ -15,16 +15,14 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from detectors.events import MAX_INTERVAL_S, InvalidEvent, parse_ts
+from detectors.events import CONTRACT, EVENT_FIELDS, MAX_INTERVAL_S, REQUIRED_FIELDS, InvalidEvent, parse_ts
 
 from .sources import Record, Source, SourceError
 
 #: contract fields a CSV column can map to (``origin_errors.NNN`` too, one column per status code)
-CSV_FIELDS = ("customer_id", "ts", "interval_s", "requests", "status_4xx", "status_5xx", "latency_p50_ms",
-              "latency_p99_ms", "cache_hits", "bytes_out", "origin_errors")
-REQUIRED_FIELDS = ("customer_id", "ts", "requests", "status_4xx", "status_5xx")
-_INT_FIELDS = frozenset({"interval_s", "requests", "status_4xx", "status_5xx", "cache_hits", "bytes_out"})
-_FLOAT_FIELDS = frozenset({"latency_p50_ms", "latency_p99_ms"})
+CSV_FIELDS = EVENT_FIELDS
+#: fields whose cells are read as integers (the table's CSV types)
+_INT_FIELDS = frozenset(f.name for f in CONTRACT if f.csv == "integer")
 #: rows read to tell the interval from the timestamps when a CSV file has no interval_s column
 INFER_ROWS = 5000
 #: a file whose first this-many non-blank lines are all undecodable is "not JSON lines at all"

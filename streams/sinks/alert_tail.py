@@ -6,16 +6,22 @@ each parent with its children folded under it (:func:`fold`, :func:`format_paren
 :class:`AlertTail` reads the topic without a consumer group (it never commits, so it never
 disturbs anyone), starting at the first message at or after ``since`` (Kafka message time),
 and yields alerts in message-time order, optionally only those of some customers. Lines are
-formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines.
+formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines;
+:func:`tail` is the whole command without click.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterable, Iterator, TextIO
+
+from streams.kafka.admin import wait_for_kafka
+from streams.kafka.security import kafka_python_kwargs
+from streams.settings import Settings
 
 #: how long one poll waits for new messages before checking whether to stop
 POLL_MS = 500
@@ -117,6 +123,36 @@ class AlertTail:
 INCIDENT_SCHEMA = "lookout.incident/v1"
 #: children named on a parent's line (the rest are counted)
 CHILDREN_SHOWN = 8
+
+
+def tail(settings: Settings, since: float | None, customers: Iterable[str] = (), *, follow: bool = True,
+         as_json: bool = False, out: TextIO | None = None, stop: threading.Event | None = None,
+         parents: bool | None = None) -> int:
+    """Print the alerts on ``settings.alerts_topic`` sent since ``since`` (epoch seconds; None:
+    only new ones) to ``out`` (default stdout), one readable line -- or JSON line -- each, only
+    those of ``customers`` if given; with ``follow`` wait for new ones until ``stop`` is set.
+    Returns how many were printed. With ``parents`` (default: when the correlator runs) it follows
+    the routed alerts and parent incidents instead, children folded under their parent (unless
+    ``as_json``).
+
+    Raises :class:`TailError`, :class:`~streams.kafka.admin.BrokerError` (the broker does not
+    answer or rejects the TLS/SASL settings) or :class:`~streams.settings.SettingsError`, each
+    one line.
+    """
+    out = out or sys.stdout
+    security = kafka_python_kwargs(settings)
+    wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=security)
+    folded = settings.correlator if parents is None else parents
+    topics = (settings.routed_topic, settings.incidents_topic) if folded else settings.alerts_topic
+    source = AlertTail(settings.bootstrap, topics, since, frozenset(customers), settings.kafka_timeout_s,
+                       security)
+    console = Console(out)
+    n = 0
+    stream = source.alerts(follow=follow, stop=stop)
+    for alert in (fold(stream) if folded and not as_json else stream):
+        print(format_line(alert, as_json, console), file=out, flush=True)
+        n += 1
+    return n
 
 
 def _decode(value: bytes | None) -> dict[str, Any] | None:

@@ -21,14 +21,14 @@ the previous label set is ended at the same time.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, MutableMapping
 from urllib.parse import quote
 
 import aiohttp
 
-from detectors.events import parse_ts
+from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
 
 log = logging.getLogger("lookout.sinks.alertmanager")
@@ -46,8 +46,14 @@ def is_parent(record: dict[str, Any]) -> bool:
     return record.get("schema") == INCIDENT_SCHEMA
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _whole_seconds(ts: float) -> str:
+    """RFC 3339 in whole seconds: every ``startsAt``/``endsAt`` has the same precision, so later
+    times also sort later as text.
+
+    >>> _whole_seconds(1767806100.75)
+    '2026-01-07T17:15:00Z'
+    """
+    return format_ts(math.floor(ts))
 
 
 def _band(band: Any, unit: str) -> str:
@@ -100,8 +106,8 @@ def _parent_payload(record: dict[str, Any], *, now: float, expiry_s: float) -> d
             "customers_affected": str(record.get("customers_affected", "")),
             "since": record["since"],
         },
-        "startsAt": _rfc3339(started),
-        "endsAt": _rfc3339(ends),
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
     }
 
 
@@ -137,8 +143,8 @@ def to_alertmanager(
             "started_at": alert["started_at"],
             "dashboard": link,
         },
-        "startsAt": _rfc3339(started),
-        "endsAt": _rfc3339(ends),
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
         "generatorURL": link,
     }
 
