@@ -88,7 +88,11 @@ class Settings:
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
     heartbeat_interval_s: float = 2.0
+    #: how often the worker asks whether the input topic's partition count changed (the consumer
+    #: refreshes its metadata only every 5 minutes); a change stops it (streams/worker/layout.py)
+    partition_check_s: float = 10.0
     batch_size: int = 500  # messages per agent batch (an envelope is one message)
+    batch_events: int = 5000  # a batch is processed in chunks of about this many events (envelopes' count)
     batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
     fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
     log_level: str = "warn"

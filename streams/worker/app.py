@@ -35,6 +35,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
+from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
@@ -78,7 +79,6 @@ def create_app(
     metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
-    metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
     app = _faust_app(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -93,7 +93,14 @@ def create_app(
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=state_producer)
+        state_sink=state_producer, chunk_events=settings.batch_events)
+    # gauges read what the runtime last saw of the engine: a scrape never waits for a batch
+    metrics.bind_engine_gauges(lambda: runtime.engine_stats()[:2],
+                               lambda: runtime.engine_stats().open_by_severity)
+    # the partition layout (streams.worker.layout): checked at assignments, periodically and on strays
+    runtime.layout = LayoutGuard(
+        reader=runtime.reader, input_topic=settings.input_topic, alerts_topic=settings.alerts_topic,
+        state_topic=settings.state_topic_name, group=settings.app_id, stop=runtime.stop_for_layout)
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
@@ -175,13 +182,22 @@ def _partition_callbacks(app: faust.App, runtime: WorkerRuntime, state_producer:
     @app.on_partitions_assigned.connect
     async def assigned(app, assigned, **kwargs):
         cap_input_commits(app.consumer, settings.input_topic, runtime.book)
-        await _check_topics(runtime, settings)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
         state_producer.connect_soon()
 
     @app.on_partitions_revoked.connect
     async def revoked(app, revoked, **kwargs):
         await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == settings.input_topic)
+
+    @app.timer(settings.partition_check_s)
+    async def partition_check():
+        # the consumer refreshes its metadata every 5 minutes: a grown input topic is noticed here
+        try:
+            await runtime.layout.verify()
+        except LayoutChanged:
+            raise
+        except Exception as exc:  # the broker is away: the outage filter says so, try again later
+            log.debug("partition check failed: %s", exc)
 
     @app.timer(settings.snapshot_interval_s)
     async def periodic_snapshot():
@@ -232,33 +248,9 @@ def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float
                                client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
                                dead_letter=dead_letter, clock=clock)
     runtime.correlation = corr.publisher
-    runtime.correlation_topics = corr.topics
+    if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
+        runtime.layout.extra_topics = dict(corr.topics)
     return corr
-
-
-async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Create the state topic if missing; alerts and state must have the input's partitions."""
-    if runtime.topics_checked:
-        return
-    wanted = {
-        settings.input_topic: (settings.partitions, False),
-        settings.state_topic_name: (settings.partitions, True),
-        settings.alerts_topic: (settings.partitions, False),
-    }
-    correlator = runtime.correlation_topics or {}
-    counts = await runtime.reader.ensure_topics({**correlator, **wanted})
-    for name in correlator:
-        counts.pop(name, None)  # (their own counts: created here, or by `lookout topics create`)
-    need = counts.pop(settings.input_topic, None) or settings.partitions
-    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
-    runtime.processor.partitions = need
-    short = {t: n for t, n in counts.items() if n < need}
-    if short:
-        raise RuntimeError(
-            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-            f"and state of input partition p go to partition p; recreate them with {need}"
-        )
-    runtime.topics_checked = True
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
