@@ -11,6 +11,9 @@ alternating spreads the noise over every contender):
 * ``naive_gauss``    the same + five River ``GaussianScorer``s per customer;
 * ``worker_single``  ``lookout worker`` on single-event messages;
 * ``worker_batched`` ``lookout worker`` on envelopes;
+* ``worker_single_off``, ``worker_batched_off``: the same with the correlator off
+  (``LOOKOUT_CORRELATOR=false``). The workers with it on read the simulated fleet's customer
+  catalogue from their own customers topic;
 * ``ceiling_dense``, ``worker_dense``  the ceiling (single-event messages) and the worker
   (envelopes) on the *incident-dense fleet* (:mod:`bench.dense`: warm models started from
   ``--initial-state``, the simulator's evaluation incident density; the share of its events that
@@ -61,6 +64,7 @@ from pathlib import Path
 from bench import listing
 from bench.common import consumed, free_port
 from detectors.synthetic import SimConfig, simulate
+from streams.correlation.customers import publish_catalogue
 from streams.devtools.broker import LocalBroker
 from streams.devtools.producer import envelopes
 from streams.kafka.admin import create_topics
@@ -73,7 +77,8 @@ CUSTOMERS = 2000
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 #: the issue's targets, as ratios and absolute figures
 TARGETS = {"single_vs_noop": 0.9, "batched_vs_ceiling": 0.5, "latency_p99_s": 0.5, "replay_eps": 100_000,
-           "rss_bytes_per_customer": 20_000, "scrape_s": 0.1}
+           "rss_bytes_per_customer": 20_000, "scrape_s": 0.1,
+           "correlator_on_vs_off": 0.95}
 #: latency probes (dead letters: they take the worker's batch -> publish path, like alerts) per second
 PROBES_PER_S = 20
 #: the worker's /metrics is polled every FIRST_POLL_S at first, the interval doubling up to MAX_POLL_S
@@ -159,6 +164,8 @@ class Bench:
         n_intervals = -(-self.a.events // CUSTOMERS)
         sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=n_intervals * 300, interval_s=300, seed=9))
         events = list(itertools.islice(sim.events(), self.a.events))
+        self.customers_topic = self.topic("customers")
+        publish_catalogue(sim.catalogue, self.customers_topic, self.bootstrap, {})
         prod = KafkaProducer(
             bootstrap_servers=self.bootstrap,
             linger_ms=20,
@@ -280,11 +287,14 @@ class Bench:
         return r["events"] / r["seconds"], (r["events"] / cpu if cpu else None)
 
     def worker(
-        self, topic: str, n_events: int, label: str = "", **env: str
+        self, topic: str, n_events: int, label: str = "", correlator: bool = True, **env: str
     ) -> tuple[float, float | None, subprocess.Popen, int]:
         port = free_port()
         name = f"w-{uuid.uuid4().hex[:6]}"
         alerts, dlq = self.topic(f"{name}-alerts"), self.topic(f"{name}-dlq", 1)
+        env = {"LOOKOUT_CORRELATOR": "true" if correlator else "false",
+               "LOOKOUT_CUSTOMERS_TOPIC": getattr(self, "customers_topic", f"{name}-customers"),
+               "LOOKOUT_INCIDENTS_TOPIC": f"{name}-incidents", "LOOKOUT_ROUTED_TOPIC": f"{name}-routed", **env}
         e = dict(
             os.environ,
             LOOKOUT_BOOTSTRAP=self.bootstrap,
@@ -502,17 +512,18 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 #: the throughput contenders, in the order of a round
-CONTENDERS = ("ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched", "ceiling_dense",
-              "worker_dense")
+CONTENDERS = ("ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched", "worker_single_off",
+              "worker_batched_off", "ceiling_dense", "worker_dense")
 #: ``--only`` groups: the pairs whose ratio is a target
 GROUPS = {"single": ("naive_noop", "worker_single"), "batched": ("ceiling", "worker_batched"),
-          "dense": ("ceiling_dense", "worker_dense")}
+          "dense": ("ceiling_dense", "worker_dense"), "correlator": ("worker_batched_off", "worker_batched")}
 
 
 def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
     """Produce what ``names`` consume; return name -> round function, and what was produced."""
     a, made = b.a, {}
-    if names & {"ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched"}:
+    if names & {"ceiling", "naive_noop", "naive_gauss", "worker_single", "worker_batched", "worker_single_off",
+                "worker_batched_off"}:
         single, batched = b.topic("single"), b.topic("batched")
         made["events"] = n = b.produce(single, batched)
         print(f"produced {n:,} events ({CUSTOMERS:,} customers, {PARTITIONS} partitions), singly and in "
@@ -533,6 +544,8 @@ def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
         "naive_gauss": lambda: b.naive(single, n, "gauss"),
         "worker_single": lambda: b.worker(single, n, "worker_single")[:2],
         "worker_batched": lambda: b.worker(batched, n, "worker_batched")[:2],
+        "worker_single_off": lambda: b.worker(single, n, "worker_single_off", correlator=False)[:2],
+        "worker_batched_off": lambda: b.worker(batched, n, "worker_batched_off", correlator=False)[:2],
         "ceiling_dense": lambda: (b.ceiling(dense_single, nd), None),
         "worker_dense": lambda: b.worker(dense, nd, "worker_dense", LOOKOUT_INITIAL_STATE=str(fleet.state))[:2],
     }
@@ -744,6 +757,11 @@ def table(r: dict) -> str:
             f"| single events per CPU-second: no-op agent / Lookout worker | {pc['naive_noop']:,.0f} / "
             f"{pc['worker_single']:,.0f} ({pc['worker_single'] / pc['naive_noop']:.2f} ×) | – |",
         )
+    for kind, what in (("single", "single events"), ("batched", f"envelopes of {r['batch']}")):
+        on, off_ = r.get(f"worker_{kind}_eps"), r.get(f"worker_{kind}_off_eps")
+        if on and off_:
+            rows.append(f"| correlator on / off, {what}, events/s | {on:,.0f} / {off_:,.0f} ({on / off_:.2f} ×) "
+                        f"| within 5 %: {ok(on / off_ >= TARGETS['correlator_on_vs_off'])} |")
     rows.append(
         f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
         f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |"

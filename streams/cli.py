@@ -16,6 +16,7 @@ COMMANDS = {
     "replay": "streams.commands.replay:replay",
     "tune": "streams.commands.tune:tune",
     "alerts": "streams.commands.alerts:alerts",
+    "customers": "streams.commands.customers:customers",
 }
 
 
@@ -59,6 +60,7 @@ def cli():
       lookout topics create           # request-metrics, alerts, DLQ topics
       lookout worker                  # the detector (Prometheus metrics on :6066/metrics)
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
+      lookout customers load FILE     # the customer catalogue the correlator groups customers by
       lookout alerts tail             # follow the alerts as they arrive (--json for scripts)
       lookout replay events.jsonl --labels labels.jsonl --out out/
 

@@ -172,6 +172,15 @@ class Settings:
     webhook_base_delay_s: float = 0.5
     faust_metrics: bool = False  # True: Faust's full per-message monitor; False: LeanMonitor's series
     grafana_url: str = "http://localhost:3000"
+    # the correlator: parent incidents across customers (streams/correlation)
+    correlator: bool = True  # run it; the sinks then read the routed alerts and the incidents
+    customers_topic: str = "customers"  # compacted: customer id -> attributes (lookout customers load)
+    incidents_topic: str = "incidents"  # parent incidents, lookout.incident/v1
+    routed_topic: str = "alerts-routed"  # every alert with its parent_id (what the sinks send)
+    #: a caught-up input partition's interval is complete this long after it ends (the hold's extra)
+    correlator_grace_s: float = 5.0
+    #: an input partition that reported nothing new this long (while others moved on) is not waited for
+    correlator_idle_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -227,6 +236,21 @@ class Settings:
     @property
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.app_id}-state"
+
+    @property
+    def onsets_topic_name(self) -> str:
+        """The correlator's repartition topic (onsets keyed by group)."""
+        return f"{self.app_id}-onsets"
+
+    @property
+    def parents_topic_name(self) -> str:
+        """Stage two's input (one partition): group tests, alerts, watermarks."""
+        return f"{self.app_id}-parents"
+
+    @property
+    def correlator_state_topic_name(self) -> str:
+        """The correlator stages' state (compacted)."""
+        return f"{self.app_id}-correlator-state"
 
     @property
     def kafka_url(self) -> str:

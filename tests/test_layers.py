@@ -27,10 +27,13 @@ ALLOWED: dict[str, set[str]] = {
     "streams.state": _BASE | {"streams.kafka"},
     "streams.sinks": _BASE | {"streams.kafka", "streams.pipeline"},
     "streams.offline": _BASE | {"streams.kafka", "streams.pipeline", "streams.state"},
-    "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks"},
+    "streams.correlation": _BASE | {"streams.kafka", "streams.pipeline"},
+    "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
+                               "streams.correlation"},
     "streams.devtools": _BASE | {"streams.kafka", "streams.pipeline", "streams.sinks", "streams.offline"},
     "streams.commands": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
-                                 "streams.worker", "streams.offline", "streams.devtools"},
+                                 "streams.worker", "streams.offline", "streams.devtools",
+                                 "streams.correlation"},
     "streams.cli": {"streams.settings", "streams.commands"},
 }
 

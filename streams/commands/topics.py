@@ -29,7 +29,8 @@ def topics():
 @click.option("--json", "as_json", is_flag=True, help="Print {topic: {partitions, created}} as JSON.")
 @kafka_security_options
 def create(bootstrap, partitions, as_json, **kafka):
-    """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
+    """Create request-metrics, alerts, the dead-letter topics and the correlator's (existing ones are left
+    alone).
 
     Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
     LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC).

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from streams.settings import Settings
 
@@ -174,8 +174,11 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | No
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
-                  connect_timeout: float | None = None, security: Mapping | None = None) -> list[str]:
+                  connect_timeout: float | None = None, security: Mapping | None = None,
+                  compacted: Iterable[str] = ()) -> list[str]:
     """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
+
+    Topics named in ``compacted`` get ``cleanup.policy=compact`` (latest value per key kept).
 
     ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
     ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
@@ -189,15 +192,15 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     if not topics:
         return []
     admin = _connect_admin(bootstrap, timeout if connect_timeout is None else connect_timeout, security)
+    compact = set(compacted)
     created: list[str] = []
     try:
         existing = set(admin.list_topics())
         missing = {name: int(n) for name, n in topics.items() if name not in existing}
         for name, partitions in missing.items():
             try:
-                admin.create_topics(
-                    _new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000)
-                )
+                admin.create_topics(_new_topics_arg(admin, {name: partitions}, name in compact),
+                                    timeout_ms=int(timeout * 1000))
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
@@ -208,14 +211,17 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     return created
 
 
-def _new_topics_arg(admin, topics: Mapping[str, int]):
+def _new_topics_arg(admin, topics: Mapping[str, int], compact: bool = False):
     import inspect
 
+    configs = {"cleanup.policy": "compact"} if compact else {}
     if "wait_for_metadata" in inspect.signature(admin.create_topics).parameters:  # kafka-python >= 3
-        return {name: {"num_partitions": n, "replication_factor": 1} for name, n in topics.items()}
+        return {name: {"num_partitions": n, "replication_factor": 1, "configs": configs}
+                for name, n in topics.items()}
     from kafka.admin import NewTopic
 
-    return [NewTopic(name=name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    return [NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=configs)
+            for name, n in topics.items()]
 
 
 def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
@@ -237,7 +243,8 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
 
 
 def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
-    """Create the input, alerts and dead-letter topics of ``settings`` (``lookout topics create``);
+    """Create the input, alerts and dead-letter topics of ``settings`` and the correlator's (the
+    compacted customer catalogue, parent incidents, routed alerts) (``lookout topics create``);
     ``{name: (partitions, created now)}``, existing ones left alone.
 
     Raises :class:`BrokerError` or :class:`~streams.settings.SettingsError` (bad TLS/SASL
@@ -248,9 +255,12 @@ def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
         settings.alerts_topic: settings.partitions,
         settings.dlq_topic: 1,
         settings.sink_dlq_topic: 1,
+        settings.customers_topic: settings.partitions,
+        settings.incidents_topic: settings.partitions,
+        settings.routed_topic: settings.partitions,
     }
     made = create_topics(settings.bootstrap, wanted, connect_timeout=settings.kafka_timeout_s,
-                         security=kafka_python_kwargs(settings))
+                         security=kafka_python_kwargs(settings), compacted=[settings.customers_topic])
     return {name: (partitions, name in made) for name, partitions in wanted.items()}
 
 

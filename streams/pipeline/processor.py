@@ -31,6 +31,7 @@ from detectors.events import (
     parse_event,
 )
 from detectors.gcpause import cyclic_gc_paused
+from detectors.onsets import Onset
 
 from .codecs import (
     KIND_WRONG_PARTITION,
@@ -62,6 +63,10 @@ class Output:
     positions: list[tuple[int, int, str | None]] = field(default_factory=list)
     #: metrics not yet applied: outcome -> count, dead-letter kind -> count, lags, signal -> scores
     tally: "_Tally" = field(default_factory=lambda: _Tally())
+    #: families newly anomalous (:mod:`detectors.onsets`), the correlator's input, in event order
+    onsets: list[Onset] = field(default_factory=list)
+    #: input partition -> (latest event time of the batch, its interval): how far each partition got
+    event_time: dict[int, tuple[float, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,6 +176,10 @@ class Processor:
                 cids = events.column("customer_id") if isinstance(events, EventBatch) else [
                     e.customer_id for e in events]
                 out.positions.extend([(partition, offset, c) for c in cids])
+                last_ts, interval_s = _latest(events)
+                seen = out.event_time.get(partition)
+                if seen is None or last_ts > seen[0]:
+                    out.event_time[partition] = (last_ts, interval_s)
             else:
                 out.positions.append((partition, offset, None))
         return events
@@ -431,6 +440,8 @@ class Processor:
         alerts = verdict.alerts
         if alerts:
             out.alerts.extend(alerts)
+        if verdict.onsets:
+            out.onsets.extend(verdict.onsets)
         if self.metrics is None:
             return
         t = out.tally
@@ -562,6 +573,16 @@ class Processor:
         for inc in self.engine.open_incidents():
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
         return counts
+
+
+def _latest(events: Sequence[Event]) -> tuple[float, int]:
+    """(event time, interval) of the latest of ``events`` (a batch: read from its columns)."""
+    if isinstance(events, EventBatch):
+        ts = events.column("ts")
+        i = max(range(len(ts)), key=ts.__getitem__)
+        return ts[i], events.column("interval_s")[i]
+    last = max(events, key=lambda e: e.ts)
+    return last.ts, last.interval_s
 
 
 def _raw_of(obj: Any) -> str:

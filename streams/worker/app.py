@@ -19,10 +19,12 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from detectors.config import load_config
+from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
@@ -56,6 +58,7 @@ class Lookout:
     dlq_topic: Any
     runtime: WorkerRuntime
     sinks: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None  # the correlator's topics and stages, when it runs
 
 
 def create_app(
@@ -111,7 +114,11 @@ def create_app(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
     )
     count_received = _monitor(app, settings, registry)
-    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    if settings.correlator:
+        corr = lookout.correlation = _correlator(lookout, engine.config.correlator, clock)
+        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
+    else:
+        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
     _detection_agent(app, runtime, input_topic, settings, count_received)
     _partition_callbacks(app, runtime, state_producer, settings)
     _outage_watch(app, settings)
@@ -249,6 +256,24 @@ def _rebuilder(settings: Settings, processor: Processor, reader: StateReader,
         return await reader.committed_offset(settings.app_id, settings.input_topic, p)
 
     return Rebuilder(history(processor), duration_s, committed)
+
+
+def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float]) -> Correlation:
+    """The correlator's agents (streams.correlation), fed by the runtime after every batch."""
+    settings, runtime = lk.settings, lk.runtime
+
+    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+        await lk.dlq_topic.send(key=key, value=encode_json(
+            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+        lk.metrics.dlq.labels(settings.dlq_topic, "contract").inc()
+
+    corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
+                               client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
+                               dead_letter=dead_letter, clock=clock)
+    runtime.correlation = corr.publisher
+    if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
+        runtime.layout.extra_topics = dict(corr.topics)
+    return corr
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

@@ -63,6 +63,9 @@ class LayoutGuard:
         self.stop = stop
         #: the input partition count this worker runs with (None before its first assignment)
         self.partitions: int | None = None
+        #: other topics to create at the first assignment, ``{name: (partitions, compacted)}``,
+        #: with their own partition counts (the correlator's)
+        self.extra_topics: dict[str, tuple[int, bool]] = {}
 
     async def on_assigned(self, assigned: Iterable[int]) -> int:
         """Check the layout before an assignment's partitions are restored; return it.
@@ -81,7 +84,10 @@ class LayoutGuard:
         n = await self.reader.partition_count(self.input_topic)
         if n is None:
             raise RuntimeError(f"input topic {self.input_topic!r} does not exist")
-        counts = await self.reader.ensure_topics({self.alerts_topic: (n, False), self.state_topic: (n, True)})
+        counts = await self.reader.ensure_topics(
+            {**self.extra_topics, self.alerts_topic: (n, False), self.state_topic: (n, True)})
+        for name in self.extra_topics:
+            counts.pop(name, None)
         short = {t: c for t, c in counts.items() if c < n}
         if short:
             self._stop(self.message(

@@ -152,6 +152,8 @@ class WorkerRuntime:
         self.restoring_since: dict[int, float] = {}  # partition -> when its restore started
         self.stats = EngineStats(0, 0, 0, {})
         self._stats_at = float("-inf")
+        #: the correlator's publisher (streams.correlation), when it runs
+        self.correlation: Any = None
 
     # -- processing -----------------------------------------------------------------------
     async def handle_batch(self, records: list[tuple[Any, Any, str, int | None, int | None]]) -> Output:
@@ -208,15 +210,22 @@ class WorkerRuntime:
         thousands of sends).
         """
         book = self.book
+        fresh = []
         t_yield = time.perf_counter() + YIELD_EVERY_S
         for a in out.alerts:
-            cid = a["customer_id"]
-            p = book.owner.get(cid)
+            p = book.owner.get(a["customer_id"])
             if p is not None and book.is_duplicate_alert(p, a):
                 if self.metrics is not None:
                     self.metrics.alerts_suppressed.inc()
                 continue
-            await self.alerts_topic.send(key=cid.encode(), value=encode_json(a), partition=p,
+            fresh.append((a, p))
+        if self.correlation is not None:
+            # onsets, these alerts and the watermarks to the correlator first: a crash before the
+            # alerts topic has them re-sends both (the correlator takes a repeat), never neither
+            out.alerts = [a for a, _ in fresh]
+            await self.correlation.publish(out, self.caught_up)
+        for a, p in fresh:
+            await self.alerts_topic.send(key=a["customer_id"].encode(), value=encode_json(a), partition=p,
                                          callback=self._alert_acked(p))
             if time.perf_counter() > t_yield:
                 await asyncio.sleep(0)
@@ -400,6 +409,10 @@ class WorkerRuntime:
         return await self.state.snapshot(partitions, reason)
 
     # -- health ---------------------------------------------------------------------------
+    def caught_up(self, p: int) -> bool:
+        """Nothing of input partition ``p`` waits to be processed (its highwater is known and reached)."""
+        return p in self.book.assigned and self.book.lag(p, self.highwater(p)) == 0
+
     def lag(self) -> int:
         total = 0
         for p in sorted(self.book.assigned):

@@ -49,6 +49,10 @@ class WorkerProcess:
             "LOOKOUT_WEB_PORT": str(self.web_port),
             "LOOKOUT_DATA_DIR": str(self.data_dir),
             "LOOKOUT_PARTITIONS": "2",
+            # the correlator's shared topics, per worker group like the rest
+            "LOOKOUT_CUSTOMERS_TOPIC": f"{self.app_id}-customers",
+            "LOOKOUT_INCIDENTS_TOPIC": f"{self.app_id}-incidents",
+            "LOOKOUT_ROUTED_TOPIC": f"{self.app_id}-routed",
             **self.extra_env,
         })
         self.proc = subprocess.Popen(

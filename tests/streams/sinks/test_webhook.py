@@ -223,3 +223,11 @@ def test_an_alert_that_cannot_be_dead_lettered_either_is_not_reported_done():
         return outcomes
 
     assert run(scenario()) == ["DLQ topic unreachable", "DLQ topic unreachable", ["delivered"]]
+
+
+def test_a_parent_update_has_its_own_idempotency_key_and_lane():
+    from streams.sinks.webhook import _id, idempotency_key
+
+    update = {"schema": "lookout.incident/v1", "parent_id": "p1", "status": "firing", "update": 4}
+    assert idempotency_key(update) == "p1:firing:4" and _id(update) == "p1"
+    assert idempotency_key({"alert_id": "a", "status": "resolved", "notification": 3}) == "a:resolved:3"
