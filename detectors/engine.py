@@ -19,7 +19,7 @@ one event at a time, which the fleet engine is tested to equal bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from . import alerting
 from .config import DetectorConfig
@@ -27,8 +27,12 @@ from .events import Event
 from .signals import SIGNALS, build_models
 from .state import StateCodec, StateError
 
-__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "ReferenceEngine", "StateError", "Verdict"]
+__all__ = ["OUTCOMES", "BatchVerdict", "CustomerState", "Engine", "GateOffsets", "ReferenceEngine",
+           "StateError", "Verdict"]
 
+#: (customer id, event time) -> what false alarms ask per (signal, side), or None (see
+#: :meth:`detectors.steering.Steering.offsets`)
+GateOffsets = Callable[[str, float], "Mapping[tuple[str, str], alerting.GateShift] | None"]
 #: outcomes of one event (also the ``outcome`` label of the worker's events counter)
 OUTCOMES = ("scored", "warming", "duplicate")
 
@@ -79,6 +83,9 @@ class ReferenceEngine:
         self.customers: dict[str, CustomerState] = {}
         self._dirty: set[str] = set()
         self._codec = StateCodec(self.config.model_fingerprint(), self._new_models)
+        #: (customer, event time) -> extra surprise, in decades, per (signal, side); None = none
+        #: (engineers' false-alarm verdicts: detectors.steering)
+        self.gate_offsets: GateOffsets | None = None
 
     def _new_models(self) -> dict[str, Any]:
         return build_models(self.config.model, self._enabled)
@@ -100,6 +107,7 @@ class ReferenceEngine:
         warm_any = False
         expected_requests = float(e.requests)
         sustain = self.config.alerting if st.tracker.incident is not None else None
+        offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
         gate = self._gate
         args_of = self._args
         for name, model in st.models.items():
@@ -119,7 +127,8 @@ class ReferenceEngine:
                 # (ratios: the requests behind the evidence, more than one interval's when the
                 # sequential test has accumulated it)
                 volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict("warming", scores, [])
@@ -148,6 +157,30 @@ class ReferenceEngine:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
         st = self.customers.get(cid)
         return None if st is None else st.last_ts
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        st = self.customers.get(cid)
+        return [] if st is None or st.tracker.incident is None else [st.tracker.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a :meth:`dump_customer` record of ``cid``; its last
+        event time and lifecycle stay as they are (a learn mask, a rebuild)."""
+        models, _, _, _ = self._codec.load_record(cid, blob)
+        st = self.customers[cid]
+        for s in signals:
+            st.models[s] = models[s]
+        self._dirty.add(cid)
+
+    def resolve(self, cid: str, event: Event, extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        st = self.customers.get(cid)
+        if st is None:
+            return []
+        out = alerting.resolve_now(st.tracker, event, extra)
+        if out:
+            self._dirty.add(cid)
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""

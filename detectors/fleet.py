@@ -239,6 +239,7 @@ class FleetEngine:
         self._cid: list[str | None] = []  # slot -> customer id (None: free)
         self._free: list[int] = []
         self._trackers: dict[int, alerting.Tracker] = {}  # slot -> lifecycle, when not idle
+        self.gate_offsets: Any = None  # as ReferenceEngine.gate_offsets
         self._alloc(max(1, capacity))
 
     def _new_models(self) -> dict[str, Any]:
@@ -369,6 +370,7 @@ class FleetEngine:
             if tr is None:
                 tr = alerting.Tracker()
             sustain = acfg if tr.incident is not None else None
+            offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
             findings: list[alerting.Finding] = []
             row, wrow = o[k], warm[k]
             for s in range(n_sig):
@@ -376,7 +378,8 @@ class FleetEngine:
                     a = Assessment(*row[s].tolist())
                     name = signals[s]
                     volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                    off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                         findings.append(alerting.Finding(name, e.ts, a))
             out = alerting.step(tr, e, findings, float(exp_req[k]), acfg)
             if out:
@@ -436,6 +439,42 @@ class FleetEngine:
         if slot is None or math.isnan(self.last_ts[slot]):
             return None
         return float(self.last_ts[slot])
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        return [] if tr is None or tr.incident is None else [tr.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a record of ``cid`` (as ReferenceEngine.restore_models)."""
+        states, _, _, _ = self._codec.load_values(cid, blob)
+        slot = self.customers[cid]
+        for s in signals:
+            values = states[self._signals.index(s)]
+            if s in self._seasonal:
+                j = self._seasonal.index(s)
+                self.ss[slot, j] = self._fresh_ss[j]  # derived caches too, as a loaded customer has them
+                self._write_values(self.ss[slot, j], self._profiles(slot, j), values, SeasonalDetector._STATE,
+                                   _SEASONAL_FIELDS)
+            else:
+                j = self._ratio.index(s)
+                self.rs[slot, j] = self._fresh_rs[j]
+                self._write_values(self.rs[slot, j], None, values, RatioDetector._STATE, _RATIO_FIELDS)
+        self.dirty[slot] = 1
+
+    def resolve(self, cid: str, event: Event, extra: Any = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        if slot is None or tr is None:
+            return []
+        out = alerting.resolve_now(tr, event, extra)
+        if _idle(tr):
+            self._trackers.pop(slot, None)
+            self.active[slot] = 0
+        self.dirty[slot] = 1
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors built from the arrays (a copy), or None."""
