@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from .security import is_auth_error, rejection
 
@@ -170,11 +170,13 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | No
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
-                  connect_timeout: float | None = None, security: Mapping | None = None) -> list[str]:
+                  connect_timeout: float | None = None, security: Mapping | None = None,
+                  compacted: Iterable[str] = ()) -> list[str]:
     """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
 
     ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
-    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
+    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`. Topics named in
+    ``compacted`` are created with ``cleanup.policy=compact`` (the latest record per key is kept).
 
     Idempotent: existing topics (including ones created concurrently) are
     left alone, whatever their partition count. Returns once every requested
@@ -185,15 +187,15 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     if not topics:
         return []
     admin = _connect_admin(bootstrap, timeout if connect_timeout is None else connect_timeout, security)
+    compact = set(compacted)
     created: list[str] = []
     try:
         existing = set(admin.list_topics())
         missing = {name: int(n) for name, n in topics.items() if name not in existing}
         for name, partitions in missing.items():
             try:
-                admin.create_topics(
-                    _new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000)
-                )
+                admin.create_topics(_new_topics_arg(admin, {name: partitions}, name in compact),
+                                    timeout_ms=int(timeout * 1000))
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
@@ -204,14 +206,17 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     return created
 
 
-def _new_topics_arg(admin, topics: Mapping[str, int]):
+def _new_topics_arg(admin, topics: Mapping[str, int], compact: bool = False):
     import inspect
 
+    configs = {"cleanup.policy": "compact"} if compact else {}
     if "wait_for_metadata" in inspect.signature(admin.create_topics).parameters:  # kafka-python >= 3
-        return {name: {"num_partitions": n, "replication_factor": 1} for name, n in topics.items()}
+        return {name: {"num_partitions": n, "replication_factor": 1, "configs": configs}
+                for name, n in topics.items()}
     from kafka.admin import NewTopic
 
-    return [NewTopic(name=name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    return [NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=configs)
+            for name, n in topics.items()]
 
 
 def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
