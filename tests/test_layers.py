@@ -26,11 +26,13 @@ ALLOWED: dict[str, set[str]] = {
     "streams.pipeline": _BASE,
     "streams.state": _BASE | {"streams.kafka"},
     "streams.sinks": _BASE | {"streams.kafka", "streams.pipeline"},
-    "streams.offline": _BASE | {"streams.kafka", "streams.pipeline", "streams.state"},
-    "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks"},
+    "streams.steering": _BASE | {"streams.kafka", "streams.pipeline"},
+    "streams.offline": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.steering"},
+    "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
+                               "streams.steering"},
     "streams.devtools": _BASE | {"streams.kafka", "streams.pipeline", "streams.sinks", "streams.offline"},
     "streams.commands": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
-                                 "streams.worker", "streams.offline", "streams.devtools"},
+                                 "streams.worker", "streams.offline", "streams.devtools", "streams.steering"},
     "streams.cli": {"streams.settings", "streams.commands"},
 }
 
