@@ -32,6 +32,45 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def parse_when(text: str, now: float, what: str) -> float:
+    """A point in time on the command line: ``now``, RFC 3339, epoch seconds, or a duration from
+    now: ``+2h`` / ``in 2h`` ahead, ``-30m`` / ``30m ago`` back.
+
+    >>> parse_when("+2h", 1000.0, "--from"), parse_when("30m ago", 7200.0, "--from")
+    (8200.0, 5400.0)
+    >>> parse_when("2026-01-05T10:00:00Z", 0.0, "--until")
+    1767607200.0
+    """
+    from detectors.events import InvalidEvent, parse_time
+
+    t = text.strip().lower()
+    if t == "now":
+        return now
+    sign = 0
+    if t.startswith(("+", "in ")):
+        sign, t = 1, t.removeprefix("+").removeprefix("in ").strip()
+    elif t.startswith("-") or t.endswith(" ago"):
+        sign, t = -1, t.removeprefix("-").removesuffix(" ago").strip()
+    if sign:
+        try:
+            return now + sign * parse_duration(t)
+        except ValueError:
+            pass
+    else:
+        try:
+            return parse_time(text.strip())
+        except InvalidEvent:
+            pass
+    raise click.BadParameter("expected now, RFC 3339 (2026-01-05T10:00:00Z), epoch seconds, or a time from "
+                             "now (+2h, in 30m, 1h ago)", param_hint=what)
+
+
+class RequestError(click.ClickException):
+    """A request the command cannot carry out because of what was asked: exit status 2, one line."""
+
+    exit_code = 2
+
+
 def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
