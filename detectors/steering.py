@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .alerting import GateShift, threshold_surprise
 from .config import DetectorConfig
@@ -134,6 +134,26 @@ class Steering:
             else:
                 self.customers.discard(cid)
         self.version += 1
+
+    def silenced_counts(self, t: float) -> dict[str, int]:
+        """Customers in a window at ``t``, by what the window does (``notify``, ``learn``)."""
+        notify, learn = set(), set()
+        for cid, ws in self._windows_of.items():
+            for w in ws:
+                if w.occurrence_at(t) is not None:
+                    if w.notify:
+                        notify.add(cid)
+                    if w.learn:
+                        learn.add(cid)
+        return {"notify": len(notify), "learn": len(learn)}
+
+    def verdict_counts(self, t: float) -> dict[str, int]:
+        """Verdicts standing at ``t``, by verdict."""
+        out: dict[str, int] = {}
+        for v in self.verdicts.values():
+            if v.active(t):
+                out[v.verdict] = out.get(v.verdict, 0) + 1
+        return out
 
     def verdicts_of(self, cid: str) -> list[Verdict]:
         return self._verdicts_of.get(cid, [])
@@ -321,10 +341,12 @@ class SteeredEngine:
         rebuild is counted as ``unavailable`` and the models stay as they are.
     models_only
         Apply only what changes the models (masks, accepts): what a rebuild runs.
+    on_effect
+        Called with the kind of every effect applied (metrics).
     """
 
     def __init__(self, engine: Any, steering: Steering | None = None, history: History | None = None,
-                 models_only: bool = False):
+                 models_only: bool = False, on_effect: Callable[[str], Any] | None = None):
         self.engine = engine
         self.steering = steering if steering is not None else Steering(engine.config)
         self.history = history
@@ -332,6 +354,7 @@ class SteeredEngine:
         self._signals: list[str] = list(engine._new_models())
         #: effects applied, by kind (and ``rebuild_unavailable``): the worker's metrics read them
         self.applied: Counter[str] = Counter()
+        self.on_effect = on_effect
         engine.gate_offsets = self.steering.offsets
 
     def __getattr__(self, name: str) -> Any:  # the engine's interface (customers, dump_customer, ...)
@@ -436,8 +459,13 @@ class SteeredEngine:
         st = eng.customers.get(cid)
         return float(st.interval_s) if st is not None else 0.0
 
+    def _count(self, what: str) -> None:
+        self.applied[what] += 1
+        if self.on_effect is not None:
+            self.on_effect(what)
+
     def _apply(self, eff: Effect, e: Event, batch: Sequence[Event], k: int) -> list[dict[str, Any]]:
-        self.applied[eff.kind] += 1
+        self._count(eff.kind)
         cid = eff.customer_id
         if eff.kind == RESOLVE:
             assert eff.verdict is not None
@@ -460,12 +488,12 @@ class SteeredEngine:
             return []
         if eff.kind == REBUILD:
             if self.history is None or cid not in self.engine.customers:
-                self.applied["rebuild_unavailable"] += 1
+                self._count("rebuild_unavailable")
                 return []
             earlier = [x for x in batch[:k] if x.customer_id == cid]  # this batch's, already processed
             blob = rebuild_models(self.engine.config, self.steering, self.history, cid, eff.since, e, earlier)
             if blob is None:
-                self.applied["rebuild_unavailable"] += 1
+                self._count("rebuild_unavailable")
                 return []
             self.engine.restore_models(cid, blob, self._signals)
         return []

@@ -90,14 +90,23 @@ class SteeringFeed:
         Wall clock (``received_at`` of dead letters).
     on_change : callable, optional
         Called with the customer id after a record of it was applied.
+    on_count : callable, optional
+        Called with (kind, result) of every record (metrics).
     """
 
     def __init__(self, steering: Steering, clock: Callable[[], float] = time.time,
-                 on_change: Callable[[str], Any] | None = None):
+                 on_change: Callable[[str], Any] | None = None,
+                 on_count: Callable[[str, str], Any] | None = None):
         self.steering = steering
         self.clock = clock
         self.on_change = on_change
+        self.on_count = on_count
         self.counts: Counter[tuple[str, str]] = Counter()
+
+    def _counted(self, kind: str, result: str) -> None:
+        self.counts[(kind, result)] += 1
+        if self.on_count is not None:
+            self.on_count(kind, result)
 
     def apply(self, topic: str, key: Any, value: bytes | str | None, *, source: str = "",
               partition: int | None = None, offset: int | None = None) -> dict[str, Any] | None:
@@ -111,19 +120,19 @@ class SteeringFeed:
                 if k is None:
                     raise InvalidRecord("a tombstone (null value) needs a key")
                 cid = self._drop(topic, k)
-                self.counts[(kind, "removed")] += 1
+                self._counted(kind, "removed")
             elif topic == FEEDBACK:
                 v = decode_verdict(key, value)
                 st.put_verdict(v)
                 cid = v.customer_id
-                self.counts[(kind, "withdrawn" if v.withdrawn_at is not None else "applied")] += 1
+                self._counted(kind, "withdrawn" if v.withdrawn_at is not None else "applied")
             else:
                 w = decode_window(key, value, st.fb, self.clock())
                 st.put_window(w)
                 cid = w.customer_id
-                self.counts[(kind, "expired" if w.expired_at is not None else "applied")] += 1
+                self._counted(kind, "expired" if w.expired_at is not None else "applied")
         except InvalidRecord as exc:
-            self.counts[(kind, "invalid")] += 1
+            self._counted(kind, "invalid")
             return dlq_record(value, str(exc), kind=KIND_CONTRACT, key=key, source=source or topic,
                               partition=partition, offset=offset, now=self.clock())
         if cid is not None and self.on_change is not None:
