@@ -25,10 +25,11 @@ def topics():
 @click.option("--json", "as_json", is_flag=True, help="Print {topic: {partitions, created}} as JSON.")
 @kafka_security_options
 def create(bootstrap, partitions, as_json, **kafka):
-    """Create request-metrics, alerts and the dead-letter topics (existing ones are left alone).
+    """Create request-metrics, alerts, the dead-letter topics and the compacted feedback and silences
+    topics (existing ones are left alone).
 
     Topic names come from settings (LOOKOUT_INPUT_TOPIC, LOOKOUT_ALERTS_TOPIC,
-    LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC).
+    LOOKOUT_DLQ_TOPIC, LOOKOUT_SINK_DLQ_TOPIC, LOOKOUT_FEEDBACK_TOPIC, LOOKOUT_SILENCES_TOPIC).
 
     \b
     Example:
@@ -47,9 +48,12 @@ def create(bootstrap, partitions, as_json, **kafka):
             s.alerts_topic: s.partitions,
             s.dlq_topic: 1,
             s.sink_dlq_topic: 1,
+            s.feedback_topic: 1,
+            s.silences_topic: 1,
         }
         made = create_topics(
-            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s)
+            s.bootstrap, wanted, connect_timeout=s.kafka_timeout_s, security=kafka_python_kwargs(s),
+            compacted=(s.feedback_topic, s.silences_topic),
         )
     except (SettingsError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None

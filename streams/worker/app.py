@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from detectors.steering import SteeredEngine
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
@@ -36,6 +37,7 @@ from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
+from .steering import CATCH_UP_TIMEOUT_S, register_steering
 
 log = logging.getLogger("lookout.app")
 
@@ -64,13 +66,15 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Lookout:
     registry = registry or CollectorRegistry()
-    engine = engine or Engine(load_config(settings.detector_config))
+    metrics = WorkerMetrics(registry)
+    # engineers' verdicts and maintenance windows apply to the customers this worker owns
+    engine = SteeredEngine(engine or Engine(load_config(settings.detector_config)),
+                           on_effect=lambda kind: metrics.steering_effects.labels(kind).inc())
     # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
     # batch must not wait for it while its partitions' session clock runs
     log.info("fleet engine kernel ready in %.2f s", warm_up())
     discard_legacy(Path(settings.data_dir), settings.state_topic_name)
     load_initial_state(engine, settings.initial_state)
-    metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
@@ -122,11 +126,14 @@ def create_app(
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
     lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    follower = register_steering(settings, app, engine.steering, metrics, dlq_topic,
+                                 runtime.reader.ensure_topics)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
         runtime.health.agent_running = True
         try:
+            await follower.wait(CATCH_UP_TIMEOUT_S)  # every verdict and window known before the first event
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
                 count_received(len(batch))
                 await runtime.handle_batch(

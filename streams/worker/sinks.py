@@ -52,7 +52,8 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
                           key_type=str, value_type=dict)
         auth = (s.alertmanager_user, s.alertmanager_password or "") if s.alertmanager_user else None
         am = AlertmanagerSink(s.alertmanager_url, table, grafana_url=s.grafana_url,
-                              resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics)
+                              resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics,
+                              api_url=s.api_url)
 
         @app.agent(alerts_topic, name="lookout.sink.alertmanager", concurrency=1)
         async def to_alertmanager(stream):
@@ -79,7 +80,7 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
 
         wh = WebhookSink(s.webhook_url, token=s.webhook_token, max_attempts=s.webhook_max_attempts,
                          max_in_flight=s.webhook_max_in_flight, on_dead_letter=webhook_dead_letter,
-                         metrics=metrics, base_delay_s=s.webhook_base_delay_s)
+                         metrics=metrics, base_delay_s=s.webhook_base_delay_s, api_url=s.api_url)
 
         @app.agent(alerts_topic, name="lookout.sink.webhook", concurrency=1)
         async def to_webhook(stream):
