@@ -71,8 +71,8 @@ def feedback(alert_id, verdict, withdraw, note, by, since, bootstrap, as_json, *
         raise RequestError(str(exc)) from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(v.to_json(), indent=2))
+    if as_json:  # one line: append it to a file for `lookout replay --feedback`
+        click.echo(json.dumps(v.to_json(), sort_keys=True))
         return
     what = f"{v.verdict} withdrawn" if v.withdrawn_at is not None else v.verdict
     click.echo(f"{alert_id}: {what} for {v.customer_id} ({', '.join(v.signals)}) by {v.by or '-'}")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
+from ._common import (
+    CONTEXT,
+    RequestError,
+    load_detector_config,
+    load_labels,
+    make_out_dir,
+    open_source_or_fail,
+)
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -51,12 +58,18 @@ from .kafka_options import kafka_security_options, pop_security
 @click.option("--save-state", "save_state", metavar="FILE",
               help="Write the learned detector state after the replay (start a worker from it with "
                    "`lookout worker --initial-state FILE`).")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines as on the feedback topic, e.g. `lookout feedback --json` "
+              "output), applied at their times as the worker would.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines as on the silences topic, `lookout silence list --json`, "
+              "or Alertmanager silences), applied likewise.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (metrics) as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 @kafka_security_options
 def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, bootstrap, trace, max_plots,
-           grace, save_state, as_json, no_report, quiet, **kafka):
+           grace, save_state, feedback_path, silences_path, as_json, no_report, quiet, **kafka):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -89,6 +102,11 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay 'kafka://request-metrics?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&bootstrap=127.0.0.1:9092'
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
+      lookout replay last-week.jsonl.gz --feedback feedback.jsonl --silences silences.jsonl --out steered/
+
+    With --feedback/--silences the summary separates the alerts sent, those silenced by windows
+    (still in alerts.jsonl, with silenced_by) and the incidents withdrawn by a verdict; the
+    evaluation counts what was sent.
     """
     from streams.offline import SourceError, run_replay, trace_customers
     from streams.offline.summary import format_outcome, problem, summarize
@@ -97,6 +115,7 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     config = load_detector_config(config_path)
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
+    steering = load_steering(config, feedback_path, silences_path)
     if save_state and (Path(save_state).is_dir() or not Path(save_state).resolve().parent.is_dir()):
         # before the replay, not after minutes of it
         what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
@@ -117,7 +136,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     progress = not quiet
     try:
         res = run_replay(
-            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress
+            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress,
+            steering=steering,
         )
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
@@ -181,6 +201,29 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     why = problem(outcome)
     if why is not None:
         raise click.ClickException(why)
+
+
+def load_steering(config, feedback_path: str | None, silences_path: str | None):
+    """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
+    if not feedback_path and not silences_path:
+        return None
+    from detectors.feedback import InvalidRecord
+    from detectors.steering import Steering
+    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
+
+    feed = SteeringFeed(Steering(config))
+    files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
+    for path, topic, opt in files:
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                load_lines(feed, topic, fh, name=f"{opt} {path}")
+        except OSError as exc:
+            raise RequestError(f"{opt} {path}: {exc.strerror or exc}") from None
+        except InvalidRecord as exc:
+            raise RequestError(str(exc)) from None
+    return feed.steering
 
 
 if __name__ == "__main__":  # pragma: no cover

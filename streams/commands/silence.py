@@ -126,7 +126,7 @@ def add(customer, signal, start, until, duration, rrule, mode, reason, by, am_fi
         w = _run(add_window, store, fb, customer_id=customer, start=t0, until=t1, now=now, signal=signal,
                  rrule=rrule, mode=mode, reason=reason, by=by if by is not None else getpass.getuser(),
                  topics=topics)
-    click.echo(json.dumps(w.to_json(), indent=2) if as_json else describe(w, now))
+    click.echo(json.dumps(w.to_json(), sort_keys=True) if as_json else describe(w, now))
 
 
 @silence.command("list", context_settings=CONTEXT)

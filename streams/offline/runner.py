@@ -18,7 +18,10 @@ from detectors.config import DetectorConfig
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
+from detectors.feedback import RESOLVING
 from detectors.gcpause import cyclic_gc_paused
+from detectors.history import MemoryHistory
+from detectors.steering import SteeredEngine, Steering
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.processor import Output, Processor
 
@@ -41,10 +44,18 @@ class EngineRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # compact
     alerts_path: Path | None = None
 
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """The notifications that reach the sinks (not muted by a maintenance window)."""
+        return [a for a in self.alerts if not a.get("silenced_by")]
+
     def counts(self) -> dict[str, Any]:
-        """Alerts by status; opened incidents by severity (the highest each reached) and primary signal."""
+        """Alerts by status and by what became of them (sent, silenced by a window, withdrawn by a
+        verdict); opened incidents by severity (the highest each reached) and primary signal."""
         firing = [a for a in self.alerts if a["status"] == "firing"]
         opened = incidents(self.alerts).values()
+        withdrawn = {a["alert_id"] for a in self.alerts if a["status"] == "resolved"
+                     and (a.get("feedback") or {}).get("verdict") in RESOLVING}
         sev: dict[str, int] = {}
         sig: dict[str, int] = {}
         for inc in opened:
@@ -55,6 +66,9 @@ class EngineRun:
             "firing": len(firing),
             "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
             "opened_incidents": len(opened),
+            "sent": len(self.sent),
+            "silenced": len(self.alerts) - len(self.sent),
+            "withdrawn_by_feedback": len(withdrawn),
             "by_severity": dict(sorted(sev.items())),
             "by_primary_signal": dict(sorted(sig.items())),
             "customers_alerted": len({a["customer_id"] for a in firing}),
@@ -70,6 +84,8 @@ class ReplayResult:
     runs: list[EngineRun]
     seconds: float
     dlq_path: Path | None = None
+    #: with verdicts and windows: how many, and the effects applied (of the config's engine)
+    steering: dict[str, Any] | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -115,6 +131,7 @@ def run_replay(
     progress: bool = False,
     keep_alerts: bool = True,
     chunk_events: int = CHUNK_EVENTS,
+    steering: Steering | None = None,
 ) -> ReplayResult:
     """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
 
@@ -126,15 +143,25 @@ def run_replay(
     A source with a ``blocks`` method (:class:`JsonlSource`) is read a block of ``chunk_events``
     lines at a time through :meth:`Processor.decode_values`: the same events and dead letters as
     record by record, with runs of plain lines checked as a whole.
+
+    With ``steering`` (engineers' verdicts and windows) every engine applies them at their times
+    as the worker does (:class:`~detectors.steering.SteeredEngine`); rebuilds find the steered
+    customers' past in a :class:`~detectors.history.MemoryHistory`.
     """
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
     engine = ReplayEngine(config, trace)
+    engines: list[Any] = [engine] + ([Engine(baseline)] if baseline is not None else [])
+    histories: list[MemoryHistory] = []
+    if steering is not None:
+        keep = steering.fb.max_backdate_s + 7 * 86400.0  # an incident's start, however long it lasted
+        histories = [MemoryHistory(keep_s=keep) for _ in engines]
+        engines = [SteeredEngine(e, steering, h) for e, h in zip(engines, histories)]
     procs: list[tuple[Processor, EngineRun]] = [
-        (Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))
+        (Processor(engines[0], dlq_topic="dlq.jsonl"), EngineRun("config", config))
     ]
     if baseline is not None:
-        procs.append((Processor(Engine(baseline), dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
+        procs.append((Processor(engines[1], dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
     files = []
     writers: list[Any] = []
     dlq_file = None
@@ -169,8 +196,11 @@ def run_replay(
                 one = len(parts) == 1 and isinstance(parts[0], EventBatch)
                 events = parts[0] if one else EventBatch.of(parts)
                 parts.clear()
-            for process, o, w, keep in sinks:
+            for i, (process, o, w, keep) in enumerate(sinks):
                 process(events, o)
+                if histories:
+                    assert steering is not None
+                    histories[i].observe(engines[i].engine, events, steering.customers)
                 for a in o.alerts:
                     if w is not None:
                         w(encode_json(a) + b"\n")
@@ -212,7 +242,7 @@ def run_replay(
                     if pending:
                         run_chunk(parts)
                         pending = 0
-            return _result(source, records, invalid, engine, procs, t0, out_dir)
+            return _result(source, records, invalid, engine, procs, t0, out_dir, steering, engines[0])
 
         recs = iter(source.records(bar))
         more = True
@@ -238,11 +268,15 @@ def run_replay(
         bar.close()
         for f in files:
             f.close()
-    return _result(source, records, invalid, engine, procs, t0, out_dir)
+    return _result(source, records, invalid, engine, procs, t0, out_dir, steering, engines[0])
 
 
 def _result(source: Source, records: int, invalid: int, engine: ReplayEngine, procs: list, t0: float,
-            out_dir: Path | None) -> ReplayResult:
+            out_dir: Path | None, steering: Steering | None = None, steered: Any = None) -> ReplayResult:
+    info = None
+    if steering is not None:
+        info = {"verdicts": len(steering.verdicts), "windows": len(steering.windows),
+                "customers": len(steering.customers), "effects": dict(sorted(steered.applied.items()))}
     return ReplayResult(
         source.describe(),
         records,
@@ -251,6 +285,7 @@ def _result(source: Source, records: int, invalid: int, engine: ReplayEngine, pr
         [r for _, r in procs],
         time.perf_counter() - t0,
         out_dir / "dlq.jsonl" if out_dir is not None else None,
+        info,
     )
 
 

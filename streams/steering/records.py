@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from detectors.config import FeedbackConfig
 from detectors.events import KIND_CONTRACT, InvalidEvent, show
@@ -26,7 +26,7 @@ from detectors.silences import Window, parse_window, window_from_alertmanager
 from detectors.steering import Steering
 from streams.pipeline.codecs import decode_json, dlq_record
 
-__all__ = ["FEEDBACK", "SILENCES", "SteeringFeed", "decode_verdict", "decode_window"]
+__all__ = ["FEEDBACK", "SILENCES", "SteeringFeed", "decode_verdict", "decode_window", "load_lines"]
 
 #: which topic a record came from (and the ``kind`` label of the records counter)
 FEEDBACK, SILENCES = "feedback", "silences"
@@ -77,6 +77,22 @@ def _json(value: bytes | str) -> Any:
         return decode_json(value, MAX_RECORD_BYTES)
     except InvalidEvent as exc:
         raise InvalidRecord(str(exc)) from None
+
+
+def load_lines(feed: "SteeringFeed", topic: str, lines: Iterable[str | bytes], name: str = "") -> int:
+    """Apply the JSON lines of a file (``lookout replay --feedback/--silences``) to ``feed``;
+    return how many were applied. Blank lines are skipped; a bad one raises
+    :class:`~detectors.feedback.InvalidRecord` naming the file and line.
+    """
+    n = 0
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        dead = feed.apply(topic, None, line if isinstance(line, bytes) else line.encode())
+        if dead is not None:
+            raise InvalidRecord(f"{name or topic} line {i}: {dead['reason']}")
+        n += 1
+    return n
 
 
 class SteeringFeed:
