@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from detectors.events import InvalidEvent, format_ts, parse_time
@@ -28,7 +28,8 @@ class KafkaSource(Source):
     KNOWN = ("from", "to", "bootstrap", "timeout")
 
     def __init__(self, topic: str, bootstrap: str, start: float | None = None, end: float | None = None,
-                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None):
+                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None,
+                 partitions: Sequence[int] | None = None):
         self.topic, self.bootstrap, self.start, self.end, self.timeout_s = (
             topic,
             bootstrap,
@@ -39,6 +40,8 @@ class KafkaSource(Source):
         #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs)
         self.security = dict(security or {})
         self.name = f"kafka://{topic}"
+        #: only these partitions (e.g. the one a customer hashes to); None = all
+        self.partitions = None if partitions is None else sorted(set(partitions))
         self._ranges: dict[Any, tuple[int, int]] | None = None
 
     @classmethod
@@ -131,6 +134,8 @@ class KafkaSource(Source):
             if self.topic not in topics:
                 raise SourceError(f"topic {self.topic!r} not found on {self.bootstrap}")
             parts = consumer.partitions_for_topic(self.topic) or set()
+            if self.partitions is not None:
+                parts = {p for p in parts if p in self.partitions}
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
             first = consumer.beginning_offsets(tps)
             last = consumer.end_offsets(tps)
