@@ -271,6 +271,21 @@ class Steering:
                 return full
         return mask
 
+    def rebuild_since(self, cid: str, after: float) -> float | None:
+        """The earliest time a rebuild of ``cid`` that is still to come (a verdict or window taking
+        effect after ``after``) must learn again from; None if none is (what a worker prefetches)."""
+        out: list[float] = []
+        for v in self._verdicts_of.get(cid, ()):
+            if v.verdict == EXPECTED and v.at > after and v.withdrawn_at is None:
+                out.append(v.started_at)
+            if v.verdict in (EXPECTED, NEW_NORMAL) and v.withdrawn_at is not None and v.withdrawn_at > after:
+                out.append(v.started_at if v.verdict == EXPECTED else v.at)
+        for w in self._windows_of.get(cid, ()):
+            if w.learn and w.created_at > after:
+                began = [s for s, _ in w.occurrences(w.created_at - self.fb.max_backdate_s, w.created_at)]
+                out.extend(began[:1])
+        return min(out) if out else None
+
     # -- point effects ---------------------------------------------------------------------------
     def due(self, cid: str, prev_ts: float | None, prev_end: float | None, ts: float,
             end: float) -> list[Effect]:
@@ -417,6 +432,9 @@ class SteeredEngine:
         if not self.models_only:
             for a in alerts:
                 self._decorate(a)
+        record = getattr(self.history, "record", None)
+        if record is not None:  # a history that keeps what the worker processed (for its rebuilds)
+            record([events[k] for k, c in enumerate(cids) if c in steered])
         return BatchVerdict(outcomes, alerts, scores)
 
     def _stops(self, events: Sequence[Event], cids: Sequence[str], steered: set[str]

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams.steering": _BASE | {"streams.kafka", "streams.pipeline"},
     "streams.offline": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.steering"},
     "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
-                               "streams.steering"},
+                               "streams.steering", "streams.offline"},
     "streams.devtools": _BASE | {"streams.kafka", "streams.pipeline", "streams.sinks", "streams.offline"},
     "streams.commands": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
                                  "streams.worker", "streams.offline", "streams.devtools", "streams.steering"},

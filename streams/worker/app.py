@@ -126,8 +126,7 @@ def create_app(
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
     lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
-    follower = register_steering(settings, app, engine.steering, metrics, dlq_topic,
-                                 runtime.reader.ensure_topics)
+    follower, history = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
@@ -135,6 +134,7 @@ def create_app(
         try:
             await follower.wait(CATCH_UP_TIMEOUT_S)  # every verdict and window known before the first event
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await history.settled()  # a rebuild's history read ahead (rare): before the batch needs it
                 count_received(len(batch))
                 await runtime.handle_batch(
                     [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]
