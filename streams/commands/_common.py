@@ -162,3 +162,26 @@ def require_kafka(settings) -> None:
         )
     except (BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def load_steering(config, feedback_path: str | None, silences_path: str | None):
+    """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
+    if not feedback_path and not silences_path:
+        return None
+    from detectors.feedback import InvalidRecord
+    from detectors.steering import Steering
+    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
+
+    feed = SteeringFeed(Steering(config))
+    files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
+    for path, topic, opt in files:
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                load_lines(feed, topic, fh, name=f"{opt} {path}")
+        except OSError as exc:
+            raise RequestError(f"{opt} {path}: {exc.strerror or exc}") from None
+        except InvalidRecord as exc:
+            raise RequestError(str(exc)) from None
+    return feed.steering

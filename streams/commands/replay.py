@@ -9,9 +9,9 @@ import click
 
 from ._common import (
     CONTEXT,
-    RequestError,
     load_detector_config,
     load_labels,
+    load_steering,
     make_out_dir,
     open_source_or_fail,
 )
@@ -201,29 +201,6 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
     why = problem(outcome)
     if why is not None:
         raise click.ClickException(why)
-
-
-def load_steering(config, feedback_path: str | None, silences_path: str | None):
-    """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
-    if not feedback_path and not silences_path:
-        return None
-    from detectors.feedback import InvalidRecord
-    from detectors.steering import Steering
-    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
-
-    feed = SteeringFeed(Steering(config))
-    files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
-    for path, topic, opt in files:
-        if not path:
-            continue
-        try:
-            with open(path, "rb") as fh:
-                load_lines(feed, topic, fh, name=f"{opt} {path}")
-        except OSError as exc:
-            raise RequestError(f"{opt} {path}: {exc.strerror or exc}") from None
-        except InvalidRecord as exc:
-            raise RequestError(str(exc)) from None
-    return feed.steering
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
+from ._common import (
+    CONTEXT,
+    load_detector_config,
+    load_labels,
+    load_steering,
+    make_out_dir,
+    open_source_or_fail,
+)
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -55,6 +62,11 @@ from .kafka_options import kafka_security_options, pop_security
               help="Intervals after a labelled incident's end an alert still counts.")
 @click.option("--max-plots", default=8, show_default=True, type=click.IntRange(min=0),
               help="Customers plotted with the best config.")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines, as replay): every trial applies them.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines, as replay): every trial applies them; muted alerts "
+              "do not count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no terminal summary.")
@@ -75,6 +87,8 @@ def tune(
     bootstrap,
     grace,
     max_plots,
+    feedback_path,
+    silences_path,
     as_json,
     no_report,
     quiet,
@@ -139,6 +153,7 @@ def tune(
     except SpaceError as exc:
         raise click.ClickException(str(exc)) from None
     labels = load_labels(labels_path)
+    steering = load_steering(base, feedback_path, silences_path)
     if not labels:
         raise click.ClickException(
             f"{labels_path}: no labelled incidents; tuning needs some to measure recall"
@@ -151,6 +166,7 @@ def tune(
         data = load_dataset(src, labels, progress=progress)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
+    data.steering = steering
     if not data.events:
         raise click.ClickException(
             f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)"

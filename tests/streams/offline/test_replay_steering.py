@@ -84,3 +84,20 @@ def test_a_bad_line_in_a_steering_file_stops_replay_with_its_line(files, tmp_pat
                                    str(tmp_path / "o"), "--no-report", "-q"])
     assert res.exit_code == 2
     assert f"--silences {bad} line 2: until (1970-01-01T00:00:00Z) must be after from" in res.output
+
+
+def test_tuning_applies_the_same_verdicts_and_windows_and_counts_what_was_sent(files):
+    from detectors.config import DetectorConfig
+    from detectors.synthetic import Incident
+    from streams.commands._common import load_steering
+    from streams.offline.tuning import load_dataset, run_config
+
+    d, events, verdict, window = files
+    labels = [Incident(window.customer_id, window.start, window.end, "announced")]
+    data = load_dataset(JsonlSource(d / "sim.jsonl"), labels)
+    plain_alerts, plain_ev = run_config(data, DetectorConfig())
+    data.steering = load_steering(DetectorConfig(), str(d / "feedback.jsonl"), str(d / "silences.jsonl"))
+    alerts, ev = run_config(data, DetectorConfig())
+    assert any(a.get("silenced_by") for a in alerts) and not any(a.get("silenced_by") for a in plain_alerts)
+    # the incident inside the window was detected without it; muted, it is not a detection any more
+    assert plain_ev.recall == 1.0 and ev.recall == 0.0
