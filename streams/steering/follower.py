@@ -36,6 +36,7 @@ class SteeringFollower:
         self.client_kwargs = client_kwargs or {}
         self.dead_letter = dead_letter
         self.caught_up = asyncio.Event()
+        self._gave_up = False
         self.records = 0
 
     async def run(self) -> None:
@@ -96,11 +97,15 @@ class SteeringFollower:
         return True
 
     async def wait(self, timeout_s: float) -> bool:
-        """Wait until caught up (at most ``timeout_s``); False if it took longer (logged once)."""
+        """Wait until caught up (at most ``timeout_s``, once: later calls return at once); False if
+        it took longer (logged once)."""
+        if self.caught_up.is_set() or self._gave_up:
+            return self.caught_up.is_set()
         try:
             await asyncio.wait_for(self.caught_up.wait(), timeout_s)
             return True
         except asyncio.TimeoutError:
+            self._gave_up = True
             log.warning("the %s/%s topics were not read within %.0f s; processing events without the "
                         "verdicts and windows not read yet", self.topics.feedback, self.topics.silences,
                         timeout_s)

@@ -37,7 +37,7 @@ from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .outage import OutageFilter, reachable
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
-from .steering import CATCH_UP_TIMEOUT_S, register_steering
+from .steering import register_steering
 
 log = logging.getLogger("lookout.app")
 
@@ -126,15 +126,14 @@ def create_app(
     app.monitor = monitor
     count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
     lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
-    follower, history = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
+    before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
 
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
         runtime.health.agent_running = True
         try:
-            await follower.wait(CATCH_UP_TIMEOUT_S)  # every verdict and window known before the first event
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-                await history.settled()  # a rebuild's history read ahead (rare): before the batch needs it
+                await before_batch()  # verdicts and windows known, a rebuild's history read ahead
                 count_received(len(batch))
                 await runtime.handle_batch(
                     [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]

@@ -41,10 +41,23 @@ CATCH_UP_TIMEOUT_S = 30.0
 FIRST_HISTORY_S = 60.0
 
 
+class BeforeBatch:
+    """What the agent awaits before each batch (at once, unless it has to wait): the steering
+    topics read up to where they were at the start (the first batch only, at most
+    :data:`CATCH_UP_TIMEOUT_S`), and a rebuild's history being read ahead. Inside the batch's
+    loop, like a partition's restore, so Faust's stream is iterated from the start."""
+
+    def __init__(self, follower: SteeringFollower, history: KafkaHistory):
+        self.follower, self.history = follower, history
+
+    async def __call__(self) -> None:
+        await self.follower.wait(CATCH_UP_TIMEOUT_S)
+        await self.history.settled()
+
+
 def register_steering(s: Settings, app: faust.App, engine: SteeredEngine, metrics: WorkerMetrics,
-                      dlq_topic: Any, runtime: Any) -> tuple[SteeringFollower, KafkaHistory]:
-    """Wire the steering into ``app``; return the follower (the agent awaits ``follower.wait``) and
-    the history (the agent awaits ``history.settled`` before a batch)."""
+                      dlq_topic: Any, runtime: Any) -> BeforeBatch:
+    """Wire the steering into ``app``; return what the agent awaits before each batch."""
     topics = Topics(s.feedback_topic, s.silences_topic)
     steering = engine.steering
     history = _register_history(s, app, engine, runtime, metrics)
@@ -94,7 +107,7 @@ def register_steering(s: Settings, app: faust.App, engine: SteeredEngine, metric
 
     app.page("/feedback")(type("FeedbackView", (Steer,), {}))
     app.page("/silences")(type("SilencesView", (Steer,), {}))
-    return follower, history
+    return BeforeBatch(follower, history)
 
 
 def _register_history(s: Settings, app: faust.App, engine: SteeredEngine, runtime: Any,
