@@ -4,9 +4,10 @@ Nothing in this package imports Faust, Kafka or Prometheus code: everything that
 *whether* to alert lives here and is shared by the live worker and replay.
 """
 from .config import DetectorConfig, load_config
-from .engine import Engine, Verdict
+from .engine import Engine
 from .events import Event, InvalidEvent, parse_event
 from .univariate import RatioDetector, SeasonalDetector, make_detector
+from .verdict import Verdict
 
 __all__ = [
     "DetectorConfig",

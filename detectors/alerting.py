@@ -19,8 +19,8 @@ from typing import Any, Mapping
 
 from .config import AlertingConfig, SignalConfig
 from .events import Event, format_ts
+from .kernel import Assessment
 from .signals import SIGNALS, format_band, format_value
-from .univariate import Assessment
 
 SEVERITIES = ("info", "warning", "critical")
 SCHEMA = "lookout.alert/v1"

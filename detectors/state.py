@@ -8,27 +8,26 @@ configuration and the learned values are set on them, so a record written under 
 settings is refused (the model fingerprint in the header does not match) instead of silently
 mixing two configurations.
 
-What is written is declared next to where it is initialised: every detector class lists its
-learned attributes in a ``_STATE`` tuple (and its derived caches, which are *not* written, in
-``_DERIVED``); the lifecycle dataclasses are written field by field from their annotations. The
-codec is generic over those declarations and writes each value by its type:
+What is written is declared once: a model's state is its *state row*, whose fields each model
+family declares with the kind a record writes them as (:class:`~detectors.layout.Family`,
+declared in :mod:`detectors.kernel`; caches derived from the rest are not written); the
+lifecycle dataclasses are written field by field from their annotations. Each value by its kind:
 
 =====================  ====================================================
-Python value           msgpack
+kind                   msgpack
 =====================  ====================================================
-None, bool, int, str   nil, bool, int, str
-float                  float64 (bit-exact)
-``array('d')``         bin: packed little-endian float64
-list / tuple           array of the above (at most :data:`MAX_ITEMS`)
+int, bool, str         int, bool, str
+float                  float64 (bit-exact); an optional float: nil or float64
+profile                bin: packed little-endian float64
+list / tuple           array (lifecycle fields, at most :data:`MAX_ITEMS`)
 =====================  ====================================================
 
-On load every value is checked against the freshly built model: same type (a ``None`` slot
-takes a number), arrays of the same length, finite floats. Anything wrong raises
-:class:`StateError` -- a ``ValueError`` with a message that says what -- never another
-exception, and nothing in a record is ever executed.
+On load every value is checked against its declaration: same kind, profiles of the declared
+length, finite floats. Anything wrong raises :class:`StateError` -- a ``ValueError`` with a
+message that says what -- never another exception, and nothing in a record is ever executed.
 
-A *layout* digest (the signal -> class -> ``_STATE`` declarations and the lifecycle fields) is
-written too: a state written by a Lookout whose models keep other fields is refused as well.
+A *layout* digest (signal -> family -> field names, and the lifecycle fields) is written too: a
+state written by a Lookout whose models keep other fields is refused as well.
 
 Formats
 -------
@@ -63,17 +62,17 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
-from array import array
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import msgpack
+import numpy as np
 
 from .alerting import Finding, Incident, Tracker
 from .events import CUSTOMER_ID_RE
 from .gcpause import cyclic_gc_paused
+from .kernel import Assessment
+from .layout import Family, Kind
 from .signals import SIGNALS
-from .univariate import Assessment
 
 #: version of the container format (bump on any incompatible change of this module)
 FORMAT_VERSION = 1
@@ -86,160 +85,103 @@ MAX_STR = 256
 MAX_DOUBLES = 1 << 16
 #: what pickles start with (protocol 2+): named in the error for old checkpoints
 _PICKLE_PREFIX = b"\x80"
-_BIG_ENDIAN = sys.byteorder == "big"
+#: how profiles are written: float64, little-endian whatever the machine
+FLOAT64_LE = np.dtype("<f8")
 
 
 class StateError(ValueError):
     """A state record or file that cannot be used (garbage, other version, other settings)."""
 
 
-# -- values ---------------------------------------------------------------------------------
-def _enc(v: Any, where: str, depth: int = 0) -> Any:
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, array):
-        if v.typecode != "d":
-            raise StateError(f"{where}: only array('d') is supported, got array({v.typecode!r})")
-        if _BIG_ENDIAN:
-            v = array("d", v)
-            v.byteswap()
-        return v.tobytes()
-    if isinstance(v, (list, tuple)) and depth == 0:
-        return [_enc(x, where, 1) for x in v]
-    raise StateError(f"{where}: no state codec for {type(v).__name__}")
-
-
-def _doubles(raw: bytes, where: str, n: int | None) -> array:
-    if len(raw) % 8 or (n is not None and len(raw) != 8 * n) or len(raw) > 8 * MAX_DOUBLES:
-        want = f"{n} doubles" if n is not None else "a whole number of doubles"
-        raise StateError(f"{where}: array of {len(raw)} bytes, expected {want}")
-    out = array("d")
-    out.frombytes(raw)
-    if _BIG_ENDIAN:
-        out.byteswap()
-    if not math.isfinite(sum(out)):  # fast path; a sum can overflow, so look closer
-        for x in out:
-            if not math.isfinite(x):
-                raise StateError(f"{where}: non-finite value in array")
+# -- models -----------------------------------------------------------------------------------
+def _doubles(raw: Any, where: str, n: int) -> np.ndarray:
+    if not isinstance(raw, bytes):
+        raise StateError(f"{where}: expected packed doubles, got {type(raw).__name__}")
+    if len(raw) != 8 * n:
+        raise StateError(f"{where}: array of {len(raw)} bytes, expected {n} doubles")
+    out = np.frombuffer(raw, dtype=FLOAT64_LE)
+    if not np.isfinite(out).all():
+        raise StateError(f"{where}: non-finite value in array")
     return out
 
 
-def _scalar(v: Any, where: str) -> Any:
-    """Any scalar the encoder writes (for list items and ``None`` slots)."""
-    if v is None or isinstance(v, (bool, int)):
-        return v
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise StateError(f"{where}: non-finite float {v!r}")
-        return v
-    if isinstance(v, str):
-        if len(v) > MAX_STR:
-            raise StateError(f"{where}: string of {len(v)} chars (max {MAX_STR})")
-        return v
-    if isinstance(v, bytes):
-        return _doubles(v, where, None)
-    raise StateError(f"{where}: unexpected {type(v).__name__}")
+def _decode_field(kind: Kind, v: Any, where: str) -> float:
+    """One scalar field's value as its row holds it (None: NaN), checked against its kind."""
+    if kind is Kind.FLOAT:
+        if (type(v) is float and math.isfinite(v)) or type(v) is int:
+            return float(v)
+        raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
+    if kind is Kind.OPTIONAL:
+        if v is None:
+            return math.nan
+        if type(v) in (float, int) and math.isfinite(v):
+            return float(v)
+        raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
+    if kind is Kind.INT:
+        if type(v) is not int:
+            raise StateError(f"{where}: expected int, got {type(v).__name__}")
+        return float(v)
+    if type(v) is not bool:
+        raise StateError(f"{where}: expected bool, got {type(v).__name__}")
+    return 1.0 if v else 0.0
 
 
-def _checker(fresh: Any) -> Callable[[Any, str], Any]:
-    """A validator for the values of a slot whose freshly built value is ``fresh``.
+def row_values(family: Family, row: Sequence[float], raw: bytes) -> list:
+    """The values a record writes for one state row, in the family's record order.
 
-    It returns the decoded value or raises :class:`StateError`: same type (a ``None`` slot takes
-    ``None`` or a number), arrays of the same length, finite floats, bounded lists.
+    ``row``: the row's floats (a list: its items must be Python numbers), ``raw``: the same
+    row as little-endian float64 bytes (profiles are written from it).
     """
-    isfinite = math.isfinite
-    if isinstance(fresh, bool):
-        def check(v, where):
-            if type(v) is not bool:
-                raise StateError(f"{where}: expected bool, got {type(v).__name__}")
-            return v
-    elif isinstance(fresh, int):
-        def check(v, where):
-            if type(v) is not int:
-                raise StateError(f"{where}: expected int, got {type(v).__name__}")
-            return v
-    elif isinstance(fresh, float):
-        def check(v, where):
-            if type(v) is float and isfinite(v):
-                return v
-            if type(v) is int:
-                return float(v)
-            raise StateError(f"{where}: expected a finite float, got {v!r}"[:200])
-    elif fresh is None:  # an optional number (a timestamp not seen yet, ...)
-        def check(v, where):
-            if v is None or (type(v) in (float, int) and isfinite(v)):
-                return v
-            raise StateError(f"{where}: expected None or a finite number, got {v!r}"[:200])
-    elif isinstance(fresh, str):
-        def check(v, where):
-            if not isinstance(v, str) or len(v) > MAX_STR:
-                raise StateError(f"{where}: expected a string of at most {MAX_STR} chars")
-            return v
-    elif isinstance(fresh, array):
-        n = len(fresh)
-
-        def check(v, where):
-            if not isinstance(v, bytes):
-                raise StateError(f"{where}: expected packed doubles, got {type(v).__name__}")
-            return _doubles(v, where, n)
-    elif isinstance(fresh, (list, tuple)):
-        kind = type(fresh)
-
-        def check(v, where):
-            if not isinstance(v, list) or len(v) > MAX_ITEMS:
-                raise StateError(f"{where}: expected a list of at most {MAX_ITEMS} items")
-            items = [_scalar(x, f"{where}[{k}]") for k, x in enumerate(v)]
-            return tuple(items) if kind is tuple else items
-    else:
-        raise StateError(f"no state codec for {type(fresh).__name__}")
-    return check
+    out: list[Any] = []
+    for f in family.persisted:
+        kind, at = f.kind, f.offset
+        if kind is Kind.FLOAT:
+            out.append(row[at])
+        elif kind is Kind.INT:
+            out.append(int(row[at]))
+        elif kind is Kind.BOOL:
+            out.append(row[at] != 0.0)
+        elif kind is Kind.OPTIONAL:
+            x = row[at]
+            out.append(None if x != x else x)
+        else:
+            out.append(raw[8 * at:8 * (at + f.size)])
+    return out
 
 
-def _like(fresh: Any, v: Any, where: str) -> Any:
-    """``v`` decoded and checked against the value a freshly built model has in that slot."""
-    try:
-        check = _checker(fresh)
-    except StateError as exc:
-        raise StateError(f"{where}: {exc}") from None
-    return check(v, where)
+def write_row(family: Family, row: np.ndarray, values: Any, wheres: Sequence[str]) -> None:
+    """Write a record's values into a state row (its caches untouched), all checked first:
+    a bad value raises :class:`StateError` and leaves ``row`` as it was."""
+    out = row.tolist()
+    for f, v, where in zip(family.persisted, values, wheres):
+        if f.kind is Kind.PROFILE:
+            out[f.offset:f.offset + f.size] = _doubles(v, where, f.size).tolist()
+        else:
+            out[f.offset] = _decode_field(f.kind, v, where)
+    row[:] = out
 
 
-# -- models -----------------------------------------------------------------------------------
-def state_names(model: Any) -> tuple[str, ...]:
-    """The learned attributes of ``model`` (its class's ``_STATE``)."""
-    cls = type(model)
-    names = _NAMES.get(cls)
-    if names is None:
-        names = getattr(cls, "_STATE", None)
-        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
-            raise StateError(f"{cls.__name__} declares no _STATE tuple of attribute names")
-        _NAMES[cls] = names
-    return names
-
-
-_NAMES: dict[type, tuple[str, ...]] = {}
+def _wheres(family: Family) -> tuple[str, ...]:
+    return tuple(f"{family.name}.{f.name}" for f in family.persisted)
 
 
 def model_state(model: Any) -> list:
-    """The learned state of one detector, as msgpack-ready values (``_STATE`` order)."""
-    cls = type(model).__name__
-    return [_enc(getattr(model, a), f"{cls}.{a}") for a in state_names(model)]
+    """The learned state of one detector, as msgpack-ready values (its family's record order)."""
+    row = model.state
+    return row_values(model.family, row.tolist(), row.astype(FLOAT64_LE, copy=False).tobytes())
 
 
 def set_model_state(model: Any, values: Any) -> None:
     """Set the learned state on a detector built with the right hyper-parameters.
 
-    Every value is validated against the detector's current (fresh) one before anything is
-    set, so a bad record leaves ``model`` untouched.
+    Every value is validated before anything is set, so a bad record leaves ``model`` untouched.
     """
-    names = state_names(model)
-    cls = type(model).__name__
-    if not isinstance(values, list) or len(values) != len(names):
-        n = len(values) if isinstance(values, list) else type(values).__name__
-        raise StateError(f"{cls}: {n} state values, expected {len(names)}")
-    decoded = [_like(getattr(model, a), v, f"{cls}.{a}") for a, v in zip(names, values)]
-    for a, v in zip(names, decoded):
-        setattr(model, a, v)
+    family = model.family
+    n = len(family.persisted)
+    if not isinstance(values, list) or len(values) != n:
+        got = len(values) if isinstance(values, list) else type(values).__name__
+        raise StateError(f"{family.name}: {got} state values, expected {n}")
+    write_row(family, model.state, values, _wheres(family))
 
 
 # -- lifecycle (alerting) ---------------------------------------------------------------------
@@ -297,7 +239,7 @@ def _dec_signal(v: Any, where: str) -> str:
 
 
 def _enc_recent(v: list, where: str) -> list:
-    return [[_enc(ts, where), [_enc_dc(f, f"{where}.finding") for f in fs]] for ts, fs in v]
+    return [[ts, [_enc_dc(f, f"{where}.finding") for f in fs]] for ts, fs in v]
 
 
 def _dec_recent(v: Any, where: str) -> list:
@@ -408,10 +350,10 @@ def tracker_from_state(v: Any, customer_id: str) -> Tracker:
     return tr
 
 
-def layout_digest(models: Mapping[str, Any]) -> str:
-    """Digest of what a record's positions mean: signals, classes, ``_STATE``, lifecycle fields."""
+def layout_digest(families: Mapping[str, Family]) -> str:
+    """Digest of what a record's positions mean: signals, families, their fields, lifecycle fields."""
     desc = {
-        "models": [[s, type(m).__name__, list(state_names(m))] for s, m in models.items()],
+        "models": [[s, f.name, [x.name for x in f.persisted]] for s, f in families.items()],
         "lifecycle": {cls.__name__: [name for name, _, _ in _FIELDS[cls]] for cls in _DATACLASSES},
         "assessment": list(Assessment._fields),
         "customer": ["last_ts", "interval_s", "models", "tracker"],
@@ -420,17 +362,23 @@ def layout_digest(models: Mapping[str, Any]) -> str:
 
 
 # -- records and files ----------------------------------------------------------------------
-def _pack_default(v: Any) -> Any:
-    """What msgpack does not know: ``array('d')`` (packed float64); anything else is an error."""
-    enc = _enc(v, "state")
-    if not isinstance(enc, bytes):
-        raise StateError(f"state: no state codec for {type(v).__name__}")
-    return enc
+def customer_values(last_ts: float | None, interval_s: int, states: list[list], tracker: list) -> list:
+    """One customer as a record holds it: ``[last_ts, interval_s, [model state, ...], tracker]``."""
+    return [last_ts, interval_s, states, tracker]
+
+
+class CustomerRecord(NamedTuple):
+    """One customer's state read from a record, validated."""
+
+    rows: list[np.ndarray]  # a state row per signal (caches at their defaults)
+    tracker: Tracker
+    last_ts: float | None
+    interval_s: int
 
 
 def _pack(v: Any) -> bytes:
     try:
-        return msgpack.packb(v, use_bin_type=True, default=_pack_default)
+        return msgpack.packb(v, use_bin_type=True)
     except StateError:
         raise
     except Exception as exc:  # e.g. an int beyond 64 bits
@@ -461,53 +409,19 @@ class StateCodec:
     ----------
     fingerprint
         The model fingerprint (:meth:`~detectors.config.DetectorConfig.model_fingerprint`).
-    make_models
-        Builds one customer's fresh models (``signal -> detector``) from the configuration.
+    families
+        ``signal -> model family`` of one customer's models, in record order.
     """
 
-    def __init__(self, fingerprint: str, make_models: Callable[[], dict[str, Any]]):
+    def __init__(self, fingerprint: str, families: Mapping[str, Family]):
         self.fingerprint = fingerprint
-        self.make_models = make_models
-        probe = make_models()
-        self.signals = tuple(probe)
-        self.layout = layout_digest(probe)
+        self.families = dict(families)
+        self.layout = layout_digest(families)
         self._head = [FORMAT_VERSION, fingerprint, self.layout]
-        # per signal: the state names and a validator per slot, from the fresh probe (every
-        # model of this codec is built from the same configuration, so its fresh values match)
-        self._slots = []
-        for name, m in probe.items():
-            cls = type(m).__name__
-            names = state_names(m)
-            try:
-                checks = tuple(_checker(getattr(m, a)) for a in names)
-            except StateError as exc:
-                raise StateError(f"{cls}: {exc}") from None
-            self._slots.append((name, names, checks, tuple(f"{cls}.{a}" for a in names)))
+        self._slots = [(name, family, _wheres(family)) for name, family in families.items()]
 
-    # -- one customer's values
-    def customer(self, st: Any) -> list:
-        """``[last_ts, interval_s, [model state, ...], tracker]`` of a ``CustomerState``.
-
-        Arrays stay ``array('d')`` here: the packer writes them (:func:`_pack_default`).
-        """
-        states = [[getattr(m, a) for a in state_names(m)] for m in st.models.values()]
-        return [st.last_ts, st.interval_s, states, tracker_state(st.tracker)]
-
-    def from_customer(self, cid: str, v: Any) -> tuple[dict[str, Any], Tracker, float | None, int]:
-        """``(models, tracker, last_ts, interval_s)`` from :meth:`customer`'s values, validated."""
-        decoded, tracker, last_ts, interval_s = self.decode_customer(cid, v)
-        models = self.make_models()  # only once everything is valid
-        for m, (_, names, _, _), values in zip(models.values(), self._slots, decoded):
-            for a, val in zip(names, values):
-                setattr(m, a, val)
-        return models, tracker, last_ts, interval_s
-
-    def decode_customer(self, cid: str, v: Any) -> tuple[list[list], Tracker, float | None, int]:
-        """``(per-model state values, tracker, last_ts, interval_s)``, validated, no models built.
-
-        The values of each model are in its ``_STATE`` order (arrays as ``array('d')``): what
-        the fleet engine writes into its arrays.
-        """
+    def decode_customer(self, cid: str, v: Any) -> CustomerRecord:
+        """A customer's :func:`customer_values`, validated, as state rows."""
         if not isinstance(v, list) or len(v) != 4:
             raise StateError(f"customer {cid}: expected [last_ts, interval_s, models, tracker]")
         last_ts, interval_s, states, tracker = v
@@ -515,18 +429,19 @@ class StateCodec:
             last_ts = _num(last_ts, f"customer {cid}: last_ts")
         if type(interval_s) is not int or interval_s <= 0:
             raise StateError(f"customer {cid}: interval_s must be a positive int, got {interval_s!r}"[:200])
-        if not isinstance(states, list) or len(states) != len(self.signals):
-            raise StateError(f"customer {cid}: expected {len(self.signals)} models")
-        decoded = []
-        for (name, names, checks, wheres), values in zip(self._slots, states):
-            if not isinstance(values, list) or len(values) != len(names):
-                raise StateError(f"customer {cid}, signal {name}: expected {len(names)} state values")
+        if not isinstance(states, list) or len(states) != len(self._slots):
+            raise StateError(f"customer {cid}: expected {len(self._slots)} models")
+        rows = []
+        for (name, family, wheres), values in zip(self._slots, states):
+            if not isinstance(values, list) or len(values) != len(wheres):
+                raise StateError(f"customer {cid}, signal {name}: expected {len(wheres)} state values")
+            row = family.fresh_row()
             try:
-                decoded.append([check(v, w) for check, v, w in zip(checks, values, wheres)])
+                write_row(family, row, values, wheres)
             except StateError as exc:
                 raise StateError(f"customer {cid}, signal {name}: {exc}") from None
-        tracker = tracker_from_state(tracker, cid)
-        return decoded, tracker, last_ts, interval_s
+            rows.append(row)
+        return CustomerRecord(rows, tracker_from_state(tracker, cid), last_ts, interval_s)
 
     def _check_head(self, head: Any, what: str) -> None:
         if not (isinstance(head, list) and len(head) >= 3 and type(head[0]) is int):
@@ -558,18 +473,12 @@ class StateCodec:
                              f" (starts with {head!r}){hint}")
 
     # -- one record (Kafka snapshots)
-    def dump_record(self, st: Any) -> bytes:
-        return self.dump_values(self.customer(st))
-
-    def dump_values(self, values: list) -> bytes:
-        """A record of one customer's :meth:`customer` values (arrays may be raw float64 bytes)."""
+    def dump_record(self, values: list) -> bytes:
+        """A record of one customer's :func:`customer_values`."""
         return RECORD_MAGIC + _pack(self._head + [values])
 
-    def load_record(self, cid: str, blob: bytes) -> tuple[dict[str, Any], Tracker, float | None, int]:
-        return _guarded(self.from_customer, cid, self._record_body(cid, blob))
-
-    def load_values(self, cid: str, blob: bytes) -> tuple[list[list], Tracker, float | None, int]:
-        """:meth:`load_record` without building models (:meth:`decode_customer`'s result)."""
+    def load_record(self, cid: str, blob: bytes) -> CustomerRecord:
+        """A record of :meth:`dump_record`, validated."""
         return _guarded(self.decode_customer, cid, self._record_body(cid, blob))
 
     def _record_body(self, cid: str, blob: bytes) -> Any:
@@ -584,28 +493,24 @@ class StateCodec:
         return v[3]
 
     # -- files (data-dir checkpoint, --initial-state)
-    def dump_file(self, customers: Mapping[str, Any]) -> Iterator[bytes]:
-        """The file in chunks: header, then one ``[cid, customer]`` per customer."""
-        return self.dump_file_values(len(customers), ((c, self.customer(st)) for c, st in customers.items()))
-
-    def dump_file_values(self, count: int, items: Iterable[tuple[str, list]]) -> Iterator[bytes]:
-        """:meth:`dump_file` from ``count`` ``(customer id, customer values)`` pairs."""
-        pack = msgpack.Packer(use_bin_type=True, default=_pack_default).pack
+    def dump_file(self, count: int, items: Iterable[tuple[str, list]]) -> Iterator[bytes]:
+        """The file in chunks: header, then one ``[cid, customer]`` per ``(customer id,
+        customer_values)`` of ``items`` (``count`` of them)."""
+        pack = msgpack.Packer(use_bin_type=True).pack
         yield FILE_MAGIC + pack(self._head + [count])
         for cid, values in items:
             yield pack([cid, values])
 
-    def load_file(self, blob: bytes, decode: Callable[[str, Any], tuple] | None = None) -> dict[str, tuple]:
-        """Every customer of a file, all validated (nothing partial): ``cid -> from_customer``
-        (or ``decode``, e.g. :meth:`decode_customer`).
+    def load_file(self, blob: bytes) -> dict[str, CustomerRecord]:
+        """Every customer of a file, all validated (nothing partial).
 
-        The cyclic garbage collector is paused meanwhile: the models hold no cycles, and its
+        The cyclic garbage collector is paused meanwhile: the records hold no cycles, and its
         passes over a heap that grows by millions of objects would double the time.
         """
         with cyclic_gc_paused():
-            return self._load_file(blob, decode or self.from_customer)
+            return self._load_file(blob)
 
-    def _load_file(self, blob: bytes, decode: Callable[[str, Any], tuple]) -> dict[str, tuple]:
+    def _load_file(self, blob: bytes) -> dict[str, CustomerRecord]:
         what = "state file"
         self._check_magic(blob, FILE_MAGIC, what)
         unp = _unpacker()
@@ -618,7 +523,7 @@ class StateCodec:
             count = head[3] if len(head) == 4 else None
             if type(count) is not int or count < 0:
                 raise StateError(f"{what}: corrupt header")
-            out: dict[str, tuple] = {}
+            out: dict[str, CustomerRecord] = {}
             for item in items:
                 if not (isinstance(item, list) and len(item) == 2):
                     raise StateError(f"{what}: corrupt customer entry #{len(out) + 1}")
@@ -629,7 +534,7 @@ class StateCodec:
                     raise StateError(f"{what}: customer {cid} appears twice")
                 if len(out) >= count:
                     raise StateError(f"{what}: more customers than the {count} in its header")
-                out[cid] = _guarded(decode, cid, item[1])
+                out[cid] = _guarded(self.decode_customer, cid, item[1])
         except StateError:
             raise
         except Exception as exc:  # msgpack's errors on garbage (and any slip in the checks above)

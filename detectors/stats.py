@@ -1,8 +1,10 @@
-"""Small, dependency-free statistics used by the detectors (tail probabilities).
+"""Tail probabilities of the detectors, callable from Python (the kernel's compiled functions).
 
 Scores everywhere in Lookout are *calibrated*: ``score = 1 - p`` where ``p`` is the tail
 probability of the observation under the model, so the same score means the same rarity on
-every series and one threshold serves customers of every size.
+every series and one threshold serves customers of every size. The formulas are
+:mod:`detectors.kernel`'s (the models use them there); these are the same functions for callers
+in Python.
 
 >>> round(normal_sf(0.0), 3), round(normal_sf(3.0), 5)
 (0.5, 0.00135)
@@ -14,6 +16,7 @@ every series and one threshold serves customers of every size.
 Heavy tails: the two-sided tail of a Student-t with 3 degrees of freedom at 10 is about 0.2 %,
 where a normal would say 1e-23; :func:`score_from_surprise` keeps the ranking of rare points:
 
+>>> import math
 >>> round(student_t_sf2(10.0, 3), 5), round(-math.log10(student_t_sf2(1e6, 3)), 2)
 (0.00213, 17.66)
 >>> score_from_surprise(4.0), score_from_surprise(40.0) < score_from_surprise(41.0) < 1.0
@@ -21,75 +24,33 @@ where a normal would say 1e-23; :func:`score_from_surprise` keeps the ranking of
 """
 from __future__ import annotations
 
-import math
+from . import kernel as K
+from .kernel import POISSON_EXACT_MAX_K, SURPRISE_COMPRESS, SURPRISE_EXACT_MAX, T_TABLE_SIZE
 
-_SQRT2 = math.sqrt(2.0)
-#: above this expected count the Poisson tail is replaced by its normal approximation
-POISSON_EXACT_MAX_K = 40
+__all__ = ["POISSON_EXACT_MAX_K", "SURPRISE_COMPRESS", "SURPRISE_EXACT_MAX", "normal_sf", "poisson_sf",
+           "score_from_surprise", "student_t_sf2"]
 
 
 def normal_sf(z: float) -> float:
     """P(Z > z) for a standard normal Z (accurate far into the tail)."""
-    return 0.5 * math.erfc(z / _SQRT2)
+    return float(K.normal_sf(float(z), K.CONSTANTS))
 
 
 def poisson_sf(k: int, lam: float) -> float:
     """P(K >= k) for K ~ Poisson(lam), exact for small ``k``."""
-    if k <= 0:
-        return 1.0
-    if lam <= 0.0:
-        return 0.0
-    if k > POISSON_EXACT_MAX_K:
-        # normal approximation with continuity correction
-        return normal_sf((k - 0.5 - lam) / math.sqrt(lam))
-    term = math.exp(-lam)
-    cdf = term
-    for i in range(1, k):
-        term *= lam / i
-        cdf += term
-    return max(0.0, 1.0 - cdf)
-
-
-#: below this angle (far tail) the Student-t tail uses its asymptotic form (no cancellation)
-_T_ASYMPTOTIC_PHI = 1e-3
-_2_PI = 2.0 / math.pi
-#: surprises up to this are exact in the score (``score = 1 - 10**-surprise``) ...
-SURPRISE_EXACT_MAX = 6.0
-#: ... beyond, they are compressed towards this many decades, so the score stays below 1.0
-#: (double precision resolves about 1e-16 next to 1) and rare points are not tied
-SURPRISE_COMPRESS = 8.0
+    return float(K.poisson_sf(int(k), float(lam), K.CONSTANTS))
 
 
 def student_t_sf2(t: float, nu: int) -> float:
-    """Two-sided tail P(|T| >= |t|) of a Student-t with an odd number ``nu`` of degrees of freedom.
-
-    Closed form for odd ``nu`` (a short trigonometric series: cheap enough for every point),
-    computed from the angle to the asymptote so that far tails keep their precision.
+    """Two-sided tail P(|T| >= |t|) of a Student-t with an odd number ``nu`` of degrees of freedom
+    (at most the kernel's table: ``T_TABLE_SIZE - 1``).
 
     >>> round(student_t_sf2(0.0, 5), 6), round(student_t_sf2(12.706, 1), 4)
     (1.0, 0.05)
     """
-    t = abs(t)
-    if t == 0.0:
-        return 1.0
-    rn = math.sqrt(nu)
-    phi = math.atan2(rn, t)  # pi/2 - atan(t / sqrt(nu))
-    if phi < _T_ASYMPTOTIC_PHI:
-        # P(|T| > t) ~ 2 f(t) t / nu for large t
-        logf = (math.lgamma((nu + 1) / 2.0) - math.lgamma(nu / 2.0) - 0.5 * math.log(nu * math.pi)
-                - (nu + 1) / 2.0 * math.log1p(t * t / nu))
-        return 2.0 * math.exp(logf) * t / nu
-    if nu == 1:
-        return 2.0 * phi / math.pi
-    x = nu + t * t
-    u = nu / x  # sin(phi) ** 2; sin(phi) cos(phi) = sqrt(nu) t / x
-    term = 1.0
-    series = 1.0
-    for k in range(1, (nu - 1) // 2):
-        term *= u * (2 * k) / (2 * k + 1)
-        series += term
-    q = _2_PI * (phi - rn * t / x * series)
-    return q if q > 0.0 else 0.0
+    if not (isinstance(nu, int) and 0 < nu < T_TABLE_SIZE and nu % 2 == 1):
+        raise ValueError(f"nu must be an odd integer from 1 to {T_TABLE_SIZE - 1}, got {nu!r}")
+    return float(K.student_t_sf2(float(t), nu, K.CONSTANTS))
 
 
 def score_from_surprise(s: float) -> float:
@@ -98,10 +59,4 @@ def score_from_surprise(s: float) -> float:
     Exact (``1 - 10**-s``) up to :data:`SURPRISE_EXACT_MAX`, compressed beyond it so that two
     different surprises up to about 60 never round to the same score.
     """
-    if s <= 0.0:
-        return 0.0
-    if s > SURPRISE_EXACT_MAX:
-        s = SURPRISE_EXACT_MAX + SURPRISE_COMPRESS * (
-            1.0 - math.exp(-(s - SURPRISE_EXACT_MAX) / SURPRISE_COMPRESS)
-        )
-    return 1.0 - 10.0**-s
+    return float(K.score_from_surprise(float(s), K.CONSTANTS))

@@ -27,6 +27,7 @@ without verdicts or windows take the engine's own path untouched.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
@@ -377,7 +378,7 @@ class SteeredEngine:
 
     # -- processing ------------------------------------------------------------------------------
     def process(self, e: Event) -> Any:
-        from .engine import Verdict
+        from .verdict import Verdict
 
         v = self.process_many([e])
         return Verdict(v.outcomes[0], {s: sc[0] for s, sc in v.scores.items()}, v.alerts)
@@ -394,7 +395,7 @@ class SteeredEngine:
         return self._steered(events, cids, steered)
 
     def _steered(self, events: Sequence[Event], cids: Sequence[str], steered: set[str]) -> Any:
-        from .engine import BatchVerdict
+        from .verdict import BatchVerdict
 
         stops = self._stops(events, cids, steered)  # index -> (effects, learn mask)
         outcomes: list[str] = []
@@ -566,27 +567,30 @@ def rebuild_models(config: DetectorConfig, steering: Steering, history: History,
 def accept_now(engine: Any, cid: str, signals: Sequence[str]) -> None:
     """Accept the level shift each of ``signals`` is tracking now, as the models do by themselves
     once it has lasted ``accept_shift_after_s`` (``new_normal``); a signal not in an anomaly is
-    left alone.
+    left alone. Works on a copy of the customer's state rows (a reference engine with the same
+    config) and puts the changed models back with :meth:`restore_models`.
     """
-    from .state import state_names, tracker_state
+    from . import kernel as K
+    from .reference import ReferenceEngine
 
-    codec = engine._codec
-    states, tracker, last_ts, interval = codec.load_values(cid, engine.dump_customer(cid))
-    models = engine._new_models()
-    order = list(models)
+    scratch = ReferenceEngine(engine.config)
+    scratch.load_customer(cid, engine.dump_customer(cid))
+    models = scratch.customers[cid].models
     for s in signals:
-        i = order.index(s)
-        values = dict(zip(state_names(models[s]), states[i]))
-        if values.get("_anom_since") is None:
-            continue
-        if "_shift" in values:  # SeasonalDetector: the shadow level becomes the level
-            values["_level"] += values["_shift"]
-            values["_shift"] = 0.0
-        else:  # RatioDetector: the rate seen since the anomaly began becomes the baseline
-            keep = values["_b"] and min(1.0, values["_anom_b"] / values["_b"])
-            values["_a"], values["_b"] = values["_anom_a"], values["_anom_b"]
-            values["_tau2"] *= keep or 1.0
-        values["_anom_since"], values["_anom_sign"] = None, 0
-        states[i] = [values[n] for n in state_names(models[s])]
-    blob = codec.dump_values([last_ts, interval, states, tracker_state(tracker)])
-    engine.restore_models(cid, blob, list(signals))
+        m = models[s]
+        row = m.state
+        if m.family is K.SEASONAL:
+            if math.isnan(row[K.S_ANOM_SINCE]):
+                continue
+            row[K.S_LEVEL] += row[K.S_SHIFT]  # the shadow level becomes the level
+            row[K.S_SHIFT] = 0.0
+            row[K.S_ANOM_SINCE], row[K.S_ANOM_SIGN] = math.nan, 0.0
+        else:  # the rate seen since the anomaly began becomes the baseline
+            if math.isnan(row[K.R_ANOM_SINCE]):
+                continue
+            b = row[K.R_B]
+            keep = min(1.0, row[K.R_ANOM_B] / b) if b else 0.0
+            row[K.R_A], row[K.R_B] = row[K.R_ANOM_A], row[K.R_ANOM_B]
+            row[K.R_TAU2] *= keep or 1.0
+            row[K.R_ANOM_SINCE], row[K.R_ANOM_SIGN] = math.nan, 0.0
+    engine.restore_models(cid, scratch.dump_customer(cid), list(signals))

@@ -5,6 +5,10 @@ import re
 
 import click
 
+from detectors.config import ConfigError, load_config
+
+from ..offline.simfiles import read_labels
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
@@ -75,8 +79,6 @@ def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from streams.offline.simfiles import read_labels
-
     try:
         return read_labels(path)
     except FileNotFoundError:
@@ -87,43 +89,10 @@ def load_labels(path: str | None) -> list:
 
 def load_detector_config(path: str | None, what: str = "config"):
     """The detector config at ``path`` (defaults without one); errors name the option ``--what``."""
-    from detectors.config import ConfigError, load_config
-
     try:
         return load_config(path)
     except ConfigError as exc:
         raise click.ClickException(f"--{what}: {exc}") from None
-
-
-def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka: dict | None = None):
-    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work.
-
-    ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
-    """
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.offline import KafkaSource, SourceError, open_source, parse_mapping
-    from streams.settings import Settings, SettingsError
-
-    try:
-        mapping = parse_mapping(maps)
-        settings = Settings.from_env(**(kafka or {}))
-        security = kafka_python_kwargs(settings) if spec.startswith("kafka://") else None
-        src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
-                          default_timeout_s=settings.kafka_timeout_s, kafka_security=security)
-        if isinstance(src, KafkaSource):
-            src.prepare()
-        return src
-    except (SourceError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def make_out_dir(out):
-    """Create the output directory ``out`` (a Path) or fail in one line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
-    return out
 
 
 def deprecated_alias(old: str, new: str, **attrs):
@@ -149,21 +118,6 @@ def aliased(new: str, value):
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
 
 
-def require_kafka(settings) -> None:
-    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
-    answers in time; at once with one line if it rejects their TLS/SASL credentials."""
-    from streams.kafka.admin import BrokerError, wait_for_kafka
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.settings import SettingsError
-
-    try:
-        wait_for_kafka(
-            settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings)
-        )
-    except (BrokerError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 def load_steering(config, feedback_path: str | None, silences_path: str | None):
     """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
     if not feedback_path and not silences_path:
@@ -185,3 +139,15 @@ def load_steering(config, feedback_path: str | None, silences_path: str | None):
         except InvalidRecord as exc:
             raise RequestError(str(exc)) from None
     return feed.steering
+
+
+def connect_store(settings):
+    """The verdicts' and windows' store (:class:`~streams.steering.store.KafkaStore`) once the
+    broker answers; one line (exit 1) when it does not or rejects the TLS/SASL settings."""
+    from streams.kafka.admin import BrokerError
+    from streams.steering.store import KafkaStore
+
+    try:
+        return KafkaStore.connect(settings)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None

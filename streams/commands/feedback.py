@@ -10,7 +10,7 @@ import click
 from detectors.feedback import VERDICTS
 
 from ..settings import Settings, SettingsError
-from ._common import CONTEXT, RequestError, parse_duration, require_kafka
+from ._common import CONTEXT, RequestError, connect_store, parse_duration
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -46,7 +46,7 @@ def feedback(alert_id, verdict, withdraw, note, by, since, bootstrap, as_json, *
       lookout feedback 39b3b6ed530df191 --withdraw
     """
     from streams.steering.service import SteeringError, Topics, give_verdict, withdraw_verdict
-    from streams.steering.store import KafkaStore, StoreError
+    from streams.steering.store import StoreError
 
     if withdraw == (verdict is not None):
         raise click.UsageError("give either --verdict or --withdraw")
@@ -58,8 +58,7 @@ def feedback(alert_id, verdict, withdraw, note, by, since, bootstrap, as_json, *
         s = Settings.from_env(bootstrap=bootstrap, **pop_security(kafka))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    require_kafka(s)
-    store, topics, now = KafkaStore.from_settings(s), Topics(s.feedback_topic, s.silences_topic), time.time()
+    store, topics, now = connect_store(s), Topics(s.feedback_topic, s.silences_topic), time.time()
     who = by if by is not None else getpass.getuser()
     try:
         if withdraw:
@@ -76,3 +75,4 @@ def feedback(alert_id, verdict, withdraw, note, by, since, bootstrap, as_json, *
         return
     what = f"{v.verdict} withdrawn" if v.withdrawn_at is not None else v.verdict
     click.echo(f"{alert_id}: {what} for {v.customer_id} ({', '.join(v.signals)}) by {v.by or '-'}")
+

@@ -12,20 +12,18 @@ from detectors.signals import SIGNALS
 from detectors.silences import MODES
 
 from ..settings import Settings, SettingsError
-from ._common import CONTEXT, RequestError, load_detector_config, parse_duration, parse_when, require_kafka
+from ._common import CONTEXT, RequestError, connect_store, load_detector_config, parse_duration, parse_when
 from .kafka_options import kafka_security_options, pop_security
 
 
 def _context(bootstrap, kafka):
     from streams.steering.service import Topics
-    from streams.steering.store import KafkaStore
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, **pop_security(kafka))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    require_kafka(s)
-    return KafkaStore.from_settings(s), Topics(s.feedback_topic, s.silences_topic)
+    return connect_store(s), Topics(s.feedback_topic, s.silences_topic)
 
 
 def _run(fn, *args, **kwargs):
@@ -174,3 +172,4 @@ def expire(window_id, by, bootstrap, **kafka):
     w = _run(expire_window, store, window_id, now=now, by=by if by is not None else getpass.getuser(),
              topics=topics)
     click.echo(describe(w, now))
+

@@ -1,14 +1,14 @@
 """``lookout worker``: run the Faust detection worker."""
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import click
 
+from detectors.config import ConfigError
+
+from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
-from ._common import require_kafka
 from .kafka_options import kafka_security_options
 
 
@@ -64,58 +64,11 @@ def worker(**opts):
     accepts them: if not it exits at once with one line (unreachable, wrong password,
     untrusted certificate).
     """
-    from detectors.config import ConfigError, load_config
+    # imported here, not at the top: the worker pulls in Faust and aiokafka (~1 s), which
+    # `lookout worker --help` does not need
+    from ..worker.run import run_worker
 
     try:
-        settings = Settings.from_env(**opts)
-        load_config(settings.detector_config)  # fail fast, in one line, on a bad config
-        if settings.initial_state is not None and not settings.initial_state.is_file():
-            raise SettingsError(f"--initial-state {settings.initial_state}: no such file")
-    except (SettingsError, ConfigError) as exc:
+        run_worker(Settings.from_env(**opts))
+    except (SettingsError, ConfigError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
-    # one line instead of Faust's traceback when the broker is down or rejects our credentials
-    require_kafka(settings)
-    from faust import Worker
-
-    from streams.worker.app import create_app
-
-    logging.getLogger("lookout").info("settings: %s", settings.masked())
-    quiet_coordinator_search()
-    lookout = create_app(settings)
-    say_when_ready(lookout.app, settings)
-    w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
-    w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
-    w.execute_from_commandline()
-
-
-def say_when_ready(app, settings: Settings) -> None:
-    """Print one line on stderr the first time the worker has its partitions and consumes.
-
-    Written to the process's real stderr: Faust redirects ``sys.stderr`` into its logger.
-    """
-    said = []
-
-    @app.on_rebalance_complete.connect
-    async def ready(sender, **_kwargs):
-        if said:
-            return
-        said.append(True)
-        click.echo(
-            f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group {settings.app_id}; "
-            f"metrics on http://{settings.web_host}:{settings.web_port}/metrics",
-            file=sys.__stderr__,
-        )
-
-
-class _CoordinatorNotReady(logging.Filter):
-    """Drops aiokafka's "coordinator not available" errors: a fresh broker creates its offsets topic
-    while the first group joins, and aiokafka retries until it is there (a real failure to join
-    still shows: the worker never prints its ready line and logs the errors that follow)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "GroupCoordinatorNotAvailableError" not in record.getMessage()
-
-
-def quiet_coordinator_search() -> None:
-    for name in ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.consumer", "aiokafka"):
-        logging.getLogger(name).addFilter(_CoordinatorNotReady())

@@ -16,7 +16,9 @@ import socket
 import time
 from typing import Iterable, Iterator, Mapping
 
-from .security import is_auth_error, rejection
+from streams.settings import Settings
+
+from .security import is_auth_error, kafka_python_kwargs, rejection
 
 __all__ = [
     "AUTH_CHECK_S",
@@ -26,7 +28,9 @@ __all__ = [
     "auth_failure",
     "can_connect",
     "clip",
+    "create_lookout_topics",
     "create_topics",
+    "reachable",
     "wait_for_kafka",
 ]
 
@@ -237,6 +241,28 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
+    """Create the input, alerts, dead-letter and the compacted feedback and silences topics of
+    ``settings`` (``lookout topics create``);
+    ``{name: (partitions, created now)}``, existing ones left alone.
+
+    Raises :class:`BrokerError` or :class:`~streams.settings.SettingsError` (bad TLS/SASL
+    settings), one line each.
+    """
+    wanted = {
+        settings.input_topic: settings.partitions,
+        settings.alerts_topic: settings.partitions,
+        settings.dlq_topic: 1,
+        settings.sink_dlq_topic: 1,
+        settings.feedback_topic: 1,
+        settings.silences_topic: 1,
+    }
+    made = create_topics(settings.bootstrap, wanted, connect_timeout=settings.kafka_timeout_s,
+                         security=kafka_python_kwargs(settings),
+                         compacted=(settings.feedback_topic, settings.silences_topic))
+    return {name: (partitions, name in made) for name, partitions in wanted.items()}
+
+
 def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
     """Does ``host:port`` accept a TCP connection within ``timeout``?"""
     try:
@@ -244,6 +270,21 @@ def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def reachable(bootstrap: str, timeout: float = 0.5) -> bool:
+    """Does any server of ``bootstrap`` (``HOST:PORT[,...]``) accept a TCP connection right now?
+
+    Blocking, at most ``timeout`` per server; a server that is not ``HOST:PORT`` counts as down.
+
+    >>> reachable("127.0.0.1:notaport,:0", timeout=0.1)
+    False
+    """
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit() and can_connect(host or DEFAULT_HOST, int(port), timeout):
+            return True
+    return False
 
 
 def clip(s: str, n: int = 300) -> str:

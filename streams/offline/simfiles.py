@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from detectors.synthetic import Incident, _incident_from_fields
+from detectors.synthetic import Incident, incident_from_fields
 
 __all__ = ["read_labels", "write_jsonl", "write_labels"]
 
@@ -117,7 +117,7 @@ def read_labels(path: str | Path) -> list[Incident]:
             if len(row) < len(header):
                 raise ValueError(f"expected {len(header)} columns, got {len(row)}")
             out.append(
-                _incident_from_fields(
+                incident_from_fields(
                     row[ix["customer_id"]].strip(),
                     row[ix["start"]],
                     row[ix["end"]],

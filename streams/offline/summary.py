@@ -1,8 +1,8 @@
 """What a replay found, as data (``summary.json``, ``diff.json``) and as text for a terminal.
 
 :func:`summarize` turns a :class:`~streams.offline.runner.ReplayResult` (plus labels and an
-optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it. The
-``lookout replay`` command only parses options, calls these and writes the files.
+optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it.
+:func:`streams.offline.jobs.replay_job` calls these and writes the files.
 
 >>> format_cell(0.12345), format_cell(-3, sign=True), format_cell(None)
 ('0.123', '-3', 'n/a')
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from detectors.config import DetectorConfig
-from detectors.evaluation import Evaluation, evaluate, metric_deltas
+from detectors.evaluation import GRACE_INTERVALS, Evaluation, evaluate, metric_deltas
 from detectors.events import DEFAULT_INTERVAL_S, format_ts
 
 from .diff import diff_alerts, format_diff
@@ -34,6 +34,8 @@ class ReplayOutcome:
     diff: dict[str, Any] | None = None
     #: lines printed before the list of files written (e.g. where the learned state went)
     notes: list[str] = field(default_factory=list)
+    #: the source as the user named it (a path, ``kafka://TOPIC``)
+    source_name: str = ""
 
     @property
     def interval_s(self) -> int:
@@ -45,8 +47,8 @@ def _fingerprinted(path: str | None, config: DetectorConfig) -> str:
 
 
 def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_path: str | None = None,
-              labels: Sequence[Any] = (), grace: float = 2.0, baseline: DetectorConfig | None = None,
-              baseline_path: str | None = None) -> ReplayOutcome:
+              labels: Sequence[Any] = (), grace: float = GRACE_INTERVALS,
+              baseline: DetectorConfig | None = None, baseline_path: str | None = None) -> ReplayOutcome:
     """The summary of one replay (``summary.json``), its evaluation against ``labels`` and the
     diff against the ``baseline`` run when there is one."""
     eng = res.engine
@@ -165,9 +167,10 @@ def format_metric_deltas(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
-    """The terminal summary of a replay."""
+def format_outcome(outcome: ReplayOutcome, source_name: str | None = None) -> str:
+    """The terminal summary of a replay (of ``source_name``, default the outcome's)."""
     s = outcome.summary
+    source_name = source_name or outcome.source_name
     out: list[str] = []
     echo = out.append
     dlq = s["outputs"]["dlq"]

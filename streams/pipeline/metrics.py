@@ -32,128 +32,146 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self._customer_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
+        self._pipeline(registry)
+        self._sinks(registry)
+        self._customers(registry)
+        self._health_and_state(registry)
+        self._steering(registry)
+        self._known_series_at_zero()
+
+    def _pipeline(self, r: CollectorRegistry) -> None:
         self.events = Counter(
             "lookout_events_total", f"Events consumed, by outcome ({', '.join(EVENT_OUTCOMES)})",
-            ["outcome"], registry=registry)
+            ["outcome"], registry=r)
         self.dlq = Counter(
             "lookout_dlq_messages_total", "Messages parked on a dead-letter topic, by topic and reason kind",
-            ["topic", "kind"], registry=registry)
+            ["topic", "kind"], registry=r)
         self.batch_seconds = Histogram(
             "lookout_batch_processing_seconds", "Wall time to process one batch of events",
-            buckets=PROC_BUCKETS, registry=registry)
+            buckets=PROC_BUCKETS, registry=r)
         self.batch_events = Histogram(
             "lookout_batch_size_events", "Events per processed batch",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, float("inf")), registry=registry)
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, float("inf")), registry=r)
         self.lag = Histogram(
             "lookout_event_lag_seconds",
             "Processing time minus the end of the event's interval (event-time lag)",
             buckets=LAG_BUCKETS,
-            registry=registry,
+            registry=r,
         )
         self.scores = Histogram(
             "lookout_anomaly_score", "Calibrated anomaly score (1 - tail probability) per signal",
-            ["signal"], buckets=SCORE_BUCKETS, registry=registry)
+            ["signal"], buckets=SCORE_BUCKETS, registry=r)
         self.alerts = Counter(
             "lookout_alerts_total", "Alert notifications emitted, by status, severity and primary signal",
-            ["status", "severity", "signal"], registry=registry)
+            ["status", "severity", "signal"], registry=r)
         self.firing = Gauge(
-            "lookout_alerts_firing", "Open incidents by severity", ["severity"], registry=registry)
+            "lookout_alerts_firing", "Open incidents by severity", ["severity"], registry=r)
         self.series = Gauge(
             "lookout_series", "Per-customer signal series held in memory, by state (tracked, warming)",
-            ["state"], registry=registry)
+            ["state"], registry=r)
+
+    def _sinks(self, r: CollectorRegistry) -> None:
         self.sink_deliveries = Counter(
             "lookout_sink_deliveries_total",
             "Alert notifications handed to a sink, by sink and result (delivered, failed)",
             ["sink", "result"],
-            registry=registry,
+            registry=r,
         )
         self.sink_retries = Counter(
             "lookout_sink_retries_total", "Delivery attempts that are retried after a failure", ["sink"],
-            registry=registry)
+            registry=r)
         self.sink_queue = Gauge(
             "lookout_sink_queue_alerts", "Alerts waiting in a sink's bounded in-flight queue", ["sink"],
-            registry=registry)
+            registry=r)
         self.sink_request_seconds = Histogram(
             "lookout_sink_request_seconds",
             "Duration of one HTTP request to a sink (every attempt, failed ones too)",
             ["sink"],
             buckets=SINK_BUCKETS,
-            registry=registry,
+            registry=r,
         )
+
+    def _customers(self, r: CollectorRegistry) -> None:
         # per-customer series exist only while the customer has an open incident
         self.customer_score = Gauge(
             "lookout_customer_alert_score", "Score of each signal of a customer's open incident",
-            ["customer_id", "signal", "severity"], registry=registry)
+            ["customer_id", "signal", "severity"], registry=r)
         self.customer_observed = Gauge(
             "lookout_customer_signal_observed",
             "Last observed value of a signal of an open incident (signal's unit)",
             ["customer_id", "signal", "unit"],
-            registry=registry,
+            registry=r,
         )
         self.customer_expected = Gauge(
             "lookout_customer_signal_expected",
             "Expected value of a signal of an open incident (signal's unit)",
             ["customer_id", "signal", "unit"],
-            registry=registry,
+            registry=r,
         )
+
+    def _health_and_state(self, r: CollectorRegistry) -> None:
         self.healthy = Gauge(
             "lookout_worker_healthy",
             "1 while the detection agent runs and consumes (what /healthz says), else 0",
-            registry=registry,
+            registry=r,
         )
         self.consumer_lag = Gauge(
             "lookout_consumer_lag_messages", "Input messages of the owned partitions not processed yet",
-            registry=registry)
+            registry=r)
         self.alerts_suppressed = Counter(
             "lookout_alerts_suppressed_total",
             "Alert notifications a re-run after a restore reproduced and that were already on the "
             "alerts topic",
-            registry=registry,
+            registry=r,
         )
         self.snapshot_seconds = Histogram(
             "lookout_state_snapshot_seconds",
             "Wall time of one state snapshot (all its slices and the flush)",
             buckets=SINK_BUCKETS,
-            registry=registry,
+            registry=r,
         )
         self.snapshot_customers = Counter(
             "lookout_state_snapshot_customers_total",
             "Customer states written to the state topic",
-            registry=registry,
+            registry=r,
         )
         self.state_bytes = Counter(
             "lookout_state_snapshot_bytes_total", "Bytes of customer state written to the state topic",
-            registry=registry)
+            registry=r)
         self.restore_seconds = Histogram(
             "lookout_state_restore_seconds", "Wall time to restore one input partition's state on assignment",
-            buckets=SINK_BUCKETS, registry=registry)
+            buckets=SINK_BUCKETS, registry=r)
         self.restored_customers = Counter(
             "lookout_state_restored_customers_total", "Customer states restored from the state topic",
-            registry=registry)
+            registry=r)
+
+    def _steering(self, r: CollectorRegistry) -> None:
         # engineers' verdicts and maintenance windows (detectors.steering)
         self.steering_records = Counter(
             "lookout_steering_records_total",
             "Verdict and window records read from the feedback and silences topics, by kind (verdict, "
             "window) and result (applied, withdrawn, expired, removed, invalid)",
-            ["kind", "result"], registry=registry)
+            ["kind", "result"], registry=r)
         self.steering_effects = Counter(
             "lookout_steering_effects_total",
             "Effects of verdicts and windows applied to a customer this worker owns (resolve, accept, "
             "rebuild, window_end; rebuild_unavailable: no state history old enough)",
-            ["effect"], registry=registry)
+            ["effect"], registry=r)
         self.alerts_silenced = Counter(
             "lookout_alerts_silenced_total",
             "Alert notifications produced with silenced_by (a notify window): on the topic, not sent "
             "to sinks",
-            registry=registry)
+            registry=r)
         self.silenced_customers = Gauge(
             "lookout_silenced_customers",
             "Customers in a maintenance window right now, by mode (notify, learn)",
-            ["mode"], registry=registry)
+            ["mode"], registry=r)
         self.verdicts = Gauge(
             "lookout_verdicts", "Verdicts standing (not withdrawn) on alerts, by verdict", ["verdict"],
-            registry=registry)
-        self._customer_labels: dict[str, list[tuple[Gauge, tuple[str, ...]]]] = {}
+            registry=r)
+
+    def _known_series_at_zero(self) -> None:
         # label sets known in advance start at 0, so rate()/increase() see their first increment
         for s in SIGNALS:
             self.scores.labels(s)

@@ -3,16 +3,22 @@
 :class:`AlertTail` reads the topic without a consumer group (it never commits, so it never
 disturbs anyone), starting at the first message at or after ``since`` (Kafka message time),
 and yields alerts in message-time order, optionally only those of some customers. Lines are
-formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines.
+formatted by :func:`format_alert` (what the demo's live view shows too) or as JSON lines;
+:func:`tail` is the whole command without click.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterable, Iterator, TextIO
+
+from streams.kafka.admin import wait_for_kafka
+from streams.kafka.security import kafka_python_kwargs
+from streams.settings import Settings
 
 #: how long one poll waits for new messages before checking whether to stop
 POLL_MS = 500
@@ -103,6 +109,30 @@ class AlertTail:
 
     def _wanted(self, alert: dict[str, Any]) -> bool:
         return not self.customers or alert.get("customer_id") in self.customers
+
+
+def tail(settings: Settings, since: float | None, customers: Iterable[str] = (), *, follow: bool = True,
+         as_json: bool = False, out: TextIO | None = None, stop: threading.Event | None = None) -> int:
+    """Print the alerts on ``settings.alerts_topic`` sent since ``since`` (epoch seconds; None:
+    only new ones) to ``out`` (default stdout), one readable line -- or JSON line -- each, only
+    those of ``customers`` if given; with ``follow`` wait for new ones until ``stop`` is set.
+    Returns how many were printed.
+
+    Raises :class:`TailError`, :class:`~streams.kafka.admin.BrokerError` (the broker does not
+    answer or rejects the TLS/SASL settings) or :class:`~streams.settings.SettingsError`, each
+    one line.
+    """
+    out = out or sys.stdout
+    security = kafka_python_kwargs(settings)
+    wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=security)
+    source = AlertTail(settings.bootstrap, settings.alerts_topic, since, frozenset(customers),
+                       settings.kafka_timeout_s, security)
+    console = Console(out)
+    n = 0
+    for alert in source.alerts(follow=follow, stop=stop):
+        print(format_line(alert, as_json, console), file=out, flush=True)
+        n += 1
+    return n
 
 
 def _decode(value: bytes | None) -> dict[str, Any] | None:

@@ -14,14 +14,14 @@ the previous label set is ended at the same time.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, MutableMapping
 from urllib.parse import quote
 
 import aiohttp
 
-from detectors.events import parse_ts
+from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
 
 from .actions import action_urls, muted
@@ -32,8 +32,14 @@ ALERTNAME = "LookoutAnomaly"
 CUSTOMER_DASHBOARD = "lookout-customer"
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _whole_seconds(ts: float) -> str:
+    """RFC 3339 in whole seconds: every ``startsAt``/``endsAt`` has the same precision, so later
+    times also sort later as text.
+
+    >>> _whole_seconds(1767806100.75)
+    '2026-01-07T17:15:00Z'
+    """
+    return format_ts(math.floor(ts))
 
 
 def _band(band: Any, unit: str) -> str:
@@ -72,14 +78,14 @@ def to_alertmanager(
     unit = alert.get("unit", "")
     link = dashboard_url(grafana_url, alert["customer_id"])
     annotations = {
-            "summary": alert["summary"],
-            "description": alert["explanation"],
-            "diagnosis": alert["diagnosis"],
-            "observed": format_value(alert.get("observed"), unit),
-            "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
-            "signals": ",".join(alert.get("signals", [])),
-            "started_at": alert["started_at"],
-            "dashboard": link,
+        "summary": alert["summary"],
+        "description": alert["explanation"],
+        "diagnosis": alert["diagnosis"],
+        "observed": format_value(alert.get("observed"), unit),
+        "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
+        "signals": ",".join(alert.get("signals", [])),
+        "started_at": alert["started_at"],
+        "dashboard": link,
     }
     if api_url:
         annotations.update(action_urls(alert, api_url))
@@ -89,8 +95,8 @@ def to_alertmanager(
     return {
         "labels": labels_of(alert),
         "annotations": annotations,
-        "startsAt": _rfc3339(started),
-        "endsAt": _rfc3339(ends),
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
         "generatorURL": link,
     }
 

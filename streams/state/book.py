@@ -7,11 +7,8 @@ each written marker allows, and the alerts a re-run after a restore must not sen
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-
-log = logging.getLogger("lookout.state")
 
 #: key of a partition's marker record in the state topic (customer ids cannot start with NUL)
 MARKER_KEY = b"\x00lookout-marker"

@@ -39,7 +39,7 @@ def _settle_gc() -> None:
     collection over them stalls the event loop for 100-200 ms whenever allocation happens to
     trigger one. Customer state holds no reference cycles (it is freed by reference counting
     when a customer is dropped), so freezing it keeps collections to what was allocated since
-    (bench_state_sync.py, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
+    (`python -m bench state-sync`, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
     garbage is collected first; what is frozen and later becomes *cyclic* garbage (a few
     transient asyncio objects) is never reclaimed, which is why snapshots freeze at most every
     :data:`GC_FREEZE_EVERY_S`.
@@ -83,8 +83,41 @@ class StateSync:
     async def restore(self, p: int) -> None:
         """Load partition ``p``'s snapshot and the alerts already sent after it."""
         t0 = time.monotonic()
-        state_name, alerts_name = self._name(self.state_topic), self._name(self.alerts_topic)
-        records, _ = await self.reader.read_partition(state_name, p)
+        alerts_name = self._name(self.alerts_topic)
+        marker, latest = await self._read_snapshot(p)
+        loaded = await self._load_customers(p, list(latest.items()))
+        alerts_from = marker.alerts_offset if marker is not None else 0
+        alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
+        rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
+        suppress = set()
+        for _, v in alert_records:
+            try:
+                suppress.add(alert_key(json.loads(v)))
+            except (TypeError, ValueError):
+                continue
+        async with self.lock:
+            self.book.assign(p, committable=marker.input_offset if marker else None,
+                             alerts_next=alerts_end, suppress=suppress,
+                             restored_alerts_offset=alerts_from, rerun_until=rerun_until)
+        _settle_gc()
+        self._last_freeze = time.monotonic()
+        took = time.monotonic() - t0
+        if self.metrics is not None:
+            self.metrics.restore_seconds.observe(took)
+            self.metrics.restored_customers.inc(loaded)
+        log.info(
+            "input partition %d: restored %d customers (snapshot up to offset %s) "
+            "and %d sent alerts in %.2f s",
+            p,
+            loaded,
+            marker.input_offset if marker else "-",
+            len(suppress),
+            took,
+        )
+
+    async def _read_snapshot(self, p: int) -> tuple[Marker | None, dict[bytes, bytes | None]]:
+        """Partition ``p``'s marker and latest record per customer; nothing when they cannot be used."""
+        records, _ = await self.reader.read_partition(self._name(self.state_topic), p)
         latest: dict[bytes, bytes | None] = {}
         marker_blob = None
         for k, v in records:
@@ -103,9 +136,12 @@ class StateSync:
                 "state of input partition %d was written with other model settings; starting it cold", p
             )
             marker, latest = None, {}
+        return marker, latest
+
+    async def _load_customers(self, p: int, items: list[tuple[bytes, bytes | None]]) -> int:
+        """Load the customer records of partition ``p`` in slices of event-loop time; how many loaded."""
         loaded = bad = 0
         first_error = ""
-        items = list(latest.items())
         i = 0
         while i < len(items):
             async with self.lock:
@@ -136,34 +172,7 @@ class StateSync:
                 bad,
                 first_error,
             )
-        alerts_from = marker.alerts_offset if marker is not None else 0
-        alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
-        rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
-        suppress = set()
-        for _, v in alert_records:
-            try:
-                suppress.add(alert_key(json.loads(v)))
-            except (TypeError, ValueError):
-                continue
-        async with self.lock:
-            self.book.assign(p, committable=marker.input_offset if marker else None,
-                             alerts_next=alerts_end, suppress=suppress,
-                             restored_alerts_offset=alerts_from, rerun_until=rerun_until)
-        _settle_gc()
-        self._last_freeze = time.monotonic()
-        took = time.monotonic() - t0
-        if self.metrics is not None:
-            self.metrics.restore_seconds.observe(took)
-            self.metrics.restored_customers.inc(loaded)
-        log.info(
-            "input partition %d: restored %d customers (snapshot up to offset %s) "
-            "and %d sent alerts in %.2f s",
-            p,
-            loaded,
-            marker.input_offset if marker else "-",
-            len(suppress),
-            took,
-        )
+        return loaded
 
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
         """Write the changed customers and a marker for each partition; True if all were written."""

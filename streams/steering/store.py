@@ -70,6 +70,17 @@ class KafkaStore:
         return cls(settings.bootstrap, settings.alerts_topic, settings.kafka_timeout_s,
                    kafka_python_kwargs(settings))
 
+    @classmethod
+    def connect(cls, settings: Any) -> "KafkaStore":
+        """:meth:`from_settings` once the broker answers (``lookout feedback``/``silence``): raises
+        :class:`~streams.kafka.admin.BrokerError`, one line, when it does not or rejects the
+        TLS/SASL settings."""
+        from streams.kafka.admin import wait_for_kafka
+
+        store = cls.from_settings(settings)
+        wait_for_kafka(store.bootstrap, timeout=store.timeout_s, security=store.security)
+        return store
+
     def _kwargs(self, client_id: str) -> dict[str, Any]:
         from kafka import KafkaConsumer
 

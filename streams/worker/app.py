@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -34,7 +34,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
-from .outage import OutageFilter, reachable
+from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
 from .steering import register_steering
@@ -65,6 +65,8 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Lookout:
+    """The worker: a Faust app whose agent hands batches to the runtime, with the state that follows
+    partitions, the sinks, the outage watch, ``/metrics`` and ``/healthz``."""
     registry = registry or CollectorRegistry()
     metrics = WorkerMetrics(registry)
     # engineers' verdicts and maintenance windows apply to the customers this worker owns
@@ -79,6 +81,35 @@ def create_app(
                           max_future_s=settings.max_future_s)
     metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
+    app = _faust_app(settings)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
+    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
+    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
+    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
+    security = aiokafka_kwargs(settings)
+    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, security)
+    runtime = WorkerRuntime(
+        processor=processor, book=PartitionBook(), reader=StateReader(settings.bootstrap, security),
+        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
+        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
+        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
+        state_sink=state_producer)
+    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
+    lookout = Lookout(
+        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
+    )
+    count_received = _monitor(app, settings, registry)
+    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
+    _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
+    _partition_callbacks(app, runtime, state_producer, settings)
+    _outage_watch(app, settings)
+    _pages(app, runtime, registry)
+    return lookout
+
+
+def _faust_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -100,34 +131,24 @@ def create_app(
         web_in_thread=False,
     )
     set_fetch_max_wait(app, settings.fetch_max_wait_s)
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
-    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
-    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
-    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
-    book = PartitionBook()
-    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings))
-    runtime = WorkerRuntime(
-        processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
-        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
-        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
-        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=state_producer)
-    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
-    lookout = Lookout(
-        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
-    )
-    # Faust's own sensor metrics, on our registry (so two apps in one process never clash); by default
-    # only the dashboards' series, from hooks that do not run per message (see streams.worker.faust_tuning)
+    return app
+
+
+def _monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) -> Callable[[int], None]:
+    """Faust's own sensor metrics, on our registry (so two apps in one process never clash); by
+    default only the dashboards' series, from hooks that do not run per message (see
+    :mod:`streams.worker.faust_tuning`). Returns what the agent calls with each batch's size."""
     faust_metrics = FaustMetrics.create(registry, "faust")
     monitor = (
         PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)
     )
     app.monitor = monitor
-    count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
-    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
-    before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
+    return monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
 
+
+def _detection_agent(app: faust.App, runtime: WorkerRuntime, input_topic: Any, settings: Settings,
+                     count_received: Callable[[int], None],
+                     before_batch: Callable[[], Awaitable[None]]) -> None:
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
         runtime.health.agent_running = True
@@ -145,9 +166,15 @@ def create_app(
         finally:
             runtime.health.agent_running = False
 
+
+def _partition_callbacks(app: faust.App, runtime: WorkerRuntime, state_producer: StateProducer,
+                         settings: Settings) -> None:
+    """State follows partitions: restored when assigned, snapshotted when revoked, periodically and
+    on shutdown; input commits capped at the markers."""
+
     @app.on_partitions_assigned.connect
     async def assigned(app, assigned, **kwargs):
-        cap_input_commits(app.consumer, settings.input_topic, book)
+        cap_input_commits(app.consumer, settings.input_topic, runtime.book)
         await _check_topics(runtime, settings)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
         state_producer.connect_soon()
@@ -167,6 +194,8 @@ def create_app(
         finally:
             await state_producer.stop()
 
+
+def _outage_watch(app: faust.App, settings: Settings) -> None:
     outage = OutageFilter(settings.bootstrap)
 
     @app.task
@@ -176,8 +205,10 @@ def create_app(
     @app.timer(1.0)
     async def outage_over():
         if outage.down_since is not None:
-            outage.check_recovered(await asyncio.to_thread(reachable, settings.bootstrap))
+            outage.check_recovered(await asyncio.to_thread(outage.probe))
 
+
+def _pages(app: faust.App, runtime: WorkerRuntime, registry: CollectorRegistry) -> None:
     @app.page("/metrics")
     async def metrics_page(web, request):
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
@@ -186,8 +217,6 @@ def create_app(
     async def health(web, request):
         ok, body = runtime.healthz()
         return web.json(body, status=200 if ok else 503)
-
-    return lookout
 
 
 async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:

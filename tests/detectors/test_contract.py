@@ -1,5 +1,7 @@
 """One contract, run over every detector kind (River-style ``check_estimator``)."""
+import copy
 import math
+import pickle
 import random
 
 import msgpack
@@ -75,6 +77,20 @@ def test_state_round_trip_gives_identical_scores(kind):
         assert copy.score_one(x) == det.score_one(x)
         copy.learn_one(x)
         det.learn_one(x)
+
+
+def test_a_pickled_or_copied_detector_continues_identically(kind):
+    det = make_detector(kind, direction="down")
+    points = list(stream(kind, days=3))
+    for x, _ in points[:500]:
+        det.learn_one(x)
+    copies = [pickle.loads(pickle.dumps(det)), copy.deepcopy(det)]
+    for c in copies:
+        assert c._get_params() == det._get_params()
+    for x, _ in points[500:700]:
+        want = det.update(x)
+        for c in copies:
+            assert c.update(x) == want
 
 
 def test_missing_fields_are_harmless(kind):

@@ -1,8 +1,11 @@
 """The fleet engine equals the reference (per-customer River detectors), bit for bit.
 
-Same outcomes, scores, alerts and state bytes for the same events, however the events are cut
-into batches: on random streams (hypothesis: gaps, duplicates, missing fields, zero traffic,
-bursts, any batch boundaries) and on simulated fleets with incidents.
+Both run the kernel's arithmetic (detectors/kernel.py); what this holds equal is everything the
+fleet does around it -- columns of a batch, slots, gates, which events come back to Python, the
+lifecycle of customers woken inside a batch, state rows in arrays and their records. Same
+outcomes, scores, alerts and state bytes for the same events, however the events are cut into
+batches: on random streams (hypothesis: gaps, duplicates, missing fields, zero traffic, bursts,
+any batch boundaries) and on simulated fleets with incidents.
 """
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.config import DetectorConfig
-from detectors.engine import Engine, ReferenceEngine
+from detectors.engine import Engine
 from detectors.events import Event, parse_event
 from detectors.fleet import FleetEngine
+from detectors.reference import ReferenceEngine
 from detectors.signals import SIGNALS
 from detectors.state import model_state
 from detectors.synthetic import SimConfig, simulate

@@ -1,0 +1,25 @@
+"""Small helpers the benchmarks share: a free port, a worker's processed-event count."""
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def consumed(port: int) -> float:
+    """Events a worker processed (``lookout_events_total`` on its ``/metrics``); 0 if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in r.read().decode().splitlines()
+                if line.startswith("lookout_events_total{")
+            )
+    except OSError:
+        return 0.0
