@@ -12,14 +12,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def consumed(port: int) -> float:
-    """Events a worker processed (``lookout_events_total`` on its ``/metrics``); 0 if it does not answer."""
+def consumed(port: int, timeout: float = 2.0) -> float | None:
+    """Events a worker processed (``lookout_events_total`` on its ``/metrics``); None if it does
+    not answer within ``timeout`` (a slow answer is not "0 events")."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
             return sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in r.read().decode().splitlines()
                 if line.startswith("lookout_events_total{")
             )
     except OSError:
-        return 0.0
+        return None

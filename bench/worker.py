@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
                    LOOKOUT_BATCH_SIZE=str(a.batch_size))
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                   stdout=open(tmp / "worker.log", "wb"), stderr=subprocess.STDOUT)
-        while consumed(port) == 0:
+        while not consumed(port):
             if worker.poll() is not None:
                 raise SystemExit(f"worker died; see {tmp / 'worker.log'}")
             time.sleep(0.2)
-        t1, c1 = time.perf_counter(), consumed(port)
-        while (c := consumed(port)) < n:
+        t1, c1 = time.perf_counter(), consumed(port) or 0.0
+        while (c := consumed(port) or 0.0) < n:
             time.sleep(0.5)
         secs = time.perf_counter() - t1
         print(f"worker: {c - c1:,.0f} events in {secs:.1f} s = {(c - c1) / secs:,.0f} events/s "

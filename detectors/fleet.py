@@ -43,6 +43,8 @@ from .config import DetectorConfig
 from .events import Event, EventBatch
 from .kernel import Assessment
 from .layout import Family
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import FLOAT64_LE, CustomerRecord, StateCodec, customer_values, row_values, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
@@ -114,6 +116,9 @@ class FleetEngine:
         self._free: list[int] = []
         self._trackers: dict[int, alerting.Tracker] = {}  # slot -> lifecycle, when not idle
         self.gate_offsets: Any = None  # as ReferenceEngine.gate_offsets
+        #: events that came back to Python for the alert lifecycle, since this engine was made
+        #: (benchmarks report their share: the kernel alone handles all the others)
+        self.python_events = 0
         self._alloc(max(1, capacity))
 
     def _new_models(self) -> dict[str, Any]:
@@ -222,11 +227,14 @@ class FleetEngine:
                     self.last_ts, self.interval, self.dirty, self.active,
                     self.ss, self._ps, self.rs, self._pr, K.CONSTANTS, o, warm, outcome, exp_req, need)
         alerts_at: dict[int, list[dict[str, Any]]] = {}
+        onsets_at: dict[int, list[Onset]] = {}
         if need.any():
-            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at)
-        return o, warm, outcome, alerts_at
+            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                            onsets_at)
+        return o, warm, outcome, alerts_at, onsets_at
 
-    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at) -> None:
+    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                   onsets_at) -> None:
         """The alert lifecycle (reference code) for the events that need it, in event order.
 
         A customer whose lifecycle leaves idle in this batch has its later scored events of the
@@ -253,6 +261,7 @@ class FleetEngine:
                 if k in done:
                     continue
                 done.add(k)
+            self.python_events += 1
             e = events[k]
             slot = int(slots[k])
             tr = self._trackers.get(slot)
@@ -270,6 +279,10 @@ class FleetEngine:
                     off = offsets.get((name, alerting.side_of(a))) if offsets else None
                     if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                         findings.append(alerting.Finding(name, e.ts, a))
+            if findings:
+                new = detect_onsets(tr, e, findings, acfg)
+                if new:
+                    onsets_at[k] = new
             out = alerting.step(tr, e, findings, float(exp_req[k]), acfg)
             if out:
                 alerts_at[k] = out
@@ -290,25 +303,26 @@ class FleetEngine:
         """Every event of ``events`` in order; one :class:`~detectors.verdict.BatchVerdict`."""
         if not events:
             return BatchVerdict([], [], {})
-        o, warm, outcome, alerts_at = self._run(events)
+        o, warm, outcome, alerts_at, onsets_at = self._run(events)
         names = OUTCOMES
         outcomes = [names[c] for c in outcome.tolist()]
         alerts: list[dict[str, Any]] = []
         for k in sorted(alerts_at):
             alerts.extend(alerts_at[k])
+        new = [x for k in sorted(onsets_at) for x in onsets_at[k]]
         scores: dict[str, list[float]] = {}
         for s, name in enumerate(self._signals):
             mask = warm[:, s] == 1
             if mask.any():
                 scores[name] = o[mask, s, K.SCORE].tolist()
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def process(self, e: Event):
         """One event (a batch of one: use :meth:`process_many` for speed)."""
-        o, warm, outcome, alerts_at = self._run([e])
+        o, warm, outcome, alerts_at, onsets_at = self._run([e])
         code = int(outcome[0])
         scores = {name: float(o[0, s, K.SCORE]) for s, name in enumerate(self._signals) if warm[0, s] == 1}
-        return Verdict(OUTCOMES[code], scores, alerts_at.get(0, []))
+        return Verdict(OUTCOMES[code], scores, alerts_at.get(0, []), onsets_at.get(0, ()))
 
     # -- introspection ----------------------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:

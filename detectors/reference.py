@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 from . import alerting
 from .config import DetectorConfig
 from .events import Event
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import CustomerRecord, StateCodec, customer_values, model_state, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
@@ -117,26 +119,30 @@ class ReferenceEngine:
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict(_WARMING, scores, [])
+        new = detect_onsets(st.tracker, e, findings, self.config.alerting) if findings else ()
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
-        return Verdict(_SCORED, scores, alerts)
+        return Verdict(_SCORED, scores, alerts, new)
 
     def process_many(self, events: Sequence[Event]) -> BatchVerdict:
         """:meth:`process` for every event of ``events``, in order; one result for the batch."""
         outcomes: list[str] = []
         alerts: list[dict[str, Any]] = []
+        new: list[Onset] = []
         scores: dict[str, list[float]] = {}
         for e in events:
             v = self.process(e)
             outcomes.append(v.outcome)
             if v.alerts:
                 alerts.extend(v.alerts)
+            if v.onsets:
+                new.extend(v.onsets)
             for sig, sc in v.scores.items():
                 lst = scores.get(sig)
                 if lst is None:
                     scores[sig] = [sc]
                 else:
                     lst.append(sc)
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def last_ts_of(self, cid: str) -> float | None:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from detectors.catalogue import Catalogue
 from detectors.events import (
     CUSTOMER_ID_RE,
     MAX_INTERVAL_S,
@@ -43,6 +44,7 @@ from detectors.events import (
     parse_time,
     parse_ts,
 )
+from detectors.synthetic_shared import SharedCause, make_catalogue, place_shared_causes
 
 __all__ = [
     "ALL_KINDS",
@@ -113,26 +115,42 @@ def region_of(tz_offset_h: float) -> str:
 
 @dataclass(frozen=True)
 class Incident:
-    """One labelled incident: ``[start, end)`` in epoch seconds for one customer."""
+    """One labelled incident: ``[start, end)`` in epoch seconds for one customer.
+
+    Part of a shared cause (:mod:`detectors.synthetic_shared`): ``cause`` is its id and
+    ``scope`` the group it hit (``"origin_provider=provider-a"``); both ``None`` otherwise.
+    """
 
     customer_id: str
     start: float
     end: float
     kind: str
+    cause: str | None = None
+    scope: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "customer_id": self.customer_id,
             "start": format_ts(self.start),
             "end": format_ts(self.end),
             "kind": self.kind,
         }
+        if self.cause is not None:
+            d["cause"] = self.cause
+            d["scope"] = self.scope
+        return d
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
         """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
         get = obj.get
-        return incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
+        inc = incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
+        cause, scope = get("cause"), get("scope")
+        if cause is None:
+            return inc
+        if not isinstance(cause, str) or not isinstance(scope, str) or not cause or not scope:
+            raise ValueError(f"cause and scope must be non-empty strings, got {cause!r}, {scope!r}")
+        return cls(inc.customer_id, inc.start, inc.end, inc.kind, cause, scope)
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -245,6 +263,10 @@ class SimConfig:
     Noise is heavy-tailed: extra-Poisson dispersion of traffic, 5xx rate and p99 latency is
     Student-t with ``noise_dof`` degrees of freedom, and each interval has a ``burst_prob``
     chance of an unlabelled one-interval burst of 1.3-2.5x traffic.
+
+    ``shared_causes`` provider or region outages (:mod:`detectors.synthetic_shared`) touch
+    5-100 % of their group's customers each, with ``unrelated_per_cause`` single-customer
+    incidents starting during each of them on other customers.
     """
 
     customers: int = 20
@@ -268,6 +290,8 @@ class SimConfig:
     small_max: float = 25.0
     noise_dof: float = 3.0
     burst_prob: float = 0.004
+    shared_causes: int = 0
+    unrelated_per_cause: int = 3
 
     def __post_init__(self) -> None:
         if isinstance(self.kinds, str):
@@ -313,6 +337,10 @@ class SimConfig:
             raise ValueError("small_fraction and burst_prob must be within [0, 1]")
         if not (self.noise_dof > 2 and self.small_max > 0):
             raise ValueError("noise_dof must be > 2 (finite variance) and small_max > 0")
+        for name in ("shared_causes", "unrelated_per_cause"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if self.warmup_s is not None and not (0 <= self.warmup_s < self.duration_s):
             raise ValueError("warmup_s must be within [0, duration_s)")
 
@@ -519,9 +547,13 @@ def _try_place(
 class Simulation:
     """The result of :func:`simulate`: profiles, labels, and a lazy event stream."""
 
-    def __init__(self, cfg: SimConfig, plans: list[_Plan], holidays: list[Holiday], requested: int):
+    def __init__(self, cfg: SimConfig, plans: list[_Plan], holidays: list[Holiday], requested: int,
+                 catalogue: Catalogue | None = None, shared_causes: list[SharedCause] | None = None):
         self.config = cfg
         self._plans = plans
+        self._catalogue = catalogue
+        #: the labelled shared causes (their customers' incidents carry their ``cause`` id)
+        self.shared_causes: list[SharedCause] = list(shared_causes or [])
         self.customers: list[CustomerProfile] = [p.profile for p in plans]
         self.incidents: list[Incident] = sorted(
             (x.incident for p in plans for x in p.injected), key=lambda i: (i.start, i.customer_id)
@@ -538,6 +570,13 @@ class Simulation:
         #: how many incidents were asked for (explicit count or expected from the rate);
         #: fewer are placed when the evaluation window is too short to fit them
         self.requested_incidents = requested
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Every customer's catalogue attributes (plan, origin provider/region/ASN, account team)."""
+        if self._catalogue is None:
+            self._catalogue = make_catalogue(self.config.seed, self.customers)
+        return self._catalogue
 
     @property
     def start(self) -> float:
@@ -788,6 +827,58 @@ def _origin_errors(p: CustomerProfile, rng: np.random.Generator, origin: np.ndar
             origin[a:z] += rng.multinomial(rng.binomial(extra[a:z], x.params["origin"]), x.params["codes"])
 
 
+def _free(plan: _Plan, i0: int, i1: int, gap_i: int) -> bool:
+    return all(i1 + gap_i <= x.i0 or i0 >= x.i1 + gap_i for x in plan.injected)
+
+
+def _shared_params(rng: np.random.Generator, kind: str, common: dict[str, Any],
+                   prof: CustomerProfile) -> dict[str, Any]:
+    """One customer's part of a shared cause: its own incident, with the cause's code and severity."""
+    q = _incident_params(rng, kind, prof)
+    jitter = rng.uniform(0.85, 1.15)
+    if kind == "origin_outage":
+        w = np.zeros(len(ORIGIN_CODES))
+        w[_CODE_IX[common["main"]]] = 1.0
+        q.update(codes=w, main=common["main"], fail=min(1.0, common["fail"] * jitter))
+    else:
+        q.update(p50=common["p50"] * jitter, p99=common["p99"] * jitter)
+    return q
+
+
+def _injectors(cfg: SimConfig, plans: list[_Plan], gap_i: int):
+    """The callbacks :func:`~detectors.synthetic_shared.place_shared_causes` injects through."""
+    by_id = {p.profile.customer_id: p for p in plans}
+    n, iv = cfg.n_intervals, cfg.interval_s
+
+    def inject(rng, cid, a, b, kind, common, cause_id, scope) -> bool:
+        plan = by_id[cid]
+        q = _shared_params(rng, kind, common, plan.profile)
+        if not _free(plan, a, b, gap_i):
+            return False  # already in another incident then: not part of this cause
+        inc = Incident(cid, cfg.start + a * iv, cfg.start + b * iv, kind, cause_id, scope)
+        plan.injected.append(_Injected(inc, a, b, q))
+        return True
+
+    def inject_unrelated(rng, hit, i0, dur) -> None:
+        """``cfg.unrelated_per_cause`` single-customer incidents during a cause, off its customers."""
+        placed = tries = 0
+        while placed < cfg.unrelated_per_cause and tries < 50 * max(1, cfg.unrelated_per_cause) and cfg.kinds:
+            tries += 1
+            plan = plans[int(rng.integers(len(plans)))]
+            if plan.profile.customer_id in hit:
+                continue
+            kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
+            a = i0 + int(rng.integers(max(1, dur)))
+            b = min(n, a + _duration_intervals(rng, kind, iv))
+            if b <= a or not _free(plan, a, b, gap_i):
+                continue
+            inc = Incident(plan.profile.customer_id, cfg.start + a * iv, cfg.start + b * iv, kind)
+            plan.injected.append(_Injected(inc, a, b, _incident_params(rng, kind, plan.profile)))
+            placed += 1
+
+    return inject, inject_unrelated
+
+
 def simulate(cfg: SimConfig) -> Simulation:
     """Draw profiles, holidays, level shifts and incidents for ``cfg`` (events are generated lazily)."""
     C, n, iv = cfg.customers, cfg.n_intervals, cfg.interval_s
@@ -825,6 +916,12 @@ def simulate(cfg: SimConfig) -> Simulation:
                 plan.shift_at = int(r.integers(warm_i, n))
                 plan.shift_factor = float(r.uniform(0.4, 0.7) if r.random() < 0.5 else r.uniform(1.4, 2.5))
 
+    # shared causes first: their customers are then busy for the per-customer incidents
+    catalogue = causes = None
+    if cfg.shared_causes and n - warm_i >= 1:
+        catalogue = make_catalogue(cfg.seed, [p.profile for p in plans])
+        causes = place_shared_causes(cfg, catalogue, warm_i, *_injectors(cfg, plans, gap_i))
+
     # incidents
     requested = 0
     if cfg.kinds and n - warm_i >= 1:
@@ -853,7 +950,7 @@ def simulate(cfg: SimConfig) -> Simulation:
                         break
     for plan in plans:
         plan.injected.sort(key=lambda x: x.i0)
-    return Simulation(cfg, plans, holidays, requested)
+    return Simulation(cfg, plans, holidays, requested, catalogue, causes)
 
 
 # --------------------------------------------------------------------------- label parsing
@@ -874,3 +971,4 @@ def incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
     if kind is not None and not isinstance(kind, str):
         raise ValueError(f"kind must be a string, got {kind!r}")
     return Incident(cid, s, e, kind or "unknown")
+

@@ -88,7 +88,11 @@ class Settings:
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
     heartbeat_interval_s: float = 2.0
+    #: how often the worker asks whether the input topic's partition count changed (the consumer
+    #: refreshes its metadata only every 5 minutes); a change stops it (streams/worker/layout.py)
+    partition_check_s: float = 10.0
     batch_size: int = 500  # messages per agent batch (an envelope is one message)
+    batch_events: int = 5000  # a batch is processed in chunks of about this many events (envelopes' count)
     batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
     fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
     log_level: str = "warn"
@@ -129,6 +133,15 @@ class Settings:
     state_history_topic: str = ""  # "" = "<app_id>-state-history"
     history_interval_s: float = 3600.0
     history_retention_s: float = 2 * 86400.0
+    # the correlator: parent incidents across customers (streams/correlation)
+    correlator: bool = True  # run it; the sinks then read the routed alerts and the incidents
+    customers_topic: str = "customers"  # compacted: customer id -> attributes (lookout customers load)
+    incidents_topic: str = "incidents"  # parent incidents, lookout.incident/v1
+    routed_topic: str = "alerts-routed"  # every alert with its parent_id (what the sinks send)
+    #: a caught-up input partition's interval is complete this long after it ends (the hold's extra)
+    correlator_grace_s: float = 5.0
+    #: an input partition that reported nothing new this long (while others moved on) is not waited for
+    correlator_idle_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -185,6 +198,21 @@ class Settings:
     def api_url(self) -> str:
         """Where support tools reach the worker's API (no trailing slash)."""
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def onsets_topic_name(self) -> str:
+        """The correlator's repartition topic (onsets keyed by group)."""
+        return f"{self.app_id}-onsets"
+
+    @property
+    def parents_topic_name(self) -> str:
+        """Stage two's input (one partition): group tests, alerts, watermarks."""
+        return f"{self.app_id}-parents"
+
+    @property
+    def correlator_state_topic_name(self) -> str:
+        """The correlator stages' state (compacted)."""
+        return f"{self.app_id}-correlator-state"
 
     @property
     def kafka_url(self) -> str:

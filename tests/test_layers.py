@@ -28,11 +28,13 @@ ALLOWED: dict[str, set[str]] = {
     "streams.sinks": _BASE | {"streams.kafka", "streams.pipeline"},
     "streams.steering": _BASE | {"streams.kafka", "streams.pipeline"},
     "streams.offline": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.steering"},
+    "streams.correlation": _BASE | {"streams.kafka", "streams.pipeline"},
     "streams.worker": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
-                               "streams.steering", "streams.offline"},
+                               "streams.steering", "streams.offline", "streams.correlation"},
     "streams.devtools": _BASE | {"streams.kafka", "streams.pipeline", "streams.sinks", "streams.offline"},
     "streams.commands": _BASE | {"streams.kafka", "streams.pipeline", "streams.state", "streams.sinks",
-                                 "streams.worker", "streams.offline", "streams.devtools", "streams.steering"},
+                                 "streams.worker", "streams.offline", "streams.devtools", "streams.steering",
+                                 "streams.correlation"},
     "streams.cli": {"streams.settings", "streams.commands"},
 }
 

@@ -87,6 +87,23 @@ def load_labels(path: str | None) -> list:
         raise click.ClickException(f"labels: {exc}") from None
 
 
+def load_catalogue(path: str | None, option: str = "FILE"):
+    """The customer catalogue in ``path`` (JSON lines or CSV, gzip ok); every bad line in the error."""
+    if not path:
+        return None
+    from detectors.catalogue import CatalogueError
+    from streams.offline.catalogue_files import read_catalogue
+
+    try:
+        return read_catalogue(path)
+    except FileNotFoundError:
+        raise click.ClickException(f"{option}: customers file not found: {path}") from None
+    except CatalogueError as exc:
+        raise click.ClickException(f"{option}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{option}: cannot read {path}: {exc}") from None
+
+
 def load_detector_config(path: str | None, what: str = "config"):
     """The detector config at ``path`` (defaults without one); errors name the option ``--what``."""
     try:

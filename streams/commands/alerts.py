@@ -40,7 +40,8 @@ def parse_since(text: str, now: float) -> float:
 
 @click.group(context_settings=CONTEXT)
 def alerts():
-    """Watch the alerts the workers send (topic `alerts`)."""
+    """Watch the alerts the workers send (topic `alerts`, or with the correlator its routed alerts
+    and parent incidents)."""
 
 
 @alerts.command(context_settings=CONTEXT)
@@ -61,9 +62,12 @@ def alerts():
 )
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
+@click.option("--parents/--no-parents", default=None,
+              help="Follow the correlator's routed alerts and parent incidents, children folded under "
+              "their parents [default: on unless LOOKOUT_CORRELATOR=false], or the raw alerts topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")
 @kafka_security_options
-def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
+def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
     """Print alerts as they arrive, like the demo does (or as JSON lines for scripts).
 
     Reads without a consumer group and never commits offsets, so it disturbs nobody.
@@ -74,6 +78,11 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
       lookout alerts tail --customer acme-prod --since 2026-01-05T08:00:00Z
       lookout alerts tail --since now --json | jq -r .summary
       lookout alerts tail --since 1d --no-follow       # what fired today, then exit
+      lookout alerts tail --no-parents                 # the raw alerts topic, nothing folded
+
+    With the correlator (the default), it follows the routed alerts and the parent incidents:
+    a parent is shown with its children (two lines) when it opens, escalates and resolves, and
+    each alert folded under it is one short indented line.
     """
     try:
         settings = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))
@@ -82,7 +91,8 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
     stop = threading.Event()
     try:
-        tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop)
+        tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
+                    parents=False if topic else parents)  # --topic: that topic, raw
     except (TailError, BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error

@@ -11,7 +11,7 @@ from detectors.evaluation import GRACE_INTERVALS
 from ..offline.jobs import JOB_ERRORS, REPLAY_PLOTS, replay_job
 from ..offline.source_spec import SourceSpec
 from ..offline.summary import format_outcome, problem
-from ._common import CONTEXT, load_detector_config, load_labels, load_steering
+from ._common import CONTEXT, load_catalogue, load_detector_config, load_labels, load_steering
 from .source_options import source_options
 
 
@@ -31,6 +31,11 @@ from .source_options import source_options
     help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]): adds recall, precision, "
     "time to detect, false alerts per customer-week.",
 )
+@click.option("--customers", "customers_path", metavar="FILE",
+              help="Customer catalogue (JSON lines or CSV: customer_id plus attributes): also run the "
+              "correlator, which finds parent incidents across customers (incidents.jsonl, "
+              "alerts-routed.jsonl; with --labels of shared causes: parent recall, localisation, time "
+              "to parent, notifications, false parents).")
 @click.option("--out", "out_dir", default="replay-out", show_default=True, metavar="DIR",
               help="Output directory (created).")
 @click.option("--trace", "trace", multiple=True, metavar="CUSTOMER",
@@ -52,8 +57,8 @@ from .source_options import source_options
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 @source_options
-def replay(source: SourceSpec, config_path, baseline_path, labels_path, out_dir, trace, max_plots, grace,
-           save_state, feedback_path, silences_path, as_json, no_report, quiet):
+def replay(source: SourceSpec, config_path, baseline_path, labels_path, customers_path, out_dir, trace,
+           max_plots, grace, save_state, feedback_path, silences_path, as_json, no_report, quiet):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -74,6 +79,8 @@ def replay(source: SourceSpec, config_path, baseline_path, labels_path, out_dir,
       summary.json      counts, speed and -- with --labels -- recall, precision, time to
                         detect, false alerts per customer-week, by incident kind and size decile
       diff.json         with --baseline: incidents gained, lost, changed; metric deltas
+      incidents.jsonl   with --customers: the parent incidents (lookout.incident/v1 updates)
+      alerts-routed.jsonl  with --customers: every alert with its parent_id (null: pages alone)
       report.html       plots of chosen customers (plus plots/*.png); opens offline
     and with --save-state FILE the learned state (data, not code) for `lookout worker --initial-state`.
 
@@ -86,6 +93,8 @@ def replay(source: SourceSpec, config_path, baseline_path, labels_path, out_dir,
       lookout replay 'kafka://request-metrics?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&bootstrap=127.0.0.1:9092'
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
+      lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
+      lookout replay sim.jsonl.gz --customers sim.customers.jsonl --labels sim.labels.jsonl --out out/
       lookout replay last-week.jsonl.gz --feedback feedback.jsonl --silences silences.jsonl --out steered/
 
     With --feedback/--silences the summary separates the alerts sent, those silenced by windows
@@ -96,12 +105,13 @@ def replay(source: SourceSpec, config_path, baseline_path, labels_path, out_dir,
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
     steering = load_steering(config, feedback_path, silences_path)
+    catalogue = load_catalogue(customers_path, "--customers")
     try:
         outcome = replay_job(source, config, Path(out_dir), config_path=config_path, baseline=baseline,
                              baseline_path=baseline_path, labels=labels, grace=grace, trace=trace,
                              max_plots=max_plots, report=not no_report,
                              save_state=Path(save_state) if save_state else None, progress=not quiet,
-                             steering=steering)
+                             steering=steering, catalogue=catalogue)
     except JOB_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

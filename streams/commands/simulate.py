@@ -114,6 +114,13 @@ DEFAULTS = TrafficOptions()
     "(murmur2 of the customer id, as Kafka's default partitioner), flushed every interval, "
     "like an aggregation tier. Default: one event per message.",
 )
+@click.option("--shared-causes", "shared_causes", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="N", help="Also inject N shared causes: a provider or region outage touching 5-100 %% "
+              "of its customers (uneven onset), with unrelated single-customer incidents during each; "
+              "their customers' labels carry the cause id and scope.")
+@click.option("--customers-out", "customers_out", metavar="FILE",
+              help="Write the customer catalogue (plan, origin provider/region/ASN, account team; JSON "
+              "lines) here [default with --out: <out>.customers.jsonl] (then: lookout customers load FILE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (events, incidents, where) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @kafka_security_options
@@ -137,6 +144,8 @@ def simulate(duration, as_json, quiet, **opts):
           --labels-out labels.jsonl
       lookout simulate --bootstrap 127.0.0.1:9092 --end-now --days 2 --rate 500   # paced live stream
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 5000 --days 1 --batch 500   # envelopes
+      lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
+          (+ sim.customers.jsonl: replay --customers it, or lookout customers load it)
     """
     opts.update(bootstrap=aliased("--bootstrap", opts["bootstrap"]),
                 labels_out=aliased("--labels-out", opts["labels_out"]), kafka=pop_security(opts))

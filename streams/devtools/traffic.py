@@ -25,6 +25,7 @@ from detectors.events import InvalidEvent, format_ts, parse_ts
 from detectors.synthetic import ALL_KINDS, DEFAULT_START, INCIDENT_KINDS, SimConfig, Simulation, simulate
 from streams.kafka.admin import BrokerError, wait_for_kafka
 from streams.kafka.security import kafka_python_kwargs
+from streams.offline.catalogue_files import write_catalogue
 from streams.offline.simfiles import write_jsonl, write_labels
 from streams.settings import Settings, SettingsError
 
@@ -68,6 +69,8 @@ class TrafficOptions:
     labels_out: str | None = None  # default with ``out``: <out>.labels.jsonl
     rate: float | None = None
     batch: int | None = None  # envelopes of up to this many events (Kafka only)
+    shared_causes: int = 0  # provider/region outages across customers (labels carry cause and scope)
+    customers_out: str | None = None  # the catalogue; default with ``out``: <out>.customers.jsonl
     kafka: Mapping[str, Any] = field(default_factory=dict)  # --kafka-* Settings overrides
 
 
@@ -79,14 +82,17 @@ class TrafficResult:
     options: TrafficOptions
     where: str
     labels_path: str | None
+    customers_path: str | None = None
     seconds: float = 0.0
     sent: int = 0
     interrupted: bool = False
 
     def labels_text(self) -> str:
-        if self.labels_path:
-            return f"labels -> {self.labels_path}"
-        return "labels not written (use --labels-out FILE)"
+        text = (f"labels -> {self.labels_path}" if self.labels_path
+                else "labels not written (use --labels-out FILE)")
+        if self.customers_path:
+            text += f"; customers -> {self.customers_path}"
+        return text
 
     def interruption(self) -> str:
         """The one line of an interrupted run: how far it got."""
@@ -109,6 +115,8 @@ class TrafficResult:
             "bootstrap": o.bootstrap,
             "topic": o.topic if o.bootstrap else None,
             "labels": self.labels_path,
+            "customers_file": self.customers_path,
+            "shared_causes": [c.to_json() for c in sim.shared_causes],
             "seconds": round(self.seconds, 3),
         }
 
@@ -120,6 +128,9 @@ class TrafficResult:
         short = (f" (asked for {sim.requested_incidents}; the window after warm-up is too short for more)"
                  if o.incidents is not None and placed < o.incidents else "")
         speed = sim.n_events / self.seconds if self.seconds > 0 else 0
+        if sim.shared_causes:
+            kinds += f"; {len(sim.shared_causes)} shared causes touching " + ", ".join(
+                str(len(c.customers)) for c in sim.shared_causes) + " customers"
         return (f"{sim.n_events:,} events ({o.customers} customers x {sim.n_intervals} intervals of "
                 f"{o.interval_s} s, {format_ts(sim.start)} .. {format_ts(sim.end)}), {placed} incidents "
                 f"({kinds}){short}, {len(sim.level_shifts)} unlabelled level shifts -> {self.where}; "
@@ -195,7 +206,8 @@ def sim_config(o: TrafficOptions, now: float) -> SimConfig:
         return SimConfig(customers=o.customers, start=start, duration_s=duration_s, interval_s=o.interval_s,
                          seed=o.seed, incidents_per_customer_week=o.incident_rate, incidents=o.incidents,
                          kinds=kinds, size_min=o.min_size, size_max=o.max_size, holidays=o.holidays,
-                         growth=o.growth, level_shifts=o.level_shifts, weekly=o.weekly)
+                         growth=o.growth, level_shifts=o.level_shifts, weekly=o.weekly,
+                         shared_causes=o.shared_causes)
     except ValueError as exc:
         raise TrafficError(str(exc)) from None
 
@@ -217,6 +229,14 @@ def _write_labels(sim: Simulation, path: str) -> None:
         write_labels(sim.incidents, path)
     except OSError as exc:
         raise TrafficError(f"cannot write labels to {path}: {exc.strerror or exc}") from None
+
+
+def _write_catalogue(sim: Simulation, path: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_catalogue(sim.catalogue, path)
+    except OSError as exc:
+        raise TrafficError(f"cannot write the customer catalogue to {path}: {exc.strerror or exc}") from None
 
 
 def _to_file(events: Iterator[dict[str, Any]], out: str) -> None:
@@ -253,11 +273,17 @@ def simulate_traffic(o: TrafficOptions, *, progress: bool = False,
     labels_path = o.labels_out
     if labels_path is None and o.out is not None and o.out != "-":
         labels_path = default_labels_path(o.out)
+    customers_path = o.customers_out
+    if customers_path is None and o.out is not None and o.out != "-":
+        customers_path = default_labels_path(o.out).replace(".labels.jsonl", ".customers.jsonl")
     sim = simulate(cfg)
     if labels_path is not None:
         _write_labels(sim, labels_path)
+    if customers_path is not None:
+        _write_catalogue(sim, customers_path)
     kafka = f"kafka {o.bootstrap} topic {o.topic}"
-    res = TrafficResult(sim, o, kafka if o.out is None else "stdout" if o.out == "-" else o.out, labels_path)
+    res = TrafficResult(sim, o, kafka if o.out is None else "stdout" if o.out == "-" else o.out, labels_path,
+                        customers_path)
     bar = tqdm(total=sim.n_events, unit="ev", unit_scale=True, file=sys.stderr, disable=not progress,
                mininterval=0.5, dynamic_ncols=True, desc="simulate")
     throttle = _Throttle(o.rate) if o.rate else None

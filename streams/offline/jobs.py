@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
+from detectors.catalogue import Catalogue
 from detectors.config import DetectorConfig, dump_config
+from detectors.correlator import Correlator
 from detectors.evaluation import GRACE_INTERVALS, Evaluation
 from detectors.steering import Steering
 from streams.state.checkpoint import write_atomically
@@ -164,23 +166,27 @@ def replay_job(
     save_state: Path | None = None,
     progress: bool = False,
     steering: Steering | None = None,
+    catalogue: Catalogue | None = None,
 ) -> ReplayOutcome:
     """Replay ``source`` through the detectors into ``out``: ``alerts.jsonl``, ``dlq.jsonl``,
     ``summary.json``, with a ``baseline`` ``diff.json``, with ``report`` ``report.html`` (the
     ``trace`` customers plotted first, then ``max_plots`` chosen ones), with ``save_state`` the
-    learned state, with ``steering`` engineers' verdicts and windows applied at their times.
-    The outcome's :func:`~streams.offline.summary.problem` says whether it answers the question
-    (e.g. labels of customers that are not in the data)."""
+    learned state, with ``steering`` engineers' verdicts and windows applied at their times, with
+    a ``catalogue`` the correlator's parent incidents too (``incidents.jsonl``,
+    ``alerts-routed.jsonl``, scored against shared-cause ``labels``). The outcome's
+    :func:`~streams.offline.summary.problem` says whether it answers the question (e.g. labels of
+    customers that are not in the data)."""
     if save_state is not None:
         _check_state_path(save_state)
     src = _open(source)
     _out_dir(out)
     plots = Plots(labels, max_plots, tuple(dict.fromkeys(trace))) if report else None
     first_pass = [*dict.fromkeys(trace), *(plots.labelled() if plots is not None else [])]
+    correlator = Correlator(config, catalogue) if catalogue is not None else None
     res = run_replay(src, config, baseline=baseline, out_dir=out, trace=first_pass, progress=progress,
-                     steering=steering)
+                     steering=steering, correlator=correlator)
     outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
-                        baseline=baseline, baseline_path=baseline_path)
+                        baseline=baseline, baseline_path=baseline_path, catalogue=catalogue)
     outcome.source_name = src.name
     if save_state is not None:
         blob = res.engine.dump_all()
@@ -200,7 +206,7 @@ def replay_job(
         trace=lambda more: trace_customers(src, config, more, progress=progress),
         write_report=lambda traces, order: write_replay_report(
             out, outcome.summary, traces=traces, alerts=run.alerts, labels=labels,
-            thresholds=_thresholds(config), order=order, diff=outcome.diff),
+            thresholds=_thresholds(config), order=order, diff=outcome.diff, incidents=run.incidents),
     )
     return outcome
 

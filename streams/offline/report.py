@@ -354,6 +354,7 @@ td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+details{margin:.3em 0}summary{cursor:pointer}
 .good{color:#1a7f37}.bad{color:#c62828}.scroll{overflow-x:auto;max-width:100%}
 """
 
@@ -394,6 +395,15 @@ class Report:
             "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
         )
         self.blocks.append(f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>{more}")
+
+    def details(self, summary: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """A collapsible block: ``summary`` always shown, the table when opened."""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        self.blocks.append(f"<details><summary>{html.escape(summary)}</summary>"
+                           f"<div class=scroll><table><tr>{head}</tr>{body}</table></div></details>")
 
     def image(self, name: str, png: bytes, caption: str = "") -> None:
         self.images.append((name, png))
@@ -542,10 +552,41 @@ def customer_plots(rep: Report, traces: Mapping[str, Any], alerts: Sequence[Mapp
     return n
 
 
+def parents_section(rep: Report, parents: Mapping[str, Any], incidents: Sequence[Mapping[str, Any]]) -> None:
+    """The correlator's parent incidents, each with its children (the latest record of each)."""
+    rep.kv({k: v for k, v in parents.items() if k != "evaluation"})
+    ev = parents.get("evaluation")
+    if ev:
+        rep.table(["shared-cause target", "value"], [
+            ["causes touching >= 20 customers", ev["causes_targeted"]],
+            ["one parent within 2 intervals of the first child", _pct(ev["parent_recall"])],
+            ["localised right", _pct(ev["localised_right"])],
+            ["notifications / per-customer count",
+             f"{ev['notifications']} / {ev['per_customer_notifications']}"],
+            ["false parents", ev["false_parents"]],
+            ["unrelated incidents overlapping a parent that notified alone",
+             _pct(ev["unrelated_notified_share"])],
+        ])
+    last: dict[str, Mapping[str, Any]] = {}
+    for r in incidents:
+        last[r["parent_id"]] = r
+    if not last:
+        rep.p("No parent incident: no group had significantly many customers going wrong at once.", "muted")
+    for pid, r in last.items():
+        kids = r.get("children") or []
+        rep.details(
+            f"{r['severity']} {r['status']}: {r['cause']} [{pid}; {len(kids)} child alerts, "
+            f"{r.get('children_open', 0)} open; published {r.get('published_at')}]",
+            ["customer", "alert", "severity", "status", "started at", "resolved at"],
+            [[k["customer_id"], k["alert_id"], k["severity"], k["status"], k["started_at"], k["resolved_at"]]
+             for k in kids])
+
+
 def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Mapping[str, Any],
                         alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any],
                         thresholds: Mapping[str, float], order: Sequence[str],
-                        diff: Mapping[str, Any] | None = None) -> Path:
+                        diff: Mapping[str, Any] | None = None,
+                        incidents: Sequence[Mapping[str, Any]] = ()) -> Path:
     rep = Report(f"Lookout replay: {summary['source'].get('path') or summary['source'].get('topic')}")
     rep.h2("Run")
     rep.kv(
@@ -574,6 +615,9 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
     if summary.get("evaluation"):
         rep.h2("Against the labels")
         evaluation_section(rep, summary["evaluation"])
+    if summary.get("parents") is not None:
+        rep.h2("Parent incidents (shared causes)")
+        parents_section(rep, summary["parents"], incidents)
     if diff is not None:
         rep.h2("Change vs baseline")
         rep.p(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from detectors.config import DetectorConfig
+from detectors.correlator import Correlator, CorrelatorOutput, correlate
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
@@ -43,6 +44,9 @@ class EngineRun:
     config: DetectorConfig
     alerts: list[dict[str, Any]] = field(default_factory=list)  # compact
     alerts_path: Path | None = None
+    #: with the correlator: its parent incident records and every alert with its ``parent_id``
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    routed: list[dict[str, Any]] = field(default_factory=list)  # compact, plus parent_id
 
     @property
     def sent(self) -> list[dict[str, Any]]:
@@ -132,6 +136,7 @@ def run_replay(
     keep_alerts: bool = True,
     chunk_events: int = CHUNK_EVENTS,
     steering: Steering | None = None,
+    correlator: Correlator | None = None,
 ) -> ReplayResult:
     """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
 
@@ -147,6 +152,12 @@ def run_replay(
     With ``steering`` (engineers' verdicts and windows) every engine applies them at their times
     as the worker does (:class:`~detectors.steering.SteeredEngine`); rebuilds find the steered
     customers' past in a :class:`~detectors.history.MemoryHistory`.
+
+    With a ``correlator`` (:class:`detectors.correlator.Correlator`, the worker's two stages in
+    one process) the configuration's onsets and alerts go through it after every batch, the
+    batch's latest event time as the watermark (a source in time order, as files and topics
+    are); its parent incidents go to ``incidents.jsonl`` and every alert with its ``parent_id``
+    to ``alerts-routed.jsonl``.
     """
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
@@ -154,6 +165,7 @@ def run_replay(
     runs = [EngineRun("config", config)] + ([EngineRun("baseline", baseline)] if baseline is not None else [])
     bar = Progress(source, progress)
     one = _Pass(source, engine, runs, out_dir, keep_alerts, chunk_events, steering)
+    one.parents = _Parents(correlator, runs[0], out_dir, one.files, keep_alerts)
     t0 = time.perf_counter()
     try:
         blocks = getattr(source, "blocks", None)
@@ -161,6 +173,7 @@ def run_replay(
             one.read_blocks(blocks(bar, max_lines=chunk_events))
         else:
             one.read_records(source.records(bar))
+        one.parents.finish()
         seconds = time.perf_counter() - t0
     finally:
         bar.close()
@@ -181,6 +194,7 @@ class _Pass:
         self.records = self.invalid = 0
         self.files: list[Any] = []
         self.dlq_file = None
+        self.parents: _Parents | None = None  # the correlator's feed (run_replay sets it)
         engines: list[Any] = [engine] + [Engine(r.config) for r in runs[1:]]
         self.steering = steering
         self.histories: list[MemoryHistory] = []
@@ -232,7 +246,10 @@ class _Pass:
                     w(encode_json(a) + b"\n")
                 if keep_alerts:
                     keep(compact_alert(a))
+            if i == 0 and self.parents is not None:
+                self.parents.feed(o, events)
             o.alerts.clear()
+            o.onsets.clear()
 
     def park(self, dlq: list[dict[str, Any]]) -> None:
         for d in dlq:
@@ -305,6 +322,45 @@ class _Pass:
                     chunk.clear()
         finally:
             self.records = n
+
+
+class _Parents:
+    """Feeds the main configuration's onsets and alerts to the correlator; writes and keeps its output."""
+
+    def __init__(self, correlator: Correlator | None, run: EngineRun, out_dir: Path | None, files: list,
+                 keep: bool):
+        self.correlator = correlator
+        self.run = run
+        self.keep = keep
+        self.incidents_file = self.routed_file = None
+        if correlator is not None and out_dir is not None:
+            self.incidents_file = open(out_dir / "incidents.jsonl", "wb", buffering=1 << 16)
+            self.routed_file = open(out_dir / "alerts-routed.jsonl", "wb", buffering=1 << 16)
+            files += [self.incidents_file, self.routed_file]
+
+    def feed(self, out: Output, events: Sequence[Event]) -> None:
+        if self.correlator is None or not events:
+            return
+        ts = events.column("ts") if isinstance(events, EventBatch) else [e.ts for e in events]
+        self._write(correlate(self.correlator, out.onsets, out.alerts, max(ts)))
+
+    def finish(self) -> None:
+        if self.correlator is not None:
+            self._write(self.correlator.flush())
+
+    def _write(self, step: CorrelatorOutput) -> None:
+        for r in step.incidents:
+            if self.incidents_file is not None:
+                self.incidents_file.write(encode_json(r) + b"\n")
+            if self.keep:
+                self.run.incidents.append(r)
+        for a in step.alerts:
+            if self.routed_file is not None:
+                self.routed_file.write(encode_json(a) + b"\n")
+            if self.keep:
+                self.run.routed.append(dict(compact_alert(a), parent_id=a.get("parent_id")))
+
+
 
 
 def csv_dlq(value: BadRow, source: str, line: int | None) -> dict[str, Any]:

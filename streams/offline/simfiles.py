@@ -9,7 +9,7 @@ next to the commands that use it (``lookout simulate``, ``lookout replay --label
 >>> write_labels([Incident("acme", 1767607200.0, 1767609000.0, "latency")], path)
 1
 >>> read_labels(path)
-[Incident(customer_id='acme', start=1767607200.0, end=1767609000.0, kind='latency')]
+[Incident(customer_id='acme', start=1767607200.0, end=1767609000.0, kind='latency', cause=None, scope=None)]
 """
 from __future__ import annotations
 

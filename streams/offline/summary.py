@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from detectors.catalogue import Catalogue
 from detectors.config import DetectorConfig
+from detectors.correlation_eval import ParentEvaluation, evaluate_parents
 from detectors.evaluation import GRACE_INTERVALS, Evaluation, evaluate, metric_deltas
 from detectors.events import DEFAULT_INTERVAL_S, format_ts
 
 from .diff import diff_alerts, format_diff
-from .runner import ReplayResult
+from .runner import EngineRun, ReplayResult
 
 
 @dataclass
@@ -30,6 +32,8 @@ class ReplayOutcome:
 
     summary: dict[str, Any]
     evaluation: Evaluation | None = None
+    #: with the correlator and labels of shared causes: how its parents did
+    parent_evaluation: ParentEvaluation | None = None
     baseline_evaluation: Evaluation | None = None
     diff: dict[str, Any] | None = None
     #: lines printed before the list of files written (e.g. where the learned state went)
@@ -48,7 +52,8 @@ def _fingerprinted(path: str | None, config: DetectorConfig) -> str:
 
 def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_path: str | None = None,
               labels: Sequence[Any] = (), grace: float = GRACE_INTERVALS,
-              baseline: DetectorConfig | None = None, baseline_path: str | None = None) -> ReplayOutcome:
+              baseline: DetectorConfig | None = None, baseline_path: str | None = None,
+              catalogue: Catalogue | None = None) -> ReplayOutcome:
     """The summary of one replay (``summary.json``), its evaluation against ``labels`` and the
     diff against the ``baseline`` run when there is one."""
     eng = res.engine
@@ -84,6 +89,8 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         outcome.evaluation = evaluate(run.sent, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                       grace_intervals=grace)
         summary["evaluation"] = outcome.evaluation.to_dict()
+    if catalogue is not None:
+        _parents(outcome, run, labels, catalogue, span_s=eng.span_s, interval_s=iv, grace=grace, out=out)
     if baseline is not None:
         brun = res.runs[1]
         ev = outcome.evaluation
@@ -111,6 +118,32 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         summary["outputs"]["baseline_alerts"] = str(brun.alerts_path)
         outcome.diff, outcome.baseline_evaluation = diff, ev_base
     return outcome
+
+
+def _parents(outcome: ReplayOutcome, run: EngineRun, labels: Sequence[Any], catalogue: Catalogue, *,
+             span_s: float, interval_s: int, grace: float, out: Path) -> None:
+    """The correlator's part of the summary: parents, folded and paging alerts; scored against
+    labels of shared causes when there are any."""
+    firing = [a for a in run.routed if a["status"] == "firing"]
+    last = {r["parent_id"]: r for r in run.incidents}
+    outcome.summary["parents"] = {
+        "customers_in_catalogue": len(catalogue),
+        "parents": len(last),
+        "resolved": sum(1 for r in last.values() if r["status"] == "resolved"),
+        "children": sum(len(r["children"]) for r in last.values()),
+        "notifications_folded": sum(1 for a in firing if a.get("parent_id")),
+        "notifications_alone": sum(1 for a in firing if not a.get("parent_id")),
+        "parent_notifications": len({(r["parent_id"], r["notification"]) for r in run.incidents
+                                     if r["status"] == "firing"}),
+        "evaluation": None,
+    }
+    outcome.summary["outputs"]["incidents"] = str(out / "incidents.jsonl")
+    outcome.summary["outputs"]["alerts_routed"] = str(out / "alerts-routed.jsonl")
+    if any(_field(lab, "cause") for lab in labels):
+        outcome.parent_evaluation = evaluate_parents(
+            labels, run.alerts, run.routed, run.incidents, span_s=span_s, interval_s=interval_s,
+            grace_intervals=grace, catalogue=catalogue)
+        outcome.summary["parents"]["evaluation"] = outcome.parent_evaluation.to_dict()
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -201,6 +234,15 @@ def format_outcome(outcome: ReplayOutcome, source_name: str | None = None) -> st
     if outcome.evaluation is not None:
         echo("")
         echo(outcome.evaluation.format_table())
+    p = s.get("parents")
+    if p is not None:
+        echo("")
+        echo(f"correlator ({p['customers_in_catalogue']:,} customers in the catalogue): "
+             f"{plural(p['parents'], 'parent incident')} ({p['resolved']:,} resolved) with "
+             f"{plural(p['children'], 'child alert')}; {p['notifications_folded']:,} notifications folded, "
+             f"{p['notifications_alone']:,} paging on their own, {p['parent_notifications']:,} from parents")
+        if outcome.parent_evaluation is not None:
+            echo(outcome.parent_evaluation.format_table())
     if outcome.diff is not None:
         b = s["baseline"]
         echo("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Callable, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from detectors.alerting import SEVERITIES
@@ -16,10 +17,17 @@ from detectors.signals import SIGNALS
 
 #: outcome of a message that never reached the engine (it was parked on the dead-letter topic)
 INVALID_OUTCOME = "invalid"
+#: outcome of a duplicate that is a re-read after a restore, not a duplicate the producer sent: an
+#: event of a message below the offset up to which the partition's previous owner may have
+#: processed it (the restored state already has it)
+REREAD = "reread"
 #: every value of the ``outcome`` label of ``lookout_events_total``
-EVENT_OUTCOMES = (*OUTCOMES, INVALID_OUTCOME)
+EVENT_OUTCOMES = (*OUTCOMES, REREAD, INVALID_OUTCOME)
 #: alert notification statuses (the ``status`` label of ``lookout_alerts_total``)
 STATUSES = ("firing", "resolved")
+
+#: from this many values a batch is counted into buckets by numpy, not value by value
+NUMPY_FROM = 64
 
 SCORE_BUCKETS = (0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999, 1.0)
 LAG_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200, 604800, float("inf"))
@@ -250,8 +258,9 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     """``histogram.observe(v)`` for every ``v`` in ``values``, with one update per bucket.
 
     Same result as observing one by one (a value goes to the first bucket whose upper bound is
-    >= it), without a lock round trip per value. Falls back to :meth:`Histogram.observe` should
-    a prometheus_client version lack the internals used.
+    >= it), without a lock round trip per value; large batches (a warm fleet's scores: seven per
+    event) are counted by numpy. Falls back to :meth:`Histogram.observe` should a
+    prometheus_client version lack the internals used.
 
     >>> from prometheus_client import CollectorRegistry
     >>> h = Histogram("h", "h", buckets=(1, 5), registry=CollectorRegistry())
@@ -268,6 +277,15 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         for v in values:
             histogram.observe(v)
         return
+    if len(values) >= NUMPY_FROM:
+        arr = np.asarray(values, dtype=float)
+        if not np.isnan(arr).any():  # (NaN: bisect's own answer, below)
+            counts = np.bincount(np.searchsorted(bounds, arr, side="left"), minlength=len(bounds)).tolist()
+            total.inc(sum(values))
+            for i, n in enumerate(counts):
+                if n:
+                    buckets[i].inc(n)
+            return
     counts = [0] * len(bounds)
     for v in values:
         counts[bisect_left(bounds, v)] += 1

@@ -4,6 +4,13 @@ Each incident is one Alertmanager alert with labels that group and route
 (``alertname``, ``customer``, ``signal``, ``severity``, ``alert_id``) and annotations a ticket can
 show (summary, description = the explanation, diagnosis, observed/expected, a Grafana link).
 
+With the correlator, a parent incident is one more alert (``alertname=LookoutParent``, labels
+``parent_id``, ``scope``, ``scope_attribute``, ``family``, ``severity``; annotations the cause and
+its children) and each child folded under it carries ``parent_id``: an inhibition rule on equal
+``parent_id`` (``deploy/alertmanager.yml``) mutes the children while the parent fires. Parents are
+re-sent like alerts, so the inhibition holds across worker restarts, and every child is still
+sent and resolved as itself, so none is left open.
+
 Alertmanager resolves an alert whose ``endsAt`` passes, so firing alerts are sent with
 ``endsAt = now + expiry`` and re-sent every ``resend_every_s`` (a Faust timer calls
 :meth:`resend`); the set of open alerts lives in a mapping the caller provides -- a Faust table
@@ -29,7 +36,16 @@ from .actions import action_urls, muted
 log = logging.getLogger("lookout.sinks.alertmanager")
 
 ALERTNAME = "LookoutAnomaly"
+#: a parent incident (issue 18): one alert for a shared cause; its children carry ``parent_id``
+PARENT_ALERTNAME = "LookoutParent"
+INCIDENT_SCHEMA = "lookout.incident/v1"
 CUSTOMER_DASHBOARD = "lookout-customer"
+#: children named in a parent's annotation (the rest are counted)
+MAX_CHILDREN_SHOWN = 20
+
+
+def is_parent(record: dict[str, Any]) -> bool:
+    return record.get("schema") == INCIDENT_SCHEMA
 
 
 def _whole_seconds(ts: float) -> str:
@@ -49,12 +65,51 @@ def _band(band: Any, unit: str) -> str:
 
 
 def labels_of(alert: dict[str, Any]) -> dict[str, str]:
-    return {
+    """The label set: a child folded under a parent carries ``parent_id`` (the inhibition's key)."""
+    if is_parent(alert):
+        scope = alert["scope"]
+        return {"alertname": PARENT_ALERTNAME, "parent_id": alert["parent_id"], "scope": scope["group"],
+                "scope_attribute": scope.get("attribute") or "fleet", "family": alert["family"],
+                "severity": alert["severity"]}
+    labels = {
         "alertname": ALERTNAME,
         "customer": alert["customer_id"],
         "signal": alert["signal"],
         "severity": alert["severity"],
         "alert_id": alert["alert_id"],
+    }
+    if alert.get("parent_id"):
+        labels["parent_id"] = alert["parent_id"]
+    return labels
+
+
+def ident(record: dict[str, Any]) -> tuple[str, str]:
+    """(key of the open-alerts table, id): customer and alert id, or the parent's own slot."""
+    if is_parent(record):
+        return "parent:" + record["parent_id"], record["parent_id"]
+    return record["customer_id"], record["alert_id"]
+
+
+def _parent_payload(record: dict[str, Any], *, now: float, expiry_s: float) -> dict[str, Any]:
+    started = parse_ts(record["since"])
+    if record["status"] == "resolved":
+        ends = max(parse_ts(record["resolved_at"]) if record.get("resolved_at") else now, started + 1)
+    else:
+        ends = now + expiry_s
+    kids = record.get("children") or []
+    shown = ", ".join(f"{k['customer_id']} ({k['status']})" for k in kids[:MAX_CHILDREN_SHOWN])
+    more = f" and {len(kids) - MAX_CHILDREN_SHOWN} more" if len(kids) > MAX_CHILDREN_SHOWN else ""
+    return {
+        "labels": labels_of(record),
+        "annotations": {
+            "summary": record["summary"],
+            "description": record["cause"],
+            "children": f"{len(kids)} child alerts: {shown}{more}",
+            "customers_affected": str(record.get("customers_affected", "")),
+            "since": record["since"],
+        },
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
     }
 
 
@@ -68,6 +123,8 @@ def to_alertmanager(
 ) -> dict[str, Any]:
     """One Lookout alert -> one Alertmanager v2 ``postableAlert`` (with ``api_url``: the steering
     requests as ``*_url`` annotations, :func:`streams.sinks.actions.action_urls`)."""
+    if is_parent(alert):
+        return _parent_payload(alert, now=now, expiry_s=expiry_s)
     started = parse_ts(alert["started_at"])
     if alert["status"] == "resolved":
         ends = parse_ts(alert["resolved_at"]) if alert.get("resolved_at") else now
@@ -144,7 +201,7 @@ class AlertmanagerSink:
         Alertmanager was told about, which must not stay open there.
         """
         now = self.clock()
-        cid, aid = alert["customer_id"], alert["alert_id"]
+        cid, aid = ident(alert)
         current = dict(self.open.get(cid) or {})
         previous = current.get(aid)
         if muted(alert) and (previous is None or alert["status"] == "firing"):

@@ -12,6 +12,10 @@
   handed to ``on_dead_letter`` (the worker parks it on the sink DLQ topic with the reason).
 * Order: the states of one alert are delivered in order (a resolution never overtakes its
   firing): alerts are routed to ``lanes`` by ``alert_id``, each lane delivers sequentially.
+* Parents (issue 18): with the correlator the sink gets the alerts that page on their own and
+  one POST per parent incident update (``lookout.incident/v1``, its children listed), keyed
+  ``parent_id:status:update`` and in order per parent; children folded under a parent are not
+  POSTed on their own.
 * Bounded: at most ``max_in_flight`` alerts are queued or being delivered; :meth:`submit`
   waits when full, which back-pressures the Kafka consumer instead of growing memory.
 * Secrets: the bearer token is sent, never logged (``repr`` masks it).
@@ -40,7 +44,18 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 def idempotency_key(alert: dict[str, Any]) -> str:
+    """``alert_id:status:notification``; a parent incident's update: ``parent_id:status:update``.
+
+    >>> idempotency_key({"schema": "lookout.incident/v1", "parent_id": "p1", "status": "firing", "update": 3})
+    'p1:firing:3'
+    """
+    if alert.get("schema") == "lookout.incident/v1":
+        return f"{alert['parent_id']}:{alert['status']}:{alert.get('update', 1)}"
     return f"{alert['alert_id']}:{alert['status']}:{alert.get('notification', 1)}"
+
+
+def _id(alert: dict[str, Any]) -> str:
+    return alert.get("alert_id") or alert["parent_id"]
 
 
 @dataclass
@@ -118,7 +133,7 @@ class WebhookSink:
         await self.start()
         await self._slots.acquire()
         fut = asyncio.get_running_loop().create_future()
-        lane = zlib.crc32(alert["alert_id"].encode()) % len(self._queues)
+        lane = zlib.crc32(_id(alert).encode()) % len(self._queues)
         self._queues[lane].put_nowait(Delivery(alert, fut))
         self._gauge()
         return fut

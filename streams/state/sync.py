@@ -48,6 +48,10 @@ def _settle_gc() -> None:
     gc.freeze()
 
 
+class StaleLayout(RuntimeError):
+    """A partition's marker names another input partition count than the input topic has."""
+
+
 class StateSync:
     """One worker's snapshots and restores (one instance per worker runtime).
 
@@ -73,6 +77,11 @@ class StateSync:
         self._own_state_producer = state_sink is not None
         self.metrics = metrics
         self.snapshot_mutex = asyncio.Lock()  # one snapshot at a time
+        #: the input topic's partition count (the layout markers name; None: unknown, not checked)
+        self.partitions: int | None = None
+        #: customer id -> its input partition under that count; a restore loads only records in
+        #: their customer's home partition (None: every record)
+        self.home: Callable[[str], int] | None = None
         self.fingerprint = self.engine.config.model_fingerprint()
         self._last_freeze = float("-inf")
 
@@ -131,6 +140,10 @@ class StateSync:
                 marker = Marker.decode(marker_blob)
             except ValueError as exc:
                 log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
+        if marker is not None and None not in (marker.partitions, self.partitions) \
+                and marker.partitions != self.partitions:
+            raise StaleLayout(f"state of input partition {p} was written for {marker.partitions} input "
+                              f"partitions, the input topic has {self.partitions}")
         if marker is not None and marker.fingerprint != self.fingerprint:
             log.warning(
                 "state of input partition %d was written with other model settings; starting it cold", p
@@ -142,6 +155,7 @@ class StateSync:
         """Load the customer records of partition ``p`` in slices of event-loop time; how many loaded."""
         loaded = bad = 0
         first_error = ""
+        home = self.home
         i = 0
         while i < len(items):
             async with self.lock:
@@ -155,6 +169,9 @@ class StateSync:
                             continue
                         try:
                             cid = k.decode("ascii")
+                            if home is not None and home(cid) != p:
+                                # left behind by a partition change: its home partition's record counts
+                                continue
                             self.engine.load_customer(cid, v)
                         except Exception as exc:  # StateError or a key that is no customer id
                             bad += 1
@@ -203,6 +220,12 @@ class StateSync:
                                 blobs.append((cid, self.engine.dump_customer(cid)))
                                 if time.perf_counter() > t_end:
                                     break
+                        # every alert and dead letter of the events these states reflect is
+                        # acknowledged before they are sent: a restore may load a record newer than
+                        # its partition's marker (a snapshot that never finished) and then skip those
+                        # events as re-reads, so their alerts must not be still in a buffer a crash loses
+                        if blobs:
+                            await self.flush()
                         # send outside the lock: a full producer buffer must not hold up processing;
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
@@ -222,7 +245,7 @@ class StateSync:
                 await self.flush()
                 for plan in plans.values():
                     m = Marker(plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
-                               self.fingerprint)
+                               self.fingerprint, self.partitions)
                     await self.state_sink.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
                 await self.flush_state()
             except Exception as exc:

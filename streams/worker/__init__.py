@@ -8,6 +8,11 @@
 * :mod:`.faust_tuning` -- the fetch-wait hook and the lean Faust monitor (per batch, not per
   message);
 * :mod:`.outage` -- one WARNING per broker outage instead of thousands of client error lines;
+* :mod:`.layout` -- the input partition count the alerts and state are laid out for, checked at
+  assignments, periodically and on a customer that hashes elsewhere; a change stops the worker
+  (exit 78);
+* :mod:`.repartition` -- ``lookout topics repartition``: the state moved to a new partition
+  count with the workers stopped (it runs the pipeline over the events after the markers).
 * :mod:`.steering` -- engineers' verdicts and windows: the topics' follower, the HTTP requests,
   the state history and the rebuilds' reads.
 

@@ -19,11 +19,13 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from detectors.config import load_config
+from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
 from detectors.steering import SteeredEngine
+from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
@@ -34,6 +36,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
+from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
@@ -56,6 +59,7 @@ class Lookout:
     dlq_topic: Any
     runtime: WorkerRuntime
     sinks: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None  # the correlator's topics and stages, when it runs
 
 
 def create_app(
@@ -79,7 +83,6 @@ def create_app(
     load_initial_state(engine, settings.initial_state)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
-    metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
     app = _faust_app(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -94,13 +97,24 @@ def create_app(
         input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
         flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
         metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=state_producer)
+        state_sink=state_producer, chunk_events=settings.batch_events)
+    # gauges read what the runtime last saw of the engine: a scrape never waits for a batch
+    metrics.bind_engine_gauges(lambda: runtime.engine_stats()[:2],
+                               lambda: runtime.engine_stats().open_by_severity)
+    # the partition layout (streams.worker.layout): checked at assignments, periodically and on strays
+    runtime.layout = LayoutGuard(
+        reader=runtime.reader, input_topic=settings.input_topic, alerts_topic=settings.alerts_topic,
+        state_topic=settings.state_topic_name, group=settings.app_id, stop=runtime.stop_for_layout)
     metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
     )
     count_received = _monitor(app, settings, registry)
-    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    if settings.correlator:
+        corr = lookout.correlation = _correlator(lookout, engine.config.correlator, clock)
+        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
+    else:
+        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
     before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
     _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
     _partition_callbacks(app, runtime, state_producer, settings)
@@ -175,13 +189,22 @@ def _partition_callbacks(app: faust.App, runtime: WorkerRuntime, state_producer:
     @app.on_partitions_assigned.connect
     async def assigned(app, assigned, **kwargs):
         cap_input_commits(app.consumer, settings.input_topic, runtime.book)
-        await _check_topics(runtime, settings)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
         state_producer.connect_soon()
 
     @app.on_partitions_revoked.connect
     async def revoked(app, revoked, **kwargs):
         await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == settings.input_topic)
+
+    @app.timer(settings.partition_check_s)
+    async def partition_check():
+        # the consumer refreshes its metadata every 5 minutes: a grown input topic is noticed here
+        try:
+            await runtime.layout.verify()
+        except LayoutChanged:
+            raise
+        except Exception as exc:  # the broker is away: the outage filter says so, try again later
+            log.debug("partition check failed: %s", exc)
 
     @app.timer(settings.snapshot_interval_s)
     async def periodic_snapshot():
@@ -219,27 +242,22 @@ def _pages(app: faust.App, runtime: WorkerRuntime, registry: CollectorRegistry) 
         return web.json(body, status=200 if ok else 503)
 
 
-async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Create the state topic if missing; alerts and state must have the input's partitions."""
-    if runtime.topics_checked:
-        return
-    counts = await runtime.reader.ensure_topics(
-        {
-            settings.input_topic: (settings.partitions, False),
-            settings.state_topic_name: (settings.partitions, True),
-            settings.alerts_topic: (settings.partitions, False),
-        }
-    )
-    need = counts.pop(settings.input_topic, None) or settings.partitions
-    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
-    runtime.processor.partitions = need
-    short = {t: n for t, n in counts.items() if n < need}
-    if short:
-        raise RuntimeError(
-            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-            f"and state of input partition p go to partition p; recreate them with {need}"
-        )
-    runtime.topics_checked = True
+def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float]) -> Correlation:
+    """The correlator's agents (streams.correlation), fed by the runtime after every batch."""
+    settings, runtime = lk.settings, lk.runtime
+
+    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+        await lk.dlq_topic.send(key=key, value=encode_json(
+            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+        lk.metrics.dlq.labels(settings.dlq_topic, "contract").inc()
+
+    corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
+                               client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
+                               dead_letter=dead_letter, clock=clock)
+    runtime.correlation = corr.publisher
+    if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
+        runtime.layout.extra_topics = dict(corr.topics)
+    return corr
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

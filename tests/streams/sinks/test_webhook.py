@@ -244,3 +244,11 @@ def test_muted_alerts_are_not_posted_and_every_payload_carries_its_actions():
         assert acts["silence"]["body"] == {"customer_id": "acme", "from": "now", "for": "4h"}
 
     run(scenario())
+
+
+def test_a_parent_update_has_its_own_idempotency_key_and_lane():
+    from streams.sinks.webhook import _id, idempotency_key
+
+    update = {"schema": "lookout.incident/v1", "parent_id": "p1", "status": "firing", "update": 4}
+    assert idempotency_key(update) == "p1:firing:4" and _id(update) == "p1"
+    assert idempotency_key({"alert_id": "a", "status": "resolved", "notification": 3}) == "a:resolved:3"
