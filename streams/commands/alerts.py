@@ -92,7 +92,8 @@ def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
     stop = threading.Event()
     try:
         tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
-                    parents=False if topic else parents)  # --topic: that topic, raw
+                    # --topic: that topic, raw
+                    parents=(settings.correlator if parents is None else parents) and not topic)
     except (TailError, BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error

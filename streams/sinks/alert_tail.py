@@ -127,11 +127,11 @@ CHILDREN_SHOWN = 8
 
 def tail(settings: Settings, since: float | None, customers: Iterable[str] = (), *, follow: bool = True,
          as_json: bool = False, out: TextIO | None = None, stop: threading.Event | None = None,
-         parents: bool | None = None) -> int:
+         parents: bool = False) -> int:
     """Print the alerts on ``settings.alerts_topic`` sent since ``since`` (epoch seconds; None:
     only new ones) to ``out`` (default stdout), one readable line -- or JSON line -- each, only
     those of ``customers`` if given; with ``follow`` wait for new ones until ``stop`` is set.
-    Returns how many were printed. With ``parents`` (default: when the correlator runs) it follows
+    Returns how many were printed. With ``parents`` it follows
     the routed alerts and parent incidents instead, children folded under their parent (unless
     ``as_json``).
 
@@ -142,7 +142,7 @@ def tail(settings: Settings, since: float | None, customers: Iterable[str] = (),
     out = out or sys.stdout
     security = kafka_python_kwargs(settings)
     wait_for_kafka(settings.bootstrap, timeout=settings.kafka_timeout_s, security=security)
-    folded = settings.correlator if parents is None else parents
+    folded = parents
     topics = (settings.routed_topic, settings.incidents_topic) if folded else settings.alerts_topic
     source = AlertTail(settings.bootstrap, topics, since, frozenset(customers), settings.kafka_timeout_s,
                        security)

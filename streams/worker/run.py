@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from faust import Worker
 
 from detectors.config import load_config
-from streams.kafka.admin import wait_for_kafka
+from streams.kafka.admin import create_topics, wait_for_kafka
 from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings, SettingsError
 
@@ -48,6 +48,13 @@ def run_worker(settings: Settings, ready_to: TextIO | None = None) -> None:
     log.info("settings: %s", settings.masked())
     quiet_coordinator_search()
     lookout = create_app(settings)
+    if lookout.correlation is not None:
+        # before Faust subscribes: a topic made later is seen only at the next metadata refresh
+        # (5 minutes), and the sinks would not read the routed alerts until then
+        topics = lookout.correlation.topics
+        create_topics(settings.bootstrap, {name: parts for name, (parts, _) in topics.items()},
+                      connect_timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings),
+                      compacted=[name for name, (_, compact) in topics.items() if compact])
     say_when_ready(lookout.app, settings, ready_to or sys.__stderr__)
     w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
     w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
