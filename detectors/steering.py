@@ -239,6 +239,14 @@ class Steering:
                 ids.append(w.id)
         return ids if covered >= signals else []
 
+    def in_window(self, cid: str, t: float) -> bool:
+        """Whether a window of any mode covers customer ``cid`` at event time ``t`` (known by
+        then): its onsets do not count toward parent incidents."""
+        for w in self._windows_of.get(cid) or ():
+            if w.created_at <= t and w.occurrence_at(t) is not None:
+                return True
+        return False
+
     def annotation(self, alert_id: str) -> dict[str, Any] | None:
         """The verdict on ``alert_id`` as its resolved notification records it, or None."""
         v = self.verdicts.get(alert_id)
@@ -381,7 +389,7 @@ class SteeredEngine:
         from .verdict import Verdict
 
         v = self.process_many([e])
-        return Verdict(v.outcomes[0], {s: sc[0] for s, sc in v.scores.items()}, v.alerts)
+        return Verdict(v.outcomes[0], {s: sc[0] for s, sc in v.scores.items()}, v.alerts, v.onsets)
 
     def process_many(self, events: Sequence[Event]) -> Any:
         """:meth:`~detectors.engine.Engine.process_many` with the steering applied."""
@@ -401,6 +409,8 @@ class SteeredEngine:
         outcomes: list[str] = []
         alerts: list[dict[str, Any]] = []
         scores: dict[str, list[float]] = {}
+        onsets: list[Any] = []
+        in_window = self.steering.in_window
 
         def run(part: Sequence[Event]) -> None:
             if not part:
@@ -408,6 +418,8 @@ class SteeredEngine:
             v = self.engine.process_many(part)
             outcomes.extend(v.outcomes)
             alerts.extend(v.alerts)
+            # a customer in a maintenance window does not count toward parent incidents
+            onsets.extend(o for o in v.onsets if not in_window(o.customer_id, o.ts))
             for sig, values in v.scores.items():
                 scores.setdefault(sig, []).extend(values)
 
@@ -436,7 +448,7 @@ class SteeredEngine:
         record = getattr(self.history, "record", None)
         if record is not None:  # a history that keeps what the worker processed (for its rebuilds)
             record([events[k] for k, c in enumerate(cids) if c in steered])
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, onsets)
 
     def _stops(self, events: Sequence[Event], cids: Sequence[str], steered: set[str]
                ) -> dict[int, tuple[list[Effect], int]]:

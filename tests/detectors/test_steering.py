@@ -235,3 +235,27 @@ def test_false_alarm_offsets_hold_then_fade_and_confirmed_removes_them():
     assert ("requests", "up") not in st.offsets("acme", 3600.0 + 6 * day)
     st.put_verdict(fa.withdraw(2 * day))
     assert st.offsets("acme", 3600.0 + 3 * day) is None
+
+
+def onsets_of(engine, events, steering=None):
+    eng = SteeredEngine(engine, steering)
+    return [o for i in range(0, len(events), CHUNK) for o in eng.process_many(events[i:i + CHUNK]).onsets]
+
+
+def test_customers_in_a_window_do_not_count_toward_parent_incidents_and_others_still_do():
+    _, events = scenario()
+    _, alerts = plain()
+    firing, resolved = first_incident(alerts)
+    cid = firing["customer_id"]
+    started, ended = parse_ts(firing["started_at"]), parse_ts(resolved["resolved_at"])
+    plain_onsets = onsets_of(Engine(), events)
+    assert any(o.customer_id == cid and started - 3 * IV <= o.ts <= ended for o in plain_onsets)
+    st = Steering()
+    st.put_window(parse_window({"id": "mw", "customer_id": cid, "from": started - 6 * IV, "until": ended,
+                                "mode": "notify", "created_at": events[0].ts}))
+    steered = onsets_of(Engine(), events, st)
+    inside = [o for o in steered if o.customer_id == cid and started - 6 * IV <= o.ts < ended]
+    assert inside == []
+    # every other onset is the same as without the window (the window mutes, it does not change models)
+    expected = [o for o in plain_onsets if not (o.customer_id == cid and started - 6 * IV <= o.ts < ended)]
+    assert steered == expected
