@@ -203,6 +203,36 @@ class AlertingConfig(_Checked):
         return out
 
 
+@dataclass(frozen=True)
+class FeedbackConfig(_Checked):
+    """What engineers' verdicts and maintenance windows do (:mod:`detectors.steering`).
+
+    false_alarm_decades: after a ``false_alarm`` verdict, the customer x signal (in the
+        direction it moved) needs this many more decades of surprise to count as anomalous
+        (10x rarer per decade); near the time of day the marked incident ran, every signal of
+        the customer does.
+    false_alarm_margin: ...and within ``false_alarm_window_s`` of that time of day (where a
+        recurring job, crawler or purge repeats) the signal needs a change at least
+        ``1 + false_alarm_margin`` times the marked alert's own magnitude: its repeats do not
+        pass, larger changes do.
+    false_alarm_window_s: how far from that time of day the stricter requirements reach.
+    false_alarm_hold_s: the requirements hold this long after the verdict...
+    false_alarm_half_life_s: ...then fade with this half-life (a new ``false_alarm`` renews
+        them; ``confirmed`` removes them).
+    max_window_s: longest occurrence of a maintenance window.
+    max_backdate_s: how long before its creation a window may start (its events are learned
+        again without it, from the state history kept this long).
+    """
+
+    false_alarm_decades: float = _in(1.0, NON_NEGATIVE)
+    false_alarm_margin: float = _in(1.0, NON_NEGATIVE)
+    false_alarm_window_s: float = _in(5400.0, Range(0, 43200))
+    false_alarm_hold_s: float = _in(14 * 86400.0, NON_NEGATIVE)
+    false_alarm_half_life_s: float = _in(14 * 86400.0, POSITIVE)
+    max_window_s: float = _in(7 * 86400.0, POSITIVE)
+    max_backdate_s: float = _in(86400.0, NON_NEGATIVE)
+
+
 #: the catalogue attributes that form groups by default, the most specific first (the order
 #: also breaks ties between groups that explain the same customers equally well)
 DEFAULT_GROUP_BY = ("origin_region", "origin_provider", "origin_asn", "account_team", "plan")
@@ -277,6 +307,7 @@ class DetectorConfig:
     signals: Mapping[str, SignalConfig] = field(default_factory=_default_signals)
     model: ModelConfig = field(default_factory=ModelConfig)
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     correlator: CorrelatorConfig = field(default_factory=CorrelatorConfig)
 
     # -- (de)serialisation -------------------------------------------------
@@ -287,12 +318,14 @@ class DetectorConfig:
             "model": dataclasses.asdict(self.model),
             "alerting": dataclasses.asdict(self.alerting),
             "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()},
+            "feedback": dataclasses.asdict(self.feedback),
             "correlator": correlator,
         }
 
     @classmethod
     def from_mapping(cls, data: Any) -> "DetectorConfig":
-        """Build from a parsed file (sections ``model``, ``alerting``, ``signals``; all optional).
+        """Build from a parsed file (sections ``model``, ``alerting``, ``signals``, ``feedback``; all
+        optional).
 
         Raises :class:`ConfigError` listing every problem: unknown sections, signals and keys,
         wrong types, values out of range, inconsistent pairs.
@@ -322,9 +355,10 @@ class DetectorConfig:
         model = _build(ModelConfig, data.get("model"), "model", base.model, problems)
         alerting = _build(AlertingConfig, data.get("alerting"), "alerting", base.alerting, problems)
         correlator = _build(CorrelatorConfig, data.get("correlator"), "correlator", base.correlator, problems)
+        feedback = _build(FeedbackConfig, data.get("feedback"), "feedback", base.feedback, problems)
         if problems:
             raise ConfigError(problems)
-        return cls(signals=signals, model=model, alerting=alerting, correlator=correlator)
+        return cls(signals=signals, model=model, alerting=alerting, correlator=correlator, feedback=feedback)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "DetectorConfig":
         """Return a copy with dotted-path overrides, e.g. ``{"signals.requests.threshold": 0.99}``."""
@@ -359,7 +393,7 @@ class DetectorConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-SECTIONS = ("model", "alerting", "signals", "correlator")
+SECTIONS = ("model", "alerting", "signals", "correlator", "feedback")
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number"}
 #: the one list-valued setting type: a list of names (``correlator.group_by``)
 _NAMES = "tuple[str, ...]"

@@ -115,6 +115,7 @@ class FleetEngine:
         self._cid: list[str | None] = []  # slot -> customer id (None: free)
         self._free: list[int] = []
         self._trackers: dict[int, alerting.Tracker] = {}  # slot -> lifecycle, when not idle
+        self.gate_offsets: Any = None  # as ReferenceEngine.gate_offsets
         #: events that came back to Python for the alert lifecycle, since this engine was made
         #: (benchmarks report their share: the kernel alone handles all the others)
         self.python_events = 0
@@ -267,6 +268,7 @@ class FleetEngine:
             if tr is None:
                 tr = alerting.Tracker()
             sustain = acfg if tr.incident is not None else None
+            offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
             findings: list[alerting.Finding] = []
             row, wrow = o[k], warm[k]
             for s in range(n_sig):
@@ -274,7 +276,8 @@ class FleetEngine:
                     a = Assessment(*row[s].tolist())
                     name = signals[s]
                     volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                    off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                         findings.append(alerting.Finding(name, e.ts, a))
             if findings:
                 new = detect_onsets(tr, e, findings, acfg)
@@ -338,6 +341,35 @@ class FleetEngine:
         if slot is None or math.isnan(self.last_ts[slot]):
             return None
         return float(self.last_ts[slot])
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        return [] if tr is None or tr.incident is None else [tr.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a record of ``cid`` (as ReferenceEngine.restore_models)."""
+        record = self._codec.load_record(cid, blob)
+        slot = self.customers[cid]
+        for s in signals:
+            i = self._signals.index(s)
+            family, j = self._where[i]
+            self._rows_of(family)[slot, j] = record.rows[i]
+        self.dirty[slot] = 1
+
+    def resolve(self, cid: str, event: Event, extra: Any = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        if slot is None or tr is None:
+            return []
+        out = alerting.resolve_now(tr, event, extra)
+        if _idle(tr):
+            self._trackers.pop(slot, None)
+            self.active[slot] = 0
+        self.dirty[slot] = 1
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors built from the arrays (a copy), or None."""

@@ -15,7 +15,7 @@ traces (``streams.replay.tracing``) use it to show a customer's models.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import alerting
 from .config import DetectorConfig
@@ -26,7 +26,11 @@ from .signals import SIGNALS, build_models
 from .state import CustomerRecord, StateCodec, customer_values, model_state, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
 
-__all__ = ["CustomerState", "ReferenceEngine"]
+__all__ = ["CustomerState", "GateOffsets", "ReferenceEngine"]
+
+#: (customer id, event time) -> what false alarms ask per (signal, side), or None (see
+#: :meth:`detectors.steering.Steering.offsets`)
+GateOffsets = Callable[[str, float], "Mapping[tuple[str, str], alerting.GateShift] | None"]
 
 _SCORED, _WARMING, _DUPLICATE = (OUTCOMES[o] for o in (Outcome.SCORED, Outcome.WARMING, Outcome.DUPLICATE))
 
@@ -64,6 +68,9 @@ class ReferenceEngine:
         self._args = {name: sig.args for name, sig in SIGNALS.items()}
         self.customers: dict[str, CustomerState] = {}
         self._dirty: set[str] = set()
+        #: (customer, event time) -> extra surprise, in decades, per (signal, side); None = none
+        #: (engineers' false-alarm verdicts: detectors.steering)
+        self.gate_offsets: GateOffsets | None = None
         self._codec = StateCodec(self.config.model_fingerprint(),
                                  {s: m.family for s, m in self._new_models().items()})
 
@@ -87,6 +94,7 @@ class ReferenceEngine:
         warm_any = False
         expected_requests = float(e.requests)
         sustain = self.config.alerting if st.tracker.incident is not None else None
+        offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
         gate = self._gate
         args_of = self._args
         for name, model in st.models.items():
@@ -106,7 +114,8 @@ class ReferenceEngine:
                 # (ratios: the requests behind the evidence, more than one interval's when the
                 # sequential test has accumulated it)
                 volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict(_WARMING, scores, [])
@@ -139,6 +148,30 @@ class ReferenceEngine:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
         st = self.customers.get(cid)
         return None if st is None else st.last_ts
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        st = self.customers.get(cid)
+        return [] if st is None or st.tracker.incident is None else [st.tracker.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a :meth:`dump_customer` record of ``cid``; its last
+        event time and lifecycle stay as they are (a learn mask, a rebuild)."""
+        saved = self._restore(self._codec.load_record(cid, blob)).models
+        st = self.customers[cid]
+        for s in signals:
+            st.models[s] = saved[s]
+        self._dirty.add(cid)
+
+    def resolve(self, cid: str, event: Event, extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        st = self.customers.get(cid)
+        if st is None:
+            return []
+        out = alerting.resolve_now(st.tracker, event, extra)
+        if out:
+            self._dirty.add(cid)
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""

@@ -37,7 +37,7 @@ from detectors.events import DEFAULT_MAX_FUTURE_S
 
 PREFIX = "LOOKOUT_"
 SECRET_FIELDS = frozenset(
-    {"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password"}
+    {"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password", "api_token"}
 )
 
 #: Kafka security protocols (the names every Kafka client uses)
@@ -172,6 +172,21 @@ class Settings:
     webhook_base_delay_s: float = 0.5
     faust_metrics: bool = False  # True: Faust's full per-message monitor; False: LeanMonitor's series
     grafana_url: str = "http://localhost:3000"
+    # engineers' verdicts and maintenance windows (streams/steering/)
+    feedback_topic: str = "feedback"  # compacted, key = alert id
+    silences_topic: str = "silences"  # compacted, key = window id
+    #: bearer token of the worker's POST /feedback, POST and GET /silences (unset: those answer 503)
+    api_token: str | None = field(default=None, repr=False)
+    api_token_file: Path | None = None  # ...or read it from a file (e.g. a mounted secret)
+    #: base URL support tools reach the worker's API at (the links in notifications);
+    #: "" = http://web_host:web_port
+    public_url: str = ""
+    #: rebuilds (an "expected" verdict, a window created after it began) start from a checkpoint of
+    #: the customer's state this old at most: the worker writes one per customer every
+    #: history_interval_s to the state history topic, kept history_retention_s
+    state_history_topic: str = ""  # "" = "<app_id>-state-history"
+    history_interval_s: float = 3600.0
+    history_retention_s: float = 2 * 86400.0
     # the correlator: parent incidents across customers (streams/correlation)
     correlator: bool = True  # run it; the sinks then read the routed alerts and the incidents
     customers_topic: str = "customers"  # compacted: customer id -> attributes (lookout customers load)
@@ -205,6 +220,7 @@ class Settings:
             rebuild_seconds(self.rebuild_from)
         except ValueError as exc:
             raise SettingsError(f"{PREFIX}REBUILD_FROM (--rebuild-from): {exc}") from None
+        _read_api_token(self)
 
     @property
     def rebuild_from_s(self) -> float | None:
@@ -236,6 +252,15 @@ class Settings:
     @property
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.app_id}-state"
+
+    @property
+    def state_history_topic_name(self) -> str:
+        return self.state_history_topic or f"{self.app_id}-state-history"
+
+    @property
+    def api_url(self) -> str:
+        """Where support tools reach the worker's API (no trailing slash)."""
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def onsets_topic_name(self) -> str:
@@ -334,6 +359,24 @@ def _check_kafka_security(s: Settings) -> None:
         )
     for n in tls_files:
         _readable(s, n)
+
+
+def _read_api_token(s: Settings) -> None:
+    """``api_token_file`` -> ``api_token`` (read once, trailing newline dropped; must agree with one
+    given)."""
+    if s.api_token_file is None:
+        return
+    _readable(s, "api_token_file")
+    try:
+        secret = Path(s.api_token_file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{_name('api_token_file')}: cannot read {s.api_token_file}: {exc}") from None
+    if not secret:
+        raise SettingsError(f"{_name('api_token_file')}: {s.api_token_file} is empty")
+    if s.api_token and s.api_token != secret:
+        raise SettingsError(f"both {_name('api_token')} and {_name('api_token_file')} are set and they "
+                            "differ: set only one")
+    object.__setattr__(s, "api_token", secret)
 
 
 def _coerce(f: dataclasses.Field, raw: str) -> Any:

@@ -13,6 +13,45 @@ from ..settings import parse_duration as parse_duration
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def parse_when(text: str, now: float, what: str) -> float:
+    """A point in time on the command line: ``now``, RFC 3339, epoch seconds, or a duration from
+    now: ``+2h`` / ``in 2h`` ahead, ``-30m`` / ``30m ago`` back.
+
+    >>> parse_when("+2h", 1000.0, "--from"), parse_when("30m ago", 7200.0, "--from")
+    (8200.0, 5400.0)
+    >>> parse_when("2026-01-05T10:00:00Z", 0.0, "--until")
+    1767607200.0
+    """
+    from detectors.events import InvalidEvent, parse_time
+
+    t = text.strip().lower()
+    if t == "now":
+        return now
+    sign = 0
+    if t.startswith(("+", "in ")):
+        sign, t = 1, t.removeprefix("+").removeprefix("in ").strip()
+    elif t.startswith("-") or t.endswith(" ago"):
+        sign, t = -1, t.removeprefix("-").removesuffix(" ago").strip()
+    if sign:
+        try:
+            return now + sign * parse_duration(t)
+        except ValueError:
+            pass
+    else:
+        try:
+            return parse_time(text.strip())
+        except InvalidEvent:
+            pass
+    raise click.BadParameter("expected now, RFC 3339 (2026-01-05T10:00:00Z), epoch seconds, or a time from "
+                             "now (+2h, in 30m, 1h ago)", param_hint=what)
+
+
+class RequestError(click.ClickException):
+    """A request the command cannot carry out because of what was asked: exit status 2, one line."""
+
+    exit_code = 2
+
+
 def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
@@ -71,3 +110,38 @@ def aliased(new: str, value):
     if value is not None:
         return value
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
+
+
+def load_steering(config, feedback_path: str | None, silences_path: str | None):
+    """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
+    if not feedback_path and not silences_path:
+        return None
+    from detectors.feedback import InvalidRecord
+    from detectors.steering import Steering
+    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
+
+    feed = SteeringFeed(Steering(config))
+    files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
+    for path, topic, opt in files:
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                load_lines(feed, topic, fh, name=f"{opt} {path}")
+        except OSError as exc:
+            raise RequestError(f"{opt} {path}: {exc.strerror or exc}") from None
+        except InvalidRecord as exc:
+            raise RequestError(str(exc)) from None
+    return feed.steering
+
+
+def connect_store(settings):
+    """The verdicts' and windows' store (:class:`~streams.steering.store.KafkaStore`) once the
+    broker answers; one line (exit 1) when it does not or rejects the TLS/SASL settings."""
+    from streams.kafka.admin import BrokerError
+    from streams.steering.store import KafkaStore
+
+    try:
+        return KafkaStore.connect(settings)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -11,7 +11,7 @@ from detectors.evaluation import GRACE_INTERVALS
 from ..offline.jobs import JOB_ERRORS, REPLAY_PLOTS, replay_job
 from ..offline.source_spec import SourceSpec
 from ..offline.summary import format_outcome, problem
-from ._common import CONTEXT, load_catalogue, load_detector_config, load_labels
+from ._common import CONTEXT, load_catalogue, load_detector_config, load_labels, load_steering
 from .source_options import source_options
 
 
@@ -47,13 +47,18 @@ from .source_options import source_options
 @click.option("--save-state", "save_state", metavar="FILE",
               help="Write the learned detector state after the replay (start a worker from it with "
                    "`lookout worker --initial-state FILE`).")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines as on the feedback topic, e.g. `lookout feedback --json` "
+              "output), applied at their times as the worker would.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines as on the silences topic, `lookout silence list --json`, "
+              "or Alertmanager silences), applied likewise.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (metrics) as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 @source_options
-def replay(source: SourceSpec, config_path, baseline_path, labels_path, customers_path,
-           out_dir, trace, max_plots, grace,
-           save_state, as_json, no_report, quiet):
+def replay(source: SourceSpec, config_path, baseline_path, labels_path, customers_path, out_dir, trace,
+           max_plots, grace, save_state, feedback_path, silences_path, as_json, no_report, quiet):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -90,17 +95,23 @@ def replay(source: SourceSpec, config_path, baseline_path, labels_path, customer
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
       lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
       lookout replay sim.jsonl.gz --customers sim.customers.jsonl --labels sim.labels.jsonl --out out/
+      lookout replay last-week.jsonl.gz --feedback feedback.jsonl --silences silences.jsonl --out steered/
+
+    With --feedback/--silences the summary separates the alerts sent, those silenced by windows
+    (still in alerts.jsonl, with silenced_by) and the incidents withdrawn by a verdict; the
+    evaluation counts what was sent.
     """
     config = load_detector_config(config_path)
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
+    steering = load_steering(config, feedback_path, silences_path)
     catalogue = load_catalogue(customers_path, "--customers")
     try:
         outcome = replay_job(source, config, Path(out_dir), config_path=config_path, baseline=baseline,
                              baseline_path=baseline_path, labels=labels, grace=grace, trace=trace,
                              max_plots=max_plots, report=not no_report,
                              save_state=Path(save_state) if save_state else None, progress=not quiet,
-                             catalogue=catalogue)
+                             steering=steering, catalogue=catalogue)
     except JOB_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

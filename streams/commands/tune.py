@@ -11,7 +11,7 @@ from detectors.evaluation import GRACE_INTERVALS
 from ..offline.jobs import FALSE_ALERT_BUDGET, JOB_ERRORS, TUNE_PLOTS, TUNE_TRIALS, tune_job
 from ..offline.source_spec import SourceSpec
 from ..offline.tuning import load_space
-from ._common import CONTEXT, load_detector_config, load_labels
+from ._common import CONTEXT, load_detector_config, load_labels, load_steering
 from .source_options import source_options
 
 
@@ -46,12 +46,17 @@ from .source_options import source_options
               help="Intervals after a labelled incident's end an alert still counts.")
 @click.option("--max-plots", default=TUNE_PLOTS, show_default=True, type=click.IntRange(min=0),
               help="Customers plotted with the best config.")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines, as replay): every trial applies them.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines, as replay): every trial applies them; muted alerts "
+              "do not count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no terminal summary.")
 @source_options
 def tune(source: SourceSpec, labels_path, space_path, config_path, trials, budget, jobs, seed, timeout_s,
-         out_dir, grace, max_plots, as_json, no_report, quiet):
+         out_dir, grace, max_plots, feedback_path, silences_path, as_json, no_report, quiet):
     """Search detector parameters: maximise incident recall within a false-alert budget.
 
     SOURCE is read like `lookout replay` reads it (JSON lines, CSV, kafka://...), but
@@ -89,13 +94,14 @@ def tune(source: SourceSpec, labels_path, space_path, config_path, trials, budge
           --baseline examples/config.yaml
     """
     base = load_detector_config(config_path)
+    steering = load_steering(base, feedback_path, silences_path)
     try:
         space = load_space(space_path, base)
         labels = load_labels(labels_path)
         outcome = tune_job(source, labels, space, base, Path(out_dir), config_path=config_path,
                            labels_name=labels_path, trials=trials, budget=budget, jobs=jobs, seed=seed,
                            timeout_s=timeout_s, grace=grace, max_plots=max_plots, report=not no_report,
-                           progress=not quiet)
+                           progress=not quiet, steering=steering)
     except JOB_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -181,7 +181,8 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     Topics named in ``compacted`` get ``cleanup.policy=compact`` (latest value per key kept).
 
     ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
-    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
+    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`. Topics named in
+    ``compacted`` are created with ``cleanup.policy=compact`` (the latest record per key is kept).
 
     Idempotent: existing topics (including ones created concurrently) are
     left alone, whatever their partition count. Returns once every requested
@@ -243,8 +244,9 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
 
 
 def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
-    """Create the input, alerts and dead-letter topics of ``settings`` and the correlator's (the
-    compacted customer catalogue, parent incidents, routed alerts) (``lookout topics create``);
+    """Create the input, alerts and dead-letter topics of ``settings``, the correlator's (the
+    compacted customer catalogue, parent incidents, routed alerts) and the compacted feedback and
+    silences topics (``lookout topics create``);
     ``{name: (partitions, created now)}``, existing ones left alone.
 
     Raises :class:`BrokerError` or :class:`~streams.settings.SettingsError` (bad TLS/SASL
@@ -258,9 +260,13 @@ def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
         settings.customers_topic: settings.partitions,
         settings.incidents_topic: settings.partitions,
         settings.routed_topic: settings.partitions,
+        settings.feedback_topic: 1,
+        settings.silences_topic: 1,
     }
     made = create_topics(settings.bootstrap, wanted, connect_timeout=settings.kafka_timeout_s,
-                         security=kafka_python_kwargs(settings), compacted=[settings.customers_topic])
+                         security=kafka_python_kwargs(settings),
+                         compacted=(settings.customers_topic, settings.feedback_topic,
+                                    settings.silences_topic))
     return {name: (partitions, name in made) for name, partitions in wanted.items()}
 
 

@@ -16,6 +16,7 @@ from detectors.catalogue import Catalogue
 from detectors.config import DetectorConfig, dump_config
 from detectors.correlator import Correlator
 from detectors.evaluation import GRACE_INTERVALS, Evaluation
+from detectors.steering import Steering
 from streams.state.checkpoint import write_atomically
 
 from .report import choose_customers, write_replay_report, write_tune_report
@@ -164,15 +165,17 @@ def replay_job(
     report: bool = True,
     save_state: Path | None = None,
     progress: bool = False,
+    steering: Steering | None = None,
     catalogue: Catalogue | None = None,
 ) -> ReplayOutcome:
     """Replay ``source`` through the detectors into ``out``: ``alerts.jsonl``, ``dlq.jsonl``,
     ``summary.json``, with a ``baseline`` ``diff.json``, with ``report`` ``report.html`` (the
     ``trace`` customers plotted first, then ``max_plots`` chosen ones), with ``save_state`` the
-    learned state, with a ``catalogue`` the correlator's parent incidents too (``incidents.jsonl``,
+    learned state, with ``steering`` engineers' verdicts and windows applied at their times, with
+    a ``catalogue`` the correlator's parent incidents too (``incidents.jsonl``,
     ``alerts-routed.jsonl``, scored against shared-cause ``labels``). The outcome's
-    :func:`~streams.offline.summary.problem` says whether it
-    answers the question (e.g. labels of customers that are not in the data)."""
+    :func:`~streams.offline.summary.problem` says whether it answers the question (e.g. labels of
+    customers that are not in the data)."""
     if save_state is not None:
         _check_state_path(save_state)
     src = _open(source)
@@ -181,7 +184,7 @@ def replay_job(
     first_pass = [*dict.fromkeys(trace), *(plots.labelled() if plots is not None else [])]
     correlator = Correlator(config, catalogue) if catalogue is not None else None
     res = run_replay(src, config, baseline=baseline, out_dir=out, trace=first_pass, progress=progress,
-                     correlator=correlator)
+                     steering=steering, correlator=correlator)
     outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
                         baseline=baseline, baseline_path=baseline_path, catalogue=catalogue)
     outcome.source_name = src.name
@@ -245,13 +248,15 @@ def tune_job(
     max_plots: int = TUNE_PLOTS,
     report: bool = True,
     progress: bool = False,
+    steering: Steering | None = None,
 ) -> TuneOutcome:
     """Search ``space`` around ``base`` for the config with the best recall within ``budget``
     false alerts per customer-week on ``source``; write ``best.yaml``, ``trials.json``,
     ``summary.json`` and (with ``report``) ``report.html`` into ``out``.
 
     ``jobs`` trials run in parallel processes (default :func:`~streams.offline.tuning.default_jobs`);
-    ``labels_name`` names the labels in messages (their file).
+    ``labels_name`` names the labels in messages (their file). With ``steering`` (engineers'
+    verdicts and windows) every trial applies them and is judged on the alerts sent.
     """
     if not labels:
         raise JobError(f"{labels_name}: no labelled incidents; tuning needs some to measure recall")
@@ -259,6 +264,7 @@ def tune_job(
     _out_dir(out)
     jobs = jobs or default_jobs()
     data = load_dataset(src, labels, progress=progress)
+    data.steering = steering
     if not data.events:
         raise JobError(f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)")
     labelled = {lab.customer_id for lab in labels}

@@ -19,7 +19,10 @@ from detectors.correlator import Correlator, CorrelatorOutput, correlate
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
+from detectors.feedback import RESOLVING
 from detectors.gcpause import cyclic_gc_paused
+from detectors.history import MemoryHistory
+from detectors.steering import SteeredEngine, Steering
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.processor import Output, Processor
 
@@ -45,10 +48,18 @@ class EngineRun:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     routed: list[dict[str, Any]] = field(default_factory=list)  # compact, plus parent_id
 
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """The notifications that reach the sinks (not muted by a maintenance window)."""
+        return [a for a in self.alerts if not a.get("silenced_by")]
+
     def counts(self) -> dict[str, Any]:
-        """Alerts by status; opened incidents by severity (the highest each reached) and primary signal."""
+        """Alerts by status and by what became of them (sent, silenced by a window, withdrawn by a
+        verdict); opened incidents by severity (the highest each reached) and primary signal."""
         firing = [a for a in self.alerts if a["status"] == "firing"]
         opened = incidents(self.alerts).values()
+        withdrawn = {a["alert_id"] for a in self.alerts if a["status"] == "resolved"
+                     and (a.get("feedback") or {}).get("verdict") in RESOLVING}
         sev: dict[str, int] = {}
         sig: dict[str, int] = {}
         for inc in opened:
@@ -59,6 +70,9 @@ class EngineRun:
             "firing": len(firing),
             "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
             "opened_incidents": len(opened),
+            "sent": len(self.sent),
+            "silenced": len(self.alerts) - len(self.sent),
+            "withdrawn_by_feedback": len(withdrawn),
             "by_severity": dict(sorted(sev.items())),
             "by_primary_signal": dict(sorted(sig.items())),
             "customers_alerted": len({a["customer_id"] for a in firing}),
@@ -74,6 +88,8 @@ class ReplayResult:
     runs: list[EngineRun]
     seconds: float
     dlq_path: Path | None = None
+    #: with verdicts and windows: how many, and the effects applied (of the config's engine)
+    steering: dict[str, Any] | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -119,6 +135,7 @@ def run_replay(
     progress: bool = False,
     keep_alerts: bool = True,
     chunk_events: int = CHUNK_EVENTS,
+    steering: Steering | None = None,
     correlator: Correlator | None = None,
 ) -> ReplayResult:
     """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
@@ -132,6 +149,10 @@ def run_replay(
     lines at a time through :meth:`Processor.decode_values`: the same events and dead letters as
     record by record, with runs of plain lines checked as a whole.
 
+    With ``steering`` (engineers' verdicts and windows) every engine applies them at their times
+    as the worker does (:class:`~detectors.steering.SteeredEngine`); rebuilds find the steered
+    customers' past in a :class:`~detectors.history.MemoryHistory`.
+
     With a ``correlator`` (:class:`detectors.correlator.Correlator`, the worker's two stages in
     one process) the configuration's onsets and alerts go through it after every batch, the
     batch's latest event time as the watermark (a source in time order, as files and topics
@@ -143,7 +164,7 @@ def run_replay(
     engine = ReplayEngine(config, trace)
     runs = [EngineRun("config", config)] + ([EngineRun("baseline", baseline)] if baseline is not None else [])
     bar = Progress(source, progress)
-    one = _Pass(source, engine, runs, out_dir, keep_alerts, chunk_events)
+    one = _Pass(source, engine, runs, out_dir, keep_alerts, chunk_events, steering)
     one.parents = _Parents(correlator, runs[0], out_dir, one.files, keep_alerts)
     t0 = time.perf_counter()
     try:
@@ -158,14 +179,14 @@ def run_replay(
         bar.close()
         one.close()
     return ReplayResult(source.describe(), one.records, one.invalid, engine, runs, seconds,
-                        out_dir / "dlq.jsonl" if out_dir is not None else None)
+                        out_dir / "dlq.jsonl" if out_dir is not None else None, one.steering_info())
 
 
 class _Pass:
     """The state of one :func:`run_replay` pass: a processor per run, their outputs, the counts."""
 
     def __init__(self, source: Source, engine: ReplayEngine, runs: list[EngineRun], out_dir: Path | None,
-                 keep_alerts: bool, chunk_events: int):
+                 keep_alerts: bool, chunk_events: int, steering: Steering | None = None):
         self.name = source.name
         self.is_file = not isinstance(source, KafkaSource)
         self.keep_alerts = keep_alerts
@@ -174,7 +195,14 @@ class _Pass:
         self.files: list[Any] = []
         self.dlq_file = None
         self.parents: _Parents | None = None  # the correlator's feed (run_replay sets it)
-        engines = [engine] + [Engine(r.config) for r in runs[1:]]
+        engines: list[Any] = [engine] + [Engine(r.config) for r in runs[1:]]
+        self.steering = steering
+        self.histories: list[MemoryHistory] = []
+        if steering is not None:
+            keep = steering.fb.max_backdate_s + 7 * 86400.0  # an incident's start, however long it lasted
+            self.histories = [MemoryHistory(keep_s=keep) for _ in engines]
+            engines = [SteeredEngine(e, steering, h) for e, h in zip(engines, self.histories)]
+        self.engines = engines
         self.procs = [Processor(e, dlq_topic="dlq.jsonl") for e in engines]
         self.outs = [Output() for _ in runs]
         writers: list[Any] = [None] * len(runs)
@@ -193,6 +221,14 @@ class _Pass:
         self.files.append(f)
         return f
 
+    def steering_info(self) -> dict[str, Any] | None:
+        """With verdicts and windows: how many, and the effects the config's engine applied."""
+        st = self.steering
+        if st is None:
+            return None
+        return {"verdicts": len(st.verdicts), "windows": len(st.windows), "customers": len(st.customers),
+                "effects": dict(sorted(self.engines[0].applied.items()))}
+
     def close(self) -> None:
         for f in self.files:
             f.close()
@@ -202,6 +238,9 @@ class _Pass:
         keep_alerts = self.keep_alerts
         for i, (process, o, w, keep) in enumerate(self.sinks):
             process(events, o)
+            if self.histories:
+                assert self.steering is not None
+                self.histories[i].observe(self.engines[i].engine, events, self.steering.customers)
             for a in o.alerts:
                 if w is not None:
                     w(encode_json(a) + b"\n")

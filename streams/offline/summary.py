@@ -75,6 +75,7 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         "seconds": round(res.seconds, 3),
         "events_per_s": round(res.events_per_s, 1),
         "evaluation": None,
+        "steering": res.steering,
         "outputs": {"alerts": str(out / "alerts.jsonl"), "dlq": str(out / "dlq.jsonl"),
                     "summary": str(out / "summary.json")},
     }
@@ -84,8 +85,8 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         labelled = {str(_field(lab, "customer_id")) for lab in labels}
         summary["labels"] = {"labels": len(labels), "customers": len(labelled),
                              "customers_in_data": len(labelled & sizes.keys())}
-    if labels:
-        outcome.evaluation = evaluate(run.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
+    if labels:  # what reached people: notifications a maintenance window muted do not count
+        outcome.evaluation = evaluate(run.sent, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                       grace_intervals=grace)
         summary["evaluation"] = outcome.evaluation.to_dict()
     if catalogue is not None:
@@ -96,7 +97,7 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         matched_new = matched_old = None
         ev_base = None
         if ev is not None:
-            ev_base = evaluate(brun.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
+            ev_base = evaluate(brun.sent, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                grace_intervals=grace)
             matched_new = {a["alert_id"] for a in run.alerts} - {r["alert_id"] for r in ev.false_alert_ids}
             matched_old = {a["alert_id"] for a in brun.alerts} - {
@@ -225,6 +226,11 @@ def format_outcome(outcome: ReplayOutcome, source_name: str | None = None) -> st
         f"{plural(c['opened_incidents'], 'incident')} "
         f"opened ({sev}), {plural(c['alerts'], 'alert')} -> {s['outputs']['alerts']}"
     )
+    if s.get("steering"):
+        st = s["steering"]
+        echo(f"steering: {plural(st['verdicts'], 'verdict')}, {plural(st['windows'], 'window')}; "
+             f"{c['sent']:,} alerts sent, {c['silenced']:,} silenced by windows, "
+             f"{plural(c['withdrawn_by_feedback'], 'incident')} withdrawn by feedback")
     if outcome.evaluation is not None:
         echo("")
         echo(outcome.evaluation.format_table())

@@ -41,6 +41,8 @@ from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
 from detectors.evaluation import GRACE_INTERVALS, evaluate, format_delay
 from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
+from detectors.history import MemoryHistory
+from detectors.steering import SteeredEngine, Steering
 from streams.pipeline.codecs import decode_event
 
 from .files import BadRow
@@ -180,6 +182,8 @@ class Dataset:
     records: int
     invalid: int
     source: dict[str, Any] = field(default_factory=dict)
+    #: engineers' verdicts and windows every trial applies (``lookout tune --feedback/--silences``)
+    steering: Steering | None = None
 
 
 def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) -> Dataset:
@@ -228,16 +232,30 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
 
 
 def run_config(data: Dataset, config: DetectorConfig, grace: float = GRACE_INTERVALS):
-    """All alerts (compact) of ``config`` over the dataset, and their evaluation."""
-    eng = Engine(config)
+    """All alerts (compact) of ``config`` over the dataset, and their evaluation (of the alerts sent:
+    with the dataset's steering, those a maintenance window mutes do not count)."""
+    eng: Any = Engine(config)
+    history = None
+    if data.steering is not None:  # the same records, judged with this trial's thresholds
+        st = Steering(config)
+        for v in data.steering.verdicts.values():
+            st.put_verdict(v)
+        for w in data.steering.windows.values():
+            st.put_window(w)
+        history = MemoryHistory(keep_s=config.feedback.max_backdate_s + 7 * 86400.0)
+        eng = SteeredEngine(eng, st, history)
     process_many = eng.process_many
     events = data.events
     alerts: list[dict[str, Any]] = []
     for i in range(0, len(events), CHUNK_EVENTS):
-        v = process_many(events[i:i + CHUNK_EVENTS])
+        part = events[i:i + CHUNK_EVENTS]
+        v = process_many(part)
         if v.alerts:
             alerts.extend(compact_alert(a) for a in v.alerts)
-    ev = evaluate(alerts, data.labels, customers=data.sizes, span_s=data.span_s, interval_s=data.interval_s,
+        if history is not None:
+            history.observe(eng.engine, part, eng.steering.customers)
+    sent = [a for a in alerts if not a.get("silenced_by")]
+    ev = evaluate(sent, data.labels, customers=data.sizes, span_s=data.span_s, interval_s=data.interval_s,
                   grace_intervals=grace)
     return alerts, ev
 

@@ -45,6 +45,7 @@ class WorkerMetrics:
         self._sinks(registry)
         self._customers(registry)
         self._health_and_state(registry)
+        self._steering(registry)
         self._known_series_at_zero()
 
     def _pipeline(self, r: CollectorRegistry) -> None:
@@ -153,6 +154,31 @@ class WorkerMetrics:
             "lookout_state_restored_customers_total", "Customer states restored from the state topic",
             registry=r)
 
+    def _steering(self, r: CollectorRegistry) -> None:
+        # engineers' verdicts and maintenance windows (detectors.steering)
+        self.steering_records = Counter(
+            "lookout_steering_records_total",
+            "Verdict and window records read from the feedback and silences topics, by kind (verdict, "
+            "window) and result (applied, withdrawn, expired, removed, invalid)",
+            ["kind", "result"], registry=r)
+        self.steering_effects = Counter(
+            "lookout_steering_effects_total",
+            "Effects of verdicts and windows applied to a customer this worker owns (resolve, accept, "
+            "rebuild, window_end; rebuild_unavailable: no state history old enough)",
+            ["effect"], registry=r)
+        self.alerts_silenced = Counter(
+            "lookout_alerts_silenced_total",
+            "Alert notifications produced with silenced_by (a notify window): on the topic, not sent "
+            "to sinks",
+            registry=r)
+        self.silenced_customers = Gauge(
+            "lookout_silenced_customers",
+            "Customers in a maintenance window right now, by mode (notify, learn)",
+            ["mode"], registry=r)
+        self.verdicts = Gauge(
+            "lookout_verdicts", "Verdicts standing (not withdrawn) on alerts, by verdict", ["verdict"],
+            registry=r)
+
     def _known_series_at_zero(self) -> None:
         # label sets known in advance start at 0, so rate()/increase() see their first increment
         for s in SIGNALS:
@@ -168,6 +194,11 @@ class WorkerMetrics:
             self.sink_retries.labels(sink)
             self.sink_request_seconds.labels(sink)
         self.sink_queue.labels("webhook")  # the Alertmanager sink posts inline: it has no queue
+        for kind in ("verdict", "window"):
+            for result in ("applied", "invalid"):
+                self.steering_records.labels(kind, result)
+        for effect in ("resolve", "accept", "rebuild", "window_end", "rebuild_unavailable"):
+            self.steering_effects.labels(effect)
 
     def expect_dlq(self, topic: str, kinds) -> None:
         """Create the ``lookout_dlq_messages_total`` series of a dead-letter topic at 0."""
@@ -177,6 +208,8 @@ class WorkerMetrics:
     def observe_alert(self, alert: dict) -> None:
         """Count one notification; keep per-customer gauges exactly while the incident is open."""
         self.alerts.labels(alert["status"], alert["severity"], alert["signal"]).inc()
+        if alert.get("silenced_by"):
+            self.alerts_silenced.inc()
         cid = alert["customer_id"]
         for gauge, labels in self._customer_labels.pop(cid, []):
             try:
@@ -210,6 +243,15 @@ class WorkerMetrics:
         self.series.labels("warming").set_function(lambda: series_counts()[1])
         for sev in SEVERITIES:
             self.firing.labels(sev).set_function(lambda sev=sev: open_by_severity().get(sev, 0))
+
+
+    def bind_steering_gauges(self, silenced: Callable[[], dict[str, int]],
+                             verdicts: Callable[[], dict[str, int]], verdict_names: Sequence[str]) -> None:
+        """Customers in a window and standing verdicts, computed at scrape time."""
+        for mode in ("notify", "learn"):
+            self.silenced_customers.labels(mode).set_function(lambda mode=mode: silenced().get(mode, 0))
+        for name in verdict_names:
+            self.verdicts.labels(name).set_function(lambda name=name: verdicts().get(name, 0))
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:

@@ -31,6 +31,8 @@ import aiohttp
 from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
 
+from .actions import action_urls, muted
+
 log = logging.getLogger("lookout.sinks.alertmanager")
 
 ALERTNAME = "LookoutAnomaly"
@@ -117,9 +119,10 @@ def dashboard_url(grafana_url: str, customer_id: str) -> str:
 
 
 def to_alertmanager(
-    alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float
+    alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float, api_url: str | None = None
 ) -> dict[str, Any]:
-    """One Lookout alert (or parent incident) -> one Alertmanager v2 ``postableAlert``."""
+    """One Lookout alert -> one Alertmanager v2 ``postableAlert`` (with ``api_url``: the steering
+    requests as ``*_url`` annotations, :func:`streams.sinks.actions.action_urls`)."""
     if is_parent(alert):
         return _parent_payload(alert, now=now, expiry_s=expiry_s)
     started = parse_ts(alert["started_at"])
@@ -131,18 +134,24 @@ def to_alertmanager(
         ends = now + expiry_s
     unit = alert.get("unit", "")
     link = dashboard_url(grafana_url, alert["customer_id"])
+    annotations = {
+        "summary": alert["summary"],
+        "description": alert["explanation"],
+        "diagnosis": alert["diagnosis"],
+        "observed": format_value(alert.get("observed"), unit),
+        "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
+        "signals": ",".join(alert.get("signals", [])),
+        "started_at": alert["started_at"],
+        "dashboard": link,
+    }
+    if api_url:
+        annotations.update(action_urls(alert, api_url))
+    if isinstance(alert.get("feedback"), dict):
+        fb = alert["feedback"]
+        annotations["feedback"] = f"{fb.get('verdict')} by {fb.get('by') or '-'} at {fb.get('at')}"
     return {
         "labels": labels_of(alert),
-        "annotations": {
-            "summary": alert["summary"],
-            "description": alert["explanation"],
-            "diagnosis": alert["diagnosis"],
-            "observed": format_value(alert.get("observed"), unit),
-            "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
-            "signals": ",".join(alert.get("signals", [])),
-            "started_at": alert["started_at"],
-            "dashboard": link,
-        },
+        "annotations": annotations,
         "startsAt": _whole_seconds(started),
         "endsAt": _whole_seconds(ends),
         "generatorURL": link,
@@ -161,6 +170,7 @@ class AlertmanagerSink:
         auth: tuple[str, str] | None = None,
         metrics: Any = None,
         clock: Callable[[], float] = time.time,
+        api_url: str | None = None,
     ):
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.open = open_alerts  # customer id -> {alert_id: latest firing alert}
@@ -171,6 +181,7 @@ class AlertmanagerSink:
         self.auth = aiohttp.BasicAuth(*auth) if auth else None
         self.metrics = metrics
         self.clock = clock
+        self.api_url = api_url
         self._session: aiohttp.ClientSession | None = None
         self._unsent_resolutions: list[dict[str, Any]] = []
 
@@ -179,19 +190,27 @@ class AlertmanagerSink:
             await self._session.close()
             self._session = None
 
+    def _am(self, alert: dict[str, Any], now: float) -> dict[str, Any]:
+        return to_alertmanager(alert, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s,
+                               api_url=self.api_url)
+
     async def handle(self, alert: dict[str, Any]) -> bool:
-        """Send one alert notification; remember firing ones for :meth:`resend`."""
+        """Send one alert notification; remember firing ones for :meth:`resend`.
+
+        A notification a maintenance window mutes is not sent -- unless it ends an incident
+        Alertmanager was told about, which must not stay open there.
+        """
         now = self.clock()
         cid, aid = ident(alert)
         current = dict(self.open.get(cid) or {})
         previous = current.get(aid)
-        payload = [to_alertmanager(alert, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)]
+        if muted(alert) and (previous is None or alert["status"] == "firing"):
+            return True
+        payload = [self._am(alert, now)]
         if previous is not None and labels_of(previous) != labels_of(alert):
             # escalation changed the label set: end the alert under its old labels
             ended = dict(previous, status="resolved", resolved_at=alert["event_ts"])
-            payload.append(
-                to_alertmanager(ended, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
-            )
+            payload.append(self._am(ended, now))
         if alert["status"] == "firing":
             current[aid] = alert
         else:
@@ -208,14 +227,9 @@ class AlertmanagerSink:
     async def resend(self) -> int:
         """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active."""
         now = self.clock()
-        payload = [
-            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
-            for alerts in list(self.open.values()) for a in alerts.values()
-        ]
+        payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
         pending, self._unsent_resolutions = self._unsent_resolutions, []
-        payload += [
-            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s) for a in pending
-        ]
+        payload += [self._am(a, now) for a in pending]
         if payload and not await self._post(payload):
             self._unsent_resolutions.extend(pending)
         return len(payload)

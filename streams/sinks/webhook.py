@@ -19,6 +19,9 @@
 * Bounded: at most ``max_in_flight`` alerts are queued or being delivered; :meth:`submit`
   waits when full, which back-pressures the Kafka consumer instead of growing memory.
 * Secrets: the bearer token is sent, never logged (``repr`` masks it).
+* Steering: a notification a maintenance window mutes (``silenced_by``) is not posted; with
+  ``api_url`` every payload carries ``actions``, the requests behind "false alarm" / "expected"
+  buttons (:mod:`streams.sinks.actions`).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import aiohttp
+
+from .actions import actions, muted
 
 log = logging.getLogger("lookout.sinks.webhook")
 
@@ -75,6 +80,7 @@ class WebhookSink:
         metrics: Any = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        api_url: str | None = None,
     ):
         if max_attempts < 1 or max_in_flight < 1 or lanes < 1:
             raise ValueError("max_attempts, max_in_flight and lanes must be >= 1")
@@ -88,6 +94,7 @@ class WebhookSink:
         self.metrics = metrics
         self.sleep = sleep
         self.rng = rng
+        self.api_url = api_url
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queues = [asyncio.Queue() for _ in range(lanes)]
         self._tasks: list[asyncio.Task] = []
@@ -132,8 +139,16 @@ class WebhookSink:
         return fut
 
     async def deliver_all(self, alerts) -> list[str]:
-        """Submit alerts in order and wait until each is delivered or dead-lettered."""
-        futs = [await self.submit(a) for a in alerts]
+        """Submit alerts in order and wait until each is delivered or dead-lettered (``"muted"``:
+        a maintenance window mutes it, nothing is posted)."""
+        futs = []
+        for a in alerts:
+            if muted(a):
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result("muted")
+                futs.append(fut)
+            else:
+                futs.append(await self.submit(a))
         return list(await asyncio.gather(*futs))
 
     @property
@@ -196,7 +211,8 @@ class WebhookSink:
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(alert)}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        body = json.dumps(alert).encode()
+        payload = dict(alert, actions=actions(alert, self.api_url)) if self.api_url else alert
+        body = json.dumps(payload).encode()
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
             t0 = time.perf_counter()

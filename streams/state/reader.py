@@ -38,8 +38,9 @@ class StateReader:
         self.clock = clock
         self.timeout_s = timeout_s
 
-    async def ensure_topics(self, wanted: dict[str, tuple[int, bool]]) -> dict[str, int]:
-        """Create missing topics (``name -> (partitions, compacted)``); return every one's partition count."""
+    async def ensure_topics(self, wanted: dict[str, tuple[int, bool | dict[str, str]]]) -> dict[str, int]:
+        """Create missing topics (``name -> (partitions, compacted or topic configs)``); return every
+        one's partition count."""
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
@@ -51,7 +52,10 @@ class StateReader:
             for name, (n, compact) in wanted.items():
                 if name in existing:
                     continue
-                cfg = {"cleanup.policy": "compact"} if compact else {}
+                if isinstance(compact, dict):
+                    cfg = dict(compact)
+                else:
+                    cfg = {"cleanup.policy": "compact"} if compact else {}
                 try:
                     await admin.create_topics([NewTopic(name, n, 1, topic_configs=cfg)])
                     created.append(name)

@@ -13,8 +13,12 @@
   (exit 78);
 * :mod:`.repartition` -- ``lookout topics repartition``: the state moved to a new partition
   count with the workers stopped (it runs the pipeline over the events after the markers).
+* :mod:`.steering` -- engineers' verdicts and windows: the topics' follower, the HTTP requests,
+  the state history and the rebuilds' reads.
 
 May import :mod:`detectors`, :mod:`streams.settings`, :mod:`streams.kafka`,
-:mod:`streams.pipeline`, :mod:`streams.state` and :mod:`streams.sinks`; nothing imports the
-worker except the commands (offline tools never do: replay runs the pipeline, not the worker).
+:mod:`streams.pipeline`, :mod:`streams.state`, :mod:`streams.sinks`, :mod:`streams.steering`
+and :mod:`streams.offline` (a rebuild reads a customer's past through replay's Kafka source);
+nothing imports the worker except the commands (offline tools never do: replay runs the
+pipeline, not the worker).
 """

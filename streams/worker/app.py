@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from detectors.steering import SteeredEngine
 from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.pipeline.codecs import dlq_record, encode_json
@@ -40,6 +41,7 @@ from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
+from .steering import register_steering
 
 log = logging.getLogger("lookout.app")
 
@@ -76,13 +78,15 @@ def create_app(
     replays, given the worker's processor to configure it like (the command passes
     :class:`streams.offline.history.PartitionHistory`)."""
     registry = registry or CollectorRegistry()
-    engine = engine or Engine(load_config(settings.detector_config))
+    metrics = WorkerMetrics(registry)
+    # engineers' verdicts and maintenance windows apply to the customers this worker owns
+    engine = SteeredEngine(engine or Engine(load_config(settings.detector_config)),
+                           on_effect=lambda kind: metrics.steering_effects.labels(kind).inc())
     # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
     # batch must not wait for it while its partitions' session clock runs
     log.info("fleet engine kernel ready in %.2f s", warm_up())
     discard_legacy(Path(settings.data_dir), settings.state_topic_name)
     load_initial_state(engine, settings.initial_state)
-    metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
 
@@ -119,7 +123,8 @@ def create_app(
         lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
     else:
         lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
-    _detection_agent(app, runtime, input_topic, settings, count_received)
+    before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
+    _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
     _partition_callbacks(app, runtime, state_producer, settings)
     _outage_watch(app, settings)
     _pages(app, runtime, registry)
@@ -164,12 +169,14 @@ def _monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) ->
 
 
 def _detection_agent(app: faust.App, runtime: WorkerRuntime, input_topic: Any, settings: Settings,
-                     count_received: Callable[[int], None]) -> None:
+                     count_received: Callable[[int], None],
+                     before_batch: Callable[[], Awaitable[None]]) -> None:
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
         runtime.health.agent_running = True
         try:
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await before_batch()  # verdicts and windows known, a rebuild's history read ahead
                 count_received(len(batch))
                 await runtime.handle_batch(
                     [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]

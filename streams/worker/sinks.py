@@ -86,7 +86,8 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
     store = OpenStore(store_topic.get_topic_name(), s.bootstrap, aiokafka_kwargs(s), store_send)
     auth = (s.alertmanager_user, s.alertmanager_password or "") if s.alertmanager_user else None
     am = AlertmanagerSink(s.alertmanager_url or "", store.open, grafana_url=s.grafana_url,
-                          resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics)
+                          resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics,
+                          api_url=s.api_url)
     sources = {topic.get_topic_name() for _, topic in inputs}
     loading: list[asyncio.Future] = []
 
@@ -145,7 +146,7 @@ def _webhook(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[t
 
     wh = WebhookSink(s.webhook_url or "", token=s.webhook_token, max_attempts=s.webhook_max_attempts,
                      max_in_flight=s.webhook_max_in_flight, on_dead_letter=webhook_dead_letter,
-                     metrics=metrics, base_delay_s=s.webhook_base_delay_s)
+                     metrics=metrics, base_delay_s=s.webhook_base_delay_s, api_url=s.api_url)
 
     async def to_webhook(stream):
         # a batch is acked only once every alert in it is delivered or dead-lettered:

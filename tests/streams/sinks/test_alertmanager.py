@@ -114,6 +114,31 @@ def test_dashboard_url_quotes_the_customer():
     assert dashboard_url("http://g", "a&b") == "http://g/d/lookout-customer/lookout-customer?var-customer=a%26b"
 
 
+def test_a_muted_notification_is_not_sent_but_an_incident_alertmanager_knows_still_resolves():
+    store = {}
+    sink = Recording(store, api_url="http://lookout:6066")
+
+    async def scenario():
+        # opened inside a window: never sent, so its resolution is not sent either
+        await sink.handle(alert(alert_id="q1", silenced_by=["mw-1"]))
+        await sink.handle(alert("resolved", alert_id="q1", silenced_by=["mw-1"],
+                                resolved_at="2026-01-07T18:00:00Z"))
+        assert sink.posts == [] and store == {}
+        # opened before the window: an escalation inside it is muted, its resolution is sent
+        await sink.handle(alert(alert_id="o1"))
+        await sink.handle(alert(alert_id="o1", severity="critical", notification=2, silenced_by=["mw-1"]))
+        assert len(sink.posts) == 1
+        fb = {"verdict": "false_alarm", "by": "alice", "at": "2026-01-07T17:50:00Z"}
+        await sink.handle(alert("resolved", alert_id="o1", notification=3, resolved_at="2026-01-07T18:00:00Z",
+                                feedback=fb))
+        assert len(sink.posts) == 2 and store == {}
+        ann = sink.posts[1][0]["annotations"]
+        assert ann["false_alarm_url"] == "http://lookout:6066/feedback?alert_id=o1&verdict=false_alarm"
+        assert ann["feedback"] == "false_alarm by alice at 2026-01-07T17:50:00Z"
+
+    asyncio.run(scenario())
+
+
 def parent(status="firing", severity="critical", update=1, **kw):
     r = {"schema": "lookout.incident/v1", "parent_id": "p1", "status": status, "severity": severity,
          "notification": 1 if status == "firing" else 2, "update": update, "family": "origin:522",
