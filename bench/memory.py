@@ -1,4 +1,4 @@
-"""Resident and serialised bytes per customer, in a fresh process (run by :mod:`bench.__main__`).
+"""Resident and serialised bytes per customer, in a fresh process (run by :mod:`bench.suite`).
 
     python -m bench.memory --customers 100000
 

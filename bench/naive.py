@@ -1,6 +1,6 @@
 """The naive Faust agents of the benchmark: how fast can Faust itself go on this machine?
 
-Run as a child process by :mod:`bench.__main__`::
+Run as a child process by :mod:`bench.suite`::
 
     python -m bench.naive --bootstrap H:P --topic T --events N --mode noop|gauss --result FILE
 

@@ -76,13 +76,15 @@ def magnitude(signal: str, value: float, expected: float) -> float:
 
 
 def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
-                 sustain: AlertingConfig | None = None) -> bool:
+                 sustain: AlertingConfig | None = None, offset: "GateShift | None" = None) -> bool:
     """Whether one scored signal counts as anomalous for alerting (score, magnitude, volume).
 
     With ``sustain`` (the customer already has an open incident) the score threshold and the
     magnitude gates are relaxed to ``sustain.sustain_threshold`` and ``sustain.sustain_factor``
     times the opening gates: hysteresis, so a change hovering around the gate keeps one incident
-    open instead of resolving and re-opening it.
+    open instead of resolving and re-opening it. ``offset`` (from engineers' false-alarm verdicts,
+    :meth:`detectors.steering.Steering.offsets`) raises the surprise the score threshold stands
+    for and sets a least magnitude.
     """
     threshold, rel, absolute = sc.threshold, sc.min_rel_change, sc.min_abs_change
     events: float = sc.min_events
@@ -92,6 +94,12 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
         rel, absolute, events = rel * f, absolute * f, events * f
     if a.score < threshold or requests < sc.min_requests:
         return False
+    if offset is not None:
+        decades, least = offset
+        if decades > 0.0 and a.surprise < threshold_surprise(threshold) + decades:
+            return False
+        if least > 1.0 and magnitude(signal, a.value, a.expected) < least:
+            return False
     v, e = a.value, a.expected
     if not (math.isfinite(v) and math.isfinite(e)):
         return False
@@ -112,6 +120,24 @@ def passes_gates(signal: str, a: Assessment, requests: float, sc: SignalConfig,
     if direction == "up" or (direction == "both" and v >= e):
         return v >= e * (1.0 + rel)
     return v * (1.0 + rel) <= e
+
+
+#: what an engineer's false alarm asks of one signal: (extra decades of surprise, least magnitude)
+GateShift = tuple[float, float]
+
+
+def threshold_surprise(threshold: float) -> float:
+    """The surprise (-log10 tail probability) a score threshold stands for.
+
+    >>> round(threshold_surprise(0.9999), 6)
+    4.0
+    """
+    return -math.log10(max(1.0 - threshold, 1e-300))
+
+
+def side_of(a: Assessment) -> str:
+    """Which way a scored value moved: ``"up"`` (at or above expected) or ``"down"``."""
+    return "down" if a.value < a.expected else "up"
 
 
 def severity_for(findings: list[Finding], expected_requests: float, cfg: AlertingConfig) -> str:
@@ -343,3 +369,25 @@ def step(
         tr.recent = []
         return [_alert(inc, "resolved", event, expected_requests, resolved_at=resolved_at)]
     return []
+
+
+def resolve_now(tr: Tracker, event: Event, extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """End ``tr``'s open incident before ``event`` is processed (an engineer's verdict, the end
+    of a window); return its ``resolved`` notification with ``extra`` fields, or ``[]``.
+
+    The lifecycle starts afresh: a customer that is still anomalous opens a new incident after
+    ``open_n`` anomalous intervals.
+    """
+    inc = tr.incident
+    if inc is None:
+        return []
+    inc.notification += 1
+    tr.incident = None
+    tr.hist = 0
+    tr.recent = []
+    req = inc.findings.get("requests")
+    expected_requests = req.a.expected if req is not None else float(event.requests)
+    alert = _alert(inc, "resolved", event, expected_requests, resolved_at=event.ts)
+    if extra:
+        alert.update(extra)
+    return [alert]

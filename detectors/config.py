@@ -203,6 +203,101 @@ class AlertingConfig(_Checked):
         return out
 
 
+@dataclass(frozen=True)
+class FeedbackConfig(_Checked):
+    """What engineers' verdicts and maintenance windows do (:mod:`detectors.steering`).
+
+    false_alarm_decades: after a ``false_alarm`` verdict, the customer x signal (in the
+        direction it moved) needs this many more decades of surprise to count as anomalous
+        (10x rarer per decade); near the time of day the marked incident ran, every signal of
+        the customer does.
+    false_alarm_margin: ...and within ``false_alarm_window_s`` of that time of day (where a
+        recurring job, crawler or purge repeats) the signal needs a change at least
+        ``1 + false_alarm_margin`` times the marked alert's own magnitude: its repeats do not
+        pass, larger changes do.
+    false_alarm_window_s: how far from that time of day the stricter requirements reach.
+    false_alarm_hold_s: the requirements hold this long after the verdict...
+    false_alarm_half_life_s: ...then fade with this half-life (a new ``false_alarm`` renews
+        them; ``confirmed`` removes them).
+    max_window_s: longest occurrence of a maintenance window.
+    max_backdate_s: how long before its creation a window may start (its events are learned
+        again without it, from the state history kept this long).
+    """
+
+    false_alarm_decades: float = _in(1.0, NON_NEGATIVE)
+    false_alarm_margin: float = _in(1.0, NON_NEGATIVE)
+    false_alarm_window_s: float = _in(5400.0, Range(0, 43200))
+    false_alarm_hold_s: float = _in(14 * 86400.0, NON_NEGATIVE)
+    false_alarm_half_life_s: float = _in(14 * 86400.0, POSITIVE)
+    max_window_s: float = _in(7 * 86400.0, POSITIVE)
+    max_backdate_s: float = _in(86400.0, NON_NEGATIVE)
+
+
+#: the catalogue attributes that form groups by default, the most specific first (the order
+#: also breaks ties between groups that explain the same customers equally well)
+DEFAULT_GROUP_BY = ("origin_region", "origin_provider", "origin_asn", "account_team", "plan")
+
+
+@dataclass(frozen=True)
+class CorrelatorConfig(_Checked):
+    """Parent incidents across customers (:mod:`detectors.correlator`).
+
+    enabled: run the correlator (it needs a customer catalogue; without one it passes every
+        alert through at once).
+    group_by: catalogue attributes whose values form groups, most specific first (ties go to
+        the earlier attribute); ``fleet`` adds the whole fleet as a group.
+    window_intervals: onsets are counted over this many intervals (the current one included):
+        a shared cause whose customers go wrong one or two intervals apart is one burst.
+    min_customers: fewest customers of a group with an onset in the window to open a parent.
+    min_surprise: a group opens a parent when its count is at least this surprising under the
+        group's background rate: ``-log10`` of the binomial tail ``P(X >= k)``, ``X ~ Bin(group
+        size, window rate)``. 7 = one chance in ten million per group, family and interval:
+        ~100 groups x ~15 families x 2,016 five-minute intervals a week leave well under one
+        false parent a week (6 let one chance coincidence of three cache-hit collapses in one
+        ASN through in the simulated tuning week; every shared cause passes 7 by far).
+    prior_rate / prior_weight: before a group has history its background onset rate per
+        customer and interval is ``prior_rate``, worth ``prior_weight`` customer-intervals of
+        evidence; learned rates shrink towards it.
+    rate_half_life_s: memory of the learned background rates (event time).
+    recent_half_life_s / recent_weight: the background is also learned over the last hours
+        (shrunk towards the long-term rate with ``recent_weight`` customer-intervals), and the
+        larger of the two is used: a slow fleet-wide swell (weekend traffic starting in one time
+        zone after another) raises the bar instead of opening parents. Counts surprising at
+        ``min_surprise`` are learned as their expectation here.
+    learn_max_surprise: an interval whose window count is at least this surprising is learned
+        as its expectation instead, so an outage does not raise its group's background.
+    join_surprise: customers of a parent's group join it while the group's window count is at
+        least this surprising (and for ``expire_intervals`` after the last time it was): a
+        parent grows with its burst, not with the background that follows.
+    hold_intervals: a new child alert waits this many intervals for a parent before it pages
+        on its own (0 = decide in the alert's own interval): what the hold costs in latency.
+    join_slack_intervals: a child belongs to a parent only if its incident started at most this
+        many intervals before the parent's first onset (older ones started before the cause).
+    expire_intervals: a parent that no child alert joined is dropped silently after this many
+        intervals without a new onset; a parent with children resolves with them.
+    critical_customers: a parent over this many affected customers is critical whatever its
+        children's severities.
+    """
+
+    enabled: bool = True
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+    fleet: bool = True
+    window_intervals: int = _in(3, Range(1, MAX_OPEN_M))
+    min_customers: int = _in(3, Range(lo=2))
+    min_surprise: float = _in(7.0, POSITIVE)
+    prior_rate: float = _in(1e-4, Range(0, 1, lo_open=True, hi_open=True))
+    prior_weight: float = _in(20000.0, NON_NEGATIVE)
+    rate_half_life_s: float = _in(7 * 86400.0, POSITIVE)
+    recent_half_life_s: float = _in(3 * 3600.0, POSITIVE)
+    recent_weight: float = _in(5000.0, NON_NEGATIVE)
+    learn_max_surprise: float = _in(3.0, POSITIVE)
+    join_surprise: float = _in(3.0, POSITIVE)
+    hold_intervals: int = _in(1, Range(0, MAX_OPEN_M))
+    join_slack_intervals: int = _in(3, Range(0, MAX_OPEN_M))
+    expire_intervals: int = _in(6, AT_LEAST_ONE)
+    critical_customers: int = _in(20, AT_LEAST_ONE)
+
+
 def _default_signals() -> dict[str, SignalConfig]:
     return {name: SignalConfig(**sig.defaults) for name, sig in SIGNALS.items()}
 
@@ -212,18 +307,25 @@ class DetectorConfig:
     signals: Mapping[str, SignalConfig] = field(default_factory=_default_signals)
     model: ModelConfig = field(default_factory=ModelConfig)
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    correlator: CorrelatorConfig = field(default_factory=CorrelatorConfig)
 
     # -- (de)serialisation -------------------------------------------------
     def to_mapping(self) -> dict[str, Any]:
+        correlator = dataclasses.asdict(self.correlator)
+        correlator["group_by"] = list(self.correlator.group_by)
         return {
             "model": dataclasses.asdict(self.model),
             "alerting": dataclasses.asdict(self.alerting),
             "signals": {k: dataclasses.asdict(v) for k, v in self.signals.items()},
+            "feedback": dataclasses.asdict(self.feedback),
+            "correlator": correlator,
         }
 
     @classmethod
     def from_mapping(cls, data: Any) -> "DetectorConfig":
-        """Build from a parsed file (sections ``model``, ``alerting``, ``signals``; all optional).
+        """Build from a parsed file (sections ``model``, ``alerting``, ``signals``, ``feedback``; all
+        optional).
 
         Raises :class:`ConfigError` listing every problem: unknown sections, signals and keys,
         wrong types, values out of range, inconsistent pairs.
@@ -252,9 +354,11 @@ class DetectorConfig:
             signals[name] = _build(SignalConfig, over, f"signals.{name}", signals[name], problems)
         model = _build(ModelConfig, data.get("model"), "model", base.model, problems)
         alerting = _build(AlertingConfig, data.get("alerting"), "alerting", base.alerting, problems)
+        correlator = _build(CorrelatorConfig, data.get("correlator"), "correlator", base.correlator, problems)
+        feedback = _build(FeedbackConfig, data.get("feedback"), "feedback", base.feedback, problems)
         if problems:
             raise ConfigError(problems)
-        return cls(signals=signals, model=model, alerting=alerting)
+        return cls(signals=signals, model=model, alerting=alerting, correlator=correlator, feedback=feedback)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "DetectorConfig":
         """Return a copy with dotted-path overrides, e.g. ``{"signals.requests.threshold": 0.99}``."""
@@ -289,8 +393,10 @@ class DetectorConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-SECTIONS = ("model", "alerting", "signals")
+SECTIONS = ("model", "alerting", "signals", "correlator", "feedback")
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number"}
+#: the one list-valued setting type: a list of names (``correlator.group_by``)
+_NAMES = "tuple[str, ...]"
 
 
 def _kind(v: Any) -> str:
@@ -303,6 +409,11 @@ def _problems(klass: type, values: Mapping[str, Any], where: str) -> list[tuple[
     out = []
     for f in dataclasses.fields(klass):
         v, path = values[f.name], f"{where}.{f.name}"
+        if str(f.type) == _NAMES:
+            if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v) \
+                    or len(set(v)) != len(v):
+                out.append((path, f"{path} must be a list of distinct names, got {v!r}"))
+            continue
         want = f.type if isinstance(f.type, type) else {"bool": bool, "int": int, "float": float}[str(f.type)]
         number = v if want is not float or isinstance(v, bool) or not isinstance(v, int) else float(v)
         if not isinstance(number, want) or (want is not bool and isinstance(v, bool)):
@@ -336,6 +447,8 @@ def _build(klass, over: Any, where: str, base, problems: list[tuple[str | None, 
     for k, v in values.items():
         if isinstance(getattr(base, k), float) and isinstance(v, int):
             values[k] = float(v)
+        elif isinstance(v, list):
+            values[k] = tuple(v)
     return klass(**values)
 
 

@@ -20,11 +20,11 @@ bit for bit. What they return is in :mod:`detectors.verdict`.
 from __future__ import annotations
 
 from .fleet import FleetEngine
-from .reference import ReferenceEngine
+from .reference import GateOffsets, ReferenceEngine
 from .state import StateError
 from .verdict import OUTCOMES, BatchVerdict, Verdict
 
-__all__ = ["OUTCOMES", "BatchVerdict", "Engine", "ReferenceEngine", "StateError", "Verdict"]
+__all__ = ["OUTCOMES", "BatchVerdict", "Engine", "GateOffsets", "ReferenceEngine", "StateError", "Verdict"]
 
 #: the engine every code path uses: the fleet engine (same interface as ReferenceEngine)
 Engine = FleetEngine

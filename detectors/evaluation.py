@@ -44,8 +44,11 @@ from .alerting import SEVERITIES
 from .events import format_ts, time_or_none
 
 WEEK_S = 604800.0
+#: an alert up to this many intervals after a labelled incident's end still detects it (default)
+GRACE_INTERVALS = 2.0
 
 __all__ = [
+    "GRACE_INTERVALS",
     "Evaluation",
     "LabelResult",
     "OpenedIncident",
@@ -314,7 +317,7 @@ def evaluate(
     customers: Mapping[str, float] | None = None,
     span_s: float,
     interval_s: float | None = None,
-    grace_intervals: float = 2,
+    grace_intervals: float = GRACE_INTERVALS,
     n_customers: int | None = None,
 ) -> Evaluation:
     """Score ``alerts`` (dicts of the ``alerts`` topic schema) against ``labels``.
@@ -330,43 +333,8 @@ def evaluate(
         ivs = [float(a["interval_s"]) for a in alerts if isinstance(a.get("interval_s"), (int, float))]
         interval_s = quantile(ivs, 0.5) or 60.0
     iv = float(interval_s)
-    grace = float(grace_intervals) * iv
-
-    # -- labels per customer
-    results: list[LabelResult] = []
-    for lab in labels:
-        s, e = time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end"))
-        cid = _get(lab, "customer_id")
-        if s is None or e is None or not isinstance(cid, str):
-            raise ValueError(f"label needs customer_id, start and end: {lab!r}")
-        results.append(LabelResult(cid, s, e, _get(lab, "kind") or "unknown"))
-    results.sort(key=lambda r: (r.start, r.customer_id))
-    by_cust: dict[str, list[LabelResult]] = {}
-    for lr in results:
-        by_cust.setdefault(lr.customer_id, []).append(lr)
-
-    # -- opened incidents, in order of first firing
-    opened: dict[str, dict[str, Any]] = {}
-    for aid, oi in incidents(alerts).items():
-        st = time_or_none(oi.started_at)
-        inc = opened[aid] = {
-            "alert_id": aid,
-            "customer_id": oi.customer_id,
-            "started_at": st,
-            "matched": False,
-        }
-        for et in map(time_or_none, oi.firing_event_ts):
-            for lr in by_cust.get(oi.customer_id, ()):
-                lo, hi = lr.start - iv, lr.end + grace
-                t_alert = et if et is not None else st
-                if t_alert is not None and (
-                    (st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)
-                ):
-                    inc["matched"] = True
-                    delay = max(0.0, (t_alert - lr.start) / iv)
-                    if lr.ttd_intervals is None or delay < lr.ttd_intervals:
-                        lr.detected, lr.ttd_intervals, lr.alert_id = True, delay, aid
-
+    results = _label_results(labels)
+    opened = _match(alerts, results, iv, float(grace_intervals) * iv)
     ttd = [lr.ttd_intervals for lr in results if lr.ttd_intervals is not None]
     matched = sum(1 for inc in opened.values() if inc["matched"])
     false_incs = [
@@ -387,55 +355,107 @@ def evaluate(
         span_s=float(span_s), interval_s=iv, grace_intervals=grace_intervals, ttd=ttd, labels=results,
         false_alert_ids=false_incs,
     )
+    ev.by_kind = _by_kind(results)
+    if customers:
+        ev.by_size_decile = _by_size_decile(customers, results, false_incs, span_s)
+    return ev
 
-    # -- by kind
+
+def _label_results(labels: Iterable[Any]) -> list[LabelResult]:
+    """One :class:`LabelResult` per label, by start time."""
+    results: list[LabelResult] = []
+    for lab in labels:
+        s, e = time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end"))
+        cid = _get(lab, "customer_id")
+        if s is None or e is None or not isinstance(cid, str):
+            raise ValueError(f"label needs customer_id, start and end: {lab!r}")
+        results.append(LabelResult(cid, s, e, _get(lab, "kind") or "unknown"))
+    results.sort(key=lambda r: (r.start, r.customer_id))
+    return results
+
+
+def _match(alerts: list[Mapping[str, Any]], results: list[LabelResult], iv: float,
+           grace: float) -> dict[str, dict[str, Any]]:
+    """The opened incidents in order of first firing, each ``matched`` or not to a label; every
+    label ``results`` gets its earliest detection (and delay in intervals)."""
+    by_cust: dict[str, list[LabelResult]] = {}
+    for lr in results:
+        by_cust.setdefault(lr.customer_id, []).append(lr)
+    opened: dict[str, dict[str, Any]] = {}
+    for aid, oi in incidents(alerts).items():
+        st = time_or_none(oi.started_at)
+        inc = opened[aid] = {
+            "alert_id": aid,
+            "customer_id": oi.customer_id,
+            "started_at": st,
+            "matched": False,
+        }
+        for et in map(time_or_none, oi.firing_event_ts):
+            for lr in by_cust.get(oi.customer_id, ()):
+                lo, hi = lr.start - iv, lr.end + grace
+                t_alert = et if et is not None else st
+                if t_alert is not None and (
+                    (st is not None and lo <= st <= hi) or (et is not None and lo <= et <= hi)
+                ):
+                    inc["matched"] = True
+                    delay = max(0.0, (t_alert - lr.start) / iv)
+                    if lr.ttd_intervals is None or delay < lr.ttd_intervals:
+                        lr.detected, lr.ttd_intervals, lr.alert_id = True, delay, aid
+    return opened
+
+
+def _by_kind(results: list[LabelResult]) -> dict[str, dict[str, Any]]:
     kinds: dict[str, list[LabelResult]] = {}
     for lr in results:
         kinds.setdefault(lr.kind, []).append(lr)
+    out: dict[str, dict[str, Any]] = {}
     for kind in sorted(kinds):
         rows = kinds[kind]
         det = [lr.ttd_intervals for lr in rows if lr.ttd_intervals is not None]
-        ev.by_kind[kind] = {
+        out[kind] = {
             "labels": len(rows), "detected": len(det), "recall": _r(_ratio(len(det), len(rows))),
             "ttd_median_intervals": _r(quantile(det, 0.5), 2),
         }
+    return out
 
-    # -- by customer-size decile
-    if customers:
-        ranked = sorted(customers, key=lambda c: (customers[c], c))
-        n = len(ranked)
-        decile_of = {c: (i * 10) // n for i, c in enumerate(ranked)}
-        weeks = span_s / WEEK_S
-        groups: dict[int, dict[str, Any]] = {}
-        for c in ranked:
-            d = decile_of[c]
-            g = groups.setdefault(d, {"members": [], "labels": 0, "detected": 0, "false": 0})
-            g["members"].append(c)
-        for lr in results:
-            d = decile_of.get(lr.customer_id, -1)
-            g = groups.setdefault(d, {"members": [], "labels": 0, "detected": 0, "false": 0})
-            g["labels"] += 1
-            g["detected"] += lr.detected
-        for inc in false_incs:
-            d = decile_of.get(inc["customer_id"], -1)
-            g = groups.setdefault(d, {"members": [], "labels": 0, "detected": 0, "false": 0})
-            g["false"] += 1
-        for d in sorted(groups, key=lambda k: (k < 0, k)):
-            g = groups[d]
-            sizes = [customers[c] for c in g["members"]]
-            cw = len(g["members"]) * weeks
-            ev.by_size_decile.append({
-                "decile": f"D{d + 1}" if d >= 0 else "unsized",
-                "customers": len(g["members"]),
-                "size_min": min(sizes) if sizes else None,
-                "size_max": max(sizes) if sizes else None,
-                "labels": g["labels"],
-                "detected": g["detected"],
-                "recall": _r(_ratio(g["detected"], g["labels"])),
-                "false_alerts": g["false"],
-                "false_per_customer_week": _r(g["false"] / cw, 5) if cw > 0 else None,
-            })
-    return ev
+
+def _by_size_decile(customers: Mapping[str, float], results: list[LabelResult],
+                    false_incs: list[dict[str, Any]], span_s: float) -> list[dict[str, Any]]:
+    """Recall and false alerts per customer-size decile (customers outside ``customers``: unsized)."""
+    ranked = sorted(customers, key=lambda c: (customers[c], c))
+    n = len(ranked)
+    decile_of = {c: (i * 10) // n for i, c in enumerate(ranked)}
+    weeks = span_s / WEEK_S
+    groups: dict[int, dict[str, Any]] = {}
+
+    def group(d: int) -> dict[str, Any]:
+        return groups.setdefault(d, {"members": [], "labels": 0, "detected": 0, "false": 0})
+
+    for c in ranked:
+        group(decile_of[c])["members"].append(c)
+    for lr in results:
+        g = group(decile_of.get(lr.customer_id, -1))
+        g["labels"] += 1
+        g["detected"] += lr.detected
+    for inc in false_incs:
+        group(decile_of.get(inc["customer_id"], -1))["false"] += 1
+    out = []
+    for d in sorted(groups, key=lambda k: (k < 0, k)):
+        g = groups[d]
+        sizes = [customers[c] for c in g["members"]]
+        cw = len(g["members"]) * weeks
+        out.append({
+            "decile": f"D{d + 1}" if d >= 0 else "unsized",
+            "customers": len(g["members"]),
+            "size_min": min(sizes) if sizes else None,
+            "size_max": max(sizes) if sizes else None,
+            "labels": g["labels"],
+            "detected": g["detected"],
+            "recall": _r(_ratio(g["detected"], g["labels"])),
+            "false_alerts": g["false"],
+            "false_per_customer_week": _r(g["false"] / cw, 5) if cw > 0 else None,
+        })
+    return out
 
 
 def metric_deltas(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -43,6 +43,8 @@ from .config import DetectorConfig
 from .events import Event, EventBatch
 from .kernel import Assessment
 from .layout import Family
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import FLOAT64_LE, CustomerRecord, StateCodec, customer_values, row_values, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
@@ -113,6 +115,10 @@ class FleetEngine:
         self._cid: list[str | None] = []  # slot -> customer id (None: free)
         self._free: list[int] = []
         self._trackers: dict[int, alerting.Tracker] = {}  # slot -> lifecycle, when not idle
+        self.gate_offsets: Any = None  # as ReferenceEngine.gate_offsets
+        #: events that came back to Python for the alert lifecycle, since this engine was made
+        #: (benchmarks report their share: the kernel alone handles all the others)
+        self.python_events = 0
         self._alloc(max(1, capacity))
 
     def _new_models(self) -> dict[str, Any]:
@@ -221,11 +227,14 @@ class FleetEngine:
                     self.last_ts, self.interval, self.dirty, self.active,
                     self.ss, self._ps, self.rs, self._pr, K.CONSTANTS, o, warm, outcome, exp_req, need)
         alerts_at: dict[int, list[dict[str, Any]]] = {}
+        onsets_at: dict[int, list[Onset]] = {}
         if need.any():
-            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at)
-        return o, warm, outcome, alerts_at
+            self._lifecycle(events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                            onsets_at)
+        return o, warm, outcome, alerts_at, onsets_at
 
-    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at) -> None:
+    def _lifecycle(self, events, slots, o, warm, outcome, exp_req, need, active_start, alerts_at,
+                   onsets_at) -> None:
         """The alert lifecycle (reference code) for the events that need it, in event order.
 
         A customer whose lifecycle leaves idle in this batch has its later scored events of the
@@ -252,12 +261,14 @@ class FleetEngine:
                 if k in done:
                     continue
                 done.add(k)
+            self.python_events += 1
             e = events[k]
             slot = int(slots[k])
             tr = self._trackers.get(slot)
             if tr is None:
                 tr = alerting.Tracker()
             sustain = acfg if tr.incident is not None else None
+            offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
             findings: list[alerting.Finding] = []
             row, wrow = o[k], warm[k]
             for s in range(n_sig):
@@ -265,8 +276,13 @@ class FleetEngine:
                     a = Assessment(*row[s].tolist())
                     name = signals[s]
                     volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                    off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                    if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                         findings.append(alerting.Finding(name, e.ts, a))
+            if findings:
+                new = detect_onsets(tr, e, findings, acfg)
+                if new:
+                    onsets_at[k] = new
             out = alerting.step(tr, e, findings, float(exp_req[k]), acfg)
             if out:
                 alerts_at[k] = out
@@ -287,25 +303,26 @@ class FleetEngine:
         """Every event of ``events`` in order; one :class:`~detectors.verdict.BatchVerdict`."""
         if not events:
             return BatchVerdict([], [], {})
-        o, warm, outcome, alerts_at = self._run(events)
+        o, warm, outcome, alerts_at, onsets_at = self._run(events)
         names = OUTCOMES
         outcomes = [names[c] for c in outcome.tolist()]
         alerts: list[dict[str, Any]] = []
         for k in sorted(alerts_at):
             alerts.extend(alerts_at[k])
+        new = [x for k in sorted(onsets_at) for x in onsets_at[k]]
         scores: dict[str, list[float]] = {}
         for s, name in enumerate(self._signals):
             mask = warm[:, s] == 1
             if mask.any():
                 scores[name] = o[mask, s, K.SCORE].tolist()
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def process(self, e: Event):
         """One event (a batch of one: use :meth:`process_many` for speed)."""
-        o, warm, outcome, alerts_at = self._run([e])
+        o, warm, outcome, alerts_at, onsets_at = self._run([e])
         code = int(outcome[0])
         scores = {name: float(o[0, s, K.SCORE]) for s, name in enumerate(self._signals) if warm[0, s] == 1}
-        return Verdict(OUTCOMES[code], scores, alerts_at.get(0, []))
+        return Verdict(OUTCOMES[code], scores, alerts_at.get(0, []), onsets_at.get(0, ()))
 
     # -- introspection ----------------------------------------------------------------------
     def series_counts(self) -> tuple[int, int]:
@@ -324,6 +341,35 @@ class FleetEngine:
         if slot is None or math.isnan(self.last_ts[slot]):
             return None
         return float(self.last_ts[slot])
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        return [] if tr is None or tr.incident is None else [tr.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a record of ``cid`` (as ReferenceEngine.restore_models)."""
+        record = self._codec.load_record(cid, blob)
+        slot = self.customers[cid]
+        for s in signals:
+            i = self._signals.index(s)
+            family, j = self._where[i]
+            self._rows_of(family)[slot, j] = record.rows[i]
+        self.dirty[slot] = 1
+
+    def resolve(self, cid: str, event: Event, extra: Any = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        slot = self.customers.get(cid)
+        tr = None if slot is None else self._trackers.get(slot)
+        if slot is None or tr is None:
+            return []
+        out = alerting.resolve_now(tr, event, extra)
+        if _idle(tr):
+            self._trackers.pop(slot, None)
+            self.active[slot] = 0
+        self.dirty[slot] = 1
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors built from the arrays (a copy), or None."""

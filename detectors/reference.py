@@ -15,16 +15,22 @@ traces (``streams.replay.tracing``) use it to show a customer's models.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import alerting
 from .config import DetectorConfig
 from .events import Event
+from .onsets import Onset
+from .onsets import detect as detect_onsets
 from .signals import SIGNALS, build_models
 from .state import CustomerRecord, StateCodec, customer_values, model_state, tracker_state
 from .verdict import OUTCOMES, BatchVerdict, Outcome, Verdict
 
-__all__ = ["CustomerState", "ReferenceEngine"]
+__all__ = ["CustomerState", "GateOffsets", "ReferenceEngine"]
+
+#: (customer id, event time) -> what false alarms ask per (signal, side), or None (see
+#: :meth:`detectors.steering.Steering.offsets`)
+GateOffsets = Callable[[str, float], "Mapping[tuple[str, str], alerting.GateShift] | None"]
 
 _SCORED, _WARMING, _DUPLICATE = (OUTCOMES[o] for o in (Outcome.SCORED, Outcome.WARMING, Outcome.DUPLICATE))
 
@@ -62,6 +68,9 @@ class ReferenceEngine:
         self._args = {name: sig.args for name, sig in SIGNALS.items()}
         self.customers: dict[str, CustomerState] = {}
         self._dirty: set[str] = set()
+        #: (customer, event time) -> extra surprise, in decades, per (signal, side); None = none
+        #: (engineers' false-alarm verdicts: detectors.steering)
+        self.gate_offsets: GateOffsets | None = None
         self._codec = StateCodec(self.config.model_fingerprint(),
                                  {s: m.family for s, m in self._new_models().items()})
 
@@ -85,6 +94,7 @@ class ReferenceEngine:
         warm_any = False
         expected_requests = float(e.requests)
         sustain = self.config.alerting if st.tracker.incident is not None else None
+        offsets = self.gate_offsets(e.customer_id, e.ts) if self.gate_offsets is not None else None
         gate = self._gate
         args_of = self._args
         for name, model in st.models.items():
@@ -104,35 +114,64 @@ class ReferenceEngine:
                 # (ratios: the requests behind the evidence, more than one interval's when the
                 # sequential test has accumulated it)
                 volume = max(e.requests, a.support) if name != "requests" else max(e.requests, a.expected)
-                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain):
+                off = offsets.get((name, alerting.side_of(a))) if offsets else None
+                if alerting.passes_gates(name, a, volume, cfg_signals[name], sustain, off):
                     findings.append(alerting.Finding(name, e.ts, a))
         if not warm_any:
             return Verdict(_WARMING, scores, [])
+        new = detect_onsets(st.tracker, e, findings, self.config.alerting) if findings else ()
         alerts = alerting.step(st.tracker, e, findings, expected_requests, self.config.alerting)
-        return Verdict(_SCORED, scores, alerts)
+        return Verdict(_SCORED, scores, alerts, new)
 
     def process_many(self, events: Sequence[Event]) -> BatchVerdict:
         """:meth:`process` for every event of ``events``, in order; one result for the batch."""
         outcomes: list[str] = []
         alerts: list[dict[str, Any]] = []
+        new: list[Onset] = []
         scores: dict[str, list[float]] = {}
         for e in events:
             v = self.process(e)
             outcomes.append(v.outcome)
             if v.alerts:
                 alerts.extend(v.alerts)
+            if v.onsets:
+                new.extend(v.onsets)
             for sig, sc in v.scores.items():
                 lst = scores.get(sig)
                 if lst is None:
                     scores[sig] = [sc]
                 else:
                     lst.append(sc)
-        return BatchVerdict(outcomes, alerts, scores)
+        return BatchVerdict(outcomes, alerts, scores, new)
 
     def last_ts_of(self, cid: str) -> float | None:
         """Event time of ``cid``'s last processed event (None: unknown customer or none yet)."""
         st = self.customers.get(cid)
         return None if st is None else st.last_ts
+
+    def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
+        """``cid``'s open incident, if any, as a list."""
+        st = self.customers.get(cid)
+        return [] if st is None or st.tracker.incident is None else [st.tracker.incident]
+
+    def restore_models(self, cid: str, blob: bytes, signals: Sequence[str]) -> None:
+        """Set the models of ``signals`` from a :meth:`dump_customer` record of ``cid``; its last
+        event time and lifecycle stay as they are (a learn mask, a rebuild)."""
+        saved = self._restore(self._codec.load_record(cid, blob)).models
+        st = self.customers[cid]
+        for s in signals:
+            st.models[s] = saved[s]
+        self._dirty.add(cid)
+
+    def resolve(self, cid: str, event: Event, extra: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """End ``cid``'s open incident before ``event`` (:func:`detectors.alerting.resolve_now`)."""
+        st = self.customers.get(cid)
+        if st is None:
+            return []
+        out = alerting.resolve_now(st.tracker, event, extra)
+        if out:
+            self._dirty.add(cid)
+        return out
 
     def models_of(self, cid: str) -> dict[str, Any] | None:
         """``cid``'s per-signal River detectors (a read-only view: do not learn on them), or None."""

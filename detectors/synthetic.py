@@ -34,6 +34,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from detectors.catalogue import Catalogue
 from detectors.events import (
     CUSTOMER_ID_RE,
     MAX_INTERVAL_S,
@@ -43,6 +44,7 @@ from detectors.events import (
     parse_time,
     parse_ts,
 )
+from detectors.synthetic_shared import SharedCause, make_catalogue, place_shared_causes
 
 __all__ = [
     "ALL_KINDS",
@@ -55,6 +57,7 @@ __all__ = [
     "LevelShift",
     "SimConfig",
     "Simulation",
+    "incident_from_fields",
     "simulate",
     "warmup_seconds",
 ]
@@ -112,26 +115,42 @@ def region_of(tz_offset_h: float) -> str:
 
 @dataclass(frozen=True)
 class Incident:
-    """One labelled incident: ``[start, end)`` in epoch seconds for one customer."""
+    """One labelled incident: ``[start, end)`` in epoch seconds for one customer.
+
+    Part of a shared cause (:mod:`detectors.synthetic_shared`): ``cause`` is its id and
+    ``scope`` the group it hit (``"origin_provider=provider-a"``); both ``None`` otherwise.
+    """
 
     customer_id: str
     start: float
     end: float
     kind: str
+    cause: str | None = None
+    scope: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "customer_id": self.customer_id,
             "start": format_ts(self.start),
             "end": format_ts(self.end),
             "kind": self.kind,
         }
+        if self.cause is not None:
+            d["cause"] = self.cause
+            d["scope"] = self.scope
+        return d
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> "Incident":
         """Inverse of :meth:`to_json`; times may be RFC 3339 or epoch seconds."""
         get = obj.get
-        return _incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
+        inc = incident_from_fields(get("customer_id"), get("start"), get("end"), get("kind"))
+        cause, scope = get("cause"), get("scope")
+        if cause is None:
+            return inc
+        if not isinstance(cause, str) or not isinstance(scope, str) or not cause or not scope:
+            raise ValueError(f"cause and scope must be non-empty strings, got {cause!r}, {scope!r}")
+        return cls(inc.customer_id, inc.start, inc.end, inc.kind, cause, scope)
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts < self.end
@@ -244,6 +263,10 @@ class SimConfig:
     Noise is heavy-tailed: extra-Poisson dispersion of traffic, 5xx rate and p99 latency is
     Student-t with ``noise_dof`` degrees of freedom, and each interval has a ``burst_prob``
     chance of an unlabelled one-interval burst of 1.3-2.5x traffic.
+
+    ``shared_causes`` provider or region outages (:mod:`detectors.synthetic_shared`) touch
+    5-100 % of their group's customers each, with ``unrelated_per_cause`` single-customer
+    incidents starting during each of them on other customers.
     """
 
     customers: int = 20
@@ -267,6 +290,8 @@ class SimConfig:
     small_max: float = 25.0
     noise_dof: float = 3.0
     burst_prob: float = 0.004
+    shared_causes: int = 0
+    unrelated_per_cause: int = 3
 
     def __post_init__(self) -> None:
         if isinstance(self.kinds, str):
@@ -312,6 +337,10 @@ class SimConfig:
             raise ValueError("small_fraction and burst_prob must be within [0, 1]")
         if not (self.noise_dof > 2 and self.small_max > 0):
             raise ValueError("noise_dof must be > 2 (finite variance) and small_max > 0")
+        for name in ("shared_causes", "unrelated_per_cause"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         if self.warmup_s is not None and not (0 <= self.warmup_s < self.duration_s):
             raise ValueError("warmup_s must be within [0, duration_s)")
 
@@ -518,9 +547,13 @@ def _try_place(
 class Simulation:
     """The result of :func:`simulate`: profiles, labels, and a lazy event stream."""
 
-    def __init__(self, cfg: SimConfig, plans: list[_Plan], holidays: list[Holiday], requested: int):
+    def __init__(self, cfg: SimConfig, plans: list[_Plan], holidays: list[Holiday], requested: int,
+                 catalogue: Catalogue | None = None, shared_causes: list[SharedCause] | None = None):
         self.config = cfg
         self._plans = plans
+        self._catalogue = catalogue
+        #: the labelled shared causes (their customers' incidents carry their ``cause`` id)
+        self.shared_causes: list[SharedCause] = list(shared_causes or [])
         self.customers: list[CustomerProfile] = [p.profile for p in plans]
         self.incidents: list[Incident] = sorted(
             (x.incident for p in plans for x in p.injected), key=lambda i: (i.start, i.customer_id)
@@ -537,6 +570,13 @@ class Simulation:
         #: how many incidents were asked for (explicit count or expected from the rate);
         #: fewer are placed when the evaluation window is too short to fit them
         self.requested_incidents = requested
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Every customer's catalogue attributes (plan, origin provider/region/ASN, account team)."""
+        if self._catalogue is None:
+            self._catalogue = make_catalogue(self.config.seed, self.customers)
+        return self._catalogue
 
     @property
     def start(self) -> float:
@@ -631,20 +671,54 @@ def _gen_block(
     lat: np.ndarray,
     origin: np.ndarray,
 ) -> None:
-    """Fill one customer's arrays for intervals ``[i0, i1)`` (counts: req, 4xx, 5xx, hits, bytes)."""
+    """Fill one customer's arrays for intervals ``[i0, i1)`` (counts: req, 4xx, 5xx, hits, bytes).
+
+    The random draws happen in one fixed order (counts, origin errors, latency and bytes), so a
+    seed gives the same traffic every time.
+    """
     p = plan.profile
     rng = _rng(cfg.seed, p.index, 1, b)
     T = i1 - i0
     iv = cfg.interval_s
-    idx = np.arange(i0, i1)
-    ts = cfg.start + idx * float(iv)
-    mid = ts + iv / 2.0  # seasonality evaluated at the interval midpoint
+    mid = cfg.start + np.arange(i0, i1) * float(iv) + iv / 2.0  # seasonality at the interval midpoint
 
     # ---- slow wander: 5 signals x 3 sinusoids, one vectorised evaluation
     wv = np.asarray(p.wander)
     wander = (wv[:, 0:1] * np.sin(wv[:, 1:2] * mid[None, :] + wv[:, 2:3])).reshape(5, 3, T).sum(axis=1)
 
-    # ---- expected requests
+    mu, load = _expected_requests(cfg, plan, i0, i1, mid, wander[0])
+    active = [x for x in plan.injected if x.i1 > i0 and x.i0 < i1]
+    mods = _incident_modifiers(active, i0, i1, mu)
+    req, hits, s4, s5, s5b, extra, fail = _counts(cfg, p, rng, mu, wander, mods, active, i0, i1)
+    _origin_errors(p, rng, origin, s5b, extra, fail, active, i0, i1)
+
+    # ---- latency (lognormal-ish, noisier with few requests) and bytes
+    nu = cfg.noise_dof
+    few = 1.0 / np.sqrt(req + 1.0)
+    base = wander[4] + 0.1 * load
+    p50 = p.latency_p50_ms * mods["p50"] * np.exp(base + rng.normal(0, 1, T) * (0.03 + 0.5 * few))
+    t99 = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
+    p99 = p.latency_p99_ms * mods["p99"] * np.exp(base + 0.1 * load + t99 * (0.05 + 1.5 * few))
+    p99 = np.maximum(p99, p50 * 1.05)
+    ok = req - s4 - s5
+    bnoise = np.exp(rng.normal(0, 1, T) * (0.03 + 0.3 * few))
+    byt = (p.bytes_per_request * mods["bytes"] * ok * bnoise + 600.0 * (s4 + s5)).astype(np.int64)
+
+    counts[0] = req
+    counts[1] = s4
+    counts[2] = s5
+    counts[3] = hits
+    counts[4] = byt
+    lat[0] = np.round(p50, 2)
+    lat[1] = np.round(p99, 2)
+
+
+def _expected_requests(cfg: SimConfig, plan: _Plan, i0: int, i1: int, mid: np.ndarray,
+                       wander: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected requests per interval (daily and weekly seasonality in the customer's time zone,
+    holidays, growth, a level shift) and the daily load, 0 at night .. ~1 at the peak."""
+    p = plan.profile
+    iv = cfg.interval_s
     local_s = mid + p.tz_offset_h * 3600.0
     hour = (local_s / 3600.0) % 24.0
     daily = (
@@ -652,7 +726,7 @@ def _gen_block(
     )
     daily *= 1 + p.harmonic * np.cos(2 * np.pi * (hour - p.harmonic_hour) / 12)
     load = (daily - p.trough) / (1 - p.trough)  # 0 at night .. ~1 at peak
-    mu = p.size * (iv / 60.0) * daily * np.exp(wander[0])
+    mu = p.size * (iv / 60.0) * daily * np.exp(wander)
     pos = (local_s / _DAY + 3.0) % 7.0  # 0 = Monday 00:00 local
     ramp = 0.125  # 3 h transition around midnight
     wk = np.maximum(
@@ -663,7 +737,7 @@ def _gen_block(
         mu *= 1 + (p.weekend_factor - 1) * wk
     if plan.holiday_days:
         day = np.floor(local_s / _DAY).astype(np.int64)
-        hol = np.ones(T)
+        hol = np.ones(i1 - i0)
         for d, f in plan.holiday_days.items():
             hol[day == d] = f
         # a public holiday that falls on a weekend changes nothing more: traffic already
@@ -673,44 +747,45 @@ def _gen_block(
         mu *= (1 + p.growth_per_month) ** ((mid - cfg.start) / _MONTH)
     if plan.shift_at is not None and i1 > plan.shift_at:
         mu[max(0, plan.shift_at - i0) :] *= plan.shift_factor
+    return mu, load
 
-    # ---- incident modifiers
-    cache_m = np.ones(T)
-    r4_m = np.ones(T)
-    p50_m = np.ones(T)
-    p99_m = np.ones(T)
-    bytes_m = np.ones(T)
-    active = [x for x in plan.injected if x.i1 > i0 and x.i0 < i1]
+
+#: incident parameter -> the modifier it multiplies (``req`` multiplies the expected requests)
+_MODIFIED_BY = {"cache": "cache", "r4": "r4", "p50": "p50", "p99": "p99", "bytes": "bytes", "bpr": "bytes"}
+
+
+def _incident_modifiers(active: list[_Injected], i0: int, i1: int, mu: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-interval factors of the active incidents (cache ratio, 4xx rate, latencies, bytes);
+    their effect on the request count is applied to ``mu`` in place."""
+    T = i1 - i0
+    mods = {name: np.ones(T) for name in ("cache", "r4", "p50", "p99", "bytes")}
     for x in active:
         a, z = max(x.i0, i0) - i0, min(x.i1, i1) - i0
         q = x.params
         if "req" in q:
             mu[a:z] *= q["req"]
-        if "cache" in q:
-            cache_m[a:z] *= q["cache"]
-        if "r4" in q:
-            r4_m[a:z] *= q["r4"]
-        if "p50" in q:
-            p50_m[a:z] *= q["p50"]
-        if "p99" in q:
-            p99_m[a:z] *= q["p99"]
-        if "bytes" in q:
-            bytes_m[a:z] *= q["bytes"]
-        if "bpr" in q:
-            bytes_m[a:z] *= q["bpr"]
+        for key, name in _MODIFIED_BY.items():
+            if key in q:
+                mods[name][a:z] *= q[key]
+    return mods
 
-    # ---- counts: heavy-tailed (Student-t on a log scale) extra-Poisson noise plus rare
-    # one-interval bursts (crawlers, retries) that are not incidents
+
+def _counts(cfg: SimConfig, p: CustomerProfile, rng: np.random.Generator, mu: np.ndarray, wander: np.ndarray,
+            mods: dict[str, np.ndarray], active: list[_Injected], i0: int, i1: int) -> tuple[np.ndarray, ...]:
+    """Requests, cache hits, 4xx, 5xx and the 5xx parts (baseline, incident extra, origin-outage
+    failures): heavy-tailed (Student-t on a log scale) extra-Poisson noise plus rare one-interval
+    bursts (crawlers, retries) that are not incidents."""
+    T = i1 - i0
     nu = cfg.noise_dof
     heavy = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
     burst = np.where(rng.random(T) < cfg.burst_prob, rng.uniform(1.3, 2.5, T), 1.0)
     req = rng.poisson(mu * np.exp(p.noise_cv * heavy) * burst)
     c_logit = math.log(p.cache_ratio / (1 - p.cache_ratio)) + wander[3] + rng.normal(0, 0.05, T)
-    cache = np.clip(cache_m / (1 + np.exp(-c_logit)), 0.0, 0.999)
+    cache = np.clip(mods["cache"] / (1 + np.exp(-c_logit)), 0.0, 0.999)
     hits = rng.binomial(req, cache)
     t5 = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
     r5 = np.minimum(p.rate_5xx * np.exp(wander[1] + 0.15 * t5), 0.5)
-    r4 = np.minimum(p.rate_4xx * r4_m * np.exp(wander[2] + rng.normal(0, 0.1, T)), 0.9)
+    r4 = np.minimum(p.rate_4xx * mods["r4"] * np.exp(wander[2] + rng.normal(0, 0.1, T)), 0.9)
     fail = np.zeros(T, dtype=np.int64)  # origin-outage failures (uncached requests only)
     add = np.zeros(T)  # extra 5xx probability (partial_5xx / error_creep)
     for x in active:
@@ -731,8 +806,13 @@ def _gen_block(
         extra = np.zeros(T, dtype=np.int64)
     s4 = rng.binomial(rest - s5b - extra, r4)
     s5 = s5b + extra + fail
+    return req, hits, s4, s5, s5b, extra, fail
 
-    # ---- origin errors: baseline share of 5xx over the usual codes, plus incident codes
+
+def _origin_errors(p: CustomerProfile, rng: np.random.Generator, origin: np.ndarray, s5b: np.ndarray,
+                   extra: np.ndarray, fail: np.ndarray, active: list[_Injected], i0: int, i1: int) -> None:
+    """Origin errors by code into ``origin``: a baseline share of the 5xx over the usual codes,
+    plus the incidents' codes."""
     origin[:] = 0
     if p.origin_share > 0:
         ob = rng.binomial(s5b, p.origin_share)
@@ -746,24 +826,57 @@ def _gen_block(
         elif k in ("partial_5xx", "error_creep"):
             origin[a:z] += rng.multinomial(rng.binomial(extra[a:z], x.params["origin"]), x.params["codes"])
 
-    # ---- latency (lognormal-ish, noisier with few requests) and bytes
-    few = 1.0 / np.sqrt(req + 1.0)
-    base = wander[4] + 0.1 * load
-    p50 = p.latency_p50_ms * p50_m * np.exp(base + rng.normal(0, 1, T) * (0.03 + 0.5 * few))
-    t99 = np.clip(rng.standard_t(nu, T) * math.sqrt((nu - 2) / nu), -_T_CLIP, _T_CLIP)
-    p99 = p.latency_p99_ms * p99_m * np.exp(base + 0.1 * load + t99 * (0.05 + 1.5 * few))
-    p99 = np.maximum(p99, p50 * 1.05)
-    ok = req - s4 - s5
-    bnoise = np.exp(rng.normal(0, 1, T) * (0.03 + 0.3 * few))
-    byt = (p.bytes_per_request * bytes_m * ok * bnoise + 600.0 * (s4 + s5)).astype(np.int64)
 
-    counts[0] = req
-    counts[1] = s4
-    counts[2] = s5
-    counts[3] = hits
-    counts[4] = byt
-    lat[0] = np.round(p50, 2)
-    lat[1] = np.round(p99, 2)
+def _free(plan: _Plan, i0: int, i1: int, gap_i: int) -> bool:
+    return all(i1 + gap_i <= x.i0 or i0 >= x.i1 + gap_i for x in plan.injected)
+
+
+def _shared_params(rng: np.random.Generator, kind: str, common: dict[str, Any],
+                   prof: CustomerProfile) -> dict[str, Any]:
+    """One customer's part of a shared cause: its own incident, with the cause's code and severity."""
+    q = _incident_params(rng, kind, prof)
+    jitter = rng.uniform(0.85, 1.15)
+    if kind == "origin_outage":
+        w = np.zeros(len(ORIGIN_CODES))
+        w[_CODE_IX[common["main"]]] = 1.0
+        q.update(codes=w, main=common["main"], fail=min(1.0, common["fail"] * jitter))
+    else:
+        q.update(p50=common["p50"] * jitter, p99=common["p99"] * jitter)
+    return q
+
+
+def _injectors(cfg: SimConfig, plans: list[_Plan], gap_i: int):
+    """The callbacks :func:`~detectors.synthetic_shared.place_shared_causes` injects through."""
+    by_id = {p.profile.customer_id: p for p in plans}
+    n, iv = cfg.n_intervals, cfg.interval_s
+
+    def inject(rng, cid, a, b, kind, common, cause_id, scope) -> bool:
+        plan = by_id[cid]
+        q = _shared_params(rng, kind, common, plan.profile)
+        if not _free(plan, a, b, gap_i):
+            return False  # already in another incident then: not part of this cause
+        inc = Incident(cid, cfg.start + a * iv, cfg.start + b * iv, kind, cause_id, scope)
+        plan.injected.append(_Injected(inc, a, b, q))
+        return True
+
+    def inject_unrelated(rng, hit, i0, dur) -> None:
+        """``cfg.unrelated_per_cause`` single-customer incidents during a cause, off its customers."""
+        placed = tries = 0
+        while placed < cfg.unrelated_per_cause and tries < 50 * max(1, cfg.unrelated_per_cause) and cfg.kinds:
+            tries += 1
+            plan = plans[int(rng.integers(len(plans)))]
+            if plan.profile.customer_id in hit:
+                continue
+            kind = cfg.kinds[int(rng.integers(len(cfg.kinds)))]
+            a = i0 + int(rng.integers(max(1, dur)))
+            b = min(n, a + _duration_intervals(rng, kind, iv))
+            if b <= a or not _free(plan, a, b, gap_i):
+                continue
+            inc = Incident(plan.profile.customer_id, cfg.start + a * iv, cfg.start + b * iv, kind)
+            plan.injected.append(_Injected(inc, a, b, _incident_params(rng, kind, plan.profile)))
+            placed += 1
+
+    return inject, inject_unrelated
 
 
 def simulate(cfg: SimConfig) -> Simulation:
@@ -803,6 +916,12 @@ def simulate(cfg: SimConfig) -> Simulation:
                 plan.shift_at = int(r.integers(warm_i, n))
                 plan.shift_factor = float(r.uniform(0.4, 0.7) if r.random() < 0.5 else r.uniform(1.4, 2.5))
 
+    # shared causes first: their customers are then busy for the per-customer incidents
+    catalogue = causes = None
+    if cfg.shared_causes and n - warm_i >= 1:
+        catalogue = make_catalogue(cfg.seed, [p.profile for p in plans])
+        causes = place_shared_causes(cfg, catalogue, warm_i, *_injectors(cfg, plans, gap_i))
+
     # incidents
     requested = 0
     if cfg.kinds and n - warm_i >= 1:
@@ -831,13 +950,14 @@ def simulate(cfg: SimConfig) -> Simulation:
                         break
     for plan in plans:
         plan.injected.sort(key=lambda x: x.i0)
-    return Simulation(cfg, plans, holidays, requested)
+    return Simulation(cfg, plans, holidays, requested, catalogue, causes)
 
 
 # --------------------------------------------------------------------------- label parsing
 
 
-def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
+def incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident:
+    """An :class:`Incident` from a label's raw fields (JSON or CSV); ValueError says what is wrong."""
     if not isinstance(cid, str) or not CUSTOMER_ID_RE.match(cid):
         raise ValueError(f"customer_id must be 1-64 chars of [A-Za-z0-9._:-], got {cid!r}")
     if start is None or end is None:
@@ -851,3 +971,4 @@ def _incident_from_fields(cid: Any, start: Any, end: Any, kind: Any) -> Incident
     if kind is not None and not isinstance(kind, str):
         raise ValueError(f"kind must be a string, got {kind!r}")
     return Incident(cid, s, e, kind or "unknown")
+

@@ -11,7 +11,10 @@ metrics share these types without importing one another.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+if TYPE_CHECKING:  # a leaf at run time
+    from .onsets import Onset
 
 
 class Outcome(IntEnum):
@@ -32,6 +35,7 @@ class Verdict(NamedTuple):
     outcome: str  # one of OUTCOMES
     scores: dict[str, float]  # calibrated score per *warm* signal
     alerts: list[dict[str, Any]]  # alerts to emit (``alerts`` topic schema)
+    onsets: Sequence[Onset] = ()  # a family newly anomalous (the correlator's input)
 
 
 class BatchVerdict(NamedTuple):
@@ -40,3 +44,4 @@ class BatchVerdict(NamedTuple):
     outcomes: list[str]  # one of OUTCOMES per event, in order
     alerts: list[dict[str, Any]]  # every alert of the batch, in event order
     scores: dict[str, list[float]]  # signal -> calibrated scores of its warm points (for metrics)
+    onsets: Sequence[Onset] = ()  # every onset of the batch, in event order (detectors.onsets)

@@ -16,6 +16,9 @@ COMMANDS = {
     "replay": "streams.commands.replay:replay",
     "tune": "streams.commands.tune:tune",
     "alerts": "streams.commands.alerts:alerts",
+    "feedback": "streams.commands.feedback:feedback",
+    "silence": "streams.commands.silence:silence",
+    "customers": "streams.commands.customers:customers",
 }
 
 
@@ -59,7 +62,10 @@ def cli():
       lookout topics create           # request-metrics, alerts, DLQ topics
       lookout worker                  # the detector (Prometheus metrics on :6066/metrics)
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
+      lookout customers load FILE     # the customer catalogue the correlator groups customers by
       lookout alerts tail             # follow the alerts as they arrive (--json for scripts)
+      lookout feedback ALERT_ID --verdict false_alarm   # what an alert was: steer the models
+      lookout silence add --customer acme --from +1h --for 4h   # announce a maintenance window
       lookout replay events.jsonl --labels labels.jsonl --out out/
 
     Settings come from LOOKOUT_* environment variables (e.g. LOOKOUT_BOOTSTRAP) and options.

@@ -26,7 +26,9 @@ TLS files -> ``*SSL``):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,7 +37,7 @@ from detectors.events import DEFAULT_MAX_FUTURE_S
 
 PREFIX = "LOOKOUT_"
 SECRET_FIELDS = frozenset(
-    {"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password"}
+    {"webhook_token", "alertmanager_password", "kafka_sasl_password", "kafka_ssl_key_password", "api_token"}
 )
 
 #: Kafka security protocols (the names every Kafka client uses)
@@ -46,6 +48,55 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
+
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_duration(text: str) -> float:
+    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
+
+    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
+    (129600.0, 5400.0, 3600.0)
+    """
+    s = text.strip().lower().replace(" ", "")
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
+    return total
+
+
+def rebuild_seconds(text: str | None) -> float | None:
+    """How far back a rebuild reads (``--rebuild-from``), in seconds; None when not set.
+
+    >>> rebuild_seconds("7d"), rebuild_seconds("36h"), rebuild_seconds(None), rebuild_seconds("")
+    (604800.0, 129600.0, None, None)
+    >>> rebuild_seconds("7 days")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid duration '7 days' (use e.g. 2d, 6h, 1d12h, 90m)
+    >>> rebuild_seconds("0h")
+    Traceback (most recent call last):
+    ...
+    ValueError: duration '0h' must be more than 0 s
+    """
+    if text is None or not str(text).strip():
+        return None
+    seconds = parse_duration(str(text))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration {text!r} must be more than 0 s" if math.isfinite(seconds)
+                         else f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
+    return seconds
 
 
 def _default_home() -> Path:
@@ -83,12 +134,19 @@ class Settings:
     initial_state: Path | None = (
         None  # `lookout replay --save-state` file: customers the state topic lacks start from it
     )
+    #: e.g. "7d": partitions whose saved state is refused (model change) or missing are rebuilt from
+    #: this much of the input topic's retained history before going live ("" = start them cold)
+    rebuild_from: str = ""
     state_topic: str = ""  # compacted per-partition detector state; "" = "<app_id>-state"
     snapshot_interval_s: float = 10.0  # how much input a crash makes the worker re-run, at most
     stall_after_s: float = 60.0  # /healthz turns 503 after this long without progress while messages wait
     session_timeout_s: float = 10.0  # a killed worker's partitions move after this (Kafka group session)
     heartbeat_interval_s: float = 2.0
+    #: how often the worker asks whether the input topic's partition count changed (the consumer
+    #: refreshes its metadata only every 5 minutes); a change stops it (streams/worker/layout.py)
+    partition_check_s: float = 10.0
     batch_size: int = 500  # messages per agent batch (an envelope is one message)
+    batch_events: int = 5000  # a batch is processed in chunks of about this many events (envelopes' count)
     batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
     fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
     log_level: str = "warn"
@@ -114,6 +172,30 @@ class Settings:
     webhook_base_delay_s: float = 0.5
     faust_metrics: bool = False  # True: Faust's full per-message monitor; False: LeanMonitor's series
     grafana_url: str = "http://localhost:3000"
+    # engineers' verdicts and maintenance windows (streams/steering/)
+    feedback_topic: str = "feedback"  # compacted, key = alert id
+    silences_topic: str = "silences"  # compacted, key = window id
+    #: bearer token of the worker's POST /feedback, POST and GET /silences (unset: those answer 503)
+    api_token: str | None = field(default=None, repr=False)
+    api_token_file: Path | None = None  # ...or read it from a file (e.g. a mounted secret)
+    #: base URL support tools reach the worker's API at (the links in notifications);
+    #: "" = http://web_host:web_port
+    public_url: str = ""
+    #: rebuilds (an "expected" verdict, a window created after it began) start from a checkpoint of
+    #: the customer's state this old at most: the worker writes one per customer every
+    #: history_interval_s to the state history topic, kept history_retention_s
+    state_history_topic: str = ""  # "" = "<app_id>-state-history"
+    history_interval_s: float = 3600.0
+    history_retention_s: float = 2 * 86400.0
+    # the correlator: parent incidents across customers (streams/correlation)
+    correlator: bool = True  # run it; the sinks then read the routed alerts and the incidents
+    customers_topic: str = "customers"  # compacted: customer id -> attributes (lookout customers load)
+    incidents_topic: str = "incidents"  # parent incidents, lookout.incident/v1
+    routed_topic: str = "alerts-routed"  # every alert with its parent_id (what the sinks send)
+    #: a caught-up input partition's interval is complete this long after it ends (the hold's extra)
+    correlator_grace_s: float = 5.0
+    #: an input partition that reported nothing new this long (while others moved on) is not waited for
+    correlator_idle_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -134,6 +216,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)
+        try:
+            rebuild_seconds(self.rebuild_from)
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}REBUILD_FROM (--rebuild-from): {exc}") from None
+        _read_api_token(self)
+
+    @property
+    def rebuild_from_s(self) -> float | None:
+        """:attr:`rebuild_from` in seconds (None: no rebuild)."""
+        return rebuild_seconds(self.rebuild_from)
 
     @property
     def kafka_protocol(self) -> str:
@@ -160,6 +252,30 @@ class Settings:
     @property
     def state_topic_name(self) -> str:
         return self.state_topic or f"{self.app_id}-state"
+
+    @property
+    def state_history_topic_name(self) -> str:
+        return self.state_history_topic or f"{self.app_id}-state-history"
+
+    @property
+    def api_url(self) -> str:
+        """Where support tools reach the worker's API (no trailing slash)."""
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def onsets_topic_name(self) -> str:
+        """The correlator's repartition topic (onsets keyed by group)."""
+        return f"{self.app_id}-onsets"
+
+    @property
+    def parents_topic_name(self) -> str:
+        """Stage two's input (one partition): group tests, alerts, watermarks."""
+        return f"{self.app_id}-parents"
+
+    @property
+    def correlator_state_topic_name(self) -> str:
+        """The correlator stages' state (compacted)."""
+        return f"{self.app_id}-correlator-state"
 
     @property
     def kafka_url(self) -> str:
@@ -243,6 +359,24 @@ def _check_kafka_security(s: Settings) -> None:
         )
     for n in tls_files:
         _readable(s, n)
+
+
+def _read_api_token(s: Settings) -> None:
+    """``api_token_file`` -> ``api_token`` (read once, trailing newline dropped; must agree with one
+    given)."""
+    if s.api_token_file is None:
+        return
+    _readable(s, "api_token_file")
+    try:
+        secret = Path(s.api_token_file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{_name('api_token_file')}: cannot read {s.api_token_file}: {exc}") from None
+    if not secret:
+        raise SettingsError(f"{_name('api_token_file')}: {s.api_token_file} is empty")
+    if s.api_token and s.api_token != secret:
+        raise SettingsError(f"both {_name('api_token')} and {_name('api_token_file')} are set and they "
+                            "differ: set only one")
+    object.__setattr__(s, "api_token", secret)
 
 
 def _coerce(f: dataclasses.Field, raw: str) -> Any:

@@ -59,11 +59,25 @@ class Service:
                 self.proc.wait()
 
 
-def start_alertmanager(tmp: Path) -> Service:
+def deploy_inhibit_rules() -> list:
+    """The inhibition rules of deploy/alertmanager.yml (what a real deployment runs)."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "alertmanager.yml").read_text())[
+        "inhibit_rules"]
+
+
+def start_alertmanager(tmp: Path, inhibit: bool = False) -> Service:
+    """A real Alertmanager on loopback; ``inhibit``: with deploy/alertmanager.yml's inhibition rules."""
+    import yaml
+
     binary = need("prometheus-alertmanager")
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = tmp / "alertmanager.yml"
-    cfg.write_text('route:\n  receiver: "null"\n  group_by: ["customer"]\nreceivers:\n  - name: "null"\n')
+    conf: dict = {"route": {"receiver": "null", "group_by": ["customer"]}, "receivers": [{"name": "null"}]}
+    if inhibit:
+        conf["inhibit_rules"] = deploy_inhibit_rules()
+    cfg.write_text(yaml.safe_dump(conf))
     port = free_ports(1)[0]
     log = tmp / "alertmanager.log"
     proc = subprocess.Popen(
@@ -96,10 +110,12 @@ def start_prometheus(tmp: Path, targets: list[str], scrape_interval: str = "1s")
 
 class HookEndpoint:
     """A ticketing-system stand-in: refuses (503) for ``down_for_s``, then accepts and dedups by
-    ``Idempotency-Key``."""
+    ``Idempotency-Key``. The outage starts with the first request (whenever the first alert
+    gets through the worker's pipeline), so it is always exercised."""
 
     def __init__(self, down_for_s: float = 0.0):
-        self.down_until = time.monotonic() + down_for_s
+        self.down_for_s = down_for_s
+        self.down_until: float | None = None
         self.accepted: dict[str, dict] = {}
         self.refused = 0
         self.duplicates = 0
@@ -110,6 +126,8 @@ class HookEndpoint:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.lock:
+                    if outer.down_until is None:
+                        outer.down_until = time.monotonic() + outer.down_for_s
                     if time.monotonic() < outer.down_until:
                         outer.refused += 1
                         self.send_response(503)
@@ -132,3 +150,22 @@ class HookEndpoint:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+#: chromium's flags for a quiet, isolated headless run (no network calls home, no first-run UI)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync")
+
+
+def render_in_chromium(page: Path, profile: Path, timeout: float = 90.0) -> tuple[str, list[str]]:
+    """Open ``page`` in headless Debian chromium (a fresh profile): (the DOM after load, every
+    console message -- errors, uncaught exceptions and resources that failed to load among them)."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium not installed (Debian package: apt-get install chromium)")
+    res = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    return res.stdout, console

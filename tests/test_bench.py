@@ -1,9 +1,31 @@
-"""The benchmark's measurement rule for the worker (python -m bench): what it counts as busy time."""
+"""The benchmarks' entry point (python -m bench [NAME]) and the full run's measurement rule for the
+worker: what it counts as busy time."""
 from __future__ import annotations
+
+import importlib
 
 import pytest
 
-from bench.__main__ import busy_rate
+from bench import BENCHMARKS
+from bench.__main__ import main
+from bench.suite import busy_rate
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_has_its_own_options_behind_its_name(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    assert f"usage: python -m bench {name}" in capsys.readouterr().out
+    assert callable(importlib.import_module(BENCHMARKS[name][0]).main)
+
+
+def test_without_a_name_it_is_the_full_run_and_its_help_lists_the_others(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "usage: python -m bench [-h] [--events EVENTS]" in out and "--only {replay," in out
+    assert all(f"  {name} " in out for name in BENCHMARKS)
 
 
 def test_the_idle_tail_after_the_last_event_does_not_count():

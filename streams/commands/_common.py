@@ -1,43 +1,61 @@
 """What several commands share: loading their inputs with one-line errors (``click.ClickException``)."""
 from __future__ import annotations
 
-import re
-
 import click
 
+from detectors.config import ConfigError, load_config
+
+from ..offline.simfiles import read_labels
+
+# re-exported: the commands parse durations too (it lives with the settings, which parse LOOKOUT_REBUILD_FROM)
+from ..settings import parse_duration as parse_duration
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 
 
-def parse_duration(text: str) -> float:
-    """``"2d"``, ``"6h"``, ``"1d12h"``, ``"90m"``, ``"3600"`` (seconds) -> seconds.
+def parse_when(text: str, now: float, what: str) -> float:
+    """A point in time on the command line: ``now``, RFC 3339, epoch seconds, or a duration from
+    now: ``+2h`` / ``in 2h`` ahead, ``-30m`` / ``30m ago`` back.
 
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration("3600")
-    (129600.0, 5400.0, 3600.0)
+    >>> parse_when("+2h", 1000.0, "--from"), parse_when("30m ago", 7200.0, "--from")
+    (8200.0, 5400.0)
+    >>> parse_when("2026-01-05T10:00:00Z", 0.0, "--until")
+    1767607200.0
     """
-    s = text.strip().lower().replace(" ", "")
-    try:
-        return float(s)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r} (use e.g. 2d, 6h, 1d12h, 90m)")
-    return total
+    from detectors.events import InvalidEvent, parse_time
+
+    t = text.strip().lower()
+    if t == "now":
+        return now
+    sign = 0
+    if t.startswith(("+", "in ")):
+        sign, t = 1, t.removeprefix("+").removeprefix("in ").strip()
+    elif t.startswith("-") or t.endswith(" ago"):
+        sign, t = -1, t.removeprefix("-").removesuffix(" ago").strip()
+    if sign:
+        try:
+            return now + sign * parse_duration(t)
+        except ValueError:
+            pass
+    else:
+        try:
+            return parse_time(text.strip())
+        except InvalidEvent:
+            pass
+    raise click.BadParameter("expected now, RFC 3339 (2026-01-05T10:00:00Z), epoch seconds, or a time from "
+                             "now (+2h, in 30m, 1h ago)", param_hint=what)
+
+
+class RequestError(click.ClickException):
+    """A request the command cannot carry out because of what was asked: exit status 2, one line."""
+
+    exit_code = 2
 
 
 def load_labels(path: str | None) -> list:
     """Labelled incidents from ``path`` (JSON lines or CSV); ``[]`` without a path."""
     if not path:
         return []
-    from streams.offline.simfiles import read_labels
-
     try:
         return read_labels(path)
     except FileNotFoundError:
@@ -46,45 +64,29 @@ def load_labels(path: str | None) -> list:
         raise click.ClickException(f"labels: {exc}") from None
 
 
+def load_catalogue(path: str | None, option: str = "FILE"):
+    """The customer catalogue in ``path`` (JSON lines or CSV, gzip ok); every bad line in the error."""
+    if not path:
+        return None
+    from detectors.catalogue import CatalogueError
+    from streams.offline.catalogue_files import read_catalogue
+
+    try:
+        return read_catalogue(path)
+    except FileNotFoundError:
+        raise click.ClickException(f"{option}: customers file not found: {path}") from None
+    except CatalogueError as exc:
+        raise click.ClickException(f"{option}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{option}: cannot read {path}: {exc}") from None
+
+
 def load_detector_config(path: str | None, what: str = "config"):
     """The detector config at ``path`` (defaults without one); errors name the option ``--what``."""
-    from detectors.config import ConfigError, load_config
-
     try:
         return load_config(path)
     except ConfigError as exc:
         raise click.ClickException(f"--{what}: {exc}") from None
-
-
-def open_source_or_fail(spec: str, maps, fmt: str, bootstrap: str | None, kafka: dict | None = None):
-    """A replay source for ``spec``; a Kafka source is connected now so errors come before any work.
-
-    ``kafka``: the --kafka-* TLS/SASL options (Settings overrides) for a Kafka source.
-    """
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.offline import KafkaSource, SourceError, open_source, parse_mapping
-    from streams.settings import Settings, SettingsError
-
-    try:
-        mapping = parse_mapping(maps)
-        settings = Settings.from_env(**(kafka or {}))
-        security = kafka_python_kwargs(settings) if spec.startswith("kafka://") else None
-        src = open_source(spec, mapping=mapping, fmt=fmt, default_bootstrap=bootstrap or settings.bootstrap,
-                          default_timeout_s=settings.kafka_timeout_s, kafka_security=security)
-        if isinstance(src, KafkaSource):
-            src.prepare()
-        return src
-    except (SourceError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def make_out_dir(out):
-    """Create the output directory ``out`` (a Path) or fail in one line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.ClickException(f"--out {out}: {exc.strerror or exc}") from None
-    return out
 
 
 def deprecated_alias(old: str, new: str, **attrs):
@@ -110,16 +112,36 @@ def aliased(new: str, value):
     return click.get_current_context().meta.get("lookout.aliases", {}).get(new)
 
 
-def require_kafka(settings) -> None:
-    """Fail with ``cannot reach Kafka at HOST:PORT within N s`` unless the broker of ``settings``
-    answers in time; at once with one line if it rejects their TLS/SASL credentials."""
-    from streams.kafka.admin import BrokerError, wait_for_kafka
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.settings import SettingsError
+def load_steering(config, feedback_path: str | None, silences_path: str | None):
+    """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
+    if not feedback_path and not silences_path:
+        return None
+    from detectors.feedback import InvalidRecord
+    from detectors.steering import Steering
+    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
+
+    feed = SteeringFeed(Steering(config))
+    files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
+    for path, topic, opt in files:
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as fh:
+                load_lines(feed, topic, fh, name=f"{opt} {path}")
+        except OSError as exc:
+            raise RequestError(f"{opt} {path}: {exc.strerror or exc}") from None
+        except InvalidRecord as exc:
+            raise RequestError(str(exc)) from None
+    return feed.steering
+
+
+def connect_store(settings):
+    """The verdicts' and windows' store (:class:`~streams.steering.store.KafkaStore`) once the
+    broker answers; one line (exit 1) when it does not or rejects the TLS/SASL settings."""
+    from streams.kafka.admin import BrokerError
+    from streams.steering.store import KafkaStore
 
     try:
-        wait_for_kafka(
-            settings.bootstrap, timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings)
-        )
-    except (BrokerError, SettingsError) as exc:
+        return KafkaStore.connect(settings)
+    except BrokerError as exc:
         raise click.ClickException(str(exc)) from None

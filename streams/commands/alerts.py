@@ -7,8 +7,13 @@ import time
 
 import click
 
+from detectors.events import InvalidEvent, parse_time
+
+from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
-from ._common import CONTEXT, parse_duration, require_kafka
+from ..sinks.alert_tail import TailError
+from ..sinks.alert_tail import tail as tail_alerts
+from ._common import CONTEXT, parse_duration
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -20,8 +25,6 @@ def parse_since(text: str, now: float) -> float:
     >>> parse_since("2026-01-05T10:00:00Z", now=0.0)
     1767607200.0
     """
-    from detectors.events import InvalidEvent, parse_time
-
     t = text.strip()
     if t[-1:].isalpha() and not t.upper().endswith("Z"):
         try:
@@ -37,7 +40,8 @@ def parse_since(text: str, now: float) -> float:
 
 @click.group(context_settings=CONTEXT)
 def alerts():
-    """Watch the alerts the workers send (topic `alerts`)."""
+    """Watch the alerts the workers send (topic `alerts`, or with the correlator its routed alerts
+    and parent incidents)."""
 
 
 @alerts.command(context_settings=CONTEXT)
@@ -58,9 +62,12 @@ def alerts():
 )
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Keep waiting for new alerts (Ctrl-C stops), or stop at the end of the topic.")
+@click.option("--parents/--no-parents", default=None,
+              help="Follow the correlator's routed alerts and parent incidents, children folded under "
+              "their parents [default: on unless LOOKOUT_CORRELATOR=false], or the raw alerts topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (the alerts topic schema).")
 @kafka_security_options
-def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
+def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
     """Print alerts as they arrive, like the demo does (or as JSON lines for scripts).
 
     Reads without a consumer group and never commits offsets, so it disturbs nobody.
@@ -71,25 +78,23 @@ def tail(bootstrap, topic, customers, since, follow, as_json, **kafka):
       lookout alerts tail --customer acme-prod --since 2026-01-05T08:00:00Z
       lookout alerts tail --since now --json | jq -r .summary
       lookout alerts tail --since 1d --no-follow       # what fired today, then exit
-    """
-    from streams.kafka.security import kafka_python_kwargs
-    from streams.sinks.alert_tail import AlertTail, Console, TailError, format_line
+      lookout alerts tail --no-parents                 # the raw alerts topic, nothing folded
 
+    With the correlator (the default), it follows the routed alerts and the parent incidents:
+    a parent is shown with its children (two lines) when it opens, escalates and resolves, and
+    each alert folded under it is one short indented line.
+    """
     try:
-        s = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))
-        security = kafka_python_kwargs(s)
+        settings = Settings.from_env(bootstrap=bootstrap, alerts_topic=topic, **pop_security(kafka))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
-    require_kafka(s)  # also: one line at once if the broker rejects the TLS/SASL settings
-    source = AlertTail(s.bootstrap, s.alerts_topic, start, frozenset(customers), s.kafka_timeout_s, security)
-    console = Console(sys.stdout)
     stop = threading.Event()
     try:
-        for alert in source.alerts(follow=follow, stop=stop):
-            click.echo(format_line(alert, as_json, console))
-            sys.stdout.flush()
-    except TailError as exc:
+        tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
+                    # --topic: that topic, raw
+                    parents=(settings.correlator if parents is None else parents) and not topic)
+    except (TailError, BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error
         stop.set()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..devtools.broker import LocalBroker
+from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
 from ._common import aliased, deprecated_alias
 from .kafka_options import kafka_security_options, pop_security
@@ -53,8 +55,6 @@ def _options(fn=None, *, fresh: bool = False, ports: bool = True, data_dir: bool
 
 
 def _broker(opts: dict):
-    from streams.devtools.broker import LocalBroker
-
     opts = dict(opts, broker_port=aliased("--broker-port", opts.get("broker_port")),
                 kafka_version=aliased("--kafka-version", opts.get("kafka_version")))
     overrides = {k: v for k, v in opts.items() if k in {
@@ -74,8 +74,6 @@ def _broker(opts: dict):
 
 def _call(fn, *args, **kwargs):
     """Run ``fn``; turn BrokerError into a one-line CLI error (exit code 1, no traceback)."""
-    from streams.kafka.admin import BrokerError
-
     try:
         return fn(*args, **kwargs)
     except BrokerError as exc:

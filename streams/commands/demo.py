@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ..devtools.demo import Demo, DemoOptions
+from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
 from .kafka_options import kafka_security_options, pop_security
 
@@ -46,9 +48,6 @@ def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_por
       LOOKOUT_KAFKA_SASL_PASSWORD=alice-secret lookout demo --kafka-sasl-mechanism SCRAM-SHA-256 \\
           --kafka-sasl-username alice    # its own broker then requires that SASL user too
     """
-    from streams.devtools.demo import Demo, DemoOptions
-    from streams.kafka.admin import BrokerError
-
     try:
         settings = Settings.from_env(broker_port=broker_port, broker_controller_port=controller_port,
                                      **pop_security(kafka))

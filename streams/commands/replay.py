@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
-from .kafka_options import kafka_security_options, pop_security
+from detectors.evaluation import GRACE_INTERVALS
+
+from ..offline.jobs import JOB_ERRORS, REPLAY_PLOTS, replay_job
+from ..offline.source_spec import SourceSpec
+from ..offline.summary import format_outcome, problem
+from ._common import CONTEXT, load_catalogue, load_detector_config, load_labels, load_steering
+from .source_options import source_options
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("source")
 @click.option(
     "--config",
     "config_path",
@@ -28,35 +31,34 @@ from .kafka_options import kafka_security_options, pop_security
     help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]): adds recall, precision, "
     "time to detect, false alerts per customer-week.",
 )
+@click.option("--customers", "customers_path", metavar="FILE",
+              help="Customer catalogue (JSON lines or CSV: customer_id plus attributes): also run the "
+              "correlator, which finds parent incidents across customers (incidents.jsonl, "
+              "alerts-routed.jsonl; with --labels of shared causes: parent recall, localisation, time "
+              "to parent, notifications, false parents).")
 @click.option("--out", "out_dir", default="replay-out", show_default=True, metavar="DIR",
               help="Output directory (created).")
-@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]",
-              help="CSV only: which column holds each contract field, e.g. --map requests=req_count,ts=time.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["auto", "jsonl", "csv"]),
-    default="auto",
-    show_default=True,
-    help="File format (auto: .csv/.csv.gz or --map = CSV, otherwise JSON lines; gzip is detected).",
-)
-@click.option("--bootstrap", metavar="HOST:PORT",
-              help="Kafka bootstrap for kafka:// sources without bootstrap= [env LOOKOUT_BOOTSTRAP].")
 @click.option("--trace", "trace", multiple=True, metavar="CUSTOMER",
               help="Also plot this customer in the report (repeatable).")
-@click.option("--max-plots", default=12, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-plots", default=REPLAY_PLOTS, show_default=True, type=click.IntRange(min=0),
               help="At most this many customers plotted (labelled first, then false alerts).")
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--grace", default=GRACE_INTERVALS, show_default=True, type=click.FloatRange(min=0),
               help="An alert up to this many intervals after a labelled incident's end still detects it.")
 @click.option("--save-state", "save_state", metavar="FILE",
               help="Write the learned detector state after the replay (start a worker from it with "
                    "`lookout worker --initial-state FILE`).")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines as on the feedback topic, e.g. `lookout feedback --json` "
+              "output), applied at their times as the worker would.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines as on the silences topic, `lookout silence list --json`, "
+              "or Alertmanager silences), applied likewise.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (metrics) as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and the plots (faster).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no terminal summary.")
-@kafka_security_options
-def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, bootstrap, trace, max_plots,
-           grace, save_state, as_json, no_report, quiet, **kafka):
+@source_options
+def replay(source: SourceSpec, config_path, baseline_path, labels_path, customers_path, out_dir, trace,
+           max_plots, grace, save_state, feedback_path, silences_path, as_json, no_report, quiet):
     """Replay history through the detectors: which alerts would have fired?
 
     SOURCE is a JSON-lines file (gzip ok), a CSV file, or a Kafka topic time range
@@ -77,6 +79,8 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       summary.json      counts, speed and -- with --labels -- recall, precision, time to
                         detect, false alerts per customer-week, by incident kind and size decile
       diff.json         with --baseline: incidents gained, lost, changed; metric deltas
+      incidents.jsonl   with --customers: the parent incidents (lookout.incident/v1 updates)
+      alerts-routed.jsonl  with --customers: every alert with its parent_id (null: pages alone)
       report.html       plots of chosen customers (plus plots/*.png); opens offline
     and with --save-state FILE the learned state (data, not code) for `lookout worker --initial-state`.
 
@@ -89,99 +93,31 @@ def replay(source, config_path, baseline_path, labels_path, out_dir, maps, fmt, 
       lookout replay 'kafka://request-metrics?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z&bootstrap=127.0.0.1:9092'
       lookout replay sim.jsonl --json --no-report -q | jq .evaluation.recall
       lookout replay last-month.jsonl.gz --no-report --save-state state.lookout
-    """
-    from streams.offline import SourceError, run_replay, trace_customers
-    from streams.offline.summary import format_outcome, problem, summarize
+      lookout simulate --customers 2000 --days 14 --shared-causes 10 --out sim.jsonl.gz
+      lookout replay sim.jsonl.gz --customers sim.customers.jsonl --labels sim.labels.jsonl --out out/
+      lookout replay last-week.jsonl.gz --feedback feedback.jsonl --silences silences.jsonl --out steered/
 
-    out = Path(out_dir)
+    With --feedback/--silences the summary separates the alerts sent, those silenced by windows
+    (still in alerts.jsonl, with silenced_by) and the incidents withdrawn by a verdict; the
+    evaluation counts what was sent.
+    """
     config = load_detector_config(config_path)
     baseline = load_detector_config(baseline_path, "baseline") if baseline_path else None
     labels = load_labels(labels_path)
-    if save_state and (Path(save_state).is_dir() or not Path(save_state).resolve().parent.is_dir()):
-        # before the replay, not after minutes of it
-        what = "is a directory" if Path(save_state).is_dir() else "its directory does not exist"
-        raise click.ClickException(f"--save-state {save_state}: {what}")
-    src = open_source_or_fail(source, maps, fmt, bootstrap, pop_security(kafka))
-    make_out_dir(out)
-
-    report = not no_report
-    traced: list[str] = list(dict.fromkeys(trace))
-    labelled: list[str] = []
-    if report and labels:
-        from streams.offline.report import choose_customers
-
-        # keep a third of the plots for customers with false alerts (traced in a second, cheap pass)
-        labelled, _ = choose_customers(
-            labels, [], limit=max(0, max_plots - len(traced)), labelled_share=2 / 3
-        )
-    progress = not quiet
+    steering = load_steering(config, feedback_path, silences_path)
+    catalogue = load_catalogue(customers_path, "--customers")
     try:
-        res = run_replay(
-            src, config, baseline=baseline, out_dir=out, trace=traced + labelled, progress=progress
-        )
-    except SourceError as exc:
+        outcome = replay_job(source, config, Path(out_dir), config_path=config_path, baseline=baseline,
+                             baseline_path=baseline_path, labels=labels, grace=grace, trace=trace,
+                             max_plots=max_plots, report=not no_report,
+                             save_state=Path(save_state) if save_state else None, progress=not quiet,
+                             steering=steering, catalogue=catalogue)
+    except JOB_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    outcome = summarize(res, out, config=config, config_path=config_path, labels=labels, grace=grace,
-                        baseline=baseline, baseline_path=baseline_path)
-    summary, ev, run = outcome.summary, outcome.evaluation, res.runs[0]
-    if save_state:
-        from streams.state.checkpoint import write_atomically
-
-        blob = res.engine.dump_all()
-        try:
-            write_atomically(Path(save_state), blob)
-        except OSError as exc:
-            raise click.ClickException(f"--save-state {save_state}: {exc.strerror or exc}") from None
-        outcome.notes.append(
-            f"saved the learned state of {len(res.engine.customers):,} customers to {save_state} "
-            f"({len(blob):,} bytes)"
-        )
-    if outcome.diff is not None:
-        (out / "diff.json").write_text(json.dumps(outcome.diff, indent=2) + "\n")
-
-    if report:
-        from streams.offline.report import choose_customers, write_replay_report
-
-        false_ids = {r["alert_id"] for r in ev.false_alert_ids} if ev is not None else None
-        _, extra = choose_customers(
-            labels,
-            run.alerts,
-            limit=max(0, max_plots - len(traced)),
-            false_ids=false_ids,
-            labelled_share=2 / 3,
-        )
-        extra = [c for c in extra if c not in traced]
-        traces = dict(res.engine.traces)
-        if extra:
-            try:
-                traces.update(trace_customers(src, config, extra, progress=progress))
-            except SourceError as exc:
-                raise click.ClickException(str(exc)) from None
-        thresholds = {s: c.threshold for s, c in config.signals.items()}
-        summary["outputs"]["report"] = str(out / "report.html")
-        write_replay_report(
-            out,
-            summary,
-            traces=traces,
-            alerts=run.alerts,
-            labels=labels,
-            thresholds=thresholds,
-            order=traced + labelled + extra,
-            diff=outcome.diff,
-        )
-
-    if save_state:
-        summary["outputs"]["state"] = str(save_state)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(outcome.summary, indent=2))
     elif not quiet:
-        click.echo(format_outcome(outcome, src.name))
+        click.echo(format_outcome(outcome))
     why = problem(outcome)
     if why is not None:
         raise click.ClickException(why)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    replay(sys.argv[1:])

@@ -6,12 +6,16 @@ from pathlib import Path
 
 import click
 
-from ._common import CONTEXT, load_detector_config, load_labels, make_out_dir, open_source_or_fail
-from .kafka_options import kafka_security_options, pop_security
+from detectors.evaluation import GRACE_INTERVALS
+
+from ..offline.jobs import FALSE_ALERT_BUDGET, JOB_ERRORS, TUNE_PLOTS, TUNE_TRIALS, tune_job
+from ..offline.source_spec import SourceSpec
+from ..offline.tuning import load_space
+from ._common import CONTEXT, load_detector_config, load_labels, load_steering
+from .source_options import source_options
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("source")
 @click.option("--labels", "labels_path", required=True, metavar="FILE",
               help="Known incidents (JSON lines or CSV customer_id,start,end[,kind]).")
 @click.option("--space", "space_path", required=True, metavar="FILE",
@@ -19,8 +23,9 @@ from .kafka_options import kafka_security_options, pop_security
 @click.option(
     "--config", "config_path", metavar="FILE", help="Base config; the space overrides it. Default: defaults."
 )
-@click.option("--trials", default=30, show_default=True, type=click.IntRange(min=1), help="Number of trials.")
-@click.option("--budget", default=0.2, show_default=True, type=click.FloatRange(min=0),
+@click.option("--trials", default=TUNE_TRIALS, show_default=True, type=click.IntRange(min=1),
+              help="Number of trials.")
+@click.option("--budget", default=FALSE_ALERT_BUDGET, show_default=True, type=click.FloatRange(min=0),
               help="Allowed false alerts per customer-week.")
 @click.option(
     "--jobs", type=click.IntRange(min=1), help="Trials in parallel (processes) [default: min(2, cores)]."
@@ -37,49 +42,21 @@ from .kafka_options import kafka_security_options, pop_security
 @click.option(
     "--out", "out_dir", default="tune-out", show_default=True, metavar="DIR", help="Output directory."
 )
-@click.option(
-    "--map", "maps", multiple=True, metavar="FIELD=COLUMN[,...]", help="CSV column mapping (as replay)."
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["auto", "jsonl", "csv"]),
-    default="auto",
-    show_default=True,
-    help="File format (as replay).",
-)
-@click.option(
-    "--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap for kafka:// sources [env LOOKOUT_BOOTSTRAP]."
-)
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--grace", default=GRACE_INTERVALS, show_default=True, type=click.FloatRange(min=0),
               help="Intervals after a labelled incident's end an alert still counts.")
-@click.option("--max-plots", default=8, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-plots", default=TUNE_PLOTS, show_default=True, type=click.IntRange(min=0),
               help="Customers plotted with the best config.")
+@click.option("--feedback", "feedback_path", metavar="FILE",
+              help="Engineers' verdicts (JSON lines, as replay): every trial applies them.")
+@click.option("--silences", "silences_path", metavar="FILE",
+              help="Maintenance windows (JSON lines, as replay): every trial applies them; muted alerts "
+              "do not count.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result summary as JSON on stdout.")
 @click.option("--no-report", is_flag=True, help="Skip report.html and plots.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no terminal summary.")
-@kafka_security_options
-def tune(
-    source,
-    labels_path,
-    space_path,
-    config_path,
-    trials,
-    budget,
-    jobs,
-    seed,
-    timeout_s,
-    out_dir,
-    maps,
-    fmt,
-    bootstrap,
-    grace,
-    max_plots,
-    as_json,
-    no_report,
-    quiet,
-    **kafka,
-):
+@source_options
+def tune(source: SourceSpec, labels_path, space_path, config_path, trials, budget, jobs, seed, timeout_s,
+         out_dir, grace, max_plots, feedback_path, silences_path, as_json, no_report, quiet):
     """Search detector parameters: maximise incident recall within a false-alert budget.
 
     SOURCE is read like `lookout replay` reads it (JSON lines, CSV, kafka://...), but
@@ -116,95 +93,20 @@ def tune(
       lookout replay sim.jsonl.gz --labels sim.labels.jsonl --config tune/best.yaml \\
           --baseline examples/config.yaml
     """
-    from detectors.config import dump_config
-    from streams.offline import SourceError
-    from streams.offline.tuning import (
-        SpaceError,
-        baseline_row,
-        default_jobs,
-        format_tune,
-        load_dataset,
-        load_space,
-        params_table,
-        run_config,
-        trace_config,
-        tune_summary,
-    )
-    from streams.offline.tuning import tune as run_tune
-
-    out = Path(out_dir)
     base = load_detector_config(config_path)
+    steering = load_steering(base, feedback_path, silences_path)
     try:
         space = load_space(space_path, base)
-    except SpaceError as exc:
+        labels = load_labels(labels_path)
+        outcome = tune_job(source, labels, space, base, Path(out_dir), config_path=config_path,
+                           labels_name=labels_path, trials=trials, budget=budget, jobs=jobs, seed=seed,
+                           timeout_s=timeout_s, grace=grace, max_plots=max_plots, report=not no_report,
+                           progress=not quiet, steering=steering)
+    except JOB_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    labels = load_labels(labels_path)
-    if not labels:
-        raise click.ClickException(
-            f"{labels_path}: no labelled incidents; tuning needs some to measure recall"
-        )
-    src = open_source_or_fail(source, maps, fmt, bootstrap, pop_security(kafka))
-    make_out_dir(out)
-    jobs = jobs or default_jobs()
-    progress = not quiet
-    try:
-        data = load_dataset(src, labels, progress=progress)
-    except SourceError as exc:
-        raise click.ClickException(str(exc)) from None
-    if not data.events:
-        raise click.ClickException(
-            f"{src.name}: no valid events to tune on ({data.invalid:,} invalid records)"
-        )
-    labelled = {lab.customer_id for lab in labels}
-    if not labelled & data.sizes.keys():
-        raise click.ClickException(
-            f"none of the {len(labelled):,} labelled customer(s) in {labels_path} appears in "
-            f"{src.name}; wrong labels file?"
-        )
-
-    result = run_tune(data, base, space, trials=trials, budget=budget, jobs=jobs, seed=seed, grace=grace,
-                      progress=progress, timeout_s=timeout_s)
-    if result.best is None:
-        errors = {t.get("error") for t in result.trials if t.get("error")}
-        raise click.ClickException("every trial failed: " + "; ".join(sorted(e for e in errors if e))[:300])
-
-    best_path = out / "best.yaml"
-    dump_config(result.best_config, best_path)
-    (out / "trials.json").write_text(json.dumps(result.trials, indent=2) + "\n")
-    best_alerts, best_ev = run_config(data, result.best_config, grace)
-    summary = tune_summary(data, result, base=base, base_path=config_path, space=space, best_eval=best_ev,
-                           best_path=best_path, out=out, trials=trials, jobs=jobs, seed=seed)
-    rows = params_table(base, result.best_config, space)
-    if not no_report:
-        from streams.offline.report import choose_customers, write_tune_report
-
-        false_ids = {r["alert_id"] for r in best_ev.false_alert_ids}
-        a, b = choose_customers(
-            labels, best_alerts, limit=max_plots, false_ids=false_ids, labelled_share=2 / 3
-        )
-        traces = trace_config(data, result.best_config, a + b)
-        summary["outputs"]["report"] = str(out / "report.html")
-        write_tune_report(
-            out,
-            summary=summary,
-            trials=[t for t in result.trials if "recall" in t],
-            params_rows=rows,
-            best_eval=best_ev.to_dict(),
-            base_eval=baseline_row(result),
-            traces=traces,
-            alerts=best_alerts,
-            labels=labels,
-            thresholds={s: c.threshold for s, c in result.best_config.signals.items()},
-            order=a + b,
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-
     if as_json:
-        click.echo(json.dumps({k: v for k, v in summary.items() if k != "best_evaluation"}
-                              | {"best_evaluation": best_ev.headline()}, indent=2))
-        return
-    if quiet:
-        return
-    click.echo(format_tune(summary, result, rows, best_ev))
-    click.echo(f"try it: lookout replay {source} --labels {labels_path} --config {best_path}"
-               + (f" --baseline {config_path}" if config_path else ""))
+        click.echo(json.dumps(outcome.headline(), indent=2))
+    elif not quiet:
+        click.echo(outcome.text())
+        click.echo(f"try it: lookout replay {source.spec} --labels {labels_path} --config {outcome.best_path}"
+                   + (f" --baseline {config_path}" if config_path else ""))

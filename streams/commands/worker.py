@@ -1,14 +1,14 @@
 """``lookout worker``: run the Faust detection worker."""
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import click
 
-from ..settings import Settings, SettingsError
-from ._common import require_kafka
+from detectors.config import ConfigError
+
+from ..kafka.admin import BrokerError
+from ..settings import Settings, SettingsError, rebuild_seconds
 from .kafka_options import kafka_security_options
 
 
@@ -25,6 +25,11 @@ from .kafka_options import kafka_security_options
 @click.option("--initial-state", type=click.Path(path_type=Path, dir_okay=False),
               help="Start from this learned state (`lookout replay --save-state FILE`); customers with "
                    "state in the state topic use that instead [env LOOKOUT_INITIAL_STATE]")
+@click.option("--rebuild-from", envvar="LOOKOUT_REBUILD_FROM", callback=lambda ctx, param, v: _duration(v),
+              metavar="DURATION",
+              help="After a model change (or with no saved state): rebuild the partitions whose saved state "
+                   "is refused or missing from this much of the input topic's history, e.g. 7d, 36h, "
+                   "before going live [env LOOKOUT_REBUILD_FROM]")
 @click.option("--app-id", help="Faust app id = Kafka consumer group [default lookout]")
 @click.option("--alertmanager-url", help="Send alerts to this Alertmanager (e.g. http://127.0.0.1:9093)")
 @click.option(
@@ -49,12 +54,19 @@ def worker(**opts):
     up on the `alerts-dlq` topic after the last retry). --initial-state bootstraps a new
     deployment from history, so it is neither blind nor noisy for its first weeks.
 
+    After an upgrade that changes the models (their fingerprint), the saved state is refused;
+    --rebuild-from 7d rebuilds each assigned partition's customers from the input topic's last
+    7 days (replay's code path, no alerts for the past) before its first live event, keeps what
+    the state format could carry over, snapshots the result and goes live where the old worker
+    stopped. Progress is in the log; /healthz answers 503 "rebuilding partition N: x %" meanwhile.
+
     \b
     Examples:
       lookout worker --bootstrap 127.0.0.1:9092 --web-port 6066 --data-dir .lookout/w1
       lookout worker --config detectors.yaml --alertmanager-url http://127.0.0.1:9093
       lookout replay history.jsonl.gz --save-state state.lookout
       lookout worker --initial-state state.lookout
+      lookout worker --config detectors-v2.yaml --rebuild-from 7d     # upgrade across a model change
       LOOKOUT_WEBHOOK_TOKEN=... lookout worker --webhook-url https://tickets.example/api/alerts
       LOOKOUT_KAFKA_SASL_PASSWORD=... lookout worker --bootstrap kafka.example:9093 \\
           --kafka-security-protocol SASL_SSL --kafka-sasl-mechanism SCRAM-SHA-512 \\
@@ -64,58 +76,33 @@ def worker(**opts):
     accepts them: if not it exits at once with one line (unreachable, wrong password,
     untrusted certificate).
     """
-    from detectors.config import ConfigError, load_config
+    # imported here, not at the top: the worker pulls in Faust and aiokafka (~1 s), which
+    # `lookout worker --help` does not need
+    from ..worker.run import run_worker
 
     try:
         settings = Settings.from_env(**opts)
-        load_config(settings.detector_config)  # fail fast, in one line, on a bad config
-        if settings.initial_state is not None and not settings.initial_state.is_file():
-            raise SettingsError(f"--initial-state {settings.initial_state}: no such file")
-    except (SettingsError, ConfigError) as exc:
+        run_worker(settings, history=_history(settings))
+    except (SettingsError, ConfigError, BrokerError) as exc:
         raise click.ClickException(str(exc)) from None
-    # one line instead of Faust's traceback when the broker is down or rejects our credentials
-    require_kafka(settings)
-    from faust import Worker
-
-    from streams.worker.app import create_app
-
-    logging.getLogger("lookout").info("settings: %s", settings.masked())
-    quiet_coordinator_search()
-    lookout = create_app(settings)
-    say_when_ready(lookout.app, settings)
-    w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
-    w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
-    w.execute_from_commandline()
 
 
-def say_when_ready(app, settings: Settings) -> None:
-    """Print one line on stderr the first time the worker has its partitions and consumes.
-
-    Written to the process's real stderr: Faust redirects ``sys.stderr`` into its logger.
-    """
-    said = []
-
-    @app.on_rebalance_complete.connect
-    async def ready(sender, **_kwargs):
-        if said:
-            return
-        said.append(True)
-        click.echo(
-            f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group {settings.app_id}; "
-            f"metrics on http://{settings.web_host}:{settings.web_port}/metrics",
-            file=sys.__stderr__,
-        )
+def _duration(value: str | None) -> str | None:
+    """--rebuild-from checked now: a bad duration is a usage error (exit status 2)."""
+    try:
+        rebuild_seconds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
-class _CoordinatorNotReady(logging.Filter):
-    """Drops aiokafka's "coordinator not available" errors: a fresh broker creates its offsets topic
-    while the first group joins, and aiokafka retries until it is there (a real failure to join
-    still shows: the worker never prints its ready line and logs the errors that follow)."""
+def _history(settings: Settings):
+    """What a rebuild reads the input's history with: replay's Kafka source (see streams.offline.history)."""
+    from ..kafka.security import kafka_python_kwargs
+    from ..offline.history import PartitionHistory
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "GroupCoordinatorNotAvailableError" not in record.getMessage()
+    def make(processor):
+        return PartitionHistory(settings.input_topic, settings.bootstrap, processor,
+                                security=kafka_python_kwargs(settings), timeout_s=settings.kafka_timeout_s)
 
-
-def quiet_coordinator_search() -> None:
-    for name in ("aiokafka.consumer.group_coordinator", "aiokafka.consumer.consumer", "aiokafka"):
-        logging.getLogger(name).addFilter(_CoordinatorNotReady())
+    return make

@@ -20,11 +20,22 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from detectors.evaluation import format_delay
-from detectors.events import format_ts
-from detectors.synthetic import INCIDENT_KINDS, SimConfig, simulate
+from detectors.events import format_ts, parse_ts
+from detectors.synthetic import INCIDENT_KINDS, SimConfig, Simulation, simulate
+from streams.kafka.admin import create_topics, wait_for_kafka
 from streams.kafka.security import kafka_python_kwargs, security_env
 from streams.settings import Settings
 from streams.sinks.alert_tail import SEVERITY_COLOURS, Console, format_alert
+
+from .broker import LocalBroker
+from .producer import EventProducer
+
+#: the live, paced part of the demo starts this long before the first incident
+LIVE_BEFORE_S = 6 * 3600
+#: once the worker has processed every message, the demo waits this long for the last alerts
+QUIET_END_S = 3.0
+#: ... or fails after this long
+TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -110,10 +121,6 @@ class Demo:
             self.broker = None
 
     def _broker(self) -> str:
-        from streams.kafka.admin import wait_for_kafka
-
-        from .broker import LocalBroker
-
         if self.opts.bootstrap:
             self.con.line(f"using broker at {self.opts.bootstrap}")
             wait_for_kafka(self.opts.bootstrap, timeout=self.settings.kafka_timeout_s, security=self.security)
@@ -134,8 +141,6 @@ class Demo:
         return broker.bootstrap
 
     def _create_topics(self, bootstrap: str) -> None:
-        from streams.kafka.admin import create_topics
-
         p = self.settings.partitions
         create_topics(bootstrap, {self.topics["input"]: p, self.topics["alerts"]: p, self.topics["dlq"]: 1},
                       security=self.security)
@@ -164,58 +169,12 @@ class Demo:
 
     # -- the show -----------------------------------------------------------------------------
     def _stream(self, bootstrap: str) -> DemoResult:
-        from kafka import KafkaConsumer, KafkaProducer
+        # not at the top: `lookout demo --help` need not load kafka-python (0.1-0.3 s)
+        from kafka import KafkaConsumer
 
-        o = self.opts
-        sim = simulate(SimConfig(
-            customers=o.customers, duration_s=o.days * 86400, interval_s=o.interval_s, seed=o.seed,
-            incidents=len(o.kinds), kinds=o.kinds, size_min=o.min_size, tiny_fraction=0.0, level_shifts=False,
-        ))
-        res = DemoResult(incidents=sorted(sim.incidents, key=lambda i: i.start))
-        live_from = min(i.start for i in res.incidents) - 6 * 3600 if res.incidents else sim.end
-        res.history_events = o.customers * max(0, int((live_from - sim.start) // o.interval_s))
-        self.con.line(
-            f"simulating {o.customers} customers x {o.days:g} days at {o.interval_s} s intervals "
-            f"({sim.n_events:,} events); incidents injected:")
-        for inc in res.incidents:
-            self.con.line(
-                f"    {inc.kind:<15} {inc.customer_id:<10} {format_ts(inc.start)} .. {format_ts(inc.end)}"
-            )
-        self.con.line(f"history up to {format_ts(live_from)} is sent at full speed (models warm up), "
-                      f"then {o.live_intervals_per_s:g} intervals/s so alerts appear live.\n")
-
-        metrics_url = f"http://127.0.0.1:{o.web_port}/metrics"
+        sim, res, live_from = self._simulation()
         done = threading.Event()
         error: list[BaseException] = []
-
-        def produce():
-            try:
-                producer = KafkaProducer(
-                    bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1, **self.security
-                )
-                last_ts = None
-                for ev in sim.events():
-                    ts = ev["ts"]
-                    if ts != last_ts:
-                        last_ts = ts
-                        if _epoch(ts) >= live_from:
-                            producer.flush()
-                            time.sleep(1.0 / o.live_intervals_per_s)
-                    producer.send(
-                        self.topics["input"], key=ev["customer_id"].encode(), value=json.dumps(ev).encode()
-                    )
-                    res.produced += 1
-                producer.send(
-                    self.topics["input"], key=b"demo", value=b'{"customer_id": "demo", "oops": true}'
-                )
-                res.produced += 1
-                producer.flush()
-                producer.close()
-            except BaseException as exc:  # surfaced in the main thread
-                error.append(exc)
-            finally:
-                done.set()
-
         t0 = self.clock()
         consumer = KafkaConsumer(
             self.topics["alerts"],
@@ -226,8 +185,65 @@ class Demo:
             consumer_timeout_ms=500,
             **self.security,
         )
-        thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
+        thread = threading.Thread(target=self._produce, args=(bootstrap, sim, res, live_from, done, error),
+                                  name="demo-producer", daemon=True)
         thread.start()
+        self._watch(consumer, res, done, error, t0)
+        consumer.close()
+        res.seconds = self.clock() - t0
+        res.events_per_s = res.consumed / res.seconds if res.seconds else 0.0
+        self.con.clear_status()
+        self._summary(res)
+        return res
+
+    def _simulation(self) -> tuple[Simulation, DemoResult, float]:
+        """The simulated traffic, the result to fill, and when the live (paced) part starts."""
+        o = self.opts
+        sim = simulate(SimConfig(
+            customers=o.customers, duration_s=o.days * 86400, interval_s=o.interval_s, seed=o.seed,
+            incidents=len(o.kinds), kinds=o.kinds, size_min=o.min_size, tiny_fraction=0.0, level_shifts=False,
+        ))
+        res = DemoResult(incidents=sorted(sim.incidents, key=lambda i: i.start))
+        live_from = min(i.start for i in res.incidents) - LIVE_BEFORE_S if res.incidents else sim.end
+        res.history_events = o.customers * max(0, int((live_from - sim.start) // o.interval_s))
+        self.con.line(
+            f"simulating {o.customers} customers x {o.days:g} days at {o.interval_s} s intervals "
+            f"({sim.n_events:,} events); incidents injected:")
+        for inc in res.incidents:
+            self.con.line(
+                f"    {inc.kind:<15} {inc.customer_id:<10} {format_ts(inc.start)} .. {format_ts(inc.end)}"
+            )
+        self.con.line(f"history up to {format_ts(live_from)} is sent at full speed (models warm up), "
+                      f"then {o.live_intervals_per_s:g} intervals/s so alerts appear live.\n")
+        return sim, res, live_from
+
+    def _produce(self, bootstrap: str, sim: Simulation, res: DemoResult, live_from: float,
+                 done: threading.Event, error: list[BaseException]) -> None:
+        """The producer thread: history at full speed, then paced intervals, then one bad message."""
+        try:
+            with EventProducer(bootstrap, self.topics["input"], self.security) as producer:
+                last_ts = None
+                for ev in sim.events():
+                    ts = ev["ts"]
+                    if ts != last_ts:
+                        last_ts = ts
+                        if parse_ts(ts) >= live_from:
+                            producer.flush()
+                            time.sleep(1.0 / self.opts.live_intervals_per_s)
+                    producer.send(ev)
+                    res.produced += 1
+                producer.send_raw(b'{"customer_id": "demo", "oops": true}', key=b"demo")
+                res.produced += 1
+                producer.flush()
+        except BaseException as exc:  # surfaced in the main thread
+            error.append(exc)
+        finally:
+            done.set()
+
+    def _watch(self, consumer: Any, res: DemoResult, done: threading.Event, error: list[BaseException],
+               t0: float) -> None:
+        """Print alerts as they arrive and the progress line, until the worker processed everything."""
+        metrics_url = f"http://127.0.0.1:{self.opts.web_port}/metrics"
         quiet_since = None
         first_seen = history_done = None
         while True:
@@ -257,16 +273,10 @@ class Demo:
                 raise error[0]
             if done.is_set() and res.consumed >= res.produced:
                 quiet_since = quiet_since or self.clock()
-                if self.clock() - quiet_since > 3:
-                    break
-            if elapsed > 900:
-                raise RuntimeError("the demo did not finish within 15 minutes")
-        consumer.close()
-        res.seconds = self.clock() - t0
-        res.events_per_s = res.consumed / res.seconds if res.seconds else 0.0
-        self.con.clear_status()
-        self._summary(res)
-        return res
+                if self.clock() - quiet_since > QUIET_END_S:
+                    return
+            if elapsed > TIMEOUT_S:
+                raise RuntimeError(f"the demo did not finish within {TIMEOUT_S // 60:g} minutes")
 
     def _summary(self, res: DemoResult) -> None:
         firing = [a for a in res.alerts if a["status"] == "firing" and a["notification"] == 1]
@@ -278,10 +288,10 @@ class Demo:
         hits = 0
         for inc in res.incidents:
             match = next((a for a in firing if a["customer_id"] == inc.customer_id
-                          and inc.start - inc_interval(a) <= _epoch(a["started_at"]) <= inc.end), None)
+                          and inc.start - inc_interval(a) <= parse_ts(a["started_at"]) <= inc.end), None)
             if match:
                 hits += 1
-                ttd = (_epoch(match["event_ts"]) - inc.start) / match["interval_s"]
+                ttd = (parse_ts(match["event_ts"]) - inc.start) / match["interval_s"]
                 found = (f"{match['alert_id']} {match['signal']} ({match['severity']}), "
                          f"{format_delay(round(ttd), match['interval_s'])} after onset")
             else:
@@ -294,7 +304,3 @@ def inc_interval(a: dict[str, Any]) -> float:
     return float(a.get("interval_s", 60))
 
 
-def _epoch(ts: str) -> float:
-    from detectors.events import parse_ts
-
-    return parse_ts(ts)

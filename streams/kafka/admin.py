@@ -14,9 +14,11 @@ import contextlib
 import logging
 import socket
 import time
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
-from .security import is_auth_error, rejection
+from streams.settings import Settings
+
+from .security import is_auth_error, kafka_python_kwargs, rejection
 
 __all__ = [
     "AUTH_CHECK_S",
@@ -26,7 +28,9 @@ __all__ = [
     "auth_failure",
     "can_connect",
     "clip",
+    "create_lookout_topics",
     "create_topics",
+    "reachable",
     "wait_for_kafka",
 ]
 
@@ -170,11 +174,15 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, security: Mapping | No
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0,
-                  connect_timeout: float | None = None, security: Mapping | None = None) -> list[str]:
+                  connect_timeout: float | None = None, security: Mapping | None = None,
+                  compacted: Iterable[str] = ()) -> list[str]:
     """Create ``{name: partitions}`` topics (replication 1) unless they exist; return the newly created.
 
+    Topics named in ``compacted`` get ``cleanup.policy=compact`` (latest value per key kept).
+
     ``connect_timeout`` (default ``timeout``) bounds reaching the broker; ``timeout`` the creation.
-    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`.
+    ``security``: kafka-python security arguments, as for :func:`wait_for_kafka`. Topics named in
+    ``compacted`` are created with ``cleanup.policy=compact`` (the latest record per key is kept).
 
     Idempotent: existing topics (including ones created concurrently) are
     left alone, whatever their partition count. Returns once every requested
@@ -185,15 +193,15 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     if not topics:
         return []
     admin = _connect_admin(bootstrap, timeout if connect_timeout is None else connect_timeout, security)
+    compact = set(compacted)
     created: list[str] = []
     try:
         existing = set(admin.list_topics())
         missing = {name: int(n) for name, n in topics.items() if name not in existing}
         for name, partitions in missing.items():
             try:
-                admin.create_topics(
-                    _new_topics_arg(admin, {name: partitions}), timeout_ms=int(timeout * 1000)
-                )
+                admin.create_topics(_new_topics_arg(admin, {name: partitions}, name in compact),
+                                    timeout_ms=int(timeout * 1000))
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
@@ -204,14 +212,17 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     return created
 
 
-def _new_topics_arg(admin, topics: Mapping[str, int]):
+def _new_topics_arg(admin, topics: Mapping[str, int], compact: bool = False):
     import inspect
 
+    configs = {"cleanup.policy": "compact"} if compact else {}
     if "wait_for_metadata" in inspect.signature(admin.create_topics).parameters:  # kafka-python >= 3
-        return {name: {"num_partitions": n, "replication_factor": 1} for name, n in topics.items()}
+        return {name: {"num_partitions": n, "replication_factor": 1, "configs": configs}
+                for name, n in topics.items()}
     from kafka.admin import NewTopic
 
-    return [NewTopic(name=name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
+    return [NewTopic(name=name, num_partitions=n, replication_factor=1, topic_configs=configs)
+            for name, n in topics.items()]
 
 
 def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
@@ -232,6 +243,33 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def create_lookout_topics(settings: Settings) -> dict[str, tuple[int, bool]]:
+    """Create the input, alerts and dead-letter topics of ``settings``, the correlator's (the
+    compacted customer catalogue, parent incidents, routed alerts) and the compacted feedback and
+    silences topics (``lookout topics create``);
+    ``{name: (partitions, created now)}``, existing ones left alone.
+
+    Raises :class:`BrokerError` or :class:`~streams.settings.SettingsError` (bad TLS/SASL
+    settings), one line each.
+    """
+    wanted = {
+        settings.input_topic: settings.partitions,
+        settings.alerts_topic: settings.partitions,
+        settings.dlq_topic: 1,
+        settings.sink_dlq_topic: 1,
+        settings.customers_topic: settings.partitions,
+        settings.incidents_topic: settings.partitions,
+        settings.routed_topic: settings.partitions,
+        settings.feedback_topic: 1,
+        settings.silences_topic: 1,
+    }
+    made = create_topics(settings.bootstrap, wanted, connect_timeout=settings.kafka_timeout_s,
+                         security=kafka_python_kwargs(settings),
+                         compacted=(settings.customers_topic, settings.feedback_topic,
+                                    settings.silences_topic))
+    return {name: (partitions, name in made) for name, partitions in wanted.items()}
+
+
 def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
     """Does ``host:port`` accept a TCP connection within ``timeout``?"""
     try:
@@ -239,6 +277,21 @@ def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def reachable(bootstrap: str, timeout: float = 0.5) -> bool:
+    """Does any server of ``bootstrap`` (``HOST:PORT[,...]``) accept a TCP connection right now?
+
+    Blocking, at most ``timeout`` per server; a server that is not ``HOST:PORT`` counts as down.
+
+    >>> reachable("127.0.0.1:notaport,:0", timeout=0.1)
+    False
+    """
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit() and can_connect(host or DEFAULT_HOST, int(port), timeout):
+            return True
+    return False
 
 
 def clip(s: str, n: int = 300) -> str:

@@ -9,14 +9,17 @@ uses. Nothing here decides whether to alert. One job per module:
 * :mod:`.sources` -- what a source is: :data:`Record`, :class:`Source`, :class:`SourceError`;
 * :mod:`.files` -- :class:`JsonlSource` and :class:`CsvSource` (gzip detected from the magic bytes);
 * :mod:`.kafka_source` -- :class:`KafkaSource`, a time range of a topic read without a consumer group;
-* :mod:`.source_spec` -- :func:`open_source` for a command-line spec, :func:`parse_mapping` for ``--map``;
+* :mod:`.source_spec` -- :class:`SourceSpec` (SOURCE and its options as the command line gives them),
+  :func:`open_source` for a command-line spec, :func:`parse_mapping` for ``--map``;
 * :mod:`.tracing` -- :class:`ReplayEngine` (counts, sizes) and per-customer :class:`Trace`;
 * :mod:`.runner` -- :func:`run_replay`, one pass for one or two configurations;
 * :mod:`.diff` -- incidents gained / lost / changed between two configurations;
 * :mod:`.summary` -- the summary (``summary.json``) and the terminal text built from a run;
 * :mod:`.tuning` -- the Optuna search: recall within a false-alert budget (``lookout tune``);
 * :mod:`.report` -- the static HTML reports with matplotlib plots (``replay`` and ``tune``);
-* :mod:`.simfiles` -- simulated events as JSON lines and incident labels (JSON lines or CSV).
+* :mod:`.simfiles` -- simulated events as JSON lines and incident labels (JSON lines or CSV);
+* :mod:`.jobs` -- ``lookout replay`` and ``lookout tune`` from start to end (:func:`~.jobs.replay_job`,
+  :func:`~.jobs.tune_job`), which end alike: plots chosen, traced, the report, ``summary.json``.
 
 May import :mod:`detectors`, :mod:`streams.settings`, :mod:`streams.kafka`,
 :mod:`streams.pipeline` and :mod:`streams.state`; never the worker (replay runs the pipeline, not
@@ -29,7 +32,7 @@ from .diff import DIFF_FIELDS, diff_alerts, format_diff, incidents
 from .files import CSV_FIELDS, REQUIRED_FIELDS, BadRow, CsvSource, JsonlSource
 from .kafka_source import KafkaSource
 from .runner import EngineRun, Progress, ReplayResult, run_replay, trace_customers
-from .source_spec import open_source, parse_mapping
+from .source_spec import SourceSpec, open_source, parse_mapping
 from .sources import Record, Source, SourceError
 from .tracing import ALERT_FIELDS, ReplayEngine, Trace, compact_alert
 
@@ -49,6 +52,7 @@ __all__ = [
     "ReplayResult",
     "Source",
     "SourceError",
+    "SourceSpec",
     "Trace",
     "compact_alert",
     "diff_alerts",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from detectors.events import InvalidEvent, format_ts, parse_time
 from streams.kafka.admin import AUTH_CHECK_S, auth_failure
 from streams.kafka.security import rejection
+from streams.settings import Settings
 
 from .sources import Record, Source, SourceError
 
@@ -28,7 +29,8 @@ class KafkaSource(Source):
     KNOWN = ("from", "to", "bootstrap", "timeout")
 
     def __init__(self, topic: str, bootstrap: str, start: float | None = None, end: float | None = None,
-                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None):
+                 timeout_s: float = 10.0, security: Mapping[str, Any] | None = None,
+                 partitions: Sequence[int] | None = None):
         self.topic, self.bootstrap, self.start, self.end, self.timeout_s = (
             topic,
             bootstrap,
@@ -39,6 +41,8 @@ class KafkaSource(Source):
         #: kafka-python TLS/SASL arguments (streams.kafka.security.kafka_python_kwargs)
         self.security = dict(security or {})
         self.name = f"kafka://{topic}"
+        #: only these partitions (e.g. the one a customer hashes to); None = all
+        self.partitions = None if partitions is None else sorted(set(partitions))
         self._ranges: dict[Any, tuple[int, int]] | None = None
 
     @classmethod
@@ -75,7 +79,7 @@ class KafkaSource(Source):
             timeout = float(one("timeout") or default_timeout_s)
         except ValueError:
             raise SourceError(f"{url}: timeout must be seconds") from None
-        bootstrap = one("bootstrap") or default_bootstrap or "127.0.0.1:9092"
+        bootstrap = one("bootstrap") or default_bootstrap or Settings.bootstrap
         return cls(topic, bootstrap, start, end, timeout, security)
 
     def describe(self) -> dict[str, Any]:
@@ -131,6 +135,8 @@ class KafkaSource(Source):
             if self.topic not in topics:
                 raise SourceError(f"topic {self.topic!r} not found on {self.bootstrap}")
             parts = consumer.partitions_for_topic(self.topic) or set()
+            if self.partitions is not None:
+                parts = {p for p in parts if p in self.partitions}
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
             first = consumer.beginning_offsets(tps)
             last = consumer.end_offsets(tps)
@@ -162,75 +168,103 @@ class KafkaSource(Source):
             c.close()
 
     def records(self, progress=None) -> Iterator[Record]:
-        from kafka.errors import KafkaError
-
         consumer = self._consumer()
         try:
-            ranges = self._plan(consumer)
-            active = [tp for tp, (a, b) in ranges.items() if b > a]
-            consumer.assign(active)
-            for tp in active:
-                consumer.seek(tp, ranges[tp][0])
-            bufs: dict[Any, deque] = {tp: deque() for tp in active}
-            paused: set = set()
-            live = set(active)
-            idle_since = time.monotonic()
+            merge = _Merge(self, consumer, self._plan(consumer))
             n = 0
-            while live or any(bufs.values()):
-                hungry = [tp for tp in live if not bufs[tp]]
-                if hungry:
-                    for tp in list(paused):
-                        if len(bufs[tp]) < 2000:
-                            consumer.resume(tp)
-                            paused.discard(tp)
-                    try:
-                        batch = consumer.poll(timeout_ms=500)
-                    except KafkaError as exc:
-                        raise SourceError(f"Kafka at {self.bootstrap}: {type(exc).__name__}: {exc}") from None
-                    got = False
-                    for tp, msgs in batch.items():
-                        if tp not in live:
-                            continue
-                        stop = ranges[tp][1]
-                        buf = bufs[tp]
-                        for m in msgs:
-                            if m.offset >= stop:
-                                break
-                            buf.append(m)
-                            got = True
-                        if (msgs and msgs[-1].offset + 1 >= stop) or consumer.position(tp) >= stop:
-                            live.discard(tp)
-                            consumer.pause(tp)
-                        elif len(buf) > 20000:
-                            consumer.pause(tp)
-                            paused.add(tp)
-                    if got:
-                        idle_since = time.monotonic()
-                    else:
-                        for tp in list(live):
-                            if consumer.position(tp) >= ranges[tp][1]:
-                                live.discard(tp)
-                        if live and time.monotonic() - idle_since > self.timeout_s:
-                            raise SourceError(
-                                f"Kafka at {self.bootstrap}: no data from {self.topic} partition(s) "
-                                f"{sorted(tp.partition for tp in live)} for {self.timeout_s:g} s")
-                    if any(not bufs[tp] for tp in live):
+            while merge.live or merge.buffered():
+                if merge.hungry():
+                    merge.fill()
+                    if merge.hungry():
                         continue
                 # every live partition has buffered messages: emit in timestamp order until one runs dry
-                while True:
-                    heads = [(bufs[tp][0].timestamp, tp.partition, tp) for tp in bufs if bufs[tp]]
-                    if not heads:
-                        break
-                    _, _, tp = min(heads)
-                    m = bufs[tp].popleft()
+                for tp, m in merge.drain():
                     n += 1
                     if progress is not None and not n & 1023:
                         progress(1024)
                     yield m.value, m.key, tp.partition, m.offset
-                    if not bufs[tp] and tp in live:
-                        break
             if progress is not None:
                 progress(n & 1023)
         finally:
             consumer.close()
 
+
+class _Merge:
+    """A topic's partitions merged by message timestamp: a buffer per partition, filled by polls
+    (a partition far ahead is paused), drained in timestamp order while every live partition --
+    one not yet at the end of its range -- has something buffered."""
+
+    #: a partition is paused with more than this many messages buffered, resumed below RESUME_BELOW
+    PAUSE_ABOVE, RESUME_BELOW = 20000, 2000
+    POLL_MS = 500
+
+    def __init__(self, source: KafkaSource, consumer: Any, ranges: dict[Any, tuple[int, int]]):
+        self.source, self.consumer, self.ranges = source, consumer, ranges
+        active = [tp for tp, (a, b) in ranges.items() if b > a]
+        consumer.assign(active)
+        for tp in active:
+            consumer.seek(tp, ranges[tp][0])
+        self.bufs: dict[Any, deque] = {tp: deque() for tp in active}
+        self.paused: set = set()
+        self.live = set(active)
+        self.idle_since = time.monotonic()
+
+    def buffered(self) -> bool:
+        return any(self.bufs.values())
+
+    def hungry(self) -> bool:
+        """Is a live partition's buffer empty (so that the merge must poll before it goes on)?"""
+        return any(not self.bufs[tp] for tp in self.live)
+
+    def fill(self) -> None:
+        """One poll: buffer the messages in range, note partitions at their end, pause full ones;
+        :class:`SourceError` when live partitions stay silent for the source's timeout."""
+        from kafka.errors import KafkaError
+
+        consumer, bufs, live, src = self.consumer, self.bufs, self.live, self.source
+        for tp in list(self.paused):
+            if len(bufs[tp]) < self.RESUME_BELOW:
+                consumer.resume(tp)
+                self.paused.discard(tp)
+        try:
+            batch = consumer.poll(timeout_ms=self.POLL_MS)
+        except KafkaError as exc:
+            raise SourceError(f"Kafka at {src.bootstrap}: {type(exc).__name__}: {exc}") from None
+        got = False
+        for tp, msgs in batch.items():
+            if tp not in live:
+                continue
+            stop = self.ranges[tp][1]
+            buf = bufs[tp]
+            for m in msgs:
+                if m.offset >= stop:
+                    break
+                buf.append(m)
+                got = True
+            if (msgs and msgs[-1].offset + 1 >= stop) or consumer.position(tp) >= stop:
+                live.discard(tp)
+                consumer.pause(tp)
+            elif len(buf) > self.PAUSE_ABOVE:
+                consumer.pause(tp)
+                self.paused.add(tp)
+        if got:
+            self.idle_since = time.monotonic()
+            return
+        for tp in list(live):
+            if consumer.position(tp) >= self.ranges[tp][1]:
+                live.discard(tp)
+        if live and time.monotonic() - self.idle_since > src.timeout_s:
+            raise SourceError(f"Kafka at {src.bootstrap}: no data from {src.topic} partition(s) "
+                              f"{sorted(tp.partition for tp in live)} for {src.timeout_s:g} s")
+
+    def drain(self) -> Iterator[tuple[Any, Any]]:
+        """(partition, message) in timestamp order until a live partition runs dry or all are empty."""
+        bufs, live = self.bufs, self.live
+        while True:
+            heads = [(bufs[tp][0].timestamp, tp.partition, tp) for tp in bufs if bufs[tp]]
+            if not heads:
+                return
+            _, _, tp = min(heads)
+            yield tp, bufs[tp].popleft()
+            if not bufs[tp] and tp in live:
+                return

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from detectors.evaluation import format_delay, incidents
 from detectors.events import DEFAULT_INTERVAL_S, time_or_none
 from detectors.signals import SIGNALS
@@ -137,30 +139,38 @@ def choose_customers(
 # ----------------------------------------------------------------------------- figures
 
 
-def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any], signals: Sequence[str],
-                    thresholds: Mapping[str, float] | None = None, window_pad_s: float = 12 * 3600) -> bytes:
-    """PNG of one customer's traced signals (see the module docstring)."""
-    import numpy as np
+@dataclass
+class _View:
+    """What one customer's figure shows: the time window and the incidents in it."""
 
-    plt = _plt()
-    from matplotlib.ticker import PercentFormatter
+    ts: Any  # the trace's event times (numpy float64)
+    sel: Any  # which of them are in the window (numpy bool)
+    interval_s: float
+    #: alerted incidents: [start, end or end of data, first event]
+    spans: dict[str, list[float]]
+    #: labelled incidents: (start, end, kind)
+    lab_spans: list[tuple[Any, Any, Any]]
 
+    @property
+    def min_width(self) -> float:
+        return 3 * self.interval_s
+
+
+def _view(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any], window_pad_s: float) -> _View:
+    """The window around the customer's incidents (at least a day), or everything without one."""
     cid = trace.customer_id
     ts = np.frombuffer(trace.ts, dtype=np.float64) if len(trace.ts) else np.zeros(0)
-    my_alerts = [a for a in alerts if a.get("customer_id") == cid]
-    my_labels = [lab for lab in labels if _get(lab, "customer_id") == cid]
     iv = float(np.median(np.diff(ts))) if len(ts) > 1 else 60.0
     t_end = float(ts[-1]) + iv if len(ts) else 0.0
-
     # incident spans from the alerts (first firing -> resolution or end of data)
     spans: dict[str, list[float]] = {}
-    for aid, inc in incidents(my_alerts).items():
+    for aid, inc in incidents([a for a in alerts if a.get("customer_id") == cid]).items():
         st = time_or_none(inc.started_at)
         if st is not None:
             spans[aid] = [st, time_or_none(inc.resolved_at) or t_end, time_or_none(inc.first_event_ts) or st]
     lab_spans = [
         (time_or_none(_get(lab, "start")), time_or_none(_get(lab, "end")), _get(lab, "kind"))
-        for lab in my_labels
+        for lab in labels if _get(lab, "customer_id") == cid
     ]
     interest = [s for sp in spans.values() for s in sp[:2]] + [x for a, b, _ in lab_spans for x in (a, b)]
     if interest and len(ts):
@@ -172,58 +182,57 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
         sel = (ts >= lo) & (ts <= hi)
     else:
         sel = np.ones(len(ts), dtype=bool)
+    return _View(ts, sel, iv, spans, lab_spans)
 
-    def dt(x):
-        return np.asarray(np.asarray(x, dtype=np.float64) * 1e3, dtype="datetime64[ms]")
 
-    x = dt(ts[sel])
-    n = len(signals)
-    fig, axes = plt.subplots(n + 1, 1, figsize=(11, 2.1 * n + 1.6), sharex=True,
-                             gridspec_kw={"height_ratios": [3] * n + [1.6]})
-    axes = list(np.atleast_1d(axes))
-    min_w = 3 * iv
+def _dt(x):
+    return np.asarray(np.asarray(x, dtype=np.float64) * 1e3, dtype="datetime64[ms]")
 
-    def shade(ax):
-        for a, b, _k in lab_spans:
-            if a is not None and b is not None:
-                ax.axvspan(dt(a), dt(max(b, a + min_w)), color="tab:green", alpha=0.18, lw=0)
-        for st, end, _first in spans.values():
-            ax.axvspan(
-                dt(st), dt(max(end, st + min_w)), ymin=0.93, ymax=1.0, color="tab:red", alpha=0.7, lw=0
-            )
 
-    for ax, s in zip(axes, signals):
-        cols = trace.series.get(s)
-        if cols is None:
-            continue
-        v = np.frombuffer(cols["value"], dtype=np.float64)[sel]
-        e = np.frombuffer(cols["expected"], dtype=np.float64)[sel]
-        lo_ = np.frombuffer(cols["lo"], dtype=np.float64)[sel]
-        hi_ = np.frombuffer(cols["hi"], dtype=np.float64)[sel]
-        shade(ax)
-        ax.fill_between(x, lo_, hi_, color="tab:blue", alpha=0.18, lw=0, label="expected band")
-        ax.plot(x, e, color="tab:blue", lw=0.9, label="expected")
-        ax.plot(x, v, color="black", lw=0.7, label="observed")
-        ax.set_ylabel(LABELS.get(s, s), fontsize=8)
-        if s in RATIO_SIGNALS:
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        finite = v[np.isfinite(v)]
-        if len(finite):
-            top = (
-                float(np.nanmax(np.concatenate([finite, hi_[np.isfinite(hi_)]])))
-                if np.isfinite(hi_).any()
-                else float(finite.max())
-            )
-            ax.set_ylim(bottom=min(0.0, float(finite.min())), top=top * 1.08 if top > 0 else None)
-    sax = axes[-1]
-    shade(sax)
+def _shade(ax, view: _View) -> None:
+    """Labelled incidents as green spans, alerted ones as a red bar at the top."""
+    for a, b, _k in view.lab_spans:
+        if a is not None and b is not None:
+            ax.axvspan(_dt(a), _dt(max(b, a + view.min_width)), color="tab:green", alpha=0.18, lw=0)
+    for st, end, _first in view.spans.values():
+        ax.axvspan(_dt(st), _dt(max(end, st + view.min_width)), ymin=0.93, ymax=1.0, color="tab:red",
+                   alpha=0.7, lw=0)
+
+
+def _signal_panel(ax, cols: Mapping[str, Any], signal: str, view: _View, x) -> None:
+    """One signal: observed, expected and its band."""
+    from matplotlib.ticker import PercentFormatter
+
+    v, e, lo, hi = (np.frombuffer(cols[k], dtype=np.float64)[view.sel]
+                    for k in ("value", "expected", "lo", "hi"))
+    _shade(ax, view)
+    ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.18, lw=0, label="expected band")
+    ax.plot(x, e, color="tab:blue", lw=0.9, label="expected")
+    ax.plot(x, v, color="black", lw=0.7, label="observed")
+    ax.set_ylabel(LABELS.get(signal, signal), fontsize=8)
+    if signal in RATIO_SIGNALS:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    finite = v[np.isfinite(v)]
+    if len(finite):
+        top = (
+            float(np.nanmax(np.concatenate([finite, hi[np.isfinite(hi)]])))
+            if np.isfinite(hi).any()
+            else float(finite.max())
+        )
+        ax.set_ylim(bottom=min(0.0, float(finite.min())), top=top * 1.08 if top > 0 else None)
+
+
+def _score_panel(sax, trace, signals: Sequence[str], thresholds: Mapping[str, float] | None, view: _View,
+                 x) -> None:
+    """Every signal's score as -log10(1 - score), the thresholds dashed, first alerts as triangles."""
+    _shade(sax, view)
     for s in signals:
         cols = trace.series.get(s)
         if cols is None:
             continue
-        sc = np.frombuffer(cols["score"], dtype=np.float64)[sel]
+        sc = np.frombuffer(cols["score"], dtype=np.float64)[view.sel]
         with np.errstate(divide="ignore", invalid="ignore"):
             y = -np.log10(np.clip(1.0 - sc, 1e-12, 1.0))
         sax.plot(x, y, lw=0.8, label=s)
@@ -231,20 +240,37 @@ def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence
         th = (thresholds or {}).get(s)
         if th is not None and th < 1:
             sax.axhline(-math.log10(1 - th), color="grey", ls="--", lw=0.7)
-    for _st, _end, first in spans.values():
-        sax.plot([dt(first)], [0], marker="^", color="tab:red", ms=7, clip_on=False)
+    for _st, _end, first in view.spans.values():
+        sax.plot([_dt(first)], [0], marker="^", color="tab:red", ms=7, clip_on=False)
     sax.set_ylabel("-log10(1-score)", fontsize=8)
     sax.tick_params(labelsize=7)
     sax.grid(alpha=0.3)
     sax.legend(fontsize=7, loc="upper left", ncol=len(signals))
-    handles, names = axes[0].get_legend_handles_labels()
+
+
+def customer_figure(trace, alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any], signals: Sequence[str],
+                    thresholds: Mapping[str, float] | None = None, window_pad_s: float = 12 * 3600) -> bytes:
+    """PNG of one customer's traced signals (see the module docstring)."""
     from matplotlib.patches import Patch
 
+    plt = _plt()
+    view = _view(trace, alerts, labels, window_pad_s)
+    x = _dt(view.ts[view.sel])
+    n = len(signals)
+    fig, axes = plt.subplots(n + 1, 1, figsize=(11, 2.1 * n + 1.6), sharex=True,
+                             gridspec_kw={"height_ratios": [3] * n + [1.6]})
+    axes = list(np.atleast_1d(axes))
+    for ax, s in zip(axes, signals):
+        cols = trace.series.get(s)
+        if cols is not None:
+            _signal_panel(ax, cols, s, view, x)
+    _score_panel(axes[-1], trace, signals, thresholds, view, x)
+    handles, names = axes[0].get_legend_handles_labels()
     handles += [Patch(color="tab:green", alpha=0.3), Patch(color="tab:red", alpha=0.7)]
     names += ["labelled incident", "alerted incident (top bar)"]
     axes[0].legend(handles, names, fontsize=7, loc="upper left", ncol=5)
-    n_det = len(spans)
-    axes[0].set_title(f"{cid}: {len(my_labels)} labelled, {n_det} alerted incident(s)", fontsize=10)
+    axes[0].set_title(f"{trace.customer_id}: {len(view.lab_spans)} labelled, {len(view.spans)} alerted "
+                      f"incident(s)", fontsize=10)
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -328,6 +354,7 @@ td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.muted{color:#777}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+details{margin:.3em 0}summary{cursor:pointer}
 .good{color:#1a7f37}.bad{color:#c62828}.scroll{overflow-x:auto;max-width:100%}
 """
 
@@ -368,6 +395,15 @@ class Report:
             "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
         )
         self.blocks.append(f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>{more}")
+
+    def details(self, summary: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """A collapsible block: ``summary`` always shown, the table when opened."""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        self.blocks.append(f"<details><summary>{html.escape(summary)}</summary>"
+                           f"<div class=scroll><table><tr>{head}</tr>{body}</table></div></details>")
 
     def image(self, name: str, png: bytes, caption: str = "") -> None:
         self.images.append((name, png))
@@ -516,10 +552,41 @@ def customer_plots(rep: Report, traces: Mapping[str, Any], alerts: Sequence[Mapp
     return n
 
 
+def parents_section(rep: Report, parents: Mapping[str, Any], incidents: Sequence[Mapping[str, Any]]) -> None:
+    """The correlator's parent incidents, each with its children (the latest record of each)."""
+    rep.kv({k: v for k, v in parents.items() if k != "evaluation"})
+    ev = parents.get("evaluation")
+    if ev:
+        rep.table(["shared-cause target", "value"], [
+            ["causes touching >= 20 customers", ev["causes_targeted"]],
+            ["one parent within 2 intervals of the first child", _pct(ev["parent_recall"])],
+            ["localised right", _pct(ev["localised_right"])],
+            ["notifications / per-customer count",
+             f"{ev['notifications']} / {ev['per_customer_notifications']}"],
+            ["false parents", ev["false_parents"]],
+            ["unrelated incidents overlapping a parent that notified alone",
+             _pct(ev["unrelated_notified_share"])],
+        ])
+    last: dict[str, Mapping[str, Any]] = {}
+    for r in incidents:
+        last[r["parent_id"]] = r
+    if not last:
+        rep.p("No parent incident: no group had significantly many customers going wrong at once.", "muted")
+    for pid, r in last.items():
+        kids = r.get("children") or []
+        rep.details(
+            f"{r['severity']} {r['status']}: {r['cause']} [{pid}; {len(kids)} child alerts, "
+            f"{r.get('children_open', 0)} open; published {r.get('published_at')}]",
+            ["customer", "alert", "severity", "status", "started at", "resolved at"],
+            [[k["customer_id"], k["alert_id"], k["severity"], k["status"], k["started_at"], k["resolved_at"]]
+             for k in kids])
+
+
 def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Mapping[str, Any],
                         alerts: Sequence[Mapping[str, Any]], labels: Sequence[Any],
                         thresholds: Mapping[str, float], order: Sequence[str],
-                        diff: Mapping[str, Any] | None = None) -> Path:
+                        diff: Mapping[str, Any] | None = None,
+                        incidents: Sequence[Mapping[str, Any]] = ()) -> Path:
     rep = Report(f"Lookout replay: {summary['source'].get('path') or summary['source'].get('topic')}")
     rep.h2("Run")
     rep.kv(
@@ -548,6 +615,9 @@ def write_replay_report(out_dir: Path, summary: Mapping[str, Any], *, traces: Ma
     if summary.get("evaluation"):
         rep.h2("Against the labels")
         evaluation_section(rep, summary["evaluation"])
+    if summary.get("parents") is not None:
+        rep.h2("Parent incidents (shared causes)")
+        parents_section(rep, summary["parents"], incidents)
     if diff is not None:
         rep.h2("Change vs baseline")
         rep.p(

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from detectors.config import DetectorConfig
+from detectors.correlator import Correlator, CorrelatorOutput, correlate
 from detectors.engine import Engine
 from detectors.evaluation import incidents
 from detectors.events import Event, EventBatch
+from detectors.feedback import RESOLVING
 from detectors.gcpause import cyclic_gc_paused
+from detectors.history import MemoryHistory
+from detectors.steering import SteeredEngine, Steering
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.processor import Output, Processor
 
@@ -40,11 +44,22 @@ class EngineRun:
     config: DetectorConfig
     alerts: list[dict[str, Any]] = field(default_factory=list)  # compact
     alerts_path: Path | None = None
+    #: with the correlator: its parent incident records and every alert with its ``parent_id``
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    routed: list[dict[str, Any]] = field(default_factory=list)  # compact, plus parent_id
+
+    @property
+    def sent(self) -> list[dict[str, Any]]:
+        """The notifications that reach the sinks (not muted by a maintenance window)."""
+        return [a for a in self.alerts if not a.get("silenced_by")]
 
     def counts(self) -> dict[str, Any]:
-        """Alerts by status; opened incidents by severity (the highest each reached) and primary signal."""
+        """Alerts by status and by what became of them (sent, silenced by a window, withdrawn by a
+        verdict); opened incidents by severity (the highest each reached) and primary signal."""
         firing = [a for a in self.alerts if a["status"] == "firing"]
         opened = incidents(self.alerts).values()
+        withdrawn = {a["alert_id"] for a in self.alerts if a["status"] == "resolved"
+                     and (a.get("feedback") or {}).get("verdict") in RESOLVING}
         sev: dict[str, int] = {}
         sig: dict[str, int] = {}
         for inc in opened:
@@ -55,6 +70,9 @@ class EngineRun:
             "firing": len(firing),
             "resolved": sum(1 for a in self.alerts if a["status"] == "resolved"),
             "opened_incidents": len(opened),
+            "sent": len(self.sent),
+            "silenced": len(self.alerts) - len(self.sent),
+            "withdrawn_by_feedback": len(withdrawn),
             "by_severity": dict(sorted(sev.items())),
             "by_primary_signal": dict(sorted(sig.items())),
             "customers_alerted": len({a["customer_id"] for a in firing}),
@@ -70,6 +88,8 @@ class ReplayResult:
     runs: list[EngineRun]
     seconds: float
     dlq_path: Path | None = None
+    #: with verdicts and windows: how many, and the effects applied (of the config's engine)
+    steering: dict[str, Any] | None = None
 
     @property
     def events_per_s(self) -> float:
@@ -115,6 +135,8 @@ def run_replay(
     progress: bool = False,
     keep_alerts: bool = True,
     chunk_events: int = CHUNK_EVENTS,
+    steering: Steering | None = None,
+    correlator: Correlator | None = None,
 ) -> ReplayResult:
     """One pass over ``source``: every record goes through a :class:`Processor` per configuration.
 
@@ -126,132 +148,219 @@ def run_replay(
     A source with a ``blocks`` method (:class:`JsonlSource`) is read a block of ``chunk_events``
     lines at a time through :meth:`Processor.decode_values`: the same events and dead letters as
     record by record, with runs of plain lines checked as a whole.
+
+    With ``steering`` (engineers' verdicts and windows) every engine applies them at their times
+    as the worker does (:class:`~detectors.steering.SteeredEngine`); rebuilds find the steered
+    customers' past in a :class:`~detectors.history.MemoryHistory`.
+
+    With a ``correlator`` (:class:`detectors.correlator.Correlator`, the worker's two stages in
+    one process) the configuration's onsets and alerts go through it after every batch, the
+    batch's latest event time as the watermark (a source in time order, as files and topics
+    are); its parent incidents go to ``incidents.jsonl`` and every alert with its ``parent_id``
+    to ``alerts-routed.jsonl``.
     """
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events!r}")
     engine = ReplayEngine(config, trace)
-    procs: list[tuple[Processor, EngineRun]] = [
-        (Processor(engine, dlq_topic="dlq.jsonl"), EngineRun("config", config))
-    ]
-    if baseline is not None:
-        procs.append((Processor(Engine(baseline), dlq_topic="dlq.jsonl"), EngineRun("baseline", baseline)))
-    files = []
-    writers: list[Any] = []
-    dlq_file = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for _, run in procs:
-            run.alerts_path = out_dir / ("alerts.jsonl" if run.label == "config" else "baseline_alerts.jsonl")
-            f = open(run.alerts_path, "wb", buffering=1 << 16)
-            files.append(f)
-            writers.append(f.write)
-        dlq_file = open(out_dir / "dlq.jsonl", "wb", buffering=1 << 16)
-        files.append(dlq_file)
-    else:
-        writers = [None] * len(procs)
-    is_file = not isinstance(source, KafkaSource)
-    src_name = source.name
+    runs = [EngineRun("config", config)] + ([EngineRun("baseline", baseline)] if baseline is not None else [])
     bar = Progress(source, progress)
-    outs = [Output() for _ in procs]
-    records = invalid = 0
+    one = _Pass(source, engine, runs, out_dir, keep_alerts, chunk_events, steering)
+    one.parents = _Parents(correlator, runs[0], out_dir, one.files, keep_alerts)
     t0 = time.perf_counter()
     try:
-        main_proc = procs[0][0]
-        main_out = outs[0]
-        decode = main_proc.decode_events
-        sinks = [(p.process_events, o, w, run.alerts.append) for (p, run), o, w in zip(procs, outs, writers)]
-        chunk: list[Event] = []
-
-        def run_chunk(parts: list[Sequence[Event]] | None = None) -> None:
-            # decoded once; every configuration's processor sees the same events, as one batch
-            events: Sequence[Event] = chunk
-            if parts is not None:
-                one = len(parts) == 1 and isinstance(parts[0], EventBatch)
-                events = parts[0] if one else EventBatch.of(parts)
-                parts.clear()
-            for process, o, w, keep in sinks:
-                process(events, o)
-                for a in o.alerts:
-                    if w is not None:
-                        w(encode_json(a) + b"\n")
-                    if keep_alerts:
-                        keep(compact_alert(a))
-                o.alerts.clear()
-            chunk.clear()
-
-        def park(dlq: list[dict[str, Any]]) -> None:
-            nonlocal invalid
-            for d in dlq:
-                invalid += 1
-                if is_file:
-                    d["line"] = d["offset"]
-                    d["offset"] = None
-                    if isinstance(d.get("raw"), str):
-                        d["raw"] = d["raw"].rstrip("\r\n")
-                if dlq_file is not None:
-                    dlq_file.write(encode_json(d) + b"\n")
-            dlq.clear()
-
         blocks = getattr(source, "blocks", None)
         if blocks is not None:  # lines a block at a time; runs of plain events checked as a whole
-            decode_values = main_proc.decode_values
-            parts: list[Sequence[Event]] = []
-            pending = 0
-            for values, lines in blocks(bar, max_lines=chunk_events):
-                records += len(values)
-                with cyclic_gc_paused():
-                    for part in decode_values(values, lines, source=src_name, out=main_out):
-                        if main_out.dlq:
-                            park(main_out.dlq)
-                        if part:
-                            parts.append(part)
-                            pending += len(part)
-                            if pending >= chunk_events:
-                                run_chunk(parts)
-                                pending = 0
-                    if pending:
-                        run_chunk(parts)
-                        pending = 0
-            return _result(source, records, invalid, engine, procs, t0, out_dir)
-
-        recs = iter(source.records(bar))
-        more = True
-        while more:
-            # one chunk at a time, so that the collector runs between chunks (cyclic_gc_paused)
-            with cyclic_gc_paused():
-                more = False
-                for value, key, partition, offset in recs:
-                    records += 1
-                    if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
-                        main_out.dlq.append(csv_dlq(value, src_name, offset))
-                    else:
-                        chunk += decode(
-                            value, key=key, source=src_name, partition=partition, offset=offset, out=main_out
-                        )
-                    if main_out.dlq:
-                        park(main_out.dlq)
-                    if len(chunk) >= chunk_events or not records % chunk_events:
-                        more = True
-                        break
-                run_chunk()
+            one.read_blocks(blocks(bar, max_lines=chunk_events))
+        else:
+            one.read_records(source.records(bar))
+        one.parents.finish()
+        seconds = time.perf_counter() - t0
     finally:
         bar.close()
-        for f in files:
+        one.close()
+    return ReplayResult(source.describe(), one.records, one.invalid, engine, runs, seconds,
+                        out_dir / "dlq.jsonl" if out_dir is not None else None, one.steering_info())
+
+
+class _Pass:
+    """The state of one :func:`run_replay` pass: a processor per run, their outputs, the counts."""
+
+    def __init__(self, source: Source, engine: ReplayEngine, runs: list[EngineRun], out_dir: Path | None,
+                 keep_alerts: bool, chunk_events: int, steering: Steering | None = None):
+        self.name = source.name
+        self.is_file = not isinstance(source, KafkaSource)
+        self.keep_alerts = keep_alerts
+        self.chunk_events = chunk_events
+        self.records = self.invalid = 0
+        self.files: list[Any] = []
+        self.dlq_file = None
+        self.parents: _Parents | None = None  # the correlator's feed (run_replay sets it)
+        engines: list[Any] = [engine] + [Engine(r.config) for r in runs[1:]]
+        self.steering = steering
+        self.histories: list[MemoryHistory] = []
+        if steering is not None:
+            keep = steering.fb.max_backdate_s + 7 * 86400.0  # an incident's start, however long it lasted
+            self.histories = [MemoryHistory(keep_s=keep) for _ in engines]
+            engines = [SteeredEngine(e, steering, h) for e, h in zip(engines, self.histories)]
+        self.engines = engines
+        self.procs = [Processor(e, dlq_topic="dlq.jsonl") for e in engines]
+        self.outs = [Output() for _ in runs]
+        writers: list[Any] = [None] * len(runs)
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for i, run in enumerate(runs):
+                name = "alerts.jsonl" if run.label == "config" else "baseline_alerts.jsonl"
+                run.alerts_path = out_dir / name
+                writers[i] = self._open(run.alerts_path).write
+            self.dlq_file = self._open(out_dir / "dlq.jsonl")
+        self.sinks = [(p.process_events, o, w, run.alerts.append)
+                      for p, o, w, run in zip(self.procs, self.outs, writers, runs)]
+
+    def _open(self, path: Path) -> Any:
+        f = open(path, "wb", buffering=1 << 16)
+        self.files.append(f)
+        return f
+
+    def steering_info(self) -> dict[str, Any] | None:
+        """With verdicts and windows: how many, and the effects the config's engine applied."""
+        st = self.steering
+        if st is None:
+            return None
+        return {"verdicts": len(st.verdicts), "windows": len(st.windows), "customers": len(st.customers),
+                "effects": dict(sorted(self.engines[0].applied.items()))}
+
+    def close(self) -> None:
+        for f in self.files:
             f.close()
-    return _result(source, records, invalid, engine, procs, t0, out_dir)
+
+    def run_chunk(self, events: Sequence[Event]) -> None:
+        """Decoded once; every configuration's processor sees the same events, as one batch."""
+        keep_alerts = self.keep_alerts
+        for i, (process, o, w, keep) in enumerate(self.sinks):
+            process(events, o)
+            if self.histories:
+                assert self.steering is not None
+                self.histories[i].observe(self.engines[i].engine, events, self.steering.customers)
+            for a in o.alerts:
+                if w is not None:
+                    w(encode_json(a) + b"\n")
+                if keep_alerts:
+                    keep(compact_alert(a))
+            if i == 0 and self.parents is not None:
+                self.parents.feed(o, events)
+            o.alerts.clear()
+            o.onsets.clear()
+
+    def park(self, dlq: list[dict[str, Any]]) -> None:
+        for d in dlq:
+            self.invalid += 1
+            if self.is_file:
+                d["line"] = d["offset"]
+                d["offset"] = None
+                if isinstance(d.get("raw"), str):
+                    d["raw"] = d["raw"].rstrip("\r\n")
+            if self.dlq_file is not None:
+                self.dlq_file.write(encode_json(d) + b"\n")
+        dlq.clear()
+
+    def read_blocks(self, blocks: Iterable[tuple[Sequence[Any], Sequence[int | None]]]) -> None:
+        """Lines a block at a time through :meth:`Processor.decode_values`."""
+        decode_values = self.procs[0].decode_values
+        main_out = self.outs[0]
+        chunk_events = self.chunk_events
+        parts: list[Sequence[Event]] = []
+        pending = 0
+        for values, lines in blocks:
+            self.records += len(values)
+            with cyclic_gc_paused():
+                for part in decode_values(values, lines, source=self.name, out=main_out):
+                    if main_out.dlq:
+                        self.park(main_out.dlq)
+                    if part:
+                        parts.append(part)
+                        pending += len(part)
+                        if pending >= chunk_events:
+                            self._run_parts(parts)
+                            pending = 0
+                if pending:
+                    self._run_parts(parts)
+                    pending = 0
+
+    def _run_parts(self, parts: list[Sequence[Event]]) -> None:
+        one = len(parts) == 1 and isinstance(parts[0], EventBatch)
+        self.run_chunk(parts[0] if one else EventBatch.of(parts))
+        parts.clear()
+
+    def read_records(self, records: Iterable[Any]) -> None:
+        """Record by record through :meth:`Processor.decode_events`, a chunk of events at a time."""
+        decode = self.procs[0].decode_events
+        main_out = self.outs[0]
+        src_name = self.name
+        chunk_events = self.chunk_events
+        chunk: list[Event] = []
+        recs = iter(records)
+        n = self.records
+        more = True
+        try:
+            while more:
+                # one chunk at a time, so that the collector runs between chunks (cyclic_gc_paused)
+                with cyclic_gc_paused():
+                    more = False
+                    for value, key, partition, offset in recs:
+                        n += 1
+                        if isinstance(value, BadRow):  # a CSV row that cannot become an object: park it as is
+                            main_out.dlq.append(csv_dlq(value, src_name, offset))
+                        else:
+                            chunk += decode(value, key=key, source=src_name, partition=partition,
+                                            offset=offset, out=main_out)
+                        if main_out.dlq:
+                            self.park(main_out.dlq)
+                        if len(chunk) >= chunk_events or not n % chunk_events:
+                            more = True
+                            break
+                    self.run_chunk(chunk)
+                    chunk.clear()
+        finally:
+            self.records = n
 
 
-def _result(source: Source, records: int, invalid: int, engine: ReplayEngine, procs: list, t0: float,
-            out_dir: Path | None) -> ReplayResult:
-    return ReplayResult(
-        source.describe(),
-        records,
-        invalid,
-        engine,
-        [r for _, r in procs],
-        time.perf_counter() - t0,
-        out_dir / "dlq.jsonl" if out_dir is not None else None,
-    )
+class _Parents:
+    """Feeds the main configuration's onsets and alerts to the correlator; writes and keeps its output."""
+
+    def __init__(self, correlator: Correlator | None, run: EngineRun, out_dir: Path | None, files: list,
+                 keep: bool):
+        self.correlator = correlator
+        self.run = run
+        self.keep = keep
+        self.incidents_file = self.routed_file = None
+        if correlator is not None and out_dir is not None:
+            self.incidents_file = open(out_dir / "incidents.jsonl", "wb", buffering=1 << 16)
+            self.routed_file = open(out_dir / "alerts-routed.jsonl", "wb", buffering=1 << 16)
+            files += [self.incidents_file, self.routed_file]
+
+    def feed(self, out: Output, events: Sequence[Event]) -> None:
+        if self.correlator is None or not events:
+            return
+        ts = events.column("ts") if isinstance(events, EventBatch) else [e.ts for e in events]
+        self._write(correlate(self.correlator, out.onsets, out.alerts, max(ts)))
+
+    def finish(self) -> None:
+        if self.correlator is not None:
+            self._write(self.correlator.flush())
+
+    def _write(self, step: CorrelatorOutput) -> None:
+        for r in step.incidents:
+            if self.incidents_file is not None:
+                self.incidents_file.write(encode_json(r) + b"\n")
+            if self.keep:
+                self.run.incidents.append(r)
+        for a in step.alerts:
+            if self.routed_file is not None:
+                self.routed_file.write(encode_json(a) + b"\n")
+            if self.keep:
+                self.run.routed.append(dict(compact_alert(a), parent_id=a.get("parent_id")))
+
+
 
 
 def csv_dlq(value: BadRow, source: str, line: int | None) -> dict[str, Any]:

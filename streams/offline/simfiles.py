@@ -9,7 +9,7 @@ next to the commands that use it (``lookout simulate``, ``lookout replay --label
 >>> write_labels([Incident("acme", 1767607200.0, 1767609000.0, "latency")], path)
 1
 >>> read_labels(path)
-[Incident(customer_id='acme', start=1767607200.0, end=1767609000.0, kind='latency')]
+[Incident(customer_id='acme', start=1767607200.0, end=1767609000.0, kind='latency', cause=None, scope=None)]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from detectors.synthetic import Incident, _incident_from_fields
+from detectors.synthetic import Incident, incident_from_fields
 
 __all__ = ["read_labels", "write_jsonl", "write_labels"]
 
@@ -117,7 +117,7 @@ def read_labels(path: str | Path) -> list[Incident]:
             if len(row) < len(header):
                 raise ValueError(f"expected {len(header)} columns, got {len(row)}")
             out.append(
-                _incident_from_fields(
+                incident_from_fields(
                     row[ix["customer_id"]].strip(),
                     row[ix["start"]],
                     row[ix["end"]],

@@ -1,8 +1,8 @@
 """What a replay found, as data (``summary.json``, ``diff.json``) and as text for a terminal.
 
 :func:`summarize` turns a :class:`~streams.offline.runner.ReplayResult` (plus labels and an
-optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it. The
-``lookout replay`` command only parses options, calls these and writes the files.
+optional baseline) into a :class:`ReplayOutcome`; :func:`format_outcome` renders it.
+:func:`streams.offline.jobs.replay_job` calls these and writes the files.
 
 >>> format_cell(0.12345), format_cell(-3, sign=True), format_cell(None)
 ('0.123', '-3', 'n/a')
@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from detectors.catalogue import Catalogue
 from detectors.config import DetectorConfig
-from detectors.evaluation import Evaluation, evaluate, metric_deltas
+from detectors.correlation_eval import ParentEvaluation, evaluate_parents
+from detectors.evaluation import GRACE_INTERVALS, Evaluation, evaluate, metric_deltas
 from detectors.events import DEFAULT_INTERVAL_S, format_ts
 
 from .diff import diff_alerts, format_diff
-from .runner import ReplayResult
+from .runner import EngineRun, ReplayResult
 
 
 @dataclass
@@ -30,10 +32,14 @@ class ReplayOutcome:
 
     summary: dict[str, Any]
     evaluation: Evaluation | None = None
+    #: with the correlator and labels of shared causes: how its parents did
+    parent_evaluation: ParentEvaluation | None = None
     baseline_evaluation: Evaluation | None = None
     diff: dict[str, Any] | None = None
     #: lines printed before the list of files written (e.g. where the learned state went)
     notes: list[str] = field(default_factory=list)
+    #: the source as the user named it (a path, ``kafka://TOPIC``)
+    source_name: str = ""
 
     @property
     def interval_s(self) -> int:
@@ -45,8 +51,9 @@ def _fingerprinted(path: str | None, config: DetectorConfig) -> str:
 
 
 def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_path: str | None = None,
-              labels: Sequence[Any] = (), grace: float = 2.0, baseline: DetectorConfig | None = None,
-              baseline_path: str | None = None) -> ReplayOutcome:
+              labels: Sequence[Any] = (), grace: float = GRACE_INTERVALS,
+              baseline: DetectorConfig | None = None, baseline_path: str | None = None,
+              catalogue: Catalogue | None = None) -> ReplayOutcome:
     """The summary of one replay (``summary.json``), its evaluation against ``labels`` and the
     diff against the ``baseline`` run when there is one."""
     eng = res.engine
@@ -68,6 +75,7 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         "seconds": round(res.seconds, 3),
         "events_per_s": round(res.events_per_s, 1),
         "evaluation": None,
+        "steering": res.steering,
         "outputs": {"alerts": str(out / "alerts.jsonl"), "dlq": str(out / "dlq.jsonl"),
                     "summary": str(out / "summary.json")},
     }
@@ -77,17 +85,19 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         labelled = {str(_field(lab, "customer_id")) for lab in labels}
         summary["labels"] = {"labels": len(labels), "customers": len(labelled),
                              "customers_in_data": len(labelled & sizes.keys())}
-    if labels:
-        outcome.evaluation = evaluate(run.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
+    if labels:  # what reached people: notifications a maintenance window muted do not count
+        outcome.evaluation = evaluate(run.sent, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                       grace_intervals=grace)
         summary["evaluation"] = outcome.evaluation.to_dict()
+    if catalogue is not None:
+        _parents(outcome, run, labels, catalogue, span_s=eng.span_s, interval_s=iv, grace=grace, out=out)
     if baseline is not None:
         brun = res.runs[1]
         ev = outcome.evaluation
         matched_new = matched_old = None
         ev_base = None
         if ev is not None:
-            ev_base = evaluate(brun.alerts, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
+            ev_base = evaluate(brun.sent, labels, customers=sizes, span_s=eng.span_s, interval_s=iv,
                                grace_intervals=grace)
             matched_new = {a["alert_id"] for a in run.alerts} - {r["alert_id"] for r in ev.false_alert_ids}
             matched_old = {a["alert_id"] for a in brun.alerts} - {
@@ -108,6 +118,32 @@ def summarize(res: ReplayResult, out: Path, *, config: DetectorConfig, config_pa
         summary["outputs"]["baseline_alerts"] = str(brun.alerts_path)
         outcome.diff, outcome.baseline_evaluation = diff, ev_base
     return outcome
+
+
+def _parents(outcome: ReplayOutcome, run: EngineRun, labels: Sequence[Any], catalogue: Catalogue, *,
+             span_s: float, interval_s: int, grace: float, out: Path) -> None:
+    """The correlator's part of the summary: parents, folded and paging alerts; scored against
+    labels of shared causes when there are any."""
+    firing = [a for a in run.routed if a["status"] == "firing"]
+    last = {r["parent_id"]: r for r in run.incidents}
+    outcome.summary["parents"] = {
+        "customers_in_catalogue": len(catalogue),
+        "parents": len(last),
+        "resolved": sum(1 for r in last.values() if r["status"] == "resolved"),
+        "children": sum(len(r["children"]) for r in last.values()),
+        "notifications_folded": sum(1 for a in firing if a.get("parent_id")),
+        "notifications_alone": sum(1 for a in firing if not a.get("parent_id")),
+        "parent_notifications": len({(r["parent_id"], r["notification"]) for r in run.incidents
+                                     if r["status"] == "firing"}),
+        "evaluation": None,
+    }
+    outcome.summary["outputs"]["incidents"] = str(out / "incidents.jsonl")
+    outcome.summary["outputs"]["alerts_routed"] = str(out / "alerts-routed.jsonl")
+    if any(_field(lab, "cause") for lab in labels):
+        outcome.parent_evaluation = evaluate_parents(
+            labels, run.alerts, run.routed, run.incidents, span_s=span_s, interval_s=interval_s,
+            grace_intervals=grace, catalogue=catalogue)
+        outcome.summary["parents"]["evaluation"] = outcome.parent_evaluation.to_dict()
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -164,9 +200,10 @@ def format_metric_deltas(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
-    """The terminal summary of a replay."""
+def format_outcome(outcome: ReplayOutcome, source_name: str | None = None) -> str:
+    """The terminal summary of a replay (of ``source_name``, default the outcome's)."""
     s = outcome.summary
+    source_name = source_name or outcome.source_name
     out: list[str] = []
     echo = out.append
     dlq = s["outputs"]["dlq"]
@@ -189,9 +226,23 @@ def format_outcome(outcome: ReplayOutcome, source_name: str) -> str:
         f"{plural(c['opened_incidents'], 'incident')} "
         f"opened ({sev}), {plural(c['alerts'], 'alert')} -> {s['outputs']['alerts']}"
     )
+    if s.get("steering"):
+        st = s["steering"]
+        echo(f"steering: {plural(st['verdicts'], 'verdict')}, {plural(st['windows'], 'window')}; "
+             f"{c['sent']:,} alerts sent, {c['silenced']:,} silenced by windows, "
+             f"{plural(c['withdrawn_by_feedback'], 'incident')} withdrawn by feedback")
     if outcome.evaluation is not None:
         echo("")
         echo(outcome.evaluation.format_table())
+    p = s.get("parents")
+    if p is not None:
+        echo("")
+        echo(f"correlator ({p['customers_in_catalogue']:,} customers in the catalogue): "
+             f"{plural(p['parents'], 'parent incident')} ({p['resolved']:,} resolved) with "
+             f"{plural(p['children'], 'child alert')}; {p['notifications_folded']:,} notifications folded, "
+             f"{p['notifications_alone']:,} paging on their own, {p['parent_notifications']:,} from parents")
+        if outcome.parent_evaluation is not None:
+            echo(outcome.parent_evaluation.format_table())
     if outcome.diff is not None:
         b = s["baseline"]
         echo("")

@@ -16,7 +16,8 @@ from detectors.signals import derive
 
 #: compact alert fields kept in memory (evaluation, diff, report)
 ALERT_FIELDS = ("alert_id", "status", "customer_id", "signal", "signals", "severity", "score", "started_at",
-                "event_ts", "resolved_at", "interval_s", "notification", "observed", "expected")
+                "event_ts", "resolved_at", "interval_s", "notification", "observed", "expected",
+                "silenced_by", "feedback")
 
 
 class Trace:

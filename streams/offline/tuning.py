@@ -35,10 +35,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from tqdm import tqdm
+
 from detectors.config import ConfigError, DetectorConfig
 from detectors.engine import Engine
-from detectors.evaluation import evaluate, format_delay
+from detectors.evaluation import GRACE_INTERVALS, evaluate, format_delay
 from detectors.events import DEFAULT_INTERVAL_S, Event, InvalidEvent
+from detectors.history import MemoryHistory
+from detectors.steering import SteeredEngine, Steering
 from streams.pipeline.codecs import decode_event
 
 from .files import BadRow
@@ -178,6 +182,8 @@ class Dataset:
     records: int
     invalid: int
     source: dict[str, Any] = field(default_factory=dict)
+    #: engineers' verdicts and windows every trial applies (``lookout tune --feedback/--silences``)
+    steering: Steering | None = None
 
 
 def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) -> Dataset:
@@ -225,17 +231,31 @@ def load_dataset(source: Source, labels: Sequence[Any], progress: bool = False) 
     )
 
 
-def run_config(data: Dataset, config: DetectorConfig, grace: float = 2.0):
-    """All alerts (compact) of ``config`` over the dataset, and their evaluation."""
-    eng = Engine(config)
+def run_config(data: Dataset, config: DetectorConfig, grace: float = GRACE_INTERVALS):
+    """All alerts (compact) of ``config`` over the dataset, and their evaluation (of the alerts sent:
+    with the dataset's steering, those a maintenance window mutes do not count)."""
+    eng: Any = Engine(config)
+    history = None
+    if data.steering is not None:  # the same records, judged with this trial's thresholds
+        st = Steering(config)
+        for v in data.steering.verdicts.values():
+            st.put_verdict(v)
+        for w in data.steering.windows.values():
+            st.put_window(w)
+        history = MemoryHistory(keep_s=config.feedback.max_backdate_s + 7 * 86400.0)
+        eng = SteeredEngine(eng, st, history)
     process_many = eng.process_many
     events = data.events
     alerts: list[dict[str, Any]] = []
     for i in range(0, len(events), CHUNK_EVENTS):
-        v = process_many(events[i:i + CHUNK_EVENTS])
+        part = events[i:i + CHUNK_EVENTS]
+        v = process_many(part)
         if v.alerts:
             alerts.extend(compact_alert(a) for a in v.alerts)
-    ev = evaluate(alerts, data.labels, customers=data.sizes, span_s=data.span_s, interval_s=data.interval_s,
+        if history is not None:
+            history.observe(eng.engine, part, eng.steering.customers)
+    sent = [a for a in alerts if not a.get("silenced_by")]
+    ev = evaluate(sent, data.labels, customers=data.sizes, span_s=data.span_s, interval_s=data.interval_s,
                   grace_intervals=grace)
     return alerts, ev
 
@@ -284,101 +304,123 @@ def tune(
     budget: float,
     jobs: int = 1,
     seed: int = 0,
-    grace: float = 2.0,
+    grace: float = GRACE_INTERVALS,
     progress: bool = False,
     timeout_s: float | None = None,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> TuneResult:
     """Run ``trials`` Optuna trials (the first one is the base config when it lies in the space)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # the budget is also a constraint for TPE: Trial.set_constraint from Optuna 5, constraints_func before
-    native = hasattr(optuna.trial.Trial, "set_constraint")
-    extra = {} if native else {"constraints_func": lambda t: t.user_attrs.get("constraint", (1.0,))}
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)), **extra)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    dists = {p.path: p.distribution() for p in space}
-    base_map = base.to_mapping()
-    base_params = {p.path: _lookup(base_map, p.path) for p in space}
-    baseline_number = None
-    if all(p.contains(base_params[p.path]) for p in space):
-        study.enqueue_trial(base_params)
-        baseline_number = 0
-
+    search = _Search(base, space, budget=budget, seed=seed, trials=trials, progress=progress,
+                     on_trial=on_trial)
     _STATE.update(data=data, base=base, grace=grace)
-    results: list[dict[str, Any]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=trials, desc="tune", unit="trial", leave=False, dynamic_ncols=True)
     t0 = time.perf_counter()
-    best: dict[str, Any] | None = None
-
-    def finish(trial, res: dict[str, Any] | None, error: str | None = None) -> None:
-        nonlocal best
-        if res is None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            results.append({"number": trial.number, "params": trial.params, "error": error})
-        else:
-            h = res["headline"]
-            fpcw = h["false_per_customer_week"]
-            value = objective_value(h["recall"], fpcw, budget)
-            if native:
-                trial.set_constraint("false_alerts_over_budget", (fpcw or 0.0) - budget)
-            else:
-                trial.set_user_attr("constraint", ((fpcw or 0.0) - budget,))
-            study.tell(trial, value)
-            row = {"number": trial.number, "params": trial.params, "value": value,
-                   "feasible": (fpcw or 0.0) <= budget, "seconds": round(res["seconds"], 3), **h,
-                   "by_kind": res["by_kind"]}
-            results.append(row)
-            if best is None or value > best["value"]:
-                best = row
-            if on_trial is not None:
-                on_trial(row)
-        if bar is not None:
-            bar.update(1)
-            if best is not None:
-                bar.set_postfix(best_recall=best["recall"], best_false_cw=best["false_per_customer_week"])
 
     def out_of_time() -> bool:
         return timeout_s is not None and time.perf_counter() - t0 > timeout_s
 
     try:
         if jobs <= 1:
-            for _ in range(trials):
-                if out_of_time():
-                    break
-                t = study.ask(dists)
-                try:
-                    finish(t, _trial(dict(t.params)))
-                except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the search goes on
-                    finish(t, None, f"{type(exc).__name__}: {exc}")
+            search.serial(trials, out_of_time)
         else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-                pending: dict[Any, Any] = {}
-                asked = 0
-                while pending or (asked < trials and not out_of_time()):
-                    while len(pending) < jobs and asked < trials and not out_of_time():
-                        t = study.ask(dists)
-                        pending[pool.submit(_trial, dict(t.params))] = t
-                        asked += 1
-                    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        t = pending.pop(fut)
-                        try:
-                            finish(t, fut.result())
-                        except Exception as exc:  # noqa: BLE001 - recorded like a failing trial above
-                            finish(t, None, f"{type(exc).__name__}: {exc}")
+            search.parallel(trials, jobs, out_of_time)
     finally:
         _STATE.clear()
-        if bar is not None:
-            bar.close()
-    results.sort(key=lambda r: r["number"])
+        search.close()
+    results = sorted(search.results, key=lambda r: r["number"])
+    best = search.best
     best_config = base.with_overrides(best["params"]) if best is not None else base
-    return TuneResult(results, best, best_config, baseline_number, time.perf_counter() - t0, budget)
+    return TuneResult(results, best, best_config, search.baseline_number, time.perf_counter() - t0, budget)
+
+
+class _Search:
+    """An Optuna study of the space around ``base``, its trials' rows and the best one so far."""
+
+    def __init__(self, base: DetectorConfig, space: Sequence[Param], *, budget: float, seed: int, trials: int,
+                 progress: bool, on_trial: Callable[[dict[str, Any]], None] | None):
+        # not at the top: Optuna (~0.3 s with its dependencies) only when a search runs, not for --help
+        import optuna
+
+        self.optuna = optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # the budget is also a constraint for TPE: Trial.set_constraint from Optuna 5, constraints_func before
+        self.native = hasattr(optuna.trial.Trial, "set_constraint")
+        extra = {} if self.native else {"constraints_func": lambda t: t.user_attrs.get("constraint", (1.0,))}
+        startup = min(10, max(2, trials // 3))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, **extra)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.dists = {p.path: p.distribution() for p in space}
+        base_map = base.to_mapping()
+        base_params = {p.path: _lookup(base_map, p.path) for p in space}
+        self.baseline_number = None
+        if all(p.contains(base_params[p.path]) for p in space):
+            self.study.enqueue_trial(base_params)
+            self.baseline_number = 0
+        self.budget = budget
+        self.on_trial = on_trial
+        self.results: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.bar = (tqdm(total=trials, desc="tune", unit="trial", leave=False, dynamic_ncols=True)
+                    if progress else None)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self, trial, res: dict[str, Any] | None, error: str | None = None) -> None:
+        """Tell the study how ``trial`` did (``res``, or the ``error`` it failed with); keep its row."""
+        if res is None:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+            self.results.append({"number": trial.number, "params": trial.params, "error": error})
+        else:
+            h = res["headline"]
+            fpcw = h["false_per_customer_week"]
+            value = objective_value(h["recall"], fpcw, self.budget)
+            if self.native:
+                trial.set_constraint("false_alerts_over_budget", (fpcw or 0.0) - self.budget)
+            else:
+                trial.set_user_attr("constraint", ((fpcw or 0.0) - self.budget,))
+            self.study.tell(trial, value)
+            row = {"number": trial.number, "params": trial.params, "value": value,
+                   "feasible": (fpcw or 0.0) <= self.budget, "seconds": round(res["seconds"], 3), **h,
+                   "by_kind": res["by_kind"]}
+            self.results.append(row)
+            if self.best is None or value > self.best["value"]:
+                self.best = row
+            if self.on_trial is not None:
+                self.on_trial(row)
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.best is not None:
+                self.bar.set_postfix(best_recall=self.best["recall"],
+                                     best_false_cw=self.best["false_per_customer_week"])
+
+    def serial(self, trials: int, out_of_time: Callable[[], bool]) -> None:
+        for _ in range(trials):
+            if out_of_time():
+                break
+            t = self.study.ask(self.dists)
+            try:
+                self.finish(t, _trial(dict(t.params)))
+            except Exception as exc:  # noqa: BLE001 - a failing trial is recorded, the search goes on
+                self.finish(t, None, f"{type(exc).__name__}: {exc}")
+
+    def parallel(self, trials: int, jobs: int, out_of_time: Callable[[], bool]) -> None:
+        """``jobs`` trials at a time in forked processes (they inherit the dataset)."""
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+            pending: dict[Any, Any] = {}
+            asked = 0
+            while pending or (asked < trials and not out_of_time()):
+                while len(pending) < jobs and asked < trials and not out_of_time():
+                    t = self.study.ask(self.dists)
+                    pending[pool.submit(_trial, dict(t.params))] = t
+                    asked += 1
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    t = pending.pop(fut)
+                    try:
+                        self.finish(t, fut.result())
+                    except Exception as exc:  # noqa: BLE001 - recorded like a failing trial above
+                        self.finish(t, None, f"{type(exc).__name__}: {exc}")
 
 
 def trace_config(data: Dataset, config: DetectorConfig, customers: Sequence[str]):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from detectors.engine import Engine
 from detectors.events import (
@@ -30,6 +31,7 @@ from detectors.events import (
     parse_event,
 )
 from detectors.gcpause import cyclic_gc_paused
+from detectors.onsets import Onset
 
 from .codecs import (
     KIND_WRONG_PARTITION,
@@ -40,7 +42,7 @@ from .codecs import (
     plain_object,
     plain_objects,
 )
-from .metrics import INVALID_OUTCOME, WorkerMetrics, observe_many
+from .metrics import INVALID_OUTCOME, REREAD, WorkerMetrics, observe_many
 
 log = logging.getLogger("lookout.processor")
 
@@ -61,6 +63,10 @@ class Output:
     positions: list[tuple[int, int, str | None]] = field(default_factory=list)
     #: metrics not yet applied: outcome -> count, dead-letter kind -> count, lags, signal -> scores
     tally: "_Tally" = field(default_factory=lambda: _Tally())
+    #: families newly anomalous (:mod:`detectors.onsets`), the correlator's input, in event order
+    onsets: list[Onset] = field(default_factory=list)
+    #: input partition -> (latest event time of the batch, its interval): how far each partition got
+    event_time: dict[int, tuple[float, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,10 +102,12 @@ class Processor:
         ``future``) and never reaches the engine, where it would make every later event of its
         customer a duplicate. ``None`` turns the check off.
     partitions : int or None, optional
-        Partition count of the input topic. When given, an envelope event whose customer id
-        does not hash (Kafka's default partitioner, :func:`streams.pipeline.codecs.partition_of`) to the
-        message's partition is dead-lettered (kind ``wrong_partition``): its customer's state
-        lives with another partition. ``None`` (replay of files) skips the check.
+        Partition count of the input topic. When given, an event (single or in an envelope)
+        whose customer id does not hash (Kafka's default partitioner,
+        :func:`streams.pipeline.codecs.partition_of`) to the message's partition is
+        dead-lettered (kind ``wrong_partition``): its customer's state lives with another
+        partition (the worker takes one as a sign the topic may have grown, and checks).
+        ``None`` (replay of files) skips the check.
     """
 
     def __init__(self, engine: Engine, metrics: WorkerMetrics | None = None,
@@ -118,6 +126,9 @@ class Processor:
         self._partition_of: dict[str, int] = {}
         self.partitions = partitions
         self._logged_errors: set[tuple[str, str]] = set()
+        #: partition -> input offset below which the partition's events are re-read after a restore
+        #: (the worker shares its book's bounds here): their duplicates count as ``reread``
+        self.rerun_below: Mapping[int, int] = {}
         if metrics is not None:
             metrics.expect_dlq(dlq_topic, (*INVALID_KINDS, *STREAM_KINDS))
 
@@ -130,6 +141,7 @@ class Processor:
     def partitions(self, n: int | None) -> None:
         self._partitions = n
         self._partition_of.clear()
+        self._homed: dict[int, set[str]] = {}  # partition -> customers known to hash to it
 
     def handle(
         self,
@@ -154,14 +166,20 @@ class Processor:
 
     def _decode(
         self, value: Any, key: Any, source: str, partition: int | None, offset: int | None, out: Output
-    ) -> list[Event]:
+    ) -> Sequence[Event]:
         """:meth:`decode_events`, and the message's positions recorded in ``out``."""
         events = self.decode_events(
             value, key=key, source=source, partition=partition, offset=offset, out=out
         )
         if partition is not None and offset is not None:
             if events:
-                out.positions.extend([(partition, offset, e.customer_id) for e in events])
+                cids = events.column("customer_id") if isinstance(events, EventBatch) else [
+                    e.customer_id for e in events]
+                out.positions.extend([(partition, offset, c) for c in cids])
+                last_ts, interval_s = _latest(events)
+                seen = out.event_time.get(partition)
+                if seen is None or last_ts > seen[0]:
+                    out.event_time[partition] = (last_ts, interval_s)
             else:
                 out.positions.append((partition, offset, None))
         return events
@@ -175,17 +193,24 @@ class Processor:
         partition: int | None = None,
         offset: int | None = None,
         out: Output,
-    ) -> list[Event]:
+    ) -> Sequence[Event]:
         """The valid events of message ``value`` (one, or an envelope's); each bad one becomes a dead letter.
+
+        An envelope whose events are all valid comes back as one :class:`~detectors.events.EventBatch`.
 
         Never raises (except ``BaseException``s such as ``KeyboardInterrupt``).
         """
         decoded: Event | list[Any] | None = None
+        check_partition = partition is not None and self.partitions is not None
         try:
             decoded = decode_message(value)
             if isinstance(decoded, Event):
                 out.events += 1
                 self._check_future(decoded)
+                wrong = self._wrong_partition(decoded.customer_id, partition) if check_partition else None
+                if wrong is not None:
+                    self._park(value, wrong, KIND_WRONG_PARTITION, key, source, partition, offset, out)
+                    return []
                 return [decoded]
         except InvalidEvent as exc:
             if not isinstance(decoded, Event):
@@ -199,9 +224,11 @@ class Processor:
                 value, self._internal(exc, "decoder"), KIND_INTERNAL, key, source, partition, offset, out
             )
             return []
-        events = []
         out.events += len(decoded)
-        check_partition = partition is not None and self.partitions is not None
+        batch = self._envelope_batch(decoded, partition if check_partition else None)
+        if batch is not None:
+            return batch
+        events = []
         for i, obj in enumerate(decoded):
             try:
                 event = parse_event(obj)
@@ -246,6 +273,29 @@ class Processor:
                     index=i,
                 )
         return events
+
+    def _envelope_batch(self, objs: list[Any], partition: int | None) -> EventBatch | None:
+        """An envelope's events validated as a whole into columns (no event object each), or None
+        when any of them is refused (then they are checked one by one, for each one's reason)."""
+        try:
+            batch = EventBatch.of_fields([event_fields(obj) for obj in objs])
+        except Exception:  # a bad event (or a validator bug): one by one says which and why
+            return None
+        if not len(batch):
+            return batch
+        if self.max_future_s is not None and max(batch.column("ts")) - self.clock() > self.max_future_s:
+            return None
+        if partition is not None:
+            known = self._homed.get(partition)
+            cids = set(batch.column("customer_id"))
+            if known is None or not cids <= known:  # (a C-speed check for customers seen before)
+                home = self.home_of
+                if any(home(c) != partition for c in cids):
+                    return None
+                if known is None or len(known) >= PARTITION_CACHE_SIZE:
+                    known = self._homed[partition] = set()
+                known |= cids
+        return batch
 
     def decode_values(
         self, values: Sequence[Any], offsets: Sequence[int | None], *, source: str = "", out: Output
@@ -304,14 +354,20 @@ class Processor:
                     KIND_FUTURE,
                 )
 
-    def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
-        """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
+    def home_of(self, customer_id: str) -> int:
+        """The input partition ``customer_id`` hashes to under :attr:`partitions` (which must be set)."""
         home = self._partition_of.get(customer_id)
         if home is None:
+            assert self.partitions is not None
             home = partition_of(customer_id, self.partitions)
             if len(self._partition_of) >= PARTITION_CACHE_SIZE:  # ids need not be customers we know
                 self._partition_of.clear()
             self._partition_of[customer_id] = home
+        return home
+
+    def _wrong_partition(self, customer_id: str, partition: int) -> str | None:
+        """Why ``customer_id`` does not belong to ``partition``, or None if it does."""
+        home = self.home_of(customer_id)
         if home == partition:
             return None
         return (
@@ -367,8 +423,12 @@ class Processor:
             t.outcomes[INVALID_OUTCOME] = t.outcomes.get(INVALID_OUTCOME, 0) + 1
             t.dlq[kind] = t.dlq.get(kind, 0) + 1
 
-    def process_events(self, events: Sequence[Event], out: Output) -> None:
+    def process_events(self, events: Sequence[Event], out: Output,
+                       spans: Sequence[tuple[int, int, int]] = ()) -> None:
         """Run decoded ``events`` through the engine in one batch; collect alerts (and metrics) in ``out``.
+
+        ``spans``: (index of a message's first event, its partition, its offset), in order, for
+        telling re-read events (see :attr:`rerun_below`) from real duplicates.
 
         A valid event the engine fails on is not bad input but a bug: the exception propagates,
         and the worker stops without committing (:mod:`streams.worker.runtime`) rather than park a
@@ -380,19 +440,32 @@ class Processor:
         alerts = verdict.alerts
         if alerts:
             out.alerts.extend(alerts)
+        if verdict.onsets:
+            out.onsets.extend(verdict.onsets)
         if self.metrics is None:
             return
         t = out.tally
         counts = t.outcomes
         outcomes = verdict.outcomes
         by_outcome = Counter(outcomes)
+        duplicates = by_outcome.get(DUPLICATE)
+        if duplicates and spans and self.rerun_below:
+            reread = self._rereads(outcomes, spans)
+            if reread:
+                by_outcome[DUPLICATE] -= reread
+                by_outcome[REREAD] = reread
         for outcome, n in by_outcome.items():
-            counts[outcome] = counts.get(outcome, 0) + n
+            if n:
+                counts[outcome] = counts.get(outcome, 0) + n
         # event ends, turned into lags at flush time (one clock read); duplicates have no lag
-        if by_outcome.get(DUPLICATE):
-            t.lags.extend([e.ts + e.interval_s for e, o in zip(events, outcomes) if o != DUPLICATE])
+        if isinstance(events, EventBatch):
+            ends = map(float.__add__, events.column("ts"), map(float, events.column("interval_s")))
         else:
-            t.lags.extend([e.ts + e.interval_s for e in events])
+            ends = (e.ts + e.interval_s for e in events)
+        if duplicates:
+            t.lags.extend([end for end, o in zip(ends, outcomes) if o != DUPLICATE])
+        else:
+            t.lags.extend(ends)
         scores = t.scores
         for sig, values in verdict.scores.items():
             lst = scores.get(sig)
@@ -402,6 +475,18 @@ class Processor:
                 lst.extend(values)
         if alerts:
             t.alerts.extend(alerts)
+
+    def _rereads(self, outcomes: Sequence[str], spans: Sequence[tuple[int, int, int]]) -> int:
+        """How many of the duplicates are events of messages below their partition's re-run bound."""
+        starts = [s[0] for s in spans]
+        below = self.rerun_below
+        n = 0
+        for k, o in enumerate(outcomes):
+            if o == DUPLICATE:
+                _, p, offset = spans[bisect_right(starts, k) - 1]
+                if offset < below.get(p, 0):
+                    n += 1
+        return n
 
     def flush_metrics(self, out: Output) -> None:
         """Apply what ``out`` tallied to the metrics, once (a batch's label lookups, not an event's)."""
@@ -429,25 +514,75 @@ class Processor:
         :meth:`~detectors.engine.Engine.process_many` call (alerts in event order), then the
         metrics are applied once.
         """
-        out = Output()
-        t0 = time.perf_counter()
+        outs = list(self.handle_chunks(records))
+        return outs[0] if outs else Output()
+
+    def handle_chunks(self, records: Iterable[tuple[Any, Any, str, int | None, int | None]],
+                      max_events: int | None = None) -> Iterator[Output]:
+        """:meth:`handle_many` in chunks of about ``max_events`` events: one :class:`Output` each.
+
+        A chunk takes messages until it holds ``max_events`` events or more (an envelope counts
+        as its events; a message is never split, so one envelope may exceed it); its valid
+        events go to the engine in one call. The caller publishes a chunk's alerts before
+        asking for the next one, so no chunk's work waits for the whole batch. ``None``: one
+        chunk (what :meth:`handle_many` returns). Yields nothing for no records.
+
+        >>> p = Processor(Engine())
+        >>> msg = lambda c: (None, f'{{"customer_id": "{c}", "ts": 0, "requests": 1, '
+        ...                        f'"status_4xx": 0, "status_5xx": 0}}', "t", 0, 0)
+        >>> [o.events for o in p.handle_chunks([msg(c) for c in "abcde"], max_events=2)]
+        [2, 2, 1]
+        """
+        it = iter(records)
         decode = self._decode
-        events: list[Event] = []
-        with cyclic_gc_paused():
-            for key, value, source, partition, offset in records:
-                events += decode(value, key, source, partition, offset, out)
-            self.process_events(events, out)
-        self.flush_metrics(out)
-        if self.metrics is not None and out.events:
-            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-            self.metrics.batch_events.observe(out.events)
-        return out
+        limit = max_events if max_events is not None and max_events > 0 else None
+        more = True
+        while more:
+            out = Output()
+            t0 = time.perf_counter()
+            parts: list[Sequence[Event]] = []  # each message's valid events (envelopes: a batch)
+            n = 0
+            #: (index of the message's first event, partition, offset) of messages with events
+            spans: list[tuple[int, int, int]] = []
+            more = False
+            with cyclic_gc_paused():
+                for key, value, source, partition, offset in it:
+                    got = decode(value, key, source, partition, offset, out)
+                    if got:
+                        if partition is not None and offset is not None:
+                            spans.append((n, partition, offset))
+                        parts.append(got)
+                        n += len(got)
+                    if limit is not None and out.events >= limit:
+                        more = True
+                        break
+                one = len(parts) == 1 and isinstance(parts[0], EventBatch)
+                events = parts[0] if one else EventBatch.of(parts)
+                self.process_events(events, out, spans)
+                del parts, events
+            if not (out.events or out.positions or out.dlq):
+                return
+            self.flush_metrics(out)
+            if self.metrics is not None and out.events:
+                self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+                self.metrics.batch_events.observe(out.events)
+            yield out
 
     def open_by_severity(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for inc in self.engine.open_incidents():
             counts[inc.severity] = counts.get(inc.severity, 0) + 1
         return counts
+
+
+def _latest(events: Sequence[Event]) -> tuple[float, int]:
+    """(event time, interval) of the latest of ``events`` (a batch: read from its columns)."""
+    if isinstance(events, EventBatch):
+        ts = events.column("ts")
+        i = max(range(len(ts)), key=ts.__getitem__)
+        return ts[i], events.column("interval_s")[i]
+    last = max(events, key=lambda e: e.ts)
+    return last.ts, last.interval_s
 
 
 def _raw_of(obj: Any) -> str:

@@ -4,6 +4,13 @@ Each incident is one Alertmanager alert with labels that group and route
 (``alertname``, ``customer``, ``signal``, ``severity``, ``alert_id``) and annotations a ticket can
 show (summary, description = the explanation, diagnosis, observed/expected, a Grafana link).
 
+With the correlator, a parent incident is one more alert (``alertname=LookoutParent``, labels
+``parent_id``, ``scope``, ``scope_attribute``, ``family``, ``severity``; annotations the cause and
+its children) and each child folded under it carries ``parent_id``: an inhibition rule on equal
+``parent_id`` (``deploy/alertmanager.yml``) mutes the children while the parent fires. Parents are
+re-sent like alerts, so the inhibition holds across worker restarts, and every child is still
+sent and resolved as itself, so none is left open.
+
 Alertmanager resolves an alert whose ``endsAt`` passes, so firing alerts are sent with
 ``endsAt = now + expiry`` and re-sent every ``resend_every_s`` (a Faust timer calls
 :meth:`resend`); the set of open alerts lives in a mapping the caller provides -- a Faust table
@@ -14,24 +21,41 @@ the previous label set is ended at the same time.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable, MutableMapping
 from urllib.parse import quote
 
 import aiohttp
 
-from detectors.events import parse_ts
+from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
+
+from .actions import action_urls, muted
 
 log = logging.getLogger("lookout.sinks.alertmanager")
 
 ALERTNAME = "LookoutAnomaly"
+#: a parent incident (issue 18): one alert for a shared cause; its children carry ``parent_id``
+PARENT_ALERTNAME = "LookoutParent"
+INCIDENT_SCHEMA = "lookout.incident/v1"
 CUSTOMER_DASHBOARD = "lookout-customer"
+#: children named in a parent's annotation (the rest are counted)
+MAX_CHILDREN_SHOWN = 20
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def is_parent(record: dict[str, Any]) -> bool:
+    return record.get("schema") == INCIDENT_SCHEMA
+
+
+def _whole_seconds(ts: float) -> str:
+    """RFC 3339 in whole seconds: every ``startsAt``/``endsAt`` has the same precision, so later
+    times also sort later as text.
+
+    >>> _whole_seconds(1767806100.75)
+    '2026-01-07T17:15:00Z'
+    """
+    return format_ts(math.floor(ts))
 
 
 def _band(band: Any, unit: str) -> str:
@@ -41,12 +65,51 @@ def _band(band: Any, unit: str) -> str:
 
 
 def labels_of(alert: dict[str, Any]) -> dict[str, str]:
-    return {
+    """The label set: a child folded under a parent carries ``parent_id`` (the inhibition's key)."""
+    if is_parent(alert):
+        scope = alert["scope"]
+        return {"alertname": PARENT_ALERTNAME, "parent_id": alert["parent_id"], "scope": scope["group"],
+                "scope_attribute": scope.get("attribute") or "fleet", "family": alert["family"],
+                "severity": alert["severity"]}
+    labels = {
         "alertname": ALERTNAME,
         "customer": alert["customer_id"],
         "signal": alert["signal"],
         "severity": alert["severity"],
         "alert_id": alert["alert_id"],
+    }
+    if alert.get("parent_id"):
+        labels["parent_id"] = alert["parent_id"]
+    return labels
+
+
+def ident(record: dict[str, Any]) -> tuple[str, str]:
+    """(key of the open-alerts table, id): customer and alert id, or the parent's own slot."""
+    if is_parent(record):
+        return "parent:" + record["parent_id"], record["parent_id"]
+    return record["customer_id"], record["alert_id"]
+
+
+def _parent_payload(record: dict[str, Any], *, now: float, expiry_s: float) -> dict[str, Any]:
+    started = parse_ts(record["since"])
+    if record["status"] == "resolved":
+        ends = max(parse_ts(record["resolved_at"]) if record.get("resolved_at") else now, started + 1)
+    else:
+        ends = now + expiry_s
+    kids = record.get("children") or []
+    shown = ", ".join(f"{k['customer_id']} ({k['status']})" for k in kids[:MAX_CHILDREN_SHOWN])
+    more = f" and {len(kids) - MAX_CHILDREN_SHOWN} more" if len(kids) > MAX_CHILDREN_SHOWN else ""
+    return {
+        "labels": labels_of(record),
+        "annotations": {
+            "summary": record["summary"],
+            "description": record["cause"],
+            "children": f"{len(kids)} child alerts: {shown}{more}",
+            "customers_affected": str(record.get("customers_affected", "")),
+            "since": record["since"],
+        },
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
     }
 
 
@@ -56,9 +119,12 @@ def dashboard_url(grafana_url: str, customer_id: str) -> str:
 
 
 def to_alertmanager(
-    alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float
+    alert: dict[str, Any], *, grafana_url: str, now: float, expiry_s: float, api_url: str | None = None
 ) -> dict[str, Any]:
-    """One Lookout alert -> one Alertmanager v2 ``postableAlert``."""
+    """One Lookout alert -> one Alertmanager v2 ``postableAlert`` (with ``api_url``: the steering
+    requests as ``*_url`` annotations, :func:`streams.sinks.actions.action_urls`)."""
+    if is_parent(alert):
+        return _parent_payload(alert, now=now, expiry_s=expiry_s)
     started = parse_ts(alert["started_at"])
     if alert["status"] == "resolved":
         ends = parse_ts(alert["resolved_at"]) if alert.get("resolved_at") else now
@@ -68,20 +134,26 @@ def to_alertmanager(
         ends = now + expiry_s
     unit = alert.get("unit", "")
     link = dashboard_url(grafana_url, alert["customer_id"])
+    annotations = {
+        "summary": alert["summary"],
+        "description": alert["explanation"],
+        "diagnosis": alert["diagnosis"],
+        "observed": format_value(alert.get("observed"), unit),
+        "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
+        "signals": ",".join(alert.get("signals", [])),
+        "started_at": alert["started_at"],
+        "dashboard": link,
+    }
+    if api_url:
+        annotations.update(action_urls(alert, api_url))
+    if isinstance(alert.get("feedback"), dict):
+        fb = alert["feedback"]
+        annotations["feedback"] = f"{fb.get('verdict')} by {fb.get('by') or '-'} at {fb.get('at')}"
     return {
         "labels": labels_of(alert),
-        "annotations": {
-            "summary": alert["summary"],
-            "description": alert["explanation"],
-            "diagnosis": alert["diagnosis"],
-            "observed": format_value(alert.get("observed"), unit),
-            "expected": format_value(alert.get("expected"), unit) + _band(alert.get("band"), unit),
-            "signals": ",".join(alert.get("signals", [])),
-            "started_at": alert["started_at"],
-            "dashboard": link,
-        },
-        "startsAt": _rfc3339(started),
-        "endsAt": _rfc3339(ends),
+        "annotations": annotations,
+        "startsAt": _whole_seconds(started),
+        "endsAt": _whole_seconds(ends),
         "generatorURL": link,
     }
 
@@ -98,6 +170,7 @@ class AlertmanagerSink:
         auth: tuple[str, str] | None = None,
         metrics: Any = None,
         clock: Callable[[], float] = time.time,
+        api_url: str | None = None,
     ):
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.open = open_alerts  # customer id -> {alert_id: latest firing alert}
@@ -108,6 +181,7 @@ class AlertmanagerSink:
         self.auth = aiohttp.BasicAuth(*auth) if auth else None
         self.metrics = metrics
         self.clock = clock
+        self.api_url = api_url
         self._session: aiohttp.ClientSession | None = None
         self._unsent_resolutions: list[dict[str, Any]] = []
 
@@ -116,19 +190,27 @@ class AlertmanagerSink:
             await self._session.close()
             self._session = None
 
+    def _am(self, alert: dict[str, Any], now: float) -> dict[str, Any]:
+        return to_alertmanager(alert, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s,
+                               api_url=self.api_url)
+
     async def handle(self, alert: dict[str, Any]) -> bool:
-        """Send one alert notification; remember firing ones for :meth:`resend`."""
+        """Send one alert notification; remember firing ones for :meth:`resend`.
+
+        A notification a maintenance window mutes is not sent -- unless it ends an incident
+        Alertmanager was told about, which must not stay open there.
+        """
         now = self.clock()
-        cid, aid = alert["customer_id"], alert["alert_id"]
+        cid, aid = ident(alert)
         current = dict(self.open.get(cid) or {})
         previous = current.get(aid)
-        payload = [to_alertmanager(alert, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)]
+        if muted(alert) and (previous is None or alert["status"] == "firing"):
+            return True
+        payload = [self._am(alert, now)]
         if previous is not None and labels_of(previous) != labels_of(alert):
             # escalation changed the label set: end the alert under its old labels
             ended = dict(previous, status="resolved", resolved_at=alert["event_ts"])
-            payload.append(
-                to_alertmanager(ended, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
-            )
+            payload.append(self._am(ended, now))
         if alert["status"] == "firing":
             current[aid] = alert
         else:
@@ -145,14 +227,9 @@ class AlertmanagerSink:
     async def resend(self) -> int:
         """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active."""
         now = self.clock()
-        payload = [
-            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s)
-            for alerts in list(self.open.values()) for a in alerts.values()
-        ]
+        payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
         pending, self._unsent_resolutions = self._unsent_resolutions, []
-        payload += [
-            to_alertmanager(a, grafana_url=self.grafana_url, now=now, expiry_s=self.expiry_s) for a in pending
-        ]
+        payload += [self._am(a, now) for a in pending]
         if payload and not await self._post(payload):
             self._unsent_resolutions.extend(pending)
         return len(payload)

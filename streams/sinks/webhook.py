@@ -12,9 +12,16 @@
   handed to ``on_dead_letter`` (the worker parks it on the sink DLQ topic with the reason).
 * Order: the states of one alert are delivered in order (a resolution never overtakes its
   firing): alerts are routed to ``lanes`` by ``alert_id``, each lane delivers sequentially.
+* Parents (issue 18): with the correlator the sink gets the alerts that page on their own and
+  one POST per parent incident update (``lookout.incident/v1``, its children listed), keyed
+  ``parent_id:status:update`` and in order per parent; children folded under a parent are not
+  POSTed on their own.
 * Bounded: at most ``max_in_flight`` alerts are queued or being delivered; :meth:`submit`
   waits when full, which back-pressures the Kafka consumer instead of growing memory.
 * Secrets: the bearer token is sent, never logged (``repr`` masks it).
+* Steering: a notification a maintenance window mutes (``silenced_by``) is not posted; with
+  ``api_url`` every payload carries ``actions``, the requests behind "false alarm" / "expected"
+  buttons (:mod:`streams.sinks.actions`).
 """
 from __future__ import annotations
 
@@ -29,13 +36,26 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from .actions import actions, muted
+
 log = logging.getLogger("lookout.sinks.webhook")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 def idempotency_key(alert: dict[str, Any]) -> str:
+    """``alert_id:status:notification``; a parent incident's update: ``parent_id:status:update``.
+
+    >>> idempotency_key({"schema": "lookout.incident/v1", "parent_id": "p1", "status": "firing", "update": 3})
+    'p1:firing:3'
+    """
+    if alert.get("schema") == "lookout.incident/v1":
+        return f"{alert['parent_id']}:{alert['status']}:{alert.get('update', 1)}"
     return f"{alert['alert_id']}:{alert['status']}:{alert.get('notification', 1)}"
+
+
+def _id(alert: dict[str, Any]) -> str:
+    return alert.get("alert_id") or alert["parent_id"]
 
 
 @dataclass
@@ -60,6 +80,7 @@ class WebhookSink:
         metrics: Any = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        api_url: str | None = None,
     ):
         if max_attempts < 1 or max_in_flight < 1 or lanes < 1:
             raise ValueError("max_attempts, max_in_flight and lanes must be >= 1")
@@ -73,6 +94,7 @@ class WebhookSink:
         self.metrics = metrics
         self.sleep = sleep
         self.rng = rng
+        self.api_url = api_url
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queues = [asyncio.Queue() for _ in range(lanes)]
         self._tasks: list[asyncio.Task] = []
@@ -111,14 +133,22 @@ class WebhookSink:
         await self.start()
         await self._slots.acquire()
         fut = asyncio.get_running_loop().create_future()
-        lane = zlib.crc32(alert["alert_id"].encode()) % len(self._queues)
+        lane = zlib.crc32(_id(alert).encode()) % len(self._queues)
         self._queues[lane].put_nowait(Delivery(alert, fut))
         self._gauge()
         return fut
 
     async def deliver_all(self, alerts) -> list[str]:
-        """Submit alerts in order and wait until each is delivered or dead-lettered."""
-        futs = [await self.submit(a) for a in alerts]
+        """Submit alerts in order and wait until each is delivered or dead-lettered (``"muted"``:
+        a maintenance window mutes it, nothing is posted)."""
+        futs = []
+        for a in alerts:
+            if muted(a):
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result("muted")
+                futs.append(fut)
+            else:
+                futs.append(await self.submit(a))
         return list(await asyncio.gather(*futs))
 
     @property
@@ -181,7 +211,8 @@ class WebhookSink:
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(alert)}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        body = json.dumps(alert).encode()
+        payload = dict(alert, actions=actions(alert, self.api_url)) if self.api_url else alert
+        body = json.dumps(payload).encode()
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
             t0 = time.perf_counter()

@@ -7,11 +7,8 @@ each written marker allows, and the alerts a re-run after a restore must not sen
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-
-log = logging.getLogger("lookout.state")
 
 #: key of a partition's marker record in the state topic (customer ids cannot start with NUL)
 MARKER_KEY = b"\x00lookout-marker"
@@ -29,8 +26,15 @@ def alert_key(alert: dict[str, Any]) -> tuple[str, str, int]:
 class Marker:
     """What a partition's snapshot covers.
 
-    >>> m = Marker(input_offset=120, alerts_offset=7, written_at=1.5, customers=3, fingerprint="f")
+    ``partitions`` is the input topic's partition count the snapshot was written for (its
+    customers hash to this partition under that count); ``None`` in markers written before
+    Lookout recorded it.
+
+    >>> m = Marker(input_offset=120, alerts_offset=7, written_at=1.5, customers=3, fingerprint="f",
+    ...            partitions=8)
     >>> Marker.decode(m.encode()) == m
+    True
+    >>> Marker.decode(b'{"format":1,"input_offset":5,"alerts_offset":0}').partitions is None
     True
     """
 
@@ -39,12 +43,15 @@ class Marker:
     written_at: float
     customers: int  # customers written by this snapshot (not the partition's total)
     fingerprint: str
+    partitions: int | None = None  # the input topic's partition count (the layout) it was written for
 
     def encode(self) -> bytes:
-        return json.dumps({"format": MARKER_FORMAT, "input_offset": self.input_offset,
-                           "alerts_offset": self.alerts_offset, "written_at": self.written_at,
-                           "customers": self.customers, "fingerprint": self.fingerprint},
-                          separators=(",", ":")).encode()
+        d: dict[str, Any] = {"format": MARKER_FORMAT, "input_offset": self.input_offset,
+                             "alerts_offset": self.alerts_offset, "written_at": self.written_at,
+                             "customers": self.customers, "fingerprint": self.fingerprint}
+        if self.partitions is not None:
+            d["partitions"] = self.partitions
+        return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, blob: bytes) -> "Marker":
@@ -52,11 +59,13 @@ class Marker:
         d = json.loads(blob)
         if not isinstance(d, dict) or d.get("format") != MARKER_FORMAT:
             raise ValueError("unknown marker format")
-        io, ao = d.get("input_offset"), d.get("alerts_offset")
+        io, ao, n = d.get("input_offset"), d.get("alerts_offset"), d.get("partitions")
         if type(io) is not int or type(ao) is not int or io < 0 or ao < 0:
             raise ValueError("marker offsets must be non-negative integers")
+        if n is not None and (type(n) is not int or n < 1):
+            raise ValueError("marker partitions must be a positive integer")
         return cls(io, ao, float(d.get("written_at") or 0.0), int(d.get("customers") or 0),
-                   str(d.get("fingerprint") or ""))
+                   str(d.get("fingerprint") or ""), n)
 
 
 @dataclass
@@ -128,6 +137,21 @@ class PartitionBook:
             self.next_offset[p] = offset + 1
         if customer is not None:
             self.owner[customer] = p
+
+    def processed_many(self, positions: Iterable[tuple[int, int, str | None]]) -> None:
+        """:meth:`processed` for every (partition, offset, customer or None), in order.
+
+        >>> b = PartitionBook()
+        >>> b.processed_many([(0, 7, "a"), (0, 7, "b"), (1, 3, None), (0, 8, "a")])
+        >>> b.next_offset, b.owner
+        ({0: 9, 1: 4}, {'a': 0, 'b': 0})
+        """
+        nxt, owner = self.next_offset, self.owner
+        for p, offset, customer in positions:
+            if customer is not None:
+                owner[customer] = p
+            if offset >= nxt.get(p, -1):
+                nxt[p] = offset + 1
 
     def mark_dirty(self, customers: Iterable[str]) -> None:
         owner, dirty = self.owner, self.dirty

@@ -80,10 +80,14 @@ class StateProducer:
         if not fut.cancelled():
             fut.exception()  # retrieved: a failed background start is not an unhandled error
 
-    async def send(self, key: bytes, value: bytes, partition: int) -> None:
-        """Queue one record (returns once it is in the producer's buffer; :meth:`flush` waits for it)."""
+    async def send(self, key: bytes, value: bytes, partition: int, timestamp_ms: int | None = None) -> None:
+        """Queue one record (returns once it is in the producer's buffer; :meth:`flush` waits for it).
+
+        ``timestamp_ms``: the record's Kafka timestamp (default: now), e.g. the event time a state
+        history checkpoint covers, so it can be found by that time."""
         producer = await self._started()
-        self._pending.append(await producer.send(self.topic, value=value, key=key, partition=partition))
+        self._pending.append(await producer.send(self.topic, value=value, key=key, partition=partition,
+                                                 timestamp_ms=timestamp_ms))
 
     async def flush(self) -> None:
         """Wait until every queued record is acknowledged; raise if any failed."""

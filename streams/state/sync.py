@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from detectors.engine import Engine
@@ -32,6 +33,30 @@ log = logging.getLogger("lookout.worker")
 GC_FREEZE_EVERY_S = 600.0
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a partition's restore found: its marker, whether that was written under other model
+    settings (``stale``), the customers loaded and the keys of the records refused."""
+
+    partition: int
+    marker: Marker | None
+    stale: bool
+    loaded: set[str]
+    refused: list[bytes]  # keys of the customer records the engine refused
+
+    @property
+    def incomplete(self) -> bool:
+        """Is some of the partition's state missing or refused (so a rebuild has work to do)?
+
+        >>> Restored(0, None, False, set(), []).incomplete      # no snapshot at all
+        True
+        >>> m = Marker(10, 0, 0.0, 2, "f")
+        >>> Restored(0, m, False, {"a", "b"}, []).incomplete, Restored(0, m, True, set(), [b"a"]).incomplete
+        (False, True)
+        """
+        return self.marker is None or self.stale or bool(self.refused)
+
+
 def _settle_gc() -> None:
     """Move the long-lived objects that exist now out of the cyclic GC's sight.
 
@@ -39,13 +64,17 @@ def _settle_gc() -> None:
     collection over them stalls the event loop for 100-200 ms whenever allocation happens to
     trigger one. Customer state holds no reference cycles (it is freed by reference counting
     when a customer is dropped), so freezing it keeps collections to what was allocated since
-    (bench_state_sync.py, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
+    (`python -m bench state-sync`, 100k customers, loaded machine: longest stall 178 -> 26 ms). Young
     garbage is collected first; what is frozen and later becomes *cyclic* garbage (a few
     transient asyncio objects) is never reclaimed, which is why snapshots freeze at most every
     :data:`GC_FREEZE_EVERY_S`.
     """
     gc.collect(1)
     gc.freeze()
+
+
+class StaleLayout(RuntimeError):
+    """A partition's marker names another input partition count than the input topic has."""
 
 
 class StateSync:
@@ -73,6 +102,11 @@ class StateSync:
         self._own_state_producer = state_sink is not None
         self.metrics = metrics
         self.snapshot_mutex = asyncio.Lock()  # one snapshot at a time
+        #: the input topic's partition count (the layout markers name; None: unknown, not checked)
+        self.partitions: int | None = None
+        #: customer id -> its input partition under that count; a restore loads only records in
+        #: their customer's home partition (None: every record)
+        self.home: Callable[[str], int] | None = None
         self.fingerprint = self.engine.config.model_fingerprint()
         self._last_freeze = float("-inf")
 
@@ -80,62 +114,19 @@ class StateSync:
     def _name(topic: Any) -> str:
         return topic.get_topic_name() if hasattr(topic, "get_topic_name") else str(topic)
 
-    async def restore(self, p: int) -> None:
-        """Load partition ``p``'s snapshot and the alerts already sent after it."""
+    async def restore(self, p: int) -> Restored:
+        """Load partition ``p``'s snapshot and the alerts already sent after it; say what was found.
+
+        A marker written under other model settings still names valid offsets (of the input and
+        alerts topics, not of a model), so they are kept; its customers' records are each offered
+        to the engine, whose state format refuses those it cannot read (or migrates them).
+        """
         t0 = time.monotonic()
-        state_name, alerts_name = self._name(self.state_topic), self._name(self.alerts_topic)
-        records, _ = await self.reader.read_partition(state_name, p)
-        latest: dict[bytes, bytes | None] = {}
-        marker_blob = None
-        for k, v in records:
-            if k == MARKER_KEY:
-                marker_blob = v
-            elif k is not None:
-                latest[k] = v
-        marker = None
-        if marker_blob is not None:
-            try:
-                marker = Marker.decode(marker_blob)
-            except ValueError as exc:
-                log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
-        if marker is not None and marker.fingerprint != self.fingerprint:
-            log.warning(
-                "state of input partition %d was written with other model settings; starting it cold", p
-            )
-            marker, latest = None, {}
-        loaded = bad = 0
-        first_error = ""
-        items = list(latest.items())
-        i = 0
-        while i < len(items):
-            async with self.lock:
-                t_end = time.perf_counter() + SLICE_S
-                # decoding allocates many small objects: no cyclic GC pass mid-slice
-                with cyclic_gc_paused():
-                    while i < len(items):
-                        k, v = items[i]
-                        i += 1
-                        if v is None:
-                            continue
-                        try:
-                            cid = k.decode("ascii")
-                            self.engine.load_customer(cid, v)
-                        except Exception as exc:  # StateError or a key that is no customer id
-                            bad += 1
-                            first_error = first_error or f"{k[:64]!r}: {exc}"
-                            continue
-                        self.book.owner[cid] = p
-                        loaded += 1
-                        if time.perf_counter() > t_end:
-                            break
-            await asyncio.sleep(0)
-        if bad:
-            log.warning(
-                "state of input partition %d: %d customer records unusable, those start cold (first: %s)",
-                p,
-                bad,
-                first_error,
-            )
+        alerts_name = self._name(self.alerts_topic)
+        marker, latest = await self._read_snapshot(p)
+        stale = marker is not None and marker.fingerprint != self.fingerprint
+        loaded, bad, first_error = await self.load_records(p, list(latest.items()))
+        _report_refused(p, stale, len(loaded), bad, first_error)
         alerts_from = marker.alerts_offset if marker is not None else 0
         alert_records, alerts_end = await self.reader.read_partition(alerts_name, p, alerts_from)
         rerun_until = await self.reader.end_offset(self._name(self.input_topic), p)
@@ -154,16 +145,75 @@ class StateSync:
         took = time.monotonic() - t0
         if self.metrics is not None:
             self.metrics.restore_seconds.observe(took)
-            self.metrics.restored_customers.inc(loaded)
+            self.metrics.restored_customers.inc(len(loaded))
         log.info(
             "input partition %d: restored %d customers (snapshot up to offset %s) "
             "and %d sent alerts in %.2f s",
             p,
-            loaded,
+            len(loaded),
             marker.input_offset if marker else "-",
             len(suppress),
             took,
         )
+        return Restored(p, marker, stale, loaded, bad)
+
+    async def _read_snapshot(self, p: int) -> tuple[Marker | None, dict[bytes, bytes | None]]:
+        """Partition ``p``'s marker (None if missing or unreadable) and latest record per customer."""
+        records, _ = await self.reader.read_partition(self._name(self.state_topic), p)
+        latest: dict[bytes, bytes | None] = {}
+        marker_blob = None
+        for k, v in records:
+            if k == MARKER_KEY:
+                marker_blob = v
+            elif k is not None:
+                latest[k] = v
+        marker = None
+        if marker_blob is not None:
+            try:
+                marker = Marker.decode(marker_blob)
+            except ValueError as exc:
+                log.warning("state of input partition %d: unreadable marker (%s); starting it cold", p, exc)
+        if marker is not None and None not in (marker.partitions, self.partitions) \
+                and marker.partitions != self.partitions:
+            raise StaleLayout(f"state of input partition {p} was written for {marker.partitions} input "
+                              f"partitions, the input topic has {self.partitions}")
+        return marker, latest
+
+    async def load_records(self, p: int, items: list[tuple[bytes, bytes | None]]
+                           ) -> tuple[set[str], list[bytes], str]:
+        """Load customer records (key = customer id) of partition ``p`` into the engine, in slices of
+        event-loop time; return (customers loaded, keys of the records refused, the first reason)."""
+        loaded: set[str] = set()
+        bad: list[bytes] = []
+        first_error = ""
+        home = self.home
+        i = 0
+        while i < len(items):
+            async with self.lock:
+                t_end = time.perf_counter() + SLICE_S
+                # decoding allocates many small objects: no cyclic GC pass mid-slice
+                with cyclic_gc_paused():
+                    while i < len(items):
+                        k, v = items[i]
+                        i += 1
+                        if v is None:
+                            continue
+                        try:
+                            cid = k.decode("ascii")
+                            if home is not None and home(cid) != p:
+                                # left behind by a partition change: its home partition's record counts
+                                continue
+                            self.engine.load_customer(cid, v)
+                        except Exception as exc:  # StateError or a key that is no customer id
+                            bad.append(k)
+                            first_error = first_error or f"{k[:64]!r}: {exc}"
+                            continue
+                        self.book.owner[cid] = p
+                        loaded.add(cid)
+                        if time.perf_counter() > t_end:
+                            break
+            await asyncio.sleep(0)
+        return loaded, bad, first_error
 
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
         """Write the changed customers and a marker for each partition; True if all were written."""
@@ -194,6 +244,12 @@ class StateSync:
                                 blobs.append((cid, self.engine.dump_customer(cid)))
                                 if time.perf_counter() > t_end:
                                     break
+                        # every alert and dead letter of the events these states reflect is
+                        # acknowledged before they are sent: a restore may load a record newer than
+                        # its partition's marker (a snapshot that never finished) and then skip those
+                        # events as re-reads, so their alerts must not be still in a buffer a crash loses
+                        if blobs:
+                            await self.flush()
                         # send outside the lock: a full producer buffer must not hold up processing;
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
@@ -213,7 +269,7 @@ class StateSync:
                 await self.flush()
                 for plan in plans.values():
                     m = Marker(plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
-                               self.fingerprint)
+                               self.fingerprint, self.partitions)
                     await self.state_sink.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
                 await self.flush_state()
             except Exception as exc:
@@ -236,6 +292,23 @@ class StateSync:
             )
             return True
 
+    async def forget(self, p: int, keys: list[bytes]) -> None:
+        """Delete customer records of partition ``p`` from the state topic (tombstones, written
+        before the next marker), e.g. refused records a rebuild did not replace."""
+        for k in keys:
+            await self.state_sink.send(key=k, value=None, partition=p)
+
     async def flush_state(self) -> None:
         """Wait until every state record sent so far is acknowledged."""
         await (self.state_sink.flush() if self._own_state_producer else self.flush())
+
+
+def _report_refused(p: int, stale: bool, loaded: int, bad: list[bytes], first_error: str) -> None:
+    """One WARNING for a restore that found records written under other model settings or unusable."""
+    if stale:
+        log.warning("state of input partition %d was written with other model settings: %d of %d "
+                    "customers carried over, the others start cold or are rebuilt (first refusal: %s)",
+                    p, loaded, loaded + len(bad), first_error or "-")
+    elif bad:
+        log.warning("state of input partition %d: %d customer records unusable, those start cold (first: %s)",
+                    p, len(bad), first_error)

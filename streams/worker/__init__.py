@@ -7,9 +7,18 @@
   70), health;
 * :mod:`.faust_tuning` -- the fetch-wait hook and the lean Faust monitor (per batch, not per
   message);
-* :mod:`.outage` -- one WARNING per broker outage instead of thousands of client error lines.
+* :mod:`.outage` -- one WARNING per broker outage instead of thousands of client error lines;
+* :mod:`.layout` -- the input partition count the alerts and state are laid out for, checked at
+  assignments, periodically and on a customer that hashes elsewhere; a change stops the worker
+  (exit 78);
+* :mod:`.repartition` -- ``lookout topics repartition``: the state moved to a new partition
+  count with the workers stopped (it runs the pipeline over the events after the markers).
+* :mod:`.steering` -- engineers' verdicts and windows: the topics' follower, the HTTP requests,
+  the state history and the rebuilds' reads.
 
 May import :mod:`detectors`, :mod:`streams.settings`, :mod:`streams.kafka`,
-:mod:`streams.pipeline`, :mod:`streams.state` and :mod:`streams.sinks`; nothing imports the
-worker except the commands (offline tools never do: replay runs the pipeline, not the worker).
+:mod:`streams.pipeline`, :mod:`streams.state`, :mod:`streams.sinks`, :mod:`streams.steering`
+and :mod:`streams.offline` (a rebuild reads a customer's past through replay's Kafka source);
+nothing imports the worker except the commands (offline tools never do: replay runs the
+pipeline, not the worker).
 """

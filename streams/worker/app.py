@@ -12,17 +12,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from detectors.config import load_config
+from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
+from detectors.steering import SteeredEngine
+from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
@@ -31,11 +34,14 @@ from streams.state.checkpoint import discard_legacy, load_initial_state
 from streams.state.commit_cap import cap_input_commits
 from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
+from streams.state.rebuild import History, Rebuilder
 
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
-from .outage import OutageFilter, reachable
+from .layout import LayoutChanged, LayoutGuard
+from .outage import OutageFilter
 from .runtime import Health, WorkerRuntime
 from .sinks import register_sinks
+from .steering import register_steering
 
 log = logging.getLogger("lookout.app")
 
@@ -54,6 +60,7 @@ class Lookout:
     dlq_topic: Any
     runtime: WorkerRuntime
     sinks: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None  # the correlator's topics and stages, when it runs
 
 
 def create_app(
@@ -62,19 +69,69 @@ def create_app(
     engine: Engine | None = None,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    history: Callable[[Processor], History] | None = None,
 ) -> Lookout:
+    """The worker: a Faust app whose agent hands batches to the runtime, with the state that follows
+    partitions, the sinks, the outage watch, ``/metrics`` and ``/healthz``.
+
+    ``history`` makes the reader of the input's history that a rebuild (``settings.rebuild_from``)
+    replays, given the worker's processor to configure it like (the command passes
+    :class:`streams.offline.history.PartitionHistory`)."""
     registry = registry or CollectorRegistry()
-    engine = engine or Engine(load_config(settings.detector_config))
+    metrics = WorkerMetrics(registry)
+    # engineers' verdicts and maintenance windows apply to the customers this worker owns
+    engine = SteeredEngine(engine or Engine(load_config(settings.detector_config)),
+                           on_effect=lambda kind: metrics.steering_effects.labels(kind).inc())
     # compile (or load from numba's cache) the fleet engine's kernel before consuming: the first
     # batch must not wait for it while its partitions' session clock runs
     log.info("fleet engine kernel ready in %.2f s", warm_up())
     discard_legacy(Path(settings.data_dir), settings.state_topic_name)
     load_initial_state(engine, settings.initial_state)
-    metrics = WorkerMetrics(registry)
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
-    metrics.bind_engine_gauges(engine.series_counts, processor.open_by_severity)
 
+    app = _faust_app(settings)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
+    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
+    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
+    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
+    security = aiokafka_kwargs(settings)
+    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, security)
+    reader = StateReader(settings.bootstrap, security)
+    runtime = WorkerRuntime(
+        processor=processor, book=PartitionBook(), reader=reader,
+        rebuilder=_rebuilder(settings, processor, reader, history),
+        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
+        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
+        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
+        state_sink=state_producer, chunk_events=settings.batch_events)
+    # gauges read what the runtime last saw of the engine: a scrape never waits for a batch
+    metrics.bind_engine_gauges(lambda: runtime.engine_stats()[:2],
+                               lambda: runtime.engine_stats().open_by_severity)
+    # the partition layout (streams.worker.layout): checked at assignments, periodically and on strays
+    runtime.layout = LayoutGuard(
+        reader=runtime.reader, input_topic=settings.input_topic, alerts_topic=settings.alerts_topic,
+        state_topic=settings.state_topic_name, group=settings.app_id, stop=runtime.stop_for_layout)
+    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
+    lookout = Lookout(
+        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
+    )
+    count_received = _monitor(app, settings, registry)
+    if settings.correlator:
+        corr = lookout.correlation = _correlator(lookout, engine.config.correlator, clock)
+        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
+    else:
+        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
+    _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
+    _partition_callbacks(app, runtime, state_producer, settings)
+    _outage_watch(app, settings)
+    _pages(app, runtime, registry)
+    return lookout
+
+
+def _faust_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -96,38 +153,30 @@ def create_app(
         web_in_thread=False,
     )
     set_fetch_max_wait(app, settings.fetch_max_wait_s)
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
-    alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
-    dlq_topic = app.topic(settings.dlq_topic, partitions=1, **raw)
-    state_topic = app.topic(settings.state_topic_name, partitions=settings.partitions, compacting=True, **raw)
-    book = PartitionBook()
-    state_producer = StateProducer(settings.state_topic_name, settings.bootstrap, aiokafka_kwargs(settings))
-    runtime = WorkerRuntime(
-        processor=processor, book=book, reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),
-        input_topic=input_topic, alerts_topic=alerts_topic, dlq_topic=dlq_topic, state_topic=state_topic,
-        flush=lambda: app.producer.flush(), highwater=lambda p: _highwater(app, settings.input_topic, p),
-        metrics=metrics, health=Health(stall_after_s=settings.stall_after_s),
-        state_sink=state_producer)
-    metrics.bind_worker_gauges(lambda: runtime.healthz()[0], runtime.lag)
-    lookout = Lookout(
-        settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
-    )
-    # Faust's own sensor metrics, on our registry (so two apps in one process never clash); by default
-    # only the dashboards' series, from hooks that do not run per message (see streams.worker.faust_tuning)
+    return app
+
+
+def _monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) -> Callable[[int], None]:
+    """Faust's own sensor metrics, on our registry (so two apps in one process never clash); by
+    default only the dashboards' series, from hooks that do not run per message (see
+    :mod:`streams.worker.faust_tuning`). Returns what the agent calls with each batch's size."""
     faust_metrics = FaustMetrics.create(registry, "faust")
     monitor = (
         PrometheusMonitor(metrics=faust_metrics) if settings.faust_metrics else LeanMonitor(faust_metrics)
     )
     app.monitor = monitor
-    count_received = monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
-    lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+    return monitor.received if isinstance(monitor, LeanMonitor) else (lambda n: None)
 
+
+def _detection_agent(app: faust.App, runtime: WorkerRuntime, input_topic: Any, settings: Settings,
+                     count_received: Callable[[int], None],
+                     before_batch: Callable[[], Awaitable[None]]) -> None:
     @app.agent(input_topic, name="lookout.detect", concurrency=1)
     async def detect(stream):
         runtime.health.agent_running = True
         try:
             async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+                await before_batch()  # verdicts and windows known, a rebuild's history read ahead
                 count_received(len(batch))
                 await runtime.handle_batch(
                     [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]
@@ -139,16 +188,31 @@ def create_app(
         finally:
             runtime.health.agent_running = False
 
+
+def _partition_callbacks(app: faust.App, runtime: WorkerRuntime, state_producer: StateProducer,
+                         settings: Settings) -> None:
+    """State follows partitions: restored when assigned, snapshotted when revoked, periodically and
+    on shutdown; input commits capped at the markers."""
+
     @app.on_partitions_assigned.connect
     async def assigned(app, assigned, **kwargs):
-        cap_input_commits(app.consumer, settings.input_topic, book)
-        await _check_topics(runtime, settings)
+        cap_input_commits(app.consumer, settings.input_topic, runtime.book)
         await runtime.on_assigned(tp.partition for tp in assigned if tp.topic == settings.input_topic)
         state_producer.connect_soon()
 
     @app.on_partitions_revoked.connect
     async def revoked(app, revoked, **kwargs):
         await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == settings.input_topic)
+
+    @app.timer(settings.partition_check_s)
+    async def partition_check():
+        # the consumer refreshes its metadata every 5 minutes: a grown input topic is noticed here
+        try:
+            await runtime.layout.verify()
+        except LayoutChanged:
+            raise
+        except Exception as exc:  # the broker is away: the outage filter says so, try again later
+            log.debug("partition check failed: %s", exc)
 
     @app.timer(settings.snapshot_interval_s)
     async def periodic_snapshot():
@@ -161,6 +225,8 @@ def create_app(
         finally:
             await state_producer.stop()
 
+
+def _outage_watch(app: faust.App, settings: Settings) -> None:
     outage = OutageFilter(settings.bootstrap)
 
     @app.task
@@ -170,8 +236,10 @@ def create_app(
     @app.timer(1.0)
     async def outage_over():
         if outage.down_since is not None:
-            outage.check_recovered(await asyncio.to_thread(reachable, settings.bootstrap))
+            outage.check_recovered(await asyncio.to_thread(outage.probe))
 
+
+def _pages(app: faust.App, runtime: WorkerRuntime, registry: CollectorRegistry) -> None:
     @app.page("/metrics")
     async def metrics_page(web, request):
         return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
@@ -181,30 +249,38 @@ def create_app(
         ok, body = runtime.healthz()
         return web.json(body, status=200 if ok else 503)
 
-    return lookout
+
+def _rebuilder(settings: Settings, processor: Processor, reader: StateReader,
+               history: Callable[[Processor], History] | None) -> Rebuilder | None:
+    """The rebuilds ``settings.rebuild_from`` asks for (None: partitions without usable state start cold)."""
+    duration_s = settings.rebuild_from_s
+    if duration_s is None:
+        return None
+    if history is None:
+        raise ValueError("rebuild_from is set but no history reader was given (create_app(history=...))")
+
+    async def committed(p: int) -> int | None:
+        return await reader.committed_offset(settings.app_id, settings.input_topic, p)
+
+    return Rebuilder(history(processor), duration_s, committed)
 
 
-async def _check_topics(runtime: WorkerRuntime, settings: Settings) -> None:
-    """Create the state topic if missing; alerts and state must have the input's partitions."""
-    if runtime.topics_checked:
-        return
-    counts = await runtime.reader.ensure_topics(
-        {
-            settings.input_topic: (settings.partitions, False),
-            settings.state_topic_name: (settings.partitions, True),
-            settings.alerts_topic: (settings.partitions, False),
-        }
-    )
-    need = counts.pop(settings.input_topic, None) or settings.partitions
-    # envelope events must hash (murmur2 of the customer id) to their message's partition of this many
-    runtime.processor.partitions = need
-    short = {t: n for t, n in counts.items() if n < need}
-    if short:
-        raise RuntimeError(
-            f"topics {short} have fewer partitions than {settings.input_topic!r} ({need}): alerts "
-            f"and state of input partition p go to partition p; recreate them with {need}"
-        )
-    runtime.topics_checked = True
+def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float]) -> Correlation:
+    """The correlator's agents (streams.correlation), fed by the runtime after every batch."""
+    settings, runtime = lk.settings, lk.runtime
+
+    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+        await lk.dlq_topic.send(key=key, value=encode_json(
+            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+        lk.metrics.dlq.labels(settings.dlq_topic, "contract").inc()
+
+    corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
+                               client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
+                               dead_letter=dead_letter, clock=clock)
+    runtime.correlation = corr.publisher
+    if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
+        runtime.layout.extra_topics = dict(corr.topics)
+    return corr
 
 
 def _highwater(app: faust.App, topic: str, partition: int) -> int | None:

@@ -22,10 +22,11 @@ False
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Callable
+
+from streams.kafka.admin import reachable
 
 #: loggers whose warnings and errors describe the client's view of the broker
 CLIENT_LOGGERS = ("aiokafka", "kafka", "faust.transport", "faust.app", "faust.tables", "faust.agents", "mode")
@@ -39,6 +40,8 @@ CONNECTION_HINTS = (
 )
 #: the broker counts as back once no client error was seen for this long and it accepts connections
 QUIET_S = 3.0
+#: how long the recovery probe waits for each bootstrap server to accept a TCP connection
+PROBE_TIMEOUT_S = 0.2
 
 
 class OutageFilter(logging.Filter):
@@ -49,7 +52,7 @@ class OutageFilter(logging.Filter):
         super().__init__()
         self.bootstrap = bootstrap
         self.clock = clock
-        self.probe = probe or (lambda: reachable(bootstrap))
+        self.probe = probe or (lambda: reachable(bootstrap, PROBE_TIMEOUT_S))
         self.loggers = loggers
         self.hints = hints
         self.quiet_s = quiet_s
@@ -119,13 +122,3 @@ class OutageFilter(logging.Filter):
                 h.addFilter(self)
 
 
-def reachable(bootstrap: str, timeout_s: float = 0.2) -> bool:
-    """Does any bootstrap server accept a TCP connection right now? (blocking, at most ``timeout_s`` each)"""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False

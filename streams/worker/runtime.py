@@ -11,6 +11,9 @@ what makes the worker lose nothing:
   snapshot before it is revoked (its models are kept in case it comes back); the snapshots and
   restores themselves are :class:`~streams.state.sync.StateSync` (the design:
   :mod:`streams.state`);
+* a partition whose saved state is refused (a model change) or missing is rebuilt from the
+  input's history first, when the worker has a :class:`~streams.state.rebuild.Rebuilder`, and
+  snapshotted before its first live event;
 * alerts the re-run after a restore reproduces are not sent again;
 * a failure that is not bad input stops the process (exit code :data:`EXIT_AGENT_FAILED`)
   instead of letting Faust restart the agent and move past the failed batch.
@@ -23,19 +26,37 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from streams.pipeline.codecs import encode_json
+from streams.pipeline.codecs import KIND_WRONG_PARTITION, encode_json
 from streams.pipeline.processor import Output, Processor
 from streams.state.book import PartitionBook
 from streams.state.reader import StateReader
-from streams.state.sync import StateSync
+from streams.state.rebuild import Rebuilder
+from streams.state.sync import Restored, StaleLayout, StateSync
+
+from .layout import EXIT_LAYOUT, LayoutChanged, LayoutGuard
 
 log = logging.getLogger("lookout.worker")
 
 #: exit status when the detection agent fails for a reason that is not bad input (EX_SOFTWARE)
 EXIT_AGENT_FAILED = 70
+#: events per chunk of a batch (an envelope counts as its events): ~50 ms of processing
+DEFAULT_CHUNK_EVENTS = 5000
+#: longest stretch of sends to the producer between two yields to the event loop
+YIELD_EVERY_S = 0.005
+#: the engine's gauges (series, customers, open incidents) are recomputed at most this often
+STATS_EVERY_S = 1.0
+
+
+class EngineStats(NamedTuple):
+    """What the engine holds, as /metrics and /healthz report it."""
+
+    tracked: int  # series
+    warming: int  # series still warming up
+    customers: int
+    open_by_severity: dict[str, int]
 
 
 @dataclass
@@ -43,29 +64,52 @@ class Health:
     """Is the worker doing its job? Unhealthy when the agent is not running, or when messages
     are waiting and nothing was processed for ``stall_after_s``.
 
-    >>> t = [0.0]
+    The idle time is counted from the latest of: the last processed batch, the worker's start,
+    and the moment messages were first seen waiting (a worker idle for an hour with nothing to
+    do is not "stalled for an hour" the moment a backlog arrives).
+
+    >>> t = [2203.0]  # a monotonic clock starts at the host's boot, not at zero
     >>> h = Health(stall_after_s=30, clock=lambda: t[0])
     >>> h.check(lag=0)
     (False, 'detection agent is not running')
-    >>> h.agent_running = True; h.progress()
-    >>> t[0] = 100.0
-    >>> h.check(lag=0), h.check(lag=5)[0]
-    ((True, 'ok'), False)
+    >>> h.agent_running = True
+    >>> h.check(lag=5)       # a backlog at start-up: nothing processed yet, but not for 2203 s
+    (True, 'ok')
+    >>> t[0] += 31
+    >>> h.check(lag=5)
+    (False, 'consumption stalled: nothing processed for 31 s with 5 messages waiting')
+    >>> h.progress(); t[0] += 100
+    >>> h.check(lag=0), h.check(lag=5)   # idle without work, then work arrives: not stalled yet
+    ((True, 'ok'), (True, 'ok'))
     """
 
     stall_after_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     agent_running: bool = False
-    last_progress: float = field(default=0.0)
+    last_progress: float | None = None  # None: since the worker started (set on construction)
+    problem: str | None = None  # a reason the worker cannot work (a partition change): always unhealthy
+    waiting_since: float | None = None  # first check that saw messages waiting (None: none wait)
+
+    def __post_init__(self) -> None:
+        if self.last_progress is None:
+            self.last_progress = self.clock()
 
     def progress(self) -> None:
         self.last_progress = self.clock()
 
     def check(self, lag: int | None) -> tuple[bool, str]:
+        if self.problem is not None:
+            return False, self.problem
         if not self.agent_running:
             return False, "detection agent is not running"
-        idle = self.clock() - self.last_progress
-        if lag and idle > self.stall_after_s:
+        now = self.clock()
+        if not lag:
+            self.waiting_since = None
+            return True, "ok"
+        if self.waiting_since is None:
+            self.waiting_since = now
+        idle = now - max(self.last_progress or 0.0, self.waiting_since)
+        if idle > self.stall_after_s:
             return (
                 False,
                 f"consumption stalled: nothing processed for {idle:.0f} s with {lag} messages waiting",
@@ -80,10 +124,13 @@ class WorkerRuntime:
                  input_topic: Any, alerts_topic: Any, dlq_topic: Any, state_topic: Any,
                  flush: Callable[[], Any], highwater: Callable[[int], int | None] | None = None,
                  metrics: Any = None, health: Health | None = None,
-                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None):
+                 exit: Callable[[int], Any] = os._exit, state_sink: Any = None,
+                 chunk_events: int | None = DEFAULT_CHUNK_EVENTS, layout: LayoutGuard | None = None,
+                 rebuilder: Rebuilder | None = None):
         self.processor = processor
         self.engine = processor.engine
         self.book = book
+        processor.rerun_below = book.rerun_until  # duplicates of re-read messages count as "reread"
         self.reader = reader
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
@@ -96,40 +143,121 @@ class WorkerRuntime:
         self.state = StateSync(engine=self.engine, book=book, reader=reader, lock=self.lock,
                                input_topic=input_topic, alerts_topic=alerts_topic, state_topic=state_topic,
                                flush=flush, state_sink=state_sink, metrics=metrics)
+        self.rebuilder = rebuilder  # relearns partitions whose state is refused or missing (None: cold)
         self.ready: dict[int, asyncio.Future] = {}  # partition -> restore done
         self.held: set[int] = set()  # revoked with a written final snapshot, state kept in memory
-        self.topics_checked = False  # state/alerts topics exist with the input's partition count
+        self.chunk_events = chunk_events
+        #: checks the input topic's partition count (None: not checked, as in tests without Kafka)
+        self.layout = layout
+        self.restoring_since: dict[int, float] = {}  # partition -> when its restore started
+        self.stats = EngineStats(0, 0, 0, {})
+        self._stats_at = float("-inf")
+        #: the correlator's publisher (streams.correlation), when it runs
+        self.correlation: Any = None
 
     # -- processing -----------------------------------------------------------------------
     async def handle_batch(self, records: list[tuple[Any, Any, str, int | None, int | None]]) -> Output:
-        """Process (key, value, topic, partition, offset) records; send alerts and dead letters."""
+        """Process (key, value, topic, partition, offset) records; send alerts and dead letters.
+
+        The batch is cut into chunks of about :attr:`chunk_events` events (an envelope counts as
+        its events); each chunk is decoded and run through the engine in a worker thread, off the
+        event loop (the web port keeps answering; the numba kernel releases the GIL), then its
+        alerts and dead letters are handed to the producer. A chunk is one unit under the lock:
+        processed, accounted for and published, even if the agent is cancelled meanwhile, so a
+        snapshot never holds state whose outputs were not handed to the producer.
+        """
         for p in {r[3] for r in records if r[3] is not None}:
             await self.wait_ready(p)
+        chunks = self.processor.handle_chunks(records, self.chunk_events)
+        merged = Output()
+        while True:
+            # shielded: a cancelled agent lets the chunk finish (it runs in a thread anyway)
+            out = await asyncio.shield(asyncio.ensure_future(self._chunk(chunks)))
+            if out is None:
+                return merged
+            merged.events += out.events
+            merged.alerts += out.alerts
+            merged.dlq += out.dlq
+            merged.positions += out.positions
+
+    async def _chunk(self, chunks: Iterator[Output]) -> Output | None:
         async with self.lock:
-            out = self.processor.handle_many(records)
-            book = self.book
-            for p, offset, customer in out.positions:
-                book.processed(p, offset, customer)
-            book.mark_dirty(self.engine.pop_dirty())
-            await self.publish(out)
-            self.health.progress()
+            out = await asyncio.to_thread(self._process_next, chunks)
+            if out is not None:
+                if self.layout is not None and any(d.get("kind") == KIND_WRONG_PARTITION for d in out.dlq):
+                    # a customer that hashes elsewhere: the input topic may have grown (its first
+                    # moved event); nothing of this chunk may go out if so (stops the worker)
+                    await self.layout.verify()
+                await self.publish(out)
+                self.health.progress()
+            return out
+
+    def _process_next(self, chunks: Iterator[Output]) -> Output | None:
+        """In the worker thread, under the lock: the next chunk through the processor, and its books."""
+        out = next(chunks, None)
+        if out is None:
+            return None
+        book = self.book
+        book.processed_many(out.positions)
+        book.mark_dirty(self.engine.pop_dirty())
+        self._refresh_stats(force=False)
         return out
 
     async def publish(self, out: Output) -> None:
-        """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit)."""
+        """Hand a batch's alerts and dead letters to the producer (acknowledged before any commit).
+
+        Yields to the event loop every :data:`YIELD_EVERY_S` (thousands of dead letters are
+        thousands of sends).
+        """
         book = self.book
+        fresh = []
+        t_yield = time.perf_counter() + YIELD_EVERY_S
         for a in out.alerts:
-            cid = a["customer_id"]
-            p = book.owner.get(cid)
+            p = book.owner.get(a["customer_id"])
             if p is not None and book.is_duplicate_alert(p, a):
                 if self.metrics is not None:
                     self.metrics.alerts_suppressed.inc()
                 continue
-            await self.alerts_topic.send(key=cid.encode(), value=encode_json(a), partition=p,
+            fresh.append((a, p))
+        if self.correlation is not None:
+            # onsets, these alerts and the watermarks to the correlator first: a crash before the
+            # alerts topic has them re-sends both (the correlator takes a repeat), never neither
+            out.alerts = [a for a, _ in fresh]
+            await self.correlation.publish(out, self.caught_up)
+        for a, p in fresh:
+            await self.alerts_topic.send(key=a["customer_id"].encode(), value=encode_json(a), partition=p,
                                          callback=self._alert_acked(p))
+            if time.perf_counter() > t_yield:
+                await asyncio.sleep(0)
+                t_yield = time.perf_counter() + YIELD_EVERY_S
         for d in out.dlq:
             key = d["key"].encode() if isinstance(d.get("key"), str) else None
             await self.dlq_topic.send(key=key, value=encode_json(d))
+            if time.perf_counter() > t_yield:
+                await asyncio.sleep(0)
+                t_yield = time.perf_counter() + YIELD_EVERY_S
+
+    # -- what the engine holds, for /metrics and /healthz -----------------------------------
+    def _refresh_stats(self, force: bool) -> None:
+        """Recompute :attr:`stats` (at most every :data:`STATS_EVERY_S` unless ``force``).
+
+        Only whoever holds the lock may read the engine (a chunk may be changing it in the
+        worker thread): the processing thread after each chunk, the loop when the lock is free.
+        """
+        now = time.monotonic()
+        if not force and now - self._stats_at < STATS_EVERY_S:
+            return
+        tracked, warming = self.engine.series_counts()
+        self.stats = EngineStats(tracked, warming, len(self.engine.customers),
+                                 self.processor.open_by_severity())
+        self._stats_at = now
+
+    def engine_stats(self) -> "EngineStats":
+        """The engine's series, customers and open incidents: fresh when nothing is processing,
+        else as of the last chunk (at most :data:`STATS_EVERY_S` old)."""
+        if not self.lock.locked():
+            self._refresh_stats(force=False)
+        return self.stats
 
     def _alert_acked(self, p: int | None) -> Callable[[Any], None]:
         def acked(fut: Any) -> None:
@@ -141,19 +269,33 @@ class WorkerRuntime:
                 self.book.alert_sent(p, md.offset)
         return acked
 
+    def stop_for_layout(self, message: str) -> None:
+        """The input topic's partition count does not match the layout: stop, one CRITICAL line
+        (see :mod:`streams.worker.layout`); no snapshot, nothing more committed."""
+        self.health.problem = message
+        log.critical("%s", message)
+        self._flush_logs()
+        self.exit(EXIT_LAYOUT)
+
     def fail(self, exc: BaseException) -> None:
         """The agent failed for a reason that is not bad input: stop now, commit nothing more."""
+        if isinstance(exc, LayoutChanged):  # stopped already, with its own line and status
+            return
         self.health.agent_running = False
         log.critical("detection agent failed; exiting with status %d so the supervisor restarts the worker "
                      "at the last snapshot's offsets (nothing after them was committed):\n%s",
                      EXIT_AGENT_FAILED, "".join(traceback.format_exception(exc)))
+        self._flush_logs()
+        self.exit(EXIT_AGENT_FAILED)
+
+    @staticmethod
+    def _flush_logs() -> None:
         for h in logging.getLogger().handlers:
             try:
                 h.flush()
             except Exception:  # pragma: no cover - best effort before exiting
                 pass
         sys.stderr.flush()
-        self.exit(EXIT_AGENT_FAILED)
 
     # -- partitions -----------------------------------------------------------------------
     async def wait_ready(self, p: int) -> None:
@@ -166,8 +308,24 @@ class WorkerRuntime:
         fut.result()  # re-raises a failed restore: the worker must not run with cold state
 
     async def on_assigned(self, partitions: Iterable[int]) -> None:
-        """New assignment (Faust passes the whole of it): start restores of partitions we lack."""
+        """New assignment (Faust passes the whole of it): start restores of partitions we lack.
+
+        Faust may resume the stream while this runs: a message of a new partition that reaches the
+        agent during the layout check waits for the restore started here (registered before the
+        check, started after it), not for one of its own.
+        """
         now = set(partitions)
+        checked = asyncio.get_running_loop().create_future()
+        for p in sorted(now - self.held):
+            if p not in self.ready:
+                self.ready[p] = asyncio.ensure_future(self._restore_when(checked, p))
+        ok = False
+        try:
+            if self.layout is not None:
+                self.use_layout(await self.layout.on_assigned(now))
+            ok = True
+        finally:
+            checked.set_result(ok)
         async with self.lock:
             for p in sorted(self.held - now):  # handed over: forget what we kept
                 self._drop(p)
@@ -203,9 +361,47 @@ class WorkerRuntime:
         for cid in self.book.revoke(p):
             self.engine.drop_customer(cid)
 
+    def use_layout(self, partitions: int) -> None:
+        """Run with the input topic's partition count: envelope and single events are checked
+        against it, markers name it, restores load only records in their customer's home."""
+        if self.processor.partitions != partitions:
+            self.processor.partitions = partitions
+        self.state.partitions = partitions
+        self.state.home = self.processor.home_of
+
+    async def _restore_when(self, checked: asyncio.Future, p: int) -> None:
+        if not await checked:  # the layout check stopped the worker
+            raise LayoutChanged(f"input partition {p} not restored: the partition layout changed")
+        await self.restore(p)
+
     async def restore(self, p: int) -> None:
-        """Load partition ``p``'s snapshot and the alerts already sent after it."""
-        await self.state.restore(p)
+        """Load partition ``p``'s snapshot and the alerts already sent after it; rebuild what it lacks.
+
+        A rebuilt partition is snapshotted before its first live event, so a restart finds it
+        complete (if that snapshot fails, the periodic one retries it).
+        """
+        self.restoring_since[p] = time.monotonic()
+        try:
+            found = await self.state.restore(p)
+            if self.rebuilder is not None and found.incomplete:
+                await self._rebuild(self.rebuilder, found)
+        except StaleLayout as exc:
+            assert self.layout is not None
+            self.stop_for_layout(self.layout.message(str(exc), self.state.partitions or 0))
+            raise LayoutChanged(str(exc)) from None
+        finally:
+            self.restoring_since.pop(p, None)
+        self.health.progress()  # the time spent restoring is not a stall
+
+    async def _rebuild(self, rebuilder: Rebuilder, found: Restored) -> None:
+        try:
+            await rebuilder.rebuild(found, self.state)
+            await self.snapshot([found.partition], reason="rebuilt")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the history cannot be read: go live cold rather than not at all
+            log.warning("input partition %d: rebuild from history failed (%s: %s); its customers "
+                        "without saved state start cold", found.partition, type(exc).__name__, exc)
 
     # -- snapshots ------------------------------------------------------------------------
     async def snapshot(self, partitions: Iterable[int] | None = None, reason: str = "periodic") -> bool:
@@ -213,6 +409,10 @@ class WorkerRuntime:
         return await self.state.snapshot(partitions, reason)
 
     # -- health ---------------------------------------------------------------------------
+    def caught_up(self, p: int) -> bool:
+        """Nothing of input partition ``p`` waits to be processed (its highwater is known and reached)."""
+        return p in self.book.assigned and self.book.lag(p, self.highwater(p)) == 0
+
     def lag(self) -> int:
         total = 0
         for p in sorted(self.book.assigned):
@@ -223,14 +423,21 @@ class WorkerRuntime:
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         lag = self.lag()
         ok, reason = self.health.check(lag)
-        tracked, warming = self.engine.series_counts()
+        restoring = sorted(self.restoring_since)
+        if ok and restoring:
+            took = time.monotonic() - min(self.restoring_since.values())
+            # a rebuild is part of its partition's restore: say how far it is
+            rebuilding = self.rebuilder.status() if self.rebuilder is not None else None
+            ok, reason = False, rebuilding or (f"input partitions {restoring} are not consumed yet: "
+                                               f"restoring their state ({took:.0f} s)")
+        stats = self.engine_stats()
         return ok, {
             "status": "ok" if ok else "unhealthy",
             "reason": reason,
             "lag": lag,
             "partitions": sorted(self.book.assigned),
-            "customers": len(self.engine.customers),
+            "customers": stats.customers,
             "snapshot_offsets": {str(p): self.book.commit_offset(p) for p in sorted(self.book.assigned)},
-            "series": tracked,
-            "warming": warming,
+            "series": stats.tracked,
+            "warming": stats.warming,
         }

@@ -23,7 +23,8 @@ def test_a_file_that_is_not_a_mapping_says_so(tmp_path, text, kind):
     msg = problems(tmp_path, text)
     assert (
         msg
-        == f"{tmp_path / 'cfg.yaml'}: the config must be a mapping of sections (model, alerting, signals), "
+        == f"{tmp_path / 'cfg.yaml'}: the config must be a mapping of sections "
+        "(model, alerting, signals, correlator, feedback), "
         f"got {kind}"
     )
 

@@ -49,6 +49,10 @@ class WorkerProcess:
             "LOOKOUT_WEB_PORT": str(self.web_port),
             "LOOKOUT_DATA_DIR": str(self.data_dir),
             "LOOKOUT_PARTITIONS": "2",
+            # the correlator's shared topics, per worker group like the rest
+            "LOOKOUT_CUSTOMERS_TOPIC": f"{self.app_id}-customers",
+            "LOOKOUT_INCIDENTS_TOPIC": f"{self.app_id}-incidents",
+            "LOOKOUT_ROUTED_TOPIC": f"{self.app_id}-routed",
             **self.extra_env,
         })
         self.proc = subprocess.Popen(
@@ -138,13 +142,20 @@ def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[.
     """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown)."""
     started: list[WorkerProcess] = []
 
-    def make(like: WorkerProcess | None = None, **extra_env: str) -> WorkerProcess:
-        """A new worker; ``like=w`` joins ``w``'s consumer group and topics (own port and data dir)."""
+    def make(like: WorkerProcess | None = None, partitions: int | None = None,
+             **extra_env: str) -> WorkerProcess:
+        """A new worker; ``like=w`` joins ``w``'s consumer group and topics (own port and data dir).
+
+        ``partitions``: of new input and alerts topics (default 2), and LOOKOUT_PARTITIONS.
+        """
         k = len(started)
+        n = partitions or 2
+        if like is None and partitions is not None:
+            extra_env.setdefault("LOOKOUT_PARTITIONS", str(n))
         w = WorkerProcess(
             bootstrap=like.bootstrap if like else kafka_bootstrap,
-            input_topic=like.input_topic if like else kafka_topics("request-metrics", partitions=2),
-            alerts_topic=like.alerts_topic if like else kafka_topics("alerts", partitions=2),
+            input_topic=like.input_topic if like else kafka_topics("request-metrics", partitions=n),
+            alerts_topic=like.alerts_topic if like else kafka_topics("alerts", partitions=n),
             dlq_topic=like.dlq_topic if like else kafka_topics("request-metrics-dlq"),
             web_port=free_ports(1)[0],
             data_dir=tmp_path / f"worker{k}",

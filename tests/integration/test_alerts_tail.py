@@ -98,3 +98,24 @@ def test_follows_new_alerts_readably_and_ctrl_c_exits_0(kafka_bootstrap, kafka_t
     )
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "\x1b[" not in "".join(lines) + rest
+
+
+def test_tail_without_click_prints_what_the_command_prints(kafka_bootstrap, kafka_topics, alerts):
+    import io
+
+    from streams.settings import Settings
+    from streams.sinks.alert_tail import tail as tail_alerts
+
+    topic = kafka_topics("alerts", partitions=2)
+    send(kafka_bootstrap, topic, alerts)
+    s = Settings.from_env({}, bootstrap=kafka_bootstrap, alerts_topic=topic)
+    who = alerts[0]["customer_id"]
+    out = io.StringIO()
+    n = tail_alerts(s, time.time() - 3600, [who], follow=False, as_json=True, out=out)
+    got = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert n == len(got) == sum(1 for a in alerts if a["customer_id"] == who) > 0
+    out = io.StringIO()
+    assert tail_alerts(s, None, follow=False, out=out) == 0 and out.getvalue() == ""  # only new ones
+    out = io.StringIO()
+    tail_alerts(s, time.time() - 3600, follow=False, out=out)
+    assert "FIRING" in out.getvalue() and "\033[" not in out.getvalue()  # readable, no colours off a TTY

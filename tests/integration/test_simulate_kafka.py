@@ -54,3 +54,33 @@ def test_simulate_produces_every_event_to_kafka(kafka_bootstrap, kafka_topics, t
         return e["customer_id"], e["ts"]
 
     assert sorted((json.loads(m.value) for m in got), key=key) == sorted(expected, key=key)
+
+
+def test_simulate_traffic_sends_envelopes_to_the_partition_of_their_customers(kafka_bootstrap, kafka_topics):
+    from kafka import KafkaConsumer
+
+    from streams.devtools.traffic import TrafficOptions, simulate_traffic
+    from streams.pipeline.codecs import partition_of
+
+    topic = kafka_topics("envelopes", partitions=3)
+    res = simulate_traffic(TrafficOptions(customers=7, duration_s=6 * 3600, interval_s=600, seed=4,
+                                          bootstrap=kafka_bootstrap, topic=topic, batch=2))
+    assert not res.interrupted and res.where == f"kafka {kafka_bootstrap} topic {topic}"
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=3000)
+    try:
+        msgs = list(consumer)
+    finally:
+        consumer.close()
+    got = []
+    for m in msgs:
+        batch = json.loads(m.value)["events"]
+        assert 1 <= len(batch) <= 2 and m.key is None
+        assert {partition_of(e["customer_id"], 3) for e in batch} == {m.partition}
+        got += batch
+    assert len(got) == res.sim.n_events == 7 * 36
+
+    def key(e):
+        return e["customer_id"], e["ts"]
+
+    assert sorted(got, key=key) == sorted(res.sim.events(), key=key)

@@ -43,7 +43,7 @@ def events(tmp_path):
             "- open_n: 2\n",
             [
                 "Error: --config: bad.yaml: the config must be a mapping of sections "
-                "(model, alerting, signals), got a list"
+                "(model, alerting, signals, correlator, feedback), got a list"
             ],
         ),
         (

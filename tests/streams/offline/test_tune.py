@@ -2,32 +2,13 @@
 import json
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from detectors.config import DetectorConfig, load_config
-from detectors.synthetic import SimConfig, simulate
 from streams.cli import cli
 from streams.offline import open_source
 from streams.offline.report import pareto_front
-from streams.offline.simfiles import write_jsonl, write_labels
 from streams.offline.tuning import SpaceError, load_dataset, objective_value, parse_space, run_config, tune
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tune")
-    sim = simulate(SimConfig(customers=5, duration_s=2.5 * 86400, interval_s=300, seed=11, incidents=3,
-                             size_min=2000, tiny_fraction=0.0, holidays=False))
-    write_jsonl(sim.events(), d / "sim.jsonl")
-    write_labels(sim.incidents, d / "labels.jsonl")
-    (d / "space.yaml").write_text(yaml.safe_dump({
-        "signals.error_5xx.threshold": {"low": 0.99, "high": 0.99999},
-        "signals.requests.min_rel_change": {"low": 0.3, "high": 2.0},
-        "alerting.open_n": {"choices": [1, 2, 3]},
-        "model.warmup_points": {"low": 6, "high": 24, "step": 6},
-    }))
-    return d
 
 
 def test_parse_space_types_and_errors():

@@ -83,6 +83,20 @@ def test_one_bad_event_is_one_dead_letter_with_its_index_and_neighbours_are_proc
     assert metrics.dlq.labels("request-metrics-dlq", KIND_WRONG_PARTITION)._value.get() == 1
 
 
+def test_a_single_event_of_another_partition_s_customer_is_a_dead_letter_too():
+    """Its customer's state lives with the partition its id hashes to: processed here it would
+    start cold (and a topic that grew moves customers exactly like this)."""
+    proc, metrics = processor()
+    home, other = customers_of(2, 1)[0], customers_of(1, 1)[0]
+    out = proc.handle_many([(other.encode(), json.dumps(good(other, NOW - 3600)).encode(), "t", 2, 5),
+                            (home.encode(), json.dumps(good(home, NOW - 3600)).encode(), "t", 2, 6)])
+    assert [d["kind"] for d in out.dlq] == [KIND_WRONG_PARTITION]
+    assert "belongs to partition 1 of 4" in out.dlq[0]["reason"] and out.dlq[0]["offset"] == 5
+    assert out.positions == [(2, 5, None), (2, 6, home)]  # the offset still advances
+    assert set(proc.engine.customers) == {home}
+    assert metrics.dlq.labels("request-metrics-dlq", KIND_WRONG_PARTITION)._value.get() == 1
+
+
 @pytest.mark.parametrize("value, kind", [
     (b'{"events": [1, 2', "undecodable"),
     (b'{"events": "x"}', "contract"),

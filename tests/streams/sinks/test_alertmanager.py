@@ -112,3 +112,74 @@ def test_the_annotation_shows_the_values_the_explanation_shows():
 
 def test_dashboard_url_quotes_the_customer():
     assert dashboard_url("http://g", "a&b") == "http://g/d/lookout-customer/lookout-customer?var-customer=a%26b"
+
+
+def test_a_muted_notification_is_not_sent_but_an_incident_alertmanager_knows_still_resolves():
+    store = {}
+    sink = Recording(store, api_url="http://lookout:6066")
+
+    async def scenario():
+        # opened inside a window: never sent, so its resolution is not sent either
+        await sink.handle(alert(alert_id="q1", silenced_by=["mw-1"]))
+        await sink.handle(alert("resolved", alert_id="q1", silenced_by=["mw-1"],
+                                resolved_at="2026-01-07T18:00:00Z"))
+        assert sink.posts == [] and store == {}
+        # opened before the window: an escalation inside it is muted, its resolution is sent
+        await sink.handle(alert(alert_id="o1"))
+        await sink.handle(alert(alert_id="o1", severity="critical", notification=2, silenced_by=["mw-1"]))
+        assert len(sink.posts) == 1
+        fb = {"verdict": "false_alarm", "by": "alice", "at": "2026-01-07T17:50:00Z"}
+        await sink.handle(alert("resolved", alert_id="o1", notification=3, resolved_at="2026-01-07T18:00:00Z",
+                                feedback=fb))
+        assert len(sink.posts) == 2 and store == {}
+        ann = sink.posts[1][0]["annotations"]
+        assert ann["false_alarm_url"] == "http://lookout:6066/feedback?alert_id=o1&verdict=false_alarm"
+        assert ann["feedback"] == "false_alarm by alice at 2026-01-07T17:50:00Z"
+
+    asyncio.run(scenario())
+
+
+def parent(status="firing", severity="critical", update=1, **kw):
+    r = {"schema": "lookout.incident/v1", "parent_id": "p1", "status": status, "severity": severity,
+         "notification": 1 if status == "firing" else 2, "update": update, "family": "origin:522",
+         "scope": {"group": "origin_provider=provider-a", "attribute": "origin_provider",
+                   "value": "provider-a", "equivalent": []},
+         "summary": "critical: origin errors (522) for 30 of 180 customers with origin_provider=provider-a",
+         "cause": "origin errors (522) for 30 of 180 ...", "customers_affected": 30,
+         "since": "2026-01-07T17:10:00Z", "event_ts": "2026-01-07T17:20:00Z",
+         "resolved_at": "2026-01-07T18:00:00Z" if status == "resolved" else None,
+         "children": [{"customer_id": f"c{i}", "status": "firing", "alert_id": f"a{i}"} for i in range(25)]}
+    r.update(kw)
+    return r
+
+
+def test_a_parent_is_one_alert_naming_its_scope_and_its_children_carry_its_id():
+    p = to_alertmanager(parent(), grafana_url="http://g:3000", now=1_800_000_000, expiry_s=180)
+    assert p["labels"] == {"alertname": "LookoutParent", "parent_id": "p1",
+                           "scope": "origin_provider=provider-a", "scope_attribute": "origin_provider",
+                           "family": "origin:522", "severity": "critical"}
+    assert p["annotations"]["children"].startswith("25 child alerts: c0 (firing), ")
+    assert p["annotations"]["children"].endswith("and 5 more")
+    assert p["startsAt"].startswith("2026-01-07T17:10:00")
+    child = to_alertmanager(alert(parent_id="p1"), grafana_url="http://g", now=1_800_000_000, expiry_s=180)
+    assert child["labels"]["parent_id"] == "p1"  # the inhibition rule's key
+    assert "parent_id" not in to_alertmanager(alert(parent_id=None), grafana_url="http://g", now=0,
+                                              expiry_s=1)["labels"]
+
+
+def test_an_open_parent_is_re_sent_until_it_resolves():
+    store = {}
+    sink = Recording(store, resend_every_s=60, clock=lambda: 1_800_000_000)
+
+    async def scenario():
+        await sink.handle(parent())
+        await sink.handle(alert(parent_id="p1"))
+        assert await sink.resend() == 2
+        await sink.handle(parent("resolved", update=9))
+        return await sink.resend()
+
+    assert asyncio.run(scenario()) == 1  # the child is still open; the parent is not
+    assert "parent:p1" not in store
+    ended = sink.posts[-2][0]
+    assert ended["labels"]["alertname"] == "LookoutParent"
+    assert ended["endsAt"].startswith("2026-01-07T18:00:00")

@@ -223,3 +223,32 @@ def test_an_alert_that_cannot_be_dead_lettered_either_is_not_reported_done():
         return outcomes
 
     assert run(scenario()) == ["DLQ topic unreachable", "DLQ topic unreachable", ["delivered"]]
+
+
+def test_muted_alerts_are_not_posted_and_every_payload_carries_its_actions():
+    async def scenario():
+        port = free_ports(1)[0]
+        ep = Endpoint()
+        runner = await serve(ep, port)
+        sink = WebhookSink(f"http://127.0.0.1:{port}/hook", api_url="http://lookout:6066/")
+        try:
+            quiet = dict(alert("q1"), silenced_by=["mw-1"])
+            results = await sink.deliver_all([quiet, alert("a1")])
+        finally:
+            await sink.close()
+            await runner.cleanup()
+        assert results == ["muted", "delivered"] and ep.order == ["a1:firing:1"]
+        acts = ep.accepted["a1:firing:1"]["actions"]
+        assert acts["expected"] == {"method": "POST", "url": "http://lookout:6066/feedback",
+                                    "body": {"alert_id": "a1", "verdict": "expected"}}
+        assert acts["silence"]["body"] == {"customer_id": "acme", "from": "now", "for": "4h"}
+
+    run(scenario())
+
+
+def test_a_parent_update_has_its_own_idempotency_key_and_lane():
+    from streams.sinks.webhook import _id, idempotency_key
+
+    update = {"schema": "lookout.incident/v1", "parent_id": "p1", "status": "firing", "update": 4}
+    assert idempotency_key(update) == "p1:firing:4" and _id(update) == "p1"
+    assert idempotency_key({"alert_id": "a", "status": "resolved", "notification": 3}) == "a:resolved:3"

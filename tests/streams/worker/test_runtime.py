@@ -14,9 +14,11 @@ from collections import Counter, defaultdict
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
+from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.state.book import MARKER_KEY, Marker, PartitionBook, alert_key
 from streams.worker.runtime import EXIT_AGENT_FAILED, Health, WorkerRuntime
@@ -82,15 +84,20 @@ class Worker:
     do), so a crash can lose either buffer independently of the other.
     """
 
-    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False):
+    def __init__(self, log: Log, committed: dict[int, int], separate_state: bool = False,
+                 metrics: WorkerMetrics | None = None, config=None, rebuilder=None):
+        """``config``: the detector config (default: the defaults); ``rebuilder(processor)``: the
+        runtime's :class:`~streams.state.rebuild.Rebuilder` (default: none)."""
         self.log, self.committed, self.pending = log, committed, []
         topics = {n: Topic(log, n, self.pending) for n in ("alerts", "dlq", "state")}
         self.state_sink = StateSink(log) if separate_state else None
+        processor = Processor(Engine(config), metrics)
         self.rt = WorkerRuntime(
-            processor=Processor(Engine()), book=PartitionBook(), reader=Reader(log),
+            processor=processor, book=PartitionBook(), reader=Reader(log),
             input_topic=SimpleNamespace(get_topic_name=lambda: "input"), alerts_topic=topics["alerts"],
             dlq_topic=topics["dlq"], state_topic=topics["state"], flush=self.flush,
-            health=Health(), exit=self._exit, state_sink=self.state_sink)
+            health=Health(), exit=self._exit, state_sink=self.state_sink,
+            rebuilder=rebuilder(processor) if rebuilder is not None else None)
         self.position: dict[int, int] = {}
         self.exited = None
 
@@ -376,18 +383,118 @@ def test_an_engine_failure_exits_instead_of_moving_on():
     log, committed = Log(), {}
     w = Worker(log, committed)
 
-    def boom(records):
+    def boom(events, out, spans=()):
         raise RuntimeError("bug in a detector")
 
-    w.rt.processor.handle_many = boom
+    w.rt.processor.process_events = boom
 
     async def scenario():
         await w.assign([0])
         try:
-            await w.rt.handle_batch([(b"c", b"{}", "input", 0, 0)])
+            await w.rt.handle_batch([(b"c", json.dumps({"customer_id": "c", "ts": 0, "requests": 1,
+                                                        "status_4xx": 0, "status_5xx": 0}).encode(),
+                                     "input", 0, 0)])
         except RuntimeError as exc:
             w.rt.fail(exc)
 
     run(scenario())
     assert w.exited == EXIT_AGENT_FAILED
     assert w.rt.healthz()[0] is False
+
+
+def test_a_backlog_at_start_up_is_not_a_stall_of_the_host_s_uptime():
+    """A monotonic clock counts from boot: the idle timer must start when the worker does."""
+    t = [2203.0]
+    h = Health(stall_after_s=60, clock=lambda: t[0])
+    h.agent_running = True
+    assert h.check(lag=10_000) == (True, "ok")
+    t[0] += 61
+    ok, reason = h.check(lag=10_000)
+    assert not ok and "nothing processed for 61 s" in reason
+
+
+def test_events_re_read_after_a_restore_are_counted_apart_from_real_duplicates():
+    """After a crash the events since the marker are read again; those the restored state already
+    has are "reread", not "duplicate" (which would read like a producer bug); a message the
+    producer really sent twice after that is still a duplicate."""
+    values = sim_events(seed=4, customers=4, days=2)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    def outcome(w, name):
+        return w.rt.processor.metrics.events.labels(name)._value.get()
+
+    async def scenario():
+        w = Worker(log, committed, separate_state=True)
+        await w.assign([0])
+        await w.step(0, 100)
+        await w.rt.snapshot()
+        w.commit()
+        await w.step(0, 60)
+        await w.rt.snapshot()  # state written past the committed offset (the commit lags), then killed
+        w2 = Worker(log, committed, separate_state=True,
+                    metrics=WorkerMetrics(CollectorRegistry()))
+        await w2.assign([0])
+        assert w2.position[0] == 100
+        await w2.step(0, 60)  # the re-run: the restored state already has these events
+        reread, duplicate = outcome(w2, "reread"), outcome(w2, "duplicate")
+        k, v = log.data["input"][0][130]  # the producer sends an old message again
+        log.append("input", 0, k, v)
+        while await w2.step(0, 50):
+            pass
+        return reread, duplicate, outcome(w2, "reread"), outcome(w2, "duplicate")
+
+    reread, duplicate, reread_end, duplicate_end = run(scenario())
+    assert (reread, duplicate) == (60, 0)
+    assert (reread_end, duplicate_end) == (60, 1)
+
+
+class Killed(Exception):
+    """The process died here (SIGKILL): nothing after this point runs."""
+
+
+def test_a_crash_right_after_state_records_are_durable_loses_no_alert():
+    """A restore loads the newest record of every customer, even one written after the last
+    marker by a snapshot that never finished: the events it reflects are then skipped as
+    re-reads. So no state record may become durable before the alerts of the events it reflects
+    are: the process is killed the moment a snapshot's state records are acknowledged (by the
+    state's own producer, as the worker runs) while an alert is still in the other producer's
+    buffer, and the next owner must still send that alert."""
+    values = sim_events(seed=3)
+    truth = replay_keys(values)
+    log, committed = Log(), {}
+    load_input(log, values)
+
+    async def scenario():
+        w = Worker(log, committed, separate_state=True)
+        await w.assign([0])
+        await w.rt.snapshot()
+        w.commit()
+        part = log.data["input"][0]
+        while True:
+            start = w.position[0]
+            assert start < len(part), "the stream should have alerts"
+            batch = [(k, v, "input", 0, start + i) for i, (k, v) in enumerate(part[start:start + 40])]
+            out = await w.rt.handle_batch(batch)
+            w.position[0] += len(batch)
+            if out.alerts:
+                break
+            await w.flush()
+        real_flush = w.state_sink.flush
+
+        async def durable_then_killed():
+            await real_flush()  # the state records are acknowledged...
+            w.pending.clear()  # ...and the process dies: what the alerts producer held is lost
+            raise Killed()
+
+        w.state_sink.flush = durable_then_killed
+        assert await w.rt.snapshot() is False
+        w2 = Worker(log, committed, separate_state=True)
+        await w2.assign([0, 1])
+        while await w2.step(0, 50) + await w2.step(1, 50):
+            pass
+
+    run(scenario())
+    live = alert_keys_on_topic(log)
+    assert set(truth) - set(live) == set(), "lost alerts"
+    assert sorted(live) == sorted(truth)

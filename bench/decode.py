@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
-"""Benchmark the decode path of valid events, stage by stage: what each costs per event.
+"""``python -m bench decode``: the decode path of valid events, stage by stage, what each costs per event.
 
-    .venv/bin/python scripts/bench_decode.py                       # 200 customers x 1 day at 5 min
-    .venv/bin/python scripts/bench_decode.py --customers 500 --repeat 7
+    .venv/bin/python -m bench decode                       # 200 customers x 1 day at 5 min
+    .venv/bin/python -m bench decode --customers 500 --repeat 7
 
 Prints CPU nanoseconds per valid event (``time.process_time``, best of ``--repeat`` passes, so
 other load on a shared machine disturbs them less than wall time) for:
@@ -24,10 +23,7 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry
 
@@ -52,14 +48,15 @@ def best_cpu(repeat: int, run: Callable[[], Any], setup: Callable[[], Any] = lam
     return best
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench decode", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=200)
     p.add_argument("--days", type=float, default=1.0)
     p.add_argument("--interval", type=int, default=300)
     p.add_argument("--envelope", type=int, default=500, help="events per envelope message")
     p.add_argument("--repeat", type=int, default=5)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     sim = simulate(SimConfig(customers=a.customers, duration_s=a.days * 86400, interval_s=a.interval, seed=5))
     dicts = list(sim.events())
     values = [json.dumps(e).encode() for e in dicts]

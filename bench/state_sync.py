@@ -1,5 +1,4 @@
-#!/usr/bin/env python
-"""Snapshot and restore of per-partition detector state at fleet size, on a real broker.
+"""``python -m bench state-sync``: snapshot and restore of per-partition state at fleet size, real broker.
 
 Measures what issue 8 asks of the state topic at 100,000 customers: the longest time one
 snapshot holds up event processing (a concurrent task plays the agent and records how long it
@@ -11,8 +10,8 @@ Customers are clones of one customer warmed on a few simulated days (the state o
 customer has the same size and shape as a real one; building 100k by simulation would take
 minutes and measure the simulator).
 
-    .venv/bin/python scripts/bench_state_sync.py                       # starts its own broker
-    .venv/bin/python scripts/bench_state_sync.py --bootstrap 127.0.0.1:9092 --customers 100000
+    .venv/bin/python -m bench state-sync                       # starts its own broker
+    .venv/bin/python -m bench state-sync --bootstrap 127.0.0.1:9092 --customers 100000
 """
 from __future__ import annotations
 
@@ -20,15 +19,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.common import free_port
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.pipeline.processor import Processor
@@ -136,20 +133,20 @@ async def bench(bootstrap: str, customers: int, partitions: int) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench state-sync", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", help="an existing broker (default: start a throwaway local one)")
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
         from streams.devtools.broker import LocalBroker
         from streams.settings import Settings
-        from tests.conftest import free_ports
 
-        port, cport = free_ports(2)
+        port, cport = free_port(), free_port()
         broker = LocalBroker(Settings.from_env(broker_port=port, broker_controller_port=cport,
                                                broker_data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-"))))
         broker.start(timeout=120)
@@ -161,6 +158,7 @@ def main() -> None:
             broker.stop()
     for k, v in res.items():
         print(f"{k:<28} {v}")
+    return 0
 
 
 if __name__ == "__main__":

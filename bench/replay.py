@@ -1,5 +1,4 @@
-#!/usr/bin/env python
-"""Benchmark ``lookout replay``: events/s and peak RSS for N simulated events.
+"""``python -m bench replay``: ``lookout replay``, events/s and peak RSS for N simulated events.
 
 Generates N events with the simulator into a temporary JSONL file (or reuses --file), then
 runs ``lookout replay FILE --no-report -q --json`` in a child process (``--report``: with the
@@ -16,9 +15,10 @@ breakdown: JSON decode, contract validation, models, alerting, replay/processor 
 
 Examples::
 
-    .venv/bin/python scripts/bench_replay.py                      # 1,000,000 events, 200 customers
-    .venv/bin/python scripts/bench_replay.py --events 200000 --profile
-    .venv/bin/python scripts/bench_replay.py --events 1000000 --scaling
+    .venv/bin/python -m bench replay                      # 1,000,000 events, 200 customers
+    .venv/bin/python -m bench replay --events 200000 --profile
+    .venv/bin/python -m bench replay --events 1000000 --scaling
+    .venv/bin/python -m bench replay --events 200000 --report
 """
 from __future__ import annotations
 
@@ -33,9 +33,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def generate(path: Path, events: int, customers: int, interval_s: int, seed: int) -> int:
@@ -153,7 +150,7 @@ def profile(path: Path, n: int, top: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench replay", description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--customers", type=int, default=200)
     ap.add_argument("--interval", type=int, default=300)

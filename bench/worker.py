@@ -1,28 +1,24 @@
-#!/usr/bin/env python3
-"""Throughput of the live Faust worker on a real local Kafka.
+"""``python -m bench worker``: throughput of the live Faust worker on a real local Kafka.
 
 Produces N simulated events to a fresh topic first, then starts `lookout worker` and times how
 long it takes to consume them all (polling its /metrics). Prints events/s.
 
-    .venv/bin/python scripts/bench_worker.py                        # starts a throw-away broker
-    .venv/bin/python scripts/bench_worker.py --bootstrap 127.0.0.1:9092 --events 300000
+    .venv/bin/python -m bench worker                        # starts a throw-away broker
+    .venv/bin/python -m bench worker --bootstrap 127.0.0.1:9092 --events 300000
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.common import consumed, free_port
 from detectors.synthetic import SimConfig, simulate
 from streams.devtools.broker import LocalBroker
 from streams.kafka.admin import create_topics
@@ -30,28 +26,14 @@ from streams.kafka.security import kafka_python_kwargs
 from streams.settings import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def consumed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
-                       if line.startswith("lookout_events_total{"))
-    except OSError:
-        return 0.0
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench worker", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bootstrap")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--customers", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=500)
-    a = p.parse_args()
+    a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="lookout-bench-"))
     security = kafka_python_kwargs(Settings.from_env())  # LOOKOUT_KAFKA_* reach the worker through its env
     broker = None
@@ -90,12 +72,12 @@ def main() -> int:
                    LOOKOUT_BATCH_SIZE=str(a.batch_size))
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                                   stdout=open(tmp / "worker.log", "wb"), stderr=subprocess.STDOUT)
-        while consumed(port) == 0:
+        while not consumed(port):
             if worker.poll() is not None:
                 raise SystemExit(f"worker died; see {tmp / 'worker.log'}")
             time.sleep(0.2)
-        t1, c1 = time.perf_counter(), consumed(port)
-        while (c := consumed(port)) < n:
+        t1, c1 = time.perf_counter(), consumed(port) or 0.0
+        while (c := consumed(port) or 0.0) < n:
             time.sleep(0.5)
         secs = time.perf_counter() - t1
         print(f"worker: {c - c1:,.0f} events in {secs:.1f} s = {(c - c1) / secs:,.0f} events/s "

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
-"""Benchmark the detection engine alone: events/s per core and memory per customer.
+"""``python -m bench engine``: the detection engine alone, events/s per core and memory per customer.
 
-    .venv/bin/python scripts/bench_engine.py                 # 2,000 customers x 2 days at 5 min
-    .venv/bin/python scripts/bench_engine.py --customers 20000 --days 1 --batch 500 5000
+    .venv/bin/python -m bench engine                 # 2,000 customers x 2 days at 5 min
+    .venv/bin/python -m bench engine --customers 20000 --days 1 --batch 500 5000
 
 Events are generated and parsed before timing, so the numbers are the engine's own (decode and
-transport are measured by scripts/bench_decode.py, scripts/bench_replay.py and ``python -m bench``).
+transport are measured by ``python -m bench decode``, ``python -m bench replay`` and ``python -m bench``).
 It measures the fleet engine (:class:`detectors.Engine`, batches of ``--batch`` events) and the
 reference it is proven equal to (:class:`detectors.reference.ReferenceEngine`, one event at a time:
 the River detectors, each a call of the compiled kernel per point).
@@ -16,9 +15,6 @@ import argparse
 import sys
 import time
 import tracemalloc
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors import Engine, parse_event
 from detectors.fleet import warm_up
@@ -26,15 +22,16 @@ from detectors.reference import ReferenceEngine
 from detectors.synthetic import SimConfig, simulate
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--days", type=float, default=2.0)
     p.add_argument("--interval", type=int, default=300)
     p.add_argument("--batch", type=int, nargs="+", default=[500, 5000],
                    help="fleet engine batch sizes to measure (default: 500 5000)")
     p.add_argument("--no-reference", action="store_true", help="skip the (slow) reference engine")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     sim = simulate(SimConfig(customers=a.customers, duration_s=a.days * 86400, interval_s=a.interval, seed=5))
     events = [parse_event(e) for e in sim.events()]
     print(f"{len(events):,} events, {a.customers:,} customers; kernel ready in {warm_up():.2f} s")

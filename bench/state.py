@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
-"""Benchmark the state format (detectors/state.py): bytes and microseconds per customer.
+"""``python -m bench state``: the state format (detectors/state.py), bytes and microseconds per customer.
 
-    .venv/bin/python scripts/bench_state.py                       # 1,000 simulated customers x 5 days
-    .venv/bin/python scripts/bench_state.py --scale 100000        # plus a real 100,000-customer file
+    .venv/bin/python -m bench state                       # 1,000 simulated customers x 5 days
+    .venv/bin/python -m bench state --scale 100000        # plus a real 100,000-customer file
 
 The simulated customers' states are measured one by one (``Engine.dump_customer``) and as a
 file (``Engine.dump_all`` / ``load_all``, the data-dir checkpoint and ``--initial-state``).
@@ -19,9 +18,6 @@ import pickle
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgpack
 
@@ -55,14 +51,15 @@ def as_json(v):
     return v
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench state", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=1000)
     p.add_argument("--days", type=float, default=5.0)
     p.add_argument("--interval", type=int, default=300)
     p.add_argument("--scale", type=int, default=0, help="also time a file of this many customers")
     p.add_argument("--repeat", type=int, default=3)
-    a = p.parse_args()
+    a = p.parse_args(argv)
 
     sim = simulate(SimConfig(customers=a.customers, duration_s=a.days * 86400, interval_s=a.interval, seed=5))
     eng = Engine()

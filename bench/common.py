@@ -1,0 +1,26 @@
+"""Small helpers the benchmarks share: a free port, a worker's processed-event count."""
+from __future__ import annotations
+
+import socket
+import urllib.request
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def consumed(port: int, timeout: float = 2.0) -> float | None:
+    """Events a worker processed (``lookout_events_total`` on its ``/metrics``); None if it does
+    not answer within ``timeout`` (a slow answer is not "0 events")."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in r.read().decode().splitlines()
+                if line.startswith("lookout_events_total{")
+            )
+    except OSError:
+        return None

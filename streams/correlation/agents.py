@@ -1,0 +1,254 @@
+"""The correlator's Faust wiring: topics, the two stage agents, their state, the 1 s tick.
+
+Called by :func:`streams.worker.app.create_app` when ``Settings.correlator`` is on. Each stage
+agent takes a batch, hands it to its stage (:mod:`streams.correlation.stages`), sends what comes
+back, then writes the stage's state (with the offset it covers) to the compacted correlator
+state topic and waits for the broker to acknowledge it -- before Faust may commit the batch.
+A restart (or another worker taking the partition) reads that state back before the first
+message and skips what it covers: nothing lost, and what is sent twice is the same (ids are
+deterministic), which the sinks' idempotency absorbs.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import faust
+
+from detectors.config import CorrelatorConfig
+from streams.pipeline.codecs import dlq_record, encode_json
+from streams.settings import Settings
+
+from .customers import CustomerTable
+from .metrics import CorrelationMetrics
+from .publisher import PARENTS_KEY, CorrelationPublisher
+from .stages import GroupPartition, ParentsPartition, StageOutput
+
+log = logging.getLogger("lookout.correlation")
+
+__all__ = ["Correlation", "register_correlator"]
+
+PARENTS_STATE_KEY = "parents"
+#: how often idle sources are re-checked and live watermarks advanced
+TICK_S = 1.0
+
+
+def _group_key(q: int) -> str:
+    return f"groups-{q}"
+
+
+@dataclass
+class Correlation:
+    """What the worker keeps of the correlator (the sinks read ``routed_topic`` and ``incidents_topic``)."""
+
+    table: CustomerTable
+    publisher: CorrelationPublisher
+    routed_topic: Any
+    incidents_topic: Any
+    topics: dict[str, tuple[int, bool]]  # name -> (partitions, compacted), created at start
+    groups: dict[int, GroupPartition] = field(default_factory=dict)
+    parents: ParentsPartition | None = None
+
+
+class _Stages:
+    """This worker's stage instances: created (from their saved state) on first use, their output
+    sent, their state written after every batch. Faust-free apart from the topics' ``send``."""
+
+    def __init__(self, s: Settings, config: CorrelatorConfig, corr: Correlation, *, reader: Any,
+                 parents: Any, state: Any, metrics: CorrelationMetrics, dead_letter: Callable[..., Any],
+                 clock: Callable[[], float]):
+        self.s, self.config, self.corr, self.reader = s, config, corr, reader
+        self.parents_topic, self.state_topic, self.metrics = parents, state, metrics
+        self.dead_letter, self.clock = dead_letter, clock
+        self.lock1, self.lock2 = asyncio.Lock(), asyncio.Lock()  # stage one, stage two
+
+    def size_of(self, group: str) -> int:
+        return self.corr.table.catalogue.size_of(group, self.config.group_by)
+
+    async def _saved(self, key: str) -> bytes | None:
+        records, _ = await self.reader.read_partition(self.s.correlator_state_topic_name, 0)
+        latest = None
+        for k, value in records:
+            if k is not None and k.decode("utf-8", "replace") == key:
+                latest = value
+        return latest
+
+    @staticmethod
+    def _load(stage: Any, value: bytes | None, what: str) -> None:
+        if value is None:
+            return
+        try:
+            stage.load_state(json.loads(value))
+        except ValueError as exc:
+            log.warning("%s: starting afresh (%s)", what, exc)
+
+    async def group_stage(self, q: int) -> GroupPartition:
+        gp = self.corr.groups.get(q)
+        if gp is None:
+            gp = GroupPartition(q, self.config, self.size_of, idle_s=self.s.correlator_idle_s,
+                                clock=self.clock)
+            self._load(gp, await self._saved(_group_key(q)), f"correlator stage one, partition {q}")
+            self.corr.groups[q] = gp
+        return gp
+
+    async def parent_stage(self) -> ParentsPartition:
+        if self.corr.parents is None:
+            pp = ParentsPartition(self.config, self.corr.table.catalogue, self.s.partitions,
+                                  idle_s=self.s.correlator_idle_s, clock=self.clock)
+            self._load(pp, await self._saved(PARENTS_STATE_KEY), "correlator stage two")
+            self.corr.parents = pp
+        return self.corr.parents
+
+    async def _park(self, out: StageOutput, topic: str) -> None:
+        for value, reason in out.dead:
+            await self.dead_letter(None, value, reason, topic)
+
+    async def _save(self, key: str, stage: Any) -> None:
+        """The state, acknowledged by the broker before Faust may commit what it covers."""
+        value = encode_json(stage.to_state())
+        await (await self.state_topic.send(key=key.encode(), value=value, partition=0))
+
+    async def emit_groups(self, q: int, gp: GroupPartition, out: StageOutput) -> None:
+        for m in out.messages:
+            await self.parents_topic.send(key=PARENTS_KEY, value=m, partition=0)
+        await self._park(out, self.s.onsets_topic_name)
+        if out.changed:
+            await self._save(_group_key(q), gp)
+
+    async def emit_parents(self, pp: ParentsPartition, out: StageOutput) -> None:
+        for r in out.incidents:  # keyed by parent: in order per parent
+            await self.corr.incidents_topic.send(key=r["parent_id"].encode(), value=encode_json(r))
+        for a in out.alerts:
+            await self.corr.routed_topic.send(key=a["customer_id"].encode(), value=encode_json(a))
+        await self._park(out, self.s.parents_topic_name)
+        self.metrics.observe(out.incidents, out.alerts)
+        lag = None if pp.advanced is None else self.clock() - pp.advanced
+        self.metrics.state(pp.open_parents(), pp.stage.book.held(), lag)
+        if out.changed:
+            await self._save(PARENTS_STATE_KEY, pp)
+
+    async def groups_batch(self, batch: list[Any]) -> None:
+        by_partition: dict[int, list[tuple[int, bytes]]] = {}
+        for e in batch:
+            by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.value))
+        async with self.lock1:
+            for q, records in sorted(by_partition.items()):
+                gp = await self.group_stage(q)
+                await self.emit_groups(q, gp, gp.handle(records))
+
+    async def parents_batch(self, batch: list[Any]) -> None:
+        async with self.lock2:
+            pp = await self.parent_stage()
+            await self.emit_parents(pp, pp.handle([(e.message.offset, e.value) for e in batch]))
+
+    async def tick(self) -> None:
+        async with self.lock1:
+            for q, gp in list(self.corr.groups.items()):
+                await self.emit_groups(q, gp, gp.tick())
+        async with self.lock2:
+            if self.corr.parents is not None:
+                await self.emit_parents(self.corr.parents, self.corr.parents.tick())
+
+    async def revoked(self, tps: Any) -> None:
+        async with self.lock1:
+            for tp in tps:
+                if tp.topic == self.s.onsets_topic_name:
+                    self.corr.groups.pop(tp.partition, None)  # its state is in the topic (every batch)
+        async with self.lock2:
+            if any(tp.topic == self.s.parents_topic_name for tp in tps):
+                self.corr.parents = None
+        for tp in tps:
+            if tp.topic == self.s.input_topic:
+                self.corr.publisher.forget(tp.partition)
+
+
+class _Follower:
+    """Keeps the customers topic followed for the worker's life (restarted if it ever fails)."""
+
+    def __init__(self, s: Settings, table: CustomerTable, reader: Any):
+        self.s, self.table, self.reader = s, table, reader
+        self.task: asyncio.Task | None = None
+
+    async def _follow(self) -> None:
+        counts = await self.reader.ensure_topics({self.s.customers_topic: (self.s.partitions, True)})
+        await self.table.run(counts.get(self.s.customers_topic) or self.s.partitions)
+
+    def keep(self) -> None:
+        if self.task is not None and not self.task.done():
+            return
+        if self.task is not None and not self.task.cancelled() and self.task.exception() is not None:
+            log.error("following %s failed, restarting: %r", self.s.customers_topic, self.task.exception())
+        self.task = asyncio.ensure_future(self._follow())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *, registry: Any, reader: Any,
+                        client_kwargs: dict[str, Any], caught_up: Callable[[int], bool],
+                        dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
+                        clock: Callable[[], float] = time.time) -> Correlation:
+    """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it."""
+    # internal: Faust creates them (when missing) before it subscribes, with these partitions
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=True)
+    onsets = app.topic(s.onsets_topic_name, partitions=s.partitions, **raw)
+    parents = app.topic(s.parents_topic_name, partitions=1, **raw)
+    incidents = app.topic(s.incidents_topic, partitions=s.partitions, **raw)  # keyed by parent_id
+    routed = app.topic(s.routed_topic, partitions=s.partitions, **raw)
+    state = app.topic(s.correlator_state_topic_name, partitions=1, compacting=True, **raw)
+    metrics = CorrelationMetrics(registry)
+
+    async def bad_customer(key: bytes | None, value: bytes | None, reason: str) -> None:
+        await dead_letter(key, value, reason, s.customers_topic)
+
+    table = CustomerTable(s.customers_topic, s.bootstrap, client_kwargs, on_bad=bad_customer)
+    publisher = CorrelationPublisher(onsets_topic=onsets, parents_topic=parents,
+                                     onset_partitions=s.partitions, catalogue=table.catalogue, config=config,
+                                     grace_s=s.correlator_grace_s, clock=clock)
+    topics = {s.customers_topic: (s.partitions, True), s.onsets_topic_name: (s.partitions, False),
+              s.parents_topic_name: (1, False), s.incidents_topic: (s.partitions, False),
+              s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
+    corr = Correlation(table, publisher, routed, incidents, topics)
+    stages = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
+                     dead_letter=dead_letter, clock=clock)
+    follower = _Follower(s, table, reader)
+
+    @app.agent(onsets, name="lookout.correlate.groups", concurrency=1)
+    async def correlate_groups(stream):
+        await table.ready.wait()
+        async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
+            await stages.groups_batch(batch)
+
+    @app.agent(parents, name="lookout.correlate.parents", concurrency=1)
+    async def correlate_parents(stream):
+        await table.ready.wait()
+        async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
+            await stages.parents_batch(batch)
+
+    @app.timer(TICK_S)
+    async def correlation_tick():
+        follower.keep()
+        metrics.customers.set(len(table.catalogue))
+        if table.ready.is_set():
+            await publisher.watermarks(caught_up)
+            await stages.tick()
+
+    @app.on_before_shutdown.connect
+    async def stop_following(app, **kwargs):
+        follower.stop()
+
+    @app.on_partitions_revoked.connect
+    async def correlator_revoked(app, revoked, **kwargs):
+        await stages.revoked(revoked)
+
+    return corr
+
+
+def dead_letter_record(key: bytes | None, value: bytes | None, reason: str, topic: str) -> dict[str, Any]:
+    """The dead-letter record of a correlator-topic message it could not use."""
+    return dlq_record(value, reason, kind="contract", key=key, source=topic, now=time.time())

@@ -1,0 +1,115 @@
+"""The detection worker's side of the correlator: onsets, alerts and watermarks onto its topics.
+
+After each batch the worker hands its output to :meth:`CorrelationPublisher.publish`:
+
+* every onset is sent once per group its customer belongs to, keyed by the group (so a group's
+  onsets meet in one partition of stage one, whichever worker detected them);
+* every alert is copied to the parents topic (stage two holds it, then routes it);
+* each input partition's **watermark** -- how far its event time got -- is sent to every
+  partition of the onsets topic and to the parents topic, after the onsets and alerts it covers
+  (same producer, so in order), whenever it enters a new interval.
+
+Watermark of input partition ``p``: the start of the latest interval it had events for (every
+earlier interval is complete). When ``p`` is caught up (nothing waiting on the input topic)
+and its latest interval ended at least ``grace_s`` ago, but not long ago (the data is live, not
+history being replayed), its watermark is the wall clock minus ``grace_s``: the current
+interval is complete ``grace_s`` after it ends, not only when the next one's events arrive.
+That bounds what the hold costs: a child alert waits ``hold_intervals`` intervals plus
+``grace_s``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from detectors.catalogue import Catalogue
+from detectors.config import CorrelatorConfig
+from detectors.correlator import groups_of
+from streams.pipeline.processor import Output
+
+from .messages import encode_alert, encode_onset, encode_watermark
+from .stages import detector_source
+
+__all__ = ["LIVE_INTERVALS", "CorrelationPublisher"]
+
+#: data whose latest interval ended at most this many intervals ago is live (the wall clock may
+#: stand in for its watermark); older is history being replayed (only its events count)
+LIVE_INTERVALS = 2
+#: the key of every message on the one-partition parents topic
+PARENTS_KEY = b"parents"
+
+
+class CorrelationPublisher:
+    """Sends a batch's onsets, alerts and watermarks (see the module docstring).
+
+    Parameters
+    ----------
+    onsets_topic, parents_topic
+        Faust topics (``send(key=, value=, partition=)``).
+    onset_partitions : int
+        Partitions of the onsets topic (each gets every watermark).
+    catalogue : Catalogue
+        Customer groups (followed from the ``customers`` topic).
+    config : CorrelatorConfig
+        Grouping attributes.
+    grace_s : float
+        How long after an interval ends a caught-up partition declares it complete.
+    """
+
+    def __init__(self, *, onsets_topic: Any, parents_topic: Any, onset_partitions: int, catalogue: Catalogue,
+                 config: CorrelatorConfig, grace_s: float, clock: Callable[[], float] = time.time):
+        self.onsets_topic = onsets_topic
+        self.parents_topic = parents_topic
+        self.onset_partitions = onset_partitions
+        self.catalogue = catalogue
+        self.config = config
+        self.grace_s = grace_s
+        self.clock = clock
+        self.seen: dict[int, tuple[float, int]] = {}  # input partition -> (latest event interval, its length)
+        self.sent: dict[int, float] = {}  # input partition -> watermark sent last
+
+    async def publish(self, out: Output, caught_up: Callable[[int], bool] | None = None) -> None:
+        """Send one batch's onsets and alerts, then the watermarks they move."""
+        for onset in out.onsets:
+            for g in groups_of(self.catalogue, self.config, onset.customer_id):
+                await self.onsets_topic.send(key=g.encode(), value=encode_onset(g, onset))
+        for a in out.alerts:
+            await self.parents_topic.send(key=PARENTS_KEY, value=encode_alert(a), partition=0)
+        for p, (ts, iv) in out.event_time.items():
+            old = self.seen.get(p)
+            if old is None or ts > old[0]:
+                self.seen[p] = (ts, iv)
+        await self.watermarks(caught_up)
+
+    def watermark(self, p: int, caught_up: bool) -> float | None:
+        """Input partition ``p``'s watermark now (None: no events seen)."""
+        seen = self.seen.get(p)
+        if seen is None:
+            return None
+        ts, iv = seen
+        end, now = ts + iv, self.clock() - self.grace_s
+        if caught_up and end <= now <= end + LIVE_INTERVALS * iv:
+            return now
+        return ts
+
+    async def watermarks(self, caught_up: Callable[[int], bool] | None = None) -> int:
+        """Send the watermarks that entered a new interval; return how many partitions moved."""
+        moved = 0
+        for p, (_, iv) in list(self.seen.items()):
+            w = self.watermark(p, bool(caught_up and caught_up(p)))
+            last = self.sent.get(p)
+            if w is None or (last is not None and math.floor(w / iv) <= math.floor(last / iv)):
+                continue
+            value = encode_watermark(detector_source(p), w)
+            for q in range(self.onset_partitions):
+                await self.onsets_topic.send(key=f"wm:{p}".encode(), value=value, partition=q)
+            await self.parents_topic.send(key=PARENTS_KEY, value=value, partition=0)
+            self.sent[p] = w
+            moved += 1
+        return moved
+
+    def forget(self, p: int) -> None:
+        """Input partition ``p`` moved to another worker: its watermark is theirs to send."""
+        self.seen.pop(p, None)
+        self.sent.pop(p, None)

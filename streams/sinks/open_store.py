@@ -1,0 +1,129 @@
+"""The Alertmanager sink's open alerts, kept in a compacted topic per source partition.
+
+Alertmanager ends an alert whose ``endsAt`` passes, so the sink re-sends every open alert (and
+open parent incident) until it resolves. That set must survive a worker restart -- otherwise a
+parent would expire at Alertmanager and stop muting its children, or a child would not be re-sent
+-- and follow the partitions of the topics the sink reads, so that exactly one worker re-sends
+an alert. :class:`OpenStore` keeps it in a dict (what :class:`~streams.sinks.alertmanager.
+AlertmanagerSink` reads and changes) and writes every change, before the sink's input offset is
+committed, to partition ``p`` of a compacted topic (key ``<source>|<table key>``, value the open
+alerts of that key, a tombstone when none is left). When partition ``p`` of a source is
+assigned, its keys are read back; when it is revoked, they are dropped (the new owner reads
+them). It replaces a Faust table, whose changelog recovery could hang after a SIGKILL.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("lookout.sinks.open")
+
+__all__ = ["OpenStore"]
+
+SEP = "|"
+
+
+class OpenStore:
+    """Open alerts per table key, durable per (source topic, partition) (see the module docstring).
+
+    Parameters
+    ----------
+    topic : str
+        The compacted topic (as many partitions as the sources).
+    bootstrap, client_kwargs
+        Kafka (``client_kwargs``: TLS/SASL for aiokafka).
+    send : coroutine function
+        ``send(key, value, partition)`` -> awaits the broker's acknowledgement (the worker's producer).
+    """
+
+    def __init__(self, topic: str, bootstrap: str, client_kwargs: dict[str, Any], send: Any):
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self.client_kwargs = client_kwargs
+        self.send = send
+        self.open: dict[str, dict[str, dict[str, Any]]] = {}  # table key -> {id: latest firing record}
+        self._owner: dict[str, tuple[str, int]] = {}  # table key -> (source, partition)
+        self.loaded: set[tuple[str, int]] = set()
+        self._partitions: int | None = None  # of the topic, once it is known to exist
+
+    async def ensure(self, partitions: int) -> None:
+        """Create the compacted topic if it is missing (once)."""
+        if self._partitions is not None:
+            return
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
+        await admin.start()
+        try:
+            if self.topic not in set(await admin.list_topics()):
+                try:
+                    await admin.create_topics([NewTopic(self.topic, partitions, 1,
+                                                        topic_configs={"cleanup.policy": "compact"})])
+                except TopicAlreadyExistsError:
+                    pass
+            self._partitions = partitions
+        finally:
+            await admin.close()
+
+    async def persist(self, source: str, partition: int, key: str) -> None:
+        """Write ``key``'s open alerts (or a tombstone) to ``partition``; wait for the acknowledgement."""
+        self._owner[key] = (source, partition)
+        value = self.open.get(key)
+        await self.send(f"{source}{SEP}{key}".encode(), None if not value else json.dumps(value).encode(),
+                        partition)
+        if not value:
+            self._owner.pop(key, None)
+
+    async def load(self, source: str, partition: int) -> int:
+        """Read back the open alerts of ``source``'s ``partition`` (idempotent); return how many keys."""
+        if (source, partition) in self.loaded:
+            return 0
+        latest = await self._read(partition)
+        n = 0
+        prefix = source + SEP
+        for raw_key, value in latest.items():
+            if not raw_key.startswith(prefix):
+                continue
+            key = raw_key[len(prefix):]
+            try:
+                alerts = json.loads(value) if value is not None else None
+            except ValueError:
+                log.warning("unreadable open-alerts record %r in %s[%d]: ignored", raw_key, self.topic,
+                            partition)
+                continue
+            if alerts:
+                self.open[key] = alerts
+                self._owner[key] = (source, partition)
+                n += 1
+        self.loaded.add((source, partition))
+        return n
+
+    def drop(self, source: str, partition: int) -> None:
+        """``source``'s ``partition`` went to another worker: forget (and stop re-sending) its keys."""
+        for key in [k for k, owner in self._owner.items() if owner == (source, partition)]:
+            self._owner.pop(key, None)
+            self.open.pop(key, None)
+        self.loaded.discard((source, partition))
+
+    async def _read(self, partition: int) -> dict[str, bytes | None]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(self.topic, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", **self.client_kwargs)
+        await consumer.start()
+        latest: dict[str, bytes | None] = {}
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    for r in records:
+                        if r.key is not None:
+                            latest[r.key.decode("utf-8", "replace")] = r.value
+        finally:
+            await consumer.stop()
+        return latest
