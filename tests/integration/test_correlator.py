@@ -42,14 +42,22 @@ def am_alerts(am) -> list[dict]:
 
 
 @pytest.mark.timeout(900)
+@pytest.fixture
+def alertmanager(tmp_path):
+    """A real Alertmanager with the deployed inhibition rule, stopped after the test."""
+    am = start_alertmanager(tmp_path / "am", inhibit=True)
+    yield am
+    am.stop()
+
+
 def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across_a_sigkill(
-        start_worker, kafka_bootstrap, tmp_path):
+        start_worker, kafka_bootstrap, alertmanager):
     end = math.floor(time.time() / IV) * IV  # live data: it ends now
     sim = simulate(SimConfig(customers=CUSTOMERS, duration_s=DAYS * 86400, interval_s=IV, seed=SEED,
                              shared_causes=1, start=float(end - DAYS * 86400)))
     (cause,) = sim.shared_causes
     assert cause.scope.startswith("origin_provider=") and 45 <= len(cause.customers) <= 60, cause
-    am = start_alertmanager(tmp_path / "am", inhibit=True)
+    am = alertmanager
     w = start_worker(LOOKOUT_PARTITIONS=2, LOOKOUT_ALERTMANAGER_URL=am.url, LOOKOUT_ALERTMANAGER_RESEND_S=10,
                      LOOKOUT_CORRELATOR_GRACE_S=1, LOOKOUT_SNAPSHOT_INTERVAL_S=2)
     customers_topic, incidents_topic, routed_topic = (f"{w.app_id}-customers", f"{w.app_id}-incidents",
