@@ -41,7 +41,6 @@ def am_alerts(am) -> list[dict]:
     return get_json(am.url + "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true")
 
 
-@pytest.mark.timeout(900)
 @pytest.fixture
 def alertmanager(tmp_path):
     """A real Alertmanager with the deployed inhibition rule, stopped after the test."""
@@ -50,6 +49,7 @@ def alertmanager(tmp_path):
     am.stop()
 
 
+@pytest.mark.timeout(900)
 def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across_a_sigkill(
         start_worker, kafka_bootstrap, alertmanager):
     end = math.floor(time.time() / IV) * IV  # live data: it ends now
