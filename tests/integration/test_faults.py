@@ -148,9 +148,25 @@ def wait_until_durably_warm(worker) -> None:
 
     body = wait_until(warm, 120, "every series warm")
     before = body.get("snapshot_offsets") or {}
+    # taken after that: its offset moved on -- or it already covers every event of the partition
+    # (the stream was consumed before the series were seen warm: nothing moves any more, and the
+    # state it holds is the final, warm one)
+    ends = input_ends(worker)
     wait_until(lambda: (len(now := snapshot_offsets(worker)) == PARTITIONS and all(
-        v is not None and (before.get(p) is None or v > before[p]) for p, v in now.items())), 60,
-        "a snapshot of every partition taken after that")
+        v is not None and (before.get(p) is None or v > before[p] or v >= ends[p])
+        for p, v in now.items())), 60, "a snapshot of every partition taken after that")
+
+
+def input_ends(worker) -> dict[str, int]:
+    """The input topic's end offset per partition (as ``snapshot_offsets`` names them)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=worker.bootstrap)
+    try:
+        ends = c.end_offsets([TopicPartition(worker.input_topic, p) for p in range(PARTITIONS)])
+    finally:
+        c.close()
+    return {str(tp.partition): off for tp, off in ends.items()}
 
 
 def hand_over(stop, survivor, how: str) -> float:
