@@ -223,20 +223,13 @@ def kafka_security(o: TrafficOptions) -> dict[str, Any]:
     return security
 
 
-def _write_labels(sim: Simulation, path: str) -> None:
+def _write_beside(write: Callable[[str], Any], what: str, path: str) -> None:
+    """``write(path)`` (labels, the catalogue) after making its directory; one line if it fails."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_labels(sim.incidents, path)
+        write(path)
     except OSError as exc:
-        raise TrafficError(f"cannot write labels to {path}: {exc.strerror or exc}") from None
-
-
-def _write_catalogue(sim: Simulation, path: str) -> None:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_catalogue(sim.catalogue, path)
-    except OSError as exc:
-        raise TrafficError(f"cannot write the customer catalogue to {path}: {exc.strerror or exc}") from None
+        raise TrafficError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None
 
 
 def _to_file(events: Iterator[dict[str, Any]], out: str) -> None:
@@ -278,9 +271,9 @@ def simulate_traffic(o: TrafficOptions, *, progress: bool = False,
         customers_path = default_labels_path(o.out).replace(".labels.jsonl", ".customers.jsonl")
     sim = simulate(cfg)
     if labels_path is not None:
-        _write_labels(sim, labels_path)
+        _write_beside(lambda p: write_labels(sim.incidents, p), "labels", labels_path)
     if customers_path is not None:
-        _write_catalogue(sim, customers_path)
+        _write_beside(lambda p: write_catalogue(sim.catalogue, p), "the customer catalogue", customers_path)
     kafka = f"kafka {o.bootstrap} topic {o.topic}"
     res = TrafficResult(sim, o, kafka if o.out is None else "stdout" if o.out == "-" else o.out, labels_path,
                         customers_path)

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from functools import partial
 
 import pytest
 
@@ -16,6 +17,7 @@ from streams.kafka.admin import create_topics
 from tests.services import get_json, start_alertmanager
 
 from .conftest import produce, read_topic
+from .test_faults import wait_until as faults_wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -27,14 +29,8 @@ DAYS = 3
 SEED = 146
 
 
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+#: the correlator's waits poll every half second
+wait_until = partial(faults_wait_until, poll=0.5)
 
 
 def am_alerts(am) -> list[dict]:
