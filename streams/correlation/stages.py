@@ -76,6 +76,16 @@ class _Partition:
                 continue
             yield kind, body
 
+    def tick(self) -> StageOutput:
+        """No messages, but time passed: an idle source may no longer hold the watermark back."""
+        out = StageOutput()
+        self._advance(out)
+        return out
+
+    def _advance(self, out: StageOutput) -> None:
+        """Advance the stage to the watermark if it moved (each stage says what that emits)."""
+        raise NotImplementedError
+
     def _due(self) -> float | None:
         w = self.marks.watermark(self.clock())
         if w is None or (self.advanced is not None and w <= self.advanced):
@@ -134,12 +144,6 @@ class GroupPartition(_Partition):
                 self.marks.report(body[0], body[1], self.clock())
             else:
                 out.dead.append((None, f"a {kind} message does not belong on the onsets topic"))
-        self._advance(out)
-        return out
-
-    def tick(self) -> StageOutput:
-        """No messages, but time passed: an idle source may no longer hold the watermark back."""
-        out = StageOutput()
         self._advance(out)
         return out
 
@@ -211,11 +215,6 @@ class ParentsPartition(_Partition):
                 self.marks.report(src, ts, self.clock())
             else:
                 out.dead.append((None, f"a {kind} message does not belong on the parents topic"))
-        self._advance(out)
-        return out
-
-    def tick(self) -> StageOutput:
-        out = StageOutput()
         self._advance(out)
         return out
 
