@@ -1,8 +1,12 @@
-"""Small helpers the benchmarks share: a free port, a worker's processed-event count."""
+"""Small helpers the benchmarks share: a free port, a broker, a worker's processed-event count."""
 from __future__ import annotations
 
 import socket
+import tempfile
 import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 def free_port() -> int:
@@ -24,3 +28,22 @@ def consumed(port: int, timeout: float = 2.0) -> float | None:
             )
     except OSError:
         return None
+
+
+@contextmanager
+def broker_or(bootstrap: str | None) -> Iterator[str]:
+    """``bootstrap`` as given, or a throwaway local broker's (started here, stopped after)."""
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    from streams.devtools.broker import LocalBroker
+    from streams.settings import Settings
+
+    port, cport = free_port(), free_port()
+    broker = LocalBroker(Settings.from_env(broker_port=port, broker_controller_port=cport,
+                                           broker_data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-"))))
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -19,13 +19,11 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
-from bench.common import free_port
+from bench.common import broker_or
 from detectors.engine import Engine
 from detectors.synthetic import SimConfig, simulate
 from streams.pipeline.processor import Processor
@@ -140,22 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
     args = ap.parse_args(argv)
-    broker = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        from streams.devtools.broker import LocalBroker
-        from streams.settings import Settings
-
-        port, cport = free_port(), free_port()
-        broker = LocalBroker(Settings.from_env(broker_port=port, broker_controller_port=cport,
-                                               broker_data_dir=Path(tempfile.mkdtemp(prefix="bench-kafka-"))))
-        broker.start(timeout=120)
-        bootstrap = broker.bootstrap
-    try:
+    with broker_or(args.bootstrap) as bootstrap:
         res = asyncio.run(bench(bootstrap, args.customers, args.partitions))
-    finally:
-        if broker is not None:
-            broker.stop()
     for k, v in res.items():
         print(f"{k:<28} {v}")
     return 0
