@@ -101,6 +101,17 @@ def wait_records(worker, kind: str, n: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"worker did not read {n} {kind} records:\n{worker.log_tail()}")
 
 
+def wait_alert(store: KafkaStore, alert_id: str, timeout: float = 90.0) -> None:
+    """Until ``alert_id`` is on the alerts topic: an engineer answers an alert they have seen (the
+    worker's input lag is 0 once it has *read* the events; their alerts are produced a little later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.find_alert(alert_id, 0.0) is not None:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"alert {alert_id} never reached {store.alerts_topic}")
+
+
 def tally(truth, live):
     t, lv = Counter(map(alert_key, truth)), Counter(map(alert_key, live))
     return {"lost": sum((t - lv).values()), "duplicate": sum(n - 1 for n in lv.values() if n > 1),
@@ -179,6 +190,7 @@ def test_every_verdict_and_window_mode_end_to_end_matches_replay(start_worker, k
             feed.until(parse_ts(alert["started_at"]) - IV)
             time.sleep(5)
         feed.until(at)
+        wait_alert(store, alert["alert_id"])
         st.put_verdict(give_verdict(store, alert["alert_id"], verdict, now=at, by="test", topics=topics))
         wait_records(w, "verdict", k + 1)
     feed.rest()
@@ -220,6 +232,7 @@ def test_a_sigkill_between_a_verdict_and_its_effect_loses_nothing_and_applies_it
     at = parse_ts(fa["event_ts"]) + IV + 60
     feed.until(at)
     time.sleep(4)  # snapshots cover everything so far
+    wait_alert(store, fa["alert_id"])
     st = Steering()
     st.put_verdict(give_verdict(store, fa["alert_id"], "false_alarm", now=at, by="test", topics=topics))
     wait_records(w, "verdict", 1)
