@@ -52,7 +52,8 @@ def main() -> int:
         print(
             f"  migrations under a window: {mig['within_5pct']}/{mig['migrations']} baselines within 5 % "
             f"of a "
-            f"run without the migration (worst {pct(mig['worst'])}; without the window "
+            f"run without the migration, ratios to one event per interval (worst {pct(mig['worst'])}; "
+            f"strictly relative {pct(mig['worst_strict'])}; without the window "
             f"{pct(mig['worst_without_window'])}); beyond 5 % and equal to the baseline's own drift over the "
             f"window: {mig['ratio_cases_explained_by_drift']}; trace of the migration in the model "
             f"{pct(mig['max_trace'])}; firing notifications sent inside: {mig['firing_sent_inside_windows']}"
