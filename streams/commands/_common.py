@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import click
 
+from detectors.catalogue import CatalogueError
 from detectors.config import ConfigError, load_config
+from detectors.events import InvalidEvent, parse_time
+from detectors.feedback import InvalidRecord
+from detectors.steering import Steering
 
+from ..kafka.admin import BrokerError
+from ..offline.catalogue_files import read_catalogue
 from ..offline.simfiles import read_labels
 
 # re-exported: the commands parse durations too (it lives with the settings, which parse LOOKOUT_REBUILD_FROM)
 from ..settings import parse_duration as parse_duration
+from ..steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
+from ..steering.store import KafkaStore
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -22,7 +30,6 @@ def parse_when(text: str, now: float, what: str) -> float:
     >>> parse_when("2026-01-05T10:00:00Z", 0.0, "--until")
     1767607200.0
     """
-    from detectors.events import InvalidEvent, parse_time
 
     t = text.strip().lower()
     if t == "now":
@@ -68,8 +75,6 @@ def load_catalogue(path: str | None, option: str = "FILE"):
     """The customer catalogue in ``path`` (JSON lines or CSV, gzip ok); every bad line in the error."""
     if not path:
         return None
-    from detectors.catalogue import CatalogueError
-    from streams.offline.catalogue_files import read_catalogue
 
     try:
         return read_catalogue(path)
@@ -116,9 +121,6 @@ def load_steering(config, feedback_path: str | None, silences_path: str | None):
     """The verdicts and windows of the ``--feedback``/``--silences`` files (None without either)."""
     if not feedback_path and not silences_path:
         return None
-    from detectors.feedback import InvalidRecord
-    from detectors.steering import Steering
-    from streams.steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
 
     feed = SteeringFeed(Steering(config))
     files = ((feedback_path, FEEDBACK, "--feedback"), (silences_path, SILENCES, "--silences"))
@@ -138,8 +140,6 @@ def load_steering(config, feedback_path: str | None, silences_path: str | None):
 def connect_store(settings):
     """The verdicts' and windows' store (:class:`~streams.steering.store.KafkaStore`) once the
     broker answers; one line (exit 1) when it does not or rejects the TLS/SASL settings."""
-    from streams.kafka.admin import BrokerError
-    from streams.steering.store import KafkaStore
 
     try:
         return KafkaStore.connect(settings)

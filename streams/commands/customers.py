@@ -5,6 +5,11 @@ import json
 
 import click
 
+from detectors.events import CUSTOMER_ID_RE
+
+from ..correlation.customers import publish_catalogue
+from ..kafka.admin import BrokerError, create_topics, wait_for_kafka
+from ..kafka.security import kafka_python_kwargs
 from ..settings import Settings, SettingsError
 from ._common import CONTEXT, load_catalogue
 from .kafka_options import kafka_security_options, pop_security
@@ -49,10 +54,6 @@ def load(file, bootstrap, topic, remove, as_json, **kafka):
       lookout simulate --customers 200 --days 14 --shared-causes 6 --out sim.jsonl.gz
       lookout customers load sim.customers.jsonl
     """
-    from detectors.events import CUSTOMER_ID_RE
-    from streams.correlation.customers import publish_catalogue
-    from streams.kafka.admin import BrokerError, create_topics, wait_for_kafka
-    from streams.kafka.security import kafka_python_kwargs
 
     cat = load_catalogue(file)
     bad = [r for r in remove if not CUSTOMER_ID_RE.match(r)]

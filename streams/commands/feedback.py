@@ -10,6 +10,8 @@ import click
 from detectors.feedback import VERDICTS
 
 from ..settings import Settings, SettingsError
+from ..steering.service import SteeringError, Topics, give_verdict, withdraw_verdict
+from ..steering.store import StoreError
 from ._common import CONTEXT, RequestError, connect_store, parse_duration
 from .kafka_options import kafka_security_options, pop_security
 
@@ -45,8 +47,6 @@ def feedback(alert_id, verdict, withdraw, note, by, since, bootstrap, as_json, *
       lookout feedback 39b3b6ed530df191 --verdict expected --by alice
       lookout feedback 39b3b6ed530df191 --withdraw
     """
-    from streams.steering.service import SteeringError, Topics, give_verdict, withdraw_verdict
-    from streams.steering.store import StoreError
 
     if withdraw == (verdict is not None):
         raise click.UsageError("give either --verdict or --withdraw")

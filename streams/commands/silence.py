@@ -12,12 +12,20 @@ from detectors.signals import SIGNALS
 from detectors.silences import MODES
 
 from ..settings import Settings, SettingsError
+from ..steering.service import (
+    SteeringError,
+    Topics,
+    add_alertmanager_silence,
+    add_window,
+    expire_window,
+    list_windows,
+)
+from ..steering.store import StoreError
 from ._common import CONTEXT, RequestError, connect_store, load_detector_config, parse_duration, parse_when
 from .kafka_options import kafka_security_options, pop_security
 
 
 def _context(bootstrap, kafka):
-    from streams.steering.service import Topics
 
     try:
         s = Settings.from_env(bootstrap=bootstrap, **pop_security(kafka))
@@ -27,8 +35,6 @@ def _context(bootstrap, kafka):
 
 
 def _run(fn, *args, **kwargs):
-    from streams.steering.service import SteeringError
-    from streams.steering.store import StoreError
 
     try:
         return fn(*args, **kwargs)
@@ -96,7 +102,6 @@ def add(customer, signal, start, until, duration, rrule, mode, reason, by, am_fi
       lookout silence add --customer acme --from 2026-01-11T02:00:00Z --for 1h --rrule "FREQ=WEEKLY;BYDAY=SU"
       lookout silence add --alertmanager silence.json
     """
-    from streams.steering.service import add_alertmanager_silence, add_window
 
     fb = load_detector_config(config).feedback
     now = time.time()
@@ -141,7 +146,6 @@ def list_(customer, include_past, bootstrap, as_json, **kafka):
       lookout silence list
       lookout silence list --customer acme --all --json
     """
-    from streams.steering.service import list_windows
 
     store, topics = _context(bootstrap, kafka)
     now = time.time()
@@ -165,7 +169,6 @@ def expire(window_id, by, bootstrap, **kafka):
     Example:
       lookout silence expire mw-3eb688f2ce
     """
-    from streams.steering.service import expire_window
 
     store, topics = _context(bootstrap, kafka)
     now = time.time()

@@ -11,7 +11,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
-from streams.pipeline.codecs import encode_json
+from ..kafka.admin import BrokerError, create_topics, wait_for_kafka
+from ..kafka.security import kafka_python_kwargs
+from ..pipeline.codecs import encode_json
 
 __all__ = ["KafkaStore", "MemoryStore", "RecordStore", "StoreError"]
 
@@ -65,7 +67,6 @@ class KafkaStore:
     @classmethod
     def from_settings(cls, settings: Any) -> "KafkaStore":
         """The store of a :class:`~streams.settings.Settings` (bootstrap, alerts topic, TLS/SASL)."""
-        from streams.kafka.security import kafka_python_kwargs
 
         return cls(settings.bootstrap, settings.alerts_topic, settings.kafka_timeout_s,
                    kafka_python_kwargs(settings))
@@ -75,7 +76,6 @@ class KafkaStore:
         """:meth:`from_settings` once the broker answers (``lookout feedback``/``silence``): raises
         :class:`~streams.kafka.admin.BrokerError`, one line, when it does not or rejects the
         TLS/SASL settings."""
-        from streams.kafka.admin import wait_for_kafka
 
         store = cls.from_settings(settings)
         wait_for_kafka(store.bootstrap, timeout=store.timeout_s, security=store.security)
@@ -97,7 +97,6 @@ class KafkaStore:
 
     def ensure_topics(self, *topics: str) -> list[str]:
         """Create the steering topics that do not exist yet (compacted); return those created."""
-        from streams.kafka.admin import BrokerError, create_topics
 
         try:
             return create_topics(self.bootstrap, {t: STEERING_PARTITIONS for t in topics},
