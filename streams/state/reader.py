@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 #: (offset, key, value) of a record read from a partition
 Record = tuple[int, Any, Any]
@@ -193,16 +193,19 @@ class StateReader:
         finally:
             await consumer.stop()
 
-    async def last_values(self, topic: str, key: bytes, partitions: int) -> dict[int, bytes | None]:
-        """The value of the last record with ``key`` in each of ``partitions`` partitions of ``topic``
-        (None where there is none), read backwards from each end in growing windows.
+    async def last_values(self, topic: str, key: bytes, partitions: int | Iterable[int]
+                          ) -> dict[int, bytes | None]:
+        """The value of the last record with ``key`` in each of ``partitions`` of ``topic`` (a count:
+        partitions 0 to ``partitions - 1``; None where there is none), read backwards from each end
+        in growing windows.
 
         For the markers of a state topic: the last record of a partition is nearly always its
         marker, so this costs a small fetch per partition, not a read of the whole topic.
         """
         from aiokafka import TopicPartition
 
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        wanted = range(partitions) if isinstance(partitions, int) else sorted(partitions)
+        tps = [TopicPartition(topic, p) for p in wanted]
         consumer = self._consumer()
         await consumer.start()
         found: dict[int, bytes | None] = {}

@@ -73,6 +73,23 @@ def _settle_gc() -> None:
     gc.freeze()
 
 
+def same_marker(blob: bytes | None, mine: Marker | None) -> bool:
+    """Is ``blob`` (a partition's last marker record, None: it has none) the marker ``mine``?
+
+    >>> m = Marker(120, 7, 1.5, 3, "f", 8)
+    >>> same_marker(m.encode(), m), same_marker(None, None), same_marker(None, m)
+    (True, True, False)
+    >>> same_marker(Marker(130, 7, 2.5, 1, "f", 8).encode(), m)   # another worker's, written after
+    False
+    """
+    if blob is None or mine is None:
+        return blob is None and mine is None
+    try:
+        return Marker.decode(blob) == mine
+    except ValueError:
+        return False
+
+
 class StaleLayout(RuntimeError):
     """A partition's marker names another input partition count than the input topic has."""
 
@@ -109,6 +126,8 @@ class StateSync:
         self.home: Callable[[str], int] | None = None
         self.fingerprint = self.engine.config.model_fingerprint()
         self._last_freeze = float("-inf")
+        #: partition -> the last marker this worker restored or wrote there (None: it found none)
+        self.own_marker: dict[int, Marker | None] = {}
 
     @staticmethod
     def _name(topic: Any) -> str:
@@ -140,6 +159,7 @@ class StateSync:
             self.book.assign(p, committable=marker.input_offset if marker else None,
                              alerts_next=alerts_end, suppress=suppress,
                              restored_alerts_offset=alerts_from, rerun_until=rerun_until)
+            self.own_marker[p] = marker
         _settle_gc()
         self._last_freeze = time.monotonic()
         took = time.monotonic() - t0
@@ -267,9 +287,11 @@ class StateSync:
                 # customer records, and every alert and dead letter before the markers
                 await self.flush_state()
                 await self.flush()
+                markers = {}
                 for plan in plans.values():
-                    m = Marker(plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
-                               self.fingerprint, self.partitions)
+                    m = markers[plan.partition] = Marker(
+                        plan.input_offset, plan.alerts_offset, time.time(), len(plan.customers),
+                        self.fingerprint, self.partitions)
                     await self.state_sink.send(key=MARKER_KEY, value=m.encode(), partition=plan.partition)
                 await self.flush_state()
             except Exception as exc:
@@ -280,6 +302,7 @@ class StateSync:
                 return False
             for plan in plans.values():
                 self.book.snapshot_written(plan.partition, plan.input_offset)
+            self.own_marker.update(markers)
             if time.monotonic() - self._last_freeze > GC_FREEZE_EVERY_S:
                 _settle_gc()
                 self._last_freeze = time.monotonic()
@@ -291,6 +314,26 @@ class StateSync:
                 "%s snapshot: %d customers of partitions %s in %.2f s", reason, written, sorted(plans), took
             )
             return True
+
+    async def still_own(self, partitions: Iterable[int]) -> set[int]:
+        """Which of ``partitions`` still end with the marker this worker last restored or wrote there.
+
+        Models kept in memory after a revocation are only as new as that marker's partition was when
+        it went. If the group gave the partition to another member meanwhile (this worker missed a
+        rebalance: stalled past its session timeout, then rejoined), that member restored and moved
+        it on, and its markers follow ours; the consumer resumes at its commits, so the kept models
+        would never learn what it processed. A partition whose last marker cannot be read counts
+        as not ours (restored, which is always safe).
+        """
+        wanted = sorted(p for p in partitions if p in self.own_marker)
+        if not wanted:
+            return set()
+        try:
+            found = await self.reader.last_values(self._name(self.state_topic), MARKER_KEY, wanted)
+        except Exception as exc:  # the broker is away: restore rather than guess
+            log.warning("last markers of input partitions %s not read (%s); restoring them", wanted, exc)
+            return set()
+        return {p for p in wanted if same_marker(found.get(p), self.own_marker[p])}
 
     async def forget(self, p: int, keys: list[bytes]) -> None:
         """Delete customer records of partition ``p`` from the state topic (tombstones, written

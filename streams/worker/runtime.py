@@ -326,17 +326,32 @@ class WorkerRuntime:
             ok = True
         finally:
             checked.set_result(ok)
-        async with self.lock:
-            for p in sorted(self.held - now):  # handed over: forget what we kept
-                self._drop(p)
-            for p in sorted(self.held & now):
-                self.held.discard(p)  # ours again, and nobody else ran it in between: keep the models
-                done = asyncio.get_running_loop().create_future()
-                done.set_result(None)
-                self.ready[p] = done
+        # ours again: the models kept since the revocation are used only if nobody ran the partition
+        # in between (this worker saw every rebalance); otherwise it is restored like a new one.
+        # Registered before the check, like the restores above: a message may arrive meanwhile
+        back = self.held & now
+        decided = asyncio.get_running_loop().create_future()
+        for p in sorted(back):
+            self.ready[p] = asyncio.ensure_future(self._back_when(decided, p))
+        kept: set[int] = set()
+        try:
+            kept = await self.state.still_own(back) if back else set()
+        finally:
+            async with self.lock:
+                for p in sorted(self.held - kept):  # handed over, or run by another meanwhile
+                    self._drop(p)
+                self.held -= kept
+            decided.set_result(kept)
         for p in sorted(now):
             if p not in self.ready:
                 self.ready[p] = asyncio.ensure_future(self.restore(p))
+
+    async def _back_when(self, decided: asyncio.Future, p: int) -> None:
+        if p in await decided:
+            return
+        log.warning("input partition %d was run by another worker since this one's last snapshot of it (a "
+                    "rebalance this worker missed): restoring its state instead of keeping its models", p)
+        await self.restore(p)
 
     async def on_revoked(self, partitions: Iterable[int]) -> None:
         """Before partitions go: write their final snapshot so the next owner resumes there."""
@@ -358,6 +373,7 @@ class WorkerRuntime:
 
     def _drop(self, p: int) -> None:
         self.held.discard(p)
+        self.state.own_marker.pop(p, None)
         for cid in self.book.revoke(p):
             self.engine.drop_customer(cid)
 
