@@ -5,6 +5,7 @@ value per customer for every customer).
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from typing import Callable, Sequence
 
@@ -230,10 +231,10 @@ class WorkerMetrics:
                     kept.append((gauge, labels))
         self._customer_labels[cid] = kept
 
-    def bind_worker_gauges(self, healthy: Callable[[], bool], lag: Callable[[], int]) -> None:
+    def bind_worker_gauges(self, healthy: Callable[[], bool], lag: Callable[[], int | None]) -> None:
         """Health and lag, computed at scrape time."""
         self.healthy.set_function(lambda: 1.0 if healthy() else 0.0)
-        self.consumer_lag.set_function(lambda: float(lag()))
+        self.consumer_lag.set_function(lambda: _unknown_as_nan(lag()))
 
     def bind_engine_gauges(
         self, series_counts: Callable[[], tuple[int, int]], open_by_severity: Callable[[], dict[str, int]]
@@ -293,3 +294,8 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     for i, n in enumerate(counts):
         if n:
             buckets[i].inc(n)
+
+
+def _unknown_as_nan(n: int | None) -> float:
+    """A gauge's value for a count that may not be known yet (NaN: no sample, not "0")."""
+    return math.nan if n is None else float(n)

@@ -429,11 +429,15 @@ class WorkerRuntime:
         """Nothing of input partition ``p`` waits to be processed (its highwater is known and reached)."""
         return p in self.book.assigned and self.book.lag(p, self.highwater(p)) == 0
 
-    def lag(self) -> int:
+    def lag(self) -> int | None:
+        """Input messages of the owned partitions not processed yet; None while the end of one of
+        them is not known yet (just assigned, no fetch answered): "0" would read as caught up."""
         total = 0
         for p in sorted(self.book.assigned):
             n = self.book.lag(p, self.highwater(p))
-            total += n or 0
+            if n is None:
+                return None
+            total += n
         return total
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:

@@ -542,3 +542,22 @@ def test_a_crash_right_after_state_records_are_durable_loses_no_alert():
     live = alert_keys_on_topic(log)
     assert set(truth) - set(live) == set(), "lost alerts"
     assert sorted(live) == sorted(truth)
+
+
+def test_lag_is_unknown_not_zero_until_the_end_of_every_owned_partition_is_known():
+    """"lag 0" tells a probe or a test that everything was processed: not while a partition's end is
+    unknown (just assigned, no fetch answered yet)."""
+    log = Log()
+    load_input(log, sim_events(customers=4, days=1))
+    w = Worker(log, {})
+    ends: dict[int, int] = {}
+    w.rt.highwater = ends.get
+    run(w.assign([0, 1]))
+    _, body = w.rt.healthz()
+    assert body["lag"] is None and "stalled" not in body["reason"], body  # unknown is not a stall either
+    ends.update({p: len(log.data["input"][p]) for p in (0, 1)})
+    assert w.rt.healthz()[1]["lag"] == sum(ends.values())
+    for p in (0, 1):
+        while run(w.step(p, 500)):
+            pass
+    assert w.rt.healthz()[1]["lag"] == 0
