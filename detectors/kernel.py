@@ -316,6 +316,7 @@ Q_SEQ_RATIO = RATIO.param("seq_ratio", 3.0, check=lambda p: None if p["seq_ratio
 Q_SEQ_PENALTY = RATIO.param("seq_penalty", 1.0)
 Q_SEQ_WINDOW = RATIO.param("seq_window_s", 2 * HOUR)
 Q_SEQ_ABS = RATIO.param("seq_abs", 0.01)
+Q_SEQ_EVENTS = RATIO.param("seq_events", 10.0)
 Q_SCALE_ALL = RATIO.param("scale_from_anomalies", True)
 Q_TAIL_LEARN_MAX = RATIO.param("tail_learn_max_sigmas", math.inf, pack=_log_excess_max,
                                check=_above_threshold)
@@ -1113,7 +1114,7 @@ def _ratio_tail(num, den, p0, tau2, P, C):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ratio_evidence(row, P, C, ts, num, den, p0):
+def _ratio_evidence(row, P, C, ts, num, den, p0, surprise):
     """The sequential test: a Poisson CUSUM of the events in the bad direction (for "down", the
     complement: cache misses), "seq_ratio times the baseline rate" against the baseline."""
     cs = 0.0
@@ -1128,12 +1129,16 @@ def _ratio_evidence(row, P, C, ts, num, den, p0):
     q0 = (1.0 - p0) if down else p0
     kk = (den - num) if down else num
     if q0 > 0.0:
-        # the alternative: seq_ratio times the baseline, and at least seq_abs above it; but a
-        # probability: at most 1 - (1 - q0) / seq_ratio (the misses of a hit ratio of 30 %
-        # cannot triple)
+        # the alternative: seq_ratio times the baseline, and at least seq_abs above it -- or
+        # seq_events more events per interval where that is less (at high volume a fraction of
+        # a point is hundreds of events: the count excess, not the rate's size in points, is
+        # what the test resolves); but a probability: at most 1 - (1 - q0) / seq_ratio (the
+        # misses of a hit ratio of 30 % cannot triple)
+        lift = P[Q_SEQ_EVENTS] / den
+        lift = lift if lift < P[Q_SEQ_ABS] else P[Q_SEQ_ABS]
         q1 = q0 * P[Q_SEQ_RATIO]
-        if q1 < q0 + P[Q_SEQ_ABS]:
-            q1 = q0 + P[Q_SEQ_ABS]
+        if q1 < q0 + lift:
+            q1 = q0 + lift
         top = 1.0 - (1.0 - q0) / P[Q_SEQ_RATIO]
         if q1 > top:
             q1 = top
@@ -1143,6 +1148,11 @@ def _ratio_evidence(row, P, C, ts, num, den, p0):
         llr = (kk * math.log(q1 / q0) if kk != 0.0 else 0.0) - den * (q1 - q0)
         if llr > C[C_SEQ_STEP_MAX]:
             llr = C[C_SEQ_STEP_MAX]
+        # ... and no more than its own calibrated surprise: the Poisson likelihood knows nothing
+        # of the rate's heavy-tailed wander, which at high volume dwarfs the counting noise
+        own = surprise * C[C_LN10]
+        if llr > own:
+            llr = own
         # the evidence carried over is capped (so a long incident is forgotten quickly)
         cs = (carry if carry < cap else cap) + llr
         cs = 0.0 if cs < 0.0 else cs
@@ -1200,7 +1210,7 @@ def _ratio_score(row, P, C, ts, num, den):
     hi = p0 + k
     lo = lo if lo > 0.0 else 0.0
     hi = hi if hi < 1.0 else 1.0
-    ev = _ratio_evidence(row, P, C, ts, num, den, p0)
+    ev = _ratio_evidence(row, P, C, ts, num, den, p0, surprise)
     # with sparse events most intervals of a real change have none: the run stays evidence
     # while it lasts (quiet intervals lower it a little), unlike SeasonalDetector's test
     seq = ev.cs / C[C_LN10] - P[Q_SEQ_PENALTY]

@@ -129,7 +129,10 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         lambda e: (e.ts, float(e.status_5xx), float(e.requests)),
         events="errors",
         inputs=("status_5xx", "requests", False),
-        defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
+        # no gate in percentage points: 5 excess errors already ask a customer under 1,000
+        # requests for 0.5 points or more, and above that a rise from 0.08 % to 0.4 % is
+        # hundreds of failed requests per interval
+        defaults={"min_rel_change": 1.0, "min_events": 5},
     ),
     Signal(
         "error_4xx", "4xx rate", "ratio", "4xx rate", "ratio", "up",
@@ -144,7 +147,7 @@ SIGNALS: Mapping[str, Signal] = MappingProxyType(_register(
         lambda e: (e.ts, float(e.origin_errors_total), float(e.requests)),
         events="origin errors",
         inputs=("origin_errors_total", "requests", False),
-        defaults={"min_rel_change": 1.0, "min_abs_change": 0.005, "min_events": 5},
+        defaults={"min_rel_change": 1.0, "min_events": 5},
     ),
     Signal(
         "latency_p99", "p99 latency", "ms", "p99 latency (ms)", "latency", "up",

@@ -319,10 +319,13 @@ class RatioDetector(_OnlineDetector):
         Floor on the extra-binomial spread of the rate, relative to the rate itself.
     prior_events
         Pseudo-count that keeps a rate with no events so far from being exactly 0.
-    seq_ratio, seq_abs, seq_penalty, seq_window_s
+    seq_ratio, seq_abs, seq_events, seq_penalty, seq_window_s
         The sequential test: a Poisson CUSUM of "the rate is ``seq_ratio`` times the baseline,
-        and at least ``seq_abs`` above it", whose evidence (less ``seq_penalty`` decades)
-        competes with the single interval's surprise; it must build up within ``seq_window_s``.
+        and at least ``seq_abs`` above it -- or ``seq_events`` more events per interval, where
+        that is less", whose evidence (less ``seq_penalty`` decades) competes with the single
+        interval's surprise; it must build up within ``seq_window_s``. One interval adds no more
+        than its own calibrated surprise (the Poisson likelihood ignores the rate's heavy-tailed
+        wander, which at high volume dwarfs the counting noise).
     scale_from_anomalies, tail_learn_max_sigmas
         As for :class:`SeasonalDetector` (for the rate's extra-binomial spread).
 

@@ -5,7 +5,8 @@ ratio fell from 27 % to 13 % got no alert: a ~9-sigma move of a ratio was "1 in 
 calibrated tail a ratio whose residuals are close to normal keeps a thin tail. Simulated
 customers with at least 10,000 requests per interval (the simulator's noise, weekly pattern,
 bursts and holidays) see, after a week, a cache-hit ratio halving or a 5xx rate five times
-higher, sustained 30 minutes: every one must open an incident on that signal within 2 intervals.
+higher, sustained 30 minutes: every one must open an incident on that signal within 2 intervals
+(a 5xx rate, for now, within 3: see ``NOT_YET``).
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def cases():
     return onset, first_alert, sizes
 
 
-def _late(cases, which):
+def _late(cases, which, within=WITHIN):
     onset, first_alert, sizes = cases
     big = [c for c in onset if sizes.get(c, 0) >= 10_000 and onset[c][1] == which]
     assert len(big) >= 6
@@ -67,7 +68,7 @@ def _late(cases, which):
     for cid in big:
         t0, kind = onset[cid]
         got = first_alert.get(cid)
-        if got is None or got[0] >= t0 + WITHIN * STEP or kind not in got[1]:
+        if got is None or got[0] >= t0 + within * STEP or kind not in got[1]:
             late[cid] = (kind, sizes[cid], got and ((got[0] - t0) / STEP, got[1]))
     return late
 
@@ -77,9 +78,21 @@ def test_every_cache_hit_halving_alerts_within_two_intervals(cases):
     assert not late, late
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17, open: the simulator's 5xx rate has Student-t noise, so its "
-                   "calibrated tail is heavy and 0.08 % -> 0.4 % scores 0.9998-0.99997; the magnitude gate "
-                   "(0.5 points) refuses it too")
+#: why a 5x 5xx rate is not yet sure by the second interval (issue 17, open)
+NOT_YET = ("at high volume the simulator's heavy-tailed 5xx noise makes 2-3x excursions that last two "
+           "intervals (held-out seed 2027: two customers at >= 20k requests), as large as the first "
+           "intervals of a 5x change whose baseline counts were low (2.7x, 3.3x): opening on those two "
+           "opens on the noise too, so the alert comes at the third interval")
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_every_5xx_rate_five_times_higher_alerts_within_two_intervals(cases):
     late = _late(cases, "error_5xx")
+    assert not late, late
+
+
+def test_every_5xx_rate_five_times_higher_alerts_within_three_intervals(cases):
+    # (a 0.08 % -> 0.4 % rise at 10,000+ requests is hundreds of errors per interval: no absolute
+    # gate in points refuses it, and the sequential test sees it at the baseline's own scale)
+    late = _late(cases, "error_5xx", within=WITHIN + 1)
     assert not late, late
