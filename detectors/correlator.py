@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .catalogue import FLEET, Catalogue
 from .config import CorrelatorConfig, DetectorConfig
@@ -71,19 +71,39 @@ class IntervalClock:
     [600.0, 900.0, 1200.0]
     >>> list(clock.due(1500.0))
     []
+
+    Until it has closed anything, the clock starts at the earliest interval seen, not the first:
+    an alert from a partition ahead of the watermark must not skip the intervals before it.
+
+    >>> clock = IntervalClock()
+    >>> clock.see(1200.0, 300); clock.see(600.0, 300)
+    >>> list(clock.due(1200.0))
+    [600.0, 900.0]
     """
 
-    def __init__(self, iv: int | None = None, next_close: float | None = None):
+    def __init__(self, iv: int | None = None, next_close: float | None = None, closed: bool | None = None):
         self.iv = iv
         self.next_close = next_close
+        #: whether an interval was closed (or skipped) yet: the start is fixed from then on
+        self.closed = next_close is not None if closed is None else closed
 
     def see(self, ts: float, iv: int) -> None:
-        """An input for the interval starting at ``ts``: start the clock (or move it back to it)."""
+        """An input for the interval starting at ``ts``: start the clock (or, while nothing is
+        closed yet, move it back to it)."""
         if self.iv is None:
             self.iv = iv
         start = float(math.floor(ts / self.iv) * self.iv)
-        if self.next_close is None:
+        if self.next_close is None or (not self.closed and start < self.next_close):
             self.next_close = start
+
+    def to_state(self) -> list[Any]:
+        return [self.iv, self.next_close, self.closed]
+
+    @classmethod
+    def from_state(cls, state: Sequence[Any]) -> "IntervalClock":
+        """:meth:`to_state`'s list; a state without the third item (older) counts as started."""
+        iv, nxt, *rest = state
+        return cls(iv, nxt, bool(rest[0]) if rest else None)
 
     def due(self, watermark: float, skip_to: float | None = None):
         """Interval starts now complete, oldest first (after a jump to ``skip_to``, if given)."""
@@ -91,9 +111,11 @@ class IntervalClock:
             return
         if skip_to is not None and skip_to > self.next_close:
             self.next_close = float(math.floor(skip_to / self.iv) * self.iv)
+            self.closed = True
         while self.next_close + self.iv <= watermark:
             t = self.next_close
             self.next_close = t + self.iv
+            self.closed = True
             yield t
 
 
@@ -139,11 +161,10 @@ class GroupStage:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"clock": [self.clock.iv, self.clock.next_close], "counter": self.counter.to_state()}
+        return {"clock": self.clock.to_state(), "counter": self.counter.to_state()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        iv, nxt = state["clock"]
-        self.clock = IntervalClock(iv, nxt)
+        self.clock = IntervalClock.from_state(state["clock"])
         self.counter.load_state(state["counter"])
 
 
@@ -195,12 +216,11 @@ class ParentStage:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        return {"clock": [self.clock.iv, self.clock.next_close], "book": self.book.to_state(),
+        return {"clock": self.clock.to_state(), "book": self.book.to_state(),
                 "tests": [[t, [x.to_json() for x in xs]] for t, xs in self._tests.items()]}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        iv, nxt = state["clock"]
-        self.clock = IntervalClock(iv, nxt)
+        self.clock = IntervalClock.from_state(state["clock"])
         self.book.load_state(state["book"])
         self._tests = {float(t): [GroupTest.from_json(x) for x in xs] for t, xs in state.get("tests", [])}
 
