@@ -257,6 +257,14 @@ class SeasonalDetector(_OnlineDetector):
         standard deviations (default: as it is). Customer signals use
         :data:`CUSTOMER_TAIL_LEARN_MAX`: a young model's misfit (a first weekend) or one
         incident must not make every later incident unremarkable.
+    ar_memory_points
+        A short-term term: the expected value adds ``phi`` times the last residual from the
+        seasonal model, ``phi`` being the residuals' lag-1 autocorrelation (learned over about
+        this many points, clipped to [0, 0.95]). Residuals of an hourly profile are strongly
+        correlated from one interval to the next; with the term the score (and the sequential
+        test) sees what is new in a point, not the echo of the last one. A residual beyond 3
+        standard deviations is an anomaly: its echo is not predicted. The seasonal model
+        itself learns as without it. Default: off (0).
 
     Examples
     --------
