@@ -831,9 +831,12 @@ def _seasonal_score(row, P, C, ts, v, n):
         first = Assessment(0.0, v, v, v, v, 0.0, 0.0, 0.0, 0.0, 0.0)
         return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     b = _time_bins(ts, C)
+    mu = _expected(row, P, b)
     phi = _ar_phi(row, P, C)
-    ar = phi * row[S_AR_PREV]
-    mu = _expected(row, P, b) + ar
+    ar = 0.0
+    if phi != 0.0:  # (the common case in a fleet: no term, nothing to compute)
+        ar = phi * row[S_AR_PREV]
+        mu += ar
     doubt = _weekday_doubt(row, P, C, b, y, mu)
     var = _noise(row, P, mu, n) + doubt.var
     # the residual beyond the plausible day-of-week error (what is left to noise or anomaly)
@@ -885,7 +888,8 @@ def _seasonal_score(row, P, C, ts, v, n):
         lo = mu - k
         hi = mu + k
     a = Assessment(score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0)
-    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, zb, evidence, ar, var / (1.0 - phi * phi))
+    var0 = var / (1.0 - phi * phi) if phi != 0.0 else var
+    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, zb, evidence, ar, var0)
 
 
 # -- SeasonalDetector: learning -----------------------------------------------------------------
