@@ -155,6 +155,15 @@ C_CHG_CANCEL_N = _constant(CHANGE_CANCEL_POINTS)
 C_CHG_CANCEL_Z = _constant(CHANGE_CANCEL_SIGMAS)
 C_CHG_MEMORY = _constant(CHANGE_SHADOW_MEMORY)
 C_CHG_CLIP = _constant(CHANGE_SHADOW_CLIP)
+#: the short-term term (``ar_memory_points``): the lag-1 autocorrelation it uses is clipped to
+#: [0, AR_PHI_MAX] (below 1: a burst's echo always dies out) ...
+AR_PHI_MAX = 0.95
+#: ... and a residual from the base model beyond this many of its standard deviations is an
+#: anomaly, not short-term noise: its echo is not predicted (and it counts for the estimate as if
+#: it were at this limit)
+AR_CLIP_SIGMAS = 3.0
+C_AR_PHI_MAX = _constant(AR_PHI_MAX)
+C_AR_CLIP = _constant(AR_CLIP_SIGMAS)
 #: the fresh tail: a normal one (exceedance rate P(|Z| > u)) with the prior shape
 TAIL_RATE_PRIOR = math.erfc(TAIL_THRESHOLD / math.sqrt(2.0))
 #: the Student-t tables cover every odd degree of freedom up to NORMAL_DOF + 1
@@ -234,6 +243,9 @@ S_CHG_T0 = SEASONAL.state("_chg_t0", Kind.FLOAT)  # ... since (its onset)
 S_CHG_OFF = SEASONAL.state("_chg_off", Kind.FLOAT)  # ... its shadow level, as an offset from the level
 S_CHG_N = SEASONAL.state("_chg_n", Kind.INT)  # ... points in it
 S_CHG_OK = SEASONAL.state("_chg_ok", Kind.INT)  # ... the last of which the baseline explained
+S_AR_PREV = SEASONAL.state("_ar_prev", Kind.FLOAT)  # short-term term: the last residual from the base
+S_AR_XY = SEASONAL.state("_ar_xy", Kind.FLOAT)  # ... mean product of successive residuals
+S_AR_XX = SEASONAL.state("_ar_xx", Kind.FLOAT)  # ... and mean square (0, 0: no short-term term yet)
 # caches: the step the learning rates are for, and the rates
 S_DT = SEASONAL.cache("dt", -1.0)
 S_RATE_LEVEL = SEASONAL.cache("rate_level", 0.0)
@@ -274,6 +286,8 @@ P_TAIL_LEARN_MAX = SEASONAL.param("tail_learn_max_sigmas", math.inf, pack=_log_e
 P_CHANGE_DEC = SEASONAL.param("change_decades", math.inf)
 P_ADAPT = SEASONAL.param("adapt_s", HOUR)
 P_NOVELTY = SEASONAL.param("novelty", True)
+P_AR_MEMORY = SEASONAL.param("ar_memory_points", 0.0, check=lambda p: None if p["ar_memory_points"] >= 0
+                             else f"ar_memory_points must be >= 0, got {p['ar_memory_points']!r}")
 
 # -- RatioDetector --------------------------------------------------------------------------------
 RATIO = Family("RatioDetector")
@@ -384,6 +398,8 @@ class SeasonalPoint(NamedTuple):
     r_eff: float  # the residual beyond a plausible day-of-week error (only it is noise)
     z: float  # the standardised residual (vs the pending change's shadow if that explains it better)
     evidence: float  # no change pending: the point's surprise or the sequential evidence, in decades
+    ar: float  # the short-term term in ``mu`` (what the base model expects is ``mu - ar``)
+    var0: float  # the variance of the residual from the base model (``var`` is the short-term one's)
 
 
 class RatioPoint(NamedTuple):
@@ -771,6 +787,41 @@ def _seasonal_evidence(row, P, C, z, r_eff, var, dow_var):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _ar_phi(row, P, C):
+    """The short-term term's coefficient: the residuals' lag-1 autocorrelation, in [0, AR_PHI_MAX]
+    (0 while ``ar_memory_points`` is 0 or nothing was learned)."""
+    xx = row[S_AR_XX]
+    if P[P_AR_MEMORY] == 0.0 or xx <= 0.0:
+        return 0.0
+    phi = row[S_AR_XY] / xx
+    mx = C[C_AR_PHI_MAX]
+    return 0.0 if phi < 0.0 else (phi if phi < mx else mx)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _learn_ar(row, P, C, pt):
+    """The short-term term learns from the residual from the base model: the mean products of
+    successive residuals (a running mean, then an EWMA over ``ar_memory_points``), each clipped
+    at AR_CLIP_SIGMAS; an anomaly's echo is not predicted (the last residual is then 0)."""
+    memory = P[P_AR_MEMORY]
+    if memory == 0.0:
+        return
+    rb = pt.y - (pt.mu - pt.ar)
+    sd = math.sqrt(pt.var0) if pt.var0 > 0.0 else 0.0
+    xs = math.sqrt(row[S_AR_XX])
+    lim = C[C_AR_CLIP] * (sd if sd > xs else xs)
+    anomaly = lim > 0.0 and (rb >= lim or rb <= -lim)
+    if anomaly:
+        rb = lim if rb > 0.0 else -lim
+    g = 1.0 / row[S_N]
+    g = g if g * memory > 1.0 else 1.0 / memory
+    prev = row[S_AR_PREV]
+    row[S_AR_XY] += g * (rb * prev - row[S_AR_XY])
+    row[S_AR_XX] += g * (prev * prev - row[S_AR_XX])
+    row[S_AR_PREV] = 0.0 if anomaly else rb
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _seasonal_score(row, P, C, ts, v, n):
     """Score one point against the model (learns nothing)."""
     if P[P_LOG] != 0.0:
@@ -779,9 +830,14 @@ def _seasonal_score(row, P, C, ts, v, n):
         y = v
     if row[S_N] == 0.0:
         first = Assessment(0.0, v, v, v, v, 0.0, 0.0, 0.0, 0.0, 0.0)
-        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0, 0.0)
+        return SeasonalPoint(first, y, y, TimeBins(0.0, 0, 1, 0.0, 0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     b = _time_bins(ts, C)
     mu = _expected(row, P, b)
+    phi = _ar_phi(row, P, C)
+    ar = 0.0
+    if phi != 0.0:  # (the common case in a fleet: no term, nothing to compute)
+        ar = phi * row[S_AR_PREV]
+        mu += ar
     doubt = _weekday_doubt(row, P, C, b, y, mu)
     var = _noise(row, P, mu, n) + doubt.var
     # the residual beyond the plausible day-of-week error (what is left to noise or anomaly)
@@ -833,7 +889,8 @@ def _seasonal_score(row, P, C, ts, v, n):
         lo = mu - k
         hi = mu + k
     a = Assessment(score, v, exp_v, lo, hi, 0.0, surprise, window, 0.0, 0.0)
-    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, zb, evidence)
+    var0 = var / (1.0 - phi * phi) if phi != 0.0 else var
+    return SeasonalPoint(a, y, mu, b, var, cs, r_eff, zb, evidence, ar, var0)
 
 
 # -- SeasonalDetector: learning -----------------------------------------------------------------
@@ -957,11 +1014,15 @@ def _seasonal_learn(row, P, C, ts, pt):
     _seasonal_rates(row, P, C, dt)
     warm = _count_point(row, ts, S_N, S_T0, S_WARM, P[P_WARMUP_N], P[P_WARMUP_S])
     y, b = pt.y, pt.bins
-    r = y - pt.mu
-    sd = math.sqrt(pt.var) if pt.var > 0 else 1.0
+    _learn_ar(row, P, C, pt)
+    # the base model (level, shift, profiles) learns from its own residual; the short-term
+    # term only sharpens the score
+    r = y - (pt.mu - pt.ar)
+    sd = math.sqrt(pt.var0) if pt.var0 > 0 else 1.0
     clip = P[P_CLIP] * sd
     shift = _track_shift(row, P, C, ts, r, sd, warm)
     if shift == SHIFT_ACCEPTED:
+        row[S_AR_PREV] = 0.0
         row[S_LAST] = ts
         return
     first_day = ts - row[S_T0] < C[C_DAY]
@@ -1050,7 +1111,8 @@ def _seasonal_step(row, P, C, ts, v, n):
     accepted = _track_change(row, P, C, ts, pt)
     if accepted != 0.0:  # (the point is learned as the new level sees it)
         pt = SeasonalPoint(pt.assessment, pt.y, pt.mu + accepted, pt.bins, pt.var, 0.0, pt.r_eff - accepted,
-                           pt.z, pt.evidence)
+                           pt.z, pt.evidence, pt.ar, pt.var0)
+        row[S_AR_PREV] = 0.0  # (the level moved: the last residual from it is gone)
     _seasonal_learn(row, P, C, ts, pt)
     if row[S_WARM] != 0.0:
         cs = pt.cs if row[S_CHG] == 0.0 or P[P_NOVELTY] == 0.0 else 0.0

@@ -54,7 +54,7 @@ True
 >>> set_model_state(copy, ["not", "a", "state"])
 Traceback (most recent call last):
 ...
-detectors.state.StateError: SeasonalDetector: 3 state values, expected 26
+detectors.state.StateError: SeasonalDetector: 3 state values, expected 29
 """
 from __future__ import annotations
 
@@ -75,11 +75,13 @@ from .layout import Family, Field, Kind
 from .signals import SIGNALS
 
 #: version of the format (bump on any incompatible change of this module or of a model's fields)
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: what the records of each older version still readable hold: model family -> its fields in
 #: record order. On load each field a record holds goes to the field of the same name (they
 #: mean the same), the others start from their defaults: an upgrade does not send a fleet back
-#: to warming. Version 1: before the calibrated tail (issue 17), whose fields start from its prior.
+#: to warming. Version 1: before the calibrated tail (issue 17), whose fields start from its prior;
+#: version 2: before the seasonal short-term term (issue 17), whose fields start at 0 (no term:
+#: it learns from the next points).
 MIGRATIONS: Mapping[int, Mapping[str, tuple[str, ...]]] = {
     1: {
         "SeasonalDetector": ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2",
@@ -87,6 +89,15 @@ MIGRATIONS: Mapping[int, Mapping[str, tuple[str, ...]]] = {
                              "_cs_t0"),
         "RatioDetector": ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
                           "_anom_a", "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den"),
+    },
+    2: {
+        "SeasonalDetector": ("_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2",
+                             "_s2_w", "_centred", "_shift", "_anom_since", "_anom_sign", "_warm", "_cs",
+                             "_cs_t0", "_tail_pi", "_tail_m1", "_tail_m2", "_tail_w", "_chg", "_chg_t0",
+                             "_chg_off", "_chg_n", "_chg_ok"),
+        "RatioDetector": ("_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign",
+                          "_anom_a", "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den", "_tail_pi",
+                          "_tail_m1", "_tail_m2", "_tail_w"),
     },
 }
 RECORD_MAGIC = b"LKSR"

@@ -23,17 +23,17 @@ def test_each_family_row_holds_its_fields_side_by_side_and_records_skip_caches()
             at += f.size
         assert at == family.width
         assert list(family.persisted) == [f for f in family.fields if f.kind is not Kind.CACHE]
-    # the fields records of format version 2 hold, in their order: saved states keep loading
+    # the fields records of format version 3 hold, in their order: saved states keep loading
     # (a change here needs a new FORMAT_VERSION and the old one's fields in state.MIGRATIONS)
     assert [f.name for f in K.SEASONAL.persisted] == [
         "_n", "_t0", "_last", "_level", "_hod", "_hod_w", "_dow", "_dow_w", "_s2", "_s2_w", "_centred",
         "_shift", "_anom_since", "_anom_sign", "_warm", "_cs", "_cs_t0", "_tail_pi", "_tail_m1", "_tail_m2",
-        "_tail_w", "_chg", "_chg_t0", "_chg_off", "_chg_n", "_chg_ok"]
+        "_tail_w", "_chg", "_chg_t0", "_chg_off", "_chg_n", "_chg_ok", "_ar_prev", "_ar_xy", "_ar_xx"]
     assert [f.name for f in K.RATIO.persisted] == [
         "_n", "_t0", "_last", "_a", "_b", "_tau2", "_tau_w", "_anom_since", "_anom_sign", "_anom_a",
         "_anom_b", "_warm", "_cs", "_cs_t0", "_cs_num", "_cs_den", "_tail_pi", "_tail_m1", "_tail_m2",
         "_tail_w"]
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
 
 
 def test_every_parameter_packs_into_its_own_slot():

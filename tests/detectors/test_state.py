@@ -387,11 +387,18 @@ def test_the_state_is_plain_data():
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_a_state_file_of_format_version_1_loads_warm_with_its_incident_open():
-    # written by the model before the calibrated tail (format version 1; the fixture's .json says
-    # what that Lookout had: customers, the open incident); an upgrade must not go back to warming
-    meta = json.loads((FIXTURES / "state-v1.json").read_text())
-    blob = (FIXTURES / "state-v1.lksf").read_bytes()
+@pytest.mark.parametrize("version, new_fields", [
+    # written by the model before the calibrated tail (the fixture's .json says what that Lookout
+    # had: customers, the open incident) ...
+    (1, ("_tail", "_ar_")),
+    # ... and before the seasonal short-term term (main at 62f49a6: 8 simulated customers, seed 1,
+    # 3 days, saved while an incident is open)
+    (2, ("_ar_",)),
+])
+def test_a_state_file_of_an_older_format_version_loads_warm_with_its_incident_open(version, new_fields):
+    # an upgrade must not go back to warming
+    meta = json.loads((FIXTURES / f"state-v{version}.json").read_text())
+    blob = (FIXTURES / f"state-v{version}.lksf").read_bytes()
     assert blob[:4] == FILE_MAGIC
     eng = Engine()
     assert eng.load_all(blob) == len(meta["customers"])
@@ -403,8 +410,8 @@ def test_a_state_file_of_format_version_1_loads_warm_with_its_incident_open():
             assert model.warm, (cid, name)
             fresh = model.family.fresh_row()
             for f in model.family.persisted:
-                if f.name.startswith("_tail"):
-                    assert model.state[f.offset] == fresh[f.offset]
+                if f.name.startswith(new_fields):
+                    assert model.state[f.offset] == fresh[f.offset], (cid, name, f.name)
     # the next event of each customer is scored, not warming
     ts = meta["next"][meta["customers"][1]]["ts"]
     e = parse_event({"customer_id": meta["customers"][1], "ts": ts, "interval_s": 300, "requests": 900,
