@@ -225,7 +225,7 @@ class ParentsPartition(_Partition):
                 for t, tests in closed:
                     if iv is not None and tests:
                         self.stage.add_tests(t, iv, tests)
-                self.marks.report(src, ts, self.clock())
+                self._report([(src, ts)])
             else:
                 out.dead.append((None, f"a {kind} message does not belong on the parents topic"))
         self._advance(out)
