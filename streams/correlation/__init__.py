@@ -7,7 +7,7 @@ process); this package moves its inputs and outputs through Kafka:
   alerts; :class:`~streams.correlation.publisher.CorrelationPublisher` re-keys each onset by
   every group its customer belongs to (``customers`` catalogue) onto the *onsets* repartition
   topic, copies the alerts to the *parents* topic, and tells both how far event time got on
-  each input partition (watermarks);
+  each input partition (watermarks) -- one batch record per partition and chunk;
 * **stage one** (:class:`~streams.correlation.stages.GroupPartition`, an agent on the onsets
   topic, as many partitions as the input) counts each group's onsets against its background and
   sends, per closed interval, the group tests to the parents topic;

@@ -1,16 +1,27 @@
 """The correlator's own topics: what a message on them is, encoded and decoded (never raising).
 
-*Onsets* topic (stage one's input, key = the group, or ``wm:<partition>``)::
+The detection worker sends one **batch** record per topic partition and processed chunk (a
+Kafka message costs a Faust worker far more than its bytes): the chunk's onsets or alerts
+first, then the watermarks they are covered by.
 
-    {"k": "onset", "group": "origin_provider=p1", "onset": {customer_id, ts, interval_s, family}}
-    {"k": "wm", "src": "d3", "ts": 1767607200.0}          input partition 3 reached this event time
+*Onsets* topic (stage one's input; a record goes to the partition its groups hash to)::
+
+    {"k": "batch", "onsets": [["origin_provider=p1", {customer_id, ts, interval_s, family}], ...],
+     "wm": [["d3", 1767607200.0], ...]}                    input partition 3 reached this event time
 
 *Parents* topic (stage two's input, one partition)::
 
-    {"k": "alert", "alert": {...the alerts topic's record...}}
-    {"k": "wm", "src": "d3", "ts": ...}                   as above: all alerts of d3 before it are here
+    {"k": "batch", "alerts": [{...the alerts topic's record...}, ...],
+     "wm": [["d3", ...], ...]}                             all alerts of d3 before it are here
     {"k": "tests", "src": "g1", "ts": W, "iv": 300,       stage one's partition 1 closed every interval
      "closed": [[t, [GroupTest, ...]], ...]}              ending by W; the tests of those that had any
+
+Before batches, a record held one onset, alert or watermark; they are still read (a fleet
+upgrades one worker at a time)::
+
+    {"k": "onset", "group": "origin_provider=p1", "onset": {...}}
+    {"k": "alert", "alert": {...}}
+    {"k": "wm", "src": "d3", "ts": 1767607200.0}
 
 A message that is not one of these (it can only come from something else writing to the
 topics) is decoded to ``(None, reason)``: the stages count and dead-letter it.
@@ -18,6 +29,9 @@ topics) is decoded to ``(None, reason)``: the stages count and dead-letter it.
 >>> kind, body = decode(encode_watermark("d3", 600.0))
 >>> kind, body
 ('wm', ('d3', 600.0))
+>>> [value] = encode_batches([], [("d3", 600.0)])
+>>> decode(value)
+('batch', Batch(onsets=[], alerts=[], marks=[('d3', 600.0)]))
 >>> decode(b'{"k": "onset"}')
 (None, 'onset message needs group and onset')
 """
@@ -25,13 +39,57 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from detectors.group_counts import GroupTest
 from detectors.onsets import Onset
 from streams.pipeline.codecs import encode_json
 
-__all__ = ["decode", "encode_alert", "encode_onset", "encode_tests", "encode_watermark"]
+__all__ = ["MAX_RECORD_BYTES", "Batch", "decode", "encode_alert", "encode_batches", "encode_onset",
+           "encode_tests", "encode_watermark", "onset_item"]
+
+#: a batch record is cut before it grows past this (Kafka refuses records over ~1 MB by default)
+MAX_RECORD_BYTES = 512 * 1024
+
+
+class Batch(NamedTuple):
+    """A batch record's content: onsets (with their group), alerts, then the watermarks after them."""
+
+    onsets: list[tuple[str, Onset]]
+    alerts: list[dict[str, Any]]
+    marks: list[tuple[str, float]]
+
+
+def encode_batches(items: Iterable[bytes], marks: Sequence[tuple[str, float]], *, field: str = "onsets",
+                   limit: int = MAX_RECORD_BYTES) -> list[bytes]:
+    """Batch records of ``items`` (each already JSON) under ``field``, the watermarks ``marks`` in the last.
+
+    Items are packed in order into records of at most ``limit`` bytes (an item bigger than that
+    gets a record of its own); no items and no marks: no record.
+
+    >>> records = encode_batches([b'{"a":1}', b'{"b":2}'], [("d0", 9.0)], field="alerts", limit=30)
+    >>> [json.loads(r) for r in records]
+    [{'k': 'batch', 'alerts': [{'a': 1}]}, {'k': 'batch', 'alerts': [{'b': 2}], 'wm': [['d0', 9.0]]}]
+    """
+    head = b'{"k":"batch","' + field.encode() + b'":['
+    tail = b"]" + (b',"wm":' + encode_json([[s, ts] for s, ts in marks]) if marks else b"") + b"}"
+    records: list[bytes] = []
+    part: list[bytes] = []
+    size = len(head) + len(tail)
+    for item in items:
+        if part and size + len(item) + 1 > limit:
+            records.append(head + b",".join(part) + b"]}")
+            part, size = [], len(head) + len(tail)
+        part.append(item)
+        size += len(item) + 1
+    if part or marks:
+        records.append(head + b",".join(part) + tail)
+    return records
+
+
+def onset_item(group: str, onset: Onset) -> bytes:
+    """One onset of a batch record (JSON)."""
+    return encode_json([group, onset.to_json()])
 
 
 def encode_onset(group: str, onset: Onset) -> bytes:
@@ -73,6 +131,8 @@ def _decode_obj(obj: Any) -> tuple[str | None, Any]:
         if not isinstance(a, dict) or not {"alert_id", "status", "customer_id"} <= a.keys():
             return None, "alert message needs an alert with alert_id, status and customer_id"
         return "alert", a
+    if kind == "batch":
+        return _decode_batch(obj)
     if kind == "tests":
         iv = obj.get("iv")
         if not isinstance(obj.get("src"), str) or not _number(obj.get("ts")) or not isinstance(
@@ -81,6 +141,22 @@ def _decode_obj(obj: Any) -> tuple[str | None, Any]:
         closed = [(float(t), [GroupTest.from_json(x) for x in xs]) for t, xs in obj["closed"]]
         return "tests", (obj["src"], float(obj["ts"]), iv, closed)
     return None, f"unknown message kind {kind!r}"
+
+
+def _decode_batch(obj: dict[str, Any]) -> tuple[str | None, Any]:
+    onsets, alerts, marks = obj.get("onsets", []), obj.get("alerts", []), obj.get("wm", [])
+    if not isinstance(onsets, list) or not all(
+            isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], dict)
+            for x in onsets):
+        return None, "batch onsets must be a list of [group, onset]"
+    if not isinstance(alerts, list) or not all(
+            isinstance(a, dict) and {"alert_id", "status", "customer_id"} <= a.keys() for a in alerts):
+        return None, "batch alerts must be a list of alerts with alert_id, status and customer_id"
+    if not isinstance(marks, list) or not all(
+            isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and _number(m[1]) for m in marks):
+        return None, "batch wm must be a list of [src, numeric ts]"
+    return "batch", Batch([(g, Onset.from_json(o)) for g, o in onsets], alerts,
+                          [(src, float(ts)) for src, ts in marks])
 
 
 def decode(value: bytes | str | None) -> tuple[str | None, Any]:

@@ -1,13 +1,20 @@
 """The detection worker's side of the correlator: onsets, alerts and watermarks onto its topics.
 
-After each batch the worker hands its output to :meth:`CorrelationPublisher.publish`:
+After each chunk the worker hands its output to :meth:`CorrelationPublisher.publish`:
 
-* every onset is sent once per group its customer belongs to, keyed by the group (so a group's
-  onsets meet in one partition of stage one, whichever worker detected them);
+* every onset goes once per group its customer belongs to, to the partition of the onsets topic
+  the group hashes to (Kafka's default partitioner of the group as key: a group's onsets meet
+  in one partition of stage one, whichever worker detected them);
 * every alert is copied to the parents topic (stage two holds it, then routes it);
-* each input partition's **watermark** -- how far its event time got -- is sent to every
-  partition of the onsets topic and to the parents topic, after the onsets and alerts it covers
-  (same producer, so in order), whenever it enters a new interval.
+* each input partition's **watermark** -- how far its event time got -- goes to every
+  partition of the onsets topic and to the parents topic, after the onsets and alerts it covers,
+  whenever it enters a new interval, but from :meth:`~CorrelationPublisher.publish` at most
+  every :data:`MARKS_EVERY_S` (the worker's 1 s tick sends what is left): a backlog read at
+  100k events/s crosses an interval every few milliseconds, and each crossing was five records.
+
+All of it travels in **batch records** (:func:`~streams.correlation.messages.encode_batches`):
+one per partition and chunk, not one per onset, alert and watermark, because each Kafka
+message costs the stage agents and the worker's producer and consumer more than its content.
 
 Watermark of input partition ``p``: the start of the latest interval it had events for (every
 earlier interval is complete). When ``p`` is caught up (nothing waiting on the input topic)
@@ -26,18 +33,21 @@ from typing import Any, Callable
 from detectors.catalogue import Catalogue
 from detectors.config import CorrelatorConfig
 from detectors.correlator import groups_of
+from streams.pipeline.codecs import encode_json, partition_of
 from streams.pipeline.processor import Output
 
-from .messages import encode_alert, encode_onset, encode_watermark
+from .messages import encode_batches, onset_item
 from .stages import detector_source
 
-__all__ = ["LIVE_INTERVALS", "CorrelationPublisher"]
+__all__ = ["LIVE_INTERVALS", "MARKS_EVERY_S", "CorrelationPublisher"]
 
 #: data whose latest interval ended at most this many intervals ago is live (the wall clock may
 #: stand in for its watermark); older is history being replayed (only its events count)
 LIVE_INTERVALS = 2
 #: the key of every message on the one-partition parents topic
 PARENTS_KEY = b"parents"
+#: watermarks ride with a chunk's records at most this often (wall clock); the tick sends the rest
+MARKS_EVERY_S = 0.5
 
 
 class CorrelationPublisher:
@@ -68,19 +78,37 @@ class CorrelationPublisher:
         self.clock = clock
         self.seen: dict[int, tuple[float, int]] = {}  # input partition -> (latest event interval, its length)
         self.sent: dict[int, float] = {}  # input partition -> watermark sent last
+        self.marks_at = float("-inf")  # wall clock of the last look for moved watermarks
+        self._group_partition: dict[str, int] = {}
+
+    def partition_of(self, group: str) -> int:
+        """The onsets-topic partition of ``group`` (Kafka's default partitioner, the group as key)."""
+        q = self._group_partition.get(group)
+        if q is None:
+            q = self._group_partition[group] = partition_of(group, self.onset_partitions)
+        return q
 
     async def publish(self, out: Output, caught_up: Callable[[int], bool] | None = None) -> None:
-        """Send one batch's onsets and alerts, then the watermarks they move."""
+        """Send one chunk's onsets and alerts, then the watermarks they move (see the module docstring)."""
+        by_partition: dict[int, list[bytes]] = {}
         for onset in out.onsets:
             for g in groups_of(self.catalogue, self.config, onset.customer_id):
-                await self.onsets_topic.send(key=g.encode(), value=encode_onset(g, onset))
-        for a in out.alerts:
-            await self.parents_topic.send(key=PARENTS_KEY, value=encode_alert(a), partition=0)
+                by_partition.setdefault(self.partition_of(g), []).append(onset_item(g, onset))
         for p, (ts, iv) in out.event_time.items():
             old = self.seen.get(p)
             if old is None or ts > old[0]:
                 self.seen[p] = (ts, iv)
-        await self.watermarks(caught_up)
+        due = self.clock() - self.marks_at >= MARKS_EVERY_S
+        await self._send(by_partition, [encode_json(a) for a in out.alerts],
+                         self._moved(caught_up) if due else [])
+
+    async def _send(self, onsets: dict[int, list[bytes]], alerts: list[bytes],
+                    marks: list[tuple[str, float]]) -> None:
+        for q in range(self.onset_partitions) if marks else sorted(onsets):
+            for value in encode_batches(onsets.get(q, ()), marks, field="onsets"):
+                await self.onsets_topic.send(key=None, value=value, partition=q)
+        for value in encode_batches(alerts, marks, field="alerts"):
+            await self.parents_topic.send(key=PARENTS_KEY, value=value, partition=0)
 
     def watermark(self, p: int, caught_up: bool) -> float | None:
         """Input partition ``p``'s watermark now (None: no events seen)."""
@@ -93,21 +121,24 @@ class CorrelationPublisher:
             return now
         return ts
 
-    async def watermarks(self, caught_up: Callable[[int], bool] | None = None) -> int:
-        """Send the watermarks that entered a new interval; return how many partitions moved."""
-        moved = 0
+    def _moved(self, caught_up: Callable[[int], bool] | None) -> list[tuple[str, float]]:
+        """The watermarks that entered a new interval since sent last (now counted as sent)."""
+        self.marks_at = self.clock()
+        moved = []
         for p, (_, iv) in list(self.seen.items()):
             w = self.watermark(p, bool(caught_up and caught_up(p)))
             last = self.sent.get(p)
             if w is None or (last is not None and math.floor(w / iv) <= math.floor(last / iv)):
                 continue
-            value = encode_watermark(detector_source(p), w)
-            for q in range(self.onset_partitions):
-                await self.onsets_topic.send(key=f"wm:{p}".encode(), value=value, partition=q)
-            await self.parents_topic.send(key=PARENTS_KEY, value=value, partition=0)
+            moved.append((detector_source(p), w))
             self.sent[p] = w
-            moved += 1
         return moved
+
+    async def watermarks(self, caught_up: Callable[[int], bool] | None = None) -> int:
+        """Send the watermarks that entered a new interval; return how many partitions moved."""
+        moved = self._moved(caught_up)
+        await self._send({}, [], moved)
+        return len(moved)
 
     def forget(self, p: int) -> None:
         """Input partition ``p`` moved to another worker: its watermark is theirs to send."""

@@ -82,6 +82,11 @@ class _Partition:
         self._advance(out)
         return out
 
+    def _report(self, marks: Iterable[tuple[str, float]]) -> None:
+        now = self.clock()
+        for source, ts in marks:
+            self.marks.report(source, ts, now)
+
     def _advance(self, out: StageOutput) -> None:
         """Advance the stage to the watermark if it moved (each stage says what that emits)."""
         raise NotImplementedError
@@ -137,11 +142,17 @@ class GroupPartition(_Partition):
         """A batch of (offset, value) of the onsets topic; then close what the watermark completes."""
         out = StageOutput()
         for kind, body in self._fresh(records, out):
-            if kind == "onset":
+            if kind == "batch":
+                if body.alerts:
+                    out.dead.append((None, "a batch of alerts does not belong on the onsets topic"))
+                for group, onset in body.onsets:
+                    self.stage.add(onset, [group])
+                self._report(body.marks)
+            elif kind == "onset":
                 group, onset = body
                 self.stage.add(onset, [group])
             elif kind == "wm":
-                self.marks.report(body[0], body[1], self.clock())
+                self._report([body])
             else:
                 out.dead.append((None, f"a {kind} message does not belong on the onsets topic"))
         self._advance(out)
@@ -200,23 +211,31 @@ class ParentsPartition(_Partition):
         """A batch of (offset, value) of the parents topic; then close what every source completed."""
         out = StageOutput()
         for kind, body in self._fresh(records, out):
-            if kind == "alert":
-                if self.active:
-                    self.stage.add_alerts([body])
-                else:
-                    out.alerts.append(dict(body, parent_id=None))
+            if kind == "batch":
+                if body.onsets:
+                    out.dead.append((None, "a batch of onsets does not belong on the parents topic"))
+                self._alerts(body.alerts, out)
+                self._report(body.marks)
+            elif kind == "alert":
+                self._alerts([body], out)
             elif kind == "wm":
-                self.marks.report(body[0], body[1], self.clock())
+                self._report([body])
             elif kind == "tests":
                 src, ts, iv, closed = body
                 for t, tests in closed:
                     if iv is not None and tests:
                         self.stage.add_tests(t, iv, tests)
-                self.marks.report(src, ts, self.clock())
+                self._report([(src, ts)])
             else:
                 out.dead.append((None, f"a {kind} message does not belong on the parents topic"))
         self._advance(out)
         return out
+
+    def _alerts(self, alerts: list[dict[str, Any]], out: StageOutput) -> None:
+        if self.active:
+            self.stage.add_alerts(alerts)
+        else:
+            out.alerts.extend(dict(a, parent_id=None) for a in alerts)
 
     def _advance(self, out: StageOutput) -> None:
         w = self._due()

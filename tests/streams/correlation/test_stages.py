@@ -4,12 +4,21 @@ from __future__ import annotations
 import json
 from zlib import crc32
 
+import pytest
+
 from detectors.catalogue import Catalogue
 from detectors.config import CorrelatorConfig
 from detectors.correlator import Correlator, groups_of
 from detectors.events import format_ts
 from detectors.onsets import Onset
-from streams.correlation.messages import decode, encode_alert, encode_onset, encode_watermark
+from streams.correlation.messages import (
+    decode,
+    encode_alert,
+    encode_batches,
+    encode_onset,
+    encode_watermark,
+    onset_item,
+)
 from streams.correlation.stages import GroupPartition, ParentsPartition, detector_source, group_source
 from streams.correlation.watermarks import SourceMarks
 
@@ -51,7 +60,21 @@ class Pipe:
         self.incidents: list[dict] = []
         self.routed: list[dict] = []
 
-    def send_onsets(self, onsets, alerts, wm: float) -> None:
+    def send_onsets(self, onsets, alerts, wm: float, batched: bool = True) -> None:
+        """As the publisher sends them: batch records, or (``batched=False``) one record each, as
+        workers did before batches (still read: a fleet upgrades one worker at a time)."""
+        if batched:
+            marks = [(detector_source(p), wm) for p in range(2)]
+            items: dict[int, list[bytes]] = {}
+            for o in onsets:
+                for g in groups_of(CAT, CFG, o.customer_id):
+                    items.setdefault(crc32(g.encode()) % PARTS, []).append(onset_item(g, o))
+            for q in range(PARTS):
+                for value in encode_batches(items.get(q, []), marks):
+                    self.onsets[q].append((len(self.onsets[q]), value))
+            for value in encode_batches([json.dumps(a).encode() for a in alerts], marks, field="alerts"):
+                self.parents_in.append((len(self.parents_in), value))
+            return
         for o in onsets:
             for g in groups_of(CAT, CFG, o.customer_id):
                 q = crc32(g.encode()) % PARTS
@@ -76,7 +99,8 @@ class Pipe:
         self.routed += out.alerts
 
 
-def test_the_kafka_stages_give_the_in_process_result_and_survive_a_restart():
+@pytest.mark.parametrize("fmt", ["batch", "single", "upgrade"])
+def test_the_kafka_stages_give_the_in_process_result_and_survive_a_restart(fmt):
     steps = outage()
     want = Correlator(CFG, CAT)
     inc, routed = [], []
@@ -90,7 +114,7 @@ def test_the_kafka_stages_give_the_in_process_result_and_survive_a_restart():
         step.extend(want.advance(t))
         inc += step.incidents
         routed += step.alerts
-        pipe.send_onsets(ons, als, t)
+        pipe.send_onsets(ons, als, t, batched=fmt == "batch" or (fmt == "upgrade" and k >= 11))
         pipe.run()
         if k == 20:  # a restart of every stage: state through JSON, everything redelivered
             old = pipe
@@ -120,6 +144,15 @@ def test_messages_that_do_not_belong_are_dead_letters_not_crashes():
         "undecodable", "onset message needs group and onset",
         "a alert message does not belong on the onsets topic"]
     assert gp.offset == 2  # (and never seen again)
+    [alerts] = encode_batches([json.dumps(alert("c", T0, T0)).encode()], [], field="alerts")
+    out = gp.handle([(3, alerts), (4, b'{"k": "batch", "onsets": [["g", {"customer_id": "c"}]]}'),
+                     (5, b'{"k": "batch", "wm": [["d0"]]}')])
+    assert [why.split(":")[0] for _, why in out.dead] == [
+        "a batch of alerts does not belong on the onsets topic", "undecodable",
+        "batch wm must be a list of [src, numeric ts]"]
+    pp = ParentsPartition(CFG, CAT, PARTS, idle_s=60, clock=lambda: 0.0)
+    [onsets] = encode_batches([onset_item("*", Onset("c", T0, IV, "latency"))], [])
+    assert pp.handle([(0, onsets)]).dead == [(None, "a batch of onsets does not belong on the parents topic")]
     assert decode(b'{"k": "wm", "src": "d0", "ts": "soon"}') == (None, "watermark needs src and a numeric ts")
 
 
