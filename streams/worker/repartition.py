@@ -171,7 +171,7 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
                                "Kafka cannot take partitions away")
     n_state = counts[s.state_topic_name] or 0
     records, markers = await _read_state(reader, s.state_topic_name, n_state)
-    old = _old_layout(markers, n_in)
+    old = _old_layout(markers, n_state or n_in)  # no marker yet: the layout the state topic was made with
     if old == n and all((counts[t] or 0) >= n for t in counts):
         return Report(old, n, nothing_to_do=True)
     report = Report(old, n)
@@ -233,9 +233,13 @@ async def _read_state(reader: StateReader, topic: str, n: int
     return records, markers
 
 
-def _old_layout(markers: dict[int, Marker | None], n_in: int) -> int:
+def _old_layout(markers: dict[int, Marker | None], n_state: int) -> int:
     """The input partition count the state was written for: what the markers name, or for markers
-    written before Lookout recorded it, one more than the highest partition with a marker.
+    written before Lookout recorded it, one more than the highest partition with a marker; with no
+    marker at all (the workers stopped before their first snapshot), ``n_state``, the state topic's
+    partition count: the worker creates it with the input's count, so it still says the old layout
+    after the input grew (the input's new count would make the drain run a moved customer's new
+    events before its old ones).
 
     >>> m = lambda n: Marker(0, 0, 0.0, 0, "f", n)
     >>> _old_layout({0: m(8), 7: m(8), 9: None}, 12), _old_layout({0: m(None), 5: m(None)}, 12)
@@ -249,7 +253,7 @@ def _old_layout(markers: dict[int, Marker | None], n_in: int) -> int:
     if named:
         return named.pop()
     with_marker = [p for p, m in markers.items() if m is not None]
-    return max(with_marker) + 1 if with_marker else n_in
+    return max(with_marker) + 1 if with_marker else n_state
 
 
 def _load(engine: Engine, records: dict[int, dict[bytes, bytes]], markers: dict[int, Marker | None],
