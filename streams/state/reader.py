@@ -201,6 +201,8 @@ class StateReader:
 
         For the markers of a state topic: the last record of a partition is nearly always its
         marker, so this costs a small fetch per partition, not a read of the whole topic.
+        :class:`TimeoutError` if a read makes no progress for ``timeout_s`` (as :meth:`iter_partition`):
+        it runs inside a rebalance, where waiting for ever would hold every partition of the worker.
         """
         from aiokafka import TopicPartition
 
@@ -218,13 +220,19 @@ class StateReader:
                 while hi > begins[tp] and value is None:
                     lo = max(begins[tp], hi - window)
                     consumer.seek(tp, lo)
-                    pos = lo
+                    pos, deadline = lo, self.clock() + self.timeout_s
                     while pos < hi:
+                        if self.clock() > deadline:
+                            raise TimeoutError(f"reading {topic}[{tp.partition}] backwards stalled at "
+                                               f"offset {pos} of {hi}")
                         batch = await consumer.getmany(tp, timeout_ms=1000)
                         for m in batch.get(tp, []):
                             if m.offset < hi and m.key == key:
                                 value = m.value
-                        pos = await consumer.position(tp)
+                        new_pos = await consumer.position(tp)
+                        if new_pos > pos:
+                            deadline = self.clock() + self.timeout_s  # progress: the timeout is for stalls
+                        pos = new_pos
                     hi, window = lo, window * 16
                 found[tp.partition] = value
             return found
