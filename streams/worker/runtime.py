@@ -337,11 +337,14 @@ class WorkerRuntime:
         try:
             kept = await self.state.still_own(back) if back else set()
         finally:
-            async with self.lock:
-                for p in sorted(self.held - kept):  # handed over, or run by another meanwhile
-                    self._drop(p)
-                self.held -= kept
-            decided.set_result(kept)
+            try:
+                async with self.lock:
+                    for p in sorted(self.held - kept):  # handed over, or run by another meanwhile
+                        self._drop(p)
+                    self.held -= kept
+            finally:  # even if cancelled waiting for the lock: an undecided partition waits for ever
+                if not decided.done():
+                    decided.set_result(kept)
         for p in sorted(now):
             if p not in self.ready:
                 self.ready[p] = asyncio.ensure_future(self.restore(p))
