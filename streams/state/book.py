@@ -114,6 +114,10 @@ class PartitionBook:
         self.rerun_alerts_offset[p] = restored_alerts_offset
         if committable is not None:
             self.committable[p] = committable
+            # the restored state reflects every event below its marker: the position starts there,
+            # whatever older offset the consumer resumes at (re-read events never lower it, so a
+            # marker never goes back and the lag is not the re-read's length)
+            self.next_offset[p] = max(self.next_offset.get(p, committable), committable)
         else:
             self.committable.pop(p, None)
         if alerts_next is not None:

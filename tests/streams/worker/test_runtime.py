@@ -125,8 +125,9 @@ class Worker:
             self.position[p] = self.committed.get(p, 0)  # the consumer resumes at the committed offset
 
     def commit(self):
-        """What Faust's commit loop does: commit the offsets the runtime allows (see cap_input_commits)."""
-        for p in self.rt.book.assigned:
+        """What Faust's commit loop does: commit the offsets the runtime allows (see cap_input_commits),
+        of the partitions the consumer has (a revoked partition whose models are held is not)."""
+        for p in self.rt.book.assigned - self.rt.held:
             c = self.rt.book.commit_offset(p)
             if c is not None:
                 self.committed[p] = c
