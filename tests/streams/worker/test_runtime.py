@@ -562,3 +562,30 @@ def test_lag_is_unknown_not_zero_until_the_end_of_every_owned_partition_is_known
         while run(w.step(p, 500)):
             pass
     assert w.rt.healthz()[1]["lag"] == 0
+
+
+def test_small_batches_run_on_the_event_loop_and_big_ones_in_the_worker_thread():
+    """Single-event batches are processed on the loop (a thread's GIL hand-offs cost them a third
+    of their speed); a batch too big to hold the loop for (envelopes) runs its chunks off it."""
+    import threading
+
+    log = Log()
+    load_input(log, sim_events(customers=4, days=2))
+    w = Worker(log, {})
+    w.rt.chunk_events = 100
+    where: list[int] = []
+    process_next = w.rt._process_next
+
+    def recording(chunks):
+        where.append(threading.get_ident())
+        return process_next(chunks)
+
+    w.rt._process_next = recording
+    run(w.assign([0, 1]))
+    small = sum(len(v) for _, v in log.data["input"][0][:50])
+    w.rt.inline_max_bytes = small
+    assert run(w.step(0, 50)) == 50
+    assert set(where) == {threading.get_ident()}  # on the loop's own thread
+    where.clear()
+    assert run(w.step(0, 300)) == 300  # bigger than inline_max_bytes: 3 chunks, each in the thread
+    assert len(where) >= 3 and threading.get_ident() not in where
