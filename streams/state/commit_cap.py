@@ -23,13 +23,13 @@ def cap_input_commits(consumer: Any, input_topic: str, book: PartitionBook) -> N
     def _new_offset(tp):  # same signature as faust.transport.consumer.Consumer._new_offset
         if tp.topic != input_topic:
             return original(consumer, tp)
+        consumer._acked[tp].clear()  # Faust's own acks of the input topic are not used
+        consumer._acked_index[tp].clear()
         if tp not in consumer.assignment():
             # revoked: an event of it acknowledged after the revocation puts it back in Faust's
             # acks, and the book keeps a held partition's marker; committing that would move the
             # new owner's consumer past the position its book and /healthz lag start from
             return None
-        consumer._acked[tp].clear()  # Faust's own acks of the input topic are not used
-        consumer._acked_index[tp].clear()
         return book.commit_offset(tp.partition)
 
     consumer._new_offset = _new_offset

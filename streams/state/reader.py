@@ -176,22 +176,27 @@ class StateReader:
             if first >= end:
                 yield [], end
                 return
-            consumer.seek(tp, first)
-            deadline = self.clock() + self.timeout_s
-            pos = first
-            while pos < end:
-                if self.clock() > deadline:
-                    raise TimeoutError(f"reading {topic}[{partition}] stalled at offset {pos} of {end}")
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                chunk = [(m.offset, m.key, m.value) for m in batch.get(tp, []) if m.offset < end]
-                new_pos = await consumer.position(tp)
-                if new_pos > pos:
-                    deadline = self.clock() + self.timeout_s  # progress: the timeout is for stalls
-                pos = new_pos
-                if chunk:
-                    yield chunk, end
+            async for msgs in self._fetch_range(consumer, tp, first, end):
+                yield [(m.offset, m.key, m.value) for m in msgs], end
         finally:
             await consumer.stop()
+
+    async def _fetch_range(self, consumer: Any, tp: Any, start: int, stop: int) -> AsyncIterator[list[Any]]:
+        """The records of ``tp`` from ``start`` up to ``stop`` (exclusive), as fetched (non-empty
+        lists); :class:`TimeoutError` if the position makes no progress for ``timeout_s``."""
+        consumer.seek(tp, start)
+        pos, deadline = start, self.clock() + self.timeout_s
+        while pos < stop:
+            if self.clock() > deadline:
+                raise TimeoutError(f"reading {tp.topic}[{tp.partition}] stalled at offset {pos} of {stop}")
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            msgs = [m for m in batch.get(tp, []) if m.offset < stop]
+            new_pos = await consumer.position(tp)
+            if new_pos > pos:
+                deadline = self.clock() + self.timeout_s  # progress: the timeout is for stalls
+            pos = new_pos
+            if msgs:
+                yield msgs
 
     async def last_values(self, topic: str, key: bytes, partitions: int | Iterable[int]
                           ) -> dict[int, bytes | None]:
@@ -219,20 +224,10 @@ class StateReader:
                 hi, window, value = ends[tp], 16, None
                 while hi > begins[tp] and value is None:
                     lo = max(begins[tp], hi - window)
-                    consumer.seek(tp, lo)
-                    pos, deadline = lo, self.clock() + self.timeout_s
-                    while pos < hi:
-                        if self.clock() > deadline:
-                            raise TimeoutError(f"reading {topic}[{tp.partition}] backwards stalled at "
-                                               f"offset {pos} of {hi}")
-                        batch = await consumer.getmany(tp, timeout_ms=1000)
-                        for m in batch.get(tp, []):
-                            if m.offset < hi and m.key == key:
+                    async for msgs in self._fetch_range(consumer, tp, lo, hi):
+                        for m in msgs:
+                            if m.key == key:
                                 value = m.value
-                        new_pos = await consumer.position(tp)
-                        if new_pos > pos:
-                            deadline = self.clock() + self.timeout_s  # progress: the timeout is for stalls
-                        pos = new_pos
                     hi, window = lo, window * 16
                 found[tp.partition] = value
             return found
