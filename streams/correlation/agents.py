@@ -65,17 +65,31 @@ class _Stages:
         self.parents_topic, self.state_topic, self.metrics = parents, state, metrics
         self.dead_letter, self.clock = dead_letter, clock
         self.lock1, self.lock2 = asyncio.Lock(), asyncio.Lock()  # stage one, stage two
+        #: the state topic's latest value per key, read once per assignment (None: not read yet)
+        self._state: dict[str, bytes | None] | None = None
+        self._state_lock = asyncio.Lock()  # one read at a time; a revocation waits for it
 
     def size_of(self, group: str) -> int:
         return self.corr.table.catalogue.size_of(group, self.config.group_by)
 
     async def _saved(self, key: str) -> bytes | None:
-        records, _ = await self.reader.read_partition(self.s.correlator_state_topic_name, 0)
-        latest = None
-        for k, value in records:
-            if k is not None and k.decode("utf-8", "replace") == key:
-                latest = value
-        return latest
+        """The latest value saved under ``key`` (None: nothing, or a tombstone).
+
+        The state partition is read whole the first time a stage needs it after an assignment, and
+        that read serves every other stage created until the next revocation: a worker given N
+        onsets partitions and the parents partition used to read it N + 1 times. Reusing it is
+        exact because, until then, a stage's key is written only by this worker, and only after
+        it has created (and so loaded) that stage.
+        """
+        async with self._state_lock:
+            if self._state is None:
+                records, _ = await self.reader.read_partition(self.s.correlator_state_topic_name, 0)
+                latest: dict[str, bytes | None] = {}
+                for k, value in records:  # in offset order: the last value of a key wins
+                    if k is not None:
+                        latest[k.decode("utf-8", "replace")] = value
+                self._state = latest
+            return self._state.get(key)
 
     @staticmethod
     def _load(stage: Any, value: bytes | None, what: str) -> None:
@@ -164,6 +178,8 @@ class _Stages:
         for tp in tps:
             if tp.topic == self.s.input_topic:
                 self.corr.publisher.forget(tp.partition)
+        async with self._state_lock:  # another worker may write the state before we own it again
+            self._state = None
 
 
 class _Follower:
