@@ -68,6 +68,7 @@ class _Stages:
         #: the state topic's latest value per key, read once per assignment (None: not read yet)
         self._state: dict[str, bytes | None] | None = None
         self._state_lock = asyncio.Lock()  # one read at a time; a revocation waits for it
+        self.counted = False  # the onsets topic's partition count read from the broker once
 
     def size_of(self, group: str) -> int:
         return self.corr.table.catalogue.size_of(group, self.config.group_by)
@@ -111,7 +112,8 @@ class _Stages:
 
     async def parent_stage(self) -> ParentsPartition:
         if self.corr.parents is None:
-            pp = ParentsPartition(self.config, self.corr.table.catalogue, self.s.partitions,
+            pp = ParentsPartition(self.config, self.corr.table.catalogue,
+                                  self.corr.publisher.onset_partitions,  # the topic's (assigned())
                                   idle_s=self.s.correlator_idle_s, clock=self.clock)
             self._load(pp, await self._saved(PARENTS_STATE_KEY), "correlator stage two")
             self.corr.parents = pp
@@ -166,6 +168,36 @@ class _Stages:
         async with self.lock2:
             if self.corr.parents is not None:
                 await self.emit_parents(self.corr.parents, self.corr.parents.tick())
+
+    async def assigned(self) -> None:
+        """Take the onsets topic's partition count from the broker, before any message of an
+        assignment: where the publisher sends each group and every watermark, and which stage-one
+        partitions stage two waits for. ``Settings.partitions`` is only what the topic is created
+        with: when it said more than the topic has (raised after the input topic grew), a send
+        beyond them stopped the worker (aiokafka: "Unrecognized partition") and stage two would
+        have waited for ever for stage-one partitions that do not exist, holding every alert;
+        when it said fewer, part of the topic went unused, and any change of the setting moved
+        groups away from their saved stage-one state. Read at every assignment: growing the topic
+        triggers one, so the workers move to the new count together.
+        """
+        topic = self.s.onsets_topic_name
+        try:
+            n = await self.reader.partition_count(topic)
+            if n is None:
+                raise RuntimeError(f"the correlator's onsets topic {topic!r} does not exist")
+        except Exception as exc:
+            if not self.counted:
+                raise  # nothing to go on: the worker stops (Faust crashes the app on a failed assignment)
+            log.warning("could not read the partition count of %s (%s); still using %d", topic, exc,
+                        self.corr.publisher.onset_partitions)
+            return
+        if n != self.corr.publisher.onset_partitions or not self.counted:
+            log.info("correlator: onsets topic %s has %d partitions", topic, n)
+        self.counted = True
+        self.corr.publisher.use_partitions(n)
+        async with self.lock2:
+            if self.corr.parents is not None:
+                self.corr.parents.wait_for(n)
 
     async def revoked(self, tps: Any) -> None:
         async with self.lock1:
@@ -223,6 +255,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
         await dead_letter(key, value, reason, s.customers_topic)
 
     table = CustomerTable(s.customers_topic, s.bootstrap, client_kwargs, on_bad=bad_customer)
+    # the onsets topic's own partition count replaces s.partitions at every assignment (_Stages.assigned)
     publisher = CorrelationPublisher(onsets_topic=onsets, parents_topic=parents,
                                      onset_partitions=s.partitions, catalogue=table.catalogue, config=config,
                                      grace_s=s.correlator_grace_s, clock=clock)
@@ -257,6 +290,10 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
     @app.on_before_shutdown.connect
     async def stop_following(app, **kwargs):
         follower.stop()
+
+    @app.on_partitions_assigned.connect
+    async def correlator_assigned(app, assigned, **kwargs):
+        await stages.assigned()
 
     @app.on_partitions_revoked.connect
     async def correlator_revoked(app, revoked, **kwargs):

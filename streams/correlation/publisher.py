@@ -58,7 +58,8 @@ class CorrelationPublisher:
     onsets_topic, parents_topic
         Faust topics (``send(key=, value=, partition=)``).
     onset_partitions : int
-        Partitions of the onsets topic (each gets every watermark).
+        Partitions of the onsets topic (each gets every watermark): the topic's own count, which
+        the worker reads at every assignment (:meth:`use_partitions`), not a setting.
     catalogue : Catalogue
         Customer groups (followed from the ``customers`` topic).
     config : CorrelatorConfig
@@ -80,6 +81,12 @@ class CorrelationPublisher:
         self.sent: dict[int, float] = {}  # input partition -> watermark sent last
         self.marks_at = float("-inf")  # wall clock of the last look for moved watermarks
         self._group_partition: dict[str, int] = {}
+
+    def use_partitions(self, n: int) -> None:
+        """The onsets topic has ``n`` partitions: where groups go, and who gets the watermarks."""
+        if n != self.onset_partitions:
+            self.onset_partitions = n
+            self._group_partition.clear()
 
     def partition_of(self, group: str) -> int:
         """The onsets-topic partition of ``group`` (Kafka's default partitioner, the group as key)."""

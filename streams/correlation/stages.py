@@ -189,7 +189,7 @@ class ParentsPartition(_Partition):
     catalogue : Catalogue
         Who is in which group (kept up to date by the ``customers`` topic reader).
     group_partitions : int
-        Stage one's partitions: all of them are waited for.
+        Stage one's partitions, the onsets topic's partition count: all of them are waited for.
     idle_s : float
         An input partition that reported nothing new for this long is not waited for.
     """
@@ -201,6 +201,12 @@ class ParentsPartition(_Partition):
         self.catalogue = catalogue
         self.group_partitions = group_partitions
         self.stage = ParentStage(config, catalogue)
+
+    def wait_for(self, group_partitions: int) -> None:
+        """Stage one now has ``group_partitions`` partitions (the onsets topic grew): wait for each
+        of them too, or the groups that moved to a new one would have their tests come too late."""
+        self.group_partitions = group_partitions
+        self.marks.required = {group_source(q) for q in range(group_partitions)}
 
     @property
     def active(self) -> bool:

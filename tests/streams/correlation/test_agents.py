@@ -1,21 +1,27 @@
-"""The correlator's stage agents without Faust or Kafka: their saved state, read back at start."""
+"""The correlator's stage agents without Faust or Kafka: their saved state, read back at start, and
+the onsets topic's partition count they and the publisher use."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.catalogue import Catalogue
 from detectors.config import CorrelatorConfig
+from detectors.events import format_ts
+from detectors.onsets import Onset
 from streams.correlation.agents import PARENTS_STATE_KEY, Correlation, _Stages
 from streams.correlation.customers import CustomerTable
 from streams.correlation.messages import encode_watermark
 from streams.correlation.metrics import CorrelationMetrics
-from streams.correlation.publisher import CorrelationPublisher
+from streams.correlation.publisher import MARKS_EVERY_S, CorrelationPublisher
 from streams.correlation.stages import GroupPartition, ParentsPartition
 from streams.pipeline.codecs import encode_json
+from streams.pipeline.processor import Output
 from streams.settings import Settings
 
 IV = 300
@@ -38,10 +44,13 @@ class Topic:
 
 
 class Reader:
-    """The state topic (partition 0 of ``S.correlator_state_topic_name``), counting whole reads."""
+    """The broker as the correlator reads it: the state topic (partition 0 of
+    ``S.correlator_state_topic_name``, counting whole reads) and topics' partition counts."""
 
-    def __init__(self, records: list[tuple[bytes | None, bytes | None]]):
-        self.records = records
+    def __init__(self, records: list[tuple[bytes | None, bytes | None]] | None = None,
+                 counts: dict[str, int] | None = None):
+        self.records = list(records or [])
+        self.counts = dict(counts or {})
         self.reads = 0
 
     async def read_partition(self, topic, partition, start=None):
@@ -50,19 +59,25 @@ class Reader:
         await asyncio.sleep(0)  # a real read yields: concurrent stages must not read twice
         return list(self.records), len(self.records)
 
+    async def partition_count(self, topic):
+        return self.counts.get(topic)
 
-def stages(reader: Reader) -> _Stages:
+
+def stages(reader: Reader, settings: Settings = S, now: list[float] | None = None) -> _Stages:
+    """The stages as register_correlator wires them (the publisher starts with ``settings.partitions``)."""
     table = CustomerTable("customers", "unused:9092", catalogue=Catalogue({"a": {"plan": "pro"}}))
     onsets, parents = Topic(), Topic()
-    publisher = CorrelationPublisher(onsets_topic=onsets, parents_topic=parents, onset_partitions=3,
-                                     catalogue=table.catalogue, config=CFG, grace_s=5.0, clock=lambda: 0.0)
+    clock = (lambda: now[0]) if now is not None else (lambda: 0.0)
+    publisher = CorrelationPublisher(onsets_topic=onsets, parents_topic=parents, catalogue=table.catalogue,
+                                     onset_partitions=settings.partitions, config=CFG, grace_s=5.0,
+                                     clock=clock)
     corr = Correlation(table, publisher, Topic(), Topic(), {})
 
     async def dead_letter(*args):
         raise AssertionError(f"nothing should be dead-lettered: {args}")
 
-    return _Stages(S, CFG, corr, reader=reader, parents=parents, state=Topic(), dead_letter=dead_letter,
-                   metrics=CorrelationMetrics(CollectorRegistry()), clock=lambda: 0.0)
+    return _Stages(settings, CFG, corr, reader=reader, parents=parents, state=Topic(),
+                   dead_letter=dead_letter, metrics=CorrelationMetrics(CollectorRegistry()), clock=clock)
 
 
 def group_state(q: int, offset: int) -> bytes:
@@ -87,9 +102,11 @@ def test_the_state_partition_is_read_once_per_assignment_and_again_after_a_revoc
                      (b"parents", parents_state(9)), (b"groups-0", group_state(0, 7)),  # the later one wins
                      (b"groups-1", b"{not json"), (None, b"ignored"), (b"groups-2", group_state(2, 5)),
                      (b"groups-2", None)])  # a tombstone: nothing saved
+    reader.counts[S.onsets_topic_name] = 6
     st = stages(reader)
 
     async def start():  # a worker given three onsets partitions and the parents partition, at once
+        await st.assigned()
         return await asyncio.gather(*(st.group_stage(q) for q in range(3)), st.parent_stage())
 
     with caplog.at_level(logging.WARNING, logger="lookout.correlation"):
@@ -117,3 +134,116 @@ def test_the_state_partition_is_read_once_per_assignment_and_again_after_a_revoc
     assert reader.reads == 2
     assert (g0.offset, pp.offset) == (30, 40)
     assert g1_kept is g1  # not revoked: kept as it was
+
+
+class Flow:
+    """The topics between the publisher and the two stages: what was sent, delivered in offset order."""
+
+    def __init__(self, st: _Stages, now: list[float]):
+        self.st, self.now = st, now
+        self.onsets: Topic = st.corr.publisher.onsets_topic
+        self.parents: Topic = st.parents_topic
+        self.delivered: dict[tuple[str, int], int] = {}  # (topic, partition) -> records delivered
+
+    def _take(self, topic: str, sent: list, partitions: set[int] | None) -> list:
+        """The records of ``topic`` not delivered yet, in ``partitions`` (default all), as Faust events."""
+        by_partition: dict[int, list[bytes]] = {}
+        for _, value, q in sent:
+            by_partition.setdefault(q or 0, []).append(value)
+        events = []
+        for q, values in sorted(by_partition.items()):
+            if partitions is None or q in partitions:
+                start = self.delivered.get((topic, q), 0)
+                events += [SimpleNamespace(message=SimpleNamespace(partition=q, offset=o), value=v)
+                           for o, v in enumerate(values[start:], start)]
+                self.delivered[(topic, q)] = len(values)
+        return events
+
+    async def chunk(self, k: int, input_partitions: int, **out) -> None:
+        """The detectors' chunk whose events reached interval ``T0 + k * IV`` in every input partition."""
+        self.now[0] += MARKS_EVERY_S
+        et = {p: (T0 + k * IV, IV) for p in range(input_partitions)}
+        await self.st.corr.publisher.publish(Output(event_time=et, **out))
+
+    async def deliver(self, onsets_partitions: set[int] | None = None) -> None:
+        """Stage one gets what is waiting in ``onsets_partitions`` (default all), stage two what it sent."""
+        onsets = self._take("onsets", self.onsets.sent, onsets_partitions)
+        if onsets:
+            await self.st.groups_batch(onsets)
+        batch = self._take("parents", self.parents.sent, None)
+        if batch:
+            await self.st.parents_batch(batch)
+
+
+def alert(cid: str, at: float) -> dict:
+    return {"alert_id": f"a-{cid}", "customer_id": cid, "status": "firing", "severity": "warning",
+            "notification": 1, "started_at": format_ts(at), "event_ts": format_ts(at), "resolved_at": None,
+            "interval_s": IV}
+
+
+def test_the_correlator_uses_the_onsets_topics_own_partition_count_not_the_setting():
+    """LOOKOUT_PARTITIONS raised to 6 after the input topic grew to 4 (say): the onsets topic still
+    has the 2 partitions it was created with. Before, the publisher sent to partitions up to 5 (a
+    real producer refuses: "Unrecognized partition", and the worker stopped) and stage two waited
+    for stage-one partitions 2-5 that never report: every alert held for ever. Fewer onsets
+    partitions than input partitions is fine: every onsets partition gets every input's watermark."""
+    now = [0.0]
+    reader = Reader(counts={S.onsets_topic_name: 2})
+    st = stages(reader, Settings(app_id="t", partitions=6), now)
+    flow = Flow(st, now)
+
+    async def run():
+        await st.assigned()
+        await flow.chunk(0, 4, onsets=[Onset("a", T0, IV, "origin:522")], alerts=[alert("a", T0)])
+        await flow.deliver()
+        for k in range(1, 5):
+            await flow.chunk(k, 4)
+            await flow.deliver()
+
+    asyncio.run(run())
+    assert {q for *_, q in flow.onsets.sent} <= {0, 1}
+    assert flow.delivered[("onsets", 0)] > 0 and flow.delivered[("onsets", 1)] > 0
+    assert st.corr.parents is not None and st.corr.parents.advanced == T0 + 4 * IV
+    # the alert was held for a parent that did not form, then paged on its own
+    [(_, routed, _)] = st.corr.routed_topic.sent
+    assert json.loads(routed)["alert_id"] == "a-a" and json.loads(routed)["parent_id"] is None
+
+
+def test_when_the_onsets_topic_grows_stage_two_waits_for_its_new_partitions_too():
+    now = [0.0]
+    reader = Reader(counts={S.onsets_topic_name: 2})
+    st = stages(reader, Settings(app_id="t", partitions=2), now)
+    flow = Flow(st, now)
+
+    async def run():
+        await st.assigned()
+        for k in range(3):
+            await flow.chunk(k, 2)
+            await flow.deliver()
+        assert st.corr.parents is not None and st.corr.parents.advanced == T0 + 2 * IV
+        reader.counts[S.onsets_topic_name] = 3  # grown: the rebalance it causes keeps us the parents
+        await st.assigned()
+        await flow.chunk(3, 2)
+        assert {q for *_, q in flow.onsets.sent} == {0, 1, 2}  # the watermarks reach the new partition
+        await flow.deliver({0, 1})
+        # groups that now hash to partition 2 have their tests there: not closed without them
+        assert st.corr.parents.advanced == T0 + 2 * IV
+        await flow.deliver({2})
+        assert st.corr.parents.advanced == T0 + 3 * IV
+
+    asyncio.run(run())
+
+
+def test_an_onsets_topic_that_cannot_be_counted_stops_the_first_assignment_and_is_kept_later(caplog):
+    reader = Reader()
+    st = stages(reader, Settings(app_id="t", partitions=6))
+    with pytest.raises(RuntimeError, match="onsets topic 't-onsets' does not exist"):
+        asyncio.run(st.assigned())
+    reader.counts[S.onsets_topic_name] = 2
+    asyncio.run(st.assigned())
+    del reader.counts[S.onsets_topic_name]  # the broker did not answer at a later rebalance
+    with caplog.at_level(logging.WARNING, logger="lookout.correlation"):
+        asyncio.run(st.assigned())
+    assert st.corr.publisher.onset_partitions == 2
+    assert "still using 2" in caplog.text
+
