@@ -222,8 +222,14 @@ class _Follower:
         self.task: asyncio.Task | None = None
 
     async def _follow(self) -> None:
-        counts = await self.reader.ensure_topics({self.s.customers_topic: (self.s.partitions, True)})
-        await self.table.run(counts.get(self.s.customers_topic) or self.s.partitions)
+        topic = self.s.customers_topic
+        counts = await self.reader.ensure_topics({topic: (self.s.partitions, True)})  # created if missing
+        # the topic's own count: guessing Settings.partitions when the broker had not answered read a
+        # fraction of the catalogue (more partitions) or partitions that do not exist (fewer)
+        n = counts.get(topic) or await self.reader.partition_count(topic)
+        if not n:
+            raise RuntimeError(f"the partition count of {topic!r} is not known yet")
+        await self.table.run(n)
 
     def keep(self) -> None:
         if self.task is not None and not self.task.done():

@@ -14,7 +14,7 @@ from detectors.catalogue import Catalogue
 from detectors.config import CorrelatorConfig
 from detectors.events import format_ts
 from detectors.onsets import Onset
-from streams.correlation.agents import PARENTS_STATE_KEY, Correlation, _Stages
+from streams.correlation.agents import PARENTS_STATE_KEY, Correlation, _Follower, _Stages
 from streams.correlation.customers import CustomerTable
 from streams.correlation.messages import encode_watermark
 from streams.correlation.metrics import CorrelationMetrics
@@ -61,6 +61,9 @@ class Reader:
 
     async def partition_count(self, topic):
         return self.counts.get(topic)
+
+    async def ensure_topics(self, wanted):  # the broker did not say in time: no count
+        return {}
 
 
 def stages(reader: Reader, settings: Settings = S, now: list[float] | None = None) -> _Stages:
@@ -247,3 +250,21 @@ def test_an_onsets_topic_that_cannot_be_counted_stops_the_first_assignment_and_i
     assert st.corr.publisher.onset_partitions == 2
     assert "still using 2" in caplog.text
 
+
+def test_the_customers_topic_is_followed_on_all_of_its_partitions():
+    """The catalogue is read from every partition of the customers topic, however many the
+    settings say: when the broker had not given its count in time, the follower read
+    ``Settings.partitions`` of them (here half the catalogue)."""
+    ran: list[int] = []
+
+    async def run(n):
+        ran.append(n)
+
+    reader = Reader(counts={S.customers_topic: 8})
+    follower = _Follower(Settings(app_id="t", partitions=4), SimpleNamespace(run=run), reader)
+    asyncio.run(follower._follow())
+    assert ran == [8]
+    reader.counts.clear()  # not known at all: fail, and keep() tries again at the next tick
+    with pytest.raises(RuntimeError, match="not known yet"):
+        asyncio.run(follower._follow())
+    assert ran == [8]
