@@ -14,6 +14,10 @@ from typing import Any, Iterable
 MARKER_KEY = b"\x00lookout-marker"
 #: longest stretch of event-loop time one snapshot slice may take (the rest waits for the next slice)
 SLICE_S = 0.02
+#: a periodic snapshot is background work: it takes at most this share of the event loop's time
+#: (after each slice it rests as long as the slice's work, at 0.5), so the events arriving while
+#: it runs are not held up behind it; a snapshot on revocation or shutdown runs at full speed
+PERIODIC_SNAPSHOT_DUTY = 0.5
 MARKER_FORMAT = 1
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 from detectors.engine import Engine
 from detectors.gcpause import cyclic_gc_paused
 
-from .book import MARKER_KEY, SLICE_S, Marker, PartitionBook, alert_key
+from .book import MARKER_KEY, PERIODIC_SNAPSHOT_DUTY, SLICE_S, Marker, PartitionBook, alert_key
 from .reader import StateReader
 
 log = logging.getLogger("lookout.worker")
@@ -71,6 +71,18 @@ def _settle_gc() -> None:
     """
     gc.collect(1)
     gc.freeze()
+
+
+def _rest(work: float, reason: str) -> float:
+    """How long a snapshot rests after a slice that took ``work`` seconds of the loop (see
+    :data:`~streams.state.book.PERIODIC_SNAPSHOT_DUTY`; 0: only let waiting tasks in).
+
+    >>> _rest(0.02, "periodic"), _rest(0.02, "revoked")
+    (0.02, 0.0)
+    """
+    if reason != "periodic":
+        return 0.0
+    return work * (1.0 - PERIODIC_SNAPSHOT_DUTY) / PERIODIC_SNAPSHOT_DUTY
 
 
 def same_marker(blob: bytes | None, mine: Marker | None) -> bool:
@@ -252,7 +264,8 @@ class StateSync:
                     while i < len(cids):
                         blobs = []
                         async with self.lock:  # encode between batches, at most SLICE_S at a time
-                            t_end = time.perf_counter() + SLICE_S
+                            t_start = time.perf_counter()
+                            t_end = t_start + SLICE_S
                             while i < len(cids):
                                 cid = cids[i]
                                 i += 1
@@ -264,6 +277,7 @@ class StateSync:
                                 blobs.append((cid, self.engine.dump_customer(cid)))
                                 if time.perf_counter() > t_end:
                                     break
+                            work = time.perf_counter() - t_start
                         # every alert and dead letter of the events these states reflect is
                         # acknowledged before they are sent: a restore may load a record newer than
                         # its partition's marker (a snapshot that never finished) and then skip those
@@ -274,16 +288,18 @@ class StateSync:
                         # and let the agent in every SLICE_S / 4 (each send costs the loop ~50 us)
                         t_yield = time.perf_counter() + SLICE_S / 4
                         for cid, blob in blobs:
+                            t_send = time.perf_counter()
                             await self.state_sink.send(
                                 key=cid.encode(), value=blob, partition=plan.partition
                             )
                             written += 1
                             if self.metrics is not None:
                                 self.metrics.state_bytes.inc(len(blob))
+                            work += time.perf_counter() - t_send
                             if time.perf_counter() > t_yield:
                                 await asyncio.sleep(0)
                                 t_yield = time.perf_counter() + SLICE_S / 4
-                        await asyncio.sleep(0)
+                        await asyncio.sleep(_rest(work, reason))
                 # customer records, and every alert and dead letter before the markers
                 await self.flush_state()
                 await self.flush()
