@@ -87,7 +87,9 @@ class Family:
         offset = self.width
         self.fields.append(Field(name, kind, offset, size, default))
         self.width += size
-        self.__dict__.pop("persisted", None)  # (derived views are recomputed on next use)
+        # (derived views are recomputed on next use)
+        self.__dict__.pop("persisted", None)
+        self.__dict__.pop("record_steps", None)
         return offset
 
     def cache(self, name: str, default: float) -> int:
@@ -118,6 +120,27 @@ class Family:
     def persisted(self) -> tuple[Field, ...]:
         """The fields a state record writes, in its order."""
         return tuple(f for f in self.fields if f.kind is not Kind.CACHE)
+
+    @functools.cached_property
+    def record_steps(self) -> tuple[tuple[Kind, int, int], ...]:
+        """The persisted fields as steps ``(kind, start, end)`` of the row, in record order, with
+        each run of adjacent float fields one step (a record writes it as one list slice).
+
+        >>> toy = Family("Toy")
+        >>> for name in ("_a", "_b"):
+        ...     _ = toy.state(name, Kind.FLOAT)
+        >>> _ = toy.state("_n", Kind.INT), toy.state("_p", Kind.PROFILE, size=2), toy.state("_c", Kind.FLOAT)
+        >>> [(k.name, a, b) for k, a, b in toy.record_steps]
+        [('FLOAT', 0, 2), ('INT', 2, 3), ('PROFILE', 3, 5), ('FLOAT', 5, 6)]
+        """
+        steps: list[tuple[Kind, int, int]] = []
+        for f in self.persisted:
+            end = f.offset + f.size
+            if f.kind is Kind.FLOAT and steps and steps[-1][0] is Kind.FLOAT and steps[-1][2] == f.offset:
+                steps[-1] = (Kind.FLOAT, steps[-1][1], end)
+            else:
+                steps.append((f.kind, f.offset, end))
+        return tuple(steps)
 
     @functools.cached_property
     def keywords(self) -> tuple[Param, ...]:

@@ -157,10 +157,9 @@ def row_values(family: Family, row: Sequence[float], raw: bytes) -> list:
     row as little-endian float64 bytes (profiles are written from it).
     """
     out: list[Any] = []
-    for f in family.persisted:
-        kind, at = f.kind, f.offset
+    for kind, at, end in family.record_steps:
         if kind is Kind.FLOAT:
-            out.append(row[at])
+            out += row[at:end]
         elif kind is Kind.INT:
             out.append(int(row[at]))
         elif kind is Kind.BOOL:
@@ -169,7 +168,7 @@ def row_values(family: Family, row: Sequence[float], raw: bytes) -> list:
             x = row[at]
             out.append(None if x != x else x)
         else:
-            out.append(raw[8 * at:8 * (at + f.size)])
+            out.append(raw[8 * at:8 * end])
     return out
 
 
