@@ -14,9 +14,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "state-sync": ("bench.state_sync", "snapshots and restores of 100,000 customers on a real broker"),
     "worker": ("bench.worker", "the live worker's events/s on a real broker"),
     "rebuild": ("bench.rebuild", "a partition rebuilt from the input's history (--rebuild-from): events/s"),
+    "parent-latency": ("bench.parent_latency",
+                       "produce -> parent incident latency of the correlator, live data on a real broker"),
 }
 
 
 def listing() -> str:
     """The benchmarks as ``--help`` lists them."""
-    return "\n".join(f"  {name:<11} {what}" for name, (_module, what) in BENCHMARKS.items())
+    return "\n".join(f"  {name:<14} {what}" for name, (_module, what) in BENCHMARKS.items())

@@ -13,6 +13,7 @@ one, that benchmark (``python -m bench NAME --help`` lists its options)::
     .venv/bin/python -m bench state-sync
     .venv/bin/python -m bench worker --events 300000
     .venv/bin/python -m bench rebuild --customers 300 --days 7
+    .venv/bin/python -m bench parent-latency --interval 20
 """
 from __future__ import annotations
 

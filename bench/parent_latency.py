@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Produce -> parent latency of the correlator on a real broker and worker, with live data.
 
 A simulated fleet at a short interval (default 10 s, so the run takes minutes, not hours) with one
@@ -8,8 +7,8 @@ script reports, from the production of the first child's interval, how long unti
 incident appears on the incidents topic -- the target is at most one interval plus the hold --
 and how long after the first onset's interval.
 
-    .venv/bin/python scripts/bench_parent_latency.py                 # a throw-away broker on free ports
-    .venv/bin/python scripts/bench_parent_latency.py --interval 20 --grace 2
+    .venv/bin/python -m bench parent-latency                 # a throw-away broker on free ports
+    .venv/bin/python -m bench parent-latency --interval 20 --grace 2
 """
 from __future__ import annotations
 
@@ -24,15 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from detectors.events import format_ts, parse_ts  # noqa: E402
-from detectors.synthetic import SimConfig, simulate  # noqa: E402
-from streams.correlation.customers import publish_catalogue  # noqa: E402
-from streams.devtools.broker import LocalBroker  # noqa: E402
-from streams.kafka.admin import create_topics  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
+from detectors.events import format_ts, parse_ts
+from detectors.synthetic import SimConfig, simulate
+from streams.correlation.customers import publish_catalogue
+from streams.devtools.broker import LocalBroker
+from streams.kafka.admin import create_topics
+from streams.settings import Settings
+from tests.conftest import free_ports
 
 #: intervals of live data before the cause starts (the worker is caught up and live by then)
 LEAD_INTERVALS = 12
@@ -51,15 +48,16 @@ def find_sim(args) -> tuple:
     raise SystemExit("no suitable simulation found")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench parent-latency", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=150)
     p.add_argument("--interval", type=int, default=10, help="seconds per interval")
     p.add_argument("--hours", type=float, default=2.5, help="simulated hours in all")
     p.add_argument("--warm-hours", type=float, default=1.5, help="hours before any incident")
     p.add_argument("--grace", type=float, default=5.0, help="LOOKOUT_CORRELATOR_GRACE_S")
     p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     iv = args.interval
     sim0, cause = find_sim(args)
     start_i = int((cause.start - sim0.start) // iv)
