@@ -123,12 +123,6 @@ class _Kafka:
         groups = [g for resp in await self.admin.describe_consumer_groups([group]) for g in resp.groups]
         return [str(m[2]) for g in groups for m in (g[5] or [])]
 
-    async def grow(self, topic: str, n: int) -> None:
-        from aiokafka.admin import NewPartitions
-
-        await self.admin.create_partitions({topic: NewPartitions(n)})
-        await self.reader.end_offsets([(topic, p) for p in range(n)])  # until every partition answers
-
     async def ends(self, topic: str, n: int) -> dict[int, int]:
         got = await self.reader.end_offsets([(topic, p) for p in range(n)])
         return {p: got[(topic, p)] for p in range(n)}
@@ -181,7 +175,7 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
             if have is None:
                 await reader.ensure_topics({topic: (n, topic == s.state_topic_name)})
             else:
-                await kafka.grow(topic, n)
+                await reader.grow(topic, n)
             report.grown[topic] = (have or 0, n)
     engine = engine or Engine(load_config(s.detector_config))
     origin = _load(engine, records, markers, report)

@@ -183,3 +183,21 @@ def test_an_open_parent_is_re_sent_until_it_resolves():
     ended = sink.posts[-2][0]
     assert ended["labels"]["alertname"] == "LookoutParent"
     assert ended["endsAt"].startswith("2026-01-07T18:00:00")
+
+
+def test_a_stray_alert_sends_only_its_resolution_and_is_not_remembered():
+    """An alert read from a partition its customer no longer hashes to (written before a
+    repartition): the customer's open alerts belong to its new partition's owner, who re-sends
+    them; this worker must not, or it would re-send for ever what that owner resolves."""
+    store = {"other": {"id9": alert(cid="other", alert_id="id9")}}
+    sink = Recording(store)
+
+    async def scenario():
+        assert await sink.handle_stray(alert())
+        assert await sink.handle_stray(alert("resolved", resolved_at="2026-01-07T18:00:00Z"))
+        return await sink.resend()
+
+    assert asyncio.run(scenario()) == 1  # only what it had before
+    (resolution,) = sink.posts[0]
+    assert resolution["endsAt"] == "2026-01-07T18:00:00Z" and len(sink.posts) == 2
+    assert list(store) == ["other"]
