@@ -16,8 +16,9 @@ count, with nothing lost, repeated or warming up again:
    change: first the events still in the partition their customer hashed to under the old count
    (the backlog from before the change, and the customers that did not move), then the rest
    (events that producers sent to a customer's new partition after the change). Alerts go to
-   the alerts partition of their event's input partition, except those already there since the
-   marker (a re-run sends none twice), dead letters to the dead-letter topic;
+   the alerts partition of their customer's new partition (the sinks then read a moved
+   customer's alerts from one partition, in order), except those already on the topic since the
+   markers (a re-run sends none twice), dead letters to the dead-letter topic;
 5. write each customer whose partition changed (or whose state the drain changed) to its new
    partition of the state topic, then tombstones for its records in old ones; commit the group's
    input offsets at the drained ends; then a marker for every partition naming the new count.
@@ -287,10 +288,12 @@ async def _drain(kafka: _Kafka, s: Settings, proc: Processor, markers: dict[int,
     """Run every partition's events after its marker; return each partition's drained end."""
     ends = await kafka.ends(s.input_topic, n)
     later: dict[int, list[Event]] = {}  # partition -> its events for the second pass
-    sent: dict[int, set[tuple]] = {}  # partition -> alerts on the topic since its marker
+    suppress: set[tuple] = set()  # alerts on the topic since the markers, wherever they are
     for p in range(n):
         m = markers.get(p)
-        sent[p] = suppress = await _sent_alerts(kafka.reader, s.alerts_topic, p, m.alerts_offset if m else 0)
+        suppress |= await _sent_alerts(kafka.reader, s.alerts_topic, p, m.alerts_offset if m else 0)
+    for p in range(n):
+        m = markers.get(p)
         first: list[Event] = []
         later[p] = []
         start = m.input_offset if m else None
@@ -301,15 +304,15 @@ async def _drain(kafka: _Kafka, s: Settings, proc: Processor, markers: dict[int,
                                             out=out):
                     stayed = p < old and partition_of(e.customer_id, old) == p
                     (first if stayed else later[p]).append(e)
-            await _send(kafka, s, out, p, suppress, report)
+            await _send(kafka, s, out, n, suppress, report)
             if len(first) >= DRAIN_CHUNK:
-                await _run(kafka, s, proc, first, p, suppress, report)
+                await _run(kafka, s, proc, first, n, suppress, report)
                 first = []
-        await _run(kafka, s, proc, first, p, suppress, report)
+        await _run(kafka, s, proc, first, n, suppress, report)
     for p in range(n):
         events = later[p]
         for i in range(0, len(events), DRAIN_CHUNK):
-            await _run(kafka, s, proc, events[i:i + DRAIN_CHUNK], p, sent[p], report)
+            await _run(kafka, s, proc, events[i:i + DRAIN_CHUNK], n, suppress, report)
     await kafka.producer.flush()
     return ends
 
@@ -325,25 +328,28 @@ async def _sent_alerts(reader: StateReader, topic: str, p: int, start: int) -> s
     return keys
 
 
-async def _run(kafka: _Kafka, s: Settings, proc: Processor, events: list[Event], p: int,
+async def _run(kafka: _Kafka, s: Settings, proc: Processor, events: list[Event], n: int,
                suppress: set[tuple], report: Report) -> None:
     if not events:
         return
     out = Output()
     proc.process_events(events, out)
     report.drained += len(events)
-    await _send(kafka, s, out, p, suppress, report)
+    await _send(kafka, s, out, n, suppress, report)
 
 
-async def _send(kafka: _Kafka, s: Settings, out: Output, p: int, suppress: set[tuple],
+async def _send(kafka: _Kafka, s: Settings, out: Output, n: int, suppress: set[tuple],
                 report: Report) -> None:
-    """Alerts of input partition ``p`` to its alerts partition (unless already there), dead letters."""
+    """Alerts to their customer's partition under ``n`` (unless on the topic already), dead letters.
+
+    Under ``n``, not the event's partition: a moved customer's alerts from its old partition's
+    backlog and from its new partition then reach the sinks in one partition, in order."""
     for a in out.alerts:
         if alert_key(a) in suppress:
             report.suppressed += 1
             continue
         await kafka.producer.send(s.alerts_topic, key=a["customer_id"].encode(), value=encode_json(a),
-                                  partition=p)
+                                  partition=partition_of(a["customer_id"], n))
         report.alerts += 1
     for d in out.dlq:
         key = d["key"].encode() if isinstance(d.get("key"), str) else None
