@@ -19,7 +19,8 @@ count, with nothing lost, repeated or warming up again:
    the alerts partition of their customer's new partition (the sinks then read a moved
    customer's alerts from one partition, in order), except those already on the topic since the
    markers (a re-run sends none twice), dead letters to the dead-letter topic;
-5. write each customer whose partition changed (or whose state the drain changed) to its new
+5. move the Alertmanager sink's open alerts with their customers (:mod:`.open_alerts`);
+6. write each customer whose partition changed (or whose state the drain changed) to its new
    partition of the state topic, then tombstones for its records in old ones; commit the group's
    input offsets at the drained ends; then a marker for every partition naming the new count.
 
@@ -50,6 +51,8 @@ from streams.settings import Settings
 from streams.state.book import MARKER_KEY, Marker, alert_key
 from streams.state.reader import StateReader
 
+from .open_alerts import move_open_alerts
+
 log = logging.getLogger("lookout.repartition")
 
 #: events per engine call while draining
@@ -76,6 +79,7 @@ class Report:
     alerts: int = 0  # alerts sent by the drain
     suppressed: int = 0  # alerts the drain reproduced that were on the alerts topic already
     dead_letters: int = 0
+    open_alerts: int = 0  # customers whose open alerts (Alertmanager sink) moved partition
     nothing_to_do: bool = False
 
     def lines(self) -> list[str]:
@@ -86,6 +90,8 @@ class Report:
                    f"partitions: {self.moved:,} moved partition")
         out.append(f"drained {self.drained:,} events after the markers: {self.alerts} alerts sent "
                    f"({self.suppressed} already on the alerts topic), {self.dead_letters} dead letters")
+        if self.open_alerts:
+            out.append(f"open alerts of {self.open_alerts} customers moved to their new partitions")
         if self.unusable:
             out.append(f"{self.unusable} state records were unusable: those customers start cold")
         out.append("the workers may start now")
@@ -185,6 +191,8 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
     engine.pop_dirty()
     ends = await _drain(kafka, s, proc, markers, old, n, report)
     changed = engine.pop_dirty()
+    report.open_alerts = await move_open_alerts(reader, kafka.producer.send, s, old, n)
+    await kafka.producer.flush()
     progress("writing the state for the new layout")
     await _write(kafka, s, engine, origin, changed, markers, ends, n, report)
     return report
