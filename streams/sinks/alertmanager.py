@@ -20,6 +20,7 @@ the previous label set is ended at the same time.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -234,6 +235,8 @@ class AlertmanagerSink:
         self.api_url = api_url
         self._session: aiohttp.ClientSession | None = None
         self._unsent_resolutions: list[dict[str, Any]] = []
+        #: one post at a time, so Alertmanager gets them in the order they were decided
+        self._order = asyncio.Lock()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -271,19 +274,26 @@ class AlertmanagerSink:
         return await self._send(alert, [self._am(alert, self.clock())])
 
     async def _send(self, alert: dict[str, Any], payload: list[dict[str, Any]]) -> bool:
-        ok = await self._post(payload)
+        async with self._order:
+            ok = await self._post(payload)
         if not ok and alert["status"] == "resolved":
             self._unsent_resolutions.append(alert)  # firing ones are re-sent by resend() anyway
         return ok
 
     async def resend(self) -> int:
-        """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active."""
-        now = self.clock()
-        payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
-        pending, self._unsent_resolutions = self._unsent_resolutions, []
-        payload += [self._am(a, now) for a in pending]
-        if payload and not await self._post(payload):
-            self._unsent_resolutions.extend(pending)
+        """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active.
+
+        What is open is read once the posts before have been answered: read earlier, a
+        resolution handled meanwhile could reach Alertmanager before this re-send of its firing,
+        which would open the alert again there until it expired.
+        """
+        async with self._order:
+            now = self.clock()
+            payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
+            pending, self._unsent_resolutions = self._unsent_resolutions, []
+            payload += [self._am(a, now) for a in pending]
+            if payload and not await self._post(payload):
+                self._unsent_resolutions.extend(pending)
         return len(payload)
 
     async def _post(self, payload: list[dict[str, Any]]) -> bool:

@@ -201,3 +201,32 @@ def test_a_stray_alert_sends_only_its_resolution_and_is_not_remembered():
     (resolution,) = sink.posts[0]
     assert resolution["endsAt"] == "2026-01-07T18:00:00Z" and len(sink.posts) == 2
     assert list(store) == ["other"]
+
+
+def test_a_resolution_never_reaches_alertmanager_before_a_re_send_of_its_firing():
+    """A re-send still on its way when the resolution is handled would otherwise arrive last
+    and open the alert again at Alertmanager until it expired (then resolve it a second time)."""
+    class Slow(Recording):
+        calls = 0
+
+        async def _post(self, payload):
+            self.calls += 1
+            if self.calls == 2:  # the re-send: answered only when the test says so
+                await self.gate.wait()
+            self.posts.append(payload)  # in the order they arrive
+            return True
+
+    sink = Slow({})
+
+    async def scenario():
+        sink.gate = asyncio.Event()
+        await sink.handle(alert())
+        resend = asyncio.ensure_future(sink.resend())
+        await asyncio.sleep(0)
+        resolving = asyncio.ensure_future(sink.handle(alert("resolved", resolved_at="2026-01-07T18:00:00Z")))
+        await asyncio.sleep(0.01)
+        sink.gate.set()
+        await asyncio.gather(resend, resolving)
+
+    asyncio.run(scenario())
+    assert [p[0]["endsAt"] == "2026-01-07T18:00:00Z" for p in sink.posts] == [False, False, True]
