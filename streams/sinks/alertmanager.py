@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from detectors.alerting import SEVERITIES
 from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
 
@@ -265,13 +266,22 @@ class AlertmanagerSink:
         grew (``lookout topics repartition``), read after it.
 
         Its customer's open alerts now live with the partition the key hashes to, whose owner
-        re-sends them (the repartition applied this alert to them): a firing one is left to that
-        re-send, a resolution is sent, and nothing is remembered here -- another worker may
-        own the customer, and remembering would re-send an alert it has since resolved.
+        re-sends them (the repartition applied this alert to them), so nothing is remembered
+        here -- another worker may own the customer, and remembering would re-send an alert it
+        has since resolved. A resolution is sent; a firing one is left to that re-send, except
+        that an escalation ends the alert under its lower severities (severities only rise), as
+        :meth:`handle` would have: the new owner never saw the label set it replaces.
         """
-        if alert.get("status") != "resolved":
+        now = self.clock()
+        if alert.get("status") == "resolved":
+            return await self._send(alert, [self._am(alert, now)])
+        severity = alert.get("severity")
+        if is_parent(alert) or int(alert.get("notification") or 1) < 2 or severity not in SEVERITIES:
             return True
-        return await self._send(alert, [self._am(alert, self.clock())])
+        async with self._order:
+            return await self._post([self._am(dict(alert, severity=lower, status="resolved",
+                                                   resolved_at=alert["event_ts"]), now)
+                                     for lower in SEVERITIES[:SEVERITIES.index(severity)]])
 
     async def _send(self, alert: dict[str, Any], payload: list[dict[str, Any]]) -> bool:
         async with self._order:

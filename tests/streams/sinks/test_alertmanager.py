@@ -203,6 +203,17 @@ def test_a_stray_alert_sends_only_its_resolution_and_is_not_remembered():
     assert list(store) == ["other"]
 
 
+def test_a_stray_escalation_ends_the_alert_under_its_lower_severities():
+    """The label set it replaces may have reached Alertmanager from the old owner; the new
+    owner only knows the escalated alert, so no one else would end it."""
+    sink = Recording({})
+    escalated = alert(severity="critical", notification=2, event_ts="2026-01-07T17:30:00Z")
+    asyncio.run(sink.handle_stray(escalated))
+    (ended,) = sink.posts
+    assert sorted(p["labels"]["severity"] for p in ended) == ["info", "warning"]
+    assert all(p["endsAt"] == "2026-01-07T17:30:00Z" for p in ended) and sink.open == {}
+
+
 def test_a_resolution_never_reaches_alertmanager_before_a_re_send_of_its_firing():
     """A re-send still on its way when the resolution is handled would otherwise arrive last
     and open the alert again at Alertmanager until it expired (then resolve it a second time)."""
