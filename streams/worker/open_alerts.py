@@ -10,7 +10,7 @@ the resolution goes to the new one -- and the new owner would not re-send what i
 So, with the workers stopped, after the drain (whose alerts already go to each customer's new
 partition):
 
-1. the store topic gets the new count (it exists only where the sink ran);
+1. the store topic gets the new count (created if the sink has not written to it yet);
 2. every customer with an ``alerts|`` record outside its new partition, or with alerts the
    sinks had not acknowledged in its old partition (a worker stopped by the growth does not wait
    for its sinks: Faust commits their offsets every few seconds), gets one record in its new
@@ -23,7 +23,10 @@ partition):
 Applying the same alerts twice gives the same record, so a second run after an interruption
 (the old partition's record is read again if the tombstone was not written yet) changes nothing.
 The correlator's routed alerts and incidents keep their partition counts, and with them their
-records.
+records; whether there is a sink and whether it reads ``alerts`` is ``LOOKOUT_ALERTMANAGER_URL``
+and ``LOOKOUT_CORRELATOR``, so the command runs with the workers' settings. (A worker that stops
+soon after it starts may not have written a record or committed an offset yet: then every alert
+of its partitions is one the sinks had not read.)
 """
 from __future__ import annotations
 
@@ -47,8 +50,10 @@ async def move_open_alerts(reader: StateReader, send: Send, s: Settings, old: in
     customers' records were written."""
     topic = s.alertmanager_open_topic_name
     have = await reader.partition_count(topic)
-    if have is None:
-        return 0  # no Alertmanager sink ever ran in this group
+    if have is None:  # no Alertmanager sink wrote a record yet (it may have alerts to read, though)
+        if not s.alertmanager_url:
+            return 0
+        have = (await reader.ensure_topics({topic: (n, True)}))[topic]
     if have < n:
         await reader.grow(topic, n)
     prefix = (s.alerts_topic + SEP).encode()
@@ -57,10 +62,10 @@ async def move_open_alerts(reader: StateReader, send: Send, s: Settings, old: in
         for key, value in (await reader.read_partition(topic, q))[0]:
             if key is not None and key.startswith(prefix):
                 records.setdefault(key[len(prefix):].decode("utf-8", "replace"), {})[q] = value
-    committed = {p: await reader.committed_offset(s.app_id, s.alerts_topic, p) for p in range(old)}
-    if not records and all(c is None for c in committed.values()):
-        return 0  # the sink reads the correlator's routed alerts, not ``alerts``
-    pending = await _unacknowledged(reader, s.alerts_topic, committed, n)
+    pending: dict[str, list[dict[str, Any]]] = {}
+    if not s.correlator:  # else the sink reads the correlator's routed alerts, which keep their count
+        committed = {p: await reader.committed_offset(s.app_id, s.alerts_topic, p) for p in range(old)}
+        pending = await _unacknowledged(reader, s.alerts_topic, committed, n)
     written = 0
     for cid in sorted(set(records) | set(pending)):
         home, held = partition_of(cid, n), records.get(cid, {})

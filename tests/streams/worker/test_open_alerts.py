@@ -16,7 +16,9 @@ from streams.worker.open_alerts import move_open_alerts
 from streams.worker.sinks import OpenLayout
 
 OLD, NEW = 8, 12
-S = Settings(app_id="lk", alerts_topic="alerts", input_topic="in")
+#: the sink reads ``alerts``
+S = Settings(app_id="lk", alerts_topic="alerts", input_topic="in", correlator=False,
+             alertmanager_url="http://am:9093")
 STORE = S.alertmanager_open_topic_name
 
 
@@ -117,11 +119,25 @@ def test_a_moved_customer_s_open_alerts_follow_it_with_what_the_sinks_had_not_re
     assert t.latest(STORE) == before
 
 
+def test_alerts_no_sink_had_read_yet_are_open_in_the_new_partition():
+    # the workers stopped seconds after they started: no record written (no store topic yet), no
+    # offset committed
+    t = Topics(alerts=NEW)
+    c = customer(True)
+    publish(t, alert(c, "a1"))
+    publish(t, alert(c, "a1", severity="critical", notification=2))
+    publish(t, alert(customer(False), "b1"))  # read by the sink in its own partition, as usual
+    assert asyncio.run(move_open_alerts(t, t.send, S, OLD, NEW)) == 1
+    ((key, (p, value)),) = t.latest(STORE).items()
+    assert (key, p) == (f"alerts|{c}".encode(), partition_of(c, NEW))
+    assert json.loads(value) == {"a1": alert(c, "a1", severity="critical", notification=2)}
+
+
 def test_nothing_to_move_where_the_sink_reads_the_correlator_s_topics():
     t = Topics(alerts=NEW, **{STORE: OLD})
     persist(t, "cx", {"p": alert("cx", "p")}, source="routed", partitions=OLD)
     publish(t, alert(customer(True), "x"))  # on ``alerts``, which no sink of this group reads
-    assert asyncio.run(move_open_alerts(t, t.send, S, OLD, NEW)) == 0
+    assert asyncio.run(move_open_alerts(t, t.send, S.replace(correlator=True), OLD, NEW)) == 0
     assert t.latest(STORE) == {b"routed|cx": (partition_of("cx", OLD), json.dumps({"p": alert("cx", "p")})
                                               .encode())}
 
