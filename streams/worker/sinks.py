@@ -104,7 +104,9 @@ class OpenLayout:
     def stray(self, source: str, partition: int, key: bytes | None) -> bool:
         """Whether a record of ``source``'s ``partition`` with ``key`` was placed under an older count."""
         n = self.placing.get(source)
-        return bool(key) and n is not None and partition_of(key.decode("utf-8", "replace"), n) != partition
+        if not key or n is None:
+            return False
+        return partition_of(key.decode("utf-8", "replace"), n) != partition
 
 
 def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[tuple[str, Any]],
