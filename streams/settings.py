@@ -258,6 +258,11 @@ class Settings:
         return self.state_history_topic or f"{self.app_id}-state-history"
 
     @property
+    def alertmanager_open_topic_name(self) -> str:
+        """The Alertmanager sink's open alerts (compacted, partitioned like the topics it reads)."""
+        return f"{self.app_id}-alertmanager-open"
+
+    @property
     def api_url(self) -> str:
         """Where support tools reach the worker's API (no trailing slash)."""
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")

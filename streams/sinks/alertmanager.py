@@ -20,6 +20,8 @@ the previous label set is ended at the same time.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import math
 import time
@@ -28,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from detectors.alerting import SEVERITIES
 from detectors.events import format_ts, parse_ts
 from detectors.signals import format_band, format_value
 
@@ -83,11 +86,60 @@ def labels_of(alert: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
+def decode(value: bytes) -> dict[str, Any] | None:
+    """An alert (or a parent incident record) from a topic the sinks read, or None for anything else.
+
+    >>> decode(b'{"alert_id": "a", "status": "firing", "customer_id": "c"}')["alert_id"], decode(b"[]")
+    ('a', None)
+    """
+    try:
+        alert = json.loads(value)
+        if isinstance(alert, dict) and ({"alert_id", "status", "customer_id"} <= alert.keys() or (
+                is_parent(alert) and {"parent_id", "status"} <= alert.keys())):
+            return alert
+    except ValueError:
+        pass
+    return None
+
+
 def ident(record: dict[str, Any]) -> tuple[str, str]:
     """(key of the open-alerts table, id): customer and alert id, or the parent's own slot."""
     if is_parent(record):
         return "parent:" + record["parent_id"], record["parent_id"]
     return record["customer_id"], record["alert_id"]
+
+
+def remember(open_alerts: MutableMapping[str, dict[str, dict[str, Any]]],
+             alert: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """Apply one notification to the open alerts (table key -> {id: latest firing record});
+    return whether it is sent and the record it replaces.
+
+    A firing one is remembered, a resolution forgets its alert. A notification a maintenance
+    window mutes is neither sent nor remembered -- unless it ends an incident Alertmanager was
+    told about, which must not stay open there.
+
+    >>> open_alerts = {}
+    >>> remember(open_alerts, {"customer_id": "c", "alert_id": "a", "status": "firing"})
+    (True, None)
+    >>> list(open_alerts["c"])
+    ['a']
+    >>> remember(open_alerts, {"customer_id": "c", "alert_id": "a", "status": "resolved"})[0], open_alerts
+    (True, {})
+    """
+    cid, aid = ident(alert)
+    current = dict(open_alerts.get(cid) or {})
+    previous = current.get(aid)
+    if muted(alert) and (previous is None or alert["status"] == "firing"):
+        return False, previous
+    if alert["status"] == "firing":
+        current[aid] = alert
+    else:
+        current.pop(aid, None)
+    if current:
+        open_alerts[cid] = current
+    elif cid in open_alerts:
+        del open_alerts[cid]
+    return True, previous
 
 
 def _parent_payload(record: dict[str, Any], *, now: float, expiry_s: float) -> dict[str, Any]:
@@ -184,6 +236,8 @@ class AlertmanagerSink:
         self.api_url = api_url
         self._session: aiohttp.ClientSession | None = None
         self._unsent_resolutions: list[dict[str, Any]] = []
+        #: one post at a time, so Alertmanager gets them in the order they were decided
+        self._order = asyncio.Lock()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -195,43 +249,61 @@ class AlertmanagerSink:
                                api_url=self.api_url)
 
     async def handle(self, alert: dict[str, Any]) -> bool:
-        """Send one alert notification; remember firing ones for :meth:`resend`.
-
-        A notification a maintenance window mutes is not sent -- unless it ends an incident
-        Alertmanager was told about, which must not stay open there.
-        """
+        """Send one alert notification; remember firing ones for :meth:`resend` (:func:`remember`)."""
         now = self.clock()
-        cid, aid = ident(alert)
-        current = dict(self.open.get(cid) or {})
-        previous = current.get(aid)
-        if muted(alert) and (previous is None or alert["status"] == "firing"):
+        sent, previous = remember(self.open, alert)
+        if not sent:
             return True
         payload = [self._am(alert, now)]
         if previous is not None and labels_of(previous) != labels_of(alert):
             # escalation changed the label set: end the alert under its old labels
             ended = dict(previous, status="resolved", resolved_at=alert["event_ts"])
             payload.append(self._am(ended, now))
-        if alert["status"] == "firing":
-            current[aid] = alert
-        else:
-            current.pop(aid, None)
-        if current:
-            self.open[cid] = current
-        elif cid in self.open:
-            del self.open[cid]
-        ok = await self._post(payload)
+        return await self._send(alert, payload)
+
+    async def handle_stray(self, alert: dict[str, Any]) -> bool:
+        """An alert read from a partition its key no longer hashes to: written before the topic
+        grew (``lookout topics repartition``), read after it.
+
+        Its customer's open alerts now live with the partition the key hashes to, whose owner
+        re-sends them (the repartition applied this alert to them), so nothing is remembered
+        here -- another worker may own the customer, and remembering would re-send an alert it
+        has since resolved. A resolution is sent; a firing one is left to that re-send, except
+        that an escalation ends the alert under its lower severities (severities only rise), as
+        :meth:`handle` would have: the new owner never saw the label set it replaces.
+        """
+        now = self.clock()
+        if alert.get("status") == "resolved":
+            return await self._send(alert, [self._am(alert, now)])
+        severity = alert.get("severity")
+        if is_parent(alert) or int(alert.get("notification") or 1) < 2 or severity not in SEVERITIES:
+            return True
+        async with self._order:
+            return await self._post([self._am(dict(alert, severity=lower, status="resolved",
+                                                   resolved_at=alert["event_ts"]), now)
+                                     for lower in SEVERITIES[:SEVERITIES.index(severity)]])
+
+    async def _send(self, alert: dict[str, Any], payload: list[dict[str, Any]]) -> bool:
+        async with self._order:
+            ok = await self._post(payload)
         if not ok and alert["status"] == "resolved":
             self._unsent_resolutions.append(alert)  # firing ones are re-sent by resend() anyway
         return ok
 
     async def resend(self) -> int:
-        """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active."""
-        now = self.clock()
-        payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
-        pending, self._unsent_resolutions = self._unsent_resolutions, []
-        payload += [self._am(a, now) for a in pending]
-        if payload and not await self._post(payload):
-            self._unsent_resolutions.extend(pending)
+        """Re-post every open alert (and unsent resolutions) so Alertmanager keeps them active.
+
+        What is open is read once the posts before have been answered: read earlier, a
+        resolution handled meanwhile could reach Alertmanager before this re-send of its firing,
+        which would open the alert again there until it expired.
+        """
+        async with self._order:
+            now = self.clock()
+            payload = [self._am(a, now) for alerts in list(self.open.values()) for a in alerts.values()]
+            pending, self._unsent_resolutions = self._unsent_resolutions, []
+            payload += [self._am(a, now) for a in pending]
+            if payload and not await self._post(payload):
+                self._unsent_resolutions.extend(pending)
         return len(payload)
 
     async def _post(self, payload: list[dict[str, Any]]) -> bool:

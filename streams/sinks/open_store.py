@@ -30,7 +30,8 @@ class OpenStore:
     Parameters
     ----------
     topic : str
-        The compacted topic (as many partitions as the sources).
+        The compacted topic, with at least as many partitions as each source (the worker
+        creates and grows it: :mod:`streams.worker.sinks`).
     bootstrap, client_kwargs
         Kafka (``client_kwargs``: TLS/SASL for aiokafka).
     send : coroutine function
@@ -45,27 +46,6 @@ class OpenStore:
         self.open: dict[str, dict[str, dict[str, Any]]] = {}  # table key -> {id: latest firing record}
         self._owner: dict[str, tuple[str, int]] = {}  # table key -> (source, partition)
         self.loaded: set[tuple[str, int]] = set()
-        self._partitions: int | None = None  # of the topic, once it is known to exist
-
-    async def ensure(self, partitions: int) -> None:
-        """Create the compacted topic if it is missing (once)."""
-        if self._partitions is not None:
-            return
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
-        await admin.start()
-        try:
-            if self.topic not in set(await admin.list_topics()):
-                try:
-                    await admin.create_topics([NewTopic(self.topic, partitions, 1,
-                                                        topic_configs={"cleanup.policy": "compact"})])
-                except TopicAlreadyExistsError:
-                    pass
-            self._partitions = partitions
-        finally:
-            await admin.close()
 
     async def persist(self, source: str, partition: int, key: str) -> None:
         """Write ``key``'s open alerts (or a tombstone) to ``partition``; wait for the acknowledgement."""

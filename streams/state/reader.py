@@ -138,6 +138,18 @@ class StateReader:
                   if t.get("topic") == topic and not t.get("error_code")]
         return counts[0] if counts and counts[0] else None
 
+    async def grow(self, topic: str, n: int) -> None:
+        """Give ``topic`` ``n`` partitions (it has fewer); return once every partition answers."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.client_kwargs)
+        await admin.start()
+        try:
+            await admin.create_partitions({topic: NewPartitions(n)})
+        finally:
+            await admin.close()
+        await self.end_offsets([(topic, p) for p in range(n)])
+
     def _consumer(self) -> Any:
         from aiokafka import AIOKafkaConsumer
 

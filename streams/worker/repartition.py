@@ -16,9 +16,11 @@ count, with nothing lost, repeated or warming up again:
    change: first the events still in the partition their customer hashed to under the old count
    (the backlog from before the change, and the customers that did not move), then the rest
    (events that producers sent to a customer's new partition after the change). Alerts go to
-   the alerts partition of their event's input partition, except those already there since the
-   marker (a re-run sends none twice), dead letters to the dead-letter topic;
-5. write each customer whose partition changed (or whose state the drain changed) to its new
+   the alerts partition of their customer's new partition (the sinks then read a moved
+   customer's alerts from one partition, in order), except those already on the topic since the
+   markers (a re-run sends none twice), dead letters to the dead-letter topic;
+5. move the Alertmanager sink's open alerts with their customers (:mod:`.open_alerts`);
+6. write each customer whose partition changed (or whose state the drain changed) to its new
    partition of the state topic, then tombstones for its records in old ones; commit the group's
    input offsets at the drained ends; then a marker for every partition naming the new count.
 
@@ -49,6 +51,8 @@ from streams.settings import Settings
 from streams.state.book import MARKER_KEY, Marker, alert_key
 from streams.state.reader import StateReader
 
+from .open_alerts import move_open_alerts
+
 log = logging.getLogger("lookout.repartition")
 
 #: events per engine call while draining
@@ -75,6 +79,7 @@ class Report:
     alerts: int = 0  # alerts sent by the drain
     suppressed: int = 0  # alerts the drain reproduced that were on the alerts topic already
     dead_letters: int = 0
+    open_alerts: int = 0  # customers whose open alerts (Alertmanager sink) moved partition
     nothing_to_do: bool = False
 
     def lines(self) -> list[str]:
@@ -85,6 +90,8 @@ class Report:
                    f"partitions: {self.moved:,} moved partition")
         out.append(f"drained {self.drained:,} events after the markers: {self.alerts} alerts sent "
                    f"({self.suppressed} already on the alerts topic), {self.dead_letters} dead letters")
+        if self.open_alerts:
+            out.append(f"open alerts of {self.open_alerts} customers moved to their new partitions")
         if self.unusable:
             out.append(f"{self.unusable} state records were unusable: those customers start cold")
         out.append("the workers may start now")
@@ -122,12 +129,6 @@ class _Kafka:
         """Hosts of the consumer group's active members."""
         groups = [g for resp in await self.admin.describe_consumer_groups([group]) for g in resp.groups]
         return [str(m[2]) for g in groups for m in (g[5] or [])]
-
-    async def grow(self, topic: str, n: int) -> None:
-        from aiokafka.admin import NewPartitions
-
-        await self.admin.create_partitions({topic: NewPartitions(n)})
-        await self.reader.end_offsets([(topic, p) for p in range(n)])  # until every partition answers
 
     async def ends(self, topic: str, n: int) -> dict[int, int]:
         got = await self.reader.end_offsets([(topic, p) for p in range(n)])
@@ -181,7 +182,7 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
             if have is None:
                 await reader.ensure_topics({topic: (n, topic == s.state_topic_name)})
             else:
-                await kafka.grow(topic, n)
+                await reader.grow(topic, n)
             report.grown[topic] = (have or 0, n)
     engine = engine or Engine(load_config(s.detector_config))
     origin = _load(engine, records, markers, report)
@@ -190,6 +191,8 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
     engine.pop_dirty()
     ends = await _drain(kafka, s, proc, markers, old, n, report)
     changed = engine.pop_dirty()
+    report.open_alerts = await move_open_alerts(reader, kafka.producer.send, s, old, n)
+    await kafka.producer.flush()
     progress("writing the state for the new layout")
     await _write(kafka, s, engine, origin, changed, markers, ends, n, report)
     return report
@@ -293,10 +296,12 @@ async def _drain(kafka: _Kafka, s: Settings, proc: Processor, markers: dict[int,
     """Run every partition's events after its marker; return each partition's drained end."""
     ends = await kafka.ends(s.input_topic, n)
     later: dict[int, list[Event]] = {}  # partition -> its events for the second pass
-    sent: dict[int, set[tuple]] = {}  # partition -> alerts on the topic since its marker
+    suppress: set[tuple] = set()  # alerts on the topic since the markers, wherever they are
     for p in range(n):
         m = markers.get(p)
-        sent[p] = suppress = await _sent_alerts(kafka.reader, s.alerts_topic, p, m.alerts_offset if m else 0)
+        suppress |= await _sent_alerts(kafka.reader, s.alerts_topic, p, m.alerts_offset if m else 0)
+    for p in range(n):
+        m = markers.get(p)
         first: list[Event] = []
         later[p] = []
         start = m.input_offset if m else None
@@ -307,15 +312,15 @@ async def _drain(kafka: _Kafka, s: Settings, proc: Processor, markers: dict[int,
                                             out=out):
                     stayed = p < old and partition_of(e.customer_id, old) == p
                     (first if stayed else later[p]).append(e)
-            await _send(kafka, s, out, p, suppress, report)
+            await _send(kafka, s, out, n, suppress, report)
             if len(first) >= DRAIN_CHUNK:
-                await _run(kafka, s, proc, first, p, suppress, report)
+                await _run(kafka, s, proc, first, n, suppress, report)
                 first = []
-        await _run(kafka, s, proc, first, p, suppress, report)
+        await _run(kafka, s, proc, first, n, suppress, report)
     for p in range(n):
         events = later[p]
         for i in range(0, len(events), DRAIN_CHUNK):
-            await _run(kafka, s, proc, events[i:i + DRAIN_CHUNK], p, sent[p], report)
+            await _run(kafka, s, proc, events[i:i + DRAIN_CHUNK], n, suppress, report)
     await kafka.producer.flush()
     return ends
 
@@ -331,25 +336,28 @@ async def _sent_alerts(reader: StateReader, topic: str, p: int, start: int) -> s
     return keys
 
 
-async def _run(kafka: _Kafka, s: Settings, proc: Processor, events: list[Event], p: int,
+async def _run(kafka: _Kafka, s: Settings, proc: Processor, events: list[Event], n: int,
                suppress: set[tuple], report: Report) -> None:
     if not events:
         return
     out = Output()
     proc.process_events(events, out)
     report.drained += len(events)
-    await _send(kafka, s, out, p, suppress, report)
+    await _send(kafka, s, out, n, suppress, report)
 
 
-async def _send(kafka: _Kafka, s: Settings, out: Output, p: int, suppress: set[tuple],
+async def _send(kafka: _Kafka, s: Settings, out: Output, n: int, suppress: set[tuple],
                 report: Report) -> None:
-    """Alerts of input partition ``p`` to its alerts partition (unless already there), dead letters."""
+    """Alerts to their customer's partition under ``n`` (unless on the topic already), dead letters.
+
+    Under ``n``, not the event's partition: a moved customer's alerts from its old partition's
+    backlog and from its new partition then reach the sinks in one partition, in order."""
     for a in out.alerts:
         if alert_key(a) in suppress:
             report.suppressed += 1
             continue
         await kafka.producer.send(s.alerts_topic, key=a["customer_id"].encode(), value=encode_json(a),
-                                  partition=p)
+                                  partition=partition_of(a["customer_id"], n))
         report.alerts += 1
     for d in out.dlq:
         key = d["key"].encode() if isinstance(d.get("key"), str) else None

@@ -9,7 +9,6 @@ plain asyncio in :mod:`streams.sinks`, testable without Faust.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -17,28 +16,17 @@ from typing import Any
 import faust
 
 from streams.kafka.security import aiokafka_kwargs
-from streams.pipeline.codecs import encode_json
+from streams.pipeline.codecs import encode_json, partition_of
 from streams.pipeline.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.sinks.alertmanager import INCIDENT_SCHEMA, AlertmanagerSink, ident
+from streams.sinks.alertmanager import INCIDENT_SCHEMA, AlertmanagerSink, decode, ident
 from streams.sinks.open_store import OpenStore
 from streams.sinks.webhook import WebhookSink
+from streams.state.reader import StateReader
 
 log = logging.getLogger("lookout.sinks")
 
 __all__ = ["register_sinks"]
-
-
-def decode(value: bytes) -> dict[str, Any] | None:
-    """An alert (or a parent incident record), or None for anything else on the topic."""
-    try:
-        alert = json.loads(value)
-        if isinstance(alert, dict) and ({"alert_id", "status", "customer_id"} <= alert.keys() or (
-                alert.get("schema") == INCIDENT_SCHEMA and {"parent_id", "status"} <= alert.keys())):
-            return alert
-    except ValueError:
-        pass
-    return None
 
 
 def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_topic: Any,
@@ -72,11 +60,60 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
     return names
 
 
+class OpenLayout:
+    """Where the Alertmanager sink's sources place their records, and its store laid out to match.
+
+    A record of a source is in the partition its key hashes to under a partition count: the
+    input topic's for ``alerts`` (an alert goes to its event's input partition), the topic's own
+    for the correlator's routed alerts and incidents (keyed by customer and parent). The store
+    topic gets at least as many partitions as any source has -- it was made with
+    ``LOOKOUT_PARTITIONS``, which says nothing about the topics' counts after a repartition --
+    and an alert read from another partition than its key's is a *stray*, written before the
+    topic grew (:meth:`streams.sinks.alertmanager.AlertmanagerSink.handle_stray`).
+    """
+
+    def __init__(self, reader: StateReader, store_topic: str, placed_by: dict[str, str], fallback: int):
+        self.reader = reader
+        self.store_topic = store_topic
+        self.placed_by = placed_by  # source -> the topic whose partition count places its records
+        self.fallback = fallback
+        self.placing: dict[str, int] = {}  # source -> that count
+        self.store_partitions = 0
+        self._lock = asyncio.Lock()  # the agents and the assignment's reads ask at the same time
+
+    async def ensure(self, partition: int = 0) -> None:
+        """Read the counts and create or grow the store (once; again for a partition beyond it)."""
+        if self.placing and partition < self.store_partitions:
+            return
+        async with self._lock:
+            if not (self.placing and partition < self.store_partitions):
+                await self._ensure(partition)
+
+    async def _ensure(self, partition: int) -> None:
+        topics = set(self.placed_by) | set(self.placed_by.values())
+        counts = {t: await self.reader.partition_count(t) or self.fallback for t in topics}
+        wanted = max(max(counts[src] for src in self.placed_by), partition + 1)
+        have = (await self.reader.ensure_topics({self.store_topic: (wanted, True)}))[self.store_topic]
+        if have < wanted:
+            log.warning("open alerts topic %s has %d partitions, the topics it follows %d: growing it",
+                        self.store_topic, have, wanted)
+            await self.reader.grow(self.store_topic, wanted)
+        self.store_partitions = max(have, wanted)
+        self.placing = {src: counts[by] for src, by in self.placed_by.items()}
+
+    def stray(self, source: str, partition: int, key: bytes | None) -> bool:
+        """Whether a record of ``source``'s ``partition`` with ``key`` was placed under an older count."""
+        n = self.placing.get(source)
+        if not key or n is None:
+            return False
+        return partition_of(key.decode("utf-8", "replace"), n) != partition
+
+
 def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[tuple[str, Any]],
                   dead_letter: Any) -> None:
     # open alerts per customer (and open parents), durable per source partition: they survive a
     # worker restart and follow the partitions (streams.sinks.open_store)
-    store_topic = app.topic(f"{s.app_id}-alertmanager-open", partitions=s.partitions, compacting=True,
+    store_topic = app.topic(s.alertmanager_open_topic_name, partitions=s.partitions, compacting=True,
                             internal=True, key_type=bytes, value_type=bytes, key_serializer="raw",
                             value_serializer="raw")
 
@@ -84,26 +121,30 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
         await (await store_topic.send(key=key, value=value, partition=partition))
 
     store = OpenStore(store_topic.get_topic_name(), s.bootstrap, aiokafka_kwargs(s), store_send)
+    sources = {topic.get_topic_name() for _, topic in inputs}
+    placed_by = {src: s.input_topic if src == s.alerts_topic else src for src in sources}
+    layout = OpenLayout(StateReader(s.bootstrap, aiokafka_kwargs(s)), store.topic, placed_by, s.partitions)
     auth = (s.alertmanager_user, s.alertmanager_password or "") if s.alertmanager_user else None
     am = AlertmanagerSink(s.alertmanager_url or "", store.open, grafana_url=s.grafana_url,
                           resend_every_s=s.alertmanager_resend_s, auth=auth, metrics=metrics,
                           api_url=s.api_url)
-    sources = {topic.get_topic_name() for _, topic in inputs}
     loading: list[asyncio.Future] = []
 
     def sink_to_alertmanager(source: str):
         async def to_alertmanager(stream):
             async for event in stream.events():
                 q = event.message.partition
-                await store.ensure(s.partitions)
-                await store.load(source, q)
+                await layout.ensure(q)
                 alert = decode(event.value)
                 if alert is None:
                     await dead_letter(event.value.decode("utf-8", "replace"), "not a Lookout alert",
                                       "alertmanager")
-                    continue
-                await am.handle(alert)
-                await store.persist(source, q, ident(alert)[0])
+                elif layout.stray(source, q, event.key):  # its customer's open alerts live elsewhere now
+                    await am.handle_stray(alert)
+                else:
+                    await store.load(source, q)
+                    await am.handle(alert)
+                    await store.persist(source, q, ident(alert)[0])
         return to_alertmanager
 
     for suffix, topic in inputs:
@@ -111,7 +152,7 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
             sink_to_alertmanager(topic.get_topic_name()))
 
     async def load_open(tps: list[Any]) -> None:
-        await store.ensure(s.partitions)
+        await layout.ensure(max(tp.partition for tp in tps))
         for tp in tps:
             await store.load(tp.topic, tp.partition)
 

@@ -30,9 +30,10 @@ def grow(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def repartition(worker, partitions: int) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LOOKOUT_BOOTSTRAP=worker.bootstrap, LOOKOUT_INPUT_TOPIC=worker.input_topic,
-               LOOKOUT_ALERTS_TOPIC=worker.alerts_topic, LOOKOUT_DLQ_TOPIC=worker.dlq_topic,
-               LOOKOUT_APP_ID=worker.app_id)
+    """The command, run with the workers' settings (as an operator would: the same configuration)."""
+    env = dict(os.environ, **worker.extra_env, LOOKOUT_BOOTSTRAP=worker.bootstrap,
+               LOOKOUT_INPUT_TOPIC=worker.input_topic, LOOKOUT_ALERTS_TOPIC=worker.alerts_topic,
+               LOOKOUT_DLQ_TOPIC=worker.dlq_topic, LOOKOUT_APP_ID=worker.app_id)
     return subprocess.run([sys.executable, "-m", "streams.cli", "topics", "repartition", "--partitions",
                            str(partitions)], env=env, capture_output=True, text=True, timeout=240)
 

@@ -183,3 +183,61 @@ def test_an_open_parent_is_re_sent_until_it_resolves():
     ended = sink.posts[-2][0]
     assert ended["labels"]["alertname"] == "LookoutParent"
     assert ended["endsAt"].startswith("2026-01-07T18:00:00")
+
+
+def test_a_stray_alert_sends_only_its_resolution_and_is_not_remembered():
+    """An alert read from a partition its customer no longer hashes to (written before a
+    repartition): the customer's open alerts belong to its new partition's owner, who re-sends
+    them; this worker must not, or it would re-send for ever what that owner resolves."""
+    store = {"other": {"id9": alert(cid="other", alert_id="id9")}}
+    sink = Recording(store)
+
+    async def scenario():
+        assert await sink.handle_stray(alert())
+        assert await sink.handle_stray(alert("resolved", resolved_at="2026-01-07T18:00:00Z"))
+        return await sink.resend()
+
+    assert asyncio.run(scenario()) == 1  # only what it had before
+    (resolution,) = sink.posts[0]
+    assert resolution["endsAt"] == "2026-01-07T18:00:00Z" and len(sink.posts) == 2
+    assert list(store) == ["other"]
+
+
+def test_a_stray_escalation_ends_the_alert_under_its_lower_severities():
+    """The label set it replaces may have reached Alertmanager from the old owner; the new
+    owner only knows the escalated alert, so no one else would end it."""
+    sink = Recording({})
+    escalated = alert(severity="critical", notification=2, event_ts="2026-01-07T17:30:00Z")
+    asyncio.run(sink.handle_stray(escalated))
+    (ended,) = sink.posts
+    assert sorted(p["labels"]["severity"] for p in ended) == ["info", "warning"]
+    assert all(p["endsAt"] == "2026-01-07T17:30:00Z" for p in ended) and sink.open == {}
+
+
+def test_a_resolution_never_reaches_alertmanager_before_a_re_send_of_its_firing():
+    """A re-send still on its way when the resolution is handled would otherwise arrive last
+    and open the alert again at Alertmanager until it expired (then resolve it a second time)."""
+    class Slow(Recording):
+        calls = 0
+
+        async def _post(self, payload):
+            self.calls += 1
+            if self.calls == 2:  # the re-send: answered only when the test says so
+                await self.gate.wait()
+            self.posts.append(payload)  # in the order they arrive
+            return True
+
+    sink = Slow({})
+
+    async def scenario():
+        sink.gate = asyncio.Event()
+        await sink.handle(alert())
+        resend = asyncio.ensure_future(sink.resend())
+        await asyncio.sleep(0)
+        resolving = asyncio.ensure_future(sink.handle(alert("resolved", resolved_at="2026-01-07T18:00:00Z")))
+        await asyncio.sleep(0.01)
+        sink.gate.set()
+        await asyncio.gather(resend, resolving)
+
+    asyncio.run(scenario())
+    assert [p[0]["endsAt"] == "2026-01-07T18:00:00Z" for p in sink.posts] == [False, False, True]
