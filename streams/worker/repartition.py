@@ -18,7 +18,8 @@ count, with nothing lost, repeated or warming up again:
    (events that producers sent to a customer's new partition after the change). Alerts go to
    the alerts partition of their customer's new partition (the sinks then read a moved
    customer's alerts from one partition, in order), except those already on the topic since the
-   markers (a re-run sends none twice), dead letters to the dead-letter topic;
+   markers (a re-run sends none twice), and with the correlator on to its stage two as well (the
+   sinks read what it routes), dead letters to the dead-letter topic;
 5. move the Alertmanager sink's open alerts with their customers (:mod:`.open_alerts`);
 6. write each customer whose partition changed (or whose state the drain changed) to its new
    partition of the state topic, then tombstones for its records in old ones; commit the group's
@@ -43,6 +44,8 @@ from typing import Any, Callable
 from detectors.config import load_config
 from detectors.engine import Engine, StateError
 from detectors.events import Event
+from streams.correlation.messages import encode_batches
+from streams.correlation.publisher import PARENTS_KEY
 from streams.kafka.admin import wait_for_kafka
 from streams.kafka.security import aiokafka_kwargs, kafka_python_kwargs
 from streams.pipeline.codecs import encode_json, partition_of
@@ -351,14 +354,24 @@ async def _send(kafka: _Kafka, s: Settings, out: Output, n: int, suppress: set[t
     """Alerts to their customer's partition under ``n`` (unless on the topic already), dead letters.
 
     Under ``n``, not the event's partition: a moved customer's alerts from its old partition's
-    backlog and from its new partition then reach the sinks in one partition, in order."""
+    backlog and from its new partition then reach the sinks in one partition, in order. With the
+    correlator on, the sinks read what it routes, not ``alerts``: the same alerts also go to its
+    stage two (the parents topic, as a worker's publisher sends them), after everything the
+    stopped workers sent there, so they are routed in order once the workers start (paging alone
+    unless they join a parent: the drain sends no onsets to group tests that are long decided)."""
+    routed: list[bytes] = []
     for a in out.alerts:
         if alert_key(a) in suppress:
             report.suppressed += 1
             continue
-        await kafka.producer.send(s.alerts_topic, key=a["customer_id"].encode(), value=encode_json(a),
+        value = encode_json(a)
+        await kafka.producer.send(s.alerts_topic, key=a["customer_id"].encode(), value=value,
                                   partition=partition_of(a["customer_id"], n))
+        routed.append(value)
         report.alerts += 1
+    if s.correlator:
+        for record in encode_batches(routed, [], field="alerts"):
+            await kafka.producer.send(s.parents_topic_name, key=PARENTS_KEY, value=record, partition=0)
     for d in out.dlq:
         key = d["key"].encode() if isinstance(d.get("key"), str) else None
         await kafka.producer.send(s.dlq_topic, key=key, value=encode_json(d))
