@@ -4,10 +4,12 @@ An ``expected`` verdict takes an incident's range back out of a customer's model
 announced after it began keeps its start out too: the models are learned again from a state
 *before* that time (:func:`detectors.steering.rebuild_models`). The state topic keeps only the
 latest record per customer (compacted), so every ``history_interval_s`` the worker also writes
-each customer it owns to the *state history* topic (``<app id>-state-history``, same partitions
-as the input, records deleted after ``history_retention_s``), in event-loop slices like a
-snapshot. About one state record per customer per hour: a twelfth of what snapshots write when
-customers report every 5 minutes.
+each customer it owns to the *state history* topic (``<app id>-state-history``, records deleted
+after ``history_retention_s``), in event-loop slices like a snapshot. A checkpoint goes to the
+partition of its customer's input partition, so the topic has at least the input topic's
+partitions (:func:`ensure_history_topic`; ``lookout topics repartition`` grows it and copies a
+moved customer's checkpoints to its new partition). About one state record per customer per
+hour: a twelfth of what snapshots write when customers report every 5 minutes.
 
 :func:`streams.offline.relearn.checkpoint_before` reads them back.
 """
@@ -23,6 +25,34 @@ from detectors.gcpause import cyclic_gc_paused
 from .book import SLICE_S, PartitionBook
 
 log = logging.getLogger("lookout.worker")
+
+
+def history_topic_config(retention_s: float) -> dict[str, str]:
+    """The state history topic's configuration: records deleted ``retention_s`` after their time.
+
+    >>> history_topic_config(3600)
+    {'cleanup.policy': 'delete', 'retention.ms': '3600000'}
+    """
+    return {"cleanup.policy": "delete", "retention.ms": str(int(retention_s * 1000))}
+
+
+async def ensure_history_topic(reader: Any, name: str, input_topic: str, partitions: int,
+                               retention_s: float) -> int:
+    """Create the state history topic ``name``, or grow it, to at least the input topic's
+    partition count (``partitions``, ``LOOKOUT_PARTITIONS``, if more); return its count.
+
+    Checkpoints of input partition *p* go to partition *p*: with fewer partitions than the input
+    (created before the input grew), those of the partitions beyond were refused every round
+    (``AssertionError: Unrecognized partition``). ``reader``: a
+    :class:`~streams.state.reader.StateReader`.
+    """
+    want = max(partitions, await reader.partition_count(input_topic) or 0)
+    have = (await reader.ensure_topics({name: (want, history_topic_config(retention_s))})).get(name, 0)
+    if have < want:
+        log.info("state history: growing %s from %d to %d partitions (the input topic's)", name, have, want)
+        await reader.grow(name, want)
+        have = want
+    return have
 
 
 class HistoryWriter:

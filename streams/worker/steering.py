@@ -25,7 +25,7 @@ from streams.offline.relearn import KafkaHistory
 from streams.pipeline.codecs import encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.settings import Settings
-from streams.state.history import HistoryWriter
+from streams.state.history import HistoryWriter, ensure_history_topic
 from streams.state.producer import StateProducer
 from streams.steering.follower import SteeringFollower
 from streams.steering.http import SteeringApi
@@ -123,8 +123,7 @@ def _register_history(s: Settings, app: faust.App, engine: SteeredEngine, runtim
 
     @app.task
     async def write_history():
-        retention = {"cleanup.policy": "delete", "retention.ms": str(int(s.history_retention_s * 1000))}
-        await runtime.reader.ensure_topics({name: (s.partitions, retention)})
+        await ensure_history_topic(runtime.reader, name, s.input_topic, s.partitions, s.history_retention_s)
         delay = min(FIRST_HISTORY_S, s.history_interval_s)
         while True:
             await asyncio.sleep(delay)
