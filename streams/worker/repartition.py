@@ -52,6 +52,7 @@ from streams.pipeline.codecs import encode_json, partition_of
 from streams.pipeline.processor import Output, Processor
 from streams.settings import Settings
 from streams.state.book import MARKER_KEY, Marker, alert_key
+from streams.state.history import history_topic_config
 from streams.state.reader import StateReader
 
 from .open_alerts import move_open_alerts
@@ -83,6 +84,7 @@ class Report:
     suppressed: int = 0  # alerts the drain reproduced that were on the alerts topic already
     dead_letters: int = 0
     open_alerts: int = 0  # customers whose open alerts (Alertmanager sink) moved partition
+    history: int = 0  # state history checkpoints copied to their customer's new partition
     nothing_to_do: bool = False
 
     def lines(self) -> list[str]:
@@ -95,6 +97,9 @@ class Report:
                    f"({self.suppressed} already on the alerts topic), {self.dead_letters} dead letters")
         if self.open_alerts:
             out.append(f"open alerts of {self.open_alerts} customers moved to their new partitions")
+        if self.history:
+            out.append(f"{self.history:,} state history checkpoints copied to their customers' new "
+                       "partitions")
         if self.unusable:
             out.append(f"{self.unusable} state records were unusable: those customers start cold")
         out.append("the workers may start now")
@@ -166,7 +171,9 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
                        progress: Callable[[str], Any]) -> Report:
     s, reader = settings, kafka.reader
     await _require_stopped(kafka, s, progress)
-    counts = {t: await reader.partition_count(t) for t in (s.input_topic, s.alerts_topic, s.state_topic_name)}
+    history = s.state_history_topic_name
+    counts = {t: await reader.partition_count(t)
+              for t in (s.input_topic, s.alerts_topic, s.state_topic_name, history)}
     n_in = counts[s.input_topic]
     if n_in is None:
         raise RepartitionError(f"input topic {s.input_topic!r} does not exist")
@@ -183,7 +190,9 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
         if (have or 0) < n:
             progress(f"growing {topic} from {have or 0} to {n} partitions")
             if have is None:
-                await reader.ensure_topics({topic: (n, topic == s.state_topic_name)})
+                config = history_topic_config(s.history_retention_s) if topic == history else (
+                    topic == s.state_topic_name)
+                await reader.ensure_topics({topic: (n, config)})
             else:
                 await reader.grow(topic, n)
             report.grown[topic] = (have or 0, n)
@@ -196,6 +205,8 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
     changed = engine.pop_dirty()
     report.open_alerts = await move_open_alerts(reader, kafka.producer.send, s, old, n)
     await kafka.producer.flush()
+    progress("copying moved customers' state history checkpoints to their new partitions")
+    report.history = await _move_history(kafka, history, counts[history] or 0, n, engine)
     progress("writing the state for the new layout")
     await _write(kafka, s, engine, origin, changed, markers, ends, n, report)
     return report
@@ -376,6 +387,33 @@ async def _send(kafka: _Kafka, s: Settings, out: Output, n: int, suppress: set[t
         key = d["key"].encode() if isinstance(d.get("key"), str) else None
         await kafka.producer.send(s.dlq_topic, key=key, value=encode_json(d))
         report.dead_letters += 1
+
+
+async def _move_history(kafka: _Kafka, topic: str, have: int, n: int, engine: Engine) -> int:
+    """Copy every checkpoint on the state history topic's first ``have`` partitions whose customer
+    hashes to another partition under ``n`` to that one, with its record time (the event time it
+    covers); return how many. A rebuild reads the history partition of its customer's input
+    partition only (:class:`~streams.offline.relearn.KafkaHistory`): a moved customer's
+    checkpoints from before the change would not be found. The originals expire with the topic's
+    retention; a re-run copies them again (a duplicate checkpoint is harmless: the newest before a
+    time is taken)."""
+    copied = 0
+    codec = engine._codec
+    for q in range(have):
+        async for chunk, _ in kafka.reader.iter_partition(topic, q):
+            for _, key, value in chunk:
+                try:
+                    cid = key.decode("ascii") if key is not None and value is not None else None
+                    home = q if cid is None else partition_of(cid, n)
+                    last = None if home == q else codec.load_record(cid, value).last_ts
+                except (UnicodeDecodeError, StateError):
+                    continue  # a rebuild would skip it too
+                if last is not None:
+                    await kafka.producer.send(topic, key=key, value=value, partition=home,
+                                              timestamp_ms=int(last * 1000))
+                    copied += 1
+    await kafka.producer.flush()
+    return copied
 
 
 async def _write(kafka: _Kafka, s: Settings, engine: Engine, origin: dict[str, set[int]], changed: set[str],
