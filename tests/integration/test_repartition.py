@@ -79,6 +79,8 @@ def test_growing_the_input_topic_stops_every_worker_and_repartition_loses_nothin
     done = repartition(w1, AFTER)
     print(done.stdout)
     assert done.returncode == 0, done.stderr
+    # the history topic grows with the state (its checkpoints go to their input partition's number)
+    assert f"{w1.app_id}-state-history: {BEFORE} -> {AFTER} partitions" in done.stdout
     for w in (w1, w2):
         w.start()
     produce(w1.bootstrap, w1.input_topic, messages[parts[2]:])
