@@ -13,6 +13,7 @@ them). It replaces a Faust table, whose changelog recovery could hang after a SI
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -46,6 +47,8 @@ class OpenStore:
         self.open: dict[str, dict[str, dict[str, Any]]] = {}  # table key -> {id: latest firing record}
         self._owner: dict[str, tuple[str, int]] = {}  # table key -> (source, partition)
         self.loaded: set[tuple[str, int]] = set()
+        self._loading: dict[tuple[str, int], asyncio.Lock] = {}  # one read back at a time
+        self._dropped: dict[tuple[str, int], int] = {}  # how often each was dropped
 
     async def persist(self, source: str, partition: int, key: str) -> None:
         """Write ``key``'s open alerts (or a tombstone) to ``partition``; wait for the acknowledgement."""
@@ -57,10 +60,25 @@ class OpenStore:
             self._owner.pop(key, None)
 
     async def load(self, source: str, partition: int) -> int:
-        """Read back the open alerts of ``source``'s ``partition`` (idempotent); return how many keys."""
-        if (source, partition) in self.loaded:
-            return 0
-        latest = await self._read(partition)
+        """Read back the open alerts of ``source``'s ``partition`` (idempotent); return how many keys.
+
+        One read back at a time per partition, and the others wait for it: the worker starts one
+        in the background on assignment and the sink's agent asks again before its first alert.
+        Two reads side by side let the slower one write back what it read *before* the agent
+        handled a resolution, and the resolved alert was re-sent for ever. A read that a
+        revocation overtook writes nothing.
+        """
+        sp = (source, partition)
+        async with self._loading.setdefault(sp, asyncio.Lock()):
+            if sp in self.loaded:
+                return 0
+            dropped = self._dropped.get(sp, 0)
+            latest = await self._read(partition)
+            if self._dropped.get(sp, 0) != dropped:
+                return 0
+            return self._apply(source, partition, latest)
+
+    def _apply(self, source: str, partition: int, latest: dict[str, bytes | None]) -> int:
         n = 0
         prefix = source + SEP
         for raw_key, value in latest.items():
@@ -86,6 +104,7 @@ class OpenStore:
             self._owner.pop(key, None)
             self.open.pop(key, None)
         self.loaded.discard((source, partition))
+        self._dropped[(source, partition)] = self._dropped.get((source, partition), 0) + 1
 
     async def _read(self, partition: int) -> dict[str, bytes | None]:
         from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -57,3 +57,62 @@ def test_what_one_worker_had_open_another_reads_back_and_a_resolution_removes():
     assert json.loads(json.dumps(b.open["parent:p1"])) == {"p1": {"parent_id": "p1"}}
     b.drop("routed", 1)  # revoked: another worker re-sends them now
     assert set(b.open) == {"parent:p1"}
+
+
+def _slow_first_read(store: OpenStore, log: Log, release: asyncio.Event) -> None:
+    """The first read back (the worker's, started on assignment) waits for ``release``; later
+    ones (the agent's, before its first alert) answer at once."""
+    calls = []
+
+    async def read(partition):
+        seen = log.latest(partition)  # what the topic holds when the read starts
+        calls.append(partition)
+        if len(calls) == 1:
+            await release.wait()
+        return seen
+
+    store._read = read  # type: ignore[method-assign]
+
+
+def test_a_read_back_still_running_never_brings_back_an_alert_resolved_meanwhile():
+    log = Log()
+    a = store_on(log)
+    a.open["acme"] = {"x": {"alert_id": "x", "status": "firing"}}
+    asyncio.run(a.persist("alerts", 3, "acme"))
+    b = OpenStore("open", "unused:1", {}, log.send)  # the partition's new owner
+
+    async def scenario():
+        release = asyncio.Event()
+        _slow_first_read(b, log, release)
+        background = asyncio.ensure_future(b.load("alerts", 3))  # on assignment
+        await asyncio.sleep(0)
+        agent = asyncio.ensure_future(b.load("alerts", 3))  # the agent, before the resolution
+        await asyncio.sleep(0)
+        release.set()
+        await agent
+        b.open.pop("acme", None)  # the sink handles the resolution...
+        await b.persist("alerts", 3, "acme")  # ...and writes the tombstone
+        await background
+
+    asyncio.run(scenario())
+    assert "acme" not in b.open  # nothing left to re-send: it stays resolved at Alertmanager
+
+
+def test_a_read_back_overtaken_by_a_revocation_keeps_nothing():
+    log = Log()
+    a = store_on(log)
+    a.open["acme"] = {"x": {"alert_id": "x", "status": "firing"}}
+    asyncio.run(a.persist("alerts", 3, "acme"))
+    b = OpenStore("open", "unused:1", {}, log.send)
+
+    async def scenario():
+        release = asyncio.Event()
+        _slow_first_read(b, log, release)
+        loading = asyncio.ensure_future(b.load("alerts", 3))
+        await asyncio.sleep(0)
+        b.drop("alerts", 3)  # revoked while the read was running: another worker re-sends it
+        release.set()
+        return await loading
+
+    assert asyncio.run(scenario()) == 0
+    assert b.open == {}
