@@ -47,12 +47,10 @@ async def ensure_history_topic(reader: Any, name: str, input_topic: str, partiti
     :class:`~streams.state.reader.StateReader`.
     """
     want = max(partitions, await reader.partition_count(input_topic) or 0)
-    have = (await reader.ensure_topics({name: (want, history_topic_config(retention_s))})).get(name, 0)
+    have = await reader.ensure_partitions(name, want, history_topic_config(retention_s))
     if have < want:
-        log.info("state history: growing %s from %d to %d partitions (the input topic's)", name, have, want)
-        await reader.grow(name, want)
-        have = want
-    return have
+        log.info("state history: grew %s from %d to %d partitions (the input topic's)", name, have, want)
+    return max(have, want)
 
 
 class HistoryWriter:

@@ -138,6 +138,17 @@ class StateReader:
                   if t.get("topic") == topic and not t.get("error_code")]
         return counts[0] if counts and counts[0] else None
 
+    async def ensure_partitions(self, topic: str, n: int, config: bool | dict[str, str]) -> int:
+        """Create ``topic`` with ``n`` partitions (``config`` as :meth:`ensure_topics`'s), or grow it
+        to ``n`` if it has fewer; return the count it had (``n`` if just created)."""
+        counts = await self.ensure_topics({topic: (n, config)})
+        if topic not in counts:
+            raise TimeoutError(f"topic {topic!r} has no leader for every partition yet")
+        had = counts[topic]
+        if had < n:
+            await self.grow(topic, n)
+        return had
+
     async def grow(self, topic: str, n: int) -> None:
         """Give ``topic`` ``n`` partitions (it has fewer); return once every partition answers."""
         from aiokafka.admin import AIOKafkaAdminClient, NewPartitions

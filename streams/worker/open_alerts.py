@@ -50,12 +50,10 @@ async def move_open_alerts(reader: StateReader, send: Send, s: Settings, old: in
     customers' records were written."""
     topic = s.alertmanager_open_topic_name
     have = await reader.partition_count(topic)
-    if have is None:  # no Alertmanager sink wrote a record yet (it may have alerts to read, though)
-        if not s.alertmanager_url:
-            return 0
-        have = (await reader.ensure_topics({topic: (n, True)}))[topic]
-    if have < n:
-        await reader.grow(topic, n)
+    if have is None and not s.alertmanager_url:  # no sink: nothing wrote a record, nothing to read
+        return 0
+    # (missing: no sink wrote a record yet -- it may have alerts to read, though)
+    have = await reader.ensure_partitions(topic, n, True)
     prefix = (s.alerts_topic + SEP).encode()
     records: dict[str, dict[int, bytes | None]] = {}  # customer -> {partition: latest value}
     for q in range(have):

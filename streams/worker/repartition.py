@@ -189,12 +189,9 @@ async def _repartition(kafka: _Kafka, settings: Settings, n: int, engine: Engine
     for topic, have in counts.items():
         if (have or 0) < n:
             progress(f"growing {topic} from {have or 0} to {n} partitions")
-            if have is None:
-                config = history_topic_config(s.history_retention_s) if topic == history else (
-                    topic == s.state_topic_name)
-                await reader.ensure_topics({topic: (n, config)})
-            else:
-                await reader.grow(topic, n)
+            config = history_topic_config(s.history_retention_s) if topic == history else (
+                topic == s.state_topic_name)
+            await reader.ensure_partitions(topic, n, config)
             report.grown[topic] = (have or 0, n)
     engine = engine or Engine(load_config(s.detector_config))
     origin = _load(engine, records, markers, report)

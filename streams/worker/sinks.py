@@ -93,11 +93,10 @@ class OpenLayout:
         topics = set(self.placed_by) | set(self.placed_by.values())
         counts = {t: await self.reader.partition_count(t) or self.fallback for t in topics}
         wanted = max(max(counts[src] for src in self.placed_by), partition + 1)
-        have = (await self.reader.ensure_topics({self.store_topic: (wanted, True)}))[self.store_topic]
+        have = await self.reader.ensure_partitions(self.store_topic, wanted, True)
         if have < wanted:
-            log.warning("open alerts topic %s has %d partitions, the topics it follows %d: growing it",
+            log.warning("open alerts topic %s had %d partitions, the topics it follows %d: grown",
                         self.store_topic, have, wanted)
-            await self.reader.grow(self.store_topic, wanted)
         self.store_partitions = max(have, wanted)
         self.placing = {src: counts[by] for src, by in self.placed_by.items()}
 

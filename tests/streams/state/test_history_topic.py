@@ -6,6 +6,7 @@ import asyncio
 import pytest
 
 from streams.state.history import ensure_history_topic
+from streams.state.reader import StateReader
 
 
 class Reader:
@@ -25,6 +26,8 @@ class Reader:
     async def grow(self, topic, n):
         assert n > self.counts[topic]
         self.counts[topic] = n
+
+    ensure_partitions = StateReader.ensure_partitions  # (on the two calls above)
 
 
 @pytest.mark.parametrize("history", [None, 8], ids=["missing", "made-for-8"])

@@ -12,6 +12,7 @@ import json
 
 from streams.pipeline.codecs import partition_of
 from streams.settings import Settings
+from streams.state.reader import StateReader
 from streams.worker.open_alerts import move_open_alerts
 from streams.worker.sinks import OpenLayout
 
@@ -41,6 +42,8 @@ class Topics:
     async def grow(self, topic, n):
         assert n > len(self.logs[topic])
         self.logs[topic] += [[] for _ in range(n - len(self.logs[topic]))]
+
+    ensure_partitions = StateReader.ensure_partitions  # (on the two calls above)
 
     async def read_partition(self, topic, p, start=None):
         log = self.logs[topic][p]
