@@ -342,6 +342,11 @@ class FleetEngine:
             return None
         return float(self.last_ts[slot])
 
+    def record_last_ts(self, cid: str, blob: bytes) -> float | None:
+        """Event time of the last event a state record of ``cid`` covers (None: none yet);
+        StateError if the record is unusable (e.g. written under other model settings)."""
+        return self._codec.load_record(cid, blob).last_ts
+
     def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
         """``cid``'s open incident, if any, as a list."""
         slot = self.customers.get(cid)

@@ -149,6 +149,11 @@ class ReferenceEngine:
         st = self.customers.get(cid)
         return None if st is None else st.last_ts
 
+    def record_last_ts(self, cid: str, blob: bytes) -> float | None:
+        """Event time of the last event a state record of ``cid`` covers (None: none yet);
+        StateError if the record is unusable (e.g. written under other model settings)."""
+        return self._codec.load_record(cid, blob).last_ts
+
     def open_incidents_of(self, cid: str) -> list[alerting.Incident]:
         """``cid``'s open incident, if any, as a list."""
         st = self.customers.get(cid)

@@ -64,7 +64,7 @@ def checkpoint_before(source: Source, cid: str, before: float, engine: Any) -> b
         if key != key_of or value is None:
             continue
         try:
-            last_ts = engine._codec.load_record(cid, value).last_ts
+            last_ts = engine.record_last_ts(cid, value)
         except StateError:
             continue
         if last_ts is not None and best_ts < last_ts < before:
@@ -117,7 +117,7 @@ class KafkaHistory:
         blob = checkpoint_before(hist, cid, since, self.engine)
         if blob is None:
             return None, []
-        last_ts = self.engine._codec.load_record(cid, blob).last_ts
+        last_ts = self.engine.record_last_ts(cid, blob)
         start = (last_ts if last_ts is not None else since) - MARGIN_S
         events = customer_events(self._source(self.input_topic, p, start, None), cid,
                                  last_ts if last_ts is not None else -math.inf, math.inf)

@@ -395,14 +395,13 @@ async def _move_history(kafka: _Kafka, topic: str, have: int, n: int, engine: En
     retention; a re-run copies them again (a duplicate checkpoint is harmless: the newest before a
     time is taken)."""
     copied = 0
-    codec = engine._codec
     for q in range(have):
         async for chunk, _ in kafka.reader.iter_partition(topic, q):
             for _, key, value in chunk:
                 try:
                     cid = key.decode("ascii") if key is not None and value is not None else None
                     home = q if cid is None else partition_of(cid, n)
-                    last = None if home == q else codec.load_record(cid, value).last_ts
+                    last = None if home == q else engine.record_last_ts(cid, value)
                 except (UnicodeDecodeError, StateError):
                     continue  # a rebuild would skip it too
                 if last is not None:
