@@ -20,6 +20,7 @@ from typing import Any, Callable
 import faust
 
 from detectors.config import CorrelatorConfig
+from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
 
@@ -33,6 +34,8 @@ log = logging.getLogger("lookout.correlation")
 __all__ = ["Correlation", "register_correlator"]
 
 PARENTS_STATE_KEY = "parents"
+#: the correlator's agents: stage one (group counts) and stage two (parents)
+GROUPS_AGENT, PARENTS_AGENT = "lookout.correlate.groups", "lookout.correlate.parents"
 #: how often idle sources are re-checked and live watermarks advanced
 TICK_S = 1.0
 
@@ -246,8 +249,9 @@ class _Follower:
 def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *, registry: Any, reader: Any,
                         client_kwargs: dict[str, Any], caught_up: Callable[[int], bool],
                         dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
-                        clock: Callable[[], float] = time.time) -> Correlation:
-    """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it."""
+                        fail: AgentFailed, clock: Callable[[], float] = time.time) -> Correlation:
+    """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it.
+    An agent that raises stops the worker through ``fail`` (:mod:`streams.worker.supervision`)."""
     # internal: Faust creates them (when missing) before it subscribes, with these partitions
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=True)
     onsets = app.topic(s.onsets_topic_name, partitions=s.partitions, **raw)
@@ -273,13 +277,15 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
                      dead_letter=dead_letter, clock=clock)
     follower = _Follower(s, table, reader)
 
-    @app.agent(onsets, name="lookout.correlate.groups", concurrency=1)
+    @app.agent(onsets, name=GROUPS_AGENT, concurrency=1)
+    @stop_on_failure(GROUPS_AGENT, fail)
     async def correlate_groups(stream):
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
             await stages.groups_batch(batch)
 
-    @app.agent(parents, name="lookout.correlate.parents", concurrency=1)
+    @app.agent(parents, name=PARENTS_AGENT, concurrency=1)
+    @stop_on_failure(PARENTS_AGENT, fail)
     async def correlate_parents(stream):
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):

@@ -4,7 +4,9 @@
   Kafka client (Faust, aiokafka, kafka-python), and the check that a broker rejects us;
 * :mod:`.admin` -- kafka-python admin helpers: wait until a broker answers, create topics,
   one-line errors (:class:`~streams.kafka.admin.BrokerError`) for an unreachable broker or
-  rejected credentials.
+  rejected credentials;
+* :mod:`.supervision` -- a Faust agent that raises stops the process (exit 70) instead of being
+  restarted past the message it failed on.
 
 May import :mod:`detectors` and :mod:`streams.settings`; nothing else of :mod:`streams`.
 """

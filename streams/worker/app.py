@@ -25,6 +25,7 @@ from detectors.fleet import warm_up
 from detectors.steering import SteeredEngine
 from streams.correlation.agents import Correlation, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
+from streams.kafka.supervision import stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
@@ -39,7 +40,7 @@ from streams.state.rebuild import History, Rebuilder
 from .faust_tuning import LeanMonitor, set_fetch_max_wait
 from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter
-from .runtime import Health, WorkerRuntime
+from .runtime import DETECTION_AGENT, Health, WorkerRuntime
 from .sinks import register_sinks
 from .steering import register_steering
 
@@ -120,9 +121,10 @@ def create_app(
     count_received = _monitor(app, settings, registry)
     if settings.correlator:
         corr = lookout.correlation = _correlator(lookout, engine.config.correlator, clock)
-        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic)
+        lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic,
+                                       fail=runtime.fail)
     else:
-        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic)
+        lookout.sinks = register_sinks(settings, app, metrics, alerts_topic, fail=runtime.fail)
     before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
     _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
     _partition_callbacks(app, runtime, state_producer, settings)
@@ -171,7 +173,8 @@ def _monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) ->
 def _detection_agent(app: faust.App, runtime: WorkerRuntime, input_topic: Any, settings: Settings,
                      count_received: Callable[[int], None],
                      before_batch: Callable[[], Awaitable[None]]) -> None:
-    @app.agent(input_topic, name="lookout.detect", concurrency=1)
+    @app.agent(input_topic, name=DETECTION_AGENT, concurrency=1)
+    @stop_on_failure(DETECTION_AGENT, runtime.fail)
     async def detect(stream):
         runtime.health.agent_running = True
         try:
@@ -181,10 +184,6 @@ def _detection_agent(app: faust.App, runtime: WorkerRuntime, input_topic: Any, s
                 await runtime.handle_batch(
                     [(e.key, e.value, e.message.topic, e.message.partition, e.message.offset) for e in batch]
                 )
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # not bad input (that never raises): do not let Faust skip the batch
-            runtime.fail(exc)
         finally:
             runtime.health.agent_running = False
 
@@ -276,7 +275,7 @@ def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float
 
     corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
                                client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
-                               dead_letter=dead_letter, clock=clock)
+                               dead_letter=dead_letter, fail=runtime.fail, clock=clock)
     runtime.correlation = corr.publisher
     if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
         runtime.layout.extra_topics = dict(corr.topics)

@@ -42,6 +42,8 @@ log = logging.getLogger("lookout.worker")
 
 #: exit status when the detection agent fails for a reason that is not bad input (EX_SOFTWARE)
 EXIT_AGENT_FAILED = 70
+#: the detection agent's name
+DETECTION_AGENT = "lookout.detect"
 #: events per chunk of a batch (an envelope counts as its events): ~50 ms of processing
 DEFAULT_CHUNK_EVENTS = 5000
 #: longest stretch of sends to the producer between two yields to the event loop
@@ -291,14 +293,15 @@ class WorkerRuntime:
         self._flush_logs()
         self.exit(EXIT_LAYOUT)
 
-    def fail(self, exc: BaseException) -> None:
-        """The agent failed for a reason that is not bad input: stop now, commit nothing more."""
+    def fail(self, exc: BaseException, agent: str = DETECTION_AGENT) -> None:
+        """An agent failed for a reason that is not bad input: stop now, commit nothing more
+        (:mod:`streams.worker.supervision`)."""
         if isinstance(exc, LayoutChanged):  # stopped already, with its own line and status
             return
-        self.health.agent_running = False
-        log.critical("detection agent failed; exiting with status %d so the supervisor restarts the worker "
-                     "at the last snapshot's offsets (nothing after them was committed):\n%s",
-                     EXIT_AGENT_FAILED, "".join(traceback.format_exception(exc)))
+        self.health.agent_running = False  # (/healthz: 503 until the exit)
+        log.critical("agent %s failed; exiting with status %d so the supervisor restarts the worker at the "
+                     "committed offsets (nothing it had not handled was committed):\n%s",
+                     agent, EXIT_AGENT_FAILED, "".join(traceback.format_exception(exc)))
         self._flush_logs()
         self.exit(EXIT_AGENT_FAILED)
 

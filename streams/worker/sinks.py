@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from streams.kafka.security import aiokafka_kwargs
+from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import encode_json, partition_of
 from streams.pipeline.metrics import WorkerMetrics
 from streams.settings import Settings
@@ -30,13 +31,14 @@ __all__ = ["register_sinks"]
 
 
 def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_topic: Any,
-                   incidents_topic: Any = None) -> list[str]:
+                   incidents_topic: Any = None, *, fail: AgentFailed) -> list[str]:
     """Add an agent for every sink configured in settings; return their names.
 
     With the correlator, ``alerts_topic`` is its routed alerts (each with ``parent_id``) and
     ``incidents_topic`` its parent incidents: Alertmanager gets both (children labelled with
     their parent, which an inhibition rule mutes), the webhook the alerts that page on their
-    own and one POST per parent update.
+    own and one POST per parent update. A sink agent that raises stops the worker through
+    ``fail`` (:mod:`streams.worker.supervision`): Faust would restart it past the alert.
     """
     sink_dlq = app.topic(s.sink_dlq_topic, partitions=1, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
@@ -51,10 +53,10 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
     inputs = [("", alerts_topic)] + ([(".incidents", incidents_topic)] if incidents_topic is not None else [])
     names: list[str] = []
     if s.alertmanager_url:
-        _alertmanager(s, app, metrics, inputs, dead_letter)
+        _alertmanager(s, app, metrics, inputs, dead_letter, fail)
         names.append("alertmanager")
     if s.webhook_url:
-        _webhook(s, app, metrics, inputs, dead_letter)
+        _webhook(s, app, metrics, inputs, dead_letter, fail)
         names.append("webhook")
     metrics.expect_dlq(s.sink_dlq_topic, names)
     return names
@@ -109,7 +111,7 @@ class OpenLayout:
 
 
 def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[tuple[str, Any]],
-                  dead_letter: Any) -> None:
+                  dead_letter: Any, fail: AgentFailed) -> None:
     # open alerts per customer (and open parents), durable per source partition: they survive a
     # worker restart and follow the partitions (streams.sinks.open_store)
     store_topic = app.topic(s.alertmanager_open_topic_name, partitions=s.partitions, compacting=True,
@@ -147,8 +149,9 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
         return to_alertmanager
 
     for suffix, topic in inputs:
-        app.agent(topic, name=f"lookout.sink.alertmanager{suffix}", concurrency=1)(
-            sink_to_alertmanager(topic.get_topic_name()))
+        name = f"lookout.sink.alertmanager{suffix}"
+        app.agent(topic, name=name, concurrency=1)(
+            stop_on_failure(name, fail)(sink_to_alertmanager(topic.get_topic_name())))
 
     async def load_open(tps: list[Any]) -> None:
         await layout.ensure(max(tp.partition for tp in tps))
@@ -180,7 +183,7 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
 
 
 def _webhook(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[tuple[str, Any]],
-             dead_letter: Any) -> None:
+             dead_letter: Any, fail: AgentFailed) -> None:
     async def webhook_dead_letter(alert, reason):
         await dead_letter(alert, reason, "webhook")
 
@@ -202,7 +205,8 @@ def _webhook(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: list[t
             await wh.deliver_all(alerts)
 
     for suffix, topic in inputs:
-        app.agent(topic, name=f"lookout.sink.webhook{suffix}", concurrency=1)(to_webhook)
+        name = f"lookout.sink.webhook{suffix}"
+        app.agent(topic, name=name, concurrency=1)(stop_on_failure(name, fail)(to_webhook))
 
     @app.on_before_shutdown.connect
     async def close_webhook(app, **kwargs):

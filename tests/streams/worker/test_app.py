@@ -82,3 +82,37 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
     dlq = samples(lk.registry, "lookout_dlq_messages_total")
     assert (("kind", "webhook"), ("topic", "alerts-dlq")) in dlq
     assert "s3cret" not in generate_latest(lk.registry).decode()
+
+
+class _BrokenStream:
+    """A stream whose every use raises: what an agent sees when its code has a bug."""
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"bug reached through stream.{name}")
+
+
+def test_every_agent_that_raises_stops_the_worker_with_status_70(tmp_path, caplog):
+    """Faust restarts an agent that raised and its stream carries on past the failed message, so
+    a sink would lose a firing or a resolved and the correlator a parent's update. Every agent of
+    a worker with both sinks and the correlator must stop the process instead."""
+    import asyncio
+
+    from streams.worker.app import create_app
+    from streams.worker.runtime import EXIT_AGENT_FAILED
+
+    lk = create_app(Settings.from_env({}, data_dir=tmp_path / "c", alertmanager_url="http://127.0.0.1:9",
+                                      webhook_url="http://127.0.0.1:9/hook", correlator=True))
+    assert lk.correlation is not None
+    lk.correlation.table.ready.set()  # (the correlator's agents wait for the catalogue first)
+    exits: list[int] = []
+    lk.runtime.exit = exits.append
+    names = sorted(lk.app.agents)
+    assert {"lookout.detect", "lookout.sink.alertmanager", "lookout.sink.alertmanager.incidents",
+            "lookout.sink.webhook", "lookout.sink.webhook.incidents", "lookout.correlate.groups",
+            "lookout.correlate.parents"} <= set(names)
+    for name in names:
+        exits.clear()
+        caplog.clear()
+        asyncio.run(lk.app.agents[name].fun(_BrokenStream()))
+        assert exits == [EXIT_AGENT_FAILED], name
+        assert f"agent {name} failed" in caplog.text and "bug reached through stream" in caplog.text
