@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 log = logging.getLogger("lookout.sinks.open")
 
@@ -59,19 +59,35 @@ class OpenStore:
         if not value:
             self._owner.pop(key, None)
 
-    async def load(self, source: str, partition: int) -> int:
+    def assignment(self, partitions: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        """The read backs an assignment asks for: each (source, partition) with how often it was
+        dropped so far, for :meth:`load_assignment` to run later (call it when the partitions are
+        assigned, before anything else can revoke them)."""
+        return [(src, p, self._dropped.get((src, p), 0)) for src, p in partitions]
+
+    async def load_assignment(self, claims: Iterable[tuple[str, int, int]]) -> int:
+        """Read back every partition of :meth:`assignment` that no revocation took since; return
+        how many keys."""
+        return sum([await self.load(src, p, dropped) for src, p, dropped in claims])
+
+    async def load(self, source: str, partition: int, dropped: int | None = None) -> int:
         """Read back the open alerts of ``source``'s ``partition`` (idempotent); return how many keys.
 
         One read back at a time per partition, and the others wait for it: the worker starts one
         in the background on assignment and the sink's agent asks again before its first alert.
         Two reads side by side let the slower one write back what it read *before* the agent
         handled a resolution, and the resolved alert was re-sent for ever. A read that a
-        revocation overtook writes nothing.
+        revocation overtook writes nothing, and so does one asked for by an assignment
+        (``dropped``: :meth:`assignment`) that a revocation ended before the read began: the
+        background read of a large assignment reached a partition after a rebalance had given
+        it to another worker, and this one re-sent its alerts for ever, resolved or not.
         """
         sp = (source, partition)
         async with self._loading.setdefault(sp, asyncio.Lock()):
             if sp in self.loaded:
                 return 0
+            if dropped is not None and self._dropped.get(sp, 0) != dropped:
+                return 0  # revoked since the assignment that asked: no longer ours
             dropped = self._dropped.get(sp, 0)
             latest = await self._read(partition)
             if self._dropped.get(sp, 0) != dropped:

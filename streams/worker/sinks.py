@@ -153,10 +153,9 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
         app.agent(topic, name=name, concurrency=1)(
             stop_on_failure(name, fail)(sink_to_alertmanager(topic.get_topic_name())))
 
-    async def load_open(tps: list[Any]) -> None:
-        await layout.ensure(max(tp.partition for tp in tps))
-        for tp in tps:
-            await store.load(tp.topic, tp.partition)
+    async def load_open(claims: list[tuple[str, int, int]]) -> None:
+        await layout.ensure(max(p for _, p, _ in claims))
+        await store.load_assignment(claims)
 
     @app.on_partitions_assigned.connect
     async def alertmanager_assigned(app, assigned, **kwargs):
@@ -164,7 +163,9 @@ def _alertmanager(s: Settings, app: faust.App, metrics: WorkerMetrics, inputs: l
         # a rebalance must not wait for it; the agent reads a partition before its first alert)
         mine = [tp for tp in assigned if tp.topic in sources]
         if mine:
-            loading.append(asyncio.ensure_future(load_open(mine)))
+            # (claimed now: a revocation before the read reaches a partition cancels its read)
+            claims = store.assignment((tp.topic, tp.partition) for tp in mine)
+            loading.append(asyncio.ensure_future(load_open(claims)))
             loading[:] = [t for t in loading if not t.done()]
 
     @app.on_partitions_revoked.connect

@@ -110,14 +110,7 @@ def growth_point(messages, truth: list[dict]) -> tuple[int, set[str]]:
     return best
 
 
-#: issue 20, open: with the correlator on, one CI run of 2 ended with an escalated (critical) label
-#: set of a resolved incident still firing at Alertmanager after the repartition; cause not found yet
-ROUTED_RACE = ("after a repartition with the correlator on, a resolved incident's critical label set "
-               "was once left firing (1 of 2 CI runs); not yet explained")
-
-
-@pytest.mark.parametrize("correlator", ["false", pytest.param("true", marks=pytest.mark.xfail(
-    strict=False, reason=ROUTED_RACE))], ids=["sink-reads-alerts", "correlator-routes"])
+@pytest.mark.parametrize("correlator", ["false", "true"], ids=["sink-reads-alerts", "correlator-routes"])
 def test_incidents_open_across_a_repartition_are_resolved_at_alertmanager(start_worker, correlator):
     messages = workload(seed=36, customers=24, days=5)
     truth = replay_alerts(messages)

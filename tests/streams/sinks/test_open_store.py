@@ -116,3 +116,24 @@ def test_a_read_back_overtaken_by_a_revocation_keeps_nothing():
 
     assert asyncio.run(scenario()) == 0
     assert b.open == {}
+
+
+def test_a_read_back_an_assignment_asked_for_is_skipped_once_a_rebalance_took_the_partition():
+    # the worker reads back a large assignment one partition at a time in the background; a second
+    # worker joins before it reaches routed[0], whose alerts that worker then handles and resolves:
+    # a read back after the revocation made this worker re-send them for ever (issue 20)
+    log = Log()
+    a = store_on(log)
+    a.open["acme"] = {"x": {"alert_id": "x", "status": "firing"}}
+    asyncio.run(a.persist("routed", 0, "acme"))
+    a.open["beta"] = {"y": {"alert_id": "y", "status": "firing"}}
+    asyncio.run(a.persist("routed", 1, "beta"))
+    b = store_on(log)
+    first = b.assignment([("routed", 1), ("routed", 0)])
+    b.drop("routed", 0)  # the rebalance: routed[0] goes to the other worker...
+    b.drop("routed", 1)
+    again = b.assignment([("routed", 1)])  # ...routed[1] comes back
+    assert asyncio.run(b.load_assignment(first)) == 0  # (every partition it names was revoked since)
+    assert b.open == {} and b.loaded == set()
+    assert asyncio.run(b.load_assignment(again)) == 1
+    assert set(b.open) == {"beta"} and b.loaded == {("routed", 1)}  # nothing of routed[0] to re-send
