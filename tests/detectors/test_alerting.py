@@ -199,6 +199,24 @@ def test_tracker_needs_n_of_m():
     assert out == [(5, "firing"), (8, "resolved")]
 
 
+@pytest.mark.parametrize("signal, window_intervals, requests, opens", [
+    ("error_5xx", 2, 10_000, True),  # a ratio's run over two intervals confirms itself
+    ("error_5xx", 1, 10_000, False),  # one interval's evidence: it still needs a second anomalous interval
+    ("latency_p99", 2, 10_000, False),  # seasonal runs do not (they added false alerts on the simulator)
+    ("error_5xx", 2, 9_999, False),  # below a major customer's volume neither
+])
+def test_a_ratios_sequential_run_at_a_major_customer_opens_at_once(signal, window_intervals, requests, opens):
+    cfg = AlertingConfig(open_n=2, open_m=3, major_customer_requests=10_000)
+    tr = Tracker()
+    e = ev(10 * STEP, s5=500)
+    # (score, value, expected, lo, hi, excess, surprise, window_s): the run's evidence
+    a = Assessment(0.99999, 0.05, 0.001, 0.0, 0.002, 0.049, 5.0, window_intervals * STEP)
+    out = step(tr, e, [Finding(signal, e.ts, a)], requests, cfg)
+    assert [x["status"] for x in out] == (["firing"] if opens else [])
+    if opens:  # the incident started with its run, so a replay gives the same id
+        assert out[0]["alert_id"] == alert_id("acme", e.ts - STEP)
+
+
 def test_a_change_hovering_around_the_gate_is_one_incident_not_a_flapping_series():
     eng = Engine()
     n, rnd = history(eng, days=8)  # every weekday seen: 2x is not a possible day-of-week effect
