@@ -581,7 +581,9 @@ def paired_rounds(contenders: dict, pair: tuple[str, str], n_rounds: int, runs: 
     On a machine shared with other work, sequential rounds each met a different load: the
     correlator pair's per-CPU ratio ranged 0.96-1.26 over five rounds at a load of ~4 on 2 CPUs,
     and 0.86-0.96 paired. Running together, each worker also competes with the other, but
-    symmetrically, and events per CPU-second of each process is what that disturbs least.
+    symmetrically, and events per CPU-second of each process is what that disturbs least. Short
+    rounds stay noisy (600,000 events at a load of 1-2: 0.78-1.08, the starts fall inside a ~6 s
+    round); 2.4 million events gave rounds within 0.03 of each other.
     """
     base, ours = pair
     for r in range(n_rounds):
