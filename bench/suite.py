@@ -27,8 +27,8 @@ that saw events to the last scrape *before* it finished, so the idle tail after 
 does not count. The no-op agent and the single-event worker (the pair of the issue's 0.9 ×
 target) get ``--single-rounds`` alternating rounds, the others ``--rounds``; every round's
 figure is printed and kept in ``runs``, the table shows medians (min – max), and for that pair
-also events per CPU-second of the whole process (all threads), which a shared machine
-disturbs less than events per wall-clock second.
+and the correlator's on/off pairs also events per CPU-second of the whole process (all
+threads), which a shared machine disturbs less than events per wall-clock second.
 Then: produce-to-output latency of a worker at half its measured single-event maximum,
 resident and serialised bytes per customer (:mod:`bench.memory`), and replay events/s of a
 600k-event JSONL file (``lookout replay --no-report``, whole process). Prints a table and
@@ -38,6 +38,7 @@ writes ``bench/results/latest.json``.
     .venv/bin/python -m bench --events 40000 --rounds 1 --replay-events 100000   # a quick look
     .venv/bin/python -m bench --only replay --rounds 3                            # the replay round alone
     .venv/bin/python -m bench --only dense --rounds 3      # ceiling and worker on the incident-dense fleet
+    .venv/bin/python -m bench --only correlator --paired --rounds 5 --events 600000   # on and off at once
 
 Every worker round also times the answers of ``/metrics`` and ``/healthz`` while it consumes
 (p99 and max per contender: the web port must answer within 0.1 s under load).
@@ -60,6 +61,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from bench import listing
 from bench.common import consumed, free_port
@@ -553,11 +555,14 @@ def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
 
 
 def rounds(contenders: dict, n_rounds: int, pair_rounds: int, runs: dict, per_cpu: dict) -> None:
-    """Alternating rounds; the single-event pair gets ``pair_rounds`` (going first alternately)."""
+    """Alternating rounds, every other one in reverse order so no contender always goes first (with
+    the correlator on first in every round, its pair's wall-clock ratio read 1.4-1.8 x at a load of
+    ~4: the order or the load, sequential rounds cannot tell); the single-event pair gets
+    ``pair_rounds`` (going first alternately)."""
     pair = [c for c in GROUPS["single"] if c in contenders]
     for r in range(max(n_rounds, pair_rounds if pair else 0)):
         if r < n_rounds:
-            names = list(contenders)
+            names = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
         else:  # extra rounds of the 0.9 x pair, which goes first alternating
             names = pair if r % 2 == 0 else pair[::-1]
         for name in names:
@@ -567,6 +572,43 @@ def rounds(contenders: dict, n_rounds: int, pair_rounds: int, runs: dict, per_cp
                 per_cpu[name].append(cpu)
             cpu_note = f"  ({cpu:,.0f} per CPU-second)" if name in per_cpu and cpu else ""
             print(f"  round {r + 1} {name:15s} {eps:10,.0f} events/s{cpu_note}", flush=True)
+
+
+def paired_rounds(contenders: dict, pair: tuple[str, str], n_rounds: int, runs: dict, per_cpu: dict) -> None:
+    """``n_rounds`` rounds in which both contenders of ``pair`` run at the same time, each on its
+    own copy of the events (two processes on the same topic, separate consumer groups).
+
+    On a machine shared with other work, sequential rounds each met a different load: the
+    correlator pair's per-CPU ratio ranged 0.96-1.26 over five rounds at a load of ~4 on 2 CPUs,
+    and 0.86-0.96 paired. Running together, each worker also competes with the other, but
+    symmetrically, and events per CPU-second of each process is what that disturbs least. Short
+    rounds stay noisy (600,000 events at a load of 1-2: 0.78-1.08, the starts fall inside a ~6 s
+    round); 2.4 million events gave rounds within 0.03 of each other.
+    """
+    base, ours = pair
+    for r in range(n_rounds):
+        got: dict[str, tuple[float, float | None]] = {}
+        load = os.getloadavg()[0]
+        threads = [threading.Thread(target=_run_into, args=(got, n, contenders[n])) for n in pair]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if set(got) != set(pair):
+            raise SystemExit(f"round {r + 1}: a worker of the pair did not finish (see above)")
+        for name in pair:
+            eps, cpu = got[name]
+            runs.setdefault(name, []).append(eps)
+            if cpu is not None:
+                per_cpu[name].append(cpu)
+        (b_eps, b_cpu), (o_eps, o_cpu) = got[base], got[ours]
+        cpu_note = f", per CPU-second {o_cpu:,.0f} / {b_cpu:,.0f} = {o_cpu / b_cpu:.3f} x" if b_cpu and o_cpu else ""
+        print(f"  round {r + 1} {ours} / {base} together: {o_eps:,.0f} / {b_eps:,.0f} events/s = "
+              f"{o_eps / b_eps:.3f} x{cpu_note} (load average {load:.2f} before)", flush=True)
+
+
+def _run_into(got: dict, name: str, contender: Callable[[], tuple[float, float | None]]) -> None:
+    got[name] = contender()
 
 
 def scrape_summary(scrapes: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -600,7 +642,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="run only this round (replay: no broker; latency: --rounds runs at --latency-rate, "
                         "default half of one single-event worker round) or pair of contenders (single, "
                         "batched, dense, correlator), --rounds times; prints, writes no results file")
+    p.add_argument("--paired", action="store_true",
+                   help="with --only correlator: start both workers at the same time in each round, so the "
+                        "load of a shared machine falls on both alike (their ratio per round is printed)")
     a = p.parse_args(argv)
+    if a.paired and a.only != "correlator":
+        p.error("--paired needs --only correlator (two workers whose CPU seconds are measured)")
     if a.only == "replay":
         return replay_only(a)
     if a.only == "latency":
@@ -611,7 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     b = Bench(a)
     runs: dict[str, list[float]] = {}
-    per_cpu: dict[str, list[float]] = {"naive_noop": [], "worker_single": []}
+    # and the correlator's pairs: per CPU-second is what a shared machine disturbs less
+    per_cpu: dict[str, list[float]] = {k: [] for k in ("naive_noop", "worker_single", "worker_single_off",
+                                                       "worker_batched", "worker_batched_off")}
     try:
         b.start_broker()
         contenders, made = contenders_of(b, set(CONTENDERS))
@@ -667,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def pair_only(a: argparse.Namespace) -> int:
-    """``--only single|batched|dense``: that pair, ``--rounds`` alternating rounds, their ratio."""
+    """``--only single|batched|dense|correlator``: that pair, ``--rounds`` alternating rounds (with
+    ``--paired``: both at once, :func:`paired_rounds`), their ratio."""
     base, ours = GROUPS[a.only]
     b = Bench(a)
     runs: dict[str, list[float]] = {}
@@ -676,7 +726,10 @@ def pair_only(a: argparse.Namespace) -> int:
     try:
         b.start_broker()
         contenders, made = contenders_of(b, {base, ours})
-        rounds(contenders, a.rounds, 0, runs, per_cpu)
+        if a.paired:
+            paired_rounds(contenders, (base, ours), a.rounds, runs, per_cpu)
+        else:
+            rounds(contenders, a.rounds, 0, runs, per_cpu)
     finally:
         b.close()
         shutil.rmtree(b.tmp, ignore_errors=True)
@@ -688,6 +741,10 @@ def pair_only(a: argparse.Namespace) -> int:
         cpu = {k: statistics.median(v) for k, v in per_cpu.items()}
         print(f"per CPU-second of the whole process: {cpu[ours]:,.0f} / {cpu[base]:,.0f} events = "
               f"{cpu[ours] / cpu[base]:.2f} x")
+        if a.paired and len(per_cpu[base]) == len(per_cpu[ours]):
+            each = [o / b for o, b in zip(per_cpu[ours], per_cpu[base])]
+            print(f"per CPU-second, median of the {len(each)} rounds' ratios: {statistics.median(each):.3f} x "
+                  f"(min {min(each):.3f}, max {max(each):.3f})")
     for name, sc in scrape_summary(b.scrapes).items():
         print(f"{name}: /metrics and /healthz during the load: p99 {sc['p99'] * 1000:.0f} ms, "
               f"max {sc['max'] * 1000:.0f} ms ({sc['n']} answers)")
@@ -795,6 +852,10 @@ def table(r: dict) -> str:
         if on and off_:
             rows.append(f"| correlator on / off, {what}, events/s | {on:,.0f} / {off_:,.0f} ({on / off_:.2f} ×) "
                         f"| within 5 %: {ok(on / off_ >= TARGETS['correlator_on_vs_off'])} |")
+        on_c, off_c = pc.get(f"worker_{kind}"), pc.get(f"worker_{kind}_off")
+        if on_c and off_c:
+            rows.append(f"| correlator on / off, {what}, events per CPU-second | {on_c:,.0f} / {off_c:,.0f} "
+                        f"({on_c / off_c:.2f} ×) | within 5 %: {ok(on_c / off_c >= TARGETS['correlator_on_vs_off'])} |")
     rows.append(
         f"| replay of {r.get('replay_events', 600_000):,}-event JSONL, whole process, events/s | "
         f"{r['replay_eps']:,.0f} | ≥ 100k/s per core: {ok(r['replay_eps'] >= TARGETS['replay_eps'])} |"

@@ -38,6 +38,10 @@ PARENTS_STATE_KEY = "parents"
 GROUPS_AGENT, PARENTS_AGENT = "lookout.correlate.groups", "lookout.correlate.parents"
 #: how often idle sources are re-checked and live watermarks advanced
 TICK_S = 1.0
+#: a stage agent takes a batch at most this often (unless 500 records wait): each batch ends with
+#: the stage's whole state written and acknowledged, and with the detection agent's 0.1 s a warm
+#: fleet's onsets and alerts (a record per chunk) made that ten writes a second per partition
+STAGE_WITHIN_S = 1.0
 
 
 def _group_key(q: int) -> str:
@@ -281,14 +285,14 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
     @stop_on_failure(GROUPS_AGENT, fail)
     async def correlate_groups(stream):
         await table.ready.wait()
-        async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
+        async for batch in stream.take_events(s.batch_size, within=STAGE_WITHIN_S):
             await stages.groups_batch(batch)
 
     @app.agent(parents, name=PARENTS_AGENT, concurrency=1)
     @stop_on_failure(PARENTS_AGENT, fail)
     async def correlate_parents(stream):
         await table.ready.wait()
-        async for batch in stream.take_events(s.batch_size, within=s.batch_within_s):
+        async for batch in stream.take_events(s.batch_size, within=STAGE_WITHIN_S):
             await stages.parents_batch(batch)
 
     @app.timer(TICK_S)

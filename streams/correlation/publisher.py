@@ -11,6 +11,11 @@ After each chunk the worker hands its output to :meth:`CorrelationPublisher.publ
   whenever it enters a new interval, but from :meth:`~CorrelationPublisher.publish` at most
   every :data:`MARKS_EVERY_S` (the worker's 1 s tick sends what is left): a backlog read at
   100k events/s crosses an interval every few milliseconds, and each crossing was five records.
+  While every partition's data is history being replayed (none live, see below), at most every
+  :data:`HISTORY_MARKS_EVERY_S`, from the chunks and the tick alike: each watermark sent makes
+  every stage-one partition and stage two take a batch, close intervals, send their tests and
+  write their state, and a replay at 100k events/s paid that five times a second for
+  watermarks nobody waits for in wall-clock time (the parents of history are not late).
 
 All of it travels in **batch records** (:func:`~streams.correlation.messages.encode_batches`):
 one per partition and chunk, not one per onset, alert and watermark, because each Kafka
@@ -39,7 +44,7 @@ from streams.pipeline.processor import Output
 from .messages import encode_batches, onset_item
 from .stages import detector_source
 
-__all__ = ["LIVE_INTERVALS", "MARKS_EVERY_S", "CorrelationPublisher"]
+__all__ = ["HISTORY_MARKS_EVERY_S", "LIVE_INTERVALS", "MARKS_EVERY_S", "CorrelationPublisher"]
 
 #: data whose latest interval ended at most this many intervals ago is live (the wall clock may
 #: stand in for its watermark); older is history being replayed (only its events count)
@@ -48,6 +53,8 @@ LIVE_INTERVALS = 2
 PARENTS_KEY = b"parents"
 #: watermarks ride with a chunk's records at most this often (wall clock); the tick sends the rest
 MARKS_EVERY_S = 0.5
+#: ... and while no partition's data is live (history being replayed), at most this often
+HISTORY_MARKS_EVERY_S = 5.0
 
 
 class CorrelationPublisher:
@@ -105,7 +112,7 @@ class CorrelationPublisher:
             old = self.seen.get(p)
             if old is None or ts > old[0]:
                 self.seen[p] = (ts, iv)
-        due = self.clock() - self.marks_at >= MARKS_EVERY_S
+        due = self.clock() - self.marks_at >= (MARKS_EVERY_S if self.live() else HISTORY_MARKS_EVERY_S)
         await self._send(by_partition, [encode_json(a) for a in out.alerts],
                          self._moved(caught_up) if due else [])
 
@@ -116,6 +123,12 @@ class CorrelationPublisher:
                 await self.onsets_topic.send(key=None, value=value, partition=q)
         for value in encode_batches(alerts, marks, field="alerts"):
             await self.parents_topic.send(key=PARENTS_KEY, value=value, partition=0)
+
+    def live(self) -> bool:
+        """Whether any partition's latest interval ended at most :data:`LIVE_INTERVALS` intervals
+        (plus the grace) ago, or has not ended yet: its watermarks are waited for in wall-clock time."""
+        now = self.clock() - self.grace_s
+        return any(ts + iv * (1 + LIVE_INTERVALS) >= now for ts, iv in self.seen.values())
 
     def watermark(self, p: int, caught_up: bool) -> float | None:
         """Input partition ``p``'s watermark now (None: no events seen)."""
@@ -142,7 +155,10 @@ class CorrelationPublisher:
         return moved
 
     async def watermarks(self, caught_up: Callable[[int], bool] | None = None) -> int:
-        """Send the watermarks that entered a new interval; return how many partitions moved."""
+        """Send the watermarks that entered a new interval (of history: at most every
+        :data:`HISTORY_MARKS_EVERY_S`); return how many partitions moved."""
+        if not self.live() and self.clock() - self.marks_at < HISTORY_MARKS_EVERY_S:
+            return 0
         moved = self._moved(caught_up)
         await self._send({}, [], moved)
         return len(moved)

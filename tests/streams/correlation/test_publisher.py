@@ -9,7 +9,7 @@ from detectors.config import CorrelatorConfig
 from detectors.onsets import Onset
 from streams.correlation.customers import CustomerTable, decode_customer
 from streams.correlation.messages import MAX_RECORD_BYTES
-from streams.correlation.publisher import MARKS_EVERY_S, CorrelationPublisher
+from streams.correlation.publisher import HISTORY_MARKS_EVERY_S, MARKS_EVERY_S, CorrelationPublisher
 from streams.correlation.watermarks import SourceMarks
 from streams.pipeline.codecs import partition_of
 from streams.pipeline.processor import Output
@@ -78,6 +78,29 @@ def test_watermarks_ride_with_chunks_at_most_every_half_second_and_the_tick_send
     now[0] += MARKS_EVERY_S
     asyncio.run(pub.publish(Output(event_time={0: (T0 + 4 * IV, IV)})))
     assert parents.sent[-1][1]["wm"] == [["d0", T0 + 4 * IV]]
+
+
+def test_history_being_replayed_sends_its_watermarks_less_often_until_live_data_arrives():
+    now = [T0 + 1000 * IV]  # the data is days old: a backlog being replayed
+    pub, onsets, parents = publisher(now)
+    asyncio.run(pub.publish(Output(event_time={0: (T0, IV)})))
+    assert [v["wm"] for _, v, _ in parents.sent] == [[["d0", T0]]]
+    # the next intervals, half a second apart: neither the chunks nor the tick send their watermarks...
+    for k in range(1, 4):
+        now[0] += MARKS_EVERY_S
+        asyncio.run(pub.publish(Output(event_time={0: (T0 + k * IV, IV)})))
+        assert asyncio.run(pub.watermarks()) == 0
+    assert len(parents.sent) == 1 and len(onsets.sent) == 3
+    # ...until HISTORY_MARKS_EVERY_S passed since the last: then the latest, to every partition
+    now[0] = T0 + 1000 * IV + HISTORY_MARKS_EVERY_S
+    assert asyncio.run(pub.watermarks()) == 1
+    assert parents.sent[-1][1]["wm"] == [["d0", T0 + 3 * IV]]
+    assert [v["wm"] for _, v, _ in onsets.sent[3:]] == [[["d0", T0 + 3 * IV]]] * 3
+    # the replay reached the present: its watermarks ride with the chunks every half second again
+    now[0] += MARKS_EVERY_S
+    live = now[0] - IV
+    asyncio.run(pub.publish(Output(event_time={1: (live, IV)})))
+    assert parents.sent[-1][1]["wm"] == [["d1", live]]
 
 
 def test_a_big_chunk_is_cut_into_records_kafka_takes_in_order_the_watermarks_last():
