@@ -358,8 +358,9 @@ def step(
     if inc is None:
         run = _self_confirming_run(findings, event, expected_requests, cfg) if flag else 0.0
         if flag and (bin(tr.hist).count("1") >= cfg.open_n or run):
-            # (a run's incident starts with the run: replays give the same id)
-            started = min(tr.recent[0][0], event.ts - run + event.interval_s) if run else tr.recent[0][0]
+            # (not back-dated to the run's start: a run that outlives an incident resolved by a
+            # verdict would re-open it under the resolved incident's id)
+            started = tr.recent[0][0]
             inc = Incident(
                 event.customer_id, alert_id(event.customer_id, started), started, event.interval_s, "info"
             )
