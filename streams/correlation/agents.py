@@ -20,6 +20,7 @@ from typing import Any, Callable
 import faust
 
 from detectors.config import CorrelatorConfig
+from streams.kafka.retry import until_reachable
 from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
@@ -91,7 +92,9 @@ class _Stages:
         """
         async with self._state_lock:
             if self._state is None:
-                records, _ = await self.reader.read_partition(self.s.correlator_state_topic_name, 0)
+                topic = self.s.correlator_state_topic_name
+                records, _ = await until_reachable(lambda: self.reader.read_partition(topic, 0),
+                                                   "reading the correlator's state")
                 latest: dict[str, bytes | None] = {}
                 for k, value in records:  # in offset order: the last value of a key wins
                     if k is not None:

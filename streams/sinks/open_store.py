@@ -18,6 +18,8 @@ import json
 import logging
 from typing import Any, Iterable
 
+from streams.kafka.retry import until_reachable
+
 log = logging.getLogger("lookout.sinks.open")
 
 __all__ = ["OpenStore"]
@@ -89,7 +91,8 @@ class OpenStore:
             if dropped is not None and self._dropped.get(sp, 0) != dropped:
                 return 0  # revoked since the assignment that asked: no longer ours
             dropped = self._dropped.get(sp, 0)
-            latest = await self._read(partition)
+            latest = await until_reachable(lambda: self._read(partition),
+                                           f"reading the open alerts of {self.topic}[{partition}]")
             if self._dropped.get(sp, 0) != dropped:
                 return 0
             return self._apply(source, partition, latest)

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 
+from streams.kafka.retry import until_reachable
 from streams.kafka.security import aiokafka_kwargs
 from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import encode_json, partition_of
@@ -89,7 +90,7 @@ class OpenLayout:
             return
         async with self._lock:
             if not (self.placing and partition < self.store_partitions):
-                await self._ensure(partition)
+                await until_reachable(lambda: self._ensure(partition), f"laying out {self.store_topic}")
 
     async def _ensure(self, partition: int) -> None:
         topics = set(self.placed_by) | set(self.placed_by.values())
