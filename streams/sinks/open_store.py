@@ -131,7 +131,11 @@ class OpenStore:
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", **self.client_kwargs)
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()  # (a start that failed leaves a client open: "Unclosed AIOKafkaConsumer")
+            raise
         latest: dict[str, bytes | None] = {}
         try:
             consumer.assign([tp])

@@ -14,6 +14,16 @@ from typing import Any, AsyncIterator, Callable, Iterable
 Record = tuple[int, Any, Any]
 
 
+async def _started(consumer: Any) -> None:
+    """Start ``consumer``; if that fails (the broker does not answer), close it before raising, or
+    its client stays open and every retry logs "Unclosed AIOKafkaConsumer"."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
 def _led(topic: dict[str, Any]) -> bool:
     """Does every partition of an admin client's topic description have a leader in sync?
 
@@ -190,7 +200,7 @@ class StateReader:
 
         tp = TopicPartition(topic, partition)
         consumer = self._consumer()
-        await consumer.start()
+        await _started(consumer)
         try:
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp] if stop is None else stop
