@@ -258,7 +258,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
                         dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
                         fail: AgentFailed, clock: Callable[[], float] = time.time) -> Correlation:
     """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it.
-    An agent that raises stops the worker through ``fail`` (:mod:`streams.worker.supervision`)."""
+    An agent that raises stops the worker through ``fail`` (:mod:`streams.kafka.supervision`)."""
     # internal: Faust creates them (when missing) before it subscribes, with these partitions
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=True)
     onsets = app.topic(s.onsets_topic_name, partitions=s.partitions, **raw)

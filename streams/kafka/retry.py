@@ -26,7 +26,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, TypeVar
 
-__all__ = ["RETRY_S", "unreachable", "until_reachable"]
+__all__ = ["RETRY_S", "started", "unreachable", "until_reachable"]
 
 log = logging.getLogger("lookout.kafka")
 
@@ -47,8 +47,19 @@ def unreachable(exc: BaseException) -> bool:
     """
     from aiokafka.errors import KafkaTimeoutError
 
-    return (bool(getattr(exc, "retriable", False)) or isinstance(exc, (KafkaTimeoutError, OSError,
-                                                                        asyncio.TimeoutError)))
+    # (OSError covers TimeoutError, which asyncio's timeouts raise too)
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, (KafkaTimeoutError, OSError))
+
+
+async def started(client: Any) -> None:
+    """Start an aiokafka ``client``; if that fails (the broker does not answer), close it before
+    raising, or it stays open and every retry of :func:`until_reachable` logs "Unclosed
+    AIOKafkaConsumer"."""
+    try:
+        await client.start()
+    except BaseException:
+        await client.stop()
+        raise
 
 
 async def until_reachable(call: Callable[[], Awaitable[T]], what: str, *, retry_s: float = RETRY_S,

@@ -35,10 +35,6 @@ __all__ = ["AgentFailed", "stop_on_failure"]
 #: what an agent that failed reports: (what it raised, the agent's name)
 AgentFailed = Callable[[BaseException, str], None]
 
-#: set on a guarded body, so that a test can check that every agent of the app has the guard
-GUARDED = "__lookout_stops_on_failure__"
-
-
 def stop_on_failure(agent: str, fail: AgentFailed) -> Callable[[Callable[[Any], Awaitable[None]]],
                                                                 Callable[[Any], Awaitable[None]]]:
     """Decorate an agent body (``async def body(stream)``) so that a failure stops the worker."""
@@ -53,7 +49,6 @@ def stop_on_failure(agent: str, fail: AgentFailed) -> Callable[[Callable[[Any], 
             except BaseException as exc:  # not bad input (that never raises): do not let Faust skip it
                 fail(exc, agent)
 
-        setattr(guarded, GUARDED, True)
         return guarded
 
     return decorate

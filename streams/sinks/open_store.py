@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any, Iterable
 
-from streams.kafka.retry import until_reachable
+from streams.kafka.retry import started, until_reachable
 
 log = logging.getLogger("lookout.sinks.open")
 
@@ -131,11 +131,7 @@ class OpenStore:
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest", **self.client_kwargs)
-        try:
-            await consumer.start()
-        except BaseException:
-            await consumer.stop()  # (a start that failed leaves a client open: "Unclosed AIOKafkaConsumer")
-            raise
+        await started(consumer)
         latest: dict[str, bytes | None] = {}
         try:
             consumer.assign([tp])

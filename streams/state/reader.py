@@ -10,18 +10,10 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterable
 
+from streams.kafka.retry import started
+
 #: (offset, key, value) of a record read from a partition
 Record = tuple[int, Any, Any]
-
-
-async def _started(consumer: Any) -> None:
-    """Start ``consumer``; if that fails (the broker does not answer), close it before raising, or
-    its client stays open and every retry logs "Unclosed AIOKafkaConsumer"."""
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()
-        raise
 
 
 def _led(topic: dict[str, Any]) -> bool:
@@ -200,7 +192,7 @@ class StateReader:
 
         tp = TopicPartition(topic, partition)
         consumer = self._consumer()
-        await _started(consumer)
+        await started(consumer)
         try:
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp] if stop is None else stop

@@ -295,7 +295,7 @@ class WorkerRuntime:
 
     def fail(self, exc: BaseException, agent: str = DETECTION_AGENT) -> None:
         """An agent failed for a reason that is not bad input: stop now, commit nothing more
-        (:mod:`streams.worker.supervision`)."""
+        (:mod:`streams.kafka.supervision`)."""
         if isinstance(exc, LayoutChanged):  # stopped already, with its own line and status
             return
         self.health.agent_running = False  # (/healthz: 503 until the exit)

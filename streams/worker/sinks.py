@@ -39,7 +39,7 @@ def register_sinks(s: Settings, app: faust.App, metrics: WorkerMetrics, alerts_t
     ``incidents_topic`` its parent incidents: Alertmanager gets both (children labelled with
     their parent, which an inhibition rule mutes), the webhook the alerts that page on their
     own and one POST per parent update. A sink agent that raises stops the worker through
-    ``fail`` (:mod:`streams.worker.supervision`): Faust would restart it past the alert.
+    ``fail`` (:mod:`streams.kafka.supervision`): Faust would restart it past the alert.
     """
     sink_dlq = app.topic(s.sink_dlq_topic, partitions=1, key_type=bytes, value_type=bytes,
                          key_serializer="raw", value_serializer="raw")
