@@ -5,6 +5,7 @@
 * :mod:`.admin` -- kafka-python admin helpers: wait until a broker answers, create topics,
   one-line errors (:class:`~streams.kafka.admin.BrokerError`) for an unreachable broker or
   rejected credentials;
+* :mod:`.partitions` -- read one partition from an offset to an end, outside any consumer group;
 * :mod:`.retry` -- Kafka I/O inside an agent waits out a broker outage (a retriable error is
   retried every second) instead of failing the agent;
 * :mod:`.supervision` -- a Faust agent that raises stops the process (exit 70) instead of being

@@ -18,6 +18,7 @@ import json
 import logging
 from typing import Any, Iterable
 
+from streams.kafka.partitions import read_range, unmanaged_consumer
 from streams.kafka.retry import started, until_reachable
 
 log = logging.getLogger("lookout.sinks.open")
@@ -25,6 +26,9 @@ log = logging.getLogger("lookout.sinks.open")
 __all__ = ["OpenStore"]
 
 SEP = "|"
+#: a read back that makes no progress for this long fails, and is tried again
+#: (:func:`~streams.kafka.retry.until_reachable`)
+READ_STALL_S = 30.0
 
 
 class OpenStore:
@@ -126,22 +130,14 @@ class OpenStore:
         self._dropped[(source, partition)] = self._dropped.get((source, partition), 0) + 1
 
     async def _read(self, partition: int) -> dict[str, bytes | None]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        tp = TopicPartition(self.topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", **self.client_kwargs)
+        consumer = unmanaged_consumer(self.bootstrap, self.client_kwargs)
         await started(consumer)
         latest: dict[str, bytes | None] = {}
         try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                    for r in records:
-                        if r.key is not None:
-                            latest[r.key.decode("utf-8", "replace")] = r.value
+            async for chunk, _ in read_range(consumer, self.topic, partition, timeout_s=READ_STALL_S):
+                for _, key, value in chunk:
+                    if key is not None:
+                        latest[key.decode("utf-8", "replace")] = value
         finally:
             await consumer.stop()
         return latest

@@ -10,10 +10,10 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterable
 
+from streams.kafka.partitions import Record, fetch_range, read_range, unmanaged_consumer
 from streams.kafka.retry import started
 
-#: (offset, key, value) of a record read from a partition
-Record = tuple[int, Any, Any]
+__all__ = ["Record", "StateReader"]
 
 
 def _led(topic: dict[str, Any]) -> bool:
@@ -164,13 +164,7 @@ class StateReader:
         await self.end_offsets([(topic, p) for p in range(n)])
 
     def _consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer
-
-        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_bytes=64 * 1024 * 1024,
-                                max_partition_fetch_bytes=16 * 1024 * 1024,
-                                **self.client_kwargs)
+        return unmanaged_consumer(self.bootstrap, self.client_kwargs)
 
     async def read_partition(self, topic: str, partition: int, start: int | None = None
                              ) -> tuple[list[tuple[bytes | None, bytes | None]], int]:
@@ -187,41 +181,16 @@ class StateReader:
                              stop: int | None = None) -> AsyncIterator[tuple[list[Record], int]]:
         """``topic``/``partition`` from ``start`` (default: the beginning) up to ``stop``
         (default: the end offset when the read starts), in fetched chunks of (offset, key,
-        value): yields (chunk, end offset); one empty chunk if there is nothing to read."""
-        from aiokafka import TopicPartition
-
-        tp = TopicPartition(topic, partition)
+        value): yields (chunk, end offset); one empty chunk if there is nothing to read
+        (:func:`streams.kafka.partitions.read_range`)."""
         consumer = self._consumer()
         await started(consumer)
         try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp] if stop is None else stop
-            begin = (await consumer.beginning_offsets([tp]))[tp]
-            first = max(begin, start or 0)
-            if first >= end:
-                yield [], end
-                return
-            async for msgs in self._fetch_range(consumer, tp, first, end):
-                yield [(m.offset, m.key, m.value) for m in msgs], end
+            async for chunk in read_range(consumer, topic, partition, start, stop, timeout_s=self.timeout_s,
+                                          clock=self.clock):
+                yield chunk
         finally:
             await consumer.stop()
-
-    async def _fetch_range(self, consumer: Any, tp: Any, start: int, stop: int) -> AsyncIterator[list[Any]]:
-        """The records of ``tp`` from ``start`` up to ``stop`` (exclusive), as fetched (non-empty
-        lists); :class:`TimeoutError` if the position makes no progress for ``timeout_s``."""
-        consumer.seek(tp, start)
-        pos, deadline = start, self.clock() + self.timeout_s
-        while pos < stop:
-            if self.clock() > deadline:
-                raise TimeoutError(f"reading {tp.topic}[{tp.partition}] stalled at offset {pos} of {stop}")
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            msgs = [m for m in batch.get(tp, []) if m.offset < stop]
-            new_pos = await consumer.position(tp)
-            if new_pos > pos:
-                deadline = self.clock() + self.timeout_s  # progress: the timeout is for stalls
-            pos = new_pos
-            if msgs:
-                yield msgs
 
     async def last_values(self, topic: str, key: bytes, partitions: int | Iterable[int]
                           ) -> dict[int, bytes | None]:
@@ -249,7 +218,8 @@ class StateReader:
                 hi, window, value = ends[tp], 16, None
                 while hi > begins[tp] and value is None:
                     lo = max(begins[tp], hi - window)
-                    async for msgs in self._fetch_range(consumer, tp, lo, hi):
+                    async for msgs in fetch_range(consumer, tp, lo, hi, timeout_s=self.timeout_s,
+                                                  clock=self.clock):
                         for m in msgs:
                             if m.key == key:
                                 value = m.value
