@@ -127,6 +127,18 @@ class WorkerProcess:
         except OSError:
             return ""
 
+    def dump_stacks(self, wait_s: float = 3.0) -> str:
+        """What every thread and asyncio task of a running worker is doing (mode's SIGUSR1 handler
+        writes them to the worker's log): for a test that failed waiting on a worker that hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return ""
+        before = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        with open(self.log_path, "rb") as f:
+            f.seek(before)
+            return f.read().decode(errors="replace")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -137,9 +149,18 @@ class WorkerProcess:
                 self.proc.wait()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), for fixtures' teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture
-def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown)."""
+def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown; if the test
+    failed, every worker still running first prints what its threads and tasks were doing)."""
     started: list[WorkerProcess] = []
 
     def make(like: WorkerProcess | None = None, partitions: int | None = None,
@@ -168,6 +189,12 @@ def start_worker(kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[.
         return w
 
     yield make
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for k, w in enumerate(started):
+            dump = w.dump_stacks()
+            if dump:
+                print(f"\n===== worker{k} ({w.log_path}): threads and tasks at the failure =====\n{dump}")
     for w in started:
         w.stop()
 
