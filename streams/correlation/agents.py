@@ -26,6 +26,7 @@ from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
 
 from .customers import CustomerTable
+from .messages import encode_record
 from .metrics import CorrelationMetrics
 from .publisher import PARENTS_KEY, CorrelationPublisher
 from .stages import GroupPartition, ParentsPartition, StageOutput
@@ -135,7 +136,7 @@ class _Stages:
 
     async def _save(self, key: str, stage: Any) -> None:
         """The state, acknowledged by the broker before Faust may commit what it covers."""
-        value = encode_json(stage.to_state())
+        value = encode_record(stage.to_state())
         await (await self.state_topic.send(key=key.encode(), value=value, partition=0))
 
     async def emit_groups(self, q: int, gp: GroupPartition, out: StageOutput) -> None:
