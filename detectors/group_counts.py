@@ -29,6 +29,7 @@ stage (:mod:`detectors.parents`).
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -107,6 +108,46 @@ class _Group:
     recent: _Memory = field(default_factory=_Memory)  # ... and over hours (recent_half_life_s)
     fresh: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # family -> onsets to learn
     window: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # family -> customer -> onsets
+    #: onsets of intervals no close has reached yet, by interval: (arrival, family, customer); they
+    #: join ``fresh`` and ``window`` when a close reaches them, so a close touches only its own
+    #: interval's onsets, not every onset of the hundreds of intervals a replayed backlog sends
+    #: ahead of its watermark (each close scanned them all: quadratic in the watermark's step)
+    ahead: dict[float, list[tuple[int, str, str]]] = field(default_factory=dict)
+    ahead_ts: list[float] = field(default_factory=list)  # heap of ``ahead``'s keys
+
+    def hold(self, seq: int, family: str, customer: str, ts: float) -> None:
+        """An onset for a close to come (:meth:`admit` moves it in)."""
+        items = self.ahead.get(ts)
+        if items is None:
+            items = self.ahead[ts] = []
+            heapq.heappush(self.ahead_ts, ts)
+        items.append((seq, family, customer))
+
+    def admit(self, t: float) -> None:
+        """Move the held onsets of intervals up to ``t`` into ``fresh`` and ``window``, in arrival order."""
+        if not self.ahead_ts or self.ahead_ts[0] > t:
+            return
+        due: list[tuple[int, str, str, float]] = []
+        while self.ahead_ts and self.ahead_ts[0] <= t:
+            ts = heapq.heappop(self.ahead_ts)
+            due.extend((seq, fam, c, ts) for seq, fam, c in self.ahead.pop(ts))
+        due.sort()
+        for _, fam, c, ts in due:
+            self.fresh.setdefault(fam, []).append((c, ts))
+            _remember(self.window, fam, c, ts)
+
+    def held(self) -> list[tuple[str, str, float]]:
+        """The held onsets as (family, customer, ts), in arrival order."""
+        return [(fam, c, ts) for _, fam, c, ts in sorted((seq, fam, c, ts) for ts, items in self.ahead.items()
+                                                          for seq, fam, c in items)]
+
+
+def _remember(window: dict[str, dict[str, list[float]]], fam: str, customer: str, ts: float) -> None:
+    """Add an onset time to a window (once; each customer's times sorted)."""
+    times = window.setdefault(fam, {}).setdefault(customer, [])
+    if ts not in times:
+        times.append(ts)
+        times.sort()
 
 
 class GroupCounter:
@@ -121,6 +162,7 @@ class GroupCounter:
     def __init__(self, config: CorrelatorConfig):
         self.config = config
         self._groups: dict[str, _Group] = {}
+        self._seq = 0  # arrival order of onsets held for a close to come
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -131,16 +173,12 @@ class GroupCounter:
             st = self._groups.get(g)
             if st is None:  # learned from the interval before its first onset on, whoever else counts
                 st = self._groups[g] = _Group(math.floor(onset.ts / onset.interval_s - 1) * onset.interval_s)
-            fam = onset.family
-            st.fresh.setdefault(fam, []).append((onset.customer_id, onset.ts))
-            times = st.window.setdefault(fam, {}).setdefault(onset.customer_id, [])
-            if onset.ts not in times:
-                times.append(onset.ts)
-                times.sort()
+            st.hold(self._seq, onset.family, onset.customer_id, onset.ts)
+            self._seq += 1
 
     def busy(self) -> bool:
         """Whether any group has onsets in its window or not learned yet."""
-        return any(st.window or st.fresh for st in self._groups.values())
+        return any(st.window or st.fresh or st.ahead for st in self._groups.values())
 
     def rate(self, group: str, family: str) -> float:
         """Background onsets per customer and interval: the larger of the learned rate over days
@@ -179,6 +217,7 @@ class GroupCounter:
         tests: list[GroupTest] = []
         idle: list[str] = []
         for g, st in self._groups.items():
+            st.admit(t)
             for fam in [f for f, win in st.window.items() if any(ts[0] < horizon for ts in win.values())]:
                 kept = {c: [x for x in ts if x >= horizon] for c, ts in st.window[fam].items()}
                 kept = {c: ts for c, ts in kept.items() if ts}
@@ -186,7 +225,7 @@ class GroupCounter:
                     st.window[fam] = kept
                 else:
                     del st.window[fam]
-            if not st.window and not st.fresh:
+            if not st.window and not st.fresh and not st.ahead:
                 idle.append(g)
                 continue
             if st.last >= t:  # its onsets are all of intervals still open (it was learned up to here)
@@ -233,17 +272,35 @@ class GroupCounter:
     # -- state (the Kafka correlator keeps it in a compacted topic) ----------------------------
     def to_state(self) -> dict[str, Any]:
         """Everything learned, as JSON-able data."""
-        return {"groups": {
-            g: {"last": st.last, "long": st.long.to_json(), "recent": st.recent.to_json(),
-                "fresh": {f: [list(x) for x in who] for f, who in st.fresh.items()}, "window": st.window}
-            for g, st in self._groups.items()}}
+        return {"groups": {g: self._group_state(st) for g, st in self._groups.items()}}
+
+    @staticmethod
+    def _group_state(st: _Group) -> dict[str, Any]:
+        """One group's state; held onsets are in ``fresh`` and ``window`` as if they had joined at once
+        (the layout is the same as before they were held apart, and reads back either way)."""
+        fresh = {f: [list(x) for x in who] for f, who in st.fresh.items()}
+        window = st.window
+        if st.ahead:
+            window = {f: {c: list(ts) for c, ts in w.items()} for f, w in window.items()}
+            for fam, c, ts in st.held():
+                fresh.setdefault(fam, []).append([c, ts])
+                _remember(window, fam, c, ts)
+        return {"last": st.last, "long": st.long.to_json(), "recent": st.recent.to_json(),
+                "fresh": fresh, "window": window}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Replace what was learned by :meth:`to_state`'s output."""
-        self._groups = {
-            g: _Group(float(v["last"]), _Memory.from_json(v["long"]),
-                      _Memory.from_json(v["recent"]),
-                      {f: [(str(c), float(ts)) for c, ts in who] for f, who in v["fresh"].items()},
-                      {f: {c: [float(x) for x in ts] for c, ts in w.items()}
-                       for f, w in v["window"].items()})
-            for g, v in state.get("groups", {}).items()}
+        """Replace what was learned by :meth:`to_state`'s output.
+
+        Every onset not learned yet is held until a close reaches its interval (those of intervals
+        closed already join at the next close, as they would have); the window may hold some of
+        them already, which is harmless (an onset time is in a window once).
+        """
+        self._groups, self._seq = {}, 0
+        for g, v in state.get("groups", {}).items():
+            window = {f: {c: [float(x) for x in ts] for c, ts in w.items()} for f, w in v["window"].items()}
+            st = self._groups[g] = _Group(float(v["last"]), _Memory.from_json(v["long"]),
+                                          _Memory.from_json(v["recent"]), window=window)
+            for f, who in v["fresh"].items():
+                for c, ts in who:
+                    st.hold(self._seq, f, str(c), float(ts))
+                    self._seq += 1

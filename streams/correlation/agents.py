@@ -26,6 +26,7 @@ from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
 
 from .customers import CustomerTable
+from .messages import encode_record
 from .metrics import CorrelationMetrics
 from .publisher import PARENTS_KEY, CorrelationPublisher
 from .stages import GroupPartition, ParentsPartition, StageOutput
@@ -135,15 +136,26 @@ class _Stages:
 
     async def _save(self, key: str, stage: Any) -> None:
         """The state, acknowledged by the broker before Faust may commit what it covers."""
-        value = encode_json(stage.to_state())
-        await (await self.state_topic.send(key=key.encode(), value=value, partition=0))
+        await (await self._send_state(key, stage))
 
-    async def emit_groups(self, q: int, gp: GroupPartition, out: StageOutput) -> None:
-        for m in out.messages:
-            await self.parents_topic.send(key=PARENTS_KEY, value=m, partition=0)
-        await self._park(out, self.s.onsets_topic_name)
-        if out.changed:
-            await self._save(_group_key(q), gp)
+    async def _send_state(self, key: str, stage: Any) -> Any:
+        """Hand the state to the producer; the returned future is its acknowledgement."""
+        value = encode_record(stage.to_state())
+        return await self.state_topic.send(key=key.encode(), value=value, partition=0)
+
+    async def emit_groups(self, outs: list[tuple[int, GroupPartition, StageOutput]]) -> None:
+        """Send every partition's tests, then write the states and wait for them. Tests first, all
+        of them: stage two closes an interval once every partition's tests are in, and while some
+        were still waiting behind the state writes of others, a stage-two batch that fell between
+        them wrote the rest to its state -- in a replayed backlog hundreds of intervals' tests (a
+        1.3 MB state was refused by the producer, and the worker stopped)."""
+        for _, _, out in outs:
+            for m in out.messages:
+                await self.parents_topic.send(key=PARENTS_KEY, value=m, partition=0)
+            await self._park(out, self.s.onsets_topic_name)
+        acks = [await self._send_state(_group_key(q), gp) for q, gp, out in outs if out.changed]
+        for ack in acks:
+            await ack
 
     async def emit_parents(self, pp: ParentsPartition, out: StageOutput) -> None:
         for r in out.incidents:  # keyed by parent: in order per parent
@@ -162,9 +174,11 @@ class _Stages:
         for e in batch:
             by_partition.setdefault(e.message.partition, []).append((e.message.offset, e.value))
         async with self.lock1:
+            outs = []
             for q, records in sorted(by_partition.items()):
                 gp = await self.group_stage(q)
-                await self.emit_groups(q, gp, gp.handle(records))
+                outs.append((q, gp, gp.handle(records)))
+            await self.emit_groups(outs)
 
     async def parents_batch(self, batch: list[Any]) -> None:
         async with self.lock2:
@@ -173,8 +187,7 @@ class _Stages:
 
     async def tick(self) -> None:
         async with self.lock1:
-            for q, gp in list(self.corr.groups.items()):
-                await self.emit_groups(q, gp, gp.tick())
+            await self.emit_groups([(q, gp, gp.tick()) for q, gp in list(self.corr.groups.items())])
         async with self.lock2:
             if self.corr.parents is not None:
                 await self.emit_parents(self.corr.parents, self.corr.parents.tick())

@@ -217,6 +217,57 @@ def test_an_outage_does_not_become_its_groups_background():
     assert gc.rate("origin_region=p1/r2", "origin:522") < 2 * before
 
 
+def _tests_of(gc: GroupCounter, t: float) -> list[tuple]:
+    # rates to 9 digits: a group with nothing in its window learns its quiet intervals in one step
+    # (d ** k) where one with onsets ahead learns them one at a time (d * d * ...)
+    return sorted((x.group, x.family, x.n, round(x.p, 9), round(x.surprise, 9), sorted(x.onsets.items()))
+                  for x in gc.close(t, IV, lambda g: CAT.size_of(g, ("origin_region",))))
+
+
+@pytest.mark.parametrize("restart_at", [None, 3, 17])
+def test_onsets_far_ahead_of_the_closes_give_the_same_tests_and_rates(restart_at):
+    """A replayed backlog sends stage one the onsets of hundreds of intervals before its watermark
+    closes any: each close must test and learn exactly as if they had come interval by interval
+    (late and repeated onsets included), and so must a stage restarted from its saved state."""
+    rnd = random.Random(3)
+    ids = sorted(CAT)
+    n = 40
+    onsets = {k: [Onset(c, T0 + k * IV, IV, rnd.choice(["latency", "origin:522"]))
+                  for c in ids if rnd.random() < (0.2 if 10 <= k < 13 else 0.01)] for k in range(n)}
+    late = {k: [o for o in onsets[k - 2] if rnd.random() < 0.3] for k in range(2, n)}  # again, 2 late
+    # every group starts with the first interval (a group's history starts with the first onset it sees)
+    regions = ("p1/r1", "p1/r2", "p1/r3", "p2/r4", "p2/r5")
+    onsets[0] += [Onset(members(f"origin_region={r}")[0], T0, IV, "latency") for r in regions]
+
+    def group(o: Onset) -> list[str]:
+        return [f"origin_region={CAT.get(o.customer_id)['origin_region']}", FLEET]
+
+    step = GroupCounter(CorrelatorConfig())  # interval by interval
+    want = []
+    for k in range(n):
+        for o in onsets[k] + late.get(k, []):
+            step.add(o, group(o))
+        want.append(_tests_of(step, T0 + k * IV))
+    ahead = GroupCounter(CorrelatorConfig())  # every interval's onsets first, then the closes
+    for k in range(n):
+        for o in onsets[k]:
+            ahead.add(o, group(o))
+    got = []
+    for k in range(n):
+        if k == restart_at:
+            state = json.loads(json.dumps(ahead.to_state()))
+            ahead = GroupCounter(CorrelatorConfig())
+            ahead.load_state(state)
+        for o in late.get(k, []):  # late ones come when they came
+            ahead.add(o, group(o))
+        got.append(_tests_of(ahead, T0 + k * IV))
+    assert got == want
+    assert sum(map(len, want)) > n  # the cases are not empty
+    for g in (FLEET, "origin_region=p1/r1"):
+        for fam in ("latency", "origin:522"):
+            assert ahead.rate(g, fam) == pytest.approx(step.rate(g, fam), rel=1e-9)
+
+
 def test_without_a_catalogue_alerts_pass_at_once():
     corr = Correlator(CorrelatorConfig(), Catalogue())
     a = alert("c001", T0, T0)
