@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
 
+from .chunks import CHUNK_BYTES, join, parts_of, split
 from .customers import CustomerTable
 from .messages import encode_record
 from .metrics import CorrelationMetrics
@@ -69,8 +71,10 @@ class _Stages:
 
     def __init__(self, s: Settings, config: CorrelatorConfig, corr: Correlation, *, reader: Any,
                  parents: Any, state: Any, metrics: CorrelationMetrics, dead_letter: Callable[..., Any],
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], chunk_bytes: int = CHUNK_BYTES):
         self.s, self.config, self.corr, self.reader = s, config, corr, reader
+        self.chunk_bytes = chunk_bytes  # a larger state is written in parts (streams.correlation.chunks)
+        self._parts: dict[str, list[str]] = {}  # key -> the parts its latest head names
         self.parents_topic, self.state_topic, self.metrics = parents, state, metrics
         self.dead_letter, self.clock = dead_letter, clock
         self.lock1, self.lock2 = asyncio.Lock(), asyncio.Lock()  # stage one, stage two
@@ -101,7 +105,12 @@ class _Stages:
                     if k is not None:
                         latest[k.decode("utf-8", "replace")] = value
                 self._state = latest
-            return self._state.get(key)
+            self._parts[key] = parts_of(self._state.get(key), key)
+            try:
+                return join(key, self._state)
+            except ValueError as exc:
+                log.warning("correlator state %r: starting afresh (%s)", key, exc)
+                return None
 
     @staticmethod
     def _load(stage: Any, value: bytes | None, what: str) -> None:
@@ -139,9 +148,24 @@ class _Stages:
         await (await self._send_state(key, stage))
 
     async def _send_state(self, key: str, stage: Any) -> Any:
-        """Hand the state to the producer; the returned future is its acknowledgement."""
+        """Hand the state to the producer; the returned future is its acknowledgement. A state
+        over ``chunk_bytes`` goes in parts, then its head (:mod:`streams.correlation.chunks`)."""
         value = encode_record(stage.to_state())
-        return await self.state_topic.send(key=key.encode(), value=value, partition=0)
+        records = split(key, value, uuid.uuid4().hex[:12], self.chunk_bytes)
+        if len(records) == 1 and not self._parts.get(key):
+            return await self.state_topic.send(key=key.encode(), value=value, partition=0)
+        return asyncio.ensure_future(self._send_parts(key, records))
+
+    async def _send_parts(self, key: str, records: list[tuple[str, bytes]]) -> None:
+        """The parts, acknowledged; then the head, acknowledged; then the previous head's parts
+        deleted (a crash before that leaves records that no head names, nothing worse)."""
+        *parts, (_, head) = records
+        for ack in [await self.state_topic.send(key=k.encode(), value=v, partition=0) for k, v in parts]:
+            await ack
+        await (await self.state_topic.send(key=key.encode(), value=head, partition=0))
+        old, self._parts[key] = self._parts.get(key, []), [k for k, _ in parts]
+        for ack in [await self.state_topic.send(key=k.encode(), value=None, partition=0) for k in old]:
+            await ack
 
     async def emit_groups(self, outs: list[tuple[int, GroupPartition, StageOutput]]) -> None:
         """Send every partition's tests, then write the states and wait for them. Tests first, all

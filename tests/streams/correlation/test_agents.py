@@ -268,3 +268,48 @@ def test_the_customers_topic_is_followed_on_all_of_its_partitions():
     with pytest.raises(RuntimeError, match="not known yet"):
         asyncio.run(follower._follow())
     assert ran == [8]
+
+
+def test_a_state_larger_than_a_record_is_written_in_parts_and_read_back_whole():
+    """A replayed backlog grew stage two's state past Kafka's 1 MB record limit: the producer
+    refused it and the worker stopped, on the same backlog after every restart. A state over
+    ``chunk_bytes`` goes in parts, then a head naming them; a later write deletes the old parts."""
+    reader = Reader()
+    st = stages(reader)
+    st.chunk_bytes = 64  # a stage-two state with a watermark is a few times that
+    pp = asyncio.run(st.parent_stage())
+    pp.handle([(11, encode_watermark("d0", T0))])
+    whole = json.loads(json.dumps(pp.to_state()))
+
+    asyncio.run(st._save(PARENTS_STATE_KEY, pp))
+    sent = st.state_topic.sent
+    assert len(sent) > 2 and all(v is None or len(v) <= 64 for _, v, _ in sent)
+    assert sent[-1][0] == PARENTS_STATE_KEY.encode()  # the head last, after every part
+    first_parts = {k for k, _, _ in sent[:-1]}
+
+    # another worker reads it back whole
+    again = stages(Reader([(k, v) for k, v, _ in sent]))
+    restored = asyncio.run(again.parent_stage())
+    assert restored.offset == 11 and json.loads(json.dumps(restored.to_state())) == whole
+
+    # the next write replaces the parts and deletes the old ones
+    pp.handle([(12, encode_watermark("d0", T0 + IV))])
+    n = len(sent)
+    asyncio.run(st._save(PARENTS_STATE_KEY, pp))
+    deleted = {k for k, v, _ in sent[n:] if v is None}
+    assert deleted == first_parts
+    latest = stages(Reader([(k, v) for k, v, _ in sent]))
+    assert asyncio.run(latest.parent_stage()).offset == 12
+
+
+def test_a_state_whose_parts_are_missing_starts_afresh_with_a_warning(caplog):
+    st = stages(Reader())
+    st.chunk_bytes = 64
+    pp = asyncio.run(st.parent_stage())
+    pp.handle([(11, encode_watermark("d0", T0))])
+    asyncio.run(st._save(PARENTS_STATE_KEY, pp))
+    head_only = [(k, v) for k, v, _ in st.state_topic.sent if k == PARENTS_STATE_KEY.encode()]
+    with caplog.at_level(logging.WARNING, logger="lookout.correlation"):
+        fresh = asyncio.run(stages(Reader(head_only)).parent_stage())
+    assert fresh.offset == -1
+    assert any("starting afresh" in r.getMessage() and "parts" in r.getMessage() for r in caplog.records)
