@@ -44,6 +44,8 @@ SECRET_FIELDS = frozenset(
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 #: SASL mechanisms Lookout supports (user name + password ones)
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: a record's value must stay under Kafka's default limit (1 MiB, with room for its key and headers)
+MAX_STATE_CHUNK_BYTES = 1000 * 1000
 
 
 class SettingsError(ValueError):
@@ -196,6 +198,9 @@ class Settings:
     correlator_grace_s: float = 5.0
     #: an input partition that reported nothing new this long (while others moved on) is not waited for
     correlator_idle_s: float = 60.0
+    #: a correlator stage's state larger than this is written in parts (Kafka's default record
+    #: limit is 1 MiB: streams.correlation.chunks)
+    correlator_state_chunk_bytes: int = 512 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -216,6 +221,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)
+        if not 0 < self.correlator_state_chunk_bytes <= MAX_STATE_CHUNK_BYTES:
+            raise SettingsError(f"{PREFIX}CORRELATOR_STATE_CHUNK_BYTES: {self.correlator_state_chunk_bytes} "
+                                f"is not in 1..{MAX_STATE_CHUNK_BYTES}")
         try:
             rebuild_seconds(self.rebuild_from)
         except ValueError as exc:

@@ -318,7 +318,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
               s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
     corr = Correlation(table, publisher, routed, incidents, topics)
     stages = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
-                     dead_letter=dead_letter, clock=clock)
+                     dead_letter=dead_letter, clock=clock, chunk_bytes=s.correlator_state_chunk_bytes)
     follower = _Follower(s, table, reader)
 
     @app.agent(onsets, name=GROUPS_AGENT, concurrency=1)
