@@ -26,7 +26,7 @@ from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
 from streams.settings import Settings
 
-from .chunks import CHUNK_BYTES, join, parts_of, split
+from .chunks import join, parts_of, split
 from .customers import CustomerTable
 from .messages import encode_record
 from .metrics import CorrelationMetrics
@@ -71,9 +71,8 @@ class _Stages:
 
     def __init__(self, s: Settings, config: CorrelatorConfig, corr: Correlation, *, reader: Any,
                  parents: Any, state: Any, metrics: CorrelationMetrics, dead_letter: Callable[..., Any],
-                 clock: Callable[[], float], chunk_bytes: int = CHUNK_BYTES):
+                 clock: Callable[[], float]):
         self.s, self.config, self.corr, self.reader = s, config, corr, reader
-        self.chunk_bytes = chunk_bytes  # a larger state is written in parts (streams.correlation.chunks)
         self._parts: dict[str, list[str]] = {}  # key -> the parts its latest head names
         self.parents_topic, self.state_topic, self.metrics = parents, state, metrics
         self.dead_letter, self.clock = dead_letter, clock
@@ -149,9 +148,10 @@ class _Stages:
 
     async def _send_state(self, key: str, stage: Any) -> Any:
         """Hand the state to the producer; the returned future is its acknowledgement. A state
-        over ``chunk_bytes`` goes in parts, then its head (:mod:`streams.correlation.chunks`)."""
+        over ``Settings.correlator_state_chunk_bytes`` goes in parts, then its head
+        (:mod:`streams.correlation.chunks`)."""
         value = encode_record(stage.to_state())
-        records = split(key, value, uuid.uuid4().hex[:12], self.chunk_bytes)
+        records = split(key, value, uuid.uuid4().hex[:12], self.s.correlator_state_chunk_bytes)
         if len(records) == 1 and not self._parts.get(key):
             return await self.state_topic.send(key=key.encode(), value=value, partition=0)
         return asyncio.ensure_future(self._send_parts(key, records))
@@ -318,7 +318,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
               s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
     corr = Correlation(table, publisher, routed, incidents, topics)
     stages = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
-                     dead_letter=dead_letter, clock=clock, chunk_bytes=s.correlator_state_chunk_bytes)
+                     dead_letter=dead_letter, clock=clock)
     follower = _Follower(s, table, reader)
 
     @app.agent(onsets, name=GROUPS_AGENT, concurrency=1)

@@ -4,7 +4,8 @@ A stage writes its whole state under one key of the compacted state topic after 
 Stage two's state holds the tests of intervals that not every stage-one partition has reported
 yet, and in a replayed backlog that reached 1.07-1.33 MB: over Kafka's default 1 MB record
 limit, so the producer refused it and the worker stopped (exit 70), and stopped again on the
-same backlog after every restart. A value over :data:`CHUNK_BYTES` is now written as parts under
+same backlog after every restart. A value over the part size
+(``Settings.correlator_state_chunk_bytes``, 512 KiB) is now written as parts under
 keys of their own (``<key>@<generation>#<i>``), then a small *head* under the key that names
 them; the parts of the head it replaces are deleted (tombstones) after it. A reader joins the
 parts the latest head names. The head goes after its parts, on the same partition, so a head is
@@ -26,15 +27,13 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
-__all__ = ["CHUNK_BYTES", "HEAD", "join", "parts_of", "split"]
+__all__ = ["HEAD", "join", "parts_of", "split"]
 
-#: the largest value written as one record (Kafka's default record limit is 1 MiB)
-CHUNK_BYTES = 512 * 1024
 #: what a head starts with (a stage's state is a JSON object, and starts with "{")
 HEAD = b"lookout.chunks/v1 "
 
 
-def split(key: str, value: bytes, generation: str, limit: int = CHUNK_BYTES) -> list[tuple[str, bytes]]:
+def split(key: str, value: bytes, generation: str, limit: int) -> list[tuple[str, bytes]]:
     """The records that write ``value`` under ``key``: itself if it fits in ``limit`` bytes, else
     its parts and then the head naming them (``generation``: unique per write)."""
     if len(value) <= limit:

@@ -273,10 +273,11 @@ def test_the_customers_topic_is_followed_on_all_of_its_partitions():
 def test_a_state_larger_than_a_record_is_written_in_parts_and_read_back_whole():
     """A replayed backlog grew stage two's state past Kafka's 1 MB record limit: the producer
     refused it and the worker stopped, on the same backlog after every restart. A state over
-    ``chunk_bytes`` goes in parts, then a head naming them; a later write deletes the old parts."""
+    ``correlator_state_chunk_bytes`` goes in parts, then a head naming them; a later write
+    deletes the old parts."""
     reader = Reader()
-    st = stages(reader)
-    st.chunk_bytes = 64  # a stage-two state with a watermark is a few times that
+    small = S.replace(correlator_state_chunk_bytes=64)  # stage two's state with a watermark: a few times that
+    st = stages(reader, small)
     pp = asyncio.run(st.parent_stage())
     pp.handle([(11, encode_watermark("d0", T0))])
     whole = json.loads(json.dumps(pp.to_state()))
@@ -303,8 +304,7 @@ def test_a_state_larger_than_a_record_is_written_in_parts_and_read_back_whole():
 
 
 def test_a_state_whose_parts_are_missing_starts_afresh_with_a_warning(caplog):
-    st = stages(Reader())
-    st.chunk_bytes = 64
+    st = stages(Reader(), S.replace(correlator_state_chunk_bytes=64))
     pp = asyncio.run(st.parent_stage())
     pp.handle([(11, encode_watermark("d0", T0))])
     asyncio.run(st._save(PARENTS_STATE_KEY, pp))
