@@ -21,6 +21,7 @@ from typing import Any, Callable
 import faust
 
 from detectors.config import CorrelatorConfig
+from streams.kafka.partitions import latest_by_key
 from streams.kafka.retry import until_reachable
 from streams.kafka.supervision import AgentFailed, stop_on_failure
 from streams.pipeline.codecs import dlq_record, encode_json
@@ -99,11 +100,7 @@ class _Stages:
                 topic = self.s.correlator_state_topic_name
                 records, _ = await until_reachable(lambda: self.reader.read_partition(topic, 0),
                                                    "reading the correlator's state")
-                latest: dict[str, bytes | None] = {}
-                for k, value in records:  # in offset order: the last value of a key wins
-                    if k is not None:
-                        latest[k.decode("utf-8", "replace")] = value
-                self._state = latest
+                self._state = latest_by_key(records)
             self._parts[key] = parts_of(self._state.get(key), key)
             try:
                 return join(key, self._state)

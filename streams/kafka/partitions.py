@@ -3,7 +3,8 @@
 What a restore reads (the state and alerts topics: :mod:`streams.state.reader`) and what the
 Alertmanager sink reads back (its open alerts: :mod:`streams.sinks.open_store`) is the same
 operation: assign one partition, find where it begins and ends, fetch until the position reaches
-the end. :func:`read_range` is that operation, once; a read that makes no progress for
+the end. :func:`read_range` is that operation, once (:func:`read_partition` with a consumer of
+its own); a read that makes no progress for
 ``timeout_s`` raises :class:`TimeoutError` (an :class:`OSError`, so
 :func:`streams.kafka.retry.until_reachable` retries it), rather than waiting for ever while the
 broker does not answer.
@@ -11,9 +12,11 @@ broker does not answer.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
-__all__ = ["Record", "fetch_range", "read_range", "unmanaged_consumer"]
+from streams.kafka.retry import started
+
+__all__ = ["Record", "fetch_range", "latest_by_key", "read_partition", "read_range", "unmanaged_consumer"]
 
 #: (offset, key, value) of a record read from a partition
 Record = tuple[int, Any, Any]
@@ -31,6 +34,36 @@ def unmanaged_consumer(bootstrap: str, client_kwargs: dict[str, Any]) -> Any:
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                             auto_offset_reset="earliest", fetch_max_bytes=FETCH_MAX_BYTES,
                             max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES, **client_kwargs)
+
+
+async def read_partition(bootstrap: str, client_kwargs: dict[str, Any], topic: str, partition: int,
+                         start: int | None = None, stop: int | None = None, *, timeout_s: float,
+                         clock: Callable[[], float] = time.monotonic
+                         ) -> AsyncIterator[tuple[list[Record], int]]:
+    """:func:`read_range` with an :func:`unmanaged_consumer` of its own, started for the read and
+    stopped after it (also when it fails)."""
+    consumer = unmanaged_consumer(bootstrap, client_kwargs)
+    await started(consumer)
+    try:
+        async for chunk in read_range(consumer, topic, partition, start, stop, timeout_s=timeout_s,
+                                      clock=clock):
+            yield chunk
+    finally:
+        await consumer.stop()
+
+
+def latest_by_key(records: Iterable[tuple[bytes | None, bytes | None]]) -> dict[str, bytes | None]:
+    """A compacted partition's (key, value) records, in offset order, as each key's latest value
+    (None: a tombstone); records without a key are skipped.
+
+    >>> latest_by_key([(b"a", b"1"), (None, b"x"), (b"b", b"2"), (b"a", None)])
+    {'a': None, 'b': b'2'}
+    """
+    latest: dict[str, bytes | None] = {}
+    for key, value in records:
+        if key is not None:
+            latest[key.decode("utf-8", "replace")] = value
+    return latest
 
 
 async def read_range(consumer: Any, topic: str, partition: int, start: int | None = None,

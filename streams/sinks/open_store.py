@@ -18,8 +18,8 @@ import json
 import logging
 from typing import Any, Iterable
 
-from streams.kafka.partitions import read_range, unmanaged_consumer
-from streams.kafka.retry import started, until_reachable
+from streams.kafka.partitions import latest_by_key, read_partition
+from streams.kafka.retry import until_reachable
 
 log = logging.getLogger("lookout.sinks.open")
 
@@ -130,14 +130,8 @@ class OpenStore:
         self._dropped[(source, partition)] = self._dropped.get((source, partition), 0) + 1
 
     async def _read(self, partition: int) -> dict[str, bytes | None]:
-        consumer = unmanaged_consumer(self.bootstrap, self.client_kwargs)
-        await started(consumer)
-        latest: dict[str, bytes | None] = {}
-        try:
-            async for chunk, _ in read_range(consumer, self.topic, partition, timeout_s=READ_STALL_S):
-                for _, key, value in chunk:
-                    if key is not None:
-                        latest[key.decode("utf-8", "replace")] = value
-        finally:
-            await consumer.stop()
-        return latest
+        records: list[tuple[bytes | None, bytes | None]] = []
+        async for chunk, _ in read_partition(self.bootstrap, self.client_kwargs, self.topic, partition,
+                                             timeout_s=READ_STALL_S):
+            records += [(key, value) for _, key, value in chunk]
+        return latest_by_key(records)

@@ -10,8 +10,7 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Callable, Iterable
 
-from streams.kafka.partitions import Record, fetch_range, read_range, unmanaged_consumer
-from streams.kafka.retry import started
+from streams.kafka.partitions import Record, fetch_range, read_partition, unmanaged_consumer
 
 __all__ = ["Record", "StateReader"]
 
@@ -183,14 +182,9 @@ class StateReader:
         (default: the end offset when the read starts), in fetched chunks of (offset, key,
         value): yields (chunk, end offset); one empty chunk if there is nothing to read
         (:func:`streams.kafka.partitions.read_range`)."""
-        consumer = self._consumer()
-        await started(consumer)
-        try:
-            async for chunk in read_range(consumer, topic, partition, start, stop, timeout_s=self.timeout_s,
-                                          clock=self.clock):
-                yield chunk
-        finally:
-            await consumer.stop()
+        async for chunk in read_partition(self.bootstrap, self.client_kwargs, topic, partition, start, stop,
+                                          timeout_s=self.timeout_s, clock=self.clock):
+            yield chunk
 
     async def last_values(self, topic: str, key: bytes, partitions: int | Iterable[int]
                           ) -> dict[int, bytes | None]:
