@@ -139,6 +139,19 @@ class WorkerProcess:
             f.seek(before)
             return f.read().decode(errors="replace")
 
+    def digest(self) -> str:
+        """The worker's health and its own counters and gauges (not histogram buckets): the last
+        lines a failed test prints, where a CI log's tail still shows them."""
+        try:
+            status, body = self.healthz()
+            lines = [f"healthz {status} {json.dumps(body)[:600]}"]
+            lines += [ln for ln in self.metrics_text().splitlines()
+                      if ln.startswith("lookout_") and "_bucket{" not in ln and "_created" not in ln
+                      and "customer_id=" not in ln and not ln.endswith(" 0.0")]
+        except OSError as exc:
+            return f"(no metrics: {exc!r})"
+        return "\n".join(lines)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -192,9 +205,13 @@ def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[C
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         for k, w in enumerate(started):
+            tail = w.log_tail(60)
             dump = w.dump_stacks()
             if dump:
                 print(f"\n===== worker{k} ({w.log_path}): threads and tasks at the failure =====\n{dump}")
+            if w.proc is not None and w.proc.poll() is None:  # last, where a CI log's tail shows it
+                print(f"\n===== worker{k}: its log's tail before that =====\n{tail}"
+                      f"\n===== worker{k}: metrics at the failure =====\n{w.digest()}")
     for w in started:
         w.stop()
 
