@@ -151,6 +151,10 @@ class Settings:
     batch_events: int = 5000  # a batch is processed in chunks of about this many events (envelopes' count)
     batch_within_s: float = 0.1  # a batch waits at most this for more messages (latency at low load)
     fetch_max_wait_s: float = 0.1  # broker holds an empty fetch this long (Faust's driver: 1.5 s)
+    #: how long the worker's producer waits for the broker to answer one request before it gives up
+    #: on that request and retries (Faust's own: 20 minutes, during which an unanswered metadata
+    #: request froze every send of the worker); what it sends is still retried for 20 minutes
+    producer_request_timeout_s: float = 30.0
     log_level: str = "warn"
     #: events stamped more than this ahead of the wall clock are dead-lettered (kind ``future``)
     max_future_s: float = DEFAULT_MAX_FUTURE_S
@@ -224,6 +228,9 @@ class Settings:
         if not 0 < self.correlator_state_chunk_bytes <= MAX_STATE_CHUNK_BYTES:
             raise SettingsError(f"{PREFIX}CORRELATOR_STATE_CHUNK_BYTES: {self.correlator_state_chunk_bytes} "
                                 f"is not in 1..{MAX_STATE_CHUNK_BYTES}")
+        if not 1.0 <= self.producer_request_timeout_s <= 1200.0:
+            raise SettingsError(f"{PREFIX}PRODUCER_REQUEST_TIMEOUT_S: {self.producer_request_timeout_s} "
+                                "is not in 1..1200 seconds")
         try:
             rebuild_seconds(self.rebuild_from)
         except ValueError as exc:

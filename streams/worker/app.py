@@ -37,7 +37,7 @@ from streams.state.producer import StateProducer
 from streams.state.reader import StateReader
 from streams.state.rebuild import History, Rebuilder
 
-from .faust_tuning import LeanMonitor, set_fetch_max_wait
+from .faust_tuning import LeanMonitor, bound_producer_requests, set_fetch_max_wait
 from .layout import LayoutChanged, LayoutGuard
 from .outage import OutageFilter
 from .runtime import DETECTION_AGENT, Health, WorkerRuntime
@@ -155,6 +155,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_in_thread=False,
     )
     set_fetch_max_wait(app, settings.fetch_max_wait_s)
+    bound_producer_requests(app, settings.producer_request_timeout_s)
     return app
 
 

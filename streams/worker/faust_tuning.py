@@ -13,6 +13,14 @@
   partition's end offset *per record* (``track_tp_end_offset``: a Prometheus label lookup per
   message, 4 % of a worker on single events); the lean monitor stores it in a dict and the
   gauge reads the dict when it is scraped.
+* :func:`bound_producer_requests` -- Faust gives its producer's client one timeout, 20 minutes,
+  for a request's answer and for how long a record may wait to be sent. A metadata request the
+  broker never answered (seen on a loaded machine, for a topic created moments before) then held
+  the producer's sender for those 20 minutes: it waits for that metadata before it sends anything
+  more, so every agent awaiting an acknowledgement stopped (the correlator held its alerts and
+  formed no parent). The hook shortens the wait for an answer only: an unanswered request fails
+  after ``request_timeout_s``, is logged and retried, and records are still kept for Faust's
+  20 minutes.
 """
 from __future__ import annotations
 
@@ -99,3 +107,32 @@ def set_fetch_max_wait(app: Any, fetch_max_wait_s: float) -> None:
         return consumer
 
     app._new_consumer = tuned_consumer
+
+
+def bound_producer_requests(app: Any, request_timeout_s: float) -> None:
+    """Make ``app``'s producer wait at most ``request_timeout_s`` for the broker to answer a request.
+
+    Instance-level, like :func:`set_fetch_max_wait`: the aiokafka client's timeout is set after
+    Faust builds the producer and before it connects (every connection reads it then); the
+    record accumulator keeps Faust's ``producer_request_timeout`` as how long a record is retried.
+    """
+    ms = int(round(request_timeout_s * 1000))
+    new_producer = app._new_producer
+
+    def tuned_producer():
+        producer = new_producer()
+        create = getattr(producer, "_new_producer", None)
+        if create is None:  # another driver: nothing to tune
+            return producer
+
+        def create_tuned(*args: Any, **kwargs: Any):
+            client = create(*args, **kwargs)
+            inner = getattr(client, "client", None)
+            if hasattr(inner, "_request_timeout_ms"):  # read by each connection it opens
+                inner._request_timeout_ms = min(inner._request_timeout_ms, ms)
+            return client
+
+        producer._new_producer = create_tuned
+        return producer
+
+    app._new_producer = tuned_producer

@@ -116,3 +116,41 @@ def test_every_agent_that_raises_stops_the_worker_with_status_70(tmp_path, caplo
         asyncio.run(lk.app.agents[name].fun(_BrokenStream()))
         assert exits == [EXIT_AGENT_FAILED], name
         assert f"agent {name} failed" in caplog.text and "bug reached through stream" in caplog.text
+
+
+def test_the_producer_gives_up_on_a_request_the_broker_never_answers(tmp_path):
+    """Faust's producer waited 20 minutes for an unanswered request (a metadata request lost on a
+    loaded machine froze every send of a worker); the setting bounds the wait for each answer,
+    while records are still retried for Faust's 20 minutes."""
+    import asyncio
+    import socket
+    import time
+
+    from streams.worker.app import create_app
+
+    silent = socket.socket()  # accepts connections, reads, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    s = Settings.from_env({}, data_dir=tmp_path / "w", app_id="silent-broker", bootstrap=f"127.0.0.1:{port}",
+                          producer_request_timeout_s=1.0)
+
+    async def start() -> tuple[float, BaseException | None, float]:
+        producer = create_app(s, registry=CollectorRegistry()).app.producer._new_producer()
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(producer.start(), 30)
+        except asyncio.TimeoutError:
+            raise AssertionError("the producer still waited on the silent broker after 30 s") from None
+        except Exception as exc:  # it gave up on the broker: how fast?
+            return time.monotonic() - t0, exc, producer._message_accumulator._batch_ttl
+        finally:
+            await producer.stop()
+        return time.monotonic() - t0, None, 0.0
+
+    try:
+        took, exc, ttl = asyncio.run(start())
+    finally:
+        silent.close()
+    assert exc is not None and took < 10, (took, exc)
+    assert ttl == 1200.0  # what it sends is kept as long as before
