@@ -1,6 +1,11 @@
 """What several commands share: loading their inputs with one-line errors (``click.ClickException``)."""
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
 import click
 
 from detectors.catalogue import CatalogueError
@@ -19,6 +24,30 @@ from ..steering.records import FEEDBACK, SILENCES, SteeringFeed, load_lines
 from ..steering.store import KafkaStore
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[threading.Event]:
+    """An event Ctrl-C (SIGINT) sets, for a command that follows something until interrupted; a
+    second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+
+    kafka-python 3 runs its network tasks in a loop that catches every exception, so a
+    ``KeyboardInterrupt`` raised while one of them ran was swallowed and ``lookout alerts tail``
+    went on following (seen under load). A handler that only sets the event cannot be lost;
+    the follow loop checks it at every poll.
+    """
+    stop = threading.Event()
+
+    def interrupted(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def parse_when(text: str, now: float, what: str) -> float:

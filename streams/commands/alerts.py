@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 import click
@@ -13,7 +12,7 @@ from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
 from ..sinks.alert_tail import TailError
 from ..sinks.alert_tail import tail as tail_alerts
-from ._common import CONTEXT, parse_duration
+from ._common import CONTEXT, parse_duration, stop_on_interrupt
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -89,14 +88,14 @@ def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
-    stop = threading.Event()
     try:
-        tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
-                    # --topic: that topic, raw
-                    parents=(settings.correlator if parents is None else parents) and not topic)
+        with stop_on_interrupt() as stop:  # Ctrl-C is how one stops following: not an error
+            tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
+                        # --topic: that topic, raw
+                        parents=(settings.correlator if parents is None else parents) and not topic)
     except (TailError, BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error
-        stop.set()
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was in place
+        pass
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
