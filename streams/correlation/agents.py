@@ -82,6 +82,12 @@ class _Stages:
         self._state: dict[str, bytes | None] | None = None
         self._state_lock = asyncio.Lock()  # one read at a time; a revocation waits for it
         self.counted = False  # the onsets topic's partition count read from the broker once
+        metrics.lag_from(self.watermark_lag)
+
+    def watermark_lag(self) -> float | None:
+        """Wall clock minus the event time stage two closed up to (None: not here, or nothing yet)."""
+        pp = self.corr.parents
+        return None if pp is None or pp.advanced is None else self.clock() - pp.advanced
 
     def size_of(self, group: str) -> int:
         return self.corr.table.catalogue.size_of(group, self.config.group_by)
@@ -185,8 +191,7 @@ class _Stages:
             await self.corr.routed_topic.send(key=a["customer_id"].encode(), value=encode_json(a))
         await self._park(out, self.s.parents_topic_name)
         self.metrics.observe(out.incidents, out.alerts)
-        lag = None if pp.advanced is None else self.clock() - pp.advanced
-        self.metrics.state(pp.open_parents(), pp.stage.book.held(), lag)
+        self.metrics.state(pp.open_parents(), pp.stage.book.held())
         if out.changed:
             await self._save(PARENTS_STATE_KEY, pp)
 

@@ -1,11 +1,14 @@
 """The correlator's Prometheus metrics (against the worker's injected registry).
 
 Gauges are set by the stage that owns the state (stage two runs on one worker at a time: sum
-over workers in the dashboards); counters count what this worker's stages sent.
+over workers in the dashboards); counters count what this worker's stages sent. The watermark
+lag is computed when scraped (:meth:`CorrelationMetrics.lag_from`): set after each batch, it
+kept its last value while stage two stood still -- a stage waiting for ever on its producer
+read 14 hours, unchanged for minutes, instead of a lag that grows.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -63,7 +66,12 @@ class CorrelationMetrics:
         if alone:
             self.routed.labels("alone").inc(alone)
 
-    def state(self, parents: Iterable[Any], held: int, watermark_lag: float | None) -> None:
+    def lag_from(self, lag: Callable[[], float | None]) -> None:
+        """Read the watermark lag from ``lag()`` at every scrape (None: no stage two here, or it
+        has closed nothing yet: 0)."""
+        self.watermark_lag.set_function(lambda: max(0.0, lag() or 0.0))
+
+    def state(self, parents: Iterable[Any], held: int) -> None:
         counts = dict.fromkeys(PARENT_STATES, 0)
         children = 0
         for p in parents:
@@ -74,5 +82,3 @@ class CorrelationMetrics:
                 self.parents_open.labels(s).set(n)
         self.parent_children.set(children)
         self.held.set(held)
-        if watermark_lag is not None:
-            self.watermark_lag.set(max(0.0, watermark_lag))

@@ -313,3 +313,31 @@ def test_a_state_whose_parts_are_missing_starts_afresh_with_a_warning(caplog):
         fresh = asyncio.run(stages(Reader(head_only)).parent_stage())
     assert fresh.offset == -1
     assert any("starting afresh" in r.getMessage() and "parts" in r.getMessage() for r in caplog.records)
+
+
+def test_the_watermark_lag_grows_while_stage_two_stands_still():
+    """The lag is read when scraped: a stage two that stopped closing intervals (in CI, one waiting
+    for ever on its producer) shows a lag that grows, not the value of its last batch."""
+    now = [T0 + 10 * IV]
+    reader = Reader(counts={S.onsets_topic_name: 2})
+    st = stages(reader, Settings(app_id="t", partitions=2), now)
+    flow = Flow(st, now)
+
+    def lag() -> float:
+        return next(s.value for m in st.metrics.watermark_lag.collect() for s in m.samples)
+
+    assert lag() == 0.0  # no stage two on this worker yet
+
+    async def run():
+        await st.assigned()
+        for k in range(0, 4):
+            await flow.chunk(k, 2)
+            await flow.deliver()
+
+    asyncio.run(run())
+    closed = st.corr.parents.advanced
+    assert closed is not None
+    first = lag()
+    assert first == pytest.approx(now[0] - closed)
+    now[0] += 600.0  # ten minutes without a batch or a tick
+    assert lag() == pytest.approx(first + 600.0)
