@@ -329,6 +329,9 @@ class Bench:
         poll = FIRST_POLL_S
         scrapes = self.scrapes.setdefault(label, [])
         while c < n_events:
+            if proc.poll() is not None:  # it stopped: say so now, not after the timeout
+                raise SystemExit(f"worker exited with code {proc.returncode} after consuming {c:.0f} of "
+                                 f"{n_events}; see {self.tmp / name}.log:\n{_tail(self.tmp / f'{name}.log')}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"worker consumed {c:.0f} of {n_events} in {self.a.timeout} s")
             time.sleep(poll)
@@ -597,8 +600,10 @@ def paired_rounds(contenders: dict, pair: tuple[str, str], n_rounds: int, runs: 
             t.start()
         for t in threads:
             t.join()
-        if set(got) != set(pair):
-            raise SystemExit(f"round {r + 1}: a worker of the pair did not finish (see above)")
+        failed = {n: v for n, v in got.items() if isinstance(v, BaseException)}
+        if failed or set(got) != set(pair):
+            why = "; ".join(f"{n}: {v}" for n, v in failed.items()) or "see above"
+            raise SystemExit(f"round {r + 1}: a worker of the pair did not finish: {why}")
         for name in pair:
             eps, cpu = got[name]
             runs.setdefault(name, []).append(eps)
@@ -611,7 +616,20 @@ def paired_rounds(contenders: dict, pair: tuple[str, str], n_rounds: int, runs: 
 
 
 def _run_into(got: dict, name: str, contender: Callable[[], tuple[float, float | None]]) -> None:
-    got[name] = contender()
+    """Run one contender of a pair in its thread; what stopped it is kept (a thread drops a
+    ``SystemExit`` silently, and a worker that exited left the round with no reason)."""
+    try:
+        got[name] = contender()
+    except BaseException as exc:  # noqa: BLE001 -- SystemExit included: reported by the round
+        got[name] = exc
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a worker's log."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def scrape_summary(scrapes: dict[str, list[float]]) -> dict[str, dict[str, float]]:

@@ -45,3 +45,24 @@ def test_a_run_over_before_the_second_scrape_uses_the_last_one():
 def test_one_scrape_is_no_rate():
     with pytest.raises(ValueError):
         busy_rate([(1.0, 5.0, 0.0)], n_events=10)
+
+
+def test_a_paired_round_says_why_a_worker_of_the_pair_stopped():
+    """A contender that stopped (the worker exited, say) used to leave only "did not finish (see
+    above)" with nothing above: a thread drops a SystemExit silently."""
+    import pytest
+
+    from bench.suite import paired_rounds
+
+    def ok():
+        return 1000.0, 900.0
+
+    def exited():
+        raise SystemExit("worker exited with code 70 after consuming 1200 of 2400")
+
+    runs: dict = {}
+    per_cpu: dict = {"off": [], "on": []}
+    with pytest.raises(SystemExit, match="round 1: .*on: worker exited with code 70"):
+        paired_rounds({"off": ok, "on": exited}, ("off", "on"), 1, runs, per_cpu)
+    paired_rounds({"off": ok, "on": ok}, ("off", "on"), 1, runs, per_cpu)
+    assert per_cpu == {"off": [900.0], "on": [900.0]}
