@@ -28,20 +28,19 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[threading.Event]:
-    """An event Ctrl-C (SIGINT) sets, for a command that follows something until interrupted; a
-    second Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """An event that Ctrl-C (SIGINT) sets, for a command that follows something until interrupted;
+    Ctrl-C still raises ``KeyboardInterrupt`` as well.
 
     kafka-python 3 runs its network tasks in a loop that catches every exception, so a
     ``KeyboardInterrupt`` raised while one of them ran was swallowed and ``lookout alerts tail``
-    went on following (seen under load). A handler that only sets the event cannot be lost;
-    the follow loop checks it at every poll.
+    went on following (seen under load). The event cannot be swallowed: a loop that checks it
+    at every poll stops either way.
     """
     stop = threading.Event()
 
     def interrupted(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
         stop.set()
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:

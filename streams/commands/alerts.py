@@ -89,13 +89,13 @@ def tail(bootstrap, topic, customers, since, follow, parents, as_json, **kafka):
         raise click.ClickException(str(exc)) from None
     start = None if since.strip().lower() == "now" else parse_since(since, time.time())
     try:
-        with stop_on_interrupt() as stop:  # Ctrl-C is how one stops following: not an error
+        with stop_on_interrupt() as stop:  # set even where the Kafka client swallows the interrupt
             tail_alerts(settings, start, customers, follow=follow, as_json=as_json, stop=stop,
                         # --topic: that topic, raw
                         parents=(settings.correlator if parents is None else parents) and not topic)
     except (TailError, BrokerError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before the handler was in place
+    except KeyboardInterrupt:  # Ctrl-C is how one stops following: not an error
         pass
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()

@@ -6,6 +6,7 @@ import click
 from ..devtools.demo import Demo, DemoOptions
 from ..kafka.admin import BrokerError
 from ..settings import Settings, SettingsError
+from ._common import stop_on_interrupt
 from .kafka_options import kafka_security_options, pop_security
 
 
@@ -58,7 +59,8 @@ def demo(customers, days, interval_s, seed, kinds, live_intervals_per_s, web_por
                        live_intervals_per_s=live_intervals_per_s, web_port=web_port,
                        bootstrap=bootstrap, keep_broker=keep_broker)
     try:
-        Demo(settings, opts).run()
+        with stop_on_interrupt() as stop:
+            Demo(settings, opts, stop=stop).run()
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; everything the demo started has been stopped") from None
     except BrokerError as exc:

@@ -79,8 +79,11 @@ def metrics_events(url: str) -> int:
 
 class Demo:
     def __init__(self, settings: Settings, opts: DemoOptions, out: TextIO = sys.stdout,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, stop: threading.Event | None = None):
         self.settings = settings
+        #: set by Ctrl-C (the command's handler): the watch loop stops even when the interrupt
+        #: itself was swallowed inside the Kafka client
+        self.stop = stop
         self.opts = opts
         self.con = Console(out)
         self.clock = clock
@@ -247,6 +250,8 @@ class Demo:
         quiet_since = None
         first_seen = history_done = None
         while True:
+            if self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt  # everything started is stopped by run()
             if self.worker is not None and self.worker.poll() is not None:
                 raise RuntimeError(
                     f"the worker exited with code {self.worker.returncode}; see {self.workdir / 'worker.log'}"

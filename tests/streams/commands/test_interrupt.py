@@ -26,7 +26,32 @@ def test_a_ctrl_c_that_lands_inside_a_catch_all_still_stops_the_follow_loop():
             polls += 1
             _swallowing_client_step()
             assert polls < 5, "Ctrl-C was lost: the loop would follow for ever"
-        # a second Ctrl-C is the usual KeyboardInterrupt (for a command stuck elsewhere)
+        # anywhere else, Ctrl-C is the usual KeyboardInterrupt (a command blocked elsewhere stops)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert polls == 1 and signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_demo_stops_on_a_ctrl_c_the_kafka_client_swallowed(tmp_path):
+    """The demo's watch loop reads alerts with kafka-python too: a Ctrl-C swallowed there left it
+    running until its 15-minute limit. The event stops it, and run() then stops what it started."""
+    import io
+    import threading
+
+    from streams.devtools.demo import Demo, DemoOptions, DemoResult
+    from streams.settings import Settings
+
+    stop = threading.Event()
+
+    class Consumer:  # polls like kafka-python; the interrupt arrived and was swallowed inside
+        polls = 0
+
+        def __iter__(self):
+            self.polls += 1
+            assert self.polls < 3, "the demo went on watching after Ctrl-C"
+            stop.set()
+            return iter(())
+
+    demo = Demo(Settings(data_dir=tmp_path / "w"), DemoOptions(web_port=1), out=io.StringIO(), stop=stop)
+    with pytest.raises(KeyboardInterrupt):
+        demo._watch(Consumer(), DemoResult(produced=10), threading.Event(), [], demo.clock())
