@@ -1,4 +1,5 @@
-"""What several commands share: loading their inputs with one-line errors (``click.ClickException``)."""
+"""What several commands share: loading their inputs with one-line errors (``click.ClickException``),
+and stopping a command that follows something on Ctrl-C (:func:`stop_on_interrupt`)."""
 from __future__ import annotations
 
 import contextlib

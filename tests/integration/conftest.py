@@ -173,7 +173,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``start_worker(**extra_env) -> WorkerProcess`` (stopped at teardown; if the test
-    failed, every worker still running first prints what its threads and tasks were doing)."""
+    failed, each worker first prints its log's tail, and one still running also what its
+    threads and tasks were doing and its metrics)."""
     started: list[WorkerProcess] = []
 
     def make(like: WorkerProcess | None = None, partitions: int | None = None,
@@ -206,12 +207,13 @@ def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[C
     if failed is not None and failed.failed:
         for k, w in enumerate(started):
             tail = w.log_tail(60)
-            dump = w.dump_stacks()
+            dump = w.dump_stacks()  # "" for a worker that is not running
             if dump:
                 print(f"\n===== worker{k} ({w.log_path}): threads and tasks at the failure =====\n{dump}")
-            if w.proc is not None and w.proc.poll() is None:  # last, where a CI log's tail shows it
-                print(f"\n===== worker{k}: its log's tail before that =====\n{tail}"
-                      f"\n===== worker{k}: metrics at the failure =====\n{w.digest()}")
+            # last, where a CI log's tail shows it; a worker that exited has its log and no metrics
+            print(f"\n===== worker{k}: its log's tail{' before that' if dump else ''} =====\n{tail}")
+            if dump:
+                print(f"\n===== worker{k}: metrics at the failure =====\n{w.digest()}")
     for w in started:
         w.stop()
 
