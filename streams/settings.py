@@ -46,6 +46,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: a record's value must stay under Kafka's default limit (1 MiB, with room for its key and headers)
 MAX_STATE_CHUNK_BYTES = 1000 * 1000
+#: where the correlator's stages may run (Settings.correlator_stages)
+CORRELATOR_STAGES = ("here", "apart")
 
 
 class SettingsError(ValueError):
@@ -195,6 +197,9 @@ class Settings:
     history_retention_s: float = 2 * 86400.0
     # the correlator: parent incidents across customers (streams/correlation)
     correlator: bool = True  # run it; the sinks then read the routed alerts and the incidents
+    #: where the correlator's two stages run: "here" (in this worker's process) or "apart" (in
+    #: ``lookout correlator`` processes, their own consumer group; this worker only publishes to them)
+    correlator_stages: str = "here"
     customers_topic: str = "customers"  # compacted: customer id -> attributes (lookout customers load)
     incidents_topic: str = "incidents"  # parent incidents, lookout.incident/v1
     routed_topic: str = "alerts-routed"  # every alert with its parent_id (what the sinks send)
@@ -228,6 +233,9 @@ class Settings:
         if not 0 < self.correlator_state_chunk_bytes <= MAX_STATE_CHUNK_BYTES:
             raise SettingsError(f"{PREFIX}CORRELATOR_STATE_CHUNK_BYTES: {self.correlator_state_chunk_bytes} "
                                 f"is not in 1..{MAX_STATE_CHUNK_BYTES}")
+        if self.correlator_stages not in CORRELATOR_STAGES:
+            raise SettingsError(f"{PREFIX}CORRELATOR_STAGES: {self.correlator_stages!r} is not one of "
+                                f"{', '.join(CORRELATOR_STAGES)}")
         if not 1.0 <= self.producer_request_timeout_s <= 1200.0:
             raise SettingsError(f"{PREFIX}PRODUCER_REQUEST_TIMEOUT_S: {self.producer_request_timeout_s} "
                                 "is not in 1..1200 seconds")
@@ -291,6 +299,11 @@ class Settings:
     def parents_topic_name(self) -> str:
         """Stage two's input (one partition): group tests, alerts, watermarks."""
         return f"{self.app_id}-parents"
+
+    @property
+    def correlator_group(self) -> str:
+        """The consumer group (Faust app id) of ``lookout correlator`` processes."""
+        return f"{self.app_id}-correlator"
 
     @property
     def correlator_state_topic_name(self) -> str:

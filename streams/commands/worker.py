@@ -35,6 +35,9 @@ from .kafka_options import kafka_security_options
 @click.option(
     "--webhook-url", help="POST alerts to this ticketing webhook (token: env LOOKOUT_WEBHOOK_TOKEN)"
 )
+@click.option("--correlator-stages", type=click.Choice(["here", "apart"]),
+              help="Run the correlator's stages in this worker (here, the default) or leave them to "
+                   "`lookout correlator` processes (apart) [env LOOKOUT_CORRELATOR_STAGES]")
 @click.option("--loglevel", "log_level", type=click.Choice(["crit", "error", "warn", "info", "debug"]),
               help="Log level [default warn]")
 @kafka_security_options

@@ -293,11 +293,19 @@ class _Follower:
 
 
 def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *, registry: Any, reader: Any,
-                        client_kwargs: dict[str, Any], caught_up: Callable[[int], bool],
+                        client_kwargs: dict[str, Any], caught_up: Callable[[int], bool] | None,
                         dead_letter: Callable[[bytes | None, bytes | None, str, str], Any],
-                        fail: AgentFailed, clock: Callable[[], float] = time.time) -> Correlation:
+                        fail: AgentFailed, clock: Callable[[], float] = time.time,
+                        stages: bool = True) -> Correlation:
     """Add the correlator's topics, agents and timer to ``app``; return what the worker wires to it.
-    An agent that raises stops the worker through ``fail`` (:mod:`streams.kafka.supervision`)."""
+    An agent that raises stops the worker through ``fail`` (:mod:`streams.kafka.supervision`).
+
+    The two halves can run in different processes. A detection worker publishes (its runtime
+    hands each batch's onsets and alerts to ``Correlation.publisher``; the 1 s tick sends the
+    watermarks of its idle input partitions: ``caught_up`` says which are caught up). The stage
+    agents read what all the workers published; ``stages=False`` leaves them out (they run in
+    ``lookout correlator``), and ``caught_up=None`` publishes nothing (that process has no input).
+    """
     # internal: Faust creates them (when missing) before it subscribes, with these partitions
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", internal=True)
     onsets = app.topic(s.onsets_topic_name, partitions=s.partitions, **raw)
@@ -319,9 +327,40 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
               s.parents_topic_name: (1, False), s.incidents_topic: (s.partitions, False),
               s.routed_topic: (s.partitions, False), s.correlator_state_topic_name: (1, True)}
     corr = Correlation(table, publisher, routed, incidents, topics)
-    stages = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
+    staged = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
                      dead_letter=dead_letter, clock=clock)
     follower = _Follower(s, table, reader)
+    if stages:
+        _stage_agents(s, app, onsets, parents, table, staged, fail)
+
+    @app.timer(TICK_S)
+    async def correlation_tick():
+        follower.keep()
+        metrics.customers.set(len(table.catalogue))
+        if table.ready.is_set():
+            if caught_up is not None:
+                await publisher.watermarks(caught_up)
+            if stages:
+                await staged.tick()
+
+    @app.on_before_shutdown.connect
+    async def stop_following(app, **kwargs):
+        follower.stop()
+
+    @app.on_partitions_assigned.connect
+    async def correlator_assigned(app, assigned, **kwargs):
+        await staged.assigned()
+
+    @app.on_partitions_revoked.connect
+    async def correlator_revoked(app, revoked, **kwargs):
+        await staged.revoked(revoked)
+
+    return corr
+
+
+def _stage_agents(s: Settings, app: faust.App, onsets: Any, parents: Any, table: CustomerTable,
+                  stages: _Stages, fail: AgentFailed) -> None:
+    """Stage one (group counts, one per onsets partition) and stage two (parents, one partition)."""
 
     @app.agent(onsets, name=GROUPS_AGENT, concurrency=1)
     @stop_on_failure(GROUPS_AGENT, fail)
@@ -336,28 +375,6 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=STAGE_WITHIN_S):
             await stages.parents_batch(batch)
-
-    @app.timer(TICK_S)
-    async def correlation_tick():
-        follower.keep()
-        metrics.customers.set(len(table.catalogue))
-        if table.ready.is_set():
-            await publisher.watermarks(caught_up)
-            await stages.tick()
-
-    @app.on_before_shutdown.connect
-    async def stop_following(app, **kwargs):
-        follower.stop()
-
-    @app.on_partitions_assigned.connect
-    async def correlator_assigned(app, assigned, **kwargs):
-        await stages.assigned()
-
-    @app.on_partitions_revoked.connect
-    async def correlator_revoked(app, revoked, **kwargs):
-        await stages.revoked(revoked)
-
-    return corr
 
 
 def dead_letter_record(key: bytes | None, value: bytes | None, reason: str, topic: str) -> dict[str, Any]:

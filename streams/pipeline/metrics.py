@@ -36,6 +36,14 @@ SINK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, f
 PROC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 
 
+def dlq_counter(registry: CollectorRegistry) -> Counter:
+    """``lookout_dlq_messages_total``: what a process parked on a dead-letter topic (the worker's
+    and ``lookout correlator``'s)."""
+    return Counter("lookout_dlq_messages_total",
+                   "Messages parked on a dead-letter topic, by topic and reason kind", ["topic", "kind"],
+                   registry=registry)
+
+
 class WorkerMetrics:
     """All metrics of one worker. Give tests their own ``CollectorRegistry``."""
 
@@ -53,9 +61,7 @@ class WorkerMetrics:
         self.events = Counter(
             "lookout_events_total", f"Events consumed, by outcome ({', '.join(EVENT_OUTCOMES)})",
             ["outcome"], registry=r)
-        self.dlq = Counter(
-            "lookout_dlq_messages_total", "Messages parked on a dead-letter topic, by topic and reason kind",
-            ["topic", "kind"], registry=r)
+        self.dlq = dlq_counter(r)
         self.batch_seconds = Histogram(
             "lookout_batch_processing_seconds", "Wall time to process one batch of events",
             buckets=PROC_BUCKETS, registry=r)

@@ -91,7 +91,7 @@ def create_app(
     processor = Processor(engine, metrics, clock=clock, dlq_topic=settings.dlq_topic,
                           max_future_s=settings.max_future_s)
 
-    app = _faust_app(settings)
+    app = faust_app(settings)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     input_topic = app.topic(settings.input_topic, partitions=settings.partitions, **raw)
     alerts_topic = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
@@ -118,7 +118,7 @@ def create_app(
     lookout = Lookout(
         settings, app, processor, metrics, registry, input_topic, alerts_topic, dlq_topic, runtime
     )
-    count_received = _monitor(app, settings, registry)
+    count_received = faust_monitor(app, settings, registry)
     if settings.correlator:
         corr = lookout.correlation = _correlator(lookout, engine.config.correlator, clock)
         lookout.sinks = register_sinks(settings, app, metrics, corr.routed_topic, corr.incidents_topic,
@@ -128,14 +128,15 @@ def create_app(
     before_batch = register_steering(settings, app, engine, metrics, dlq_topic, runtime)
     _detection_agent(app, runtime, input_topic, settings, count_received, before_batch)
     _partition_callbacks(app, runtime, state_producer, settings)
-    _outage_watch(app, settings)
+    outage_watch(app, settings)
     _pages(app, runtime, registry)
     return lookout
 
 
-def _faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
+    """The Faust app of a Lookout process (consumer group ``app_id``, default ``settings.app_id``)."""
     app = faust.App(
-        settings.app_id,
+        app_id or settings.app_id,
         broker=settings.kafka_url,
         broker_credentials=faust_credentials(settings),
         web_host=settings.web_host,
@@ -159,7 +160,7 @@ def _faust_app(settings: Settings) -> faust.App:
     return app
 
 
-def _monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) -> Callable[[int], None]:
+def faust_monitor(app: faust.App, settings: Settings, registry: CollectorRegistry) -> Callable[[int], None]:
     """Faust's own sensor metrics, on our registry (so two apps in one process never clash); by
     default only the dashboards' series, from hooks that do not run per message (see
     :mod:`streams.worker.faust_tuning`). Returns what the agent calls with each batch's size."""
@@ -226,7 +227,7 @@ def _partition_callbacks(app: faust.App, runtime: WorkerRuntime, state_producer:
             await state_producer.stop()
 
 
-def _outage_watch(app: faust.App, settings: Settings) -> None:
+def outage_watch(app: faust.App, settings: Settings) -> None:
     outage = OutageFilter(settings.bootstrap)
 
     @app.task
@@ -276,7 +277,8 @@ def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float
 
     corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
                                client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
-                               dead_letter=dead_letter, fail=runtime.fail, clock=clock)
+                               dead_letter=dead_letter, fail=runtime.fail, clock=clock,
+                               stages=settings.correlator_stages == "here")
     runtime.correlation = corr.publisher
     if runtime.layout is not None:  # created with the alerts and state topics, at the first assignment
         runtime.layout.extra_topics = dict(corr.topics)
