@@ -12,6 +12,7 @@ COMMANDS = {
     "topics": "streams.commands.topics:topics",
     "simulate": "streams.commands.simulate:simulate",
     "worker": "streams.commands.worker:worker",
+    "correlator": "streams.commands.correlator:correlator",
     "demo": "streams.commands.demo:demo",
     "replay": "streams.commands.replay:replay",
     "tune": "streams.commands.tune:tune",
@@ -63,6 +64,7 @@ def cli():
       lookout worker                  # the detector (Prometheus metrics on :6066/metrics)
       lookout simulate --bootstrap 127.0.0.1:9092 --customers 50 --days 3 --incidents 6
       lookout customers load FILE     # the customer catalogue the correlator groups customers by
+      lookout correlator              # the correlator's stages apart (workers: --correlator-stages apart)
       lookout alerts tail             # follow the alerts as they arrive (--json for scripts)
       lookout feedback ALERT_ID --verdict false_alarm   # what an alert was: steer the models
       lookout silence add --customer acme --from +1h --for 4h   # announce a maintenance window

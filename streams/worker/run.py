@@ -22,7 +22,7 @@ from streams.state.rebuild import History
 
 from .app import create_app
 
-__all__ = ["check", "quiet_coordinator_search", "run_worker", "say_when_ready"]
+__all__ = ["check", "quiet_coordinator_search", "run_correlator", "run_worker", "say_when_ready"]
 
 log = logging.getLogger("lookout")
 
@@ -53,19 +53,43 @@ def run_worker(settings: Settings, ready_to: TextIO | None = None,
     quiet_coordinator_search()
     lookout = create_app(settings, history=history)
     if lookout.correlation is not None:
-        # before Faust subscribes: a topic made later is seen only at the next metadata refresh
-        # (5 minutes), and the sinks would not read the routed alerts until then
-        topics = lookout.correlation.topics
-        create_topics(settings.bootstrap, {name: parts for name, (parts, _) in topics.items()},
-                      connect_timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings),
-                      compacted=[name for name, (_, compact) in topics.items() if compact])
+        _create_correlator_topics(settings, lookout.correlation.topics)
     say_when_ready(lookout.app, settings, ready_to or sys.__stderr__)
-    w = Worker(lookout.app, loglevel=settings.log_level, quiet=True)
+    _execute(lookout.app, settings)
+
+
+def run_correlator(settings: Settings, ready_to: TextIO | None = None) -> None:
+    """Check ``settings``, then run the correlator's stages until they stop (``lookout correlator``)."""
+    from .correlator_app import create_correlator_app
+
+    check(settings)
+    log.info("settings: %s", settings.masked())
+    quiet_coordinator_search()
+    proc = create_correlator_app(settings)
+    _create_correlator_topics(settings, proc.correlation.topics)
+    say_when_ready(proc.app, settings, ready_to or sys.__stderr__,
+                   what=f"the correlator's stages ({settings.onsets_topic_name}, "
+                        f"{settings.parents_topic_name})",
+                   group=settings.correlator_group)
+    _execute(proc.app, settings)
+
+
+def _create_correlator_topics(settings: Settings, topics: dict[str, tuple[int, bool]]) -> None:
+    # before Faust subscribes: a topic made later is seen only at the next metadata refresh
+    # (5 minutes), and the sinks would not read the routed alerts until then
+    create_topics(settings.bootstrap, {name: parts for name, (parts, _) in topics.items()},
+                  connect_timeout=settings.kafka_timeout_s, security=kafka_python_kwargs(settings),
+                  compacted=[name for name, (_, compact) in topics.items() if compact])
+
+
+def _execute(app: Any, settings: Settings) -> None:
+    w = Worker(app, loglevel=settings.log_level, quiet=True)
     w.spinner = None  # Faust's spinner writes cursor escape codes, even into a redirected log
     w.execute_from_commandline()
 
 
-def say_when_ready(app: Any, settings: Settings, out: TextIO) -> None:
+def say_when_ready(app: Any, settings: Settings, out: TextIO, what: str | None = None,
+                   group: str | None = None) -> None:
     """Print one line to ``out`` the first time the worker has its partitions and consumes."""
     said = []
 
@@ -74,8 +98,8 @@ def say_when_ready(app: Any, settings: Settings, out: TextIO) -> None:
         if said:
             return
         said.append(True)
-        print(f"ready: consuming {settings.input_topic} from {settings.bootstrap} as group "
-              f"{settings.app_id}; metrics on http://{settings.web_host}:{settings.web_port}/metrics",
+        print(f"ready: consuming {what or settings.input_topic} from {settings.bootstrap} as group "
+              f"{group or settings.app_id}; metrics on http://{settings.web_host}:{settings.web_port}/metrics",
               file=out, flush=True)
 
 
