@@ -33,6 +33,7 @@ class WorkerProcess:
     extra_env: dict = field(default_factory=dict)
     app_id: str = field(default_factory=lambda: f"lookout-test-{uuid.uuid4().hex[:8]}")
     proc: subprocess.Popen | None = None
+    command: str = "worker"  # or "correlator" (lookout correlator: the correlator's stages alone)
 
     @property
     def metrics_url(self) -> str:
@@ -56,7 +57,7 @@ class WorkerProcess:
             **self.extra_env,
         })
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=env, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "streams.cli", self.command], env=env, stdin=subprocess.DEVNULL,
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
@@ -177,11 +178,12 @@ def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[C
     threads and tasks were doing and its metrics)."""
     started: list[WorkerProcess] = []
 
-    def make(like: WorkerProcess | None = None, partitions: int | None = None,
+    def make(like: WorkerProcess | None = None, partitions: int | None = None, command: str = "worker",
              **extra_env: str) -> WorkerProcess:
         """A new worker; ``like=w`` joins ``w``'s consumer group and topics (own port and data dir).
 
         ``partitions``: of new input and alerts topics (default 2), and LOOKOUT_PARTITIONS.
+        ``command="correlator"`` (with ``like=w``): ``lookout correlator`` for ``w``'s topics.
         """
         k = len(started)
         n = partitions or 2
@@ -196,6 +198,7 @@ def start_worker(request, kafka_bootstrap, kafka_topics, tmp_path) -> Iterator[C
             data_dir=tmp_path / f"worker{k}",
             log_path=tmp_path / f"worker{k}.log",
             extra_env={**(like.extra_env if like else {}), **{key: str(v) for key, v in extra_env.items()}},
+            command=command,
         )
         if like is not None:
             w.app_id = like.app_id

@@ -47,8 +47,9 @@ def alertmanager(tmp_path):
 
 @pytest.mark.timeout(900)
 # "256": every state the stages write goes in parts of 256 bytes and is read back from them after
-# the SIGKILL (a replayed backlog's stage-two state outgrew Kafka's 1 MB record limit)
-@pytest.mark.parametrize("state_chunk", ["default", "256"])
+# the SIGKILL (a replayed backlog's stage-two state outgrew Kafka's 1 MB record limit);
+# "apart": the worker only publishes, `lookout correlator` runs the stages, and both are SIGKILLed
+@pytest.mark.parametrize("state_chunk", ["default", "256", "apart"])
 def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across_a_sigkill(
         start_worker, kafka_bootstrap, alertmanager, state_chunk):
     end = math.floor(time.time() / IV) * IV  # live data: it ends now
@@ -59,13 +60,16 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     am = alertmanager
     w = start_worker(LOOKOUT_PARTITIONS=2, LOOKOUT_ALERTMANAGER_URL=am.url, LOOKOUT_ALERTMANAGER_RESEND_S=10,
                      LOOKOUT_CORRELATOR_GRACE_S=1, LOOKOUT_SNAPSHOT_INTERVAL_S=2,
-                     **({} if state_chunk == "default"
-                        else {"LOOKOUT_CORRELATOR_STATE_CHUNK_BYTES": state_chunk}))
+                     **({"LOOKOUT_CORRELATOR_STATE_CHUNK_BYTES": state_chunk} if state_chunk.isdigit()
+                        else {"LOOKOUT_CORRELATOR_STAGES": state_chunk} if state_chunk == "apart" else {}))
+    stages = start_worker(like=w, command="correlator") if state_chunk == "apart" else None
     customers_topic, incidents_topic, routed_topic = (f"{w.app_id}-customers", f"{w.app_id}-incidents",
                                                       f"{w.app_id}-routed")
     create_topics(kafka_bootstrap, {customers_topic: 2}, compacted=[customers_topic])
     publish_catalogue(sim.catalogue, customers_topic, kafka_bootstrap, {})
-    wait_until(lambda: _metric(w, "lookout_customers") == CUSTOMERS, 120, "the worker to read the catalogue")
+    for proc in (w, stages) if stages else (w,):
+        wait_until(partial(lambda p: _metric(p, "lookout_customers") == CUSTOMERS, proc), 120,
+                   f"{proc.command} to read the catalogue")
 
     messages = [(e["customer_id"], json.dumps(e).encode()) for e in sim.events()]
     cut = next(i for i, (_, v) in enumerate(messages) if json.loads(v)["ts"] >= _iso(cause.start + 6 * IV))
@@ -98,7 +102,13 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     assert all(k["status"]["inhibitedBy"] == [source[0]["fingerprint"]] for k in kids)
 
     # the worker dies mid-incident; a new one takes over and the rest of the stream arrives
+    if stages is not None:  # the parent was the correlator process's work, not the worker's
+        assert _metric(w, "lookout_parent_updates_total") == 0
+        assert _metric(stages, "lookout_parent_updates_total") > 0
     w.kill()
+    if stages is not None:  # and the stages die too, in their own process
+        stages.kill()
+        stages.start()
     w.start()
     produce(w.bootstrap, w.input_topic, messages[cut:])
     w.wait_drained(2, timeout=300)
@@ -124,6 +134,15 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     except AssertionError:
         raise AssertionError(f"children still open {last.get('open')}, parent {last.get('parent')}\n"
                              f"{w.log_tail()}") from None
+    _one_parent_all_resolved(records, routed, cause, pid)
+    # Alertmanager: nothing of the outage left open (every child resolved as itself, the parent too)
+    wait_until(lambda: not [a for a in am_alerts(am) if a["labels"].get("parent_id") == pid], 60,
+               "Alertmanager to show the outage's alerts resolved")
+
+
+def _one_parent_all_resolved(records: list[dict], routed: list[dict], cause, pid: str) -> None:
+    """The incidents topic has one parent for the outage, localised, its children all resolved;
+    every alert folded under it was routed resolved too."""
     parents = {r["parent_id"] for r in records}
     hit = set(cause.customers)
     ours = [p for p in parents if {k["customer_id"] for r in records if r["parent_id"] == p
@@ -137,9 +156,6 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     folded = {a["alert_id"] for a in routed if a.get("parent_id") == pid}
     resolved = {a["alert_id"] for a in routed if a["status"] == "resolved"}
     assert folded and folded <= resolved
-    # Alertmanager: nothing of the outage left open (every child resolved as itself, the parent too)
-    wait_until(lambda: not [a for a in am_alerts(am) if a["labels"].get("parent_id") == pid], 60,
-               "Alertmanager to show the outage's alerts resolved")
 
 
 def _iso(ts: float) -> str:
