@@ -19,12 +19,17 @@ def free_port() -> int:
 def consumed(port: int, timeout: float = 2.0) -> float | None:
     """Events a worker processed (``lookout_events_total`` on its ``/metrics``); None if it does
     not answer within ``timeout`` (a slow answer is not "0 events")."""
+    return metric_sum(port, "lookout_events_total", timeout)
+
+
+def metric_sum(port: int, name: str, timeout: float = 2.0) -> float | None:
+    """The sum of a labelled series' samples on a Lookout process's ``/metrics`` (None: no answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
             return sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in r.read().decode().splitlines()
-                if line.startswith("lookout_events_total{")
+                if line.startswith(name + "{")
             )
     except OSError:
         return None

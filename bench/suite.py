@@ -39,6 +39,8 @@ writes ``bench/results/latest.json``.
     .venv/bin/python -m bench --only replay --rounds 3                            # the replay round alone
     .venv/bin/python -m bench --only dense --rounds 3      # ceiling and worker on the incident-dense fleet
     .venv/bin/python -m bench --only correlator --paired --rounds 5 --events 600000   # on and off at once
+    .venv/bin/python -m bench --only correlator --paired --apart --rounds 2 --events 2400000
+        # ...with the worker's stages in a `lookout correlator` beside it (its CPU reported too)
 
 Every worker round also times the answers of ``/metrics`` and ``/healthz`` while it consumes
 (p99 and max per contender: the web port must answer within 0.1 s under load).
@@ -64,7 +66,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import listing
-from bench.common import consumed, free_port
+from bench.common import consumed, free_port, metric_sum
 from detectors.synthetic import SimConfig, simulate
 from streams.correlation.customers import publish_catalogue
 from streams.devtools.broker import LocalBroker
@@ -139,6 +141,8 @@ class Bench:
         self.procs: list[subprocess.Popen] = []
         #: contender -> seconds of every /metrics and /healthz answer while it consumed
         self.scrapes: dict[str, list[float]] = {}
+        #: per contender run with the correlator apart: its events, the worker's and the correlator's CPU s
+        self.apart: dict[str, list[dict]] = {}
 
     # ---- setup
     def start_broker(self) -> None:
@@ -290,14 +294,20 @@ class Bench:
         return r["events"] / r["seconds"], (r["events"] / cpu if cpu else None)
 
     def worker(
-        self, topic: str, n_events: int, label: str = "", correlator: bool = True, **env: str
+        self, topic: str, n_events: int, label: str = "", correlator: bool = True, apart: bool = False,
+        **env: str
     ) -> tuple[float, float | None, subprocess.Popen, int]:
+        """One worker's run over ``n_events`` of ``topic``: (events/s, per CPU-second, process, port).
+
+        ``apart``: the worker leaves the correlator's stages to a ``lookout correlator`` process
+        started beside it; that process's CPU seconds over the same span go to ``self.apart``."""
         port = free_port()
         name = f"w-{uuid.uuid4().hex[:6]}"
         alerts, dlq = self.topic(f"{name}-alerts"), self.topic(f"{name}-dlq", 1)
         env = {"LOOKOUT_CORRELATOR": "true" if correlator else "false",
                "LOOKOUT_CUSTOMERS_TOPIC": getattr(self, "customers_topic", f"{name}-customers"),
-               "LOOKOUT_INCIDENTS_TOPIC": f"{name}-incidents", "LOOKOUT_ROUTED_TOPIC": f"{name}-routed", **env}
+               "LOOKOUT_INCIDENTS_TOPIC": f"{name}-incidents", "LOOKOUT_ROUTED_TOPIC": f"{name}-routed",
+               **({"LOOKOUT_CORRELATOR_STAGES": "apart"} if apart else {}), **env}
         e = dict(
             os.environ,
             LOOKOUT_BOOTSTRAP=self.bootstrap,
@@ -318,6 +328,7 @@ class Bench:
         )
         self.procs.append(proc)
         proc.dlq_topic = dlq  # type: ignore[attr-defined]
+        stages = self._correlator(e, name) if apart else None
         if n_events == 0:
             return 0.0, None, proc, port
         deadline = time.monotonic() + self.a.timeout
@@ -326,6 +337,7 @@ class Bench:
                 raise SystemExit(f"worker did not start; see {self.tmp / name}.log")
             time.sleep(0.05)
         samples = [(time.perf_counter(), c, process_cpu_s(proc.pid))]
+        stage_cpu = [process_cpu_s(stages[0].pid) if stages else None]  # at each sample
         poll = FIRST_POLL_S
         scrapes = self.scrapes.setdefault(label, [])
         while c < n_events:
@@ -346,12 +358,41 @@ class Bench:
                 continue
             c = got
             samples.append((t1, c, process_cpu_s(proc.pid)))
+            stage_cpu.append(process_cpu_s(stages[0].pid) if stages else None)
         stop(proc)
         if samples[0][1] >= n_events:
             raise SystemExit(f"the worker consumed all {n_events} events of {topic} before its first scrape: "
                              "too few to measure, use more --events")
         eps, per_cpu = busy_rate(samples, n_events)
+        if stages is not None:
+            self._correlator_done(label, samples, stage_cpu, n_events, *stages)
         return eps, per_cpu, proc, port
+
+    def _correlator(self, env: dict, name: str) -> tuple[subprocess.Popen, int, Path]:
+        """``lookout correlator`` for a worker's topics (its env), its own port and data dir."""
+        port, log = free_port(), self.tmp / f"{name}-correlator.log"
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "correlator"],
+                                env=dict(env, LOOKOUT_WEB_PORT=str(port),
+                                         LOOKOUT_DATA_DIR=str(self.tmp / f"{name}-correlator")),
+                                stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc, port, log
+
+    def _correlator_done(self, label: str, samples: list, stage_cpu: list, n_events: int,
+                         proc: subprocess.Popen, port: int, log: Path) -> None:
+        """Keep the correlator process's CPU seconds over the worker's busy span (busy_rate's) and
+        what it routed; stop it."""
+        last = max([i for i, x in enumerate(samples) if i and x[1] < n_events] or [len(samples) - 1])
+        cpu0, cpu1 = stage_cpu[0], stage_cpu[last]
+        if proc.poll() is not None:
+            raise SystemExit(f"lookout correlator exited with code {proc.returncode}; see {log}:\n{_tail(log)}")
+        routed = metric_sum(port, "lookout_alerts_routed_total")
+        stop(proc)
+        events = samples[last][1] - samples[0][1]
+        worker_cpu = samples[last][2] - samples[0][2]
+        self.apart.setdefault(label, []).append(
+            {"events": events, "worker_cpu_s": worker_cpu, "correlator_cpu_s": (cpu1 or 0.0) - (cpu0 or 0.0),
+             "routed_alerts": routed})
 
     # ---- latency
     def latency(self, rate: float) -> tuple[float, float, int]:
@@ -551,7 +592,7 @@ def contenders_of(b: Bench, names: set[str]) -> tuple[dict, dict]:
         "naive_noop": lambda: b.naive(single, n, "noop"),
         "naive_gauss": lambda: b.naive(single, n, "gauss"),
         "worker_single": lambda: b.worker(single, n, "worker_single")[:2],
-        "worker_batched": lambda: b.worker(batched, n, "worker_batched")[:2],
+        "worker_batched": lambda: b.worker(batched, n, "worker_batched", apart=getattr(a, "apart", False))[:2],
         "worker_single_off": lambda: b.worker(single, n, "worker_single_off", correlator=False)[:2],
         "worker_batched_off": lambda: b.worker(batched, n, "worker_batched_off", correlator=False)[:2],
         "ceiling_dense": lambda: (b.ceiling(dense_single, nd), None),
@@ -666,9 +707,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paired", action="store_true",
                    help="with --only correlator: start both workers at the same time in each round, so the "
                         "load of a shared machine falls on both alike (their ratio per round is printed)")
+    p.add_argument("--apart", action="store_true",
+                   help="with --only correlator: the worker with the correlator on leaves its stages to a "
+                        "`lookout correlator` process (LOOKOUT_CORRELATOR_STAGES=apart); that process's CPU "
+                        "is reported too, and the ratio with it counted")
     a = p.parse_args(argv)
     if a.paired and a.only != "correlator":
         p.error("--paired needs --only correlator (two workers whose CPU seconds are measured)")
+    if a.apart and a.only != "correlator":
+        p.error("--apart needs --only correlator")
     if a.only == "replay":
         return replay_only(a)
     if a.only == "latency":
@@ -769,7 +816,34 @@ def pair_only(a: argparse.Namespace) -> int:
     for name, sc in scrape_summary(b.scrapes).items():
         print(f"{name}: /metrics and /healthz during the load: p99 {sc['p99'] * 1000:.0f} ms, "
               f"max {sc['max'] * 1000:.0f} ms ({sc['n']} answers)")
+    for line in apart_summary(b.apart.get(ours, []), per_cpu[base]):
+        print(line)
     return 0
+
+
+def apart_summary(runs: list[dict], base_per_cpu: list[float]) -> list[str]:
+    """Lines on the runs whose correlator ran apart: its CPU seconds, what it routed, and the
+    ratio per CPU-second with its CPU counted as the worker's (round by round, against the base).
+
+    >>> for line in apart_summary([{"events": 1000.0, "worker_cpu_s": 1.0, "correlator_cpu_s": 0.25,
+    ...                              "routed_alerts": 12.0}], [1100.0]):
+    ...     print(line)
+    round 1: the worker 1.00 CPU-s, lookout correlator 0.25 CPU-s (12 alerts routed) for 1,000 events
+    per CPU-second of the worker and lookout correlator together: 800 events = 0.727 x the base (median of 1)
+    """
+    lines, ratios = [], []
+    for r, run in enumerate(runs):
+        lines.append(f"round {r + 1}: the worker {run['worker_cpu_s']:.2f} CPU-s, lookout correlator "
+                     f"{run['correlator_cpu_s']:.2f} CPU-s ({run['routed_alerts'] or 0:,.0f} alerts routed) "
+                     f"for {run['events']:,.0f} events")
+        both = run["events"] / (run["worker_cpu_s"] + run["correlator_cpu_s"])
+        if r < len(base_per_cpu):
+            ratios.append(both / base_per_cpu[r])
+    if runs and ratios:
+        both = statistics.median(run["events"] / (run["worker_cpu_s"] + run["correlator_cpu_s"]) for run in runs)
+        lines.append(f"per CPU-second of the worker and lookout correlator together: {both:,.0f} events = "
+                     f"{statistics.median(ratios):.3f} x the base (median of {len(ratios)})")
+    return lines
 
 
 def latency_only(a: argparse.Namespace) -> int:
