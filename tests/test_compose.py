@@ -216,7 +216,8 @@ def test_commands_of_the_lookout_image_parse_with_the_real_cli(services):
     ran = {}
     for name, svc in lookout_services(services).items():
         ran[name] = parse_cli([str(a) for a in svc["command"]]).name
-    assert ran == {"topics": "create", "worker-1": "worker", "worker-2": "worker", "simulator": "simulate"}
+    assert ran == {"topics": "create", "worker-1": "worker", "worker-2": "worker", "correlator": "correlator",
+                   "simulator": "simulate"}
 
 
 def test_kafka_is_a_single_kraft_node_with_a_listener_inside_and_one_for_the_host(services):
@@ -266,6 +267,25 @@ def test_workers_have_their_own_data_dir_and_port_and_reach_kafka_and_alertmanag
     assert services["topics"]["command"][:2] == ["topics", "create"]
 
 
+def test_workers_that_leave_the_correlator_stages_apart_have_a_correlator_to_run_them(services):
+    """With LOOKOUT_CORRELATOR_STAGES=apart nobody else holds the alerts' hold: a stack without a
+    `lookout correlator` of the same app and broker would never send an alert."""
+    apart = {n: env_of(w) for n, w in workers(services).items()
+             if env_of(w).get("LOOKOUT_CORRELATOR_STAGES") == "apart"}
+    correlators = [env_of(s) for s in services.values() if s.get("command", [None])[0] == "correlator"]
+    if not apart:
+        return
+    assert correlators, f"{sorted(apart)} leave the stages apart but no service runs `lookout correlator`"
+    for name, env in apart.items():
+        assert any(c["LOOKOUT_BOOTSTRAP"] == env["LOOKOUT_BOOTSTRAP"]
+                   and c.get("LOOKOUT_APP_ID", "lookout") == env.get("LOOKOUT_APP_ID", "lookout")
+                   and c.get("LOOKOUT_PARTITIONS") == env.get("LOOKOUT_PARTITIONS")
+                   for c in correlators), name
+    for s in services.values():
+        if s.get("command", [None])[0] == "correlator":
+            assert s["restart"] in ("unless-stopped", "always", "on-failure")
+
+
 def test_observability_services_use_the_official_images_and_ports(services):
     expect = {"prometheus": ("prom/prometheus", 9090), "alertmanager": ("prom/alertmanager", 9093),
               "grafana": ("grafana/grafana", 3000)}
@@ -289,6 +309,9 @@ def test_prometheus_scrapes_every_worker_as_job_lookout(services):
     ]  # dashboards use up{job="lookout"}
     targets = {t for sc in job["static_configs"] for t in sc["targets"]}
     expected = {f"{n}:{env_of(w)['LOOKOUT_WEB_PORT']}" for n, w in workers(services).items()}
+    # and the correlator's process, where the workers leave their stages to it
+    expected |= {f"{n}:{env_of(s)['LOOKOUT_WEB_PORT']}" for n, s in services.items()
+                 if s.get("command", [None])[0] == "correlator"}
     assert targets == expected
     (am,) = [t for a in cfg["alerting"]["alertmanagers"] for sc in a["static_configs"] for t in sc["targets"]]
     assert am == "alertmanager:9093"
