@@ -36,13 +36,15 @@ from .stages import GroupPartition, ParentsPartition, StageOutput
 
 log = logging.getLogger("lookout.correlation")
 
-__all__ = ["Correlation", "register_correlator"]
+__all__ = ["Correlation", "StagesWatch", "register_correlator"]
 
 PARENTS_STATE_KEY = "parents"
 #: the correlator's agents: stage one (group counts) and stage two (parents)
 GROUPS_AGENT, PARENTS_AGENT = "lookout.correlate.groups", "lookout.correlate.parents"
 #: how often idle sources are re-checked and live watermarks advanced
 TICK_S = 1.0
+#: how often a worker that leaves the stages apart counts the processes that run them
+WATCH_S = 15.0
 #: a stage agent takes a batch at most this often (unless 500 records wait): each batch ends with
 #: the stage's whole state written and acknowledged, and with the detection agent's 0.1 s a warm
 #: fleet's onsets and alerts (a record per chunk) made that ten writes a second per partition
@@ -263,6 +265,51 @@ class _Stages:
             self._state = None
 
 
+class StagesWatch:
+    """What a worker that leaves the stages apart says about the processes that run them: a
+    WARNING when there are none (alerts then wait, and nothing else would say so), once, and a
+    line when they are back.
+
+    >>> w = StagesWatch("lookout-correlator")
+    >>> level, line = w.observe(0)
+    >>> level == logging.WARNING, line[:73]
+    (True, 'no `lookout correlator` runs (consumer group lookout-correlator is empty)')
+    >>> w.observe(0), w.observe(2)
+    (None, (20, '`lookout correlator` runs again: 2 processes in consumer group lookout-correlator'))
+    """
+
+    def __init__(self, group: str, gauge: Any = None):
+        self.group, self.gauge = group, gauge
+        self.missing: bool | None = None  # None: not counted yet
+
+    async def check(self, reader: Any) -> None:
+        """Count the group's members (``reader.group_members``), set the gauge, say what changed."""
+        try:
+            members = await reader.group_members(self.group)
+        except Exception as exc:  # the broker is away, or its coordinator not ready: next time
+            log.debug("could not count the members of %s: %r", self.group, exc)
+            return
+        if self.gauge is not None:
+            self.gauge.set(members)
+        said = self.observe(members)
+        if said is not None:
+            log.log(*said)
+
+    def observe(self, members: int) -> tuple[int, str] | None:
+        """(log level, line) when the answer changed, else None."""
+        missing = members == 0
+        if missing == self.missing or (self.missing is None and not missing):
+            self.missing = missing
+            return None
+        self.missing = missing
+        if missing:
+            return logging.WARNING, (f"no `lookout correlator` runs (consumer group {self.group} is empty): "
+                                     "alerts wait for it and reach no sink; this worker leaves the "
+                                     "correlator's stages to it (LOOKOUT_CORRELATOR_STAGES=apart)")
+        return logging.INFO, (f"`lookout correlator` runs again: {members} processes in consumer group "
+                              f"{self.group}")
+
+
 class _Follower:
     """Keeps the customers topic followed for the worker's life (restarted if it ever fails)."""
 
@@ -332,6 +379,8 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
     follower = _Follower(s, table, reader)
     if stages:
         _stage_agents(s, app, onsets, parents, table, staged, fail)
+    elif caught_up is not None:
+        _watch_stages(s, app, reader, metrics)
 
     @app.timer(TICK_S)
     async def correlation_tick():
@@ -356,6 +405,15 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
         await staged.revoked(revoked)
 
     return corr
+
+
+def _watch_stages(s: Settings, app: faust.App, reader: Any, metrics: CorrelationMetrics) -> None:
+    """Count the processes running the stages this worker leaves to them (lookout_correlator_processes)."""
+    watch = StagesWatch(s.correlator_group, metrics.processes.labels(s.correlator_group))
+
+    @app.timer(WATCH_S)
+    async def correlator_watch():
+        await watch.check(reader)
 
 
 def _stage_agents(s: Settings, app: faust.App, onsets: Any, parents: Any, table: CustomerTable,

@@ -42,6 +42,10 @@ class CorrelationMetrics:
             "lookout_correlator_watermark_lag_seconds",
             "Wall clock minus the event time stage two has closed up to (what the hold and grace cost)",
             registry=registry)
+        self.processes = Gauge(
+            "lookout_correlator_processes",
+            "Members of the `lookout correlator` consumer group, seen by a worker that leaves the stages "
+            "to it (no series where the worker runs them itself)", ["group"], registry=registry)
         for s in PARENT_STATES:
             self.parents_open.labels(s).set(0)
         for r in ROUTES:

@@ -111,6 +111,21 @@ class StateReader:
         offset = getattr(meta, "offset", -1)
         return offset if isinstance(offset, int) and offset >= 0 else None
 
+    async def group_members(self, group: str) -> int:
+        """How many members consumer group ``group`` has now (0: none, or no such group)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    request_timeout_ms=int(self.timeout_s * 1000), **self.client_kwargs)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+        finally:
+            await admin.close()
+        # DescribeGroupsResponse: groups = [(error_code, group_id, state, protocol_type, protocol,
+        # members, ...)]
+        return sum(len(g[5]) for g in response.groups if g[1] == group and not g[0])
+
     async def end_offset(self, topic: str, partition: int) -> int:
         """The offset the next message of ``topic``/``partition`` will get."""
         from aiokafka import AIOKafkaConsumer, TopicPartition

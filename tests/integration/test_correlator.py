@@ -105,6 +105,9 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     if stages is not None:  # the parent was the correlator process's work, not the worker's
         assert _metric(w, "lookout_parent_updates_total") == 0
         assert _metric(stages, "lookout_parent_updates_total") > 0
+        # and the worker sees the process it leaves them to
+        wait_until(lambda: _metric(w, "lookout_correlator_processes") == 1, 60,
+                   "the worker to count one lookout correlator")
     w.kill()
     if stages is not None:  # and the stages die too, in their own process
         stages.kill()

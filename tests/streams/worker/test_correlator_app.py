@@ -81,3 +81,46 @@ def test_stages_setting_and_command_refuse_what_cannot_work():
     assert r.exit_code == 1 and "nothing for `lookout correlator` to run" in r.output
     r = CliRunner().invoke(cli, ["worker", "--correlator-stages", "there"])
     assert r.exit_code == 2 and "'there' is not one of 'here', 'apart'" in r.output
+
+
+def test_a_worker_with_the_stages_apart_says_when_no_correlator_runs_them(caplog):
+    """Alerts wait for the stages: a worker that leaves them apart warns (once) while no process
+    runs them, says when one is back, and shows the count as a gauge (deploy/rules.yml alerts on 0)."""
+    import logging
+
+    from streams.correlation.agents import StagesWatch
+    from streams.correlation.metrics import CorrelationMetrics
+
+    class Reader:
+        answers = [0, 0, RuntimeError("coordinator not available"), 1]
+
+        async def group_members(self, group):
+            assert group == "shop-correlator"
+            a = self.answers.pop(0)
+            if isinstance(a, Exception):
+                raise a
+            return a
+
+    reg = CollectorRegistry()
+    watch = StagesWatch("shop-correlator", CorrelationMetrics(reg).processes.labels("shop-correlator"))
+    reader = Reader()
+
+    def gauge():
+        return reg.get_sample_value("lookout_correlator_processes", {"group": "shop-correlator"})
+
+    caplog.set_level(logging.INFO, "lookout.correlation")
+    asyncio.run(watch.check(reader))
+    assert gauge() == 0 and [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "consumer group shop-correlator is empty): alerts wait" in caplog.text
+    asyncio.run(watch.check(reader))  # still none: said once
+    asyncio.run(watch.check(reader))  # no answer: the gauge keeps the last count
+    assert gauge() == 0 and len(caplog.records) == 1
+    asyncio.run(watch.check(reader))
+    assert gauge() == 1 and caplog.records[-1].levelname == "INFO" and "runs again" in caplog.text
+
+
+def test_the_processes_gauge_has_no_series_where_the_worker_runs_the_stages(tmp_path):
+    from streams.worker.app import create_app
+
+    here = create_app(Settings.from_env({}, data_dir=tmp_path / "e"), registry=CollectorRegistry())
+    assert "lookout_correlator_processes{" not in generate_latest(here.registry).decode()
