@@ -9,6 +9,7 @@ and how long after the first onset's interval.
 
     .venv/bin/python -m bench parent-latency                 # a throw-away broker on free ports
     .venv/bin/python -m bench parent-latency --interval 20 --grace 2
+    .venv/bin/python -m bench parent-latency --apart         # the stages in `lookout correlator`
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-hours", type=float, default=1.5, help="hours before any incident")
     p.add_argument("--grace", type=float, default=5.0, help="LOOKOUT_CORRELATOR_GRACE_S")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--apart", action="store_true",
+                   help="the worker leaves the correlator's stages to a `lookout correlator` process")
     args = p.parse_args(argv)
     iv = args.interval
     sim0, cause = find_sim(args)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(hit)} customers from {format_ts(cause.start)}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="lookout-latency-"))
-    port, cport, web = free_ports(3)
+    port, cport, web, web2 = free_ports(4)
     broker = LocalBroker(Settings.from_env(broker_port=port, broker_controller_port=cport,
                                            broker_data_dir=work / "kafka"))
     broker.start(timeout=120)
@@ -90,19 +93,27 @@ def main(argv: list[str] | None = None) -> int:
                LOOKOUT_CUSTOMERS_TOPIC=topics["customers"], LOOKOUT_INCIDENTS_TOPIC=topics["incidents"],
                LOOKOUT_ROUTED_TOPIC=topics["routed"], LOOKOUT_WEB_PORT=str(web),
                LOOKOUT_DATA_DIR=str(work / "worker"), LOOKOUT_CORRELATOR_GRACE_S=str(args.grace),
-               LOOKOUT_DETECTOR_CONFIG=str(config), LOOKOUT_MAX_FUTURE_S="600")
-    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+               LOOKOUT_DETECTOR_CONFIG=str(config), LOOKOUT_MAX_FUTURE_S="600",
+               LOOKOUT_CORRELATOR_STAGES="apart" if args.apart else "here")
+    procs = [subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
                               stdout=open(work / "worker.log", "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+                              start_new_session=True)]
+    if args.apart:
+        procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "correlator"],
+                                      env=dict(env, LOOKOUT_WEB_PORT=str(web2),
+                                               LOOKOUT_DATA_DIR=str(work / "correlator")),
+                                      stdout=open(work / "correlator.log", "wb"), stderr=subprocess.STDOUT,
+                                      start_new_session=True))
     try:
-        return run(sim, cause, hit, bootstrap, topics, live_from, iv, args, worker)
+        return run(sim, cause, hit, bootstrap, topics, live_from, iv, args, procs)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
         broker.stop()
 
 
-def run(sim, cause, hit, bootstrap, topics, live_from, iv, args, worker) -> int:
+def run(sim, cause, hit, bootstrap, topics, live_from, iv, args, procs) -> int:
     from kafka import KafkaConsumer, KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -140,8 +151,8 @@ def run(sim, cause, hit, bootstrap, topics, live_from, iv, args, worker) -> int:
             continue
         if parent_at is not None and first_child is not None:
             break
-        if ts > cause.start + 40 * iv or worker.poll() is not None:
-            print("no parent in time (or the worker exited)", file=sys.stderr)
+        if ts > cause.start + 40 * iv or any(proc.poll() is not None for proc in procs):
+            print("no parent in time (or the worker or correlator exited)", file=sys.stderr)
             return 1
     onset = min(produced[t] for t in produced if t >= cause.start)
     child = produced[first_child]
