@@ -48,8 +48,10 @@ def alertmanager(tmp_path):
 @pytest.mark.timeout(900)
 # "256": every state the stages write goes in parts of 256 bytes and is read back from them after
 # the SIGKILL (a replayed backlog's stage-two state outgrew Kafka's 1 MB record limit);
-# "apart": the worker only publishes, `lookout correlator` runs the stages, and both are SIGKILLed
-@pytest.mark.parametrize("state_chunk", ["default", "256", "apart"])
+# "apart": the worker only publishes, `lookout correlator` runs the stages, and both are SIGKILLed;
+# "moved": the worker runs the stages, and comes back from the SIGKILL leaving them to a new
+# `lookout correlator`, which carries on from their state (the parent and its children kept)
+@pytest.mark.parametrize("state_chunk", ["default", "256", "apart", "moved"])
 def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across_a_sigkill(
         start_worker, kafka_bootstrap, alertmanager, state_chunk):
     end = math.floor(time.time() / IV) * IV  # live data: it ends now
@@ -112,6 +114,9 @@ def test_a_provider_outage_is_one_parent_muting_its_children_all_resolved_across
     if stages is not None:  # and the stages die too, in their own process
         stages.kill()
         stages.start()
+    if state_chunk == "moved":  # the stages move out of the worker at its restart
+        w.extra_env["LOOKOUT_CORRELATOR_STAGES"] = "apart"
+        start_worker(like=w, command="correlator")
     w.start()
     produce(w.bootstrap, w.input_topic, messages[cut:])
     w.wait_drained(2, timeout=300)
