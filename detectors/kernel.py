@@ -108,6 +108,12 @@ SEQ_Z_CLIP = 4.0
 SEQ_MAX_DECADES = 5.0
 #: the most one interval can add to a ratio's sequential evidence, in decades
 SEQ_STEP_MAX_DECADES = 3.0
+#: a ratio's ongoing sequential run (evidence carried from earlier intervals) whose own evidence
+#: reaches this many decades (1 in 10,000, the default alert threshold) is what the point reports,
+#: even when the point alone says more: the alert lifecycle opens on a run that spans two
+#: intervals at once (alerting._self_confirming_run), and a point reported alone hid that run
+#: (a 5xx rate 4.9 times its usual level for two intervals at 100k requests waited for a third)
+RUN_REPORT_DECADES = 4.0
 #: the largest plausible day-of-week effect (``dow_low``/``dow_high``) is this many standard
 #: deviations of the prior on an unseen weekday's offset
 DOW_RANGE_SIGMAS = 2.5
@@ -136,6 +142,7 @@ C_SHIFT_RATE = _constant(SHIFT_TRACK_RATE)
 C_MAX_SURPRISE = _constant(MAX_SURPRISE)
 C_SEQ_Z_CLIP = _constant(SEQ_Z_CLIP)
 C_SEQ_MAX_DECADES = _constant(SEQ_MAX_DECADES)
+C_RUN_REPORT = _constant(RUN_REPORT_DECADES)
 C_DOW_RANGE = _constant(DOW_RANGE_SIGMAS)
 C_EXACT_P_MIN = _constant(EXACT_P_MIN)
 C_POISSON_MAX_K = _constant(POISSON_EXACT_MAX_K)
@@ -1276,7 +1283,7 @@ def _ratio_score(row, P, C, ts, num, den):
     # with sparse events most intervals of a real change have none: the run stays evidence
     # while it lasts (quiet intervals lower it a little), unlike SeasonalDetector's test
     seq = ev.cs / C[C_LN10] - P[Q_SEQ_PENALTY]
-    if seq > surprise:
+    if seq > surprise or (ev.carry > 0.0 and seq >= C[C_RUN_REPORT]):
         a = _run_assessment(row, P, C, ts, num, den, p0, lo, hi, seq, ev.carry)
     else:
         score = 1.0 - p if p >= C[C_EXACT_P_MIN] else score_from_surprise(surprise, C)
