@@ -109,10 +109,11 @@ SEQ_MAX_DECADES = 5.0
 #: the most one interval can add to a ratio's sequential evidence, in decades
 SEQ_STEP_MAX_DECADES = 3.0
 #: a ratio's ongoing sequential run (evidence carried from earlier intervals) whose own evidence
-#: reaches this many decades (1 in 10,000, the default alert threshold) is what the point reports,
-#: even when the point alone says more: the alert lifecycle opens on a run that spans two
-#: intervals at once (alerting._self_confirming_run), and a point reported alone hid that run
-#: (a 5xx rate 4.9 times its usual level for two intervals at 100k requests waited for a third)
+#: reaches this many decades (1 in 10,000, the default alert threshold) is what the point reports
+#: (its counts and window, with the point's surprise when that is larger), even when the point
+#: alone says more: the alert lifecycle opens on a run that spans two intervals at once
+#: (alerting._self_confirming_run), and a point reported alone hid that run (a 5xx rate 4.9
+#: times its usual level for two intervals at 100k requests waited for a third)
 RUN_REPORT_DECADES = 4.0
 #: the largest plausible day-of-week effect (``dow_low``/``dow_high``) is this many standard
 #: deviations of the prior on an unseen weekday's offset
@@ -1284,7 +1285,11 @@ def _ratio_score(row, P, C, ts, num, den):
     # while it lasts (quiet intervals lower it a little), unlike SeasonalDetector's test
     seq = ev.cs / C[C_LN10] - P[Q_SEQ_PENALTY]
     if seq > surprise or (ev.carry > 0.0 and seq >= C[C_RUN_REPORT]):
-        a = _run_assessment(row, P, C, ts, num, den, p0, lo, hi, seq, ev.carry)
+        # the run's counts and window, with the stronger evidence: a run holding an extreme
+        # point is at least as surprising as that point (ranks stay; the score, and so what is
+        # learned, is the one the point alone would give)
+        a = _run_assessment(row, P, C, ts, num, den, p0, lo, hi, seq if seq > surprise else surprise,
+                            ev.carry)
     else:
         score = 1.0 - p if p >= C[C_EXACT_P_MIN] else score_from_surprise(surprise, C)
         a = Assessment(score, rate, p0, lo, hi, excess, surprise, 0.0, num, den)

@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import faust
@@ -52,7 +52,6 @@ class CorrelatorProcess:
     clock: Callable[[], float] = time.time
     exit: Callable[[int], Any] = sys.exit
     problem: str | None = None  # a stage failed: unhealthy until the exit
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, exc: BaseException, agent: str) -> None:
         """A stage failed for a reason that is not bad input: stop now, commit nothing more."""

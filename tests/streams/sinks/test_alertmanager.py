@@ -103,11 +103,13 @@ def test_the_annotation_shows_the_values_the_explanation_shows():
     (fire,) = run(eng, [outage(n + k, rnd) for k in range(3)])
     ann = to_alertmanager(fire, grafana_url="http://g", now=1_800_000_000, expiry_s=180)["annotations"]
     label = {"origin_errors": "origin error rate", "error_5xx": "5xx rate"}[fire["signal"]]
-    # same numbers, same format: "<label> <observed> vs expected <expected> (band <lo>-<hi>, score ..."
-    assert (
-        f"{label} {ann['observed']} vs expected {ann['expected'].removesuffix(')')}, score"
-        in fire["explanation"]
-    )
+    # the outage's two intervals are one run (its evidence is reported: detectors.kernel.RUN_REPORT_DECADES)
+    assert fire["details"][fire["signal"]]["window_s"] == 600
+    # same numbers: "<label> <observed> vs expected <expected> over the last 10 min (..." (the
+    # annotation's expected value also carries its band)
+    expected = ann["expected"].split(" (band ")[0]
+    assert expected != ann["expected"]
+    assert f"{label} {ann['observed']} vs expected {expected} over the last 10 min" in fire["explanation"]
 
 
 def test_dashboard_url_quotes_the_customer():
