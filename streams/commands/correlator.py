@@ -40,7 +40,10 @@ def correlator(**opts):
     stage two runs on one of them at a time). Their state is in `<app-id>-correlator-state`, the
     same topic a worker's stages write, so moving the stages in or out of the workers keeps every
     open parent. While no correlator runs, alerts wait (they reach the sinks when it starts): run
-    it under a supervisor, like the workers. A stage that fails exits with status 70.
+    it under a supervisor, like the workers. A stage that fails exits with status 70. Give it the
+    workers' LOOKOUT_* settings (app id, partitions, topic names, Kafka security): it reads their
+    topics. The workers count it: `lookout_correlator_processes` on their /metrics, and a WARNING
+    in their log while none runs.
 
     \b
     Examples:
