@@ -419,22 +419,32 @@ def _watch_stages(s: Settings, app: faust.App, reader: Any, metrics: Correlation
 def _stage_agents(s: Settings, app: faust.App, onsets: Any, parents: Any, table: CustomerTable,
                   stages: _Stages, fail: AgentFailed) -> None:
     """Stage one (group counts, one per onsets partition) and stage two (parents, one partition)."""
+    for topic, name, handle in ((onsets, GROUPS_AGENT, stages.groups_batch),
+                                (parents, PARENTS_AGENT, stages.parents_batch)):
+        _stage_agent(s, app, topic, name, handle, table, fail)
 
-    @app.agent(onsets, name=GROUPS_AGENT, concurrency=1)
-    @stop_on_failure(GROUPS_AGENT, fail)
-    async def correlate_groups(stream):
+
+def _stage_agent(s: Settings, app: faust.App, topic: Any, name: str, handle: Callable[[list[Any]], Any],
+                 table: CustomerTable, fail: AgentFailed) -> None:
+    """One stage's agent: once the catalogue is read, batches of ``topic`` to ``handle``."""
+
+    @app.agent(topic, name=name, concurrency=1)
+    @stop_on_failure(name, fail)
+    async def correlate(stream):
         await table.ready.wait()
         async for batch in stream.take_events(s.batch_size, within=STAGE_WITHIN_S):
-            await stages.groups_batch(batch)
-
-    @app.agent(parents, name=PARENTS_AGENT, concurrency=1)
-    @stop_on_failure(PARENTS_AGENT, fail)
-    async def correlate_parents(stream):
-        await table.ready.wait()
-        async for batch in stream.take_events(s.batch_size, within=STAGE_WITHIN_S):
-            await stages.parents_batch(batch)
+            await handle(batch)
 
 
-def dead_letter_record(key: bytes | None, value: bytes | None, reason: str, topic: str) -> dict[str, Any]:
-    """The dead-letter record of a correlator-topic message it could not use."""
-    return dlq_record(value, reason, kind="contract", key=key, source=topic, now=time.time())
+def contract_dead_letter(dlq_topic: Any, counter: Any, dlq_name: str,
+                         clock: Callable[[], float] = time.time) -> Callable[..., Any]:
+    """What a correlator-topic message it cannot use becomes: ``dead_letter(key, value, reason,
+    topic)`` parks it on ``dlq_topic`` with the reason (kind ``contract``) and counts it on
+    ``counter`` (``lookout_dlq_messages_total``) -- in a worker and in ``lookout correlator``."""
+
+    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
+        await dlq_topic.send(key=key, value=encode_json(
+            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
+        counter.labels(dlq_name, "contract").inc()
+
+    return dead_letter

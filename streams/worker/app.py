@@ -23,10 +23,9 @@ from detectors.config import CorrelatorConfig, load_config
 from detectors.engine import Engine
 from detectors.fleet import warm_up
 from detectors.steering import SteeredEngine
-from streams.correlation.agents import Correlation, register_correlator
+from streams.correlation.agents import Correlation, contract_dead_letter, register_correlator
 from streams.kafka.security import aiokafka_kwargs, faust_credentials
 from streams.kafka.supervision import stop_on_failure
-from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import WorkerMetrics
 from streams.pipeline.processor import Processor
 from streams.settings import Settings
@@ -269,12 +268,7 @@ def _rebuilder(settings: Settings, processor: Processor, reader: StateReader,
 def _correlator(lk: Lookout, config: CorrelatorConfig, clock: Callable[[], float]) -> Correlation:
     """The correlator's agents (streams.correlation), fed by the runtime after every batch."""
     settings, runtime = lk.settings, lk.runtime
-
-    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
-        await lk.dlq_topic.send(key=key, value=encode_json(
-            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
-        lk.metrics.dlq.labels(settings.dlq_topic, "contract").inc()
-
+    dead_letter = contract_dead_letter(lk.dlq_topic, lk.metrics.dlq, settings.dlq_topic, clock)
     corr = register_correlator(settings, lk.app, config, registry=lk.registry, reader=runtime.reader,
                                client_kwargs=aiokafka_kwargs(settings), caught_up=runtime.caught_up,
                                dead_letter=dead_letter, fail=runtime.fail, clock=clock,

@@ -26,9 +26,8 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from detectors.config import CorrelatorConfig, load_config
-from streams.correlation.agents import Correlation, register_correlator
+from streams.correlation.agents import Correlation, contract_dead_letter, register_correlator
 from streams.kafka.security import aiokafka_kwargs
-from streams.pipeline.codecs import dlq_record, encode_json
 from streams.pipeline.metrics import dlq_counter
 from streams.settings import Settings
 from streams.state.reader import StateReader
@@ -88,11 +87,7 @@ def create_correlator_app(settings: Settings, *, config: CorrelatorConfig | None
     dlq = dlq_counter(registry)
     dlq.labels(settings.dlq_topic, "contract")  # at 0 from the start
     proc: list[CorrelatorProcess] = []
-
-    async def dead_letter(key: bytes | None, value: bytes | None, reason: str, topic: str) -> None:
-        await dlq_topic.send(key=key, value=encode_json(
-            dlq_record(value, reason, kind="contract", key=key, source=topic, now=clock())))
-        dlq.labels(settings.dlq_topic, "contract").inc()
+    dead_letter = contract_dead_letter(dlq_topic, dlq, settings.dlq_topic, clock)
 
     corr = register_correlator(settings, app, config, registry=registry,
                                reader=StateReader(settings.bootstrap, aiokafka_kwargs(settings)),

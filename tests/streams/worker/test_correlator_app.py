@@ -124,3 +124,26 @@ def test_the_processes_gauge_has_no_series_where_the_worker_runs_the_stages(tmp_
 
     here = create_app(Settings.from_env({}, data_dir=tmp_path / "e"), registry=CollectorRegistry())
     assert "lookout_correlator_processes{" not in generate_latest(here.registry).decode()
+
+
+def test_a_correlator_message_it_cannot_use_is_parked_with_the_reason_and_counted():
+    """One dead-letter path for the correlator's topics, in a worker and in `lookout correlator`."""
+    import json
+
+    from streams.correlation.agents import contract_dead_letter
+    from streams.pipeline.metrics import dlq_counter
+
+    sent = []
+
+    class Topic:
+        async def send(self, key, value):
+            sent.append((key, json.loads(value)))
+
+    reg = CollectorRegistry()
+    dead_letter = contract_dead_letter(Topic(), dlq_counter(reg), "request-metrics-dlq", clock=lambda: 1e9)
+    asyncio.run(dead_letter(b"k", b"not json", "not a JSON object", "shop-parents"))
+    ((key, record),) = sent
+    assert key == b"k" and record["reason"] == "not a JSON object" and record["kind"] == "contract"
+    assert record["source"] == "shop-parents"
+    assert reg.get_sample_value("lookout_dlq_messages_total",
+                                {"topic": "request-metrics-dlq", "kind": "contract"}) == 1
