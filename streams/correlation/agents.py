@@ -66,6 +66,8 @@ class Correlation:
     topics: dict[str, tuple[int, bool]]  # name -> (partitions, compacted), created at start
     groups: dict[int, GroupPartition] = field(default_factory=dict)
     parents: ParentsPartition | None = None
+    #: wall clock minus the event time stage two closed up to (None: no stage two here, or nothing yet)
+    watermark_lag: Callable[[], float | None] = lambda: None
 
 
 class _Stages:
@@ -87,9 +89,10 @@ class _Stages:
         metrics.lag_from(self.watermark_lag)
 
     def watermark_lag(self) -> float | None:
-        """Wall clock minus the event time stage two closed up to (None: not here, or nothing yet)."""
+        """Wall clock minus the event time stage two closed up to, at least 0 (None: not here, or
+        nothing yet)."""
         pp = self.corr.parents
-        return None if pp is None or pp.advanced is None else self.clock() - pp.advanced
+        return None if pp is None or pp.advanced is None else max(0.0, self.clock() - pp.advanced)
 
     def size_of(self, group: str) -> int:
         return self.corr.table.catalogue.size_of(group, self.config.group_by)
@@ -376,6 +379,7 @@ def register_correlator(s: Settings, app: faust.App, config: CorrelatorConfig, *
     corr = Correlation(table, publisher, routed, incidents, topics)
     staged = _Stages(s, config, corr, reader=reader, parents=parents, state=state, metrics=metrics,
                      dead_letter=dead_letter, clock=clock)
+    corr.watermark_lag = staged.watermark_lag
     follower = _Follower(s, table, reader)
     if stages:
         _stage_agents(s, app, onsets, parents, table, staged, fail)

@@ -73,7 +73,7 @@ class CorrelationMetrics:
     def lag_from(self, lag: Callable[[], float | None]) -> None:
         """Read the watermark lag from ``lag()`` at every scrape (None: no stage two here, or it
         has closed nothing yet: 0)."""
-        self.watermark_lag.set_function(lambda: max(0.0, lag() or 0.0))
+        self.watermark_lag.set_function(lambda: lag() or 0.0)
 
     def state(self, parents: Iterable[Any], held: int) -> None:
         counts = dict.fromkeys(PARENT_STATES, 0)

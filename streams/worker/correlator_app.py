@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,7 +32,7 @@ from streams.settings import Settings
 from streams.state.reader import StateReader
 
 from .app import faust_app, faust_monitor, outage_watch
-from .runtime import EXIT_AGENT_FAILED
+from .runtime import exit_after_failure
 
 log = logging.getLogger("lookout.correlator")
 
@@ -48,30 +47,22 @@ class CorrelatorProcess:
     app: faust.App
     registry: CollectorRegistry
     correlation: Correlation
-    clock: Callable[[], float] = time.time
     exit: Callable[[int], Any] = sys.exit
     problem: str | None = None  # a stage failed: unhealthy until the exit
 
     def fail(self, exc: BaseException, agent: str) -> None:
         """A stage failed for a reason that is not bad input: stop now, commit nothing more."""
         self.problem = f"agent {agent} failed: {exc!r}"
-        log.critical("agent %s failed; exiting with status %d so the supervisor restarts the correlator at "
-                     "the committed offsets:\n%s", agent, EXIT_AGENT_FAILED,
-                     "".join(traceback.format_exception(exc)))
-        for h in logging.getLogger().handlers:
-            h.flush()
-        self.exit(EXIT_AGENT_FAILED)
+        exit_after_failure(exc, agent, self.exit, "correlator")
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         corr = self.correlation
         ready = corr.table.ready.is_set()
         reason = self.problem or ("ok" if ready else "reading the customer catalogue")
-        pp = corr.parents
-        lag = None if pp is None or pp.advanced is None else max(0.0, self.clock() - pp.advanced)
         ok = ready and self.problem is None
         return ok, {"status": "ok" if ok else "unhealthy", "reason": reason, "role": "correlator",
                     "customers": len(corr.table.catalogue), "onsets_partitions": sorted(corr.groups),
-                    "stage_two": pp is not None, "watermark_lag_s": lag}
+                    "stage_two": corr.parents is not None, "watermark_lag_s": corr.watermark_lag()}
 
 
 def create_correlator_app(settings: Settings, *, config: CorrelatorConfig | None = None,
@@ -94,7 +85,7 @@ def create_correlator_app(settings: Settings, *, config: CorrelatorConfig | None
                                client_kwargs=aiokafka_kwargs(settings), caught_up=None,
                                dead_letter=dead_letter, fail=lambda exc, agent: proc[0].fail(exc, agent),
                                clock=clock, stages=True)
-    proc.append(CorrelatorProcess(settings, app, registry, corr, clock=clock))
+    proc.append(CorrelatorProcess(settings, app, registry, corr))
     outage_watch(app, settings)
 
     @app.page("/metrics")

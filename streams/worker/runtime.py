@@ -67,6 +67,26 @@ class EngineStats(NamedTuple):
     open_by_severity: dict[str, int]
 
 
+def flush_logs() -> None:
+    """Every log handler and stderr flushed (best effort), before the process exits."""
+    for h in logging.getLogger().handlers:
+        try:
+            h.flush()
+        except Exception:  # pragma: no cover - best effort before exiting
+            pass
+    sys.stderr.flush()
+
+
+def exit_after_failure(exc: BaseException, agent: str, exit: Callable[[int], Any], process: str) -> None:
+    """An agent of ``process`` (a worker, ``lookout correlator``) failed for a reason that is not
+    bad input: one CRITICAL line with the traceback, then ``exit(EXIT_AGENT_FAILED)``."""
+    log.critical("agent %s failed; exiting with status %d so the supervisor restarts the %s at the "
+                 "committed offsets (nothing it had not handled was committed):\n%s",
+                 agent, EXIT_AGENT_FAILED, process, "".join(traceback.format_exception(exc)))
+    flush_logs()
+    exit(EXIT_AGENT_FAILED)
+
+
 @dataclass
 class Health:
     """Is the worker doing its job? Unhealthy when the agent is not running, or when messages
@@ -290,7 +310,7 @@ class WorkerRuntime:
         (see :mod:`streams.worker.layout`); no snapshot, nothing more committed."""
         self.health.problem = message
         log.critical("%s", message)
-        self._flush_logs()
+        flush_logs()
         self.exit(EXIT_LAYOUT)
 
     def fail(self, exc: BaseException, agent: str = DETECTION_AGENT) -> None:
@@ -299,20 +319,7 @@ class WorkerRuntime:
         if isinstance(exc, LayoutChanged):  # stopped already, with its own line and status
             return
         self.health.agent_running = False  # (/healthz: 503 until the exit)
-        log.critical("agent %s failed; exiting with status %d so the supervisor restarts the worker at the "
-                     "committed offsets (nothing it had not handled was committed):\n%s",
-                     agent, EXIT_AGENT_FAILED, "".join(traceback.format_exception(exc)))
-        self._flush_logs()
-        self.exit(EXIT_AGENT_FAILED)
-
-    @staticmethod
-    def _flush_logs() -> None:
-        for h in logging.getLogger().handlers:
-            try:
-                h.flush()
-            except Exception:  # pragma: no cover - best effort before exiting
-                pass
-        sys.stderr.flush()
+        exit_after_failure(exc, agent, self.exit, "worker")
 
     # -- partitions -----------------------------------------------------------------------
     async def wait_ready(self, p: int) -> None:
