@@ -102,12 +102,22 @@ def busy_rate(samples: list[tuple[float, float, float | None]], n_events: int) -
     (9000.0, 12000.0)
     """
     t0, c0, cpu0 = samples[0]
-    busy = [x for x in samples[1:] if x[1] < n_events]
-    t1, c1, cpu1 = busy[-1] if busy else samples[-1]
+    t1, c1, cpu1 = samples[busy_end(samples, n_events)]
     if t1 <= t0:
         raise ValueError("need two samples at different times")
     per_cpu = (c1 - c0) / (cpu1 - cpu0) if cpu0 is not None and cpu1 is not None and cpu1 > cpu0 else None
     return (c1 - c0) / (t1 - t0), per_cpu
+
+
+def busy_end(samples: list[tuple[float, float, float | None]], n_events: int) -> int:
+    """Index of the last sample after the first taken while events were still arriving (fewer
+    than ``n_events`` consumed); with none, the last sample: where :func:`busy_rate`'s span ends.
+
+    >>> busy_end([(10.0, 500, 1.0), (11.0, 9500, 1.75), (12.0, 20000, 2.5)], 20000)
+    1
+    """
+    busy = [i for i, x in enumerate(samples) if i and x[1] < n_events]
+    return busy[-1] if busy else len(samples) - 1
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -382,7 +392,7 @@ class Bench:
                          proc: subprocess.Popen, port: int, log: Path) -> None:
         """Keep the correlator process's CPU seconds over the worker's busy span (busy_rate's) and
         what it routed; stop it."""
-        last = max([i for i, x in enumerate(samples) if i and x[1] < n_events] or [len(samples) - 1])
+        last = busy_end(samples, n_events)
         cpu0, cpu1 = stage_cpu[0], stage_cpu[last]
         if proc.poll() is not None:
             raise SystemExit(f"lookout correlator exited with code {proc.returncode}; see {log}:\n{_tail(log)}")
