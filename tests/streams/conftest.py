@@ -10,3 +10,10 @@ def samples(reg, name):
         for s in fam.samples
         if s.name == name
     }
+
+
+class BrokenStream:
+    """A stream whose every use raises: what an agent sees when its code has a bug."""
+
+    def __getattr__(self, name):
+        raise RuntimeError(f"bug reached through stream.{name}")

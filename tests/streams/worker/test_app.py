@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.settings import Settings
-from tests.streams.conftest import samples
+from tests.streams.conftest import BrokenStream, samples
 
 
 def test_faust_sensors_are_on_the_workers_registry_and_two_apps_do_not_clash(tmp_path):
@@ -84,13 +84,6 @@ def test_sinks_are_registered_only_when_configured_and_their_dlq_series_start_at
     assert "s3cret" not in generate_latest(lk.registry).decode()
 
 
-class _BrokenStream:
-    """A stream whose every use raises: what an agent sees when its code has a bug."""
-
-    def __getattr__(self, name):
-        raise RuntimeError(f"bug reached through stream.{name}")
-
-
 def test_every_agent_that_raises_stops_the_worker_with_status_70(tmp_path, caplog):
     """Faust restarts an agent that raised and its stream carries on past the failed message, so
     a sink would lose a firing or a resolved and the correlator a parent's update. Every agent of
@@ -113,7 +106,7 @@ def test_every_agent_that_raises_stops_the_worker_with_status_70(tmp_path, caplo
     for name in names:
         exits.clear()
         caplog.clear()
-        asyncio.run(lk.app.agents[name].fun(_BrokenStream()))
+        asyncio.run(lk.app.agents[name].fun(BrokenStream()))
         assert exits == [EXIT_AGENT_FAILED], name
         assert f"agent {name} failed" in caplog.text and "bug reached through stream" in caplog.text
 

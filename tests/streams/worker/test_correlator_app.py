@@ -11,13 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.correlation.agents import GROUPS_AGENT, PARENTS_AGENT
 from streams.settings import Settings, SettingsError
+from tests.streams.conftest import BrokenStream
 
 STAGES = {GROUPS_AGENT, PARENTS_AGENT}
-
-
-class _BrokenStream:
-    def __getattr__(self, name):
-        raise RuntimeError(f"bug reached through stream.{name}")
 
 
 def test_a_worker_with_the_stages_apart_publishes_but_runs_no_stage(tmp_path):
@@ -65,7 +61,7 @@ def test_the_correlator_is_unhealthy_until_it_has_the_catalogue_and_a_failed_sta
     proc.exit = exits.append
     for name in sorted(STAGES):
         exits.clear()
-        asyncio.run(proc.app.agents[name].fun(_BrokenStream()))
+        asyncio.run(proc.app.agents[name].fun(BrokenStream()))
         assert exits == [EXIT_AGENT_FAILED], name
         assert f"agent {name} failed" in caplog.text
     ok, body = proc.healthz()
