@@ -81,6 +81,29 @@ class Family:
         self.width = 0  # floats in a state row
         self.n_packed = 0  # floats in a parameter row
 
+    def extended(self, name: str) -> Family:
+        """A new family that starts as this one (the same fields at the same offsets, the same
+        parameters in the same slots) and declares more after them: this family's compiled code
+        runs unchanged on the new family's rows and parameter rows.
+
+        >>> base = Family("Base")
+        >>> base.state("_n", Kind.INT), base.param("half_life_s", 60.0)
+        (0, 0)
+        >>> more = base.extended("More")
+        >>> more.state("_peak", Kind.FLOAT), more.param("quantile", 0.99)
+        (1, 1)
+        >>> [f.name for f in more.persisted], list(more.signature().parameters)
+        (['_n', '_peak'], ['self', 'half_life_s', 'quantile'])
+        >>> base.width, base.n_packed
+        (1, 1)
+        """
+        other = Family(name)
+        other.fields = list(self.fields)
+        other.params = list(self.params)
+        other.width = self.width
+        other.n_packed = self.n_packed
+        return other
+
     # -- declaring
     def state(self, name: str, kind: Kind, default: float = 0.0, size: int = 1) -> int:
         """A learned field (written to state records); returns its offset in the row."""
