@@ -172,6 +172,27 @@ AR_PHI_MAX = 0.95
 AR_CLIP_SIGMAS = 3.0
 C_AR_PHI_MAX = _constant(AR_PHI_MAX)
 C_AR_CLIP = _constant(AR_CLIP_SIGMAS)
+#: the generic detector's extreme-value tail of the raw values (GENERIC, :func:`_peak_surprise`):
+#: it scores nothing before this many points ...
+EXTREME_MIN_POINTS = 100
+#: ... nor on a side with fewer peaks (values beyond the running quantile) than this
+EXTREME_MIN_PEAKS = 3
+#: the generalised Pareto shape of the peaks' excesses (method of moments) is kept in this
+#: range: from a bounded tail (values beyond the range seen are very surprising: CPU
+#: utilisation, a temperature) to one as heavy as a Pareto of index 1
+EXTREME_SHAPE_MIN = -0.5
+EXTREME_SHAPE_MAX = 1.0
+#: a shape this close to 0 is the exponential tail (the limit of the formula)
+EXTREME_SHAPE_EXP = 1e-9
+#: beyond this many decades (and beyond a bounded tail's end point) the surprise grows by one
+#: nat per scale of excess: it still ranks the extreme, and never is infinite
+EXTREME_CAP_DECADES = 30.0
+C_X_MIN_POINTS = _constant(EXTREME_MIN_POINTS)
+C_X_MIN_PEAKS = _constant(EXTREME_MIN_PEAKS)
+C_X_SHAPE_MIN, C_X_SHAPE_MAX = _constant(EXTREME_SHAPE_MIN), _constant(EXTREME_SHAPE_MAX)
+C_X_SHAPE_EXP = _constant(EXTREME_SHAPE_EXP)
+C_X_CAP = _constant(EXTREME_CAP_DECADES * math.log(10.0))
+C_LOG10_2 = _constant(math.log10(2.0))
 #: the fresh tail: a normal one (exceedance rate P(|Z| > u)) with the prior shape
 TAIL_RATE_PRIOR = math.erfc(TAIL_THRESHOLD / math.sqrt(2.0))
 #: the Student-t tables cover every odd degree of freedom up to NORMAL_DOF + 1
@@ -343,6 +364,29 @@ Q_SCALE_ALL = RATIO.param("scale_from_anomalies", True)
 Q_TAIL_LEARN_MAX = RATIO.param("tail_learn_max_sigmas", math.inf, pack=_log_excess_max,
                                check=_above_threshold)
 Q_Z_LEARN = RATIO.derived(lambda p: two_sided_z(p["learn_threshold"]))
+
+
+# -- GenericDetector: the seasonal model and an extreme-value tail of the raw values -------------
+GENERIC = SEASONAL.extended("GenericDetector")
+XT_N = GENERIC.state("_x_n", Kind.INT)  # points the tail has learned
+
+
+def _peaks_side(side: str) -> int:
+    """One side's fields (the upper side of the values, or of their negatives), from the offset
+    returned: the P-square markers' heights and positions, then the peaks' count and the mean
+    and mean square of their excess over the quantile (X_* below)."""
+    at = GENERIC.state(f"_x_{side}_h", Kind.PROFILE, size=5)
+    GENERIC.state(f"_x_{side}_at", Kind.PROFILE, size=5)
+    GENERIC.state(f"_x_{side}_k", Kind.INT)
+    GENERIC.state(f"_x_{side}_m1", Kind.FLOAT)
+    GENERIC.state(f"_x_{side}_m2", Kind.FLOAT)
+    return at
+
+
+XT_UP, XT_DN = _peaks_side("up"), _peaks_side("down")
+X_H, X_AT, X_K, X_M1, X_M2 = 0, 5, 10, 11, 12  # (offsets within a side)
+XT_Q = GENERIC.param("extreme_quantile", 0.99, check=lambda p: None if 0.0 <= p["extreme_quantile"] < 1.0
+                    else f"extreme_quantile must be in [0, 1), got {p['extreme_quantile']!r}")
 
 
 # -- what a step returns ------------------------------------------------------------------------
@@ -1144,6 +1188,167 @@ def seasonal_update(row, P, C, ts, v, n, out):
 def seasonal_assess(row, P, C, ts, v, n, out):
     """:meth:`SeasonalDetector.assess`: score only (as :func:`seasonal_update`)."""
     _write(out, _seasonal_score(row, P, C, ts, v, n).assessment)
+
+
+# -- GenericDetector: the extreme-value tail -------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _p2_learn(row, at, n, q, x):
+    """One side's running ``q`` quantile, P-square (Jain & Chlamtac, 1985): five markers (the
+    minimum, the q/2, q and (1+q)/2 quantiles, the maximum) whose heights move by piecewise
+    parabolic steps as points arrive; no point is kept. ``n``: points learned before ``x``."""
+    h = at + X_H
+    pos = at + X_AT
+    if n < 5:  # the first five: kept sorted, they are the markers
+        i = int(n)
+        while i > 0 and row[h + i - 1] > x:
+            row[h + i] = row[h + i - 1]
+            i -= 1
+        row[h + i] = x
+        if n == 4:
+            for i in range(5):
+                row[pos + i] = i + 1.0
+        return
+    if x < row[h]:
+        row[h] = x
+        k = 0
+    elif x >= row[h + 4]:
+        row[h + 4] = x
+        k = 3
+    else:
+        k = 0
+        while x >= row[h + k + 1]:
+            k += 1
+    for i in range(k + 1, 5):
+        row[pos + i] += 1.0
+    for i in range(1, 4):
+        frac = 0.5 * q if i == 1 else (q if i == 2 else 0.5 * (1.0 + q))
+        d = 1.0 + n * frac - row[pos + i]  # (the marker's desired position after n + 1 points)
+        up = row[pos + i + 1] - row[pos + i]
+        down = row[pos + i - 1] - row[pos + i]
+        if (d >= 1.0 and up > 1.0) or (d <= -1.0 and down < -1.0):
+            s = 1.0 if d > 0.0 else -1.0
+            hp = row[h + i] + s / (up - down) * ((s - down) * (row[h + i + 1] - row[h + i]) / up
+                                                 + (up - s) * (row[h + i] - row[h + i - 1]) / -down)
+            if not (row[h + i - 1] < hp < row[h + i + 1]):  # (not monotone: the linear step)
+                j = i + 1 if s > 0.0 else i - 1
+                hp = row[h + i] + s * (row[h + j] - row[h + i]) / (row[pos + j] - row[pos + i])
+            row[h + i] = hp
+            row[pos + i] += s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _peak_surprise(row, at, n, x, C):
+    """The surprise of ``x`` on one side (peaks over threshold, as SPOT): how often a point is a
+    peak (beyond the running quantile), times the generalised Pareto tail of its excess, fitted to
+    the peaks' excesses by the method of moments. 0 at or below the quantile."""
+    k = row[at + X_K]
+    e = x - row[at + X_H + 2]
+    if e <= 0.0 or k < C[C_X_MIN_PEAKS]:
+        return 0.0
+    m1 = row[at + X_M1]
+    var = row[at + X_M2] - m1 * m1
+    xi = 0.0
+    sigma = m1
+    if var > 0.0:
+        r = m1 * m1 / var
+        xi = 0.5 * (1.0 - r)
+        sigma = 0.5 * m1 * (1.0 + r)
+        lo, hi = C[C_X_SHAPE_MIN], C[C_X_SHAPE_MAX]
+        xi = lo if xi < lo else (hi if xi > hi else xi)
+    ln_rate = math.log(k / n)
+    cap = C[C_X_CAP] + ln_rate  # (the tail's nats at the cap)
+    exponential = -C[C_X_SHAPE_EXP] < xi < C[C_X_SHAPE_EXP]
+    t = xi * e / sigma
+    if exponential:
+        nats = e / sigma
+    elif t > -1.0:
+        nats = math.log1p(t) / xi
+    else:
+        nats = math.inf  # (beyond a bounded tail's end point)
+    if nats > cap:
+        e_cap = sigma * cap if exponential else sigma * math.expm1(xi * cap) / xi
+        nats = cap + (e - e_cap) / sigma
+    return (nats - ln_rate) / C[C_LN10]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _extreme_surprise(row, P, C, v):
+    """The extreme-value tail's surprise of ``v`` in the alerting direction (both: twice the
+    rarer side's tail probability); -1 while the tail is off or has not seen enough points."""
+    n = row[XT_N]
+    if P[XT_Q] == 0.0 or n < C[C_X_MIN_POINTS]:
+        return -1.0
+    if row[S_CHG] != 0.0 and P[P_NOVELTY] != 0.0:
+        return 0.0
+    direction = int(P[P_DIR])
+    up = _peak_surprise(row, XT_UP, n, v, C) if direction != DOWN else 0.0
+    down = _peak_surprise(row, XT_DN, n, -v, C) if direction != UP else 0.0
+    s = up if up > down else down
+    return s if s > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _learn_peak(row, at, x):
+    """A peak (``x`` beyond the side's quantile) teaches the mean and mean square of the excess."""
+    e = x - row[at + X_H + 2]
+    if e > 0.0:
+        k = row[at + X_K] + 1.0
+        row[at + X_K] = k
+        row[at + X_M1] += (e - row[at + X_M1]) / k
+        row[at + X_M2] += (e * e - row[at + X_M2]) / k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _extreme_learn(row, P, v):
+    """Both sides' quantiles learn ``v`` (the lower side as the upper one of ``-v``), then their
+    peaks (from the sixth point: the quantile is an estimate from then on)."""
+    q = P[XT_Q]
+    if q == 0.0:
+        return
+    n = row[XT_N]
+    _p2_learn(row, XT_UP, n, q, v)
+    _p2_learn(row, XT_DN, n, q, -v)
+    row[XT_N] = n + 1.0
+    if n >= 5.0:
+        _learn_peak(row, XT_UP, v)
+        _learn_peak(row, XT_DN, -v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _either(a, xs, C):
+    """The seasonal assessment ``a`` scored by the likelier of its model and the extreme-value
+    tail (surprise ``xs``; < 0: no tail yet): twice the smaller tail probability (Bonferroni), so
+    a score of 0.9999 still means at most 1 in 10,000. The expectation is the seasonal model's."""
+    if xs < 0.0:
+        return a
+    s = a.surprise
+    window = a.window_s
+    if xs > s:
+        s = xs
+        window = 0.0
+    s -= C[C_LOG10_2]
+    s = s if s > 0.0 else 0.0
+    return Assessment(score_from_surprise(s, C), a.value, a.expected, a.lo, a.hi, a.excess, s, window,
+                      a.count, a.support)
+
+
+@njit(cache=True, nogil=True)
+def generic_update(row, P, C, ts, v, n, out):
+    """:meth:`GenericDetector.update`: score (the seasonal model and the extreme-value tail),
+    then learn both (the tail only from a point the seasonal model learns: after the last)."""
+    xs = _extreme_surprise(row, P, C, v)
+    new = math.isnan(row[S_LAST]) or ts > row[S_LAST]
+    a = _seasonal_step(row, P, C, ts, v, n)
+    if new:
+        _extreme_learn(row, P, v)
+    _write(out, _either(a, xs, C))
+
+
+@njit(cache=True, nogil=True)
+def generic_assess(row, P, C, ts, v, n, out):
+    """:meth:`GenericDetector.assess`: score only (as :func:`generic_update`)."""
+    xs = _extreme_surprise(row, P, C, v)
+    _write(out, _either(_seasonal_score(row, P, C, ts, v, n).assessment, xs, C))
 
 
 # -- RatioDetector: scoring -------------------------------------------------------------------------
