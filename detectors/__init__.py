@@ -6,13 +6,14 @@ Nothing in this package imports Faust, Kafka or Prometheus code: everything that
 from .config import DetectorConfig, load_config
 from .engine import Engine
 from .events import Event, InvalidEvent, parse_event
-from .univariate import RatioDetector, SeasonalDetector, make_detector
+from .univariate import GenericDetector, RatioDetector, SeasonalDetector, make_detector
 from .verdict import Verdict
 
 __all__ = [
     "DetectorConfig",
     "Engine",
     "Event",
+    "GenericDetector",
     "InvalidEvent",
     "RatioDetector",
     "SeasonalDetector",

@@ -335,7 +335,8 @@ class GenericDetector(SeasonalDetector):
         The running quantile (P-square, no points kept) above which a value is a peak, and below
         whose mirror image (``1 - extreme_quantile``) one is a low peak. 0 turns the tail off
         (the detector is then its :class:`SeasonalDetector`). The tail scores from the 100th
-        point, on a side with 3 peaks.
+        point, on a side with 30 peaks (at the default, from about the 1,500th point: a tail
+        fitted to fewer peaks often looks bounded when it is heavy).
 
     The other parameters are :class:`SeasonalDetector`'s.
 

@@ -95,3 +95,16 @@ def test_a_bad_quantile_is_refused_in_one_line():
     for q in (1.0, -0.1, 2):
         with pytest.raises(ValueError, match=r"extreme_quantile must be in \[0, 1\)"):
             make_detector("generic", extreme_quantile=q)
+
+
+def test_the_tail_does_not_speak_from_a_handful_of_peaks():
+    """Fitted to a few peaks, a heavy tail looks bounded: below K.EXTREME_MIN_PEAKS on a side the
+    score is the seasonal model's (with the factor 2 of having two models)."""
+    values = bursty(600)  # 12 bursts
+    generic, seasonal = make_detector("generic"), make_detector("generic", extreme_quantile=0)
+    for det in (generic, seasonal):
+        run(det, values)
+    assert generic.state[K.XT_UP + K.X_K] < K.EXTREME_MIN_PEAKS
+    huge = {"ts": 600 * STEP, "value": 900.0}
+    assert generic.assess(huge).surprise == pytest.approx(
+        max(seasonal.assess(huge).surprise - math.log10(2.0), 0.0))
