@@ -1276,8 +1276,9 @@ def _peak_surprise(row, at, n, x, C):
 
 @njit(cache=True, nogil=True, inline="always")
 def _extreme_surprise(row, P, C, v):
-    """The extreme-value tail's surprise of ``v`` in the alerting direction (both: twice the
-    rarer side's tail probability); -1 while the tail is off or has not seen enough points."""
+    """The extreme-value tail's surprise of ``v`` in the alerting direction (both: the rarer
+    side's, one-sided; the factor 2 of two models is :func:`_either`'s); 0 while a change is
+    pending; -1 while the tail is off or has not seen enough points."""
     n = row[XT_N]
     if P[XT_Q] == 0.0 or n < C[C_X_MIN_POINTS]:
         return -1.0

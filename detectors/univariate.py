@@ -55,9 +55,7 @@ __all__ = ["NO_ASSESSMENT", "Assessment", "GenericDetector", "RatioDetector", "S
 #: (three times cheaper, and every scored point builds one)
 _new = tuple.__new__
 _C = K.CONSTANTS
-_seasonal_update, _seasonal_assess = K.seasonal_update, K.seasonal_assess
 _ratio_update, _ratio_assess = K.ratio_update, K.ratio_assess
-_generic_update, _generic_assess = K.generic_update, K.generic_assess
 
 #: ``change_decades`` of the presets
 GENERIC_CHANGE_DECADES = 3.0
@@ -294,19 +292,22 @@ class SeasonalDetector(_OnlineDetector):
 
     family = K.SEASONAL
     _n_at, _warm_at = K.S_N, K.S_WARM
+    #: the kernel's step (score, then learn) and score-only functions for :attr:`family`'s rows
+    _kernel_update = staticmethod(K.seasonal_update)
+    _kernel_assess = staticmethod(K.seasonal_assess)
     __slots__ = ()
 
     def step(self, ts: float, v: float, n: float | None = None) -> Assessment:
         """:meth:`update` for already validated numbers (the engine's fast path)."""
         out = self._out
         n = 0.0 if n is None else float(n)
-        _seasonal_update(self.state, self._packed, _C, float(ts), float(v), n, out)
+        self._kernel_update(self.state, self._packed, _C, float(ts), float(v), n, out)
         return _new(Assessment, out.tolist())
 
     def _score(self, ts: float, v: float, n: float | None = None) -> Assessment:
         out = self._out
         n = 0.0 if n is None else float(n)
-        _seasonal_assess(self.state, self._packed, _C, float(ts), float(v), n, out)
+        self._kernel_assess(self.state, self._packed, _C, float(ts), float(v), n, out)
         return _new(Assessment, out.tolist())
 
     @staticmethod
@@ -354,20 +355,9 @@ class GenericDetector(SeasonalDetector):
     """
 
     family = K.GENERIC
+    _kernel_update = staticmethod(K.generic_update)
+    _kernel_assess = staticmethod(K.generic_assess)
     __slots__ = ()
-
-    def step(self, ts: float, v: float, n: float | None = None) -> Assessment:
-        """:meth:`update` for already validated numbers."""
-        out = self._out
-        n = 0.0 if n is None else float(n)
-        _generic_update(self.state, self._packed, _C, float(ts), float(v), n, out)
-        return _new(Assessment, out.tolist())
-
-    def _score(self, ts: float, v: float, n: float | None = None) -> Assessment:
-        out = self._out
-        n = 0.0 if n is None else float(n)
-        _generic_assess(self.state, self._packed, _C, float(ts), float(v), n, out)
-        return _new(Assessment, out.tolist())
 
 
 class RatioDetector(_OnlineDetector):
